@@ -1,0 +1,142 @@
+"""The ``symgrad`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import InputError, SymgradError
+from .graph import Graph, graph
+from .tables import derivative_table, number
+
+EXAMPLES = """\
+examples:
+  symgrad derive "(x + y) * z" --at x=-2,y=5,z=-4
+  symgrad derive "1/(1+exp(-(w0*x0+w1*x1+w2)))" --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3
+  symgrad derive "max(z, w)" --at z=2,w=-1 --dout 2
+  symgrad derive "x*y + x*z + y*z" --granularity nary
+
+An expression that starts with '-' goes after '--':  symgrad derive -- "-x*y" --at x=1,y=2
+"""
+
+
+def parse_values(specs: Sequence[str]) -> dict[str, Any]:
+    """``["x=-2,y=5", "W=[[1,2],[3,4]]"]`` → ``{"x": -2, "y": 5, "W": [[1, 2], [3, 4]]}``.
+
+    Values are read as Python literals (numbers and nested lists), never evaluated.
+    """
+    values: dict[str, Any] = {}
+    for spec in specs:
+        for item in _split_top_level(spec):
+            name, sep, text = item.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise InputError(f"expected NAME=VALUE in --at, got {item!r}")
+            try:
+                values[name] = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise InputError(f"value of {name!r} is not a number or a list of numbers: {text!r}") \
+                    from None
+    return values
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "[(" and 1 or 0
+        depth -= ch in "])" and 1 or 0
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def derive(args: argparse.Namespace) -> str:
+    """The text of ``symgrad derive``."""
+    g = graph(args.expression, granularity=args.granularity)
+    out = [f"Graph ({args.granularity})", _indent(str(g)), "",
+           "Local derivatives (SymPy)", _indent(derivative_table(g))]
+    if not args.at:
+        return "\n".join(out)
+    values = parse_values(args.at)
+    t = g.backprop(dout=args.dout, **values)
+    out += ["", "Forward pass", _indent(forward_lines(g, t.values, args.digits)),
+            "", f"Backward pass (d<node> = ∂{g.output}/∂node, dout = {number(t.dout)})",
+            _indent(backward_lines(t, args.digits)),
+            "", "Trace", _indent(t.table(args.digits)),
+            "", "Gradients", _indent("\n".join(
+                f"∂{g.output}/∂{n} = {number(v, args.digits)}" for n, v in t.grads.items()
+            ))]
+    return "\n".join(out)
+
+
+def forward_lines(g: Graph, values: dict[str, Any], digits: int) -> str:
+    lines = [f"{n} = {number(values[n], digits)}" for n in g.inputs]
+    lines += [f"{n} = {g.expr(n)} = {number(values[n], digits)}" for n in g.operations]
+    return "\n".join(lines)
+
+
+def backward_lines(t: Any, digits: int) -> str:
+    lines = []
+    for adj in t.program.backward:
+        value = number(t.node_grads[adj.node], digits)
+        lines.append(f"{adj.target} = {adj.expr} = {value}")
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.splitlines())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symgrad",
+        description="Derive gradients the way backpropagation is taught: computation graphs, "
+                    "local derivatives from SymPy, numbers on every node.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser(
+        "derive", help="show the graph, local derivatives, forward and backward pass",
+        description="Build the computation graph of EXPR, derive every local derivative with "
+                    "SymPy and, given --at, run the forward and backward pass with numbers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+    )
+    p.add_argument("expression", metavar="EXPR",
+                   help="an expression such as \"(x + y) * z\"; functions: exp log sqrt sin cos "
+                        "tanh sigmoid relu softplus abs max min")
+    p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...",
+                   help="input values, e.g. x=-2,y=5,z=-4 (repeatable)")
+    p.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
+                   help="primitive: binary + and * as in the lectures (default); "
+                        "nary: chains of + or * in one node")
+    p.add_argument("--dout", type=float, default=1.0,
+                   help="the upstream gradient of the output (default 1)")
+    p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
+    p.set_defaults(run=derive)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        text = args.run(args)
+    except SymgradError as e:
+        print(f"symgrad: error: {e}", file=sys.stderr)
+        return 2
+    if text:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Graph: the one intermediate representation every backend reads.
+
+``g.nx`` is a ``networkx.DiGraph``.  Node attributes:
+
+- ``kind``: ``"input"``, ``"const"`` (a constant output) or ``"op"``
+- ``op``: the op's name in :data:`symgrad.ops.OPS` (op nodes), else None
+- ``operands``: the node's operands in order: node names, or SymPy constants
+- ``symbol``: the SymPy symbol standing for the node's value (named like the node)
+- ``expr``: the node's SymPy expression in terms of its operands' symbols
+- ``label``: the display name in tables and pictures (``+``, ``*-1``, ``1/x``, ``σ``)
+- ``shape``: the value's shape; ``()`` for a scalar
+
+An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
+
+- ``derivative``: ∂v/∂u, derived by SymPy from ``v``'s expression
+- ``cached``: the same, rewritten through ``v``'s own symbol where that is
+  simpler (∂exp(a)/∂a = q); the backward pass uses this form
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import sympy as sp
+
+from .build import Builder, Ref, Shape, Spec, intermediate_prefix
+from .errors import SymgradError
+from .ops import OPS, label
+
+if TYPE_CHECKING:
+    from .interpret import Trace
+
+
+def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
+    """∂expr/∂wrt, plain and rewritten through ``out`` (the symbol of ``expr``).
+
+    >>> a, q = sp.symbols("a q", real=True)
+    >>> local_derivative(sp.exp(a), a, q)
+    (exp(a), q)
+    """
+    plain = sp.diff(expr, wrt)
+    cached = plain.subs(expr, out) if expr.free_symbols else plain
+    if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
+        return plain, cached
+    return plain, plain
+
+
+class Graph:
+    """A computation graph whose edges carry SymPy-derived local derivatives.
+
+    Build one with :func:`symgrad.graph`.  Graphs are not changed after they
+    are built: fusion and expansion return new graphs.
+    """
+
+    def __init__(self, g: nx.DiGraph, output: str, inputs: tuple[str, ...],
+                 granularity: str = "primitive", source: str = ""):
+        self.nx = g
+        self.output = output
+        self.inputs = inputs
+        self.granularity = granularity
+        self.source = source
+
+    @classmethod
+    def _from_specs(cls, specs: list[Spec], output: Ref, order: list[str],
+                    granularity: str, source: str) -> Graph:
+        input_names = [s.name for s in specs if s.kind == "input"]
+        prefix = intermediate_prefix(input_names)  # type: ignore[arg-type]
+        names: list[str] = []
+        count = 0
+        for s in specs:
+            if s.kind == "input":
+                names.append(s.name)  # type: ignore[arg-type]
+            else:
+                count += 1
+                names.append(f"{prefix}{count}")
+        g = nx.DiGraph()
+        for name in order:
+            spec = specs[names.index(name)]
+            g.add_node(name, kind="input", op=None, operands=(), symbol=_symbol(name),
+                       expr=_symbol(name), label=name, shape=spec.shape)
+        for name, s in zip(names, specs):
+            if s.kind == "const":
+                g.add_node(name, kind="const", op=None, operands=(), symbol=_symbol(name),
+                           expr=s.value, label=str(s.value), shape=())
+            elif s.kind == "op":
+                operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
+                add_op_node(g, name, s.op, operands, s.shape)  # type: ignore[arg-type]
+        return cls(g, names[output.index], tuple(order), granularity, source)
+
+    # -- reading the graph ---------------------------------------------------
+
+    @property
+    def nodes(self) -> list[str]:
+        """All node names in topological order (inputs first)."""
+        return list(self.nx.nodes)
+
+    @property
+    def operations(self) -> list[str]:
+        """Operation nodes in topological order."""
+        return [n for n, k in self.nx.nodes(data="kind") if k != "input"]
+
+    def symbol(self, node: str) -> sp.Symbol:
+        return self._node(node)["symbol"]
+
+    def expr(self, node: str) -> sp.Expr:
+        """The node's own expression, in terms of its operands' symbols."""
+        return self._node(node)["expr"]
+
+    def shape(self, node: str) -> Shape:
+        return self._node(node)["shape"]
+
+    def operands(self, node: str) -> list[str]:
+        """The node's operand nodes, in order, without repeats or constants."""
+        seen: list[str] = []
+        for o in self._node(node)["operands"]:
+            if isinstance(o, str) and o not in seen:
+                seen.append(o)
+        return seen
+
+    def consumers(self, node: str) -> list[str]:
+        """The nodes that use ``node`` as an operand, in topological order."""
+        self._node(node)
+        order = {n: i for i, n in enumerate(self.nx.nodes)}
+        return sorted(self.nx.successors(node), key=order.__getitem__)
+
+    def expression(self, node: str | None = None) -> sp.Expr:
+        """The value of ``node`` (default: the output) in terms of the graph's inputs."""
+        node = self.output if node is None else node
+        self._node(node)
+        full: dict[sp.Symbol, sp.Expr] = {}
+        for n in self.nodes:
+            data = self.nx.nodes[n]
+            if data["kind"] != "input":
+                full[data["symbol"]] = data["expr"].xreplace(full)
+            if n == node:
+                return full.get(data["symbol"], data["symbol"])
+        raise AssertionError("unreachable")
+
+    def local_derivatives(self, node: str, cached: bool = False) -> dict[str, sp.Expr]:
+        """``{operand: ∂node/∂operand}`` as SymPy expressions.
+
+        With ``cached=True``, each derivative is given in the form that reuses
+        the node's own output where that is simpler, as the backward pass does.
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("exp(x) * y")
+        >>> g.local_derivatives("q1"), g.local_derivatives("q1", cached=True)
+        ({'x': exp(x)}, {'x': q1})
+        """
+        key = "cached" if cached else "derivative"
+        return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
+
+    def _node(self, node: str) -> dict[str, Any]:
+        try:
+            return self.nx.nodes[node]
+        except KeyError:
+            raise SymgradError(
+                f"no node {node!r} in this graph (nodes: {', '.join(self.nodes)})"
+            ) from None
+
+    # -- numbers ---------------------------------------------------------------
+
+    def backprop(self, dout: Any = 1.0, **values: Any) -> Trace:
+        """Forward and backward pass with numbers on every node.
+
+        >>> import symgrad as sg
+        >>> t = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4)
+        >>> t.value, t.grads
+        (-12.0, {'x': -4.0, 'y': -4.0, 'z': 3.0})
+        """
+        from .interpret import backprop
+
+        return backprop(self, values, dout)
+
+    # -- text --------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        head = f"{self.output} = {self.source}" if self.source else self.output
+        lines = [f"graph({', '.join(self.inputs)}): {head}"]
+        width = max([len(f"{n} = {self.expr(n)}") for n in self.operations] + [0])
+        for n in self.operations:
+            text = f"{n} = {self.expr(n)}"
+            lines.append(f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]")
+        lines.append(f"  return {self.output}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        what = self.source or str(self.expression())
+        return (f"<Graph {what!r}: {len(self.operations)} operations, "
+                f"inputs {', '.join(self.inputs) or 'none'}>")
+
+
+def _symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape) -> None:
+    """Add an operation node and its edges, deriving each edge's local derivative."""
+    op = OPS[op_name]
+    args = [g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands]
+    out = _symbol(name)
+    expr = op.sympy(*args)
+    constants = tuple(None if isinstance(o, str) else o for o in operands)
+    g.add_node(name, kind="op", op=op_name, operands=operands, symbol=out, expr=expr,
+               label=label(op, constants), shape=shape)
+    for o in dict.fromkeys(o for o in operands if isinstance(o, str)):
+        plain, cached = local_derivative(expr, g.nodes[o]["symbol"], out)
+        g.add_edge(o, name, derivative=plain, cached=cached)
+
+
+def graph(source: str | sp.Expr | Callable[..., Any], *,
+          shapes: Mapping[str, Shape] | None = None,
+          granularity: str = "primitive") -> Graph:
+    """Build a computation graph from a string, a SymPy expression or a Python callable.
+
+    Parameters
+    ----------
+    source:
+        ``"(x + y) * z"`` (parsed safely, never evaluated), a SymPy expression
+        built from supported functions, or a callable whose parameters are the
+        inputs (traced operation by operation).
+    shapes:
+        ``{input name: shape}``; inputs not named are scalars.
+    granularity:
+        ``"primitive"`` (binary ``+`` and ``*``, the lecture's level) or
+        ``"nary"`` (chains of ``+`` or ``*`` merged into one node).
+
+    Returns
+    -------
+    Graph
+
+    >>> import symgrad as sg
+    >>> print(sg.graph("(x + y) * z"))
+    graph(x, y, z): q2 = (x + y) * z
+      q1 = x + y   [+]
+      q2 = q1*z    [*]
+      return q2
+    """
+    builder = Builder(granularity, dict(shapes or {}))
+    if isinstance(source, str):
+        from .parse import parse
+
+        return parse(source, builder)
+    if isinstance(source, sp.Basic):
+        from .sympy_input import from_sympy
+
+        return from_sympy(source, builder)
+    if isinstance(source, Graph):
+        return source
+    if callable(source):
+        from .tracing import trace
+
+        return trace(source, builder)
+    raise SymgradError(
+        f"cannot build a graph from {type(source).__name__}; "
+        "give a string, a SymPy expression or a callable"
+    )

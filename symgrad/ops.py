@@ -1,0 +1,223 @@
+"""The op table: every operation symgrad knows, declared once.
+
+Each row says how the operation is built in SymPy, how many operands it
+takes, how it is shown in tables and pictures, how it prints in NumPy, where
+tests may sample its operands and where it has a kink.  Local derivatives are
+not declared: SymPy derives them from the row's expression.  The three
+functions SymPy lacks (sigmoid, relu, softplus) are SymPy functions defined
+below by their elementary form; their derivatives are stated in terms of
+themselves (``sigmoid' = sigmoid·(1 − sigmoid)``) and the tests check each one
+against SymPy's derivative of the elementary form.
+
+The lecture's unary gates are binary operations with one constant operand:
+``·a`` is ``mul`` with a constant, ``+c`` is ``add`` with a constant, ``1/x``
+is ``div`` with the constant 1 on top.  Negation is the ``·(−1)`` gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy as sp
+
+# --------------------------------------------------------------------------
+# SymPy functions for the activations SymPy does not have
+
+
+class sigmoid(sp.Function):
+    """The logistic function σ(a) = 1 / (1 + e^(−a))."""
+
+    nargs = 1
+
+    @staticmethod
+    def elementary(a: sp.Expr) -> sp.Expr:
+        return 1 / (1 + sp.exp(-a))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self * (1 - self)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
+        return self.elementary(a)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.elementary(self.args[0])._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+
+class relu(sp.Function):
+    """The rectifier relu(a) = max(0, a); its derivative at 0 is taken to be 0."""
+
+    nargs = 1
+
+    @staticmethod
+    def elementary(a: sp.Expr) -> sp.Expr:
+        return sp.Max(0, a)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Heaviside(self.args[0], 0)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_nonnegative(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_rewrite_as_Max(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
+        return self.elementary(a)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.elementary(self.args[0])._eval_evalf(prec)
+
+
+class softplus(sp.Function):
+    """softplus(a) = log(1 + e^a), a smooth relu."""
+
+    nargs = 1
+
+    @staticmethod
+    def elementary(a: sp.Expr) -> sp.Expr:
+        return sp.log(1 + sp.exp(a))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0])
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
+        return self.elementary(a)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.elementary(self.args[0])._eval_evalf(prec)
+
+
+CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (sigmoid, relu, softplus)
+
+# --------------------------------------------------------------------------
+# The table
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where tests sample an operand: [lo, hi], or ±[lo, hi] when ``signed``."""
+
+    lo: float
+    hi: float
+    signed: bool = False
+
+
+REAL = Domain(-3.0, 3.0)
+POSITIVE = Domain(0.25, 3.0)
+NONZERO = Domain(0.25, 3.0, signed=True)
+SMALL = Domain(-1.5, 1.5)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation.
+
+    name:    the key, and the function name in expression strings
+    arity:   number of operands
+    sympy:   builds the node's SymPy expression from its operands
+    label:   the name shown in tables and pictures
+    infix:   the Python operator for binary operators (``+``), else None
+    numpy:   NumPy spelling of the SymPy function class, ``{0}`` for the operand;
+             None for operators, which SymPy's printer spells already
+    domain:  per operand, where tests sample it
+    kink:    an expression of the operands that is zero where the op is not
+             differentiable (relu, abs, max, min); None when smooth
+    associative: merged into one n-ary node at granularity "nary"
+    """
+
+    name: str
+    arity: int
+    sympy: Callable[..., sp.Expr]
+    label: str
+    infix: str | None = None
+    numpy: str | None = None
+    domain: tuple[Domain, ...] = (REAL,)
+    kink: Callable[..., sp.Expr] | None = None
+    associative: bool = False
+
+    @property
+    def function_class(self) -> type | None:
+        """The SymPy function class a node of this op is an instance of, if any."""
+        return self.sympy if isinstance(self.sympy, type) else None
+
+
+OPS: dict[str, Op] = {
+    op.name: op
+    for op in (
+        Op("add", 2, lambda a, b: a + b, "+", infix="+", domain=(REAL, REAL), associative=True),
+        Op("sub", 2, lambda a, b: a - b, "-", infix="-", domain=(REAL, REAL)),
+        Op("mul", 2, lambda a, b: a * b, "*", infix="*", domain=(REAL, REAL), associative=True),
+        Op("div", 2, lambda a, b: a / b, "/", infix="/", domain=(REAL, NONZERO)),
+        Op("pow", 2, lambda a, b: a**b, "**", infix="**", domain=(POSITIVE, SMALL)),
+        Op("exp", 1, sp.exp, "exp", numpy="np.exp({0})", domain=(SMALL,)),
+        Op("log", 1, sp.log, "log", numpy="np.log({0})", domain=(POSITIVE,)),
+        Op("sqrt", 1, sp.sqrt, "sqrt", domain=(POSITIVE,)),
+        Op("sin", 1, sp.sin, "sin", numpy="np.sin({0})"),
+        Op("cos", 1, sp.cos, "cos", numpy="np.cos({0})"),
+        Op("tanh", 1, sp.tanh, "tanh", numpy="np.tanh({0})"),
+        Op("sigmoid", 1, sigmoid, "σ", numpy="np.exp(-np.logaddexp(0, -{0}))"),
+        Op("relu", 1, relu, "relu", numpy="np.maximum({0}, 0)", kink=lambda a: a),
+        Op("softplus", 1, softplus, "softplus", numpy="np.logaddexp(0, {0})"),
+        Op("abs", 1, sp.Abs, "abs", numpy="np.abs({0})", kink=lambda a: a),
+        Op("max", 2, sp.Max, "max", numpy="np.maximum({0}, {1})", domain=(REAL, REAL),
+           kink=lambda a, b: a - b),
+        Op("min", 2, sp.Min, "min", numpy="np.minimum({0}, {1})", domain=(REAL, REAL),
+           kink=lambda a, b: a - b),
+    )
+}
+
+INFIX: dict[str, Op] = {op.infix: op for op in OPS.values() if op.infix}
+FUNCTIONS: dict[str, Op] = {name: op for name, op in OPS.items() if op.infix is None}
+BY_CLASS: dict[type, Op] = {
+    cls: op for op in OPS.values() if (cls := op.function_class) is not None
+}
+
+
+def format_constant(c: sp.Expr) -> str:
+    """A constant as people write it: 0.1, not 0.100000000000000."""
+    if isinstance(c, sp.Float):
+        return repr(float(c))
+    return str(c)
+
+
+def label(op: Op, constants: tuple[sp.Expr | None, ...]) -> str:
+    """The display label of a node: its op, with any constant operand filled in.
+
+    ``constants`` has one entry per operand: the constant, or None where the
+    operand is a node.  The lecture's gates come out as ``+1``, ``*-1``,
+    ``1/x``, ``**2``.
+
+    >>> label(OPS["mul"], (sp.Integer(-1), None))
+    '*-1'
+    >>> label(OPS["div"], (sp.Integer(1), None))
+    '1/x'
+    """
+    if all(c is None for c in constants):
+        return op.label
+    shown = [("x" if c is None else format_constant(c)) for c in constants]
+    if op.infix is not None and len(constants) == 2:
+        left, right = constants
+        if right is not None:
+            return f"{op.infix}{shown[1]}"
+        if op.associative:
+            return f"{op.infix}{shown[0]}"
+        return f"{shown[0]}{op.infix}x"
+    if op.infix is not None:
+        return op.label
+    return f"{op.label}({','.join(shown)})"

@@ -1,0 +1,159 @@
+"""Expression strings → graph, through Python's syntax tree and a whitelist.
+
+Nothing in the text is ever evaluated: the string is parsed by :func:`ast.parse`
+and only numbers, names, the arithmetic operators, unary minus, parentheses
+and calls to functions in the op table are accepted.  Every other construct
+is refused with a :class:`ParseError` that points at its column.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import sympy as sp
+
+from .build import Builder, Operand
+from .errors import ParseError, SymgradError
+from .ops import FUNCTIONS, INFIX
+
+MAX_LENGTH = 100_000
+
+BINARY: dict[type, str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+}
+SHOWN: dict[type, str] = {
+    ast.MatMult: "@", ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
+    ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
+}
+NAMED_CONSTANTS = {"pi": sp.pi}
+CONSTRUCTS: dict[type, str] = {
+    ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Lambda: "lambdas",
+    ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions", ast.GeneratorExp: "comprehensions",
+    ast.Compare: "comparisons", ast.BoolOp: "boolean operators", ast.IfExp: "conditionals",
+    ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets",
+    ast.JoinedStr: "f-strings", ast.NamedExpr: "assignment expressions",
+    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Starred: "starred arguments",
+    ast.Slice: "slices",
+}
+
+
+def parse(text: str, builder: Builder):
+    """Parse ``text`` into a Graph using ``builder``; see :func:`symgrad.graph`."""
+    if not isinstance(text, str):
+        raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"expression is too long ({len(text)} characters; at most {MAX_LENGTH})")
+    if not text.strip():
+        raise ParseError("empty expression")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ParseError(f"syntax error: {e.msg}", _syntax_column(e, text.strip()),
+                         text.strip()) from None
+    except (ValueError, RecursionError, MemoryError) as e:
+        reason = "nested too deeply" if not isinstance(e, ValueError) else str(e)
+        raise ParseError(f"cannot parse expression: {reason}") from None
+    source = text.strip()
+    output = _Walker(builder, source).walk(tree.body)
+    return builder.finish(output, source=source)
+
+
+def _syntax_column(e: SyntaxError, text: str) -> int | None:
+    if e.offset is None or (e.lineno or 1) != 1:
+        return None
+    return max(1, min(e.offset, len(text) + 1))
+
+
+class _Walker:
+    """Post-order walk of the syntax tree, without recursion (long sums are fine)."""
+
+    def __init__(self, builder: Builder, text: str):
+        self.builder = builder
+        self.text = text
+
+    def walk(self, root: ast.expr) -> Operand:
+        done: dict[int, Operand] = {}
+        stack: list[tuple[ast.expr, bool]] = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if not ready:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(self.children(node)))
+            else:
+                args = [done[id(c)] for c in self.children(node)]
+                try:
+                    done[id(node)] = self.apply(node, args)
+                except ParseError:
+                    raise
+                except SymgradError as e:
+                    raise ParseError(str(e), self.column(node), self.text) from None
+        return done[id(root)]
+
+    def column(self, node: ast.AST) -> int | None:
+        if getattr(node, "lineno", 1) != 1:
+            return None
+        offset = getattr(node, "col_offset", None)
+        if offset is None:
+            return None
+        return len(self.text.encode()[:offset].decode(errors="ignore")) + 1
+
+    def fail(self, message: str, node: ast.AST) -> ParseError:
+        return ParseError(message, self.column(node), self.text)
+
+    def children(self, node: ast.expr) -> list[ast.expr]:
+        """The operands of an accepted node; a ParseError for anything else."""
+        if isinstance(node, ast.BinOp):
+            if type(node.op) not in BINARY:
+                shown = SHOWN.get(type(node.op), type(node.op).__name__)
+                raise self.fail(f"operator {shown} is not supported", node)
+            return [node.left, node.right]
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                shown = SHOWN.get(type(node.op), type(node.op).__name__)
+                raise self.fail(f"operator {shown} is not supported", node)
+            return [node.operand]
+        if isinstance(node, ast.Call):
+            return self.call_arguments(node)
+        if isinstance(node, (ast.Constant, ast.Name)):
+            return []
+        what = CONSTRUCTS.get(type(node), type(node).__name__)
+        raise self.fail(f"{what} are not allowed in expressions", node)
+
+    def call_arguments(self, node: ast.Call) -> list[ast.expr]:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only calls of named functions are allowed (like exp(x))", node)
+        name = node.func.id
+        op = FUNCTIONS.get(name)
+        if op is None:
+            known = ", ".join(sorted(FUNCTIONS))
+            raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
+        if node.keywords:
+            raise self.fail(f"{name}() takes no keyword arguments", node.keywords[0].value)
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.fail("starred arguments are not allowed", arg)
+        if len(node.args) != op.arity:
+            plural = "s" if op.arity != 1 else ""
+            raise self.fail(
+                f"{name}() takes {op.arity} argument{plural}, got {len(node.args)}", node
+            )
+        return list(node.args)
+
+    def apply(self, node: ast.expr, args: list[Operand]) -> Operand:
+        b = self.builder
+        if isinstance(node, ast.BinOp):
+            return b.apply(INFIX[BINARY[type(node.op)]].name, *args)
+        if isinstance(node, ast.UnaryOp):
+            return b.apply("mul", sp.Integer(-1), args[0]) if isinstance(node.op, ast.USub) else args[0]
+        if isinstance(node, ast.Call):
+            return b.apply(node.func.id, *args)  # type: ignore[attr-defined]
+        if isinstance(node, ast.Name):
+            if node.id in NAMED_CONSTANTS:
+                return NAMED_CONSTANTS[node.id]
+            return b.input(node.id)
+        assert isinstance(node, ast.Constant)
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"{value!r} is not a number", node)
+        return b.constant(value)

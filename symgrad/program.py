@@ -1,0 +1,145 @@
+"""Program: the forward and adjoint assignments a Graph implies.
+
+The forward part computes every node from its operands; the adjoint part
+computes ``d<node>`` = ∂output/∂node for every node between the output and
+the inputs the gradient is wanted for, as a sum over the node's consumers of
+(the consumer's adjoint) × (the edge's cached local derivative).  Both sides
+are SymPy expressions; the interpreter evaluates them with numbers, the code
+generator prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import networkx as nx
+import sympy as sp
+
+from .build import Shape
+from .errors import SymgradError
+from .graph import Graph
+
+
+class sum_to(sp.Function):
+    """``sum_to(g, (2, 1), (3, 2, 4))``: sum ``g``, of the third shape, back to the second.
+
+    Broadcasting stretched an operand to its consumer's shape; its gradient is
+    summed over the stretched axes.
+    """
+
+    nargs = 3
+
+    def axes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(leading axes to sum away, axes to sum keeping their dimension)."""
+        target, source = (tuple(int(n) for n in t) for t in self.args[1:])
+        lead = len(source) - len(target)
+        kept = tuple(i for i, n in enumerate(target) if n == 1 and source[lead + i] != 1)
+        return tuple(range(lead)), kept
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``target = expr``, computing ``node``'s value (forward)."""
+
+    node: str
+    target: sp.Symbol
+    expr: sp.Expr
+
+
+@dataclass(frozen=True)
+class Term:
+    """What the edge ``node → consumer`` adds to ``node``'s adjoint."""
+
+    consumer: str | None  # None for the output, whose adjoint is ``dout``
+    expr: sp.Expr
+
+
+@dataclass(frozen=True)
+class Adjoint:
+    """``target = sum of terms``: the gradient of the output with respect to ``node``."""
+
+    node: str
+    target: sp.Symbol
+    terms: tuple[Term, ...]
+    shape: Shape
+
+    @property
+    def expr(self) -> sp.Expr:
+        return sp.Add(*(t.expr for t in self.terms))
+
+
+@dataclass(frozen=True)
+class Program:
+    graph: Graph
+    forward: tuple[Assign, ...]
+    backward: tuple[Adjoint, ...]
+    dout: sp.Symbol
+    wrt: tuple[str, ...]
+
+    def adjoint(self, node: str) -> Adjoint:
+        for a in self.backward:
+            if a.node == node:
+                return a
+        raise SymgradError(f"node {node!r} has no adjoint in this program")
+
+    @property
+    def grads(self) -> dict[str, sp.Symbol]:
+        """``{input: the symbol holding its gradient}``."""
+        return {a.node: a.target for a in self.backward if a.node in self.wrt}
+
+
+def adjoint_prefix(names: Iterable[str]) -> str:
+    """``d`` (so the gradient of q3 is dq3) unless that clashes with a node name."""
+    names = set(names)
+    for prefix in ("d", "d_", "grad_", "adj_"):
+        if not any(prefix + n in names for n in names) and f"{prefix}out" not in names:
+            return prefix
+    raise SymgradError("node names clash with every naming scheme for gradients")
+
+
+def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
+    """The forward and adjoint assignments of ``graph``, with gradients for ``wrt``.
+
+    ``wrt`` defaults to every input.  Only nodes on a path from a ``wrt``
+    input to the output get an adjoint.
+    """
+    wrt = tuple(graph.inputs if wrt is None else wrt)
+    for name in wrt:
+        if name not in graph.inputs:
+            raise SymgradError(
+                f"cannot differentiate with respect to {name!r}: the inputs are "
+                f"{', '.join(graph.inputs) or 'none'}"
+            )
+    g = graph.nx
+    forward = tuple(
+        Assign(n, graph.symbol(n), graph.expr(n)) for n in graph.operations
+    )
+    prefix = adjoint_prefix(graph.nodes)
+    dout = sp.Symbol(f"{prefix}out", real=True)
+    upstream = nx.ancestors(g, graph.output) | {graph.output}
+    downstream = set(wrt).union(*(nx.descendants(g, n) for n in wrt)) if wrt else set()
+    needed = upstream & downstream
+    symbols = {n: sp.Symbol(prefix + n, real=True) for n in needed | set(wrt)}
+
+    backward: list[Adjoint] = []
+    for n in reversed(graph.nodes):
+        if n not in symbols:
+            continue
+        if n == graph.output:
+            terms: tuple[Term, ...] = (Term(None, dout),)
+        else:
+            terms = tuple(
+                Term(v, _flow(graph, n, v, symbols[v]))
+                for v in graph.consumers(n) if v in needed
+            )
+        backward.append(Adjoint(n, symbols[n], terms, graph.shape(n)))
+    return Program(graph, forward, tuple(backward), dout, wrt)
+
+
+def _flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp.Expr:
+    """The gradient sent back along ``node → consumer``: upstream × local derivative."""
+    term = upstream * graph.nx.edges[node, consumer]["cached"]
+    if graph.shape(node) != graph.shape(consumer):
+        term = sum_to(term, sp.Tuple(*graph.shape(node)), sp.Tuple(*graph.shape(consumer)))
+    return term

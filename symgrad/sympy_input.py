@@ -1,0 +1,109 @@
+"""SymPy expressions → graph, following SymPy's own expression tree."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .build import Builder, Operand
+from .errors import UnsupportedError
+from .ops import BY_CLASS, FUNCTIONS
+
+
+def from_sympy(expr: sp.Basic, builder: Builder):
+    """Build a Graph from a SymPy expression; see :func:`symgrad.graph`."""
+    if not isinstance(expr, sp.Expr):
+        raise UnsupportedError(f"cannot build a graph from SymPy {type(expr).__name__} {expr}")
+    output = _Converter(builder).convert(expr)
+    return builder.finish(output, source=str(expr))
+
+
+class _Converter:
+    def __init__(self, builder: Builder):
+        self.b = builder
+        self.done: dict[sp.Expr, Operand] = {}
+
+    def convert(self, root: sp.Expr) -> Operand:
+        # post-order without recursion, sharing equal sub-expressions
+        stack: list[tuple[sp.Expr, bool]] = [(root, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in self.done:
+                continue
+            if not e.free_symbols:
+                self.done[e] = self.b.constant(e)
+            elif isinstance(e, sp.Symbol):
+                self.done[e] = self.b.input(e.name)
+            elif not ready:
+                stack.append((e, True))
+                stack.extend((a, False) for a in reversed(self.parts(e)))
+            else:
+                self.done[e] = self.apply(e)
+        return self.done[root]
+
+    def parts(self, e: sp.Expr) -> list[sp.Expr]:
+        if isinstance(e, sp.Add):
+            return [(-t if _negated(t) else t) for t in e.args]
+        if isinstance(e, sp.Mul):
+            return [(1 / f if _reciprocal(f) else f) for f in e.args]
+        if isinstance(e, sp.Pow):
+            if e.exp == -1:
+                return [e.base]
+            if e.exp == sp.S.Half:
+                return [e.base]
+            return [e.base, e.exp]
+        if type(e) in BY_CLASS:
+            return list(e.args)
+        if isinstance(e, (sp.Function, sp.Expr)):
+            name = type(e).__name__
+            known = ", ".join(sorted(FUNCTIONS))
+            raise UnsupportedError(
+                f"SymPy {name} in {e} has no symgrad operation (supported functions: {known})"
+            )
+        raise UnsupportedError(f"cannot convert {e!r}")
+
+    def apply(self, e: sp.Expr) -> Operand:
+        b, done = self.b, self.done
+        if isinstance(e, sp.Add):
+            acc = None
+            for t in e.args:
+                neg = _negated(t)
+                operand = done[-t if neg else t]
+                if acc is None:
+                    acc = b.apply("mul", sp.Integer(-1), operand) if neg else operand
+                else:
+                    acc = b.apply("sub" if neg else "add", acc, operand)
+            return acc  # type: ignore[return-value]
+        if isinstance(e, sp.Mul):
+            acc = None
+            for f in e.args:
+                recip = _reciprocal(f)
+                operand = done[1 / f if recip else f]
+                if acc is None:
+                    acc = b.apply("div", sp.Integer(1), operand) if recip else operand
+                else:
+                    acc = b.apply("div" if recip else "mul", acc, operand)
+            return acc  # type: ignore[return-value]
+        if isinstance(e, sp.Pow):
+            if e.exp == -1:
+                return b.apply("div", sp.Integer(1), done[e.base])
+            if e.exp == sp.S.Half:
+                return b.apply("sqrt", done[e.base])
+            return b.apply("pow", done[e.base], done[e.exp])
+        op = BY_CLASS[type(e)]
+        args = [done[a] for a in e.args]
+        if len(args) > op.arity:  # SymPy's Max and Min are n-ary
+            acc = args[0]
+            for a in args[1:]:
+                acc = b.apply(op.name, acc, a)
+            return acc
+        return b.apply(op.name, *args)
+
+
+def _negated(term: sp.Expr) -> bool:
+    """A term SymPy stores as −t (so ``x − y`` becomes a subtraction again)."""
+    return isinstance(term, sp.Mul) and term.args[0] == -1 and bool(term.free_symbols)
+
+
+def _reciprocal(factor: sp.Expr) -> bool:
+    """A factor SymPy stores as t**−1 (so ``x / y`` becomes a division again)."""
+    return isinstance(factor, sp.Pow) and factor.exp == -1 and bool(factor.free_symbols)

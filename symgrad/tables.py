@@ -1,0 +1,74 @@
+"""Plain-text tables of graphs and traces, for terminals and notebooks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .interpret import Trace
+
+
+def number(v: Any, digits: int = 4) -> str:
+    """A value as the lectures write it: -0.1966, 6, array [0.22 0.26]."""
+    if v is None:
+        return ""
+    if np.ndim(v) == 0:
+        x = float(v)
+        return "0" if x == 0 else f"{x:.{digits}g}"
+    a = np.asarray(v)
+    if a.size <= 6:
+        return np.array2string(a, precision=digits, separator=", ", suppress_small=True).replace("\n", "")
+    return f"array{a.shape}"
+
+
+def render(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def derivative_table(graph: Graph) -> str:
+    """Each operation node, its expression and its local derivatives (plain and cached)."""
+    rows = []
+    for n in graph.operations:
+        node = graph.nx.nodes[n]
+        plain = graph.local_derivatives(n)
+        cached = graph.local_derivatives(n, cached=True)
+        first = True
+        for u in plain or [None]:
+            rows.append([
+                n if first else "", node["label"] if first else "", str(node["expr"]) if first else "",
+                "" if u is None else f"∂{n}/∂{u}",
+                "" if u is None else str(plain[u]),
+                "" if u is None or cached[u] == plain[u] else str(cached[u]),
+            ])
+            first = False
+    return render(["node", "op", "expression", "local", "derivative", "cached form"], rows)
+
+
+def trace_table(t: Trace, digits: int = 4) -> str:
+    """One row per node (value and gradient), one sub-row per operand edge."""
+    g = t.graph
+    out = g.output
+    rows = []
+    for n in g.nodes:
+        data = g.nx.nodes[n]
+        op = "input" if data["kind"] == "input" else data["label"]
+        grad = number(t.node_grads.get(n), digits)
+        operands = g.operands(n)
+        head = [n, op, number(t.values[n], digits), grad]
+        if not operands:
+            rows.append(head + ["", "", "", ""])
+        for i, u in enumerate(operands):
+            d = g.local_derivatives(n)[u]
+            rows.append((head if i == 0 else ["", "", "", ""]) + [
+                u, str(d), number(t.local[(n, u)], digits), number(t.sent.get((n, u)), digits),
+            ])
+    header = ["node", "op", "value", f"∂{out}/∂node", "operand", "local ∂node/∂operand",
+              "= at point", "sent back (local × upstream)"]
+    return render(header, rows)

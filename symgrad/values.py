@@ -1,0 +1,58 @@
+"""Checking the numbers a user passes in: every input given, numeric, finite, shaped."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+
+
+def as_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array, or an InputError naming ``name``."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        raise InputError(f"value of {name!r} must be a number, not {type(value).__name__} {value!r}")
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        raise InputError(f"value of {name!r} must be real, not {value!r}")
+    try:
+        array = np.asarray(value)
+    except Exception:
+        raise InputError(f"value of {name!r} is not numeric: {value!r}") from None
+    if array.dtype.kind not in "iuf":
+        what = "complex" if array.dtype.kind == "c" else f"{array.dtype} data"
+        raise InputError(f"value of {name!r} must be real numbers, not {what}")
+    array = array.astype(float)
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"value of {name!r} is not finite: {value!r}")
+    return array
+
+
+def check_inputs(inputs: tuple[str, ...], values: Mapping[str, Any]) -> None:
+    """Refuse missing and unknown input names, naming them."""
+    unknown = [n for n in values if n not in inputs]
+    if unknown:
+        raise InputError(
+            f"unknown input {', '.join(map(repr, unknown))}; "
+            f"the inputs are {', '.join(inputs) or 'none'}"
+        )
+    missing = [n for n in inputs if n not in values]
+    if missing:
+        raise InputError(f"missing value for input {', '.join(map(repr, missing))}")
+
+
+def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
+           values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every input's value as a float64 array of its declared shape."""
+    check_inputs(inputs, values)
+    out = {}
+    for name in inputs:
+        array = as_array(name, values[name])
+        if array.shape != tuple(shapes[name]):
+            raise ShapeError(
+                f"value of {name!r} has shape {array.shape}, but the graph declares {tuple(shapes[name])}"
+            )
+        out[name] = array
+    return out
