@@ -61,6 +61,7 @@ class Graph:
         self.inputs = inputs
         self.granularity = granularity
         self.source = source
+        self._position = {n: i for i, n in enumerate(g.nodes)}  # topological index
 
     @classmethod
     def _from_specs(cls, specs: list[Spec], output: Ref, order: list[str],
@@ -76,8 +77,9 @@ class Graph:
                 count += 1
                 names.append(f"{prefix}{count}")
         g = nx.DiGraph()
+        spec_of = dict(zip(names, specs))
         for name in order:
-            spec = specs[names.index(name)]
+            spec = spec_of[name]
             g.add_node(name, kind="input", op=None, operands=(), symbol=_symbol(name),
                        expr=_symbol(name), label=name, shape=spec.shape)
         for name, s in zip(names, specs):
@@ -122,8 +124,7 @@ class Graph:
     def consumers(self, node: str) -> list[str]:
         """The nodes that use ``node`` as an operand, in topological order."""
         self._node(node)
-        order = {n: i for i, n in enumerate(self.nx.nodes)}
-        return sorted(self.nx.successors(node), key=order.__getitem__)
+        return sorted(self.nx.successors(node), key=self._position.__getitem__)
 
     def expression(self, node: str | None = None) -> sp.Expr:
         """The value of ``node`` (default: the output) in terms of the graph's inputs."""

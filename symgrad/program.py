@@ -118,7 +118,10 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
     prefix = adjoint_prefix(graph.nodes)
     dout = sp.Symbol(f"{prefix}out", real=True)
     upstream = nx.ancestors(g, graph.output) | {graph.output}
-    downstream = set(wrt).union(*(nx.descendants(g, n) for n in wrt)) if wrt else set()
+    downstream = set(wrt)
+    for n in graph.nodes:  # topological order: one pass finds every descendant of wrt
+        if any(u in downstream for u in g.predecessors(n)):
+            downstream.add(n)
     needed = upstream & downstream
     symbols = {n: sp.Symbol(prefix + n, real=True) for n in needed | set(wrt)}
 
