@@ -1,5 +1,6 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
+from .codegen import Compiled, codegen
 from .errors import (
     EvaluationError,
     FusionError,
@@ -35,8 +36,8 @@ min = minimum
 __version__ = "0.1.0"
 
 __all__ = [
-    "OPS", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
-    "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
+    "OPS", "Compiled", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
+    "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "codegen", "cos", "exp",
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
 ]

@@ -19,7 +19,7 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -30,6 +30,7 @@ from .errors import SymgradError
 from .ops import OPS, label
 
 if TYPE_CHECKING:
+    from .codegen import Compiled
     from .interpret import Trace
 
 
@@ -174,6 +175,21 @@ class Graph:
         from .interpret import backprop
 
         return backprop(self, values, dout)
+
+    def compile(self, wrt: Iterable[str] | None = None) -> Compiled:
+        """NumPy forward/backward code for this graph, generated and compiled.
+
+        ``wrt`` names the inputs to differentiate with respect to (default: all).
+        See :class:`symgrad.codegen.Compiled`.
+
+        >>> import symgrad as sg
+        >>> f = sg.graph("(x + y) * z").compile()
+        >>> f(x=-2, y=5, z=-4)
+        -12.0
+        """
+        from .codegen import compile_graph
+
+        return compile_graph(self, wrt)
 
     # -- text --------------------------------------------------------------------
 

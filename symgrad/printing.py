@@ -61,6 +61,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             return f"np.sqrt({self._print(base)})"
         if exponent == -sp.S.Half:
             return f"1/np.sqrt({self._print(base)})"
+        if not exponent.is_Integer:  # Python's float ** would turn (-8.0)**(1/3) complex
+            return f"np.power({self._print(base)}, {self._print(exponent)})"
         return f"{self._operand(base)}**{self._operand(exponent)}"
 
     def _operand(self, e: sp.Expr) -> str:

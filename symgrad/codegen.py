@@ -1,0 +1,447 @@
+"""NumPy code from a Program: compiled functions and standalone modules.
+
+The generated text is a module that imports only NumPy: a header naming the
+expression and its inputs, then three straight-line functions.
+
+- ``forward(x, ...)`` computes every node, one assignment a line, named after
+  the graph's nodes (``q1 = x + y``), and returns the output and a cache of
+  the forward values the backward pass reads.
+- ``backward(dout, cache)`` computes the adjoints (``dq1 = dq2*z``) from the
+  cached values (never recomputing them) and returns ``{input: gradient}``.
+- ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``.
+
+Common sub-expressions of the adjoints are shared through SymPy's ``cse``
+(temporaries ``_c1``, ``_c2``, ... placed just before their first use).  In a
+graph of scalars, inputs may be NumPy arrays of any broadcastable shapes (a
+batch of points); each gradient is then summed back to its input's shape by
+the module's ``_sum_to`` helper.  Graphs with array-shaped nodes take inputs
+of exactly their declared shapes.
+
+:class:`Compiled` runs that text: it registers it in :mod:`linecache`, so
+tracebacks and :func:`inspect.getsource` show the generated lines, and adds
+input checks in front of the generated functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import math
+import types
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
+
+from .errors import EvaluationError, InputError, ShapeError, UnsupportedError
+from .graph import Graph
+from .printing import numpy_code
+from .program import Program, build_program
+from .values import as_array, check_inputs, coerce
+
+SUM_TO = '''\
+def _sum_to(g, x):
+    """The gradient g summed over the axes a batch added or stretched, to the shape of x."""
+    shape = np.shape(x)
+    g = np.broadcast_to(g, np.broadcast_shapes(np.shape(g), shape))
+    lead = g.ndim - len(shape)
+    stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return np.sum(g, axis=tuple(range(lead)) + stretched).reshape(shape)
+'''
+
+
+# -- the generated text ---------------------------------------------------------
+
+
+def module_source(program: Program) -> str:
+    """The text of a standalone module computing ``program``: forward, backward, value_and_grad.
+
+    Parameters
+    ----------
+    program:
+        A :class:`symgrad.program.Program`, from :func:`symgrad.program.build_program`.
+
+    Returns
+    -------
+    str
+        Python source that imports only NumPy.
+
+    >>> import symgrad as sg
+    >>> from symgrad.program import build_program
+    >>> text = module_source(build_program(sg.graph("(x + y) * z")))
+    >>> print(text[text.index("def forward"):text.index("def backward")])
+    def forward(x, y, z):
+        \"\"\"The output q2, and the cache of forward values backward reads.\"\"\"
+        q1 = x + y
+        q2 = q1*z
+        return q2, (x, y, z, q1, q2)
+    <BLANKLINE>
+    <BLANKLINE>
+    """
+    g = program.graph
+    batchable = _batchable(g)
+    out = g.output
+    args = ", ".join(g.inputs)
+    forward = [f"{a.target} = {_code(a.expr, a.node)}" for a in program.forward]
+
+    backward, used = _adjoint_lines(program, program.dout)
+    ones = sp.Integer(1) if g.shape(out) == () else None
+    together, _ = _adjoint_lines(program, ones)
+    if ones is None:
+        together.insert(0, f"{program.dout} = np.ones_like({out})")
+
+    unused = [n for n in program.wrt if not program.adjoint(n).terms]
+    guard = [out] + unused if batchable and program.wrt else []
+    position = {n: i for i, n in enumerate(g.nodes)}
+    cache = sorted(used | set(guard) | (set(program.wrt) if guard else set()), key=position.__getitem__)
+    cache_text = "(" + ", ".join(cache) + ("," if len(cache) == 1 else "") + ")"
+
+    lines = _header(program, batchable) + [
+        "import numpy as np", "", "",
+        f"def forward({args}):",
+        f'    """The output {out}, and the cache of forward values backward reads."""',
+        *_indent(forward),
+        f"    return {out}, {cache_text}",
+        "", "",
+        "def backward(dout, cache):",
+        f'    """The gradients of sum(dout * {out}): {{input: gradient}}."""',
+        *([f"    {', '.join(cache)}{',' if len(cache) == 1 else ''} = cache"] if cache else []),
+        *([f"    {program.dout} = dout"] if program.dout.name != "dout" else []),
+        *_indent(backward),
+        *_returns(program, guard, value=None),
+        "", "",
+        f"def value_and_grad({args}):",
+        f'    """The output {out} and the gradients of its sum: (value, {{input: gradient}})."""',
+        *_indent(forward),
+        *_indent(together),
+        *_returns(program, guard, value=out),
+    ]
+    if guard:
+        lines += ["", "", SUM_TO.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _header(program: Program, batchable: bool) -> list[str]:
+    g = program.graph
+    if g.source:
+        what = g.source
+    elif len(g.operations) <= 40:
+        what = str(g.expression())
+    else:
+        what = f"a graph of {len(g.operations)} operations"
+    what = " ".join(what.split()).replace("\\", "\\\\").replace('"', '\\"')
+    if batchable:
+        shapes = ["floats, or NumPy arrays of broadcastable shapes (a batch of points);",
+                  "           each gradient is summed back to its input's shape"]
+    else:
+        shapes = [", ".join(f"{n} {g.shape(n)}" for n in g.inputs) + f"; output {g.shape(g.output)}"]
+    return [
+        f'"""Forward and backward code for {what}, generated by symgrad.',
+        "",
+        f"Inputs:    {', '.join(g.inputs) or 'none'}",
+        f"Output:    {g.output}",
+        f"Gradients: {', '.join(program.wrt) or 'none'}",
+        f"Shapes:    {shapes[0]}",
+        *shapes[1:],
+        "",
+        "value_and_grad(...) returns the output and the gradient of its sum; forward(...)",
+        "returns the output and a cache, which backward(dout, cache) turns into gradients.",
+        '"""',
+        "",
+    ]
+
+
+def _adjoint_lines(program: Program, dout: sp.Expr | None) -> tuple[list[str], set[str]]:
+    """The adjoint assignments with ``dout`` substituted, sharing common sub-expressions.
+
+    Returns the lines and the names of the forward values they read.  An
+    adjoint that comes out a constant (``dq8 = 1`` when ``dout = 1``) is folded
+    into its uses instead of being assigned, unless it is an input's gradient.
+    """
+    subs: dict[sp.Symbol, sp.Expr] = {} if dout is None else {program.dout: dout}
+    grads = set(program.grads.values())
+    targets: list[sp.Symbol] = []
+    exprs: list[sp.Expr] = []
+    zeros: dict[sp.Symbol, str] = {}
+    for adj in program.backward:
+        if not adj.terms:  # an input the output does not depend on
+            zeros[adj.target] = "0.0" if adj.shape == () else f"np.zeros({adj.shape})"
+            targets.append(adj.target)
+            continue
+        expr = adj.expr.xreplace(subs)
+        if expr.is_Number and adj.target not in grads:
+            subs[adj.target] = expr
+            continue
+        targets.append(adj.target)
+        exprs.append(expr)
+    temporaries = sp.numbered_symbols("_c", start=1, real=True)
+    shared, reduced = sp.cse(exprs, symbols=temporaries) if exprs else ([], [])
+    shared_expr = dict(shared)
+    position = {s: i for i, (s, _) in enumerate(shared)}
+
+    lines: list[str] = []
+    placed: set[sp.Symbol] = set()
+    reduced_iter = iter(reduced)
+    for target in targets:
+        if target in zeros:
+            lines.append(f"{target} = {zeros[target]}")
+            continue
+        expr = next(reduced_iter)
+        for s in _needed(expr, shared_expr, position, placed):
+            lines.append(f"{s} = {_code(shared_expr[s], str(target))}")
+            placed.add(s)
+        code = repr(float(expr)) if expr.is_Number else _code(expr, str(target))
+        lines.append(f"{target} = {code}")
+    adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
+    free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
+    return lines, free - adjoint_names
+
+
+def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.Symbol, int],
+            placed: set[sp.Symbol]) -> list[sp.Symbol]:
+    """The temporaries ``expr`` needs that are not placed yet, dependencies first."""
+    todo = [s for s in expr.free_symbols if s in shared and s not in placed]
+    found: set[sp.Symbol] = set()
+    while todo:
+        s = todo.pop()
+        if s not in found:
+            found.add(s)
+            todo.extend(t for t in shared[s].free_symbols if t in shared and t not in placed)
+    return sorted(found, key=position.__getitem__)
+
+
+def _returns(program: Program, guard: list[str], value: str | None) -> list[str]:
+    """The return statement; for a batch of points, each gradient summed to its input's shape."""
+    def result(items: list[str], indent: str) -> list[str]:
+        head = f"{indent}return " + ("" if value is None else f"{value}, ")
+        flat = head + "{" + ", ".join(items) + "}"
+        if len(flat) <= 100:
+            return [flat]
+        return [head + "{", *(f"{indent}    {item}," for item in items), indent + "}"]
+
+    grads = [(n, program.grads[n]) for n in program.wrt]
+    plain = [f'"{n}": {s}' for n, s in grads]
+    if not guard:
+        return result(plain, "    ")
+    summed = [f'"{n}": _sum_to({s}, {n})' for n, s in grads]
+    test = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
+    return [f"    if {test}:  # a batch of points: sum each gradient over it",
+            *result(summed, "        "), *result(plain, "    ")]
+
+
+def _code(expr: sp.Expr, node: str) -> str:
+    try:
+        return numpy_code(expr)
+    except PrintMethodNotImplementedError:
+        raise UnsupportedError(f"node {node}: no NumPy spelling for {expr}") from None
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + line for line in lines]
+
+
+def _batchable(graph: Graph) -> bool:
+    """A graph of scalars: its inputs may be arrays (a batch of points)."""
+    return all(shape == () for _, shape in graph.nx.nodes(data="shape"))
+
+
+# -- compiled functions -------------------------------------------------------
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_MISSING = _Missing()
+_FLOATS = frozenset({float, np.float64})
+_NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
+
+ENTRIES = {
+    "value": ("_forward({args})[0]", "The output at the given inputs."),
+    "forward": ("_forward({args})", "(output, cache): the output and the forward values backward reads."),
+    "value_and_grad": ("_value_and_grad({args})", "(output, {input: gradient}) at the given inputs."),
+}
+
+
+def _entry_source(inputs: tuple[str, ...], fast: bool) -> str:
+    """Keyword-only front ends that check their inputs, then call the generated functions.
+
+    With ``fast``, Python and NumPy floats that add up to a finite number go
+    straight through; anything else is checked and converted by ``_arguments``.
+    """
+    args = ", ".join(inputs)
+    signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
+    targets = (f"{args}{',' if len(inputs) == 1 else ''} = " if inputs else "")
+    check = f"{targets}_arguments(_unknown{', ' if inputs else ''}{args})"
+    if fast and inputs:
+        floats = [f"{n}.__class__ in _FLOATS" for n in inputs] + [f"_isfinite({' + '.join(inputs)})"]
+        test = "".join(f"\n            and {c}" if i else c for i, c in enumerate(floats))
+        head = [f"    if _unknown or not ({test}):", f"        {check}"]
+    else:
+        head = [f"    {check}"]
+    text = []
+    for name, (call, doc) in ENTRIES.items():
+        text += [f"def {name}({signature}):", f'    """{doc}"""', *head,
+                 "    try:", f"        return {call.format(args=args)}",
+                 "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
+    return "\n".join(text)
+
+
+def _load(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
+    """Run ``source`` as a module whose lines tracebacks and ``inspect`` can show."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    filename = f"<symgrad-{kind}-{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"symgrad_{kind}_{digest}")
+    module.__file__ = filename
+    module.__dict__.update(namespace)
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+class Compiled:
+    """A graph's generated NumPy code, compiled: value, gradients, forward and backward.
+
+    Calling conventions (inputs by name, as in :meth:`symgrad.Graph.backprop`):
+
+    - ``f(**inputs)``: the output's value
+    - ``f.value_and_grad(**inputs)``: ``(value, {input: gradient})``, the
+      gradient of the value's sum (``dout = 1``)
+    - ``f.forward(**inputs)``: ``(value, cache)``; ``f.backward(dout, cache)``:
+      ``{input: gradient}`` of ``sum(dout * value)``, reading the cached
+      forward values instead of recomputing them
+    - ``f.source``: the generated module text (what :func:`codegen` writes);
+      ``f.module``: that module, whose functions take positional arguments
+      and skip the input checks
+
+    >>> import symgrad as sg
+    >>> f = sg.graph("(x + y) * z").compile()
+    >>> f(x=-2, y=5, z=-4)
+    -12.0
+    >>> value, grads = f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
+    >>> float(value), {k: float(v) for k, v in grads.items()}
+    (-12.0, {'x': -4.0, 'y': -4.0, 'z': 3.0})
+    >>> out, cache = f.forward(x=-2, y=5, z=-4)
+    >>> {k: float(v) for k, v in f.backward(2.0, cache).items()}
+    {'x': -8.0, 'y': -8.0, 'z': 6.0}
+    """
+
+    value_and_grad: Callable[..., tuple[Any, dict[str, Any]]]
+    forward: Callable[..., tuple[Any, Any]]
+
+    def __init__(self, graph: Graph, wrt: Iterable[str] | None = None):
+        self.graph = graph
+        self.program = build_program(graph, wrt)
+        self.wrt: tuple[str, ...] = self.program.wrt
+        self.batchable = _batchable(graph)
+        self.source = module_source(self.program)
+        self.module = _load(self.source, "code", {})
+        self._filename = self.module.__file__
+        entries = _load(_entry_source(graph.inputs, self.batchable), "entry", {
+            "_MISSING": _MISSING, "_FLOATS": _FLOATS, "_isfinite": math.isfinite,
+            "_NUMERIC_ERRORS": _NUMERIC_ERRORS, "_evaluation_error": self._evaluation_error,
+            "_arguments": self._arguments, "_forward": self.module.forward,
+            "_value_and_grad": self.module.value_and_grad,
+        })
+        self._value = entries.value
+        self.forward = entries.forward
+        self.value_and_grad = entries.value_and_grad
+        self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
+
+    def __call__(self, **inputs: Any) -> Any:
+        """The output's value at ``inputs``."""
+        return self._value(**inputs)
+
+    def backward(self, dout: Any, cache: Any) -> dict[str, Any]:
+        """``{input: gradient}`` of ``sum(dout * value)``, from ``cache`` as :meth:`forward` returned it."""
+        if dout.__class__ not in _FLOATS:
+            dout = as_array("dout", dout)
+            out_shape = self.graph.shape(self.graph.output)
+            if dout.ndim == 0:
+                dout = float(dout) if out_shape == () else np.full(out_shape, float(dout))
+            elif not self.batchable and dout.shape != out_shape:
+                raise ShapeError(f"dout has shape {dout.shape}, but the output has shape {out_shape}")
+        try:
+            return self.module.backward(dout, cache)
+        except _NUMERIC_ERRORS as e:
+            raise self._evaluation_error(e) from None
+
+    def _arguments(self, unknown: dict[str, Any], *values: Any) -> tuple[Any, ...]:
+        """The inputs checked: named, numeric, finite and shaped as the graph allows."""
+        names = self.graph.inputs
+        given = {n: v for n, v in zip(names, values) if v is not _MISSING}
+        given.update(unknown)
+        if not self.batchable:
+            arrays = coerce(names, {n: self.graph.shape(n) for n in names}, given)
+            return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
+        check_inputs(names, given)
+        arrays = {n: as_array(n, given[n]) for n in names}
+        try:
+            np.broadcast_shapes(*(a.shape for a in arrays.values()))
+        except ValueError:
+            shown = ", ".join(f"{n} {a.shape}" for n, a in arrays.items() if a.ndim)
+            raise ShapeError(f"input shapes do not broadcast together: {shown}") from None
+        return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
+
+    def _evaluation_error(self, e: BaseException) -> EvaluationError:
+        """An EvaluationError naming the generated line where Python's float arithmetic failed."""
+        line, tb = None, e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self._filename:
+                line = linecache.getline(self._filename, tb.tb_lineno).strip()
+            tb = tb.tb_next
+        return EvaluationError(f"cannot evaluate {line or 'the generated code'}: {e}")
+
+    def __repr__(self) -> str:
+        what = self.graph.source or self.graph.output
+        return (f"<Compiled {what!r}: inputs {', '.join(self.graph.inputs) or 'none'}; "
+                f"gradients {', '.join(self.wrt) or 'none'}>")
+
+
+def compile_graph(graph: Graph, wrt: Iterable[str] | None = None) -> Compiled:
+    """Generate and compile NumPy code for ``graph``; see :meth:`symgrad.Graph.compile`."""
+    return Compiled(graph, wrt)
+
+
+def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] | None = None) -> str:
+    """Write a standalone module (NumPy only) with ``forward``, ``backward`` and ``value_and_grad``.
+
+    Parameters
+    ----------
+    source:
+        A :class:`symgrad.Graph`, or anything :func:`symgrad.graph` accepts.
+    path:
+        Where to write the module; ``None`` only returns the text.
+    wrt:
+        The inputs to differentiate with respect to (default: all).
+
+    Returns
+    -------
+    str
+        The module's source text.
+
+    >>> import symgrad as sg
+    >>> text = sg.codegen("x * y", wrt=["x"])
+    >>> print(text[text.index("def value_and_grad"):].split("\\n\\n\\n")[0])
+    def value_and_grad(x, y):
+        \"\"\"The output q1 and the gradients of its sum: (value, {input: gradient}).\"\"\"
+        q1 = x*y
+        dx = y
+        if q1.__class__ is np.ndarray:  # a batch of points: sum each gradient over it
+            return q1, {"x": _sum_to(dx, x)}
+        return q1, {"x": dx}
+    """
+    from .graph import graph as build_graph
+
+    g = source if isinstance(source, Graph) else build_graph(source)
+    text = module_source(build_program(g, wrt))
+    if path is not None:
+        try:
+            Path(path).write_text(text)
+        except OSError as e:
+            raise InputError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    return text
