@@ -1,5 +1,6 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
+from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
 from .codegen import Compiled, codegen
 from .errors import (
     EvaluationError,
@@ -36,8 +37,10 @@ min = minimum
 __version__ = "0.1.0"
 
 __all__ = [
-    "OPS", "Compiled", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
-    "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "codegen", "cos", "exp",
+    "OPS", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
+    "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
+    "Compiled", "EdgeCheck", "GradCheck", "InputCheck", "LocalCheck", "check_grad", "check_local",
+    "codegen",
 ]

@@ -18,6 +18,7 @@ examples:
   symgrad derive "1/(1+exp(-(w0*x0+w1*x1+w2)))" --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3
   symgrad derive "max(z, w)" --at z=2,w=-1 --dout 2
   symgrad derive "x*y + x*z + y*z" --granularity nary
+  symgrad codegen "1/(1+exp(-(w0*x0+w1*x1+w2)))" -o grads.py
 
 An expression that starts with '-' goes after '--':  symgrad derive -- "-x*y" --at x=1,y=2
 """
@@ -74,6 +75,19 @@ def derive(args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
+def codegen_command(args: argparse.Namespace) -> str:
+    """The text of ``symgrad codegen``: the module's source, or where it was written."""
+    from .codegen import codegen
+
+    g = graph(args.expression, granularity=args.granularity)
+    wrt = [n.strip() for n in args.wrt.split(",") if n.strip()] if args.wrt is not None else None
+    text = codegen(g, args.output, wrt=wrt)
+    if args.output is None:
+        return text.rstrip("\n")
+    grads = ", ".join(wrt if wrt is not None else g.inputs) or "no inputs"
+    return f"wrote {args.output}: forward, backward and value_and_grad (gradients for {grads})"
+
+
 def forward_lines(g: Graph, values: dict[str, Any], digits: int) -> str:
     lines = [f"{n} = {number(values[n], digits)}" for n in g.inputs]
     lines += [f"{n} = {g.expr(n)} = {number(values[n], digits)}" for n in g.operations]
@@ -119,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the upstream gradient of the output (default 1)")
     p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
     p.set_defaults(run=derive)
+    c = sub.add_parser(
+        "codegen", help="write NumPy forward/backward code for an expression",
+        description="Generate a standalone Python module (it needs only NumPy) with forward, "
+                    "backward and value_and_grad functions for EXPR.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+    )
+    c.add_argument("expression", metavar="EXPR", help="an expression such as \"(x + y) * z\"")
+    c.add_argument("-o", "--output", metavar="FILE", help="the module to write (default: print it)")
+    c.add_argument("--wrt", metavar="NAME,...", help="the inputs to differentiate (default: all)")
+    c.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
+                   help="primitive: binary + and * (default); nary: chains of + or * in one node")
+    c.set_defaults(run=codegen_command)
     return parser
 
 

@@ -154,6 +154,38 @@ class Graph:
         key = "cached" if cached else "derivative"
         return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
 
+    def with_local_derivative(self, node: str, operand: str, derivative: sp.Expr | str) -> Graph:
+        """A copy of the graph whose edge ``operand → node`` carries ``derivative`` instead.
+
+        For a gate whose local gradient is given by hand (and checked with
+        :func:`symgrad.check_local`).  ``derivative`` is a SymPy expression, or an
+        expression string (parsed safely), in the node's operands and the node itself.
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("exp(x) * y").with_local_derivative("q1", "x", "2*q1")
+        >>> g.local_derivatives("q1")
+        {'x': 2*q1}
+        """
+        operands = self.operands(node)
+        if operand not in operands:
+            raise SymgradError(
+                f"{operand!r} is not an operand of {node!r} (its operands: {', '.join(operands) or 'none'})"
+            )
+        if isinstance(derivative, str):
+            derivative = graph(derivative).expression()
+        if not isinstance(derivative, sp.Expr):
+            raise SymgradError(f"the derivative must be a SymPy expression or a string, not {derivative!r}")
+        allowed = {self.symbol(n).name: self.symbol(n) for n in [*operands, node]}
+        unknown = sorted(s.name for s in derivative.free_symbols if s.name not in allowed)
+        if unknown:
+            raise SymgradError(
+                f"the derivative of {node} may use {', '.join(allowed)}, not {', '.join(unknown)}"
+            )
+        derivative = derivative.xreplace({s: allowed[s.name] for s in derivative.free_symbols})
+        g = self.nx.copy()
+        g.edges[operand, node].update(derivative=derivative, cached=derivative)
+        return Graph(g, self.output, self.inputs, self.granularity, self.source)
+
     def _node(self, node: str) -> dict[str, Any]:
         try:
             return self.nx.nodes[node]
