@@ -160,9 +160,9 @@ class Op:
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
-        Op("add", 2, lambda a, b: a + b, "+", infix="+", domain=(REAL, REAL), associative=True),
+        Op("add", 2, lambda *args: sp.Add(*args), "+", infix="+", domain=(REAL, REAL), associative=True),
         Op("sub", 2, lambda a, b: a - b, "-", infix="-", domain=(REAL, REAL)),
-        Op("mul", 2, lambda a, b: a * b, "*", infix="*", domain=(REAL, REAL), associative=True),
+        Op("mul", 2, lambda *args: sp.Mul(*args), "*", infix="*", domain=(REAL, REAL), associative=True),
         Op("div", 2, lambda a, b: a / b, "/", infix="/", domain=(REAL, NONZERO)),
         Op("pow", 2, lambda a, b: a**b, "**", infix="**", domain=(POSITIVE, SMALL)),
         Op("exp", 1, sp.exp, "exp", numpy="np.exp({0})", domain=(SMALL,)),
