@@ -14,6 +14,7 @@ as ``kink`` rather than as a failure: the function has no derivative there.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,7 +166,7 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
     else:
         complex_step = method == "complex"
         if complex_step:
-            note = target.complex_problem(point)
+            note = target.complex_problem(point, names, rng, step, tiny)
             complex_step = not note
             if note:
                 note = f"complex step unavailable ({note}); used central differences"
@@ -217,16 +218,26 @@ class _Target:
                 out = self.vg(**point)[0]
         return complex(np.sum(out))
 
-    def complex_problem(self, point: dict[str, Any]) -> str:
-        """Why the complex step cannot be used here ('' if it can)."""
+    def complex_problem(self, point: dict[str, Any], names: list[str], rng: np.random.Generator,
+                        step: float, tiny: float) -> str:
+        """Why the complex step cannot be used here ('' if it can).
+
+        The function must take complex numbers and be analytic: its complex
+        step along a random direction must agree with central differences.
+        """
         if self.kinks is not None and self.kinks.functions:
             return f"the graph has {self.kinks.functions[0]}, which is not analytic"
+        v, h, lo, hi = _direction_points(point, names, rng, step)
+        shifted = {**point, **{n: np.asarray(point[n]) + 1j * COMPLEX_STEP * v[n] for n in names}}
         try:
-            probe = self.complex_value({n: np.asarray(v) + 0j for n, v in point.items()})
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a silent cast to real would lose the step
+                slope = self.complex_value(shifted).imag / COMPLEX_STEP
         except Exception as e:  # the function does not take complex numbers
             return f"the function raised {type(e).__name__} on complex inputs"
-        if not np.isfinite(probe):
-            return "the function is not finite at this point"
+        central = (self.value(hi) - self.value(lo)) / (2 * h)
+        if not np.isfinite(slope) or _rel_error(np.array(slope), np.array(central), tiny) > 1e-4:
+            return "its complex step disagrees with central differences, so it is not analytic"
         return ""
 
     def near_kink(self, lo: dict[str, Any], hi: dict[str, Any]) -> bool:
@@ -355,15 +366,22 @@ def _summary(name: str, indices: list[Index], analytic: np.ndarray, numeric: np.
                       indices=tuple(indices) if show_index else ())
 
 
-def _direction(target: _Target, point: dict[str, Any], grads: Mapping[str, Any], names: list[str],
-               k: int, rng: np.random.Generator, step: float, tol: float, tiny: float) -> InputCheck:
-    """⟨∇f, v⟩ against a central difference along one random unit direction v."""
+def _direction_points(point: dict[str, Any], names: list[str], rng: np.random.Generator,
+                      step: float) -> tuple[dict[str, Any], float, dict[str, Any], dict[str, Any]]:
+    """A random unit direction v over ``names``, the step h, and the points x − hv, x + hv."""
     v = {n: rng.standard_normal(np.shape(point[n])) for n in names}
     norm = np.sqrt(sum(float(np.sum(d * d)) for d in v.values())) or 1.0
     v = {n: d / norm for n, d in v.items()}
     h = step * max([1.0] + [float(np.max(np.abs(point[n]))) for n in names])
     lo = {**point, **{n: point[n] - h * v[n] for n in names}}
     hi = {**point, **{n: point[n] + h * v[n] for n in names}}
+    return v, h, lo, hi
+
+
+def _direction(target: _Target, point: dict[str, Any], grads: Mapping[str, Any], names: list[str],
+               k: int, rng: np.random.Generator, step: float, tol: float, tiny: float) -> InputCheck:
+    """⟨∇f, v⟩ against a central difference along one random unit direction v."""
+    v, h, lo, hi = _direction_points(point, names, rng, step)
     analytic = sum(float(np.sum(np.asarray(grads[n], dtype=float) * v[n])) for n in names)
     numeric = (target.value(hi) - target.value(lo)) / (2 * h)
     error = _rel_error(np.array([analytic]), np.array([numeric]), tiny)
@@ -377,7 +395,11 @@ def _direction(target: _Target, point: dict[str, Any], grads: Mapping[str, Any],
 
 @dataclass(frozen=True)
 class EdgeCheck:
-    """One local derivative ∂node/∂operand against a finite difference of the node alone."""
+    """One local derivative ∂node/∂operand against a finite difference of the node alone.
+
+    ``index`` is the worst element of the operand; ``checked`` elements were compared,
+    ``kinks`` of them next to a kink.
+    """
 
     node: str
     label: str
@@ -388,6 +410,8 @@ class EdgeCheck:
     numeric: float
     rel_error: float
     status: str  # "ok", "WRONG" or "kink"
+    checked: int = 1
+    kinks: int = 0
 
 
 @dataclass(frozen=True)
@@ -411,7 +435,8 @@ class LocalCheck:
                 f"{r.node} ({r.label}): ∂{r.node}/∂{r.operand} = {r.derivative} gives "
                 f"{number(r.analytic, 6)}, finite differences {number(r.numeric, 6)}" for r in bad)
         rows = [[r.node, r.label, f"∂{r.node}/∂{r.operand}", r.derivative, str(r.index),
-                 number(r.analytic, 6), number(r.numeric, 6), f"{r.rel_error:.2g}", r.status]
+                 number(r.analytic, 6), number(r.numeric, 6), f"{r.rel_error:.2g}",
+                 r.status + (f" ({r.kinks} next to a kink)" if r.kinks and r.status != "kink" else "")]
                 for r in self.rows]
         header = ["node", "op", "local", "derivative", "element", "analytic", "numeric", "rel. error",
                   "status"]
@@ -502,7 +527,8 @@ def _edge(g: Graph, v: str, u: str, expr: sp.Expr, kinks: list[sp.Expr], env: di
     row = _summary(u, indices, values, numeric, errors, kink, tol, True)
     status = "WRONG" if row.status == "FAIL" else row.status
     return EdgeCheck(v, g.nx.nodes[v]["label"], u, str(g.local_derivatives(v, cached=True)[u]),
-                     row.index or (), row.analytic, row.numeric, row.rel_error, status)
+                     row.index or (), row.analytic, row.numeric, row.rel_error, status, row.checked,
+                     row.kinks)
 
 
 def _evaluate(expr: sp.Expr, env: dict[str, Any], what: str) -> np.ndarray:
