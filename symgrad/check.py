@@ -486,6 +486,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     for a in program.forward:
         env[a.node] = _evaluate(a.expr, env, f"{a.node} = {a.expr}")
     rng = np.random.default_rng(seed)
+    adjoints = {a.node: a for a in program.backward}
     rows: list[EdgeCheck] = []
     for v in g.operations:
         if g.nx.nodes[v]["kind"] != "op":
@@ -495,8 +496,8 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
         kinks = [k for _, k in kink_expressions(expr)]
         tiny = FLOOR * max(1.0, float(np.max(np.abs(env[v]))))
         for u in g.operands(v):
-            term = next(t for t in program.adjoint(u).terms if t.consumer == v)
-            dv = program.adjoint(v).target
+            term = next(t for t in adjoints[u].terms if t.consumer == v)
+            dv = adjoints[v].target
             analytic = np.broadcast_to(
                 _evaluate(term.expr, {**env, dv.name: upstream}, f"∂{v}/∂{u}"), g.shape(u))
             rows.append(_edge(g, v, u, expr, kinks, env, upstream, analytic, rng, sample, step, tol, tiny))

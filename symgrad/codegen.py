@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import linecache
-import math
 import types
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ SUM_TO = '''\
 def _sum_to(g, x):
     """The gradient g summed over the axes a batch added or stretched, to the shape of x."""
     shape = np.shape(x)
+    if np.shape(g) == shape:
+        return g
     g = np.broadcast_to(g, np.broadcast_shapes(np.shape(g), shape))
     lead = g.ndim - len(shape)
     stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
@@ -81,47 +83,61 @@ def module_source(program: Program) -> str:
     <BLANKLINE>
     <BLANKLINE>
     """
+    return _module_text(program, _functions(program))
+
+
+def _module_text(program: Program, functions: dict[str, _Function]) -> str:
+    lines = _header(program, _batchable(program.graph)) + ["import numpy as np", "", ""]
+    for name in ("forward", "backward", "value_and_grad"):
+        fn = functions[name]
+        lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent(fn.body), "", ""]
+    if functions["value_and_grad"].uses_sum_to:
+        lines.append(SUM_TO)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+@dataclass(frozen=True)
+class _Function:
+    """A generated function: parameters, docstring and body lines (not indented)."""
+
+    params: str
+    doc: str
+    body: list[str]
+    uses_sum_to: bool = False
+
+
+def _functions(program: Program) -> dict[str, _Function]:
+    """forward, backward, value_and_grad, and value (the output alone), as text."""
     g = program.graph
     batchable = _batchable(g)
     out = g.output
     args = ", ".join(g.inputs)
     forward = [f"{a.target} = {_code(a.expr, a.node)}" for a in program.forward]
 
-    backward, used = _adjoint_lines(program, program.dout)
-    ones = sp.Integer(1) if g.shape(out) == () else None
-    together, _ = _adjoint_lines(program, ones)
-    if ones is None:
+    backward, used, results = _adjoint_lines(program, program.dout)
+    scalar_out = g.shape(out) == ()
+    together, _, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
+    if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
 
-    unused = [n for n in program.wrt if not program.adjoint(n).terms]
+    wrt = set(program.wrt)
+    unused = [a.node for a in program.backward if a.node in wrt and not a.terms]
     guard = [out] + unused if batchable and program.wrt else []
     position = {n: i for i, n in enumerate(g.nodes)}
     cache = sorted(used | set(guard) | (set(program.wrt) if guard else set()), key=position.__getitem__)
-    cache_text = "(" + ", ".join(cache) + ("," if len(cache) == 1 else "") + ")"
-
-    lines = _header(program, batchable) + [
-        "import numpy as np", "", "",
-        f"def forward({args}):",
-        f'    """The output {out}, and the cache of forward values backward reads."""',
-        *_indent(forward),
-        f"    return {out}, {cache_text}",
-        "", "",
-        "def backward(dout, cache):",
-        f'    """The gradients of sum(dout * {out}): {{input: gradient}}."""',
-        *([f"    {', '.join(cache)}{',' if len(cache) == 1 else ''} = cache"] if cache else []),
-        *([f"    {program.dout} = dout"] if program.dout.name != "dout" else []),
-        *_indent(backward),
-        *_returns(program, guard, value=None),
-        "", "",
-        f"def value_and_grad({args}):",
-        f'    """The output {out} and the gradients of its sum: (value, {{input: gradient}})."""',
-        *_indent(forward),
-        *_indent(together),
-        *_returns(program, guard, value=out),
-    ]
-    if guard:
-        lines += ["", "", SUM_TO.rstrip("\n")]
-    return "\n".join(lines) + "\n"
+    names = ", ".join(cache) + ("," if len(cache) == 1 else "")
+    unpack = [f"{names} = cache"] if cache else []
+    rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
+    return {
+        "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
+                             [*forward, f"return {out}, ({names})"]),
+        "backward": _Function("dout, cache", f"The gradients of sum(dout * {out}): {{input: gradient}}.",
+                              [*unpack, *rename, *backward, *_returns(results, guard, None)], bool(guard)),
+        "value_and_grad": _Function(
+            args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
+            [*forward, *together, *_returns(folded, guard, out)], bool(guard)),
+        "value": _Function(args, f"The output {out}.", [*forward, f"return {out}"]),
+    }
 
 
 def _header(program: Program, batchable: bool) -> list[str]:
@@ -154,26 +170,33 @@ def _header(program: Program, batchable: bool) -> list[str]:
     ]
 
 
-def _adjoint_lines(program: Program, dout: sp.Expr | None) -> tuple[list[str], set[str]]:
+def _adjoint_lines(program: Program, dout: sp.Expr,
+                   fold: bool = False) -> tuple[list[str], set[str], dict[str, str]]:
     """The adjoint assignments with ``dout`` substituted, sharing common sub-expressions.
 
-    Returns the lines and the names of the forward values they read.  An
-    adjoint that comes out a constant (``dq8 = 1`` when ``dout = 1``) is folded
-    into its uses instead of being assigned, unless it is an input's gradient.
+    Returns the lines, the names of the forward values they read, and the
+    code of each input's gradient.  With ``fold``, an adjoint that is a
+    constant or a copy of another name (``dq8 = 1``, ``dq3 = dq4``) is not
+    assigned but substituted where it is used.
     """
-    subs: dict[sp.Symbol, sp.Expr] = {} if dout is None else {program.dout: dout}
-    grads = set(program.grads.values())
+    subs: dict[sp.Symbol, sp.Expr] = {program.dout: dout}
+    results: dict[str, str] = {}
     targets: list[sp.Symbol] = []
     exprs: list[sp.Expr] = []
     zeros: dict[sp.Symbol, str] = {}
+    wrt = set(program.wrt)
     for adj in program.backward:
+        if adj.node in wrt:
+            results[adj.node] = adj.target.name
         if not adj.terms:  # an input the output does not depend on
             zeros[adj.target] = "0.0" if adj.shape == () else f"np.zeros({adj.shape})"
             targets.append(adj.target)
             continue
         expr = adj.expr.xreplace(subs)
-        if expr.is_Number and adj.target not in grads:
+        if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
+            if adj.node in wrt:
+                results[adj.node] = repr(float(expr)) if expr.is_Number else expr.name
             continue
         targets.append(adj.target)
         exprs.append(expr)
@@ -197,7 +220,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr | None) -> tuple[list[str], s
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
-    return lines, free - adjoint_names
+    return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 
 def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.Symbol, int],
@@ -213,23 +236,22 @@ def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.S
     return sorted(found, key=position.__getitem__)
 
 
-def _returns(program: Program, guard: list[str], value: str | None) -> list[str]:
+def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list[str]:
     """The return statement; for a batch of points, each gradient summed to its input's shape."""
     def result(items: list[str], indent: str) -> list[str]:
         head = f"{indent}return " + ("" if value is None else f"{value}, ")
         flat = head + "{" + ", ".join(items) + "}"
-        if len(flat) <= 100:
+        if len(flat) <= 96:
             return [flat]
         return [head + "{", *(f"{indent}    {item}," for item in items), indent + "}"]
 
-    grads = [(n, program.grads[n]) for n in program.wrt]
-    plain = [f'"{n}": {s}' for n, s in grads]
+    plain = [f'"{n}": {code}' for n, code in grads.items()]
     if not guard:
-        return result(plain, "    ")
-    summed = [f'"{n}": _sum_to({s}, {n})' for n, s in grads]
+        return result(plain, "")
+    summed = [f'"{n}": _sum_to({code}, {n})' for n, code in grads.items()]
     test = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
-    return [f"    if {test}:  # a batch of points: sum each gradient over it",
-            *result(summed, "        "), *result(plain, "    ")]
+    return [f"if {test}:  # a batch of points: sum each gradient over it",
+            *result(summed, "    "), *result(plain, "")]
 
 
 def _code(expr: sp.Expr, node: str) -> str:
@@ -257,36 +279,37 @@ class _Missing:
 
 
 _MISSING = _Missing()
-_FLOATS = frozenset({float, np.float64})
 _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
-ENTRIES = {
-    "value": ("_forward({args})[0]", "The output at the given inputs."),
-    "forward": ("_forward({args})", "(output, cache): the output and the forward values backward reads."),
-    "value_and_grad": ("_value_and_grad({args})", "(output, {input: gradient}) at the given inputs."),
+ENTRY_DOCS = {
+    "value": "The output at the given inputs.",
+    "forward": "(output, cache): the output and the forward values backward reads.",
+    "value_and_grad": "(output, {input: gradient}) at the given inputs.",
 }
 
 
-def _entry_source(inputs: tuple[str, ...], fast: bool) -> str:
-    """Keyword-only front ends that check their inputs, then call the generated functions.
+def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool) -> str:
+    """Keyword-only versions of value, forward and value_and_grad that check their inputs first.
 
-    With ``fast``, Python and NumPy floats that add up to a finite number go
-    straight through; anything else is checked and converted by ``_arguments``.
+    The bodies are the generated ones.  With ``fast``, Python and NumPy floats
+    that add up to a finite number go straight through; anything else is
+    checked and converted by ``_arguments``.
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
     targets = (f"{args}{',' if len(inputs) == 1 else ''} = " if inputs else "")
     check = f"{targets}_arguments(_unknown{', ' if inputs else ''}{args})"
     if fast and inputs:
-        floats = [f"{n}.__class__ in _FLOATS" for n in inputs] + [f"_isfinite({' + '.join(inputs)})"]
+        floats = [f"({n}.__class__ is _float or {n}.__class__ is _float64)" for n in inputs]
+        floats.append(f"0.0 * ({' + '.join(inputs)}) == 0.0")  # false for inf and nan
         test = "".join(f"\n            and {c}" if i else c for i, c in enumerate(floats))
         head = [f"    if _unknown or not ({test}):", f"        {check}"]
     else:
         head = [f"    {check}"]
     text = []
-    for name, (call, doc) in ENTRIES.items():
-        text += [f"def {name}({signature}):", f'    """{doc}"""', *head,
-                 "    try:", f"        return {call.format(args=args)}",
+    for name, doc in ENTRY_DOCS.items():
+        text += [f"def {name}({signature}):", f'    """{doc}"""', *head, "    try:",
+                 *_indent(_indent(functions[name].body)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
     return "\n".join(text)
 
@@ -338,15 +361,15 @@ class Compiled:
         self.program = build_program(graph, wrt)
         self.wrt: tuple[str, ...] = self.program.wrt
         self.batchable = _batchable(graph)
-        self.source = module_source(self.program)
+        functions = _functions(self.program)
+        self.source = _module_text(self.program, functions)
         self.module = _load(self.source, "code", {})
-        self._filename = self.module.__file__
-        entries = _load(_entry_source(graph.inputs, self.batchable), "entry", {
-            "_MISSING": _MISSING, "_FLOATS": _FLOATS, "_isfinite": math.isfinite,
-            "_NUMERIC_ERRORS": _NUMERIC_ERRORS, "_evaluation_error": self._evaluation_error,
-            "_arguments": self._arguments, "_forward": self.module.forward,
-            "_value_and_grad": self.module.value_and_grad,
+        entries = _load(_entry_source(functions, graph.inputs, self.batchable), "entry", {
+            "np": np, "_sum_to": getattr(self.module, "_sum_to", None), "_MISSING": _MISSING,
+            "_float": float, "_float64": np.float64, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
+            "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
         })
+        self._files = {self.module.__file__, entries.__file__}
         self._value = entries.value
         self.forward = entries.forward
         self.value_and_grad = entries.value_and_grad
@@ -358,7 +381,7 @@ class Compiled:
 
     def backward(self, dout: Any, cache: Any) -> dict[str, Any]:
         """``{input: gradient}`` of ``sum(dout * value)``, from ``cache`` as :meth:`forward` returned it."""
-        if dout.__class__ not in _FLOATS:
+        if dout.__class__ is not float and dout.__class__ is not np.float64:
             dout = as_array("dout", dout)
             out_shape = self.graph.shape(self.graph.output)
             if dout.ndim == 0:
@@ -391,8 +414,9 @@ class Compiled:
         """An EvaluationError naming the generated line where Python's float arithmetic failed."""
         line, tb = None, e.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code.co_filename == self._filename:
-                line = linecache.getline(self._filename, tb.tb_lineno).strip()
+            filename = tb.tb_frame.f_code.co_filename
+            if filename in self._files:
+                line = linecache.getline(filename, tb.tb_lineno).strip()
             tb = tb.tb_next
         return EvaluationError(f"cannot evaluate {line or 'the generated code'}: {e}")
 

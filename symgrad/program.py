@@ -86,7 +86,8 @@ class Program:
     @property
     def grads(self) -> dict[str, sp.Symbol]:
         """``{input: the symbol holding its gradient}``."""
-        return {a.node: a.target for a in self.backward if a.node in self.wrt}
+        wrt = set(self.wrt)
+        return {a.node: a.target for a in self.backward if a.node in wrt}
 
 
 def adjoint_prefix(names: Iterable[str]) -> str:

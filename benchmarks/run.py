@@ -1,0 +1,288 @@
+"""symgrad's benchmarks: every number is a ratio against a baseline measured in the same run.
+
+    python benchmarks/run.py            # graphs up to n = 1000 (a few minutes)
+    python benchmarks/run.py --quick    # graphs up to n = 100 (well under a minute)
+
+1. Latency of the compiled ``value_and_grad`` on the lectures' scalar cases against
+   hand-written NumPy functions (goal: within 1.5x).
+2. Backward time / forward time of the generated code, on a batch of points.
+3. Derivation + compile time and generated op counts for growing graphs (a chain of
+   sigmoid units, a DAG with heavy reuse, a scalar MLP), against SymPy's ``diff`` +
+   ``cse`` + ``lambdify`` on the same expressions (goals: gradient ops at most 3x the
+   forward ops; time linear in graph size).
+
+Timings take the best of several interleaved repeats, so other load on the machine
+inflates both sides of a ratio alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import math
+import sys
+import time
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import symgrad as sg  # noqa: E402
+
+# -- 1. the lectures' scalar cases, written by hand --------------------------------------
+
+
+def hand_add_mul(x, y, z):
+    q = x + y
+    f = q * z
+    return f, {"x": z, "y": z, "z": q}
+
+
+def hand_neuron(w0, x0, w1, x1, w2):
+    dot = w0 * x0 + w1 * x1 + w2
+    f = 1.0 / (1.0 + np.exp(-dot))
+    ddot = (1.0 - f) * f
+    return f, {"w0": x0 * ddot, "x0": w0 * ddot, "w1": x1 * ddot, "x1": w1 * ddot, "w2": ddot}
+
+
+def hand_max(z, w):
+    f = np.maximum(z, w)
+    dz = np.heaviside(z - w, 0.5)
+    return f, {"z": dz, "w": 1.0 - dz}
+
+
+def math_neuron(w0, x0, w1, x1, w2):
+    dot = w0 * x0 + w1 * x1 + w2
+    f = 1.0 / (1.0 + math.exp(-dot))
+    ddot = (1.0 - f) * f
+    return f, {"w0": x0 * ddot, "x0": w0 * ddot, "w1": x1 * ddot, "x1": w1 * ddot, "w2": ddot}
+
+
+def math_max(z, w):
+    return max(z, w), {"z": 1.0 if z > w else 0.0, "w": 0.0 if z > w else 1.0}
+
+
+LECTURE = [
+    ("(x + y) * z", hand_add_mul, hand_add_mul, dict(x=-2.0, y=5.0, z=-4.0)),
+    ("1/(1+exp(-(w0*x0+w1*x1+w2)))", hand_neuron, math_neuron,
+     dict(w0=2.0, x0=-1.0, w1=-3.0, x1=-2.0, w2=-3.0)),
+    ("max(z, w)", hand_max, math_max, dict(z=2.0, w=-1.0)),
+]
+
+
+def best(fns: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict[str, float]:
+    """Seconds per call, the best of ``rounds`` interleaved repeats."""
+    times = {k: math.inf for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k] = min(times[k], timeit.timeit(fn, number=number) / number)
+    return times
+
+
+def latency_row(text: str, hand: Callable[..., Any], plain: Callable[..., Any], point: dict[str, float],
+                quick: bool) -> list[str]:
+    f = sg.graph(text).compile()
+    for got, want in zip(f.value_and_grad(**point)[1].values(), hand(**point)[1].values()):
+        assert math.isclose(got, want, abs_tol=1e-12), (text, got, want)
+    t = best({"hand": lambda: hand(**point), "compiled": lambda: f.value_and_grad(**point),
+              "generated": lambda: f.module.value_and_grad(**point), "plain": lambda: plain(**point)},
+             number=2000 if quick else 10000, rounds=5 if quick else 9)
+    return [text, f"{t['hand'] * 1e6:.2f}", f"{t['compiled'] * 1e6:.2f}",
+            f"{t['compiled'] / t['hand']:.2f}x", f"{t['generated'] / t['hand']:.2f}x",
+            f"{t['compiled'] / t['plain']:.2f}x"]
+
+
+def lecture_latency(quick: bool) -> None:
+    print("1. value_and_grad latency on the lectures' scalar cases")
+    print("   (hand-written NumPy functions are the baseline; goal: compiled within 1.5x)")
+    rows = [latency_row(text, hand, plain, point, quick) for text, hand, plain, point in LECTURE]
+    table(["case", "hand µs", "compiled µs", "compiled/hand", "generated/hand",
+           "compiled/floats-only hand"], rows)
+    print("   generated: the module's own function, without symgrad's input checks;")
+    print("   floats-only hand: written with the math module and if/else, so it takes no arrays")
+
+
+# -- growing graphs ---------------------------------------------------------------------------
+
+
+def traced(names: list[str], body: Callable[..., Any]) -> sg.Graph:
+    """The graph of ``body(*inputs)`` for inputs named ``names``."""
+    def fn(*args):
+        return body(*args)
+
+    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+    return sg.graph(fn)
+
+
+def chain(n: int, sigmoid: Callable[[Any], Any]):
+    """h_0 = x, h_i = σ(w_i·h_{i−1} + b_i); the output is h_n."""
+    names = ["x"] + [f"w{i}" for i in range(1, n + 1)] + [f"b{i}" for i in range(1, n + 1)]
+
+    def body(x, *params):
+        h = x
+        for i in range(n):
+            h = sigmoid(params[i] * h + params[n + i])
+        return h
+    return names, body
+
+
+def dag(n: int, sin: Callable[[Any], Any]):
+    """a_0 = x, a_1 = y, a_i = sin(a_{i−1}·a_{i−2}) + a_{i−1}·w_i: every node used three times."""
+    names = ["x", "y"] + [f"w{i}" for i in range(2, n + 2)]
+
+    def body(x, y, *w):
+        a, b = x, y
+        for i in range(n):
+            a, b = b, sin(b * a) + b * w[i]
+        return b
+    return names, body
+
+
+def mlp(n: int, sigmoid: Callable[[Any], Any]):
+    """A scalar MLP: out = Σ_j v_j·σ(w_j·x + b_j) with n hidden units."""
+    names = ["x"] + [f"{p}{j}" for p in "wbv" for j in range(1, n + 1)]
+
+    def body(x, *params):
+        out = 0
+        for j in range(n):
+            out = out + params[2 * n + j] * sigmoid(params[j] * x + params[n + j])
+        return out
+    return names, body
+
+
+def sympy_sigmoid(a):
+    return 1 / (1 + sp.exp(-a))
+
+
+FAMILIES = {
+    "sigmoid chain": (lambda n: chain(n, sg.sigmoid), lambda n: chain(n, sympy_sigmoid)),
+    "DAG with reuse": (lambda n: dag(n, sg.sin), lambda n: dag(n, sp.sin)),
+    "scalar MLP": (lambda n: mlp(n, sg.sigmoid), lambda n: mlp(n, sympy_sigmoid)),
+}
+
+
+def ops(fn: ast.AST) -> int:
+    """Operations in generated code: arithmetic operators and function calls."""
+    return sum(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call)) for n in ast.walk(fn))
+
+
+def generated_ops(source: str) -> dict[str, int]:
+    """Op counts of the assignments (not the return statements) of each generated function."""
+    tree = ast.parse(source)
+    return {f.name: sum(ops(s) for s in f.body if isinstance(s, ast.Assign))
+            for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def symgrad_run(family: str, n: int) -> dict[str, Any]:
+    names, body = FAMILIES[family][0](n)
+    start = time.perf_counter()
+    g = traced(names, body)
+    built = time.perf_counter()
+    f = g.compile()
+    done = time.perf_counter()
+    counts = generated_ops(f.source)
+    return dict(nodes=len(g.nodes), build=built - start, compile=done - built, total=done - start,
+                forward=counts["forward"], backward=counts["backward"], f=f)
+
+
+def sympy_run(family: str, n: int) -> dict[str, Any]:
+    names, body = FAMILIES[family][1](n)
+    symbols = [sp.Symbol(m, real=True) for m in names]
+    expr = body(*symbols)
+    start = time.perf_counter()
+    grads = [sp.diff(expr, s) for s in symbols]
+    fn = sp.lambdify(symbols, [expr, *grads], modules="numpy", cse=True)
+    done = time.perf_counter()
+    forward = sp.lambdify(symbols, expr, modules="numpy", cse=True)
+    total_ops = ops(ast.parse(inspect.getsource(fn)))
+    return dict(time=done - start, total=total_ops, forward=ops(ast.parse(inspect.getsource(forward))))
+
+
+def growing_graphs(quick: bool) -> list[dict[str, Any]]:
+    sizes = [10, 30, 100] if quick else [10, 30, 100, 300, 1000]
+    budget = 10.0 if quick else 60.0  # stop SymPy once one size takes longer than this
+    print("\n3. derivation + compile time and generated op counts for growing graphs")
+    print("   symgrad: graph (local derivatives derived per edge) + program + codegen + compile;")
+    print("   SymPy: diff for every input + lambdify(cse=True), on the same expression")
+    results = []
+    for family in FAMILIES:
+        rows, sympy_open = [], True
+        for n in sizes:
+            r = symgrad_run(family, n)
+            s = sympy_run(family, n) if sympy_open else None
+            if s is not None and s["time"] > budget:
+                sympy_open = False
+            per_node = r["total"] / r["nodes"] * 1e3
+            rows.append([str(n), str(r["nodes"]), f"{r['total']:.2f}", f"{per_node:.2f}",
+                         str(r["forward"]), str(r["backward"]), f"{r['backward'] / r['forward']:.2f}",
+                         "-" if s is None else f"{s['time']:.2f}",
+                         "-" if s is None else str(s["total"]),
+                         "-" if s is None else f"{s['time'] / r['total']:.1f}x",
+                         "-" if s is None else f"{s['total'] / (r['forward'] + r['backward']):.1f}x"])
+            results.append(dict(family=family, n=n, **r, sympy=s))
+        print(f"\n   {family}")
+        table(["n", "nodes", "symgrad s", "ms/node", "fwd ops", "grad ops", "grad/fwd",
+               "SymPy s", "SymPy ops", "SymPy/symgrad time", "SymPy/symgrad ops"], rows, indent="   ")
+    return results
+
+
+def linearity(results: list[dict[str, Any]]) -> None:
+    print("\n   time per node, largest graph / graph of n = 100 (1.0 = linear):")
+    for family in FAMILIES:
+        runs = {r["n"]: r for r in results if r["family"] == family}
+        big = runs[max(runs)]
+        base = runs[100]
+        ratio = (big["total"] / big["nodes"]) / (base["total"] / base["nodes"])
+        print(f"     {family}: n = {max(runs)}: {ratio:.2f}")
+    worst = max(r["backward"] / r["forward"] for r in results)
+    print(f"   largest gradient/forward op ratio: {worst:.2f} (goal: at most 3)")
+
+
+# -- 2. backward / forward ---------------------------------------------------------------------
+
+
+def forward_backward_row(name: str, f: sg.Compiled, rng: np.random.Generator, quick: bool) -> list[str]:
+    args = [rng.uniform(-1, 1, 1000) for _ in f.graph.inputs]
+    out, cache = f.module.forward(*args)
+    dout = np.ones_like(out)
+    t = best({"forward": lambda: f.module.forward(*args), "backward": lambda: f.module.backward(dout, cache)},
+             number=50 if quick else 200, rounds=5)
+    return [name, f"{t['forward'] * 1e6:.1f}", f"{t['backward'] * 1e6:.1f}",
+            f"{t['backward'] / t['forward']:.2f}"]
+
+
+def backward_forward(results: list[dict[str, Any]], quick: bool) -> None:
+    print("\n2. backward time / forward time of the generated code, on a batch of 1000 points")
+    rng = np.random.default_rng(0)
+    cases = [(text, sg.graph(text).compile()) for text, *_ in LECTURE]
+    cases += [(f"{r['family']} n={r['n']}", r["f"]) for r in results if r["n"] == 30]
+    rows = [forward_backward_row(name, f, rng, quick) for name, f in cases]
+    table(["graph", "forward µs", "backward µs", "backward/forward"], rows)
+
+
+def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print(indent + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer repeats")
+    args = parser.parse_args(argv)
+    lecture_latency(args.quick)
+    results = growing_graphs(args.quick)
+    linearity(results)
+    backward_forward(results, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
