@@ -78,6 +78,7 @@ class Graph:
                 count += 1
                 names.append(f"{prefix}{count}")
         g = nx.DiGraph()
+        derived: dict[tuple, list[tuple[sp.Expr, sp.Expr]]] = {}
         spec_of = dict(zip(names, specs))
         for name in order:
             spec = spec_of[name]
@@ -89,7 +90,7 @@ class Graph:
                            expr=s.value, label=str(s.value), shape=())
             elif s.kind == "op":
                 operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
-                add_op_node(g, name, s.op, operands, s.shape)  # type: ignore[arg-type]
+                add_op_node(g, name, s.op, operands, s.shape, derived)  # type: ignore[arg-type]
         return cls(g, names[output.index], tuple(order), granularity, source)
 
     # -- reading the graph ---------------------------------------------------
@@ -245,8 +246,13 @@ def _symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
-def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape) -> None:
-    """Add an operation node and its edges, deriving each edge's local derivative."""
+def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
+                derived: dict[tuple, list[tuple[sp.Expr, sp.Expr]]] | None = None) -> None:
+    """Add an operation node and its edges, deriving each edge's local derivative.
+
+    ``derived`` remembers the derivatives of each op and constant pattern, in
+    placeholder symbols, so a graph of many alike nodes asks SymPy once per pattern.
+    """
     op = OPS[op_name]
     args = [g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands]
     out = _symbol(name)
@@ -254,9 +260,22 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     constants = tuple(None if isinstance(o, str) else o for o in operands)
     g.add_node(name, kind="op", op=op_name, operands=operands, symbol=out, expr=expr,
                label=label(op, constants), shape=shape)
-    for o in dict.fromkeys(o for o in operands if isinstance(o, str)):
-        plain, cached = local_derivative(expr, g.nodes[o]["symbol"], out)
-        g.add_edge(o, name, derivative=plain, cached=cached)
+    nodes = list(dict.fromkeys(o for o in operands if isinstance(o, str)))
+    key = (op_name, tuple(nodes.index(o) if isinstance(o, str) else o for o in operands))
+    pairs = None if derived is None else derived.get(key)
+    if pairs is None:
+        slots = [_symbol(f"_operand{i}") for i in range(len(nodes))]
+        pattern = op.sympy(*(slots[nodes.index(o)] if isinstance(o, str) else o for o in operands))
+        pairs = [local_derivative(pattern, slot, _OUT) for slot in slots]
+        if derived is not None:
+            derived[key] = pairs
+    rename = {_symbol(f"_operand{i}"): g.nodes[o]["symbol"] for i, o in enumerate(nodes)}
+    rename[_OUT] = out
+    for o, (plain, cached) in zip(nodes, pairs):
+        g.add_edge(o, name, derivative=plain.xreplace(rename), cached=cached.xreplace(rename))
+
+
+_OUT = sp.Symbol("_out", real=True)
 
 
 def graph(source: str | sp.Expr | Callable[..., Any], *,
