@@ -10,9 +10,11 @@ from .errors import (
     TracingError,
     UnsupportedError,
 )
+from .explain import Explanation, explain
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
+from .picture import render
 from .tracing import (
     absolute,
     cos,
@@ -35,8 +37,8 @@ min = minimum
 __version__ = "0.1.0"
 
 __all__ = [
-    "OPS", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
-    "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
-    "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
-    "sqrt", "tanh",
+    "OPS", "EvaluationError", "Explanation", "FusionError", "Graph", "InputError", "ParseError",
+    "ShapeError", "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos",
+    "exp", "explain", "graph", "log", "max", "maximum", "min", "minimum", "relu", "render", "sigmoid",
+    "sin", "softplus", "sqrt", "tanh",
 ]

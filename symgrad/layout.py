@@ -245,7 +245,7 @@ def _dot(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Layout
     program = shutil.which("dot")
     if program is None:
         raise SymgradError("layout 'dot' needs Graphviz's dot program, which is not installed; "
-                           "use layout='layers'")
+                           "the 'layers' layout needs nothing more")
     ids = {n: f"n{i}" for i, n in enumerate(g)}
     inch = 72.0
     label = "\\n".join(["0" * max(1, round(label_size[0] / 7))] * max(1, round(label_size[1] / 14)))

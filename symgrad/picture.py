@@ -35,6 +35,7 @@ GREEN, RED, GREY, INK, FILL = "#1a7f37", "#cf222e", "#6e7781", "#24292f", "#f6f8
 FONT, SMALL = 13.0, 11.0
 FONT_FAMILY = "Helvetica, Arial, sans-serif"
 MAX_TEXT = 32  # characters of an expression shown on an edge before "…"
+MAX_INLINE = 400  # nodes; larger graphs do not draw themselves in Jupyter (sg.render still does)
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
