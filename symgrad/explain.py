@@ -105,7 +105,7 @@ def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
     >>> import symgrad as sg
     >>> t = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4)
     >>> print(explain(t, "x"))
-    **∂q2/∂x**: one path, q2 ← q1 ← x
+    **∂q2/∂x: one path, q2 ← q1 ← x**
     <BLANKLINE>
         ∂q2/∂x = ∂q2/∂q1·∂q1/∂x = z·1 = (-4)·1 = -4
     """
@@ -121,8 +121,10 @@ def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
     names = list(graph.inputs) if wrt is None else [wrt] if isinstance(wrt, str) else list(wrt)
     for n in names:
         if not isinstance(n, str) or n not in graph.nx:
-            raise SymgradError(f"cannot explain the gradient with respect to {n!r}: no such node "
-                               f"(inputs: {', '.join(graph.inputs) or 'none'}; nodes: {', '.join(graph.nodes)})")
+            raise SymgradError(
+                f"cannot explain the gradient with respect to {n!r}: no such node "
+                f"(inputs: {', '.join(graph.inputs) or 'none'}; nodes: {', '.join(graph.nodes)})"
+            )
     if not isinstance(max_paths, int) or max_paths < 1:
         raise SymgradError(f"max_paths must be a positive whole number, not {max_paths!r}")
     return Explanation(tuple(_chain(graph, trace, n, max_paths) for n in names), digits)
@@ -291,10 +293,10 @@ def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
             return head, [Row("", tuple(_dedupe([lhs, *rows[0].sides])))]
         if numeric:
             total = " + ".join(w.number(p.value, i == 0) for i, p in enumerate(chain.paths))
-            summed = (lhs, total, w.number(chain.value, True))
+            summed = [lhs, total, w.number(chain.value, True)]
         else:
             expr = sp.Add(*(sp.Mul(*(f.derivative for f in p.factors)) for p in chain.paths))
-            summed = (lhs, w.expr(expr, True))
+            summed = [lhs, w.expr(expr, True)]
         rows.append(Row(w.text("sum"), tuple(_dedupe(summed))))
         head = f"{title}: {len(rows) - 1} paths, added where they meet"
         return head, rows
@@ -426,8 +428,9 @@ def derivative_table_latex(graph: Graph) -> str:
         plain, cached = graph.local_derivatives(n), graph.local_derivatives(n, cached=True)
         for i, u in enumerate(plain or [None]):  # type: ignore[list-item]
             head = [w.name(n), w.text(str(data["label"])), sp.latex(data["expr"])] if i == 0 else ["", "", ""]
-            rest = (["", "", ""] if u is None else
-                    [w.partial(n, u), sp.latex(plain[u]), "" if cached[u] == plain[u] else sp.latex(cached[u])])
+            rest = ["", "", ""] if u is None else [
+                w.partial(n, u), sp.latex(plain[u]), "" if cached[u] == plain[u] else sp.latex(cached[u]),
+            ]
             rows.append(head + rest)
     header = ["node", "op", "expression", "local", "derivative", "cached form"]
     return _array([w.text(h) for h in header], rows)
@@ -452,7 +455,8 @@ def trace_table_latex(trace: Trace, digits: int = 4) -> str:
                 "" if sent is None else w.number(sent, True),
             ])
     node, operand = w.text("node"), w.text("operand")
-    header = [node, w.text("op"), w.text("value"), rf"\frac{{\partial {w.name(g.output)}}}{{\partial {node}}}", operand,
-              rf"\frac{{\partial {node}}}{{\partial {operand}}}", w.text("at the point"),
+    out = w.name(g.output)
+    header = [node, w.text("op"), w.text("value"), rf"\frac{{\partial {out}}}{{\partial {node}}}",
+              operand, rf"\frac{{\partial {node}}}{{\partial {operand}}}", w.text("at the point"),
               w.text("sent back")]
     return _array(header, rows)

@@ -217,8 +217,8 @@ class Drawing:
         x0, y0, x1, y1 = self.extent
         m = 8.0
         width, height = x1 - x0 + 2 * m, y1 - y0 + 2 * m
-        for key, v in (("x", x0 - m), ("y", y0 - m), ("width", width), ("height", height)):
-            self.background.set(key, _f(v))
+        for key, at in (("x", x0 - m), ("y", y0 - m), ("width", width), ("height", height)):
+            self.background.set(key, _f(at))
         self.root.set("viewBox", f"{_f(x0 - m)} {_f(y0 - m)} {_f(width)} {_f(height)}")
         self.root.set("width", _f(width))
         self.root.set("height", _f(height))
@@ -229,12 +229,11 @@ class Drawing:
         self.extent = [min(e[0], x0), min(e[1], y0), max(e[2], x1), max(e[3], y1)]
 
     def _text(self, parent: ET.Element, text: str, x: float, y: float, colour: str, cls: str,
-              size: float = FONT, anchor: str = "middle", **attrs: str) -> None:
+              size: float = FONT, anchor: str = "middle", attrs: dict[str, str] | None = None) -> None:
         if not text:
             return
         el = ET.SubElement(parent, "text", {
-            "x": _f(x), "y": _f(y), "fill": colour, "class": cls, "text-anchor": anchor,
-            **{k.replace("_", "-"): a for k, a in attrs.items()},
+            "x": _f(x), "y": _f(y), "fill": colour, "class": cls, "text-anchor": anchor, **(attrs or {}),
         })
         if size != FONT:
             el.set("font-size", f"{size:g}")
@@ -253,14 +252,14 @@ class Drawing:
                 "cx": _f(x), "cy": _f(y), "rx": _f(w / 2), "ry": _f(h / 2),
                 "fill": FILL, "stroke": INK, "stroke-width": "1.3",
             })
-            self._text(group, box.label, x, y + FONT * 0.35, INK, "op", data_node=n)
+            self._text(group, box.label, x, y + FONT * 0.35, INK, "op", attrs={"data-node": n})
         else:
             self._text(group, box.label, x, y + FONT * 0.35, INK, "input", size=FONT + 1,
-                       font_weight="bold")
+                       attrs={"font-weight": "bold", "data-node": n})
         self._grow(x - w / 2, y - h / 2, x + w / 2, y + h / 2)
         below = y + h / 2 + SMALL + 1
         for text, colour, cls in box.below:
-            self._text(group, text, x, below, colour, cls, size=SMALL, data_node=n)
+            self._text(group, text, x, below, colour, cls, size=SMALL, attrs={"data-node": n})
             below += SMALL + 2
 
     def _edge(self, u: str, v: str | None, points: list[Point], at: Point, label: EdgeText,
@@ -285,11 +284,12 @@ class Drawing:
         (ax, ay), (bx, by) = points[-2:]
         angle = 0.0 if curved or bx <= ax else float(np.degrees(np.arctan2(by - ay, bx - ax)))
         x, y = at
-        turn = {"transform": f"rotate({_f(angle)} {_f(x)} {_f(y)})"} if abs(angle) > 0.5 else {}
-        self._text(group, label.above, x, y - 4, GREEN, "value", data_node=u, **turn)
+        attrs = {"data-node": u}
+        if abs(angle) > 0.5:
+            attrs["transform"] = f"rotate({_f(angle)} {_f(x)} {_f(y)})"
+        self._text(group, label.above, x, y - 4, GREEN, "value", attrs=attrs)
         cls = "grad" if label.below_colour == RED else "local"
-        self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls,
-                   data_node=u, **turn)
+        self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls, attrs=attrs)
 
     def _clip(self, u: str, v: str, route: list[Point]) -> list[Point]:
         """The route with its ends moved from the node centres to their outlines."""
