@@ -139,7 +139,7 @@ def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain
         count[n] = sum(count[v] for v in graph.consumers(n) if v in between)
     total = count.get(wrt, 0)
     dout = None
-    if trace is not None and not (np.ndim(trace.dout) == 0 and trace.dout == 1):
+    if trace is not None and not np.all(np.asarray(trace.dout) == 1):
         dout = trace.dout
     value = trace.node_grads.get(wrt) if trace is not None else None
     prefix = adjoint_prefix(graph.nodes)

@@ -249,7 +249,8 @@ def _dot(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Layout
                            "the 'layers' layout needs nothing more")
     ids = {n: f"n{i}" for i, n in enumerate(g)}
     inch = 72.0
-    label = "\\n".join(["0" * max(1, round(label_size[0] / 7))] * max(1, round(label_size[1] / 14)))
+    # A label of about the size of ours, with a line to spare so that the edge keeps clear of it.
+    label = "\\n".join(["0" * max(1, round(label_size[0] / 7))] * (round(label_size[1] / 14) + 1))
     lines = ["digraph {", "rankdir=LR; nodesep=0.35; ranksep=0.3;",
              'node [shape=box, fixedsize=true, label=""]; edge [arrowhead=none, fontsize=12];']
     for n, i in ids.items():

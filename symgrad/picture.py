@@ -93,8 +93,8 @@ def text_width(text: str, size: float = FONT) -> float:
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    """``(2, 3)`` → ``2×3``; ``(2,)`` → ``2``; scalars → ``""``."""
-    return "×".join(str(n) for n in shape)
+    """``(2, 3)`` and ``(2,)`` as NumPy writes them; scalars → ``""``."""
+    return str(tuple(int(n) for n in shape)) if shape else ""
 
 
 @dataclass
@@ -281,9 +281,11 @@ class Drawing:
         for q in points:
             self._grow(q[0], q[1], q[0], q[1])
         # The texts run along the line, the value above it and the gradient below it.
-        (ax, ay), (bx, by) = points[-2:]
-        angle = 0.0 if curved or bx <= ax else float(np.degrees(np.arctan2(by - ay, bx - ax)))
-        x, y = at
+        if curved:  # from the spline's point nearest the place the layout chose
+            (x, y), (ax, ay), (bx, by) = _nearest_on_curve(points, at)
+        else:
+            (x, y), ((ax, ay), (bx, by)) = at, points[-2:]
+        angle = 0.0 if bx <= ax else float(np.degrees(np.arctan2(by - ay, bx - ax)))
         attrs = {"data-node": u}
         if abs(angle) > 0.5:
             attrs["transform"] = f"rotate({_f(angle)} {_f(x)} {_f(y)})"
@@ -309,6 +311,19 @@ class Drawing:
         else:
             s = min(w / 2 / abs(dx) if dx else np.inf, h / 2 / abs(dy) if dy else np.inf)
         return (centre[0] + s * dx, centre[1] + s * dy)
+
+
+def _nearest_on_curve(points: list[Point], target: Point) -> tuple[Point, Point, Point]:
+    """The point of a chain of cubic Bézier pieces nearest ``target``, and a chord around it."""
+    t = np.linspace(0, 1, 21)[:, None]
+    samples = []
+    for i in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = (np.array(q) for q in points[i:i + 4])
+        samples.append((1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3)
+    curve = np.concatenate(samples) if samples else np.array(points, dtype=float)
+    k = int(np.argmin(np.hypot(*(curve - np.array(target)).T)))
+    a, b = curve[max(k - 1, 0)], curve[min(k + 1, len(curve) - 1)]
+    return (float(curve[k][0]), float(curve[k][1])), (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
 
 
 def _f(x: float) -> str:
