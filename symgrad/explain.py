@@ -28,6 +28,7 @@ import sympy as sp
 
 from .errors import SymgradError
 from .graph import MAX_PATHS
+from .picture import check_digits
 from .printing import evaluate
 from .program import adjoint_prefix
 from .tables import number
@@ -125,7 +126,8 @@ def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
                 f"cannot explain the gradient with respect to {n!r}: no such node "
                 f"(inputs: {', '.join(graph.inputs) or 'none'}; nodes: {', '.join(graph.nodes)})"
             )
-    if not isinstance(max_paths, int) or max_paths < 1:
+    check_digits(digits)
+    if isinstance(max_paths, bool) or not isinstance(max_paths, int) or max_paths < 1:
         raise SymgradError(f"max_paths must be a positive whole number, not {max_paths!r}")
     return Explanation(tuple(_chain(graph, trace, n, max_paths) for n in names), digits)
 

@@ -70,6 +70,7 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
     from .graph import Graph
     from .interpret import Trace
 
+    check_digits(digits)
     if isinstance(obj, Trace):
         text = Picture(obj.graph, obj, digits).svg(layout)
     elif isinstance(obj, Graph):
@@ -85,6 +86,12 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
         except OSError as e:
             raise SymgradError(f"cannot write {os.fspath(path)!r}: {e.strerror}") from None
     return text
+
+
+def check_digits(digits: object) -> None:
+    """Refuse a number of significant digits that is not a whole number from 1 to 17."""
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
+        raise SymgradError(f"digits must be a whole number from 1 to 17, not {digits!r}")
 
 
 def text_width(text: str, size: float = FONT) -> float:

@@ -202,5 +202,7 @@ def test_bad_arguments_are_symgrad_errors():
         g.explain(["x", 3])  # type: ignore[list-item]
     with pytest.raises(sg.SymgradError, match="max_paths"):
         t.explain("x", max_paths=0)
+    with pytest.raises(sg.SymgradError, match="digits"):
+        t.explain("x", digits=-2)
     with pytest.raises(sg.SymgradError, match="cannot explain a str"):
         sg.explain("(x + y) * z")  # type: ignore[arg-type]

@@ -136,6 +136,8 @@ def test_render_writes_a_file_and_refuses_bad_arguments(tmp_path):
         sg.render("x * y")  # type: ignore[arg-type]
     with pytest.raises(sg.SymgradError, match="unknown layout 'circle'"):
         sg.render(g, layout="circle")
+    with pytest.raises(sg.SymgradError, match="digits must be"):
+        sg.render(g, digits=0)
     with pytest.raises(sg.SymgradError, match="cannot write"):
         sg.render(g, tmp_path / "missing" / "g.svg")
 
@@ -251,6 +253,7 @@ def test_cli_render_prints_the_graph_without_values(capsys):
     (["render", "x + y", "-o", "picture.png"], "must end in .svg"),
     (["render", "foo(x)"], "unknown function 'foo'"),
     (["render", "x", "--at", "x=[1,"], "not a number"),
+    (["render", "x", "--digits", "-1"], "digits must be"),
 ])
 def test_cli_render_errors(capsys, argv, words):
     assert main(argv) == 2
