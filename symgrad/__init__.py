@@ -37,8 +37,9 @@ min = minimum
 __version__ = "0.1.0"
 
 __all__ = [
-    "OPS", "EvaluationError", "Explanation", "FusionError", "Graph", "InputError", "ParseError",
-    "ShapeError", "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos",
-    "exp", "explain", "graph", "log", "max", "maximum", "min", "minimum", "relu", "render", "sigmoid",
-    "sin", "softplus", "sqrt", "tanh",
+    "OPS", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
+    "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
+    "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
+    "sqrt", "tanh",
+    "Explanation", "explain", "render",
 ]
