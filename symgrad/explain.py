@@ -2,7 +2,7 @@
 
 For f = (x + y)·z the gradient with respect to x follows the one path
 f ← q ← x and is the product of the local derivatives on its edges:
-∂f/∂x = ∂f/∂q·∂q/∂x = z·1 = −4·1 = −4.  Where the graph branches, several
+∂f/∂x = ∂f/∂q·∂q/∂x = z·1 = (−4)·1 = −4.  Where the graph branches, several
 paths lead to the same node and their products add up.  The local
 derivatives are the graph's edge attributes and the numbers are the Trace's;
 each path's number comes from running the Program's adjoint terms along that
@@ -36,7 +36,6 @@ from .tables import number
 if TYPE_CHECKING:
     from .graph import Graph
     from .interpret import Trace
-
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,8 @@ def _label_places(routes: dict[Edge, list[Point]], ends: dict[Edge, tuple[float,
     return places
 
 
-def _middle(a: Point, b: Point) -> Point:
+def midpoint(a: Point, b: Point) -> Point:
+    """The point halfway between ``a`` and ``b``."""
     return ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
 
 
@@ -281,5 +282,5 @@ def _dot(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Layout
             routes[u, v] = [(x * inch, (top - y) * inch) for x, y in zip(xy[::2], xy[1::2])]
             rest = words[4 + 2 * k:]
             labels[u, v] = ((float(rest[1]) * inch, (top - float(rest[2])) * inch) if len(rest) >= 5
-                            else _middle(routes[u, v][0], routes[u, v][-1]))
+                            else midpoint(routes[u, v][0], routes[u, v][-1]))
     return Layout(centres, routes, labels, curved=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import SymgradError
-from .layout import Layout, Point, _middle, layout
+from .layout import Layout, Point, layout, midpoint
 from .tables import number
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class Picture:
 
     def svg(self, engine: str = "layers") -> str:
         """The picture as SVG text, placed by the layout ``engine``."""
-        texts = [e for e in [*self.edges.values(), self.stub]]
+        texts = [*self.edges.values(), self.stub]
         widest = max([text_width(s) for e in texts for s in (e.above, e.below)] + [24.0])
         sizes = {n: b.size for n, b in self.boxes.items()}
         lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine)
@@ -278,8 +278,8 @@ class Drawing:
         else:  # straight, with bends rounded off through the middles of the segments
             d = f"M{_p(points[0])}"
             for i in range(1, len(points) - 1):
-                d += f" L{_p(_middle(points[i - 1], points[i]))} Q{_p(points[i])}"
-                d += f" {_p(_middle(points[i], points[i + 1]))}"
+                d += f" L{_p(midpoint(points[i - 1], points[i]))} Q{_p(points[i])}"
+                d += f" {_p(midpoint(points[i], points[i + 1]))}"
             d += f" L{_p(points[-1])}"
         ET.SubElement(group, "path", {
             "d": d, "fill": "none", "stroke": INK, "stroke-width": "1.2",
@@ -334,8 +334,9 @@ def _nearest_on_curve(points: list[Point], target: Point) -> tuple[Point, Point,
 
 
 def _f(x: float) -> str:
-    """A coordinate as short text: 12.5, not 12.500000001."""
-    return f"{round(float(x), 1):g}"
+    """A coordinate as short text: 12.5, not 12.500000001; 3, not 3.0."""
+    text = f"{float(x):.1f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _p(q: Point) -> str:
