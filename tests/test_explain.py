@@ -206,3 +206,13 @@ def test_bad_arguments_are_symgrad_errors():
         t.explain("x", digits=-2)
     with pytest.raises(sg.SymgradError, match="cannot explain a str"):
         sg.explain("(x + y) * z")  # type: ignore[arg-type]
+
+
+def test_a_gate_is_one_factor_with_its_own_local_derivative():
+    t = sg.graph("sigmoid(w0*x0 + w1*x1 + w2)").backprop(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)
+    (chain,) = t.explain("w0").chains
+    gate = chain.paths[0].factors[0]
+    assert t.graph.nx.nodes[gate.node]["label"] == "σ"
+    assert gate.value == pytest.approx(0.1966, abs=1e-4)
+    assert chain.paths[0].value == pytest.approx(-0.1966, abs=1e-4)
+    assert "sigmoid(q4)" in str(t.explain("w0"))

@@ -259,3 +259,12 @@ def test_cli_render_errors(capsys, argv, words):
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("symgrad: error:") and words in err
+
+
+def test_a_gate_is_drawn_as_one_node():
+    t = sg.graph("sigmoid(w0*x0 + w1*x1 + w2)").backprop(**NEURON_AT)
+    svg = sg.render(t)
+    ops = [el.text for els in texts(svg, "op").values() for el in els]
+    assert sorted(ops) == ["*", "*", "+", "+", "σ"]
+    assert numbers(texts(svg, "value")["q5"]) == [pytest.approx(0.7311, abs=1e-4)]
+    assert numbers(texts(svg, "grad")["q4"]) == [pytest.approx(0.1966, abs=1e-4)]
