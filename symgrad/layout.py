@@ -109,7 +109,7 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Lay
         if len(points) > 2 and _clear(points[0], points[-1], chain[1:-1], layers, layer, at, sizes):
             points = [points[0], points[-1]]
         routes[e] = points
-    room = {e: (sizes[u][0] / 2, sizes[v][0] / 2) for e, (u, v) in zip(chains, chains)}
+    room = {(u, v): (sizes[u][0] / 2, sizes[v][0] / 2) for u, v in chains}
     labels = _label_places(routes, room, label_size)
     return Layout({n: at[n] for n in g}, routes, labels, curved=False)
 
