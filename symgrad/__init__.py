@@ -10,9 +10,11 @@ from .errors import (
     TracingError,
     UnsupportedError,
 )
+from .explain import Explanation, explain
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
+from .picture import render
 from .tracing import (
     absolute,
     cos,
@@ -39,4 +41,5 @@ __all__ = [
     "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
+    "Explanation", "explain", "render",
 ]

@@ -19,7 +19,7 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -30,7 +30,10 @@ from .errors import SymgradError
 from .ops import OPS, label
 
 if TYPE_CHECKING:
+    from .explain import Explanation, Table
     from .interpret import Trace
+
+MAX_PATHS = 10  # explanations list at most this many paths to a node
 
 
 def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
@@ -173,6 +176,36 @@ class Graph:
         from .interpret import backprop
 
         return backprop(self, values, dout)
+
+    # -- pictures and explanations ---------------------------------------------------
+
+    def explain(self, wrt: str | Iterable[str] | None = None, *,
+                max_paths: int = MAX_PATHS) -> Explanation:
+        """The chain rule along every path from the output to ``wrt``, in symbols.
+
+        >>> import symgrad as sg
+        >>> print(sg.graph("x*x + x").explain("x"))
+        **∂q2/∂x: 2 paths, added where they meet**
+        <BLANKLINE>
+        - q2 ← q1 ← x: ∂q2/∂q1·∂q1/∂x = 1·(2*x) = 2*x
+        - q2 ← x: ∂q2/∂x = 1
+        - sum: ∂q2/∂x = 2*x + 1
+        """
+        from .explain import explain
+
+        return explain(self, wrt, max_paths=max_paths)
+
+    def table(self) -> Table:
+        """Every operation node's local derivatives: text, and LaTeX in Jupyter."""
+        from .explain import Table, derivative_table_latex
+        from .tables import derivative_table
+
+        return Table(derivative_table(self), lambda: derivative_table_latex(self))
+
+    def _repr_svg_(self) -> str | None:
+        from .picture import MAX_INLINE, render
+
+        return render(self) if self.nx.number_of_nodes() <= MAX_INLINE else None
 
     # -- text --------------------------------------------------------------------
 

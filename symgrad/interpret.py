@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy as sp
 
 from .errors import EvaluationError
-from .graph import Graph
+from .graph import MAX_PATHS, Graph
 from .printing import evaluate
 from .program import Program, build_program
 from .values import as_array, coerce
+
+if TYPE_CHECKING:
+    from .explain import Explanation, Table
 
 
 class Trace:
@@ -48,16 +51,36 @@ class Trace:
     def grads(self) -> dict[str, Any]:
         return {n: self.node_grads[n] for n in self.program.wrt}
 
-    def table(self, digits: int = 4) -> str:
+    def table(self, digits: int = 4) -> Table:
         """Every node's op, value and gradient, and every edge's local derivative.
 
         The rows go in topological order.  For each operand of a node, the row
         shows the local derivative ∂node/∂operand (symbolic and its value) and
         the gradient sent back to the operand: local × the node's gradient.
         """
+        from .explain import Table, trace_table_latex
         from .tables import trace_table
 
-        return trace_table(self, digits)
+        return Table(trace_table(self, digits), lambda: trace_table_latex(self, digits))
+
+    def explain(self, wrt: str | Iterable[str] | None = None, *, digits: int = 4,
+                max_paths: int = MAX_PATHS) -> Explanation:
+        """The chain rule along every path from the output to ``wrt`` (default: every input).
+
+        >>> import symgrad as sg
+        >>> print(sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4).explain("z"))
+        **∂q2/∂z: one path, q2 ← z**
+        <BLANKLINE>
+            ∂q2/∂z = q1 = 3
+        """
+        from .explain import explain
+
+        return explain(self, wrt, digits=digits, max_paths=max_paths)
+
+    def _repr_svg_(self) -> str | None:
+        from .picture import MAX_INLINE, render
+
+        return render(self) if self.graph.nx.number_of_nodes() <= MAX_INLINE else None
 
     def __str__(self) -> str:
         return self.table()
