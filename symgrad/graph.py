@@ -222,13 +222,24 @@ class Graph:
 
     def __str__(self) -> str:
         head = f"{self.output} = {self.source}" if self.source else self.output
-        lines = [f"graph({', '.join(self.inputs)}): {head}"]
+        tensors = any(self.shape(n) != () for n in self.nodes)
+        inputs = [self._declared(n) if tensors else n for n in self.inputs]
+        lines = [f"graph({', '.join(inputs)}): {head}"]
         width = max([len(f"{n} = {self.expr(n)}") for n in self.operations] + [0])
+        label_width = max([len(self.nx.nodes[n]["label"]) for n in self.operations] + [0])
         for n in self.operations:
             text = f"{n} = {self.expr(n)}"
-            lines.append(f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]")
+            line = f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]"
+            if tensors:
+                line = f"{line:<{width + label_width + 7}}   {self.shape(n)}"
+            lines.append(line)
         lines.append(f"  return {self.output}")
         return "\n".join(lines)
+
+    def _declared(self, name: str) -> str:
+        """An input with its shape and, for labels, its dtype: ``W (2, 3)``, ``y (4,) int``."""
+        dtype = " int" if self.nx.nodes[name].get("dtype") == "int" else ""
+        return f"{name} {self.shape(name)}{dtype}"
 
     def __repr__(self) -> str:
         what = self.source or str(self.expression())

@@ -248,7 +248,7 @@ OPS: dict[str, Op] = {
                  " + np.max({0}{axis}{keepdims})",
            shapes=(("n",), ("nm",), ("nmk",))),
         Op("pick", 2, pick, "pick", params=("keepdims",), domain=(REAL, LABELS),
-           numpy=lambda s, y, keepdims: f"{s:a}[np.arange(len({y})), {y}]"
+           numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
                                         + ("[:, None]" if keepdims else ""),
            shapes=(("nc", "n"),)),
     )

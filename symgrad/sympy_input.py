@@ -52,7 +52,8 @@ class _Converter:
                 return [e.base]
             return [e.base, e.exp]
         if type(e) in BY_CLASS:
-            return list(e.args)
+            op = BY_CLASS[type(e)]
+            return list(e.args[: op.arity] if op.params else e.args)
         if isinstance(e, (sp.Function, sp.Expr)):
             name = type(e).__name__
             known = ", ".join(sorted(FUNCTIONS))
@@ -90,6 +91,8 @@ class _Converter:
                 return b.apply("sqrt", done[e.base])
             return b.apply("pow", done[e.base], done[e.exp])
         op = BY_CLASS[type(e)]
+        if op.params:  # keyword parameters (axis, keepdims) are trailing arguments
+            return b.apply(op.name, *(done[a] for a in e.args[: op.arity]), **op.param_values(e.args))
         args = [done[a] for a in e.args]
         if len(args) > op.arity:  # SymPy's Max and Min are n-ary
             acc = args[0]

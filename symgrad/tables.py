@@ -18,8 +18,8 @@ def number(v: Any, digits: int = 4) -> str:
     if np.ndim(v) == 0:
         x = float(v)
         return "0" if x == 0 else f"{x:.{digits}g}"
-    a = np.asarray(v)
-    if a.size <= 12:
+    a = np.asarray(v) + 0  # no "-0."
+    if a.size <= 9:
         return np.array2string(a, precision=digits, separator=", ", suppress_small=True).replace("\n", "")
     return f"array{a.shape} in [{a.min():.{digits}g}, {a.max():.{digits}g}]"
 

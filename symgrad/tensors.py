@@ -334,6 +334,9 @@ class expand_dims(ArrayFunction):
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return _obj(np.expand_dims(values[0], tuple(int(a) for a in self.args[1])))
 
+    def _sympystr(self, printer: Any) -> str:
+        return f"expand_dims({printer._print(self.args[0])}, {decode_axis(self.args[1])})"
+
 
 class broadcast_to(ArrayFunction):
     """``broadcast_to(a, shape)``: ``a`` stretched to ``shape`` by broadcasting."""
