@@ -16,7 +16,7 @@ import sympy as sp
 
 from .build import Builder, Operand
 from .derived import DERIVED
-from .errors import ParseError, SymgradError
+from .errors import ParseError, ShapeError, SymgradError
 from .ops import FUNCTIONS, INFIX
 from .tracing import Traced
 
@@ -92,6 +92,8 @@ class _Walker:
                     done[id(node)] = self.apply(node, args)
                 except ParseError:
                     raise
+                except ShapeError as e:  # keep the kind, point at the op
+                    raise type(e)(str(ParseError(str(e), self.column(node), self.text))) from None
                 except SymgradError as e:
                     raise ParseError(str(e), self.column(node), self.text) from None
         return done[id(root)]
