@@ -106,6 +106,8 @@ class Builder:
             raise SymgradError(
                 f"unknown granularity {self.granularity!r}; choose one of {', '.join(GRANULARITIES)}"
             )
+        for name, dtype in self.dtypes.items():
+            check_dtype(name, dtype)
 
     def input(self, name: str) -> Ref:
         """The input called ``name`` (the same Ref each time it is asked for)."""
