@@ -34,7 +34,7 @@ class Ref:
     index: int
 
 
-Operand: TypeAlias = Ref | sp.Expr
+Operand: TypeAlias = "Ref | sp.Expr"
 
 
 @dataclass

@@ -11,6 +11,8 @@ integer literal (``sum(x, axis=0)``).  Every other construct is refused with a
 from __future__ import annotations
 
 import ast
+import sys
+import warnings
 
 import sympy as sp
 
@@ -51,14 +53,21 @@ def parse(text: str, builder: Builder):
         raise ParseError(f"expression is too long ({len(text)} characters; at most {MAX_LENGTH})")
     if not text.strip():
         raise ParseError("empty expression")
+    limit = sys.getrecursionlimit()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        # Python builds the syntax tree of a long sum recursively; let it, within bounds
+        sys.setrecursionlimit(max(limit, 30_000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"syntax error: {e.msg}", _syntax_column(e, text.strip()),
                          text.strip()) from None
     except (ValueError, RecursionError, MemoryError) as e:
         reason = "nested too deeply" if not isinstance(e, ValueError) else str(e)
         raise ParseError(f"cannot parse expression: {reason}") from None
+    finally:
+        sys.setrecursionlimit(limit)
     source = text.strip()
     output = _Walker(builder, source).walk(tree.body)
     return builder.finish(output, source=source)
@@ -127,7 +136,9 @@ class _Walker:
             return []
         if isinstance(node, ast.Attribute):
             if node.attr != "T":
-                raise self.fail(f"attribute .{node.attr} is not supported (only .T, the transpose)", node)
+                raise self.fail(
+                    f"attribute access (.{node.attr}) is not allowed; only .T, the transpose", node
+                )
             return [node.value]
         what = CONSTRUCTS.get(type(node), type(node).__name__)
         raise self.fail(f"{what} are not allowed in expressions", node)
@@ -159,7 +170,7 @@ class _Walker:
         if k.arg not in allowed:
             shown = "**" if k.arg is None else f"{k.arg}="
             takes = f"only {', '.join(a + '=' for a in allowed)}" if allowed else "no keyword arguments"
-            raise self.fail(f"{name}() takes {takes}, got {shown}", k.value)
+            raise self.fail(f"{name}() takes {takes}, got {shown}", k)
         v = k.value
         sign = 1
         if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub):

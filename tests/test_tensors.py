@@ -165,7 +165,7 @@ def test_keyword_axis_reaches_the_graph_from_every_front_end():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("x.shape", "attribute .shape is not supported (only .T, the transpose)"),
+    ("x.shape", "attribute access (.shape) is not allowed; only .T, the transpose"),
     ("sum(x, axis=y)", "axis= takes an integer"),
     ("sum(x, axis=1.5)", "axis= takes an integer"),
     ("sum(x, keepdims=True)", "sum() takes only axis=, got keepdims="),
