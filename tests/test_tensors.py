@@ -290,3 +290,21 @@ def test_traced_transpose_and_reflected_matmul():
     np.testing.assert_allclose(t.grads["A"], np.outer(np.ones(2), v))
     with pytest.raises(sg.TracingError, match="cannot combine a traced value with ndarray"):
         sg.graph(lambda v: v @ np.ones(3), shapes={"v": (3,)})
+
+
+def test_sympy_matrix_expressions():
+    W, x = sp.MatrixSymbol("W", 2, 2), sp.MatrixSymbol("x", 2, 1)
+    g = sg.graph((W * x).T * (W * x))  # SymPy's own matrix algebra: MatMul, Transpose
+    assert g.shape("W") == (2, 2) and g.shape("x") == (2, 1) and g.shape(g.output) == (1, 1)
+    t = g.backprop(W=W0, x=X0[:, None])
+    assert float(t.value[0, 0]) == pytest.approx(0.116, abs=1e-15)
+    np.testing.assert_allclose(t.grads["W"], [[0.088, 0.176], [0.104, 0.208]], atol=1e-15)
+    np.testing.assert_allclose(t.grads["x"], [[-0.112], [0.636]], atol=1e-15)
+    b = sp.MatrixSymbol("b", 2, 1)
+    g = sg.graph(sg.sum(sp.HadamardProduct(3 * W * x - b, W * x)))
+    t = g.backprop(W=W0, x=X0[:, None], b=np.ones((2, 1)))
+    q = W0 @ X0[:, None]
+    np.testing.assert_allclose(t.grads["b"], -q)
+    np.testing.assert_allclose(t.grads["W"], (6 * q - 1) @ X0[None, :])
+    with pytest.raises(sg.ShapeError, match=r"matrix W is \(2, 2\), but shapes gives \(3, 3\)"):
+        sg.graph(W * x, shapes={"W": (3, 3)})
