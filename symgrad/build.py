@@ -172,19 +172,20 @@ class Builder:
         """Integer-label inputs go where an op takes labels, and nowhere else."""
         for i, o in enumerate(operands):
             spec = self.specs[o.index] if isinstance(o, Ref) else None
-            is_labels = spec is not None and spec.dtype == "int"
-            if i in op.labels and not is_labels:
-                what = f"input {spec.name!r}" if spec is not None and spec.kind == "input" else (
-                    "a computed value" if spec is not None else f"the constant {o}")
-                raise InputError(
-                    f"{op.name}: operand {i + 1} takes integer labels, but got {what}; "
-                    "declare a label input with dtypes={name: int}"
-                )
-            if is_labels and i not in op.labels:
-                raise InputError(
-                    f"{op.name}: input {spec.name!r} holds integer labels (dtype int); "  # type: ignore[union-attr]
-                    "labels can only select entries, as in pick(s, y) or softmax_cross_entropy(s, y)"
-                )
+            if spec is not None and spec.dtype == "int":
+                if i not in op.label_operands:
+                    raise InputError(
+                        f"{op.name}: input {spec.name!r} holds integer labels (dtype int); labels can "
+                        "only select entries, as in pick(s, y) or softmax_cross_entropy(s, y)"
+                    )
+            elif i in op.label_operands:
+                if spec is None:
+                    what = f"the constant {o}"
+                elif spec.kind == "input":
+                    what = f"input {spec.name!r}; declare it with dtypes={{{spec.name!r}: int}}"
+                else:
+                    what = "a computed value"
+                raise InputError(f"{op.name}: operand {i + 1} takes integer labels, but got {what}")
 
     def _add(self, spec: Spec) -> Ref:
         self.specs.append(spec)

@@ -186,7 +186,7 @@ class Op:
         return not hasattr(self.function_class, "vjp")
 
     @property
-    def labels(self) -> tuple[int, ...]:
+    def label_operands(self) -> tuple[int, ...]:
         """Positions of the operands that take integer labels."""
         return tuple(i for i, d in enumerate(self.domain) if d.labels)
 

@@ -53,12 +53,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         args = expr.args
         if len(args) > 2 and type(expr) in (sp.Max, sp.Min):  # n-ary: nest
             return self._print(type(expr)(type(expr)(*args[:-1]), args[-1], evaluate=False))
-        op = BY_CLASS[type(expr)]
-        params = op.param_values(args)
+        op = BY_CLASS.get(type(expr))
+        params = op.param_values(args) if op is not None else {}
         printed = [
             _Arg(self._print(a), self.parenthesize(a, PRECEDENCE["Mul"]),
                  self.parenthesize(a, PRECEDENCE["Func"], strict=True))
-            for a in args[: op.arity]
+            for a in (args[: op.arity] if op is not None and op.params else args)
         ]
         if callable(template):
             return template(*printed, **params)

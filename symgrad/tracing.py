@@ -44,14 +44,14 @@ class Traced:
     def __rpow__(self, other: Any) -> Traced: return self._apply("pow", other, reverse=True)
     def __matmul__(self, other: Any) -> Traced: return self._apply("matmul", other)
     def __rmatmul__(self, other: Any) -> Traced: return self._apply("matmul", other, reverse=True)
+    def __neg__(self) -> Traced: return apply("mul", -1, self)
+    def __pos__(self) -> Traced: return self
+    def __abs__(self) -> Traced: return self._apply("abs")
 
     @property
     def T(self) -> Traced:
         """The transpose, as ``x.T`` in NumPy."""
         return apply("transpose", self)
-    def __neg__(self) -> Traced: return apply("mul", -1, self)
-    def __pos__(self) -> Traced: return self
-    def __abs__(self) -> Traced: return self._apply("abs")
 
     def __bool__(self) -> bool:
         raise TracingError(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, ShapeError
+from .ops import OPS
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -67,11 +68,9 @@ def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
 
 def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
     """Refuse labels outside 0 … C−1, where C is the number of scores they pick from."""
-    from .ops import OPS
-
     for n in graph.operations:
         op = graph.nx.nodes[n]["op"]
-        for i in OPS[op].labels if op else ():
+        for i in OPS[op].label_operands if op else ():
             scores, labels = graph.nx.nodes[n]["operands"][0], graph.nx.nodes[n]["operands"][i]
             classes = graph.shape(scores)[-1] if isinstance(scores, str) else 1
             bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
