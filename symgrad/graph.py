@@ -165,7 +165,13 @@ class Graph:
         return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
 
     def elementwise(self, node: str) -> bool:
-        """True unless ``node`` is an op that mixes entries (matmul, sum, …)."""
+        """True unless ``node`` is an op that mixes entries (matmul, sum, …).
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("sum(exp(x))", shapes={"x": (3,)})
+        >>> g.elementwise("q1"), g.elementwise("q2")
+        (True, False)
+        """
         op = self._node(node)["op"]
         return op is None or OPS[op].elementwise
 
@@ -193,7 +199,12 @@ class Graph:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """The inputs that hold integer labels (declared with ``dtypes={name: int}``)."""
+        """The inputs that hold integer labels (declared with ``dtypes={name: int}``).
+
+        >>> import symgrad as sg
+        >>> sg.graph("pick(s, y)", shapes={"s": (2, 3), "y": (2,)}, dtypes={"y": int}).labels
+        ('y',)
+        """
         return tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
 
     def _node(self, node: str) -> dict[str, Any]:
