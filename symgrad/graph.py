@@ -31,8 +31,9 @@ import networkx as nx
 import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
-from .errors import SymgradError
+from .errors import ShapeError, SymgradError
 from .ops import OPS, label
+from .tensors import shape_of
 
 if TYPE_CHECKING:
     from .interpret import Trace
@@ -272,22 +273,28 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     g.add_node(name, kind="op", op=op_name, operands=operands, symbol=out, expr=expr,
                label=label(op, constants), shape=shape)
     if not op.elementwise:
-        _add_vjp_edges(g, name, expr, operands)
+        _add_vjp_edges(g, name, op_name, expr, operands)
         return
     for o in dict.fromkeys(o for o in operands if isinstance(o, str)):
         plain, cached = local_derivative(expr, g.nodes[o]["symbol"], out)
         g.add_edge(o, name, derivative=plain, cached=cached)
 
 
-def _add_vjp_edges(g: nx.DiGraph, name: str, expr: sp.Expr, operands: tuple) -> None:
+def _add_vjp_edges(g: nx.DiGraph, name: str, op_name: str, expr: sp.Expr, operands: tuple) -> None:
     """Edges into a node that mixes entries: each carries the op's vector-Jacobian product."""
-    upstream = sp.Symbol(f"d{name}", real=True)
+    upstream, out = sp.Symbol(f"d{name}", real=True), g.nodes[name]["symbol"]
     shapes = tuple(g.nodes[o]["shape"] if isinstance(o, str) else () for o in operands)
-    rules = expr.vjp(upstream, g.nodes[name]["symbol"], shapes[: len(expr.operands)])
+    known = {g.nodes[o]["symbol"]: g.nodes[o]["shape"] for o in operands if isinstance(o, str)}
+    known[upstream] = known[out] = g.nodes[name]["shape"]
+    rules = expr.vjp(upstream, out, shapes[: len(expr.operands)])
     flows: dict[str, Any] = {}
     for o, rule in zip(operands, rules):
-        if isinstance(o, str):
-            flows[o] = rule if o not in flows or rule is None else flows[o] + rule
+        if not isinstance(o, str):
+            continue
+        if rule is not None and shape_of(rule, known) != g.nodes[o]["shape"]:
+            raise ShapeError(f"{op_name}: the gradient for {o} has shape {shape_of(rule, known)}, "
+                             f"but {o} has shape {g.nodes[o]['shape']}")
+        flows[o] = rule if o not in flows or rule is None else flows[o] + rule
     for o, rule in flows.items():
         vjp = None if rule is None else sp.Lambda(upstream, rule)
         g.add_edge(o, name, derivative=None, cached=None, vjp=vjp)

@@ -308,3 +308,12 @@ def test_sympy_matrix_expressions():
     np.testing.assert_allclose(t.grads["W"], (6 * q - 1) @ X0[None, :])
     with pytest.raises(sg.ShapeError, match=r"matrix W is \(2, 2\), but shapes gives \(3, 3\)"):
         sg.graph(W * x, shapes={"W": (3, 3)})
+
+
+def test_a_rule_giving_the_wrong_shape_is_caught(monkeypatch):
+    from symgrad import tensors
+
+    monkeypatch.setattr(tensors.transpose, "vjp", lambda self, g, out, shapes: (g,))  # forgot .T
+    with pytest.raises(sg.ShapeError, match=r"transpose: the gradient for x has shape \(3, 2\), "
+                                            r"but x has shape \(2, 3\)"):
+        sg.graph("sum(x.T)", shapes={"x": (2, 3)})
