@@ -45,8 +45,7 @@ def _shapes(shapes: tuple[Shape, ...]) -> str:
 
 def _obj(value: Any) -> np.ndarray:
     """A value as a NumPy object array (0-d for a scalar)."""
-    return np.asarray(value, dtype=object) if isinstance(value, np.ndarray) else \
-        np.array(value, dtype=object)
+    return np.asarray(value, dtype=object)
 
 
 # --------------------------------------------------------------------------
@@ -361,10 +360,6 @@ class onehot(ArrayFunction):
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return np.eye(int(self.args[1]), dtype=int).astype(object)[np.asarray(values[0], dtype=int)]
 
-
-ARRAY_FUNCTIONS: tuple[type[ArrayFunction], ...] = (
-    matmul, transpose, reduce_sum, mean, logsumexp, pick, outer, expand_dims, broadcast_to, onehot,
-)
 
 # --------------------------------------------------------------------------
 # Reading expressions of arrays
