@@ -1,5 +1,14 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
+from .derived import (
+    binary_cross_entropy,
+    l2,
+    log_softmax,
+    norm,
+    softmax,
+    softmax_cross_entropy,
+    svm_loss,
+)
 from .errors import (
     EvaluationError,
     FusionError,
@@ -20,19 +29,26 @@ from .tracing import (
     cos,
     exp,
     log,
+    logsumexp,
+    matmul,
     maximum,
+    mean,
     minimum,
+    pick,
+    reduce_sum,
     relu,
     sigmoid,
     sin,
     softplus,
     sqrt,
     tanh,
+    transpose,
 )
 
 abs = absolute
 max = maximum
 min = minimum
+sum = reduce_sum
 
 __version__ = "0.1.0"
 
@@ -42,4 +58,7 @@ __all__ = [
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
     "Explanation", "explain", "render",
+    # tensors
+    "binary_cross_entropy", "l2", "log_softmax", "logsumexp", "matmul", "mean", "norm", "pick",
+    "reduce_sum", "softmax", "softmax_cross_entropy", "sum", "svm_loss", "transpose",
 ]

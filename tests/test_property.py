@@ -34,7 +34,7 @@ def expressions(draw, depth: int = 3) -> str:
         if draw(st.integers(0, 4)) == 0:
             return repr(draw(st.sampled_from([0.5, 1, 2, -1.5, 3])))
         return draw(st.sampled_from(VARIABLES))
-    op = OPS[draw(st.sampled_from(sorted(OPS)))]
+    op = OPS[draw(st.sampled_from(sorted(n for n, o in OPS.items() if o.elementwise)))]
     args = [fit(draw(expressions(depth - 1)), d) for d in op.domain]
     if op.infix:
         return f"({args[0]} {op.infix} {args[1]})"
