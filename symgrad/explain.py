@@ -44,8 +44,16 @@ class Factor:
 
     node: str
     operand: str
-    derivative: sp.Expr
+    derivative: sp.Expr | None  # None where the node is not elementwise: see ``vjp``
     value: Any = None
+    vjp: sp.Lambda | None = None  # upstream gradient ↦ what the edge sends back
+
+    def applied(self, upstream: str) -> sp.Expr:
+        """What the edge sends back when the node's gradient is called ``upstream``."""
+        symbol = sp.Symbol(upstream)
+        if self.vjp is not None:
+            return self.vjp(symbol)
+        return symbol * self.derivative
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class Chain:
     value: Any = None
     dout: Any = None  # the upstream gradient of the output, when it is not 1
     prefix: str = "d"  # the gradient of node q1 is called dq1 in the backward pass
+    vector: bool = False  # a path crosses a matrix or reduction node (no scalar product)
 
 
 def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
@@ -147,9 +156,11 @@ def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain
 
     def factor(v: str, u: str) -> Factor:
         local = trace.local.get((v, u)) if trace is not None else None
-        return Factor(v, u, g.edges[u, v]["derivative"], local)
+        edge = g.edges[u, v]
+        return Factor(v, u, edge["derivative"], local, edge.get("vjp"))
 
-    if total <= max_paths:
+    vector = any(g.edges[e]["derivative"] is None for e in g.subgraph(between).edges)
+    if total <= max_paths and not vector:
         paths = []
         for nodes in nx.all_simple_paths(g, wrt, out) if wrt != out else [[out]]:
             down = nodes[::-1]
@@ -162,7 +173,7 @@ def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain
         upstream = tuple(trace.node_grads.get(v) for v in consumers) if trace is not None else ()
         steps.append(NodeSum(n, tuple(factor(v, n) for v in consumers), upstream,
                              trace.node_grads.get(n) if trace is not None else None))
-    return Chain(out, wrt, total, (), tuple(steps), value, dout, prefix)
+    return Chain(out, wrt, total, (), tuple(steps), value, dout, prefix, vector)
 
 
 def _path_value(trace: Trace, down: Sequence[str]) -> Any:
@@ -306,17 +317,26 @@ def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
     for step in chain.steps:
         ups = [w.name(chain.prefix + f.node) for f in step.factors]
         sides = [w.name(chain.prefix + step.node),
-                 " + ".join(w.product([u, w.partial(f.node, f.operand)]) for u, f in zip(ups, step.factors)),
-                 " + ".join(w.product([u, w.expr(f.derivative)]) for u, f in zip(ups, step.factors))]
-        if numeric and all(np.ndim(f.value) == 0 for f in step.factors):
+                 " + ".join(w.product([u, w.partial(f.node, f.operand)]) for u, f in zip(ups, step.factors)
+                            if f.vjp is None),
+                 " + ".join(w.product([u, w.expr(f.derivative)]) if f.vjp is None
+                            else w.expr(f.applied(chain.prefix + f.node), True)
+                            for u, f in zip(ups, step.factors))]
+        if not sides[1]:
+            del sides[1]
+        if numeric and all(f.vjp is None and np.ndim(f.value) == 0 for f in step.factors):
             sides.append(" + ".join(w.product([w.number(u), w.number(f.value)])
                                     for u, f in zip(step.upstream, step.factors)))
         if numeric:
             sides.append(w.number(step.value, True))
         rows.append(Row("", tuple(_dedupe(sides))))
     adjoint = w.math(f"{w.name(chain.prefix + 'node')} = {w.partial(out, 'node')}")
-    head = (f"{title}: {chain.count} paths, too many to list; the backward pass adds them up "
-            f"node by node, {adjoint}")
+    if chain.vector:
+        head = (f"{title}: the backward pass node by node, {adjoint}; matrix and reduction "
+                "nodes send their gradient back by a vector-Jacobian product")
+    else:
+        head = (f"{title}: {chain.count} paths, too many to list; the backward pass adds them up "
+                f"node by node, {adjoint}")
     if chain.dout is not None:
         head += " times dout"
     return head, rows

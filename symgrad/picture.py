@@ -165,8 +165,10 @@ class Picture:
         if t is None:
             if v is None:
                 return EdgeText()
-            return EdgeText(below=_short(str(self.graph.nx.edges[u, v].get("derivative", ""))),
-                            below_colour=GREY)
+            edge = self.graph.nx.edges[u, v]
+            vjp = edge.get("vjp")
+            text = str(edge["derivative"]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
+            return EdgeText(below=_short(text), below_colour=GREY)
         sent = t.dout if v is None else t.sent.get((v, u))
         return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))
 

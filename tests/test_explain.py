@@ -216,3 +216,15 @@ def test_a_gate_is_one_factor_with_its_own_local_derivative():
     assert gate.value == pytest.approx(0.1966, abs=1e-4)
     assert chain.paths[0].value == pytest.approx(-0.1966, abs=1e-4)
     assert "sigmoid(q4)" in str(t.explain("w0"))
+
+
+def test_matrix_nodes_are_explained_node_by_node_with_their_vector_jacobian_products():
+    g = sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)})
+    t = g.backprop(W=[[0.1, 0.5], [-0.3, 0.8]], x=[0.2, 0.4])
+    text = str(t.explain(["W", "x"]))
+    assert "dW = outer(dq1, x) = [[0.088, 0.176], [0.104, 0.208]]" in text
+    assert "dx = W.T @ dq1 = [-0.112,  0.636]" in text
+    assert "dq1 = dq2·∂q2/∂q1 = dq2·(2*q1) = [0.44, 0.52]" in text
+    assert "vector-Jacobian product" in text
+    assert "$$" in t.explain("W")._repr_markdown_()
+    assert "dW = outer(dq1, x)" in str(g.explain("W"))

@@ -268,3 +268,10 @@ def test_a_gate_is_drawn_as_one_node():
     assert sorted(ops) == ["*", "*", "+", "+", "σ"]
     assert numbers(texts(svg, "value")["q5"]) == [pytest.approx(0.7311, abs=1e-4)]
     assert numbers(texts(svg, "grad")["q4"]) == [pytest.approx(0.1966, abs=1e-4)]
+
+
+def test_matrix_edges_show_their_vector_jacobian_product():
+    g = sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)})
+    texts = [t.text for t in ET.fromstring(sg.render(g)).iter(f"{SVG}text")]
+    assert "dq1 ↦ outer(dq1, x)" in texts and "dq1 ↦ W.T @ dq1" in texts
+    assert "None" not in texts
