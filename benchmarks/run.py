@@ -248,6 +248,8 @@ def growing_graphs(quick: bool) -> list[dict[str, Any]]:
                     s = within(budget, lambda: sympy_run(family, n))  # noqa: B023
                 except TimeLimit:
                     stopped, shown = True, f"> {budget:g}"
+                except RecursionError:  # SymPy's recursive walks give up on deep expressions
+                    stopped, shown = True, "RecursionError"
             per_node = r["total"] / r["nodes"] * 1e3
             rows.append([str(n), str(r["nodes"]), f"{r['total']:.2f}", f"{per_node:.2f}",
                          str(r["forward"]), str(r["backward"]), f"{r['backward'] / r['forward']:.2f}",

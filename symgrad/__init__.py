@@ -2,6 +2,15 @@
 
 from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
 from .codegen import Compiled, codegen
+from .derived import (
+    binary_cross_entropy,
+    l2,
+    log_softmax,
+    norm,
+    softmax,
+    softmax_cross_entropy,
+    svm_loss,
+)
 from .errors import (
     EvaluationError,
     FusionError,
@@ -12,27 +21,36 @@ from .errors import (
     TracingError,
     UnsupportedError,
 )
+from .explain import Explanation, explain
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
+from .picture import render
 from .tracing import (
     absolute,
     cos,
     exp,
     log,
+    logsumexp,
+    matmul,
     maximum,
+    mean,
     minimum,
+    pick,
+    reduce_sum,
     relu,
     sigmoid,
     sin,
     softplus,
     sqrt,
     tanh,
+    transpose,
 )
 
 abs = absolute
 max = maximum
 min = minimum
+sum = reduce_sum
 
 __version__ = "0.1.0"
 
@@ -41,6 +59,11 @@ __all__ = [
     "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
+    "Explanation", "explain", "render",
+    # tensors
+    "binary_cross_entropy", "l2", "log_softmax", "logsumexp", "matmul", "mean", "norm", "pick",
+    "reduce_sum", "softmax", "softmax_cross_entropy", "sum", "svm_loss", "transpose",
+    # compiled code and checks
     "Compiled", "EdgeCheck", "GradCheck", "InputCheck", "LocalCheck", "check_grad", "check_local",
     "codegen",
 ]

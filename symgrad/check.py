@@ -29,7 +29,7 @@ from .ops import BY_CLASS
 from .printing import evaluate, numpy_code
 from .program import build_program
 from .tables import number, render
-from .values import as_array, coerce
+from .values import as_array, check_labels, coerce
 
 TOL = 1e-5
 STEP = 1e-5
@@ -294,10 +294,13 @@ class _Kinks:
 
 
 def _point(values: dict[str, Any]) -> dict[str, Any]:
-    """The inputs as float arrays, with scalars as Python floats."""
+    """The inputs checked: float arrays (scalars as Python floats); integer arrays stay integers
+    (labels), and are converted where their gradient is checked."""
     out: dict[str, Any] = {}
     for n, v in values.items():
         a = as_array(n, v)
+        if a.ndim and np.asarray(v).dtype.kind in "iu":
+            a = np.asarray(v)
         out[n] = float(a) if a.ndim == 0 else a
     return out
 
@@ -323,22 +326,33 @@ def _with(point: dict[str, Any], name: str, value: np.ndarray) -> dict[str, Any]
     return {**point, name: value.item() if value.ndim == 0 else value}
 
 
+def _selected(shape: Index, sample: int | None, rng: np.random.Generator) -> list[Index]:
+    """Every element index of ``shape``, or ``sample`` of them at random (in order)."""
+    indices = [tuple(int(i) for i in ix) for ix in np.ndindex(shape)]
+    if sample is not None and len(indices) > sample:
+        indices = [indices[i] for i in np.sort(rng.choice(len(indices), size=sample, replace=False))]
+    return indices
+
+
+def _stepped(x: np.ndarray, ix: Index, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``x`` with element ``ix`` moved down and up by step · max(1, |x[ix]|)."""
+    h = step * max(1.0, abs(float(x[ix])))
+    lo, hi = x.copy(), x.copy()
+    lo[ix] -= h
+    hi[ix] += h
+    return lo, hi
+
+
 def _elements(target: _Target, point: dict[str, Any], name: str, grad: np.ndarray,
               rng: np.random.Generator, sample: int | None, step: float, tol: float, tiny: float,
               complex_step: bool) -> InputCheck:
     """Each selected element of one input, by central differences or the complex step."""
     x = np.asarray(point[name], dtype=float)
-    indices = [tuple(int(i) for i in ix) for ix in np.ndindex(x.shape)]
-    if sample is not None and len(indices) > sample:
-        chosen = np.sort(rng.choice(len(indices), size=sample, replace=False))
-        indices = [indices[i] for i in chosen]
+    indices = _selected(x.shape, sample, rng)
     numeric = np.empty(len(indices))
     kink = np.zeros(len(indices), dtype=bool)
     for k, ix in enumerate(indices):
-        h = step * max(1.0, abs(x[ix]))
-        lo, hi = x.copy(), x.copy()
-        lo[ix] -= h
-        hi[ix] += h
+        lo, hi = _stepped(x, ix, step)
         p_lo, p_hi = _with(point, name, lo), _with(point, name, hi)
         kink[k] = target.near_kink(p_lo, p_hi)
         if complex_step:
@@ -481,7 +495,10 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     """
     if not isinstance(g, Graph):
         raise InputError(f"check_local needs a Graph, not {type(g).__name__}")
-    env: dict[str, Any] = coerce(g.inputs, {n: g.shape(n) for n in g.inputs}, {**(inputs or {}), **values})
+    dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
+    env: dict[str, Any] = coerce(g.inputs, {n: g.shape(n) for n in g.inputs}, {**(inputs or {}), **values},
+                                 dtypes)
+    check_labels(g, env)
     program = build_program(g)
     for a in program.forward:
         env[a.node] = _evaluate(a.expr, env, f"{a.node} = {a.expr}")
@@ -496,6 +513,8 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
         kinks = [k for _, k in kink_expressions(expr)]
         tiny = FLOOR * max(1.0, float(np.max(np.abs(env[v]))))
         for u in g.operands(v):
+            if u not in adjoints:  # labels get no gradient
+                continue
             term = next(t for t in adjoints[u].terms if t.consumer == v)
             dv = adjoints[v].target
             analytic = np.broadcast_to(
@@ -509,15 +528,10 @@ def _edge(g: Graph, v: str, u: str, expr: sp.Expr, kinks: list[sp.Expr], env: di
           upstream: Any, analytic: np.ndarray, rng: np.random.Generator, sample: int | None,
           step: float, tol: float, tiny: float) -> EdgeCheck:
     x = np.asarray(env[u], dtype=float)
-    indices = [tuple(int(i) for i in ix) for ix in np.ndindex(x.shape)]
-    if sample is not None and len(indices) > sample:
-        indices = [indices[i] for i in np.sort(rng.choice(len(indices), size=sample, replace=False))]
+    indices = _selected(x.shape, sample, rng)
     numeric, kink = np.empty(len(indices)), np.zeros(len(indices), dtype=bool)
     for k, ix in enumerate(indices):
-        h = step * max(1.0, abs(x[ix]))
-        lo, hi = x.copy(), x.copy()
-        lo[ix] -= h
-        hi[ix] += h
+        lo, hi = _stepped(x, ix, step)
         at_lo, at_hi = {**env, u: lo}, {**env, u: hi}
         f_lo = float(np.sum(upstream * _evaluate(expr, at_lo, f"{v} = {expr}")))
         f_hi = float(np.sum(upstream * _evaluate(expr, at_hi, f"{v} = {expr}")))
@@ -527,7 +541,8 @@ def _edge(g: Graph, v: str, u: str, expr: sp.Expr, kinks: list[sp.Expr], env: di
     errors = _rel_error(values, numeric, tiny)
     row = _summary(u, indices, values, numeric, errors, kink, tol, True)
     status = "WRONG" if row.status == "FAIL" else row.status
-    return EdgeCheck(v, g.nx.nodes[v]["label"], u, str(g.local_derivatives(v, cached=True)[u]),
+    shown = str(g.local_derivatives(v, cached=True)[u]) if g.elementwise(v) else f"vjp {g.vjps(v)[u]}"
+    return EdgeCheck(v, g.nx.nodes[v]["label"], u, shown,
                      row.index or (), row.analytic, row.numeric, row.rel_error, status, row.checked,
                      row.kinks)
 

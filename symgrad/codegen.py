@@ -40,7 +40,7 @@ from .errors import EvaluationError, InputError, ShapeError, UnsupportedError
 from .graph import Graph
 from .printing import numpy_code
 from .program import Program, build_program
-from .values import as_array, check_inputs, coerce
+from .values import as_array, check_inputs, check_labels, coerce
 
 SUM_TO = '''\
 def _sum_to(g, x):
@@ -148,7 +148,8 @@ def _header(program: Program, batchable: bool) -> list[str]:
         what = str(g.expression())
     else:
         what = f"a graph of {len(g.operations)} operations"
-    what = " ".join(what.split()).replace("\\", "\\\\").replace('"', '\\"')
+    what = " ".join(what.split())
+    what = (what if len(what) <= 100 else what[:97] + "...").replace("\\", "\\\\").replace('"', '\\"')
     if batchable:
         shapes = ["floats, or NumPy arrays of broadcastable shapes (a batch of points);",
                   "           each gradient is summed back to its input's shape"]
@@ -399,7 +400,9 @@ class Compiled:
         given = {n: v for n, v in zip(names, values) if v is not _MISSING}
         given.update(unknown)
         if not self.batchable:
-            arrays = coerce(names, {n: self.graph.shape(n) for n in names}, given)
+            dtypes = {n: self.graph.nx.nodes[n].get("dtype", "float") for n in names}
+            arrays = coerce(names, {n: self.graph.shape(n) for n in names}, given, dtypes)
+            check_labels(self.graph, arrays)
             return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
         check_inputs(names, given)
         arrays = {n: as_array(n, given[n]) for n in names}
@@ -454,10 +457,9 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
     def value_and_grad(x, y):
         \"\"\"The output q1 and the gradients of its sum: (value, {input: gradient}).\"\"\"
         q1 = x*y
-        dx = y
         if q1.__class__ is np.ndarray:  # a batch of points: sum each gradient over it
-            return q1, {"x": _sum_to(dx, x)}
-        return q1, {"x": dx}
+            return q1, {"x": _sum_to(y, x)}
+        return q1, {"x": y}
     """
     from .graph import graph as build_graph
 

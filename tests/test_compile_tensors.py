@@ -1,0 +1,125 @@
+"""Compiled code for array-shaped graphs: every array op of the op table, the lectures' networks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import tracing
+from symgrad.ops import OPS
+
+ARRAY_OPS = sorted(name for name, op in OPS.items() if not op.elementwise)
+SIZES = {"n": 2, "k": 3, "m": 4, "c": 3}
+
+
+def cases():
+    """(op, operand shapes, parameters) for every array op, shape pattern and parameter choice."""
+    for name in ARRAY_OPS:
+        op = OPS[name]
+        for pattern in op.shapes:
+            shapes = [tuple(SIZES[ch] for ch in p) for p in pattern]
+            ndim = len(shapes[0])
+            choices = {"axis": [None, *range(ndim)] if ndim else [None], "keepdims": [False, True]}
+            for combo in itertools.product(*(choices[p] for p in op.params)):
+                yield name, shapes, dict(zip(op.params, combo))
+
+
+def sample(op, shapes, rng):
+    values = []
+    for d, shape in zip(op.domain, shapes):
+        if d.labels:
+            values.append(rng.integers(0, shapes[0][-1], size=shape))
+        else:
+            v = rng.uniform(d.lo, d.hi, size=shape)
+            values.append(v * rng.choice([-1.0, 1.0], size=shape) if d.signed else v)
+    return values
+
+
+@pytest.mark.parametrize("name, shapes, params", list(cases()),
+                         ids=lambda c: str(c).replace(" ", ""))
+def test_every_array_op_compiles_and_matches_the_trace(name, shapes, params):
+    op = OPS[name]
+    names = ["a", "b"][: op.arity]
+    dtypes = {n: int for n, d in zip(names, op.domain) if d.labels}
+
+    def body(*args):  # then a smooth elementwise op, so the output is not the op alone
+        return tracing.sin(tracing.apply(name, *args, **params))
+
+    fn = {1: lambda a: body(a), 2: lambda a, b: body(a, b)}[op.arity]
+    g = sg.graph(fn, shapes=dict(zip(names, shapes)), dtypes=dtypes)
+    point = dict(zip(names, sample(op, shapes, np.random.default_rng(len(shapes) + len(params)))))
+    t = g.backprop(**point)
+    f = g.compile()
+    value, grads = f.value_and_grad(**point)
+    assert np.allclose(value, t.value, rtol=1e-12, atol=1e-12)
+    assert set(grads) == set(t.grads)
+    for n in grads:
+        assert grads[n].shape == np.shape(point[n]) and np.allclose(grads[n], t.grads[n], rtol=1e-12)
+    out, cache = f.forward(**point)
+    dout = np.random.default_rng(0).normal(size=np.shape(out))
+    expected = g.backprop(dout=dout, **point).grads
+    for n, grad in f.backward(dout, cache).items():
+        assert np.allclose(grad, expected[n], rtol=1e-12)
+    assert sg.check_grad(f, **point).ok
+
+
+def test_norm_of_w_x_lecture_numbers():
+    f = sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)}).compile()
+    value, grads = f.value_and_grad(W=[[0.1, 0.5], [-0.3, 0.8]], x=[0.2, 0.4])
+    assert value == pytest.approx(0.116)
+    assert np.allclose(grads["W"], [[0.088, 0.176], [0.104, 0.208]])
+    assert np.allclose(grads["x"], [-0.112, 0.636])
+
+
+def test_three_layer_sigmoid_net_with_cross_entropy():
+    shapes = {"x": (3,), "W1": (3, 3), "W2": (2, 3), "W3": (1, 2), "y": (1,)}
+    g = sg.graph("binary_cross_entropy(sigmoid(W3 @ sigmoid(W2 @ sigmoid(W1 @ x))), y)", shapes=shapes)
+    rng = np.random.default_rng(5)
+    point = {n: rng.normal(size=s) for n, s in shapes.items()}
+    point["y"] = np.array([1.0])
+    f = g.compile()
+    value, grads = f.value_and_grad(**point)
+    t = g.backprop(**point)
+    assert np.isclose(value, t.value)
+    assert all(grads[n].shape == shapes[n] and np.allclose(grads[n], t.grads[n]) for n in grads)
+    assert sg.check_grad(f, **point).ok and sg.check_grad(f, **point, method="directional").ok
+
+
+def test_labels_are_checked_and_get_no_gradient():
+    shapes = {"s": (4, 3), "y": (4,)}
+    f = sg.graph("softmax_cross_entropy(s, y)", shapes=shapes, dtypes={"y": int}).compile()
+    s = np.random.default_rng(2).normal(size=(4, 3))
+    value, grads = f.value_and_grad(s=s, y=[0, 2, 1, 2])
+    assert set(grads) == {"s"} and grads["s"].shape == (4, 3)
+    assert sg.check_grad(f, s=s, y=np.array([0, 2, 1, 2])).ok
+    with pytest.raises(sg.InputError, match="must lie in 0 … 2"):
+        f.value_and_grad(s=s, y=[0, 3, 1, 2])
+    with pytest.raises(sg.ShapeError, match="'s' has shape"):
+        f.value_and_grad(s=s[:2], y=[0, 2, 1, 2])
+
+
+def test_array_graph_module_runs_with_numpy_alone(tmp_path):
+    from .test_compile import run_without_symgrad
+
+    g = sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)})
+    sg.codegen(g, tmp_path / "norm.py")
+    out = run_without_symgrad(tmp_path, (
+        "import numpy as np, norm\n"
+        "value, g = norm.value_and_grad(np.array([[0.1, 0.5], [-0.3, 0.8]]), np.array([0.2, 0.4]))\n"
+        "print(round(float(value), 6), np.round(g['x'], 6).tolist())\n"))
+    assert out.strip() == "0.116 [-0.112, 0.636]"
+
+
+def test_check_local_on_array_ops_and_a_wrong_elementwise_gate():
+    shapes = {"W": (2, 3), "x": (3,)}
+    g = sg.graph("sum(tanh(W @ x))", shapes=shapes)
+    point = {"W": np.arange(6.0).reshape(2, 3) / 10, "x": np.array([0.5, -1.0, 2.0])}
+    r = sg.check_local(g, **point)
+    assert r.ok and any("vjp" in row.derivative for row in r.rows)
+    bad = g.with_local_derivative("q2", "q1", "1 + q2**2")  # tanh' is 1 - tanh²
+    assert sg.check_local(bad, **point).wrong == ("q2",)
+    with pytest.raises(sg.SymgradError, match="not elementwise"):
+        g.with_local_derivative("q1", "x", "W")
