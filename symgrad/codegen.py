@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import math
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -282,6 +283,15 @@ class _Missing:
 _MISSING = _Missing()
 _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
+INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
+
+
+def _floats(values: tuple[Any, ...]) -> bool:
+    """All Python or NumPy floats, adding up to a finite number."""
+    return all(v.__class__ is float or v.__class__ is np.float64 for v in values) and \
+        math.isfinite(math.fsum(values))
+
+
 ENTRY_DOCS = {
     "value": "The output at the given inputs.",
     "forward": "(output, cache): the output and the forward values backward reads.",
@@ -300,11 +310,13 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
     targets = (f"{args}{',' if len(inputs) == 1 else ''} = " if inputs else "")
     check = f"{targets}_arguments(_unknown{', ' if inputs else ''}{args})"
-    if fast and inputs:
+    if fast and 0 < len(inputs) <= INLINE_CHECKS:
         floats = [f"({n}.__class__ is _float or {n}.__class__ is _float64)" for n in inputs]
         floats.append(f"0.0 * ({' + '.join(inputs)}) == 0.0")  # false for inf and nan
         test = "".join(f"\n            and {c}" if i else c for i, c in enumerate(floats))
         head = [f"    if _unknown or not ({test}):", f"        {check}"]
+    elif fast and inputs:  # too many for one expression: Python's compiler recurses into long sums
+        head = [f"    if _unknown or not _floats(({args},)):", f"        {check}"]
     else:
         head = [f"    {check}"]
     text = []
@@ -367,7 +379,7 @@ class Compiled:
         self.module = _load(self.source, "code", {})
         entries = _load(_entry_source(functions, graph.inputs, self.batchable), "entry", {
             "np": np, "_sum_to": getattr(self.module, "_sum_to", None), "_MISSING": _MISSING,
-            "_float": float, "_float64": np.float64, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
+            "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
         })
         self._files = {self.module.__file__, entries.__file__}

@@ -326,6 +326,21 @@ def test_nodes_alike_up_to_a_constant_get_their_own_derivatives():
     assert close(grads["x"], t.grads["x"]) and close(grads["y"], t.grads["y"])
 
 
+@pytest.mark.parametrize("count", [3, 40, 1500])
+def test_many_inputs(count):
+    names = [f"x{i}" for i in range(count)]
+    g = sg.graph(" + ".join(f"{n}*{n}" for n in names) if count < 100 else
+                 sp.Add(*(sp.Symbol(n, real=True) ** 2 for n in names)))
+    f = g.compile()
+    point = {n: float(i) for i, n in enumerate(names)}
+    value, grads = f.value_and_grad(**point)
+    assert value == sum(i * i for i in range(count)) and grads["x2"] == 4.0
+    with pytest.raises(sg.InputError, match="'x1' is not finite"):
+        f.value_and_grad(**{**point, "x1": float("inf")})
+    with pytest.raises(sg.InputError, match="missing value for input 'x0'"):
+        f(**{n: v for n, v in point.items() if n != "x0"})
+
+
 def test_graphs_without_operations_or_inputs():
     f = sg.graph("x").compile()
     assert f.value_and_grad(x=2.0) == (2.0, {"x": 1.0})
