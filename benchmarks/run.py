@@ -5,11 +5,11 @@
 
 1. Latency of the compiled ``value_and_grad`` on the lectures' scalar cases against
    hand-written NumPy functions (goal: within 1.5x).
-2. Backward time / forward time of the generated code, on a batch of points.
-3. Derivation + compile time and generated op counts for growing graphs (a chain of
+2. Derivation + compile time and generated op counts for growing graphs (a chain of
    sigmoid units, a DAG with heavy reuse, a scalar MLP), against SymPy's ``diff`` +
    ``cse`` + ``lambdify`` on the same expressions (goals: gradient ops at most 3x the
    forward ops; time linear in graph size).
+3. Backward time / forward time of the generated code, on a batch of points.
 
 Timings take the best of several interleaved repeats, so other load on the machine
 inflates both sides of a ratio alike.
@@ -112,7 +112,7 @@ def lecture_latency(quick: bool) -> None:
     print("   floats-only hand: written with the math module and if/else, so it takes no arrays")
 
 
-# -- growing graphs ---------------------------------------------------------------------------
+# -- 2. growing graphs ------------------------------------------------------------------------
 
 
 def traced(names: list[str], body: Callable[..., Any]) -> sg.Graph:
@@ -233,7 +233,7 @@ def sympy_run(family: str, n: int) -> dict[str, Any]:
 def growing_graphs(quick: bool) -> list[dict[str, Any]]:
     sizes = [10, 30, 100] if quick else [10, 30, 100, 300, 1000]
     budget = 5.0 if quick else 60.0  # SymPy is stopped after this long, and not run on larger graphs
-    print("\n3. derivation + compile time and generated op counts for growing graphs")
+    print("\n2. derivation + compile time and generated op counts for growing graphs")
     print("   symgrad: graph (local derivatives derived per edge) + program + codegen + compile;")
     print(f"   SymPy: diff for every input + lambdify(cse=True), on the same expression, stopped after "
           f"{budget:g} s")
@@ -276,7 +276,7 @@ def linearity(results: list[dict[str, Any]]) -> None:
     print(f"   largest gradient/forward op ratio: {worst:.2f} (goal: at most 3)")
 
 
-# -- 2. backward / forward ---------------------------------------------------------------------
+# -- 3. backward / forward ---------------------------------------------------------------------
 
 
 def forward_backward_row(name: str, f: sg.Compiled, rng: np.random.Generator, quick: bool) -> list[str]:
@@ -290,7 +290,7 @@ def forward_backward_row(name: str, f: sg.Compiled, rng: np.random.Generator, qu
 
 
 def backward_forward(results: list[dict[str, Any]], quick: bool) -> None:
-    print("\n2. backward time / forward time of the generated code, on a batch of 1000 points")
+    print("\n3. backward time / forward time of the generated code, on a batch of 1000 points")
     rng = np.random.default_rng(0)
     cases = [(text, sg.graph(text).compile()) for text, *_ in LECTURE]
     cases += [(f"{r['family']} n={r['n']}", r["f"]) for r in results if r["n"] == 30]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .codegen import Compiled, _load
+from .codegen import Compiled, load_module
 from .errors import EvaluationError, InputError
 from .graph import Graph
 from .ops import BY_CLASS
@@ -279,7 +279,7 @@ class _Kinks:
             body = [f"    {a.target} = {numpy_code(a.expr)}" for a in program.forward]
             text = "\n".join([f"def kinks({', '.join(graph.inputs)}):", *body,
                               f"    return [{', '.join(numpy_code(e) for e in exprs)}]", ""])
-            self.fn = _load(text, "kinks", {"np": np}).kinks
+            self.fn = load_module(text, "kinks", {"np": np}).kinks
 
     def signs(self, point: dict[str, Any]) -> list[np.ndarray]:
         assert self.fn is not None

@@ -327,7 +327,7 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     return "\n".join(text)
 
 
-def _load(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
+def load_module(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
     """Run ``source`` as a module whose lines tracebacks and ``inspect`` can show."""
     digest = hashlib.sha1(source.encode()).hexdigest()[:12]
     filename = f"<symgrad-{kind}-{digest}>"
@@ -376,8 +376,8 @@ class Compiled:
         self.batchable = _batchable(graph)
         functions = _functions(self.program)
         self.source = _module_text(self.program, functions)
-        self.module = _load(self.source, "code", {})
-        entries = _load(_entry_source(functions, graph.inputs, self.batchable), "entry", {
+        self.module = load_module(self.source, "code", {})
+        entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
             "np": np, "_sum_to": getattr(self.module, "_sum_to", None), "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
