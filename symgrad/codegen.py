@@ -55,6 +55,8 @@ def _sum_to(g, x):
     return np.sum(g, axis=tuple(range(lead)) + stretched).reshape(shape)
 '''
 
+BACKWARD_ALIAS = "_backward = backward  # for value_and_grad, whose inputs may be named backward"
+
 
 # -- the generated text ---------------------------------------------------------
 
@@ -92,8 +94,8 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
     for name in ("forward", "backward", "value_and_grad"):
         fn = functions[name]
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent(fn.body), "", ""]
-    if functions["value_and_grad"].uses_sum_to:
-        lines.append(SUM_TO)
+    if functions["backward"].uses_sum_to:
+        lines += [SUM_TO, "", BACKWARD_ALIAS]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -129,14 +131,20 @@ def _functions(program: Program) -> dict[str, _Function]:
     names = ", ".join(cache) + ("," if len(cache) == 1 else "")
     unpack = [f"{names} = cache"] if cache else []
     rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
+    batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
+    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each",
+              f"    dout = dout * np.ones_like({out})"] if guard else []
+    delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
+                f"    return {out}, _backward(np.ones_like({out}), ({names}))"] if guard else []
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*forward, f"return {out}, ({names})"]),
         "backward": _Function("dout, cache", f"The gradients of sum(dout * {out}): {{input: gradient}}.",
-                              [*unpack, *rename, *backward, *_returns(results, guard, None)], bool(guard)),
+                              [*unpack, *spread, *rename, *backward, *_returns(results, guard, None)],
+                              bool(guard)),
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
-            [*forward, *together, *_returns(folded, guard, out)], bool(guard)),
+            [*forward, *delegate, *together, *_returns(folded, [], out)]),
         "value": _Function(args, f"The output {out}.", [*forward, f"return {out}"]),
     }
 
@@ -378,7 +386,7 @@ class Compiled:
         self.source = _module_text(self.program, functions)
         self.module = load_module(self.source, "code", {})
         entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
-            "np": np, "_sum_to": getattr(self.module, "_sum_to", None), "_MISSING": _MISSING,
+            "np": np, "_backward": self.module.backward, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
         })
@@ -469,8 +477,8 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
     def value_and_grad(x, y):
         \"\"\"The output q1 and the gradients of its sum: (value, {input: gradient}).\"\"\"
         q1 = x*y
-        if q1.__class__ is np.ndarray:  # a batch of points: sum each gradient over it
-            return q1, {"x": _sum_to(y, x)}
+        if q1.__class__ is np.ndarray:  # a batch of points: the gradients of the value's sum over it
+            return q1, _backward(np.ones_like(q1), (x, y, q1))
         return q1, {"x": y}
     """
     from .graph import graph as build_graph

@@ -196,6 +196,17 @@ def test_broadcast_batches_sum_each_gradient_to_its_input_shape():
     assert all(close(back[n], 2 * grads[n]) for n in "xyz")
 
 
+def test_batch_gradients_of_inputs_whose_paths_miss_the_batch():
+    f = sg.graph("x * y + exp(z) + w").compile()
+    xs = np.linspace(-1, 1, 5)
+    value, grads = f.value_and_grad(x=xs, y=2.0, z=0.5, w=1.0)
+    assert close(grads["z"], 5 * np.exp(0.5)) and close(grads["w"], 5.0) and close(grads["y"], xs.sum())
+    out, cache = f.forward(x=xs, y=2.0, z=0.5, w=1.0)
+    back = f.backward(3.0, cache)  # a scalar dout counts once for each point
+    assert close(back["z"], 15 * np.exp(0.5)) and close(back["w"], 15.0) and back["x"].shape == (5,)
+    back["x"][0] = 0.0  # gradients are the caller's arrays
+
+
 def test_batch_of_an_input_the_output_does_not_use():
     f = sg.graph(lambda x, y: x * 3).compile()
     value, grads = f.value_and_grad(x=2.0, y=np.ones(4))
