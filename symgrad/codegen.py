@@ -123,9 +123,7 @@ def _functions(program: Program) -> dict[str, _Function]:
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
 
-    wrt = set(program.wrt)
-    unused = [a.node for a in program.backward if a.node in wrt and not a.terms]
-    guard = [out] + unused if batchable and program.wrt else []
+    guard = [out] + _batch_blind(program) if batchable and program.wrt else []
     position = {n: i for i, n in enumerate(g.nodes)}
     cache = sorted(used | set(guard) | (set(program.wrt) if guard else set()), key=position.__getitem__)
     names = ", ".join(cache) + ("," if len(cache) == 1 else "")
@@ -147,6 +145,22 @@ def _functions(program: Program) -> dict[str, _Function]:
             [*forward, *delegate, *together, *_returns(folded, [], out)]),
         "value": _Function(args, f"The output {out}.", [*forward, f"return {out}"]),
     }
+
+
+def _batch_blind(program: Program) -> list[str]:
+    """The inputs of ``wrt`` whose batch the output may not show: unused, or cancelled (x - x).
+
+    The output broadcasts an input unless every path from it passes through a
+    node whose expression lost the operand; those inputs join the output in the
+    test for a batch.
+    """
+    g = program.graph
+    shows = {g.output}
+    for n in reversed(g.nodes):
+        if any(v in shows and (not g.elementwise(v) or g.symbol(n) in g.expr(v).free_symbols)
+               for v in g.nx.successors(n)):
+            shows.add(n)
+    return [n for n in program.wrt if n not in shows]
 
 
 def _header(program: Program, batchable: bool) -> list[str]:
