@@ -6,20 +6,24 @@ expression and its inputs, then three straight-line functions.
 - ``forward(x, ...)`` computes every node, one assignment a line, named after
   the graph's nodes (``q1 = x + y``), and returns the output and a cache of
   the forward values the backward pass reads.
-- ``backward(dout, cache)`` computes the adjoints (``dq1 = dq2*z``) from the
+- ``backward(dout, cache)`` computes every adjoint (``dq1 = dq2*z``) from the
   cached values (never recomputing them) and returns ``{input: gradient}``.
-- ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``.
+- ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
+  adjoints that come out constants or copies folded into their uses.
 
 Common sub-expressions of the adjoints are shared through SymPy's ``cse``
-(temporaries ``_c1``, ``_c2``, ... placed just before their first use).  In a
-graph of scalars, inputs may be NumPy arrays of any broadcastable shapes (a
-batch of points); each gradient is then summed back to its input's shape by
-the module's ``_sum_to`` helper.  Graphs with array-shaped nodes take inputs
-of exactly their declared shapes.
+(temporaries ``_c1``, ``_c2``, ... placed just before their first use).
+
+In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
+(a batch of points): the value is computed point by point, as NumPy
+broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
+is summed back to its input's shape by the module's ``_sum_to``.  The scalar
+path pays one ``ndarray`` test for this.  Graphs with array-shaped nodes take
+inputs of exactly their declared shapes.
 
 :class:`Compiled` runs that text: it registers it in :mod:`linecache`, so
-tracebacks and :func:`inspect.getsource` show the generated lines, and adds
-input checks in front of the generated functions.
+tracebacks and :func:`inspect.getsource` show the generated lines, and puts
+keyword-only entry points with input checks in front of it.
 """
 
 from __future__ import annotations
