@@ -205,7 +205,9 @@ class Graph:
             )
         derivative = derivative.xreplace({s: allowed[s.name] for s in derivative.free_symbols})
         g = self.nx.copy()
-        g.edges[operand, node].update(derivative=derivative, cached=derivative)
+        edge = g.edges[operand, node]
+        edge.clear()  # every other form of the old derivative goes too
+        edge.update(derivative=derivative, cached=derivative)
         return Graph(g, self.output, self.inputs, self.granularity, self.source)
 
     def elementwise(self, node: str) -> bool:
