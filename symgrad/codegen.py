@@ -98,7 +98,7 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
     for name in ("forward", "backward", "value_and_grad"):
         fn = functions[name]
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent(fn.body), "", ""]
-    if functions["backward"].uses_sum_to:
+    if functions["backward"].batch_helpers:
         lines += [SUM_TO, "", BACKWARD_ALIAS]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -110,7 +110,7 @@ class _Function:
     params: str
     doc: str
     body: list[str]
-    uses_sum_to: bool = False
+    batch_helpers: bool = False
 
 
 def _functions(program: Program) -> dict[str, _Function]:
