@@ -14,6 +14,7 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import sympy as sp
 
@@ -32,7 +33,7 @@ class Ref:
     index: int
 
 
-Operand = Ref | sp.Expr
+Operand: TypeAlias = Ref | sp.Expr
 
 
 @dataclass
