@@ -2,7 +2,8 @@
 
 ``g.nx`` is a ``networkx.DiGraph``.  Node attributes:
 
-- ``kind``: ``"input"``, ``"const"`` (a constant output) or ``"op"``
+- ``kind``: ``"input"``, ``"const"`` (a constant output), ``"op"`` or ``"gate"``
+  (a fused sub-graph; see :mod:`symgrad.fusion`)
 - ``op``: the op's name in :data:`symgrad.ops.OPS` (op nodes), else None
 - ``operands``: the node's operands in order: node names, or SymPy constants
 - ``symbol``: the SymPy symbol standing for the node's value (named like the node)
@@ -10,11 +11,18 @@
 - ``label``: the display name in tables and pictures (``+``, ``*-1``, ``1/x``, ``σ``)
 - ``shape``: the value's shape; ``()`` for a scalar
 
+Gate nodes also carry ``gate`` (the gate's name, also its ``label``) and
+``body`` (a DiGraph of the fused nodes and their operands, with all their
+attributes and edges, which :meth:`Graph.expand` puts back).
+
 An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 - ``derivative``: ∂v/∂u, derived by SymPy from ``v``'s expression
 - ``cached``: the same, rewritten through ``v``'s own symbol where that is
-  simpler (∂exp(a)/∂a = q); the backward pass uses this form
+  simpler (∂exp(a)/∂a = q, ∂σ(a)/∂a = q·(1 − q)); tables show this form
+- ``numeric``: the form the backward pass evaluates: ``cached``, unless that
+  loses precision (1 − q rounds to 0 for a large sigmoid input), then the
+  stable spelling :data:`symgrad.ops.STABLE_DERIVATIVES` declares (q·σ(−a))
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .errors import SymgradError
-from .ops import OPS, label
+from .ops import OPS, STABLE_DERIVATIVES, label
 
 if TYPE_CHECKING:
     from .interpret import Trace
@@ -36,15 +44,103 @@ if TYPE_CHECKING:
 def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
     """∂expr/∂wrt, plain and rewritten through ``out`` (the symbol of ``expr``).
 
+    The rewrite replaces ``expr`` by ``out`` where it occurs; where an
+    exponential is left over, it also solves ``out = expr`` for it
+    (e^(−a) = (1 − out)/out for the sigmoid) and keeps the result when it is
+    simpler and agrees numerically.
+
     >>> a, q = sp.symbols("a q", real=True)
     >>> local_derivative(sp.exp(a), a, q)
     (exp(a), q)
+    >>> local_derivative(1 / (1 + sp.exp(-a)), a, q)[1]
+    q*(1 - q)
     """
     plain = sp.diff(expr, wrt)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
+    if cached.has(sp.exp) and expr.has(sp.exp):
+        cached = min([*_solved_through_output(plain, expr, out), cached], key=sp.count_ops)
+    elif cached.is_Add and cached.has(out):  # -q**2 + q: try q*(1 - q)
+        cached = min([*_forms(cached), cached], key=sp.count_ops)
     if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
         return plain, cached
     return plain, plain
+
+
+def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> sp.Expr:
+    """The form of ∂expr/∂wrt the backward pass evaluates (see the ``numeric`` edge attribute).
+
+    >>> from symgrad.ops import sigmoid
+    >>> a, q = sp.symbols("a q", real=True)
+    >>> numeric_derivative(sigmoid(a) * (1 - sigmoid(a)), q * (1 - q), sigmoid(a), q)
+    q*sigmoid(-a)
+    """
+    stable = plain
+    for spelling, replacement in STABLE_DERIVATIVES:
+        stable = stable.replace(spelling, replacement)
+    if stable == plain:
+        return cached
+    return stable.subs(expr, out) if expr.free_symbols else stable
+
+
+def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> dict[str, sp.Expr]:
+    """The edge attributes ``derivative``, ``cached`` and ``numeric`` of ``wrt → out``."""
+    plain, cached = local_derivative(expr, wrt, out)
+    return {"derivative": plain, "cached": cached,
+            "numeric": numeric_derivative(plain, cached, expr, out)}
+
+
+def _solved_through_output(plain: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> list[sp.Expr]:
+    """``plain`` with an exponential of ``expr`` replaced by its solution of ``out = expr``."""
+    found: list[sp.Expr] = []
+    for atom in sorted(expr.atoms(sp.exp), key=sp.default_sort_key):
+        t = sp.Dummy("t", positive=True)
+        try:
+            solutions = sp.solve(sp.Eq(expr.subs(atom, t), out), t)
+        except (NotImplementedError, ValueError):
+            continue
+        for solution in solutions:
+            candidates = _forms(sp.cancel(plain.subs(atom, solution)))
+            found.extend(c for c in candidates if _agree(plain, c, expr, out))
+    return found
+
+
+def _forms(e: sp.Expr) -> list[sp.Expr]:
+    """Short spellings of ``e``: factored (``q*(1 - q)``) and expanded (``1 - q**2``)."""
+    factored = _tidy(sp.factor(e))
+    return [factored, sp.expand(factored)]
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """``-q*(q - 1)`` as ``q*(1 - q)``: a product's minus sign moved into one of its sums."""
+    c, rest = e.as_coeff_Mul()
+    if c < 0 and rest.is_Mul:
+        for f in rest.args:
+            if f.is_Add and f.as_coeff_Add()[0] < 0:
+                return -c * sp.Mul(*(g for g in rest.args if g is not f)) * (-f)
+    return e
+
+
+def _agree(a: sp.Expr, b: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> bool:
+    """``a`` and ``b`` (which may use ``out``, standing for ``expr``) agree at sample points."""
+    symbols = sorted(expr.free_symbols | a.free_symbols - {out}, key=sp.default_sort_key)
+    agreed = 0
+    for k in range(4):
+        point = {s: sp.Float((0.37 + 0.61 * (i + k)) % 2.2 - 1.1) for i, s in enumerate(symbols)}
+        try:
+            point[out] = expr.evalf(subs=point)
+            x, y = complex(a.evalf(subs=point)), complex(b.evalf(subs=point))
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if not all(map(_finite, (x, y))):
+            continue
+        if abs(x - y) > 1e-9 * max(1.0, abs(x)):
+            return False
+        agreed += 1
+    return agreed >= 2
+
+
+def _finite(z: complex) -> bool:
+    return z == z and abs(z) != float("inf") and z.imag == 0
 
 
 class Graph:
@@ -138,19 +234,26 @@ class Graph:
                 return full.get(data["symbol"], data["symbol"])
         raise AssertionError("unreachable")
 
-    def local_derivatives(self, node: str, cached: bool = False) -> dict[str, sp.Expr]:
+    def local_derivatives(self, node: str, cached: bool = False, *,
+                          form: str | None = None) -> dict[str, sp.Expr]:
         """``{operand: ∂node/∂operand}`` as SymPy expressions.
 
-        With ``cached=True``, each derivative is given in the form that reuses
-        the node's own output where that is simpler, as the backward pass does.
+        With ``cached=True`` (or ``form="cached"``), each derivative is given in
+        the form that reuses the node's own output where that is simpler;
+        ``form="numeric"`` gives the form the backward pass evaluates.
 
         >>> import symgrad as sg
         >>> g = sg.graph("exp(x) * y")
         >>> g.local_derivatives("q1"), g.local_derivatives("q1", cached=True)
         ({'x': exp(x)}, {'x': q1})
+        >>> sg.graph("sigmoid(x)").local_derivatives("q1", form="numeric")
+        {'x': q1*sigmoid(-x)}
         """
-        key = "cached" if cached else "derivative"
-        return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
+        key = form or ("cached" if cached else "derivative")
+        if key not in ("derivative", "cached", "numeric"):
+            raise SymgradError(f"unknown form {key!r}; choose derivative, cached or numeric")
+        return {u: self.nx.edges[u, node].get(key, self.nx.edges[u, node]["cached"])
+                for u in self.operands(node)}
 
     def _node(self, node: str) -> dict[str, Any]:
         try:
@@ -206,8 +309,7 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     g.add_node(name, kind="op", op=op_name, operands=operands, symbol=out, expr=expr,
                label=label(op, constants), shape=shape)
     for o in dict.fromkeys(o for o in operands if isinstance(o, str)):
-        plain, cached = local_derivative(expr, g.nodes[o]["symbol"], out)
-        g.add_edge(o, name, derivative=plain, cached=cached)
+        g.add_edge(o, name, **edge_derivatives(expr, g.nodes[o]["symbol"], out))
 
 
 def graph(source: str | sp.Expr | Callable[..., Any], *,

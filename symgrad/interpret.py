@@ -92,7 +92,7 @@ def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
                                          operands=graph.operands(step.node))
         local = {}
         for v in graph.operations:
-            for u, d in graph.local_derivatives(v, cached=True).items():
+            for u, d in graph.local_derivatives(v, form="numeric").items():
                 local[(v, u)] = _run(d, env, graph, f"∂{v}/∂{u} = {d}", operands=[u, v])
         env[program.dout.name] = upstream
         node_grads, sent = {}, {}

@@ -20,6 +20,10 @@ TEMPLATES: dict[type, str] = {
     cls: op.numpy for op in OPS.values()
     if (cls := op.function_class) is not None and op.numpy is not None
 }
+# Binary functions SymPy lets take more operands (Max, Min, logaddexp): printed nested.
+NARY: frozenset[type] = frozenset(
+    cls for cls, op in ((op.function_class, op) for op in OPS.values()) if cls and op.arity == 2
+)
 
 
 class _Arg:
@@ -45,7 +49,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if template is None:
             return super()._print(expr, **kwargs)
         args = expr.args
-        if len(args) > 2 and type(expr) in (sp.Max, sp.Min):  # n-ary: nest
+        if len(args) > 2 and type(expr) in NARY:  # n-ary: nest
             return self._print(type(expr)(type(expr)(*args[:-1]), args[-1], evaluate=False))
         printed = [_Arg(self._print(a), self.parenthesize(a, PRECEDENCE["Mul"])) for a in args]
         return template.format(*printed)

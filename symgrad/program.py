@@ -3,7 +3,8 @@
 The forward part computes every node from its operands; the adjoint part
 computes ``d<node>`` = ∂output/∂node for every node between the output and
 the inputs the gradient is wanted for, as a sum over the node's consumers of
-(the consumer's adjoint) × (the edge's cached local derivative).  Both sides
+(the consumer's adjoint) × (the edge's local derivative, in the ``numeric``
+form: cached where that keeps its precision).  Both sides
 are SymPy expressions; the interpreter evaluates them with numbers, the code
 generator prints them.
 """
@@ -139,7 +140,8 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
 
 def _flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp.Expr:
     """The gradient sent back along ``node → consumer``: upstream × local derivative."""
-    term = upstream * graph.nx.edges[node, consumer]["cached"]
+    edge = graph.nx.edges[node, consumer]
+    term = upstream * edge.get("numeric", edge["cached"])
     if graph.shape(node) != graph.shape(consumer):
         term = sum_to(term, sp.Tuple(*graph.shape(node)), sp.Tuple(*graph.shape(consumer)))
     return term
