@@ -27,7 +27,7 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -38,11 +38,16 @@ from .errors import SymgradError
 from .ops import OPS, STABLE_DERIVATIVES, label
 
 if TYPE_CHECKING:
+    from .fusion import Finding
     from .interpret import Trace
 
 
-def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
+def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
+                     simplify: bool = False) -> tuple[sp.Expr, sp.Expr]:
     """∂expr/∂wrt, plain and rewritten through ``out`` (the symbol of ``expr``).
+
+    With ``simplify``, the plain form is the shortest of SymPy's derivative
+    and its factored and expanded forms (for fused gates).
 
     The rewrite replaces ``expr`` by ``out`` where it occurs; where an
     exponential is left over, it also solves ``out = expr`` for it
@@ -56,6 +61,8 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.
     q*(1 - q)
     """
     plain = sp.diff(expr, wrt)
+    if simplify:
+        plain = min([plain, *_forms(plain)], key=sp.count_ops)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
     if cached.has(sp.exp) and expr.has(sp.exp):
         cached = min([*_solved_through_output(plain, expr, out), cached], key=sp.count_ops)
@@ -76,15 +83,20 @@ def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.S
     """
     stable = plain
     for spelling, replacement in STABLE_DERIVATIVES:
-        stable = stable.replace(spelling, replacement)
+        heads = [type(f) for f in spelling.atoms(sp.Function)]
+        if stable.has(*heads):
+            stable = stable.replace(
+                lambda e, s=spelling, h=heads: type(e) is type(s) and e.has(*h) and e.match(s) is not None,
+                lambda e, s=spelling, r=replacement: r.xreplace(e.match(s)))
     if stable == plain:
         return cached
     return stable.subs(expr, out) if expr.free_symbols else stable
 
 
-def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> dict[str, sp.Expr]:
+def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
+                     simplify: bool = False) -> dict[str, sp.Expr]:
     """The edge attributes ``derivative``, ``cached`` and ``numeric`` of ``wrt → out``."""
-    plain, cached = local_derivative(expr, wrt, out)
+    plain, cached = local_derivative(expr, wrt, out, simplify)
     return {"derivative": plain, "cached": cached,
             "numeric": numeric_derivative(plain, cached, expr, out)}
 
@@ -276,6 +288,50 @@ class Graph:
         from .interpret import backprop
 
         return backprop(self, values, dout)
+
+    # -- fusion (symgrad.fusion) ---------------------------------------------------
+
+    def fuse(self, nodes: Iterable[str] | str, name: str | None = None) -> Graph:
+        """One gate in place of a connected single-output set of operation nodes,
+        or every occurrence of a named pattern (``"sigmoid"``); see :func:`symgrad.fusion.fuse`.
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))").fuse("sigmoid")
+        >>> g.expr("q8"), g.local_derivatives("q8", cached=True)
+        (sigmoid(q4), {'q4': q8*(1 - q8)})
+        """
+        from .fusion import fuse
+
+        return fuse(self, nodes, name)
+
+    def fuse_all(self, name: str | None = None) -> Graph:
+        """The whole expression as one gate; see :func:`symgrad.fusion.fuse_all`."""
+        from .fusion import fuse_all
+
+        return fuse_all(self, name)
+
+    def expand(self, nodes: Iterable[str] | None = None) -> Graph:
+        """Gates back to the nodes they were fused from; see :func:`symgrad.fusion.expand`."""
+        from .fusion import expand
+
+        return expand(self, nodes)
+
+    def lint(self) -> list[Finding]:
+        """Numerically fragile spellings, each with its stable gate; see :func:`symgrad.fusion.lint`."""
+        from .fusion import lint
+
+        return lint(self)
+
+    def fuse_stable(self) -> Graph:
+        """Every fragile spelling replaced by its stable gate; see :func:`symgrad.fusion.fuse_stable`."""
+        from .fusion import fuse_stable
+
+        return fuse_stable(self)
+
+    @property
+    def gates(self) -> list[str]:
+        """The gate (fused) nodes, in topological order."""
+        return [n for n, k in self.nx.nodes(data="kind") if k == "gate"]
 
     # -- text --------------------------------------------------------------------
 

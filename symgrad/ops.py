@@ -137,7 +137,8 @@ class logsigmoid(sp.Function):
 class logaddexp(sp.Function):
     """log(e^a + e^b + …), the scalar log-sum-exp of any number of operands.
 
-    Nested log-sum-exps flatten (``softplus(a)`` is ``logaddexp(a, 0)``);
+    Nested log-sum-exps flatten (``softplus(a)`` is ``logaddexp(a, 0)``) and
+    the operands are kept in SymPy's order, so equal sums compare equal;
     ∂/∂a = e^(a − logaddexp(…)), the softmax weight of ``a``.
     """
 
@@ -145,13 +146,12 @@ class logaddexp(sp.Function):
     def eval(cls, *args: sp.Expr) -> sp.Expr | None:
         if len(args) == 1:
             return args[0]
-        if any(isinstance(a, (logaddexp, softplus)) for a in args):
-            flat: list[sp.Expr] = []
-            for a in args:
-                flat.extend(a.args if isinstance(a, logaddexp) else
-                            (a.args[0], sp.S.Zero) if isinstance(a, softplus) else (a,))
-            return cls(*flat)
-        return None
+        flat: list[sp.Expr] = []
+        for a in args:
+            flat.extend(a.args if isinstance(a, logaddexp) else
+                        (a.args[0], sp.S.Zero) if isinstance(a, softplus) else (a,))
+        flat.sort(key=sp.default_sort_key)
+        return cls(*flat, evaluate=False) if flat != list(args) else None
 
     @staticmethod
     def elementary(*args: sp.Expr) -> sp.Expr:
@@ -255,10 +255,10 @@ OPS: dict[str, Op] = {
         Op("sin", 1, sp.sin, "sin", numpy="np.sin({0})"),
         Op("cos", 1, sp.cos, "cos", numpy="np.cos({0})"),
         Op("tanh", 1, sp.tanh, "tanh", numpy="np.tanh({0})"),
-        Op("sigmoid", 1, sigmoid, "σ", numpy="np.exp(-np.logaddexp(0, -{0}))"),
+        Op("sigmoid", 1, sigmoid, "σ", numpy="np.exp(-np.logaddexp(0, -{0:p}))"),
         Op("relu", 1, relu, "relu", numpy="np.maximum({0}, 0)", kink=lambda a: a),
         Op("softplus", 1, softplus, "softplus", numpy="np.logaddexp(0, {0})"),
-        Op("logsigmoid", 1, logsigmoid, "logσ", numpy="(-np.logaddexp(0, -{0}))"),
+        Op("logsigmoid", 1, logsigmoid, "logσ", numpy="(-np.logaddexp(0, -{0:p}))"),
         Op("logaddexp", 2, logaddexp, "logaddexp", numpy="np.logaddexp({0}, {1})",
            domain=(REAL, REAL)),
         Op("abs", 1, sp.Abs, "abs", numpy="np.abs({0})", kink=lambda a: a),

@@ -1,0 +1,377 @@
+"""Fusion: any connected single-output sub-graph ⇄ one gate node.
+
+A gate node stands for a set of operation nodes.  SymPy composes the set into
+one expression of the set's operands, rewrites the gate spellings it finds
+(:mod:`symgrad.gates`: ``1/(1 + exp(-a))`` becomes ``sigmoid(a)``), derives
+each local derivative, simplifies it and rewrites it through the gate's own
+output (σ·(1 − σ)).  The gate keeps the name of the set's output node, so
+every other node keeps its name; its ``body`` attribute holds the fused nodes
+for :func:`expand`.  Every function here returns a new Graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import networkx as nx
+import sympy as sp
+
+from .errors import FusionError
+from .gates import BY_NAME, PATTERNS, Pattern, canonical
+from .graph import Graph, edge_derivatives
+
+DEFAULT_NAME = "gate"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A numerically fragile spelling found by :func:`lint`.
+
+    node:        the node computing the fragile value
+    nodes:       the nodes that spell it (``node`` last)
+    gate:        the name of the stable gate that replaces them
+    spelling:    what the nodes compute, as written
+    replacement: the gate's expression
+    reason:      what goes wrong when the spelling is evaluated as written
+    """
+
+    node: str
+    nodes: tuple[str, ...]
+    gate: str
+    spelling: sp.Expr
+    replacement: sp.Expr
+    reason: str
+
+    def __str__(self) -> str:
+        return (f"{self.node} = {self.spelling} (nodes {', '.join(self.nodes)}): {self.reason}; "
+                f"use the {self.gate} gate, {self.replacement}")
+
+
+# -- fusing a given set -----------------------------------------------------------
+
+
+def fuse(graph: Graph, nodes: Iterable[str] | str, name: str | None = None) -> Graph:
+    """One gate in place of ``nodes``, or every occurrence of a named pattern.
+
+    Parameters
+    ----------
+    graph:
+        The graph; it is not changed.
+    nodes:
+        A connected set of operation nodes whose only value used outside the
+        set is one output, or the name of a pattern in :data:`symgrad.gates.PATTERNS`
+        (``"sigmoid"``, ``"softplus"``, ``"logsigmoid"``, ``"tanh"``, ``"relu"``,
+        ``"logsumexp"``, ``"softmax"``, ``"affine"``), fused wherever it occurs.
+    name:
+        The gate's name and label; by default the pattern the set computes, else "gate".
+
+    Returns
+    -------
+    Graph
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))")
+    >>> s = g.fuse({"q5", "q6", "q7", "q8"})
+    >>> print(s)
+    graph(w0, x0, w1, x1, w2): q8 = 1/(1+exp(-(w0*x0+w1*x1+w2)))
+      q1 = w0*x0         [*]
+      q2 = w1*x1         [*]
+      q3 = q1 + q2       [+]
+      q4 = q3 + w2       [+]
+      q8 = sigmoid(q4)   [sigmoid]
+      return q8
+    >>> s.local_derivatives("q8", cached=True)
+    {'q4': q8*(1 - q8)}
+    """
+    if isinstance(nodes, str):
+        return fuse_patterns(graph, [nodes])
+    members, out = check_fusable(graph, nodes)
+    expr, operands = compose(graph, members, out)
+    gate = canonical(expr)
+    return replace(graph, members, out, gate, operands, name or default_name(gate))
+
+
+def check_fusable(graph: Graph, nodes: Iterable[str]) -> tuple[list[str], str]:
+    """``nodes`` in topological order and their output, or a FusionError saying why not."""
+    if isinstance(nodes, str) or not isinstance(nodes, Iterable):
+        raise FusionError(f"give the nodes to fuse as a set of names, not {nodes!r}")
+    wanted = set(nodes)
+    for n in sorted(wanted, key=str):
+        if not isinstance(n, str) or n not in graph.nx:
+            raise FusionError(f"no node {n!r} in this graph (nodes: {', '.join(graph.nodes)})")
+        kind = graph.nx.nodes[n]["kind"]
+        if kind == "input":
+            raise FusionError(f"{n} is an input, not an operation; a gate fuses operation nodes only")
+        if kind == "const":
+            raise FusionError(f"{n} is a constant, not an operation; there is nothing to fuse")
+    if not wanted:
+        raise FusionError("nothing to fuse: the set of nodes is empty")
+    members = [n for n in graph.nodes if n in wanted]
+    parts = list(nx.weakly_connected_components(graph.nx.subgraph(members)))
+    if len(parts) > 1:
+        shown = " and ".join("{" + ", ".join(n for n in members if n in p) + "}" for p in parts[:2])
+        raise FusionError(f"the set is not connected: {shown} share no edge")
+    outputs = [n for n in members
+               if n == graph.output or any(c not in wanted for c in graph.consumers(n))]
+    sinks = [n for n in members if not any(c in wanted for c in graph.consumers(n))]
+    if len(sinks) > 1:
+        raise FusionError(f"the set has {len(sinks)} outputs ({', '.join(sinks)}); a gate has one output")
+    out = sinks[0]
+    for n in outputs:
+        if n != out:
+            users = [c for c in graph.consumers(n) if c not in wanted]
+            where = f"used by {', '.join(users)}" if users else "the graph's output"
+            raise FusionError(f"{n} is also {where}, outside the set; only {out} may leave a gate")
+    return members, out
+
+
+def compose(graph: Graph, members: list[str], out: str) -> tuple[sp.Expr, list[str]]:
+    """``out``'s value in terms of the set's operands, and those operands in graph order."""
+    inside = set(members)
+    operands = {u for n in members for u in graph.operands(n) if u not in inside}
+    values: dict[sp.Symbol, sp.Expr] = {}
+    for n in members:
+        values[graph.symbol(n)] = graph.expr(n).xreplace(values)
+    return values[graph.symbol(out)], [n for n in graph.nodes if n in operands]
+
+
+def default_name(gate: sp.Expr) -> str:
+    """The first pattern whose gate ``gate`` is, with plain operands; else ``"gate"``."""
+    for p in PATTERNS:
+        args = p.arguments(gate)
+        if args is not None and all(_plain(a) for a in args):
+            return p.name
+    return DEFAULT_NAME
+
+
+def _plain(e: sp.Expr) -> bool:
+    """A constant or a constant multiple of one symbol: ``q4``, ``-q5``, ``0``."""
+    return bool(e.is_number) or e.as_coeff_Mul()[1].is_Symbol
+
+
+def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
+            operands: list[str], name: str) -> Graph:
+    """A new Graph with the gate node ``out`` (computing ``gate``) in place of ``members``."""
+    if not isinstance(name, str) or not name.strip() or "\n" in name:
+        raise FusionError(f"a gate's name must be a one-line, non-empty string, not {name!r}")
+    g, inside = graph.nx, set(members)
+    body = nx.DiGraph(output=out, fused=tuple(members))
+    for n in operands + members:
+        body.add_node(n, **g.nodes[n])
+    body.add_edges_from((u, v, d) for u, v, d in g.in_edges(members, data=True))
+    new = nx.DiGraph()
+    for n in graph.nodes:
+        if n == out:
+            data = g.nodes[out]
+            new.add_node(out, kind="gate", op=None, operands=tuple(operands), symbol=data["symbol"],
+                         expr=gate, label=name, shape=data["shape"], gate=name, body=body)
+        elif n not in inside:
+            new.add_node(n, **g.nodes[n])
+    new.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in new and v in new and v != out)
+    symbol = g.nodes[out]["symbol"]
+    for u in operands:
+        new.add_edge(u, out, **edge_derivatives(gate, g.nodes[u]["symbol"], symbol, simplify=True))
+    return Graph(new, graph.output, graph.inputs, graph.granularity, graph.source)
+
+
+def fuse_all(graph: Graph, name: str | None = None) -> Graph:
+    """The whole expression as one gate: its local derivatives are the full gradients.
+
+    >>> import symgrad as sg
+    >>> s = sg.graph("(x + y) * z").fuse_all()
+    >>> print(s)
+    graph(x, y, z): q2 = (x + y) * z
+      q2 = z*(x + y)   [gate]
+      return q2
+    >>> s.local_derivatives("q2")
+    {'x': z, 'y': z, 'z': x + y}
+    """
+    members = [n for n in graph.operations if graph.nx.nodes[n]["kind"] != "const"]
+    if not members:
+        raise FusionError(f"nothing to fuse: the output {graph.output} is not an operation")
+    return fuse(graph, members, name)
+
+
+def expand(graph: Graph, nodes: Iterable[str] | None = None) -> Graph:
+    """Gates back to the nodes they were fused from (all of them, by default, through nesting).
+
+    ``nodes`` names the gates to open, one level each.
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("log(1 + exp(x))")
+    >>> [n for n in g.fuse("softplus").expand().nodes] == g.nodes
+    True
+    """
+    if nodes is not None:
+        chosen = set(nodes)
+        for n in chosen:
+            if n not in graph.nx or graph.nx.nodes[n]["kind"] != "gate":
+                shown = ", ".join(graph.gates) or "none"
+                raise FusionError(f"{n!r} is not a gate of this graph (gates: {shown})")
+        return _open(graph, chosen)
+    while graph.gates:
+        graph = _open(graph, set(graph.gates))
+    return graph
+
+
+def _open(graph: Graph, chosen: set[str]) -> Graph:
+    g = graph.nx
+    new = nx.DiGraph()
+    for n in graph.nodes:
+        if n in chosen:
+            body = g.nodes[n]["body"]
+            for m in body.graph["fused"]:
+                new.add_node(m, **body.nodes[m])
+        else:
+            new.add_node(n, **g.nodes[n])
+    for n in graph.nodes:
+        if n in chosen:
+            body = g.nodes[n]["body"]
+            new.add_edges_from(body.edges(data=True))
+    new.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if v not in chosen)
+    return Graph(new, graph.output, graph.inputs, graph.granularity, graph.source)
+
+
+# -- fusing patterns ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """Nodes that compute one pattern's gate."""
+
+    pattern: Pattern
+    members: tuple[str, ...]
+    out: str
+    spelling: sp.Expr
+    gate: sp.Expr
+    operands: tuple[str, ...]
+
+
+def fuse_patterns(graph: Graph, names: Iterable[str]) -> Graph:
+    """Every occurrence of the named patterns fused into its gate."""
+    patterns = []
+    for name in names:
+        if name not in BY_NAME:
+            hint = f"; to fuse nodes, pass a set: g.fuse({{{name!r}}})" if name in graph.nx else ""
+            raise FusionError(f"unknown pattern {name!r} (patterns: {', '.join(BY_NAME)}){hint}")
+        patterns.append(BY_NAME[name])
+    for m in find(graph, patterns):
+        graph = replace(graph, list(m.members), m.out, m.gate, list(m.operands), m.pattern.name)
+    return graph
+
+
+def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
+    """Disjoint node sets that compute one of ``patterns``, outermost first.
+
+    For each node, from the output down, the largest set it can fuse with
+    (its cone: nodes used only inside) is composed and rewritten; if that is
+    one of the patterns, the set shrinks to the nodes between the gate's
+    operands and the node, so the operands stay outside (``sigmoid(q4)``,
+    not ``sigmoid(w0*x0 + w1*x1 + w2)``).
+    """
+    patterns = list(patterns)
+    memo: dict[sp.Expr, sp.Expr] = {}
+    claimed: set[str] = set()
+    found = []
+    for v in reversed(graph.operations):
+        if v in claimed or graph.nx.nodes[v]["kind"] == "const":
+            continue
+        m = _match_at(graph, v, patterns, claimed, memo)
+        if m is not None:
+            found.append(m)
+            claimed.update(m.members)
+    return found
+
+
+def _match_at(graph: Graph, v: str, patterns: list[Pattern], claimed: set[str],
+              memo: dict[sp.Expr, sp.Expr]) -> Match | None:
+    cone = _cone(graph, v, claimed)
+    values: dict[sp.Symbol, sp.Expr] = {}
+    for n in cone:
+        values[graph.symbol(n)] = graph.expr(n).xreplace(values)
+    top = canonical(values[graph.symbol(v)], memo)
+    for pattern in patterns:
+        args = pattern.arguments(top)
+        if args is None:
+            continue
+        inside = set(cone)
+        candidates = [n for n in graph.nodes if n != v and (n in inside or any(
+            c in inside for c in graph.consumers(n)))]
+        ends = []
+        for arg in args:
+            if arg.is_number:
+                continue
+            end = next((n for n in candidates
+                        if _multiple(canonical(values.get(graph.symbol(n), graph.symbol(n)), memo), arg)),
+                       None)
+            if end is None:
+                break
+            ends.append(end)
+        else:
+            cut = set(ends).union(*(nx.ancestors(graph.nx, e) for e in ends))
+            members = [n for n in cone if n not in cut]
+            spelling, operands = compose(graph, members, v)
+            gate = canonical(spelling, memo)
+            args = pattern.arguments(gate)
+            if args is None or not all(_plain(a) for a in args):
+                continue
+            if members == [v] and gate == graph.expr(v):
+                return None  # already this gate
+            return Match(pattern, tuple(members), v, spelling, gate, tuple(operands))
+    return None
+
+
+def _cone(graph: Graph, v: str, claimed: set[str]) -> list[str]:
+    """``v`` and the operations used only by it, directly or through each other (graph order)."""
+    cone = {v}
+    ancestors = nx.ancestors(graph.nx, v)
+    for n in reversed(graph.nodes):
+        if n in ancestors and n not in claimed and graph.nx.nodes[n]["kind"] in ("op", "gate") \
+                and all(c in cone for c in graph.consumers(n)):
+            cone.add(n)
+    return [n for n in graph.nodes if n in cone]
+
+
+def _multiple(e: sp.Expr, arg: sp.Expr) -> bool:
+    """``e`` is ``arg`` times a nonzero constant."""
+    if e == arg or e == -arg:
+        return True
+    if e.free_symbols != arg.free_symbols:
+        return False
+    ratio = e / arg
+    return bool(ratio.is_number) and ratio != 0
+
+
+# -- stability ----------------------------------------------------------------------
+
+
+def lint(graph: Graph) -> list[Finding]:
+    """Numerically fragile spellings in ``graph``, each with the stable gate that replaces it.
+
+    >>> import symgrad as sg
+    >>> for finding in sg.graph("log(1 + exp(x)) * y").lint():
+    ...     print(finding)
+    q3 = log(exp(x) + 1) (nodes q1, q2, q3): exp(a) overflows once a > 709, and 1 + exp(a) rounds to 1 \
+once a < -37; use the softplus gate, softplus(x)
+    """
+    fragile = [p for p in PATTERNS if p.fragile]
+    return [Finding(m.out, m.members, m.pattern.name, m.spelling, m.gate, m.pattern.fragile or "")
+            for m in find(graph, fragile)]
+
+
+def fuse_stable(graph: Graph) -> Graph:
+    """Every fragile spelling :func:`lint` finds, replaced by its stable gate.
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("log(1 + exp(x))")
+    >>> g.backprop(x=1000.0)
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.EvaluationError: cannot evaluate q1 = exp(x) at x = 1000: overflow in exp
+    >>> g.fuse_stable().backprop(x=1000.0).grads
+    {'x': 1.0}
+    """
+    for m in find(graph, [p for p in PATTERNS if p.fragile]):
+        graph = replace(graph, list(m.members), m.out, m.gate, list(m.operands), m.pattern.name)
+    return graph
