@@ -33,7 +33,7 @@ class Ref:
     index: int
 
 
-Operand: TypeAlias = Ref | sp.Expr
+Operand: TypeAlias = "Ref | sp.Expr"
 
 
 @dataclass

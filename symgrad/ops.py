@@ -222,7 +222,8 @@ class Op:
     domain:  per operand, where tests sample it
     kink:    an expression of the operands that is zero where the op is not
              differentiable (relu, abs, max, min); None when smooth
-    associative: merged into one n-ary node at granularity "nary"
+    associative: merged into one n-ary node at granularity "nary" (``sympy``
+             then takes any number of operands)
     """
 
     name: str
@@ -244,9 +245,9 @@ class Op:
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
-        Op("add", 2, lambda a, b: a + b, "+", infix="+", domain=(REAL, REAL), associative=True),
+        Op("add", 2, lambda *xs: sp.Add(*xs), "+", infix="+", domain=(REAL, REAL), associative=True),
         Op("sub", 2, lambda a, b: a - b, "-", infix="-", domain=(REAL, REAL)),
-        Op("mul", 2, lambda a, b: a * b, "*", infix="*", domain=(REAL, REAL), associative=True),
+        Op("mul", 2, lambda *xs: sp.Mul(*xs), "*", infix="*", domain=(REAL, REAL), associative=True),
         Op("div", 2, lambda a, b: a / b, "/", infix="/", domain=(REAL, NONZERO)),
         Op("pow", 2, lambda a, b: a**b, "**", infix="**", domain=(POSITIVE, SMALL)),
         Op("exp", 1, sp.exp, "exp", numpy="np.exp({0})", domain=(SMALL,)),

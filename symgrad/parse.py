@@ -9,6 +9,8 @@ is refused with a :class:`ParseError` that points at its column.
 from __future__ import annotations
 
 import ast
+import sys
+import warnings
 
 import sympy as sp
 
@@ -46,14 +48,21 @@ def parse(text: str, builder: Builder):
         raise ParseError(f"expression is too long ({len(text)} characters; at most {MAX_LENGTH})")
     if not text.strip():
         raise ParseError("empty expression")
+    limit = sys.getrecursionlimit()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        # Python builds the syntax tree of a long sum recursively; let it, within bounds
+        sys.setrecursionlimit(max(limit, 30_000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"syntax error: {e.msg}", _syntax_column(e, text.strip()),
                          text.strip()) from None
     except (ValueError, RecursionError, MemoryError) as e:
         reason = "nested too deeply" if not isinstance(e, ValueError) else str(e)
         raise ParseError(f"cannot parse expression: {reason}") from None
+    finally:
+        sys.setrecursionlimit(limit)
     source = text.strip()
     output = _Walker(builder, source).walk(tree.body)
     return builder.finish(output, source=source)
@@ -129,7 +138,7 @@ class _Walker:
             known = ", ".join(sorted(FUNCTIONS))
             raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
         if node.keywords:
-            raise self.fail(f"{name}() takes no keyword arguments", node.keywords[0].value)
+            raise self.fail(f"{name}() takes no keyword arguments", node.keywords[0])
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise self.fail("starred arguments are not allowed", arg)
