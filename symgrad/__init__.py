@@ -10,6 +10,8 @@ from .errors import (
     TracingError,
     UnsupportedError,
 )
+from .fusion import Finding
+from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
@@ -18,6 +20,8 @@ from .tracing import (
     cos,
     exp,
     log,
+    logaddexp,
+    logsigmoid,
     maximum,
     minimum,
     relu,
@@ -40,3 +44,4 @@ __all__ = [
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
 ]
+__all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
