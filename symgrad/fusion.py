@@ -152,10 +152,15 @@ def _plain(e: sp.Expr) -> bool:
 
 def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
             operands: list[str], name: str) -> Graph:
-    """A new Graph with the gate node ``out`` (computing ``gate``) in place of ``members``."""
+    """A new Graph with the gate node ``out`` (computing ``gate``) in place of ``members``.
+
+    A member that is also used outside the set (only pattern matches have
+    such members) stays for its other users; the gate recomputes it.
+    Operations left without users are dropped.
+    """
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise FusionError(f"a gate's name must be a one-line, non-empty string, not {name!r}")
-    g, inside = graph.nx, set(members)
+    g, gone = graph.nx, removable(graph, members, out)
     body = nx.DiGraph(output=out, fused=tuple(members))
     for n in operands + members:
         body.add_node(n, **g.nodes[n])
@@ -166,13 +171,28 @@ def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
             data = g.nodes[out]
             new.add_node(out, kind="gate", op=None, operands=tuple(operands), symbol=data["symbol"],
                          expr=gate, label=name, shape=data["shape"], gate=name, body=body)
-        elif n not in inside:
+        elif n not in gone:
             new.add_node(n, **g.nodes[n])
     new.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in new and v in new and v != out)
     symbol = g.nodes[out]["symbol"]
     for u in operands:
         new.add_edge(u, out, **edge_derivatives(gate, g.nodes[u]["symbol"], symbol, simplify=True))
+    unused = [n for n in reversed(list(new.nodes)) if n != graph.output and new.nodes[n]["kind"] != "input"
+              and new.out_degree(n) == 0]
+    while unused:
+        new.remove_nodes_from(unused)
+        unused = [n for n in new.nodes if n != graph.output and new.nodes[n]["kind"] != "input"
+                  and new.out_degree(n) == 0]
     return Graph(new, graph.output, graph.inputs, graph.granularity, graph.source)
+
+
+def removable(graph: Graph, members: list[str], out: str) -> set[str]:
+    """The members whose every use is inside the set (so the gate replaces them), and ``out``."""
+    gone = {out}
+    for n in reversed(members):
+        if n != out and all(c in gone for c in graph.nx.successors(n)):
+            gone.add(n)
+    return gone
 
 
 def fuse_all(graph: Graph, name: str | None = None) -> Graph:
@@ -222,13 +242,12 @@ def _open(graph: Graph, chosen: set[str]) -> Graph:
         if n in chosen:
             body = g.nodes[n]["body"]
             for m in body.graph["fused"]:
-                new.add_node(m, **body.nodes[m])
+                if m not in new:  # a member kept for other users is there already
+                    new.add_node(m, **body.nodes[m])
         else:
             new.add_node(n, **g.nodes[n])
-    for n in graph.nodes:
-        if n in chosen:
-            body = g.nodes[n]["body"]
-            new.add_edges_from(body.edges(data=True))
+    for n in chosen:
+        new.add_edges_from(g.nodes[n]["body"].edges(data=True))
     new.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if v not in chosen)
     return Graph(new, graph.output, graph.inputs, graph.granularity, graph.source)
 
@@ -247,6 +266,10 @@ class Match:
     gate: sp.Expr
     operands: tuple[str, ...]
 
+    def apply(self, graph: Graph) -> Graph:
+        return replace(graph, list(self.members), self.out, self.gate, list(self.operands),
+                       self.pattern.name)
+
 
 def fuse_patterns(graph: Graph, names: Iterable[str]) -> Graph:
     """Every occurrence of the named patterns fused into its gate."""
@@ -257,18 +280,21 @@ def fuse_patterns(graph: Graph, names: Iterable[str]) -> Graph:
             raise FusionError(f"unknown pattern {name!r} (patterns: {', '.join(BY_NAME)}){hint}")
         patterns.append(BY_NAME[name])
     for m in find(graph, patterns):
-        graph = replace(graph, list(m.members), m.out, m.gate, list(m.operands), m.pattern.name)
+        graph = m.apply(graph)
     return graph
 
 
 def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
-    """Disjoint node sets that compute one of ``patterns``, outermost first.
+    """Node sets that compute one of ``patterns``, outermost first, replacing disjoint nodes.
 
-    For each node, from the output down, the largest set it can fuse with
-    (its cone: nodes used only inside) is composed and rewritten; if that is
-    one of the patterns, the set shrinks to the nodes between the gate's
-    operands and the node, so the operands stay outside (``sigmoid(q4)``,
-    not ``sigmoid(w0*x0 + w1*x1 + w2)``).
+    For each node, from the output down, the nodes it can fuse with (those
+    used only by it, directly or through each other) are composed and
+    rewritten; when that is not a pattern, the composition also goes
+    through nodes used elsewhere too, which the gate then recomputes (so
+    ``log(σ(z))`` is found even when ``σ(z)`` also feeds ``1 − σ(z)``).  A
+    found set shrinks to the nodes between the gate's operands and the
+    node, so the operands stay outside (``sigmoid(q4)``, not
+    ``sigmoid(w0*x0 + w1*x1 + w2)``).
     """
     patterns = list(patterns)
     memo: dict[sp.Expr, sp.Expr] = {}
@@ -277,60 +303,65 @@ def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
     for v in reversed(graph.operations):
         if v in claimed or graph.nx.nodes[v]["kind"] == "const":
             continue
-        m = _match_at(graph, v, patterns, claimed, memo)
+        exclusive = _region(graph, v, claimed, shared=False)
+        m = _match_in(graph, v, exclusive, patterns, memo)
+        if m is None:
+            everything = _region(graph, v, claimed, shared=True)
+            if len(everything) > len(exclusive):
+                m = _match_in(graph, v, everything, patterns, memo)
         if m is not None:
             found.append(m)
-            claimed.update(m.members)
+            claimed.update(removable(graph, list(m.members), v))
     return found
 
 
-def _match_at(graph: Graph, v: str, patterns: list[Pattern], claimed: set[str],
+def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozenset[str] = frozenset()
+            ) -> list[str]:
+    """``v`` and the unclaimed operations above it, reached without passing ``stop``.
+
+    Without ``shared``, only operations all of whose users are in the region.
+    """
+    region = {v}
+    for n in reversed(graph.nodes):
+        if n in region or n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate"):
+            continue
+        users = [c for c in graph.nx.successors(n)]
+        if any(c in region for c in users) and (shared or all(c in region for c in users)):
+            region.add(n)
+    return [n for n in graph.nodes if n in region]
+
+
+def _match_in(graph: Graph, v: str, region: list[str], patterns: list[Pattern],
               memo: dict[sp.Expr, sp.Expr]) -> Match | None:
-    cone = _cone(graph, v, claimed)
     values: dict[sp.Symbol, sp.Expr] = {}
-    for n in cone:
+    for n in region:
         values[graph.symbol(n)] = graph.expr(n).xreplace(values)
     top = canonical(values[graph.symbol(v)], memo)
+    inside = set(region)
+    candidates = [n for n in graph.nodes if n != v and (n in inside or any(
+        c in inside for c in graph.nx.successors(n)))]
     for pattern in patterns:
         args = pattern.arguments(top)
         if args is None:
             continue
-        inside = set(cone)
-        candidates = [n for n in graph.nodes if n != v and (n in inside or any(
-            c in inside for c in graph.consumers(n)))]
-        ends = []
-        for arg in args:
-            if arg.is_number:
-                continue
-            end = next((n for n in candidates
-                        if _multiple(canonical(values.get(graph.symbol(n), graph.symbol(n)), memo), arg)),
-                       None)
+        ends: list[str] = []
+        for arg in (a for a in args if not a.is_number):
+            end = next((n for n in candidates if _multiple(
+                canonical(values.get(graph.symbol(n), graph.symbol(n)), memo), arg)), None)
             if end is None:
                 break
             ends.append(end)
         else:
-            cut = set(ends).union(*(nx.ancestors(graph.nx, e) for e in ends))
-            members = [n for n in cone if n not in cut]
+            members = [n for n in _region(graph, v, set(), True, frozenset(ends)) if n in inside]
             spelling, operands = compose(graph, members, v)
             gate = canonical(spelling, memo)
-            args = pattern.arguments(gate)
-            if args is None or not all(_plain(a) for a in args):
+            found = pattern.arguments(gate)
+            if found is None or not all(_plain(a) for a in found):
                 continue
             if members == [v] and gate == graph.expr(v):
                 return None  # already this gate
             return Match(pattern, tuple(members), v, spelling, gate, tuple(operands))
     return None
-
-
-def _cone(graph: Graph, v: str, claimed: set[str]) -> list[str]:
-    """``v`` and the operations used only by it, directly or through each other (graph order)."""
-    cone = {v}
-    ancestors = nx.ancestors(graph.nx, v)
-    for n in reversed(graph.nodes):
-        if n in ancestors and n not in claimed and graph.nx.nodes[n]["kind"] in ("op", "gate") \
-                and all(c in cone for c in graph.consumers(n)):
-            cone.add(n)
-    return [n for n in graph.nodes if n in cone]
 
 
 def _multiple(e: sp.Expr, arg: sp.Expr) -> bool:
@@ -373,5 +404,5 @@ def fuse_stable(graph: Graph) -> Graph:
     {'x': 1.0}
     """
     for m in find(graph, [p for p in PATTERNS if p.fragile]):
-        graph = replace(graph, list(m.members), m.out, m.gate, list(m.operands), m.pattern.name)
+        graph = m.apply(graph)
     return graph

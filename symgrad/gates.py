@@ -93,6 +93,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("sigmoid", sigmoid, (
         (1 / (1 + E(-a)), sigmoid(a)),
         (E(a) / (1 + E(a)), sigmoid(a)),
+        (1 - sigmoid(a), sigmoid(-a)),
     ), fragile="exp(-a) overflows once a < -709"),
     Pattern("softplus", softplus, (
         (sp.log(1 + E(a)), softplus(a)),
@@ -121,6 +122,10 @@ PATTERNS: tuple[Pattern, ...] = (
 
 BY_NAME: dict[str, Pattern] = {p.name: p for p in PATTERNS}
 REWRITES: tuple[tuple[sp.Expr, sp.Expr], ...] = tuple(r for p in PATTERNS for r in p.rewrites)
+# the functions each spelling contains: a quick test before SymPy's (slower) matching
+_HEADS: dict[sp.Expr, tuple[type, ...]] = {
+    s: tuple({type(f) for f in s.atoms(sp.Function, sp.Max, sp.Min)}) for s, _ in REWRITES
+}
 
 
 def canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr] | None = None) -> sp.Expr:
@@ -165,7 +170,8 @@ def _canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr], depth: int) -> sp.Ex
 def _rewrite(e: sp.Expr) -> sp.Expr | None:
     """The first spelling in list order that ``e`` (or part of a sum or product) matches."""
     for spelling, gate in REWRITES:
-        if type(e) is not type(spelling):
+        heads = _HEADS[spelling]
+        if type(e) is not type(spelling) or not e.has(*heads):
             continue
         m = e.match(spelling)
         if m is not None and all(w in m for w in gate.atoms(sp.Wild)):
@@ -173,6 +179,8 @@ def _rewrite(e: sp.Expr) -> sp.Expr | None:
         k = len(spelling.args)
         if isinstance(e, (sp.Add, sp.Mul)) and k < len(e.args) <= 8:
             for part in combinations(e.args, k):
+                if not sp.Add(*part).has(*heads):
+                    continue
                 m = e.func(*part).match(spelling)
                 if m is not None and all(w in m for w in gate.atoms(sp.Wild)):
                     others = [t for t in e.args if t not in part]

@@ -35,7 +35,7 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .errors import SymgradError
-from .ops import OPS, STABLE_DERIVATIVES, label
+from .ops import CUSTOM_FUNCTIONS, OPS, STABLE_DERIVATIVES, label
 
 if TYPE_CHECKING:
     from .fusion import Finding
@@ -50,9 +50,9 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
     and its factored and expanded forms (for fused gates).
 
     The rewrite replaces ``expr`` by ``out`` where it occurs; where an
-    exponential is left over, it also solves ``out = expr`` for it
-    (e^(−a) = (1 − out)/out for the sigmoid) and keeps the result when it is
-    simpler and agrees numerically.
+    exponential is left over in an elementary ``expr``, it also solves
+    ``out = expr`` for it (e^(−a) = (1 − out)/out for the sigmoid) and keeps
+    the result when it is simpler and agrees numerically.
 
     >>> a, q = sp.symbols("a q", real=True)
     >>> local_derivative(sp.exp(a), a, q)
@@ -64,7 +64,7 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
     if simplify:
         plain = min([plain, *_forms(plain)], key=sp.count_ops)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
-    if cached.has(sp.exp) and expr.has(sp.exp):
+    if cached.has(sp.exp) and expr.has(sp.exp) and not expr.has(*CUSTOM_FUNCTIONS):
         cached = min([*_solved_through_output(plain, expr, out), cached], key=sp.count_ops)
     elif cached.is_Add and cached.has(out):  # -q**2 + q: try q*(1 - q)
         cached = min([*_forms(cached), cached], key=sp.count_ops)
