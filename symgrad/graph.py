@@ -66,7 +66,7 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
     cached = plain.subs(expr, out) if expr.free_symbols else plain
     if cached.has(sp.exp) and expr.has(sp.exp) and not expr.has(*CUSTOM_FUNCTIONS):
         cached = min([*_solved_through_output(plain, expr, out), cached], key=sp.count_ops)
-    elif cached.is_Add and cached.has(out):  # -q**2 + q: try q*(1 - q)
+    elif cached.is_Add and sum(t.has(out) for t in cached.args) > 1:  # -q**2 + q: q*(1 - q)
         cached = min([*_forms(cached), cached], key=sp.count_ops)
     if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
         return plain, cached
@@ -81,16 +81,21 @@ def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.S
     >>> numeric_derivative(sigmoid(a) * (1 - sigmoid(a)), q * (1 - q), sigmoid(a), q)
     q*sigmoid(-a)
     """
-    stable = plain
-    for spelling, replacement in STABLE_DERIVATIVES:
-        heads = [type(f) for f in spelling.atoms(sp.Function)]
-        if stable.has(*heads):
-            stable = stable.replace(
-                lambda e, s=spelling, h=heads: type(e) is type(s) and e.has(*h) and e.match(s) is not None,
-                lambda e, s=spelling, r=replacement: r.xreplace(e.match(s)))
-    if stable == plain:
+    spellings = {}
+    if plain.has(*_STABLE_HEADS):
+        for e in plain.atoms(*{type(s) for s, _ in STABLE_DERIVATIVES}):
+            for spelling, replacement in STABLE_DERIVATIVES:
+                m = e.match(spelling) if type(e) is type(spelling) else None
+                if m is not None:
+                    spellings[e] = replacement.xreplace(m)
+                    break
+    if not spellings:
         return cached
+    stable = plain.xreplace(spellings)
     return stable.subs(expr, out) if expr.free_symbols else stable
+
+
+_STABLE_HEADS = tuple({type(f) for s, _ in STABLE_DERIVATIVES for f in s.atoms(sp.Function)})
 
 
 def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
