@@ -89,7 +89,7 @@ def fuse(graph: Graph, nodes: Iterable[str] | str, name: str | None = None) -> G
     members, out = check_fusable(graph, nodes)
     expr, operands = compose(graph, members, out)
     gate = canonical(expr)
-    return replace(graph, members, out, gate, operands, name or default_name(gate))
+    return replace(graph, members, out, gate, operands, default_name(gate) if name is None else name)
 
 
 def check_fusable(graph: Graph, nodes: Iterable[str]) -> tuple[list[str], str]:
@@ -108,7 +108,8 @@ def check_fusable(graph: Graph, nodes: Iterable[str]) -> tuple[list[str], str]:
     if not wanted:
         raise FusionError("nothing to fuse: the set of nodes is empty")
     members = [n for n in graph.nodes if n in wanted]
-    parts = list(nx.weakly_connected_components(graph.nx.subgraph(members)))
+    parts = sorted(nx.weakly_connected_components(graph.nx.subgraph(members)),
+                   key=lambda p: members.index(next(n for n in members if n in p)))
     if len(parts) > 1:
         shown = " and ".join("{" + ", ".join(n for n in members if n in p) + "}" for p in parts[:2])
         raise FusionError(f"the set is not connected: {shown} share no edge")
@@ -387,8 +388,9 @@ def lint(graph: Graph) -> list[Finding]:
 once a < -37; use the softplus gate, softplus(x)
     """
     fragile = [p for p in PATTERNS if p.fragile]
+    order = {n: i for i, n in enumerate(graph.nodes)}
     return [Finding(m.out, m.members, m.pattern.name, m.spelling, m.gate, m.pattern.fragile or "")
-            for m in find(graph, fragile)]
+            for m in sorted(find(graph, fragile), key=lambda m: order[m.out])]
 
 
 def fuse_stable(graph: Graph) -> Graph:

@@ -101,7 +101,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("logsigmoid", logsigmoid, (
         (sp.log(sigmoid(a)), logsigmoid(a)),
         (-softplus(-a), logsigmoid(a)),
-    ), fragile="sigmoid(a) underflows to 0 once a < -745, and log(0) is -inf"),
+    ), fragile="sigmoid(a) rounds to 0 once a < -745 (1 - sigmoid(a) once a > 37), and log(0) is -inf"),
     Pattern("tanh", sp.tanh, (
         ((E(a) - E(-a)) / (E(a) + E(-a)), sp.tanh(a)),
         ((E(2 * a) - 1) / (E(2 * a) + 1), sp.tanh(a)),

@@ -65,7 +65,7 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
         plain = min([plain, *_forms(plain)], key=sp.count_ops)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
     if cached.has(sp.exp) and expr.has(sp.exp) and not expr.has(*CUSTOM_FUNCTIONS):
-        cached = min([*_solved_through_output(plain, expr, out), cached], key=sp.count_ops)
+        cached = min([cached, *_solved_through_output(plain, expr, out)], key=sp.count_ops)
     elif cached.is_Add and sum(t.has(out) for t in cached.args) > 1:  # -q**2 + q: q*(1 - q)
         cached = min([*_forms(cached), cached], key=sp.count_ops)
     if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
