@@ -140,7 +140,7 @@ def compose(graph: Graph, members: list[str], out: str) -> tuple[sp.Expr, list[s
 def default_name(gate: sp.Expr) -> str:
     """The first pattern whose gate ``gate`` is, with plain operands; else ``"gate"``."""
     for p in PATTERNS:
-        args = p.arguments(gate)
+        args = p.arguments(gate.as_coeff_Mul()[1])
         if args is not None and all(_plain(a) for a in args):
             return p.name
     return DEFAULT_NAME
@@ -337,7 +337,7 @@ def _match_in(graph: Graph, v: str, region: list[str], patterns: list[Pattern],
     values: dict[sp.Symbol, sp.Expr] = {}
     for n in region:
         values[graph.symbol(n)] = graph.expr(n).xreplace(values)
-    top = canonical(values[graph.symbol(v)], memo)
+    top = canonical(values[graph.symbol(v)], memo).as_coeff_Mul()[1]  # 2·σ(a) is a sigmoid gate too
     inside = set(region)
     candidates = [n for n in graph.nodes if n != v and (n in inside or any(
         c in inside for c in graph.nx.successors(n)))]
@@ -356,7 +356,7 @@ def _match_in(graph: Graph, v: str, region: list[str], patterns: list[Pattern],
             members = [n for n in _region(graph, v, set(), True, frozenset(ends)) if n in inside]
             spelling, operands = compose(graph, members, v)
             gate = canonical(spelling, memo)
-            found = pattern.arguments(gate)
+            found = pattern.arguments(gate.as_coeff_Mul()[1])
             if found is None or not all(_plain(a) for a in found):
                 continue
             if members == [v] and gate == graph.expr(v):
