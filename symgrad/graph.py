@@ -35,7 +35,7 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .errors import SymgradError
-from .ops import CUSTOM_FUNCTIONS, OPS, STABLE_DERIVATIVES, label
+from .ops import OPS, STABLE_DERIVATIVES, label
 
 if TYPE_CHECKING:
     from .fusion import Finding
@@ -64,7 +64,7 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
     if simplify:
         plain = min([plain, *_forms(plain)], key=sp.count_ops)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
-    if cached.has(sp.exp) and expr.has(sp.exp) and not expr.has(*CUSTOM_FUNCTIONS):
+    if cached.has(sp.exp) and _rational_in_exponentials(expr):
         cached = min([cached, *_solved_through_output(plain, expr, out)], key=sp.count_ops)
     elif cached.is_Add and sum(t.has(out) for t in cached.args) > 1:  # -q**2 + q: q*(1 - q)
         cached = min([*_forms(cached), cached], key=sp.count_ops)
@@ -119,6 +119,13 @@ def _solved_through_output(plain: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> lis
             candidates = _forms(sp.cancel(plain.subs(atom, solution)))
             found.extend(c for c in candidates if _agree(plain, c, expr, out))
     return found
+
+
+def _rational_in_exponentials(expr: sp.Expr) -> bool:
+    """``expr`` is built from exponentials with +, ·, / and integer powers (1/(1 + e^(−a)))."""
+    functions = expr.atoms(sp.Function, sp.Max, sp.Min)
+    return bool(functions) and all(isinstance(f, sp.exp) for f in functions) and all(
+        p.exp.is_Integer for p in expr.atoms(sp.Pow))
 
 
 def _forms(e: sp.Expr) -> list[sp.Expr]:
