@@ -305,3 +305,22 @@ def test_a_leaking_set_names_the_user_outside():
         g.fuse({"q1", "q2"})
     assert str(e.value) == "q1 is also used by q3, outside the set; only q2 may leave a gate"
     assert np.isfinite(g.fuse({"q1", "q2", "q3"}).backprop(x=0.5, y=2.0).value)
+
+
+# -- the command line -----------------------------------------------------------
+
+
+def test_derive_fuses_and_lints(capsys):
+    from symgrad.cli import main
+
+    assert main(["derive", NEURON, "--fuse", "sigmoid", "--at", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3"]) == 0
+    out = capsys.readouterr().out
+    assert "q8 = sigmoid(q4)   [sigmoid]" in out and "q8*(1 - q8)" in out and "q5" not in out
+    assert "∂q8/∂x1 = -0.5898" in out
+    assert main(["derive", "log(1 + exp(x)) * y", "--lint"]) == 0
+    out = capsys.readouterr().out
+    assert "Numerical stability" in out and "use the softplus gate, softplus(x)" in out
+    assert main(["derive", NEURON, "--fuse", "all", "--fuse", "stable"]) == 0
+    assert "q8 = sigmoid(w0*x0 + w1*x1 + w2)" in capsys.readouterr().out
+    assert main(["derive", "x*y", "--fuse", "bogus"]) == 2
+    assert "unknown pattern 'bogus'" in capsys.readouterr().err
