@@ -1,5 +1,14 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
+from .derived import (
+    binary_cross_entropy,
+    l2,
+    log_softmax,
+    norm,
+    softmax,
+    softmax_cross_entropy,
+    svm_loss,
+)
 from .errors import (
     EvaluationError,
     FusionError,
@@ -10,11 +19,13 @@ from .errors import (
     TracingError,
     UnsupportedError,
 )
+from .explain import Explanation, explain
 from .fusion import Finding
 from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
+from .picture import render
 from .tracing import (
     absolute,
     cos,
@@ -22,19 +33,26 @@ from .tracing import (
     log,
     logaddexp,
     logsigmoid,
+    logsumexp,
+    matmul,
     maximum,
+    mean,
     minimum,
+    pick,
+    reduce_sum,
     relu,
     sigmoid,
     sin,
     softplus,
     sqrt,
     tanh,
+    transpose,
 )
 
 abs = absolute
 max = maximum
 min = minimum
+sum = reduce_sum
 
 __version__ = "0.1.0"
 
@@ -43,5 +61,9 @@ __all__ = [
     "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
     "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
+    "Explanation", "explain", "render",
+    # tensors
+    "binary_cross_entropy", "l2", "log_softmax", "logsumexp", "matmul", "mean", "norm", "pick",
+    "reduce_sum", "softmax", "softmax_cross_entropy", "sum", "svm_loss", "transpose",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]

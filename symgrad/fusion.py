@@ -105,6 +105,9 @@ def check_fusable(graph: Graph, nodes: Iterable[str]) -> tuple[list[str], str]:
             raise FusionError(f"{n} is an input, not an operation; a gate fuses operation nodes only")
         if kind == "const":
             raise FusionError(f"{n} is a constant, not an operation; there is nothing to fuse")
+        if not graph.elementwise(n):
+            raise FusionError(f"{n} ({graph.nx.nodes[n]['op']}) mixes entries; a gate fuses elementwise "
+                              "operations only (its operands may be anything)")
     if not wanted:
         raise FusionError("nothing to fuse: the set of nodes is empty")
     members = [n for n in graph.nodes if n in wanted]
@@ -209,6 +212,10 @@ def fuse_all(graph: Graph, name: str | None = None) -> Graph:
     {'x': z, 'y': z, 'z': x + y}
     """
     members = [n for n in graph.operations if graph.nx.nodes[n]["kind"] != "const"]
+    mixing = [n for n in members if not graph.elementwise(n)]
+    if mixing:
+        raise FusionError(f"cannot fuse everything: {mixing[0]} ({graph.nx.nodes[mixing[0]]['op']}) mixes "
+                          "entries; a gate fuses elementwise operations only")
     if not members:
         raise FusionError(f"nothing to fuse: the output {graph.output} is not an operation")
     return fuse(graph, members, name)
@@ -302,7 +309,7 @@ def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
     claimed: set[str] = set()
     found = []
     for v in reversed(graph.operations):
-        if v in claimed or graph.nx.nodes[v]["kind"] == "const":
+        if v in claimed or graph.nx.nodes[v]["kind"] == "const" or not graph.elementwise(v):
             continue
         exclusive = _region(graph, v, claimed, shared=False)
         m = _match_in(graph, v, exclusive, patterns, memo)
@@ -324,7 +331,8 @@ def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozens
     """
     region = {v}
     for n in reversed(graph.nodes):
-        if n in region or n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate"):
+        if n in region or n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate") \
+                or not graph.elementwise(n):
             continue
         users = [c for c in graph.nx.successors(n)]
         if any(c in region for c in users) and (shared or all(c in region for c in users)):

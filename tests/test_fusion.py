@@ -324,3 +324,25 @@ def test_derive_fuses_and_lints(capsys):
     assert "q8 = sigmoid(w0*x0 + w1*x1 + w2)" in capsys.readouterr().out
     assert main(["derive", "x*y", "--fuse", "bogus"]) == 2
     assert "unknown pattern 'bogus'" in capsys.readouterr().err
+
+
+# -- tensors ------------------------------------------------------------------------
+
+
+def test_a_gate_over_vectors_takes_a_matmul_as_operand_but_never_fuses_one():
+    shapes = {"W": (2, 3), "x": (3,), "b": (2,)}
+    g = sg.graph("sum(1/(1+exp(-(W @ x + b))))", shapes=shapes)
+    f = g.fuse("sigmoid")
+    assert [(n, f.nx.nodes[n]["label"], f.shape(n)) for n in f.gates] == [("q6", "sigmoid", (2,))]
+    assert f.operands("q6") == ["q2"] and g.nx.nodes["q1"]["op"] == "matmul"
+    rng = np.random.default_rng(1)
+    values = {n: rng.normal(size=s) for n, s in shapes.items()}
+    a, b = g.backprop(**values), f.backprop(**values)
+    assert b.value == pytest.approx(a.value, rel=1e-12)
+    for n in shapes:
+        np.testing.assert_allclose(b.grads[n], a.grads[n], rtol=1e-12, atol=1e-15)
+    with pytest.raises(sg.FusionError, match=r"q1 \(matmul\) mixes entries"):
+        g.fuse({"q1", "q2"})
+    with pytest.raises(sg.FusionError, match=r"cannot fuse everything: q1 \(matmul\) mixes entries"):
+        g.fuse_all()
+    same_structure(f.expand(), g)

@@ -1,7 +1,7 @@
 """Property tests: fusing never changes a value or a gradient.
 
-Random expressions over the whole op table (operands kept inside each op's
-domain, as in test_property.py) are built at both granularities; a random
+Random expressions over the op table's elementwise ops (operands kept inside
+each op's domain, as in test_property.py) are built at both granularities; a random
 valid sub-graph (a node and operands used only inside the set), the whole
 expression, and every fragile spelling are fused; expanding gives the
 original graph back.
@@ -46,7 +46,7 @@ def expressions(draw, depth: int = 3) -> str:
         if draw(st.integers(0, 5)) == 0:
             return repr(draw(st.sampled_from([0.5, 2, -1.5])))
         return draw(st.sampled_from(VARIABLES))
-    op = OPS[draw(st.sampled_from(sorted(OPS)))]
+    op = OPS[draw(st.sampled_from(sorted(n for n, o in OPS.items() if o.elementwise)))]
     args = [fit(draw(expressions(depth - 1)), d) for d in op.domain]
     if op.infix:
         return f"({args[0]} {op.infix} {args[1]})"
@@ -127,13 +127,17 @@ def same(a: sp.Expr, b: sp.Expr) -> bool:
 
 
 def identical(a: sp.Expr, b: sp.Expr, symbols: list[sp.Symbol]) -> bool:
-    """``a`` and ``b`` agree to 25 digits at random points (evaluated with 40)."""
+    """``a`` and ``b`` agree at random points, evaluated with 40 digits.
+
+    To 10 digits: float constants in the expressions (0.5, exp(0.5) once SymPy
+    has folded it) carry 15.
+    """
     rng = np.random.default_rng(len(symbols))
     d, scale = plain(a) - plain(b), plain(b)
     for _ in range(3):
         point = {s: sp.Float(rng.uniform(-1.5, 1.5), 40) for s in symbols}
         x, y = complex(d.evalf(40, subs=point)), complex(scale.evalf(40, subs=point))
-        if abs(x) > 1e-25 * (1 + abs(y)):
+        if abs(x) > 1e-10 * (1 + abs(y)):
             return False
     return True
 

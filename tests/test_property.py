@@ -34,7 +34,7 @@ def expressions(draw, depth: int = 3) -> str:
         if draw(st.integers(0, 4)) == 0:
             return repr(draw(st.sampled_from([0.5, 1, 2, -1.5, 3])))
         return draw(st.sampled_from(VARIABLES))
-    op = OPS[draw(st.sampled_from(sorted(OPS)))]
+    op = OPS[draw(st.sampled_from(sorted(n for n, o in OPS.items() if o.elementwise)))]
     args = [fit(draw(expressions(depth - 1)), d) for d in op.domain]
     if op.infix:
         return f"({args[0]} {op.infix} {args[1]})"
@@ -48,8 +48,8 @@ points = st.fixed_dictionaries(
 
 def away_from_kinks(g: sg.Graph, t: sg.Trace) -> bool:
     for n in g.operations:
-        op = OPS[g.nx.nodes[n]["op"]]
-        if op.kink is None:
+        op = OPS.get(g.nx.nodes[n]["op"])
+        if op is None or op.kink is None:
             continue
         args = [t.values[o] if isinstance(o, str) else float(o) for o in g.nx.nodes[n]["operands"]]
         if abs(float(op.kink(*args))) < 1e-4:
@@ -82,6 +82,7 @@ def test_the_three_front_ends_agree(text, point):
     assume(point)
     a = from_text.backprop(**point)
     b = from_sympy.backprop(**{n: point[n] for n in from_sympy.inputs})
+    assume(away_from_kinks(from_text, a) and away_from_kinks(from_sympy, b))
     assert np.isclose(a.value, b.value, rtol=1e-12, atol=1e-12)
     for n in from_sympy.inputs:
         assert np.isclose(a.grads[n], b.grads[n], rtol=1e-9, atol=1e-12)
