@@ -64,7 +64,8 @@ def fuse(graph: Graph, nodes: Iterable[str] | str, name: str | None = None) -> G
         (``"sigmoid"``, ``"softplus"``, ``"logsigmoid"``, ``"tanh"``, ``"relu"``,
         ``"logsumexp"``, ``"softmax"``, ``"affine"``), fused wherever it occurs.
     name:
-        The gate's name and label; by default the pattern the set computes, else "gate".
+        The gate's name and label; by default the pattern's name (for a set:
+        the pattern the set computes, else "gate").
 
     Returns
     -------
@@ -85,7 +86,7 @@ def fuse(graph: Graph, nodes: Iterable[str] | str, name: str | None = None) -> G
     {'q4': q8*(1 - q8)}
     """
     if isinstance(nodes, str):
-        return fuse_patterns(graph, [nodes])
+        return fuse_patterns(graph, [nodes], name)
     members, out = check_fusable(graph, nodes)
     expr, operands = compose(graph, members, out)
     gate = canonical(expr)
@@ -181,12 +182,9 @@ def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
     symbol = g.nodes[out]["symbol"]
     for u in operands:
         new.add_edge(u, out, **edge_derivatives(gate, g.nodes[u]["symbol"], symbol, simplify=True))
-    unused = [n for n in reversed(list(new.nodes)) if n != graph.output and new.nodes[n]["kind"] != "input"
-              and new.out_degree(n) == 0]
-    while unused:
+    while unused := [n for n in new.nodes if n != graph.output and new.nodes[n]["kind"] != "input"
+                     and new.out_degree(n) == 0]:
         new.remove_nodes_from(unused)
-        unused = [n for n in new.nodes if n != graph.output and new.nodes[n]["kind"] != "input"
-                  and new.out_degree(n) == 0]
     return Graph(new, graph.output, graph.inputs, graph.granularity, graph.source)
 
 
@@ -274,13 +272,13 @@ class Match:
     gate: sp.Expr
     operands: tuple[str, ...]
 
-    def apply(self, graph: Graph) -> Graph:
+    def apply(self, graph: Graph, name: str | None = None) -> Graph:
         return replace(graph, list(self.members), self.out, self.gate, list(self.operands),
-                       self.pattern.name)
+                       self.pattern.name if name is None else name)
 
 
-def fuse_patterns(graph: Graph, names: Iterable[str]) -> Graph:
-    """Every occurrence of the named patterns fused into its gate."""
+def fuse_patterns(graph: Graph, names: Iterable[str], label: str | None = None) -> Graph:
+    """Every occurrence of the named patterns fused into its gate (named ``label``, if given)."""
     patterns = []
     for name in names:
         if name not in BY_NAME:
@@ -288,7 +286,7 @@ def fuse_patterns(graph: Graph, names: Iterable[str]) -> Graph:
             raise FusionError(f"unknown pattern {name!r} (patterns: {', '.join(BY_NAME)}){hint}")
         patterns.append(BY_NAME[name])
     for m in find(graph, patterns):
-        graph = m.apply(graph)
+        graph = m.apply(graph, label)
     return graph
 
 
@@ -329,15 +327,16 @@ def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozens
 
     Without ``shared``, only operations all of whose users are in the region.
     """
+    order = {n: i for i, n in enumerate(graph.nodes)}
     region = {v}
-    for n in reversed(graph.nodes):
-        if n in region or n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate") \
+    for n in sorted(nx.ancestors(graph.nx, v), key=order.__getitem__, reverse=True):
+        if n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate") \
                 or not graph.elementwise(n):
             continue
-        users = [c for c in graph.nx.successors(n)]
+        users = list(graph.nx.successors(n))
         if any(c in region for c in users) and (shared or all(c in region for c in users)):
             region.add(n)
-    return [n for n in graph.nodes if n in region]
+    return sorted(region, key=order.__getitem__)
 
 
 def _match_in(graph: Graph, v: str, region: list[str], patterns: list[Pattern],
@@ -347,8 +346,8 @@ def _match_in(graph: Graph, v: str, region: list[str], patterns: list[Pattern],
         values[graph.symbol(n)] = graph.expr(n).xreplace(values)
     top = canonical(values[graph.symbol(v)], memo).as_coeff_Mul()[1]  # 2·σ(a) is a sigmoid gate too
     inside = set(region)
-    candidates = [n for n in graph.nodes if n != v and (n in inside or any(
-        c in inside for c in graph.nx.successors(n)))]
+    reach = inside.union(*(graph.operands(n) for n in region))
+    candidates = [n for n in graph.nodes if n != v and n in reach]
     for pattern in patterns:
         args = pattern.arguments(top)
         if args is None:

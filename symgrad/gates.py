@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from math import comb
 
 import sympy as sp
 
@@ -173,16 +174,31 @@ def _rewrite(e: sp.Expr) -> sp.Expr | None:
         heads = _HEADS[spelling]
         if type(e) is not type(spelling) or not e.has(*heads):
             continue
-        m = e.match(spelling)
-        if m is not None and all(w in m for w in gate.atoms(sp.Wild)):
-            return gate.xreplace(m)
-        k = len(spelling.args)
-        if isinstance(e, (sp.Add, sp.Mul)) and k < len(e.args) <= 8:
-            for part in combinations(e.args, k):
-                if not sp.Add(*part).has(*heads):
-                    continue
-                m = e.func(*part).match(spelling)
-                if m is not None and all(w in m for w in gate.atoms(sp.Wild)):
-                    others = [t for t in e.args if t not in part]
-                    return e.func(gate.xreplace(m), *others)
+        wilds = gate.atoms(sp.Wild)
+        if not isinstance(e, (sp.Add, sp.Mul)):
+            m = e.match(spelling)
+            if m is not None and wilds <= set(m):
+                return gate.xreplace(m)
+            continue
+        for part in _parts(e, spelling, heads):
+            m = e.func(*part).match(spelling)
+            if m is not None and wilds <= set(m):
+                return e.func(gate.xreplace(m), *(t for t in e.args if t not in part))
     return None
+
+
+def _parts(e: sp.Expr, spelling: sp.Expr, heads: tuple[type, ...], most: int = 500):
+    """The terms (factors) of ``e`` that could match the terms (factors) of ``spelling``.
+
+    A spelling's top-level terms are never bare Wilds, so a match takes as
+    many terms as the spelling has, with functions where the spelling has them.
+    """
+    k = len(spelling.args)
+    wanted = sum(1 for a in spelling.args if a.has(*heads))
+    with_heads = [t for t in e.args if t.has(*heads)]
+    without = [t for t in e.args if not t.has(*heads)]
+    if comb(len(with_heads), wanted) * comb(len(without), k - wanted) > most:
+        return
+    for ours in combinations(with_heads, wanted):
+        for rest in combinations(without, k - wanted):
+            yield ours + rest

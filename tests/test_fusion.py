@@ -227,6 +227,11 @@ def test_the_gate_keeps_its_operands_outside():
     assert both.backprop(**POINT).grads == pytest.approx(g.backprop(**POINT).grads, rel=1e-12)
 
 
+def test_a_pattern_gate_can_have_another_name():
+    g = sg.graph(NEURON).fuse("sigmoid", name="σ")
+    assert g.nx.nodes["q8"]["label"] == g.nx.nodes["q8"]["gate"] == "σ" and g.expr("q8") == sigmoid(S["q4"])
+
+
 def test_a_primitive_gate_is_already_fused():
     g = sg.graph("sigmoid(x) + softplus(y)")
     assert g.fuse("sigmoid").gates == [] and g.fuse("softplus").gates == []
