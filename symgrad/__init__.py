@@ -22,6 +22,8 @@ from .errors import (
     UnsupportedError,
 )
 from .explain import Explanation, explain
+from .fusion import Finding
+from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
@@ -31,6 +33,8 @@ from .tracing import (
     cos,
     exp,
     log,
+    logaddexp,
+    logsigmoid,
     logsumexp,
     matmul,
     maximum,
@@ -67,3 +71,4 @@ __all__ = [
     "Compiled", "EdgeCheck", "GradCheck", "InputCheck", "LocalCheck", "check_grad", "check_local",
     "codegen",
 ]
+__all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]

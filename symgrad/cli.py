@@ -18,6 +18,8 @@ examples:
   symgrad derive "1/(1+exp(-(w0*x0+w1*x1+w2)))" --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3
   symgrad derive "max(z, w)" --at z=2,w=-1 --dout 2
   symgrad derive "x*y + x*z + y*z" --granularity nary
+  symgrad derive "1/(1+exp(-(w0*x0+w1*x1+w2)))" --fuse sigmoid --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3
+  symgrad derive "log(1 + exp(x)) * y" --lint
   symgrad codegen "1/(1+exp(-(w0*x0+w1*x1+w2)))" -o grads.py
 
 An expression that starts with '-' goes after '--':  symgrad derive -- "-x*y" --at x=1,y=2
@@ -67,8 +69,13 @@ def _split_top_level(text: str) -> list[str]:
 def derive(args: argparse.Namespace) -> str:
     """The text of ``symgrad derive``."""
     g = graph(args.expression, granularity=args.granularity)
+    for name in args.fuse:
+        g = g.fuse_all() if name == "all" else g.fuse_stable() if name == "stable" else g.fuse(name)
     out = [f"Graph ({args.granularity})", _indent(str(g)), "",
            "Local derivatives (SymPy)", _indent(derivative_table(g))]
+    if args.lint:
+        findings = g.lint()
+        out += ["", "Numerical stability", _indent("\n".join(map(str, findings)) or "nothing fragile found")]
     if not args.at:
         return "\n".join(out)
     values = parse_values(args.at)
@@ -152,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dout", type=float, default=1.0,
                    help="the upstream gradient of the output (default 1)")
     p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
+    p.add_argument("--fuse", action="append", default=[], metavar="PATTERN",
+                   help="fuse a pattern into gates (sigmoid, softplus, logsigmoid, tanh, relu, "
+                        "logsumexp, softmax, affine), or 'stable' (every fragile spelling), or 'all' "
+                        "(the whole expression as one gate); repeatable")
+    p.add_argument("--lint", action="store_true",
+                   help="list numerically fragile spellings and the stable gate for each")
     p.set_defaults(run=derive)
 
     r = sub.add_parser(

@@ -2,7 +2,8 @@
 
 ``g.nx`` is a ``networkx.DiGraph``.  Node attributes:
 
-- ``kind``: ``"input"``, ``"const"`` (a constant output) or ``"op"``
+- ``kind``: ``"input"``, ``"const"`` (a constant output), ``"op"`` or ``"gate"``
+  (a fused sub-graph; see :mod:`symgrad.fusion`)
 - ``op``: the op's name in :data:`symgrad.ops.OPS` (op nodes), else None
 - ``operands``: the node's operands in order: node names, or SymPy constants
 - ``symbol``: the SymPy symbol standing for the node's value (named like the node)
@@ -11,15 +12,22 @@
 - ``shape``: the value's shape; ``()`` for a scalar
 - ``dtype`` (inputs): ``"float"``, or ``"int"`` for integer labels, which get no gradient
 
+Gate nodes also carry ``gate`` (the gate's name, also its ``label``) and
+``body`` (a DiGraph of the fused nodes and their operands, with all their
+attributes and edges, which :meth:`Graph.expand` puts back).
+
 An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 - ``derivative``: ∂v/∂u, derived by SymPy from ``v``'s expression
 - ``cached``: the same, rewritten through ``v``'s own symbol where that is
-  simpler (∂exp(a)/∂a = q); the backward pass uses this form
+  simpler (∂exp(a)/∂a = q, ∂σ(a)/∂a = q·(1 − q)); tables show this form
+- ``numeric``: the form the backward pass evaluates: ``cached``, unless that
+  loses precision (1 − q rounds to 0 for a large sigmoid input), then the
+  stable spelling :data:`symgrad.ops.STABLE_DERIVATIVES` declares (q·σ(−a))
 - ``vjp``: for an op that is not elementwise (matmul, sum, …; see
   :mod:`symgrad.tensors`), whose Jacobian is never formed: the gradient sent
   back to ``u`` as a SymPy ``Lambda`` of the upstream gradient (None for
-  labels).  ``derivative`` and ``cached`` are None on such edges.
+  labels).  ``derivative``, ``cached`` and ``numeric`` are None on such edges.
 """
 
 from __future__ import annotations
@@ -32,29 +40,141 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .errors import ShapeError, SymgradError
-from .ops import OPS, label
+from .ops import OPS, STABLE_DERIVATIVES, label
 from .tensors import shape_of
 
 if TYPE_CHECKING:
     from .codegen import Compiled
     from .explain import Explanation, Table
+    from .fusion import Finding
     from .interpret import Trace
 
 MAX_PATHS = 10  # explanations list at most this many paths to a node
 
 
-def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
+def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
+                     simplify: bool = False) -> tuple[sp.Expr, sp.Expr]:
     """∂expr/∂wrt, plain and rewritten through ``out`` (the symbol of ``expr``).
+
+    With ``simplify``, the plain form is the shortest of SymPy's derivative
+    and its factored and expanded forms (for fused gates).
+
+    The rewrite replaces ``expr`` by ``out`` where it occurs; where an
+    exponential is left over in an elementary ``expr``, it also solves
+    ``out = expr`` for it (e^(−a) = (1 − out)/out for the sigmoid) and keeps
+    the result when it is simpler and agrees numerically.
 
     >>> a, q = sp.symbols("a q", real=True)
     >>> local_derivative(sp.exp(a), a, q)
     (exp(a), q)
+    >>> local_derivative(1 / (1 + sp.exp(-a)), a, q)[1]
+    q*(1 - q)
     """
     plain = sp.diff(expr, wrt)
+    if simplify:
+        plain = min([plain, *_forms(plain)], key=sp.count_ops)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
+    if cached.has(sp.exp) and _rational_in_exponentials(expr):
+        cached = min([cached, *_solved_through_output(plain, expr, out)], key=sp.count_ops)
+    elif cached.is_Add and sum(t.has(out) for t in cached.args) > 1:  # -q**2 + q: q*(1 - q)
+        cached = min([*_forms(cached), cached], key=sp.count_ops)
     if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
         return plain, cached
     return plain, plain
+
+
+def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> sp.Expr:
+    """The form of ∂expr/∂wrt the backward pass evaluates (see the ``numeric`` edge attribute).
+
+    >>> from symgrad.ops import sigmoid
+    >>> a, q = sp.symbols("a q", real=True)
+    >>> numeric_derivative(sigmoid(a) * (1 - sigmoid(a)), q * (1 - q), sigmoid(a), q)
+    q*sigmoid(-a)
+    """
+    spellings = {}
+    if plain.has(*_STABLE_HEADS):
+        for e in plain.atoms(*{type(s) for s, _ in STABLE_DERIVATIVES}):
+            for spelling, replacement in STABLE_DERIVATIVES:
+                m = e.match(spelling) if type(e) is type(spelling) else None
+                if m is not None:
+                    spellings[e] = replacement.xreplace(m)
+                    break
+    if not spellings:
+        return cached
+    stable = plain.xreplace(spellings)
+    return stable.subs(expr, out) if expr.free_symbols else stable
+
+
+_STABLE_HEADS = tuple({type(f) for s, _ in STABLE_DERIVATIVES for f in s.atoms(sp.Function)})
+
+
+def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
+                     simplify: bool = False) -> dict[str, sp.Expr]:
+    """The edge attributes ``derivative``, ``cached`` and ``numeric`` of ``wrt → out``."""
+    plain, cached = local_derivative(expr, wrt, out, simplify)
+    return {"derivative": plain, "cached": cached,
+            "numeric": numeric_derivative(plain, cached, expr, out)}
+
+
+def _solved_through_output(plain: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> list[sp.Expr]:
+    """``plain`` with an exponential of ``expr`` replaced by its solution of ``out = expr``."""
+    found: list[sp.Expr] = []
+    for atom in sorted(expr.atoms(sp.exp), key=sp.default_sort_key):
+        t = sp.Dummy("t", positive=True)
+        try:
+            solutions = sp.solve(sp.Eq(expr.subs(atom, t), out), t)
+        except (NotImplementedError, ValueError):
+            continue
+        for solution in solutions:
+            candidates = _forms(sp.cancel(plain.subs(atom, solution)))
+            found.extend(c for c in candidates if _agree(plain, c, expr, out))
+    return found
+
+
+def _rational_in_exponentials(expr: sp.Expr) -> bool:
+    """``expr`` is built from exponentials with +, ·, / and integer powers (1/(1 + e^(−a)))."""
+    functions = expr.atoms(sp.Function, sp.Max, sp.Min)
+    return bool(functions) and all(isinstance(f, sp.exp) for f in functions) and all(
+        p.exp.is_Integer for p in expr.atoms(sp.Pow))
+
+
+def _forms(e: sp.Expr) -> list[sp.Expr]:
+    """Short spellings of ``e``: factored (``q*(1 - q)``) and expanded (``1 - q**2``)."""
+    factored = _tidy(sp.factor(e))
+    return [factored, sp.expand(factored)]
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """``-q*(q - 1)`` as ``q*(1 - q)``: a product's minus sign moved into one of its sums."""
+    c, rest = e.as_coeff_Mul()
+    if c < 0 and rest.is_Mul:
+        for f in rest.args:
+            if f.is_Add and f.as_coeff_Add()[0] < 0:
+                return -c * sp.Mul(*(g for g in rest.args if g is not f)) * (-f)
+    return e
+
+
+def _agree(a: sp.Expr, b: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> bool:
+    """``a`` and ``b`` (which may use ``out``, standing for ``expr``) agree at sample points."""
+    symbols = sorted(expr.free_symbols | a.free_symbols - {out}, key=sp.default_sort_key)
+    agreed = 0
+    for k in range(4):
+        point = {s: sp.Float((0.37 + 0.61 * (i + k)) % 2.2 - 1.1) for i, s in enumerate(symbols)}
+        try:
+            point[out] = expr.evalf(subs=point)
+            x, y = complex(a.evalf(subs=point)), complex(b.evalf(subs=point))
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if not all(map(_finite, (x, y))):
+            continue
+        if abs(x - y) > 1e-9 * max(1.0, abs(x)):
+            return False
+        agreed += 1
+    return agreed >= 2
+
+
+def _finite(z: complex) -> bool:
+    return z == z and abs(z) != float("inf") and z.imag == 0
 
 
 class Graph:
@@ -150,11 +270,13 @@ class Graph:
                 return full.get(data["symbol"], data["symbol"])
         raise AssertionError("unreachable")
 
-    def local_derivatives(self, node: str, cached: bool = False) -> dict[str, sp.Expr]:
+    def local_derivatives(self, node: str, cached: bool = False, *,
+                          form: str | None = None) -> dict[str, sp.Expr]:
         """``{operand: ∂node/∂operand}`` as SymPy expressions.
 
-        With ``cached=True``, each derivative is given in the form that reuses
-        the node's own output where that is simpler, as the backward pass does.
+        With ``cached=True`` (or ``form="cached"``), each derivative is given in
+        the form that reuses the node's own output where that is simpler;
+        ``form="numeric"`` gives the form the backward pass evaluates.
         For an op that is not elementwise there is no such expression (its
         Jacobian is never formed): see :meth:`vjps`.
 
@@ -162,14 +284,19 @@ class Graph:
         >>> g = sg.graph("exp(x) * y")
         >>> g.local_derivatives("q1"), g.local_derivatives("q1", cached=True)
         ({'x': exp(x)}, {'x': q1})
+        >>> sg.graph("sigmoid(x)").local_derivatives("q1", form="numeric")
+        {'x': q1*sigmoid(-x)}
         """
         if not self.elementwise(node):
             raise SymgradError(
                 f"{node} ({self.nx.nodes[node]['op']}) is not elementwise: its Jacobian is never "
                 f"formed; g.vjps({node!r}) gives the gradient it sends to each operand"
             )
-        key = "cached" if cached else "derivative"
-        return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
+        key = form or ("cached" if cached else "derivative")
+        if key not in ("derivative", "cached", "numeric"):
+            raise SymgradError(f"unknown form {key!r}; choose derivative, cached or numeric")
+        return {u: self.nx.edges[u, node].get(key, self.nx.edges[u, node]["cached"])
+                for u in self.operands(node)}
 
     def with_local_derivative(self, node: str, operand: str, derivative: sp.Expr | str) -> Graph:
         """A copy of the graph whose edge ``operand → node`` carries ``derivative`` instead.
@@ -290,6 +417,50 @@ class Graph:
 
         return compile_graph(self, wrt)
 
+    # -- fusion (symgrad.fusion) ---------------------------------------------------
+
+    def fuse(self, nodes: Iterable[str] | str, name: str | None = None) -> Graph:
+        """One gate in place of a connected single-output set of operation nodes,
+        or every occurrence of a named pattern (``"sigmoid"``); see :func:`symgrad.fusion.fuse`.
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))").fuse("sigmoid")
+        >>> g.expr("q8"), g.local_derivatives("q8", cached=True)
+        (sigmoid(q4), {'q4': q8*(1 - q8)})
+        """
+        from .fusion import fuse
+
+        return fuse(self, nodes, name)
+
+    def fuse_all(self, name: str | None = None) -> Graph:
+        """The whole expression as one gate; see :func:`symgrad.fusion.fuse_all`."""
+        from .fusion import fuse_all
+
+        return fuse_all(self, name)
+
+    def expand(self, nodes: Iterable[str] | None = None) -> Graph:
+        """Gates back to the nodes they were fused from; see :func:`symgrad.fusion.expand`."""
+        from .fusion import expand
+
+        return expand(self, nodes)
+
+    def lint(self) -> list[Finding]:
+        """Numerically fragile spellings, each with its stable gate; see :func:`symgrad.fusion.lint`."""
+        from .fusion import lint
+
+        return lint(self)
+
+    def fuse_stable(self) -> Graph:
+        """Every fragile spelling replaced by its stable gate; see :func:`symgrad.fusion.fuse_stable`."""
+        from .fusion import fuse_stable
+
+        return fuse_stable(self)
+
+    @property
+    def gates(self) -> list[str]:
+        """The gate (fused) nodes, in topological order."""
+        return [n for n, k in self.nx.nodes(data="kind") if k == "gate"]
+
     # -- pictures and explanations ---------------------------------------------------
 
     def explain(self, wrt: str | Iterable[str] | None = None, *,
@@ -372,17 +543,17 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
         return
     nodes = list(dict.fromkeys(o for o in operands if isinstance(o, str)))
     key = (op_name, tuple(("node", nodes.index(o)) if isinstance(o, str) else (type(o), o) for o in operands))
-    pairs = None if derived is None else derived.get(key)
-    if pairs is None:
+    forms = None if derived is None else derived.get(key)
+    if forms is None:
         slots = [_symbol(f"_operand{i}") for i in range(len(nodes))]
         pattern = op.sympy(*(slots[nodes.index(o)] if isinstance(o, str) else o for o in operands))
-        pairs = [local_derivative(pattern, slot, _OUT) for slot in slots]
+        forms = [edge_derivatives(pattern, slot, _OUT) for slot in slots]
         if derived is not None:
-            derived[key] = pairs
+            derived[key] = forms
     rename = {_symbol(f"_operand{i}"): g.nodes[o]["symbol"] for i, o in enumerate(nodes)}
     rename[_OUT] = out
-    for o, (plain, cached) in zip(nodes, pairs):
-        g.add_edge(o, name, derivative=plain.xreplace(rename), cached=cached.xreplace(rename))
+    for o, edge in zip(nodes, forms):
+        g.add_edge(o, name, **{k: e.xreplace(rename) for k, e in edge.items()})
 
 
 _OUT = sp.Symbol("_out", real=True)

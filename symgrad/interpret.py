@@ -133,7 +133,7 @@ def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
         for v in graph.operations:
             if not graph.elementwise(v):
                 continue  # no local Jacobian is formed; the edge's vjp goes straight to `sent`
-            for u, d in graph.local_derivatives(v, cached=True).items():
+            for u, d in graph.local_derivatives(v, form="numeric").items():
                 local[(v, u)] = _run(d, env, graph, f"∂{v}/∂{u} = {d}", operands=[u, v])
         node_grads, sent = _backward(program, env, upstream)
     for n in graph.nodes:

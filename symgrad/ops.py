@@ -3,11 +3,13 @@
 Each row says how the operation is built in SymPy, how many operands it
 takes, how it is shown in tables and pictures, how it prints in NumPy, where
 tests may sample its operands and where it has a kink.  Local derivatives are
-not declared: SymPy derives them from the row's expression.  The three
-functions SymPy lacks (sigmoid, relu, softplus) are SymPy functions defined
-below by their elementary form; their derivatives are stated in terms of
-themselves (``sigmoid' = sigmoid·(1 − sigmoid)``) and the tests check each one
-against SymPy's derivative of the elementary form.
+not declared: SymPy derives them from the row's expression.  The functions
+SymPy lacks (sigmoid, relu, softplus, logsigmoid, logaddexp) are SymPy
+functions defined below by their elementary form; their derivatives are
+stated in terms of themselves (``sigmoid' = sigmoid·(1 − sigmoid)``) and the
+tests check each one against SymPy's derivative of the elementary form.
+Where such a derivative loses precision as written, :data:`STABLE_DERIVATIVES`
+declares the spelling the backward pass evaluates instead.
 
 The lecture's unary gates are binary operations with one constant operand:
 ``·a`` is ``mul`` with a constant, ``+c`` is ``add`` with a constant, ``1/x``
@@ -22,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from mpmath.libmp import prec_to_dps
+from sympy.core.logic import fuzzy_and
 
 from .errors import ShapeError, SymgradError
 from .tensors import PARAMS, Shape, logsumexp, matmul, mean, pick, reduce_sum, transpose
@@ -30,7 +34,30 @@ from .tensors import PARAMS, Shape, logsumexp, matmul, mean, pick, reduce_sum, t
 # SymPy functions for the activations SymPy does not have
 
 
-class sigmoid(sp.Function):
+class _Unary(sp.Function):
+    """A custom elementwise function of one argument, evaluated at float arguments.
+
+    ``sigmoid(0.5)`` becomes a Float and ``sigmoid(0)`` is 1/2, so constant
+    sub-expressions fold and cancel (``3*sigmoid(0) - 3/2`` is 0) instead of
+    staying symbolic.
+    """
+
+    nargs = 1
+
+    @staticmethod
+    def elementary(a: sp.Expr) -> sp.Expr:
+        raise NotImplementedError
+
+    @classmethod
+    def eval(cls, a: sp.Expr) -> sp.Expr | None:
+        if a.is_Float:
+            return cls.elementary(a).evalf(prec_to_dps(a._prec))
+        if a.is_zero:
+            return cls.elementary(a)
+        return None
+
+
+class sigmoid(_Unary):
     """The logistic function σ(a) = 1 / (1 + e^(−a))."""
 
     nargs = 1
@@ -58,7 +85,7 @@ class sigmoid(sp.Function):
         return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
 
-class relu(sp.Function):
+class relu(_Unary):
     """The rectifier relu(a) = max(0, a); its derivative at 0 is taken to be 0."""
 
     nargs = 1
@@ -83,7 +110,7 @@ class relu(sp.Function):
         return self.elementary(self.args[0])._eval_evalf(prec)
 
 
-class softplus(sp.Function):
+class softplus(_Unary):
     """softplus(a) = log(1 + e^a), a smooth relu."""
 
     nargs = 1
@@ -108,7 +135,88 @@ class softplus(sp.Function):
         return self.elementary(self.args[0])._eval_evalf(prec)
 
 
-CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (sigmoid, relu, softplus)
+class logsigmoid(_Unary):
+    """log σ(a) = −log(1 + e^(−a)), the log-likelihood of a logistic output."""
+
+    nargs = 1
+
+    @staticmethod
+    def elementary(a: sp.Expr) -> sp.Expr:
+        return -sp.log(1 + sp.exp(-a))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(-self.args[0])
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_negative(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
+        return self.elementary(a)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.elementary(self.args[0])._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\log\sigma\left({printer._print(self.args[0])}\right)"
+
+
+class logaddexp(sp.Function):
+    """log(e^a + e^b + …), the scalar log-sum-exp of any number of operands.
+
+    Nested log-sum-exps flatten (``softplus(a)`` is ``logaddexp(a, 0)``) and
+    the operands are kept in SymPy's order, so equal sums compare equal;
+    ∂/∂a = e^(a − logaddexp(…)), the softmax weight of ``a``.
+    """
+
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        if len(args) == 1:
+            return args[0]
+        flat: list[sp.Expr] = []
+        for a in args:
+            flat.extend(a.args if isinstance(a, logaddexp) else
+                        (a.args[0], sp.S.Zero) if isinstance(a, softplus) else (a,))
+        flat.sort(key=sp.default_sort_key)
+        return cls(*flat, evaluate=False) if flat != list(args) else None
+
+    @staticmethod
+    def elementary(*args: sp.Expr) -> sp.Expr:
+        return sp.log(sp.Add(*(sp.exp(a) for a in args)))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.exp(self.args[argindex - 1] - self)
+
+    def _eval_is_real(self) -> bool | None:
+        return fuzzy_and(a.is_real for a in self.args)
+
+    def _eval_rewrite_as_exp(self, *args: sp.Expr, **kwargs: object) -> sp.Expr:
+        return self.elementary(*args)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.elementary(*self.args)._eval_evalf(prec)
+
+
+CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (
+    sigmoid, relu, softplus, logsigmoid, logaddexp,
+)
+
+# Stable spellings of derivatives, one pair per gate whose derivative needs one.
+# The usual spelling can lose every digit where the derivative is still
+# representable: 1 − σ(a) rounds to 0 once a > 37, while σ'(a) ≈ e^(−a) is
+# representable up to a ≈ 709.  The tables show the usual spelling (σ·(1 − σ));
+# the backward pass evaluates the right-hand side (σ(a)·σ(−a)), which the
+# NumPy templates below compute without overflow.  ``_a``, ``_b`` are Wilds.
+_a, _b = sp.Wild("a"), sp.Wild("b")
+STABLE_DERIVATIVES: tuple[tuple[sp.Expr, sp.Expr], ...] = (
+    (1 - sigmoid(_a), sigmoid(-_a)),
+    (sigmoid(_a) - 1, -sigmoid(-_a)),
+    (1 - sp.tanh(_a) ** 2, 4 * sigmoid(2 * _a) * sigmoid(-2 * _a)),
+    (1 - sp.exp(_a - logaddexp(_a, _b)), sp.exp(_b - logaddexp(_a, _b))),
+    (1 - sp.exp(_a - logaddexp(_b, _a)), sp.exp(_b - logaddexp(_b, _a))),
+)
 
 # --------------------------------------------------------------------------
 # The table
@@ -228,9 +336,12 @@ OPS: dict[str, Op] = {
         Op("sin", 1, sp.sin, "sin", numpy="np.sin({0})"),
         Op("cos", 1, sp.cos, "cos", numpy="np.cos({0})"),
         Op("tanh", 1, sp.tanh, "tanh", numpy="np.tanh({0})"),
-        Op("sigmoid", 1, sigmoid, "σ", numpy="np.exp(-np.logaddexp(0, -{0}))"),
+        Op("sigmoid", 1, sigmoid, "σ", numpy="np.exp(-np.logaddexp(0, {0:n}))"),
         Op("relu", 1, relu, "relu", numpy="np.maximum({0}, 0)", kink=lambda a: a),
         Op("softplus", 1, softplus, "softplus", numpy="np.logaddexp(0, {0})"),
+        Op("logsigmoid", 1, logsigmoid, "logσ", numpy="(-np.logaddexp(0, {0:n}))"),
+        Op("logaddexp", 2, logaddexp, "logaddexp", numpy="np.logaddexp({0}, {1})",
+           domain=(REAL, REAL)),
         Op("abs", 1, sp.Abs, "abs", numpy="np.abs({0})", kink=lambda a: a),
         Op("max", 2, sp.Max, "max", numpy="np.maximum({0}, {1})", domain=(REAL, REAL),
            kink=lambda a, b: a - b),

@@ -20,17 +20,23 @@ TEMPLATES: dict[type, Any] = {
     cls: op.numpy for op in OPS.values()
     if (cls := op.function_class) is not None and op.numpy is not None
 }
+# Binary functions SymPy lets take more operands (Max, Min, logaddexp): printed nested.
+NARY: frozenset[type] = frozenset(
+    cls for op in OPS.values()
+    if (cls := op.function_class) and op.arity == 2 and op.elementwise and not op.params
+)
 
 
 class _Arg:
     """A printed operand for a template: ``{0}`` is bare, ``{0:p}`` parenthesized inside a
-    product, ``{0:a}`` parenthesized unless it is a name, a number or a call (``{0:a}.T``)."""
+    product, ``{0:a}`` parenthesized unless it is a name, a number or a call (``{0:a}.T``),
+    ``{0:n}`` its negation (``y`` for the operand ``-y``)."""
 
-    def __init__(self, bare: str, wrapped: str, atom: str | None = None):
-        self.bare, self.wrapped, self.atom = bare, wrapped, atom or wrapped
+    def __init__(self, bare: str, wrapped: str, atom: str | None = None, negated: str = ""):
+        self.bare, self.wrapped, self.atom, self.negated = bare, wrapped, atom or wrapped, negated
 
     def __format__(self, spec: str) -> str:
-        return {"p": self.wrapped, "a": self.atom}.get(spec, self.bare)
+        return {"p": self.wrapped, "a": self.atom, "n": self.negated}.get(spec, self.bare)
 
 
 def _keyword(name: str, value: Any) -> str:
@@ -51,13 +57,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if template is None:
             return super()._print(expr, **kwargs)
         args = expr.args
-        if len(args) > 2 and type(expr) in (sp.Max, sp.Min):  # n-ary: nest
+        if len(args) > 2 and type(expr) in NARY:  # n-ary: nest
             return self._print(type(expr)(type(expr)(*args[:-1]), args[-1], evaluate=False))
         op = BY_CLASS.get(type(expr))
         params = op.param_values(args) if op is not None else {}
         printed = [
             _Arg(self._print(a), self.parenthesize(a, PRECEDENCE["Mul"]),
-                 self.parenthesize(a, PRECEDENCE["Func"], strict=True))
+                 self.parenthesize(a, PRECEDENCE["Func"], strict=True),
+                 self._print(-a) if "{0:n}" in str(template) else "")
             for a in (args[: op.arity] if op is not None and op.params else args)
         ]
         if callable(template):

@@ -3,9 +3,10 @@
 The forward part computes every node from its operands; the adjoint part
 computes ``d<node>`` = ∂output/∂node for every node between the output and
 the inputs the gradient is wanted for, as a sum over the node's consumers of
-(the consumer's adjoint) × (the edge's cached local derivative), or, for an
-op that mixes entries (matmul, sum, …), the op's vector-Jacobian product of
-the consumer's adjoint.  Both sides are SymPy expressions; the interpreter
+(the consumer's adjoint) × (the edge's local derivative, in its ``numeric``
+form: the cached form where that keeps its precision), or, for an op that
+mixes entries (matmul, sum, …), the op's vector-Jacobian product of the
+consumer's adjoint.  Both sides are SymPy expressions; the interpreter
 evaluates them with numbers, the code generator prints them.
 
 Every term is checked statically to have its node's shape: broadcast
@@ -180,8 +181,9 @@ def _flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp.Exp
 def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp.Expr | None:
     """The gradient ``node → consumer`` sends back, given the consumer's adjoint ``upstream``.
 
-    Elementwise ops: upstream × the edge's cached local derivative, entry by
-    entry.  Other ops: their vector-Jacobian product.  None for labels.
+    Elementwise ops: upstream × the edge's local derivative (its ``numeric``
+    form), entry by entry.  Other ops: their vector-Jacobian product.  None
+    for labels.
 
     >>> import symgrad as sg
     >>> g = sg.graph("x * y", shapes={"x": (3,), "y": (2, 3)})
@@ -192,7 +194,7 @@ def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp
     rule = edge.get("vjp")
     if rule is None and edge["cached"] is None:
         return None
-    term = rule(upstream) if rule is not None else upstream * edge["cached"]
+    term = rule(upstream) if rule is not None else upstream * edge.get("numeric", edge["cached"])
     shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(consumer)}
     shapes[graph.symbol(consumer)] = shapes[upstream] = graph.shape(consumer)
     have, want = shape_of(term, shapes), graph.shape(node)

@@ -9,11 +9,11 @@ from symgrad.ops import CUSTOM_FUNCTIONS
 
 
 def elementary(expr: sp.Expr) -> sp.Expr:
-    """``expr`` with symgrad's own functions (sigmoid, relu, softplus) written out,
+    """``expr`` with symgrad's own functions (sigmoid, relu, softplus, …) written out,
     so that SymPy's derivative of it does not use symgrad's declared rules."""
     return expr.replace(
         lambda e: isinstance(e, CUSTOM_FUNCTIONS),
-        lambda e: type(e).elementary(e.args[0]),
+        lambda e: type(e).elementary(*e.args),
     )
 
 
