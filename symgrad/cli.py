@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import InputError, SymgradError
 from .graph import Graph, graph
+from .homework.command import add_parser as add_check_parser
 from .tables import derivative_table, number
 
 EXAMPLES = """\
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the upstream gradient of the output (default 1)")
     p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
     p.set_defaults(run=derive)
+    add_check_parser(sub)
     return parser
 
 
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if text:
         print(text)
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 if __name__ == "__main__":
