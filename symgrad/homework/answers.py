@@ -11,6 +11,8 @@ The worker reads one request a line (JSON) and answers with lines::
     {"var": "x", "values": [{"shape": [], "data": [0.19]}, ...]}   or  {"var": "x", "error": "..."}
     {"var": "x", "symbolic": "zero" | "nonzero" | "error"}
     {"done": true}
+
+(and ``{"ready": true}`` once, when it has started).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..printing import evaluate
 from .spec import graph_of
 
 MAX_ANSWER_LENGTH = 10_000
+STARTUP_SECONDS = 120.0
 
 
 def parse_answer(text: str, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
@@ -119,6 +122,7 @@ def main() -> None:
 
         memory = int(sys.argv[1]) << 20
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         try:
             for reply in check(json.loads(line)):
@@ -142,6 +146,8 @@ class AnswerPool:
             worker = self._idle.get_nowait()
         except queue.Empty:
             worker = self._start()
+            if worker is None:
+                return [], "failed"
         assert worker.stdin is not None and worker.stdout is not None
         try:
             worker.stdin.write((json.dumps(request) + "\n").encode())
@@ -156,7 +162,8 @@ class AnswerPool:
             worker.wait()
         return replies, status
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self) -> subprocess.Popen | None:
+        """A new worker, once it has imported SymPy (which is not charged to any student)."""
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -164,6 +171,11 @@ class AnswerPool:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, env=env)
         self._all.append(worker)
+        assert worker.stdout is not None
+        _, status = _read_replies(worker.stdout.fileno(), time.monotonic() + STARTUP_SECONDS)
+        if status != "done":
+            worker.kill()
+            return None
         return worker
 
     def close(self) -> None:
@@ -202,7 +214,7 @@ def _read_replies(fd: int, deadline: float) -> tuple[list[dict[str, Any]], str]:
                     continue
                 if not isinstance(reply, dict):
                     continue
-                if reply.get("done"):
+                if reply.get("done") or reply.get("ready"):
                     return replies, "done"
                 replies.append(reply)
     return replies, "timeout"

@@ -1,21 +1,27 @@
-"""Runs one student's function at the test points, inside the sandbox.
+"""Runs a student's functions at the test points, inside the sandbox.
 
 Started by :mod:`symgrad.homework.sandbox` as ``python -I child.py FD LIMITS``
-in the submission's temporary copy, with the task (JSON) on stdin.  This file
-imports nothing from symgrad (only the standard library, and NumPy when the
-inputs are arrays), so the student's process never needs symgrad.
+in the submission's temporary copy, with the task (JSON) on stdin: a list of
+problems, each naming the file, the function(s) and the test points.  This
+file imports nothing from symgrad (only the standard library, and NumPy when
+the inputs are arrays), so the student's process never needs symgrad.
 
 The process forks: the parent stays a small supervisor that waits for the
 student's process and reports how it ended (exit status, signal, CPU time);
-the child sets its resource limits, imports the student's file and calls the
-student's functions.  Everything goes back to the grader as JSON lines on
-file descriptor FD:
+the child sets its resource limits, then for each problem in turn gives
+itself a fresh CPU-time budget, imports the student's file (once per file)
+and calls the student's functions.  An exception fails that problem only;
+a run that is killed (a limit, ``os._exit``) ends there, and the grader
+starts a new run for the problems after it.  Everything goes back to the
+grader as JSON lines on file descriptor FD, tagged with the problem's index:
 
-    {"event": "stage", "stage": "import"}             about to import the file
-    {"event": "stage", "stage": "call", "function": "grad", "trial": 0}
-    {"event": "error", "kind": "exception" | "memory" | "exit", "message": ...}
-    {"event": "trial", "trial": 0, "returned": VALUE, "out": VALUE, "mutated": [...]}
-    {"event": "done"}                                  all trials ran
+    {"event": "problem", "problem": 0}                 problem 0 starts
+    {"event": "stage", "problem": 0, "stage": "import", "file": "homework.py"}
+    {"event": "stage", "problem": 0, "stage": "call", "function": "grad", "trial": 0}
+    {"event": "error", "problem": 0, "kind": "exception" | "memory" | "exit" | "missing",
+     "message": ..., "file": ..., "line": ..., "function": ...}
+    {"event": "trial", "problem": 0, "trial": 0, "returned": VALUE, "out": VALUE, "mutated": [...]}
+    {"event": "problem_done", "problem": 0}
     {"event": "exit", "status": 0, "signal": null, "cpu": 0.05, "maxrss_kb": 20000}
 
 A VALUE is ``{"kind": "scalar", "data": 1.5}``, ``{"kind": "array", "dtype":
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import sys
 import traceback
@@ -34,6 +41,7 @@ from typing import Any
 
 MAX_ELEMENTS = 1_000_000
 MAX_ITEMS = 100
+HERE = os.getcwd()
 
 
 def main() -> None:
@@ -41,35 +49,46 @@ def main() -> None:
     limits = json.loads(sys.argv[2])
     task = json.loads(sys.stdin.read())
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    channel = Channel(fd)
     pid = os.fork()
     if pid == 0:
         try:
-            run(task, limits, fd)
+            run(task, limits, channel)
         except BaseException as e:  # noqa: B036 - e.g. a returned value that cannot be read
-            send(fd, {"event": "error", "stage": "results", "kind": "exception",
-                      "message": f"{type(e).__name__} while reading the returned values"})
+            channel.send({"event": "error", "kind": "exception",
+                          "message": f"{type(e).__name__} while reading the returned values"})
         finally:
             os._exit(0)
     _, status, usage = os.wait4(pid, 0)
-    send(fd, {"event": "exit",
-              "status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-              "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-              "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
+    channel.send({"event": "exit",
+                      "status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                      "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                      "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
     os._exit(0)
 
 
-def send(fd: int, message: dict[str, Any]) -> None:
-    data = (json.dumps(message) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data):]
+class Channel:
+    """JSON lines to the grader, tagged with the problem being run."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.problem: int | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.problem is not None:
+            message = {**message, "problem": self.problem}
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data):]
 
 
-def set_limits(limits: dict[str, Any]) -> None:
+def set_limits(limits: dict[str, Any], problems: int) -> None:
+    """Memory and file-size limits, and a CPU-time ceiling for all the problems."""
     import resource
 
-    cpu = max(1, int(limits["cpu_seconds"] + 0.999))
     memory = int(limits["memory_mb"]) << 20
-    for kind, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (memory, memory)),
+    ceiling = math.ceil(cpu_used() + problems * (limits["cpu_seconds"] + 1)) + 1
+    for kind, value in ((resource.RLIMIT_CPU, (ceiling, ceiling)), (resource.RLIMIT_AS, (memory, memory)),
                         (resource.RLIMIT_FSIZE, (64 << 20, 64 << 20)), (resource.RLIMIT_CORE, (0, 0))):
         try:
             resource.setrlimit(kind, value)
@@ -77,55 +96,83 @@ def set_limits(limits: dict[str, Any]) -> None:
             pass
 
 
-HERE = os.getcwd()
+def cpu_budget(seconds: float) -> None:
+    """SIGXCPU once this problem has used ``seconds`` more CPU time."""
+    import resource
+
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = math.ceil(cpu_used() + seconds)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard < 0 else min(soft, hard), hard))
+    except (ValueError, OSError):
+        pass
 
 
-def run(task: dict[str, Any], limits: dict[str, Any], fd: int) -> None:
-    set_limits(limits)
+def cpu_used() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def run(task: dict[str, Any], limits: dict[str, Any], channel: Channel) -> None:
+    set_limits(limits, len(task["problems"]))
     sys.dont_write_bytecode = True
     sys.path.insert(0, HERE)
-    points = [decode_inputs(t) for t in task["trials"]]
+    modules: dict[str, Any] = {}
+    for k, problem in enumerate(task["problems"]):
+        cpu_budget(limits["cpu_seconds"])
+        channel.problem = k
+        channel.send({"event": "problem"})
+        run_problem(problem, modules, channel)
+        flush()
+        channel.send({"event": "problem_done"})
+
+
+def run_problem(task: dict[str, Any], modules: dict[str, Any], channel: Channel) -> None:
+    points = [{n: decode(v) for n, v in t.items()} for t in task["trials"]]
     douts = [decode(d) for d in task.get("douts", [])]
-    send(fd, {"event": "stage", "stage": "import", "file": task["file"]})
-    try:
-        module = load(task["file"])
-    except BaseException as e:  # noqa: B036 - a student's SystemExit is a result too
-        send(fd, {"event": "error", "stage": "import", **describe(e)})
+    channel.send({"event": "stage", "stage": "import", "file": task["file"]})
+    if task["file"] not in modules:
+        try:
+            modules[task["file"]] = load(task["file"])
+        except BaseException as e:  # noqa: B036 - a student's SystemExit is a result too
+            modules[task["file"]] = describe(e)
+    module = modules[task["file"]]
+    if isinstance(module, dict):  # the import failed
+        channel.send({"event": "error", "stage": "import", **module})
         return
     wanted = [task["function"]] if task["style"] == "grad" else [task["forward"], task["backward"]]
     missing = [f for f in wanted if not callable(getattr(module, f, None))]
     if missing:
-        send(fd, {"event": "error", "stage": "import", "kind": "missing",
-                  "message": f"{task['file']} defines no function {missing[0]}()"})
+        channel.send({"event": "error", "stage": "import", "kind": "missing",
+                      "message": f"{task['file']} defines no function {missing[0]}()"})
         return
     for i, point in enumerate(points):
         given = {n: copy(v) for n, v in point.items()}
         message: dict[str, Any]
         try:
             if task["style"] == "grad":
-                send(fd, {"event": "stage", "stage": "call", "function": task["function"], "trial": i})
+                channel.send({"event": "stage", "stage": "call", "function": task["function"], "trial": i})
                 returned = getattr(module, task["function"])(**given)
                 message = {"returned": encode(returned), "out": None}
             else:
-                send(fd, {"event": "stage", "stage": "call", "function": task["forward"], "trial": i})
+                channel.send({"event": "stage", "stage": "call", "function": task["forward"], "trial": i})
                 result = getattr(module, task["forward"])(**given)
                 if not isinstance(result, (tuple, list)) or len(result) != 2:
                     message = {"forward_returned": encode(result)}
                 else:
                     out, cache = result
                     dout = copy(douts[i])
-                    send(fd, {"event": "stage", "stage": "call", "function": task["backward"], "trial": i})
+                    channel.send({"event": "stage", "stage": "call", "function": task["backward"],
+                                  "trial": i})
                     returned = getattr(module, task["backward"])(dout, cache)
                     message = {"returned": encode(returned), "out": encode(out)}
                     if changed(dout, douts[i]):
                         message["mutated_dout"] = True
         except BaseException as e:  # noqa: B036
-            send(fd, {"event": "error", "stage": "call", "trial": i, **describe(e)})
+            channel.send({"event": "error", "stage": "call", "trial": i, **describe(e)})
             return
         mutated = [n for n in point if changed(given[n], point[n])]
-        send(fd, {"event": "trial", "trial": i, "mutated": mutated, **message})
-    flush()
-    send(fd, {"event": "done"})
+        channel.send({"event": "trial", "trial": i, "mutated": mutated, **message})
 
 
 def load(filename: str) -> Any:
@@ -161,10 +208,6 @@ def describe(e: BaseException) -> dict[str, Any]:
     f = frames[-1]
     return {"kind": kind, "message": text[:500], "file": f.filename[len(here):], "line": f.lineno,
             "function": f.name}
-
-
-def decode_inputs(trial: dict[str, Any]) -> dict[str, Any]:
-    return {n: decode(v) for n, v in trial.items()}
 
 
 def decode(v: dict[str, Any]) -> Any:

@@ -91,7 +91,9 @@ def diagnose(name: str, got: Arrays, want: Arrays, *,
             return hint
     factor = _constant_factor(got, want, rtol, atol)
     if factor is not None:
-        return _factor_hint(factor, batch)
+        hint = _factor_hint(factor, batch)
+        if hint is not None:
+            return hint
     return _partly_right(name, got, want, where, rtol, atol)
 
 
@@ -134,8 +136,13 @@ def _non_finite(got: list[np.ndarray], where: Sequence[str] | None) -> str | Non
     return f"{kind} at {len(cells)} of {first.size} elements ({_cells(cells)}): {why}"
 
 
-def _constant_factor(got: list[np.ndarray], want: list[np.ndarray], rtol: float, atol: float) -> float | None:
-    """c when got = c·want at every element and point (c ≠ 1), else None."""
+def _constant_factor(got: list[np.ndarray], want: list[np.ndarray], rtol: float,
+                     atol: float) -> tuple[float, bool] | None:
+    """(c, evidence) when got = c·want at every element and point (c ≠ 1), else None.
+
+    ``evidence`` says whether the reference takes two different values, so that a
+    constant ratio is more than a coincidence.
+    """
     g = np.concatenate([x.ravel() for x in got])
     w = np.concatenate([x.ravel() for x in want])
     big = np.abs(w) > max(atol, 1e-12) * 10
@@ -148,10 +155,13 @@ def _constant_factor(got: list[np.ndarray], want: list[np.ndarray], rtol: float,
         return None
     if not np.allclose(g[~big], c * w[~big], rtol=tol, atol=atol * max(1.0, abs(c))):
         return None
-    return c
+    return c, bool(np.ptp(w[big]) > tol * np.max(np.abs(w[big])))
 
 
-def _factor_hint(c: float, batch: tuple[str, int] | None) -> str:
+def _factor_hint(factor: tuple[float, bool], batch: tuple[str, int] | None) -> str | None:
+    """A hint for a named factor (the batch size, 2, ½), or any factor with evidence."""
+    c, evidence = factor
+
     def near(x: float) -> bool:
         return bool(np.isclose(c, x, rtol=1e-6))
 
@@ -165,7 +175,7 @@ def _factor_hint(c: float, batch: tuple[str, int] | None) -> str:
         return "twice the right value: an extra factor of 2?"
     if near(0.5):
         return "half the right value: a missing factor of 2?"
-    return f"off by a constant factor: {c:.4g} times the right value"
+    return f"off by a constant factor: {c:.4g} times the right value" if evidence else None
 
 
 def _partly_right(name: str, got: list[np.ndarray], want: list[np.ndarray], where: Sequence[str] | None,
@@ -176,7 +186,10 @@ def _partly_right(name: str, got: list[np.ndarray], want: list[np.ndarray], wher
         everywhere = right.all(axis=0)
         if everywhere.any():
             wrong = [list(map(int, i)) for i in zip(*np.nonzero(~everywhere))]
-            return f"right at {size - len(wrong)} of {size} elements; wrong at {_cells(wrong)}"
+            if len(wrong) <= size - len(wrong):
+                return f"right at {size - len(wrong)} of {size} elements; wrong at {_cells(wrong)}"
+            right = [list(map(int, i)) for i in zip(*np.nonzero(everywhere))]
+            return f"wrong at {len(wrong)} of {size} elements; right only at {_cells(right)}"
     per_point = right.reshape(len(got), -1).all(axis=1)
     if per_point.any():
         first = int(np.argmin(per_point))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .answers import AnswerPool
 from .diagnose import diagnose
 from .reference import Reference, reference_gradients
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
-from .sandbox import Isolation, Outcome, probe_isolation, run
+from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
 from .spec import Limits, Problem, Spec, load_spec, tomllib
 
 Progress = Callable[[int, int, str], None]
@@ -144,49 +144,84 @@ def _names(paths: list[Path]) -> list[str]:
 def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, limits: Limits,
                      isolation: Isolation, pool: AnswerPool) -> SubmissionResult:
     """One submission's results; a problem the grader cannot finish fails with the reason."""
-    results = []
+    results: dict[str, ProblemResult] = {}
+    code = [prep for prep in plan if prep.problem.kind == "code"]
+    try:
+        results.update(grade_code(code, path, limits, isolation))
+    except Exception as e:  # a grader bug must not stop the class
+        results.update({prep.problem.id: _grader_failed(prep, e) for prep in code})
     for prep in plan:
-        try:
-            if prep.problem.kind == "code":
-                result = grade_code(prep, path, limits, isolation)
-            else:
-                result = grade_answers(prep, path, spec.answers_file, limits, pool)
-        except Exception as e:  # a grader bug must not stop the class
-            result = ProblemResult(prep.problem.id, prep.problem.points,
-                                   reason=f"the grader failed here: {type(e).__name__}: {e}")
-        results.append(result)
-    return SubmissionResult(name, str(path), results)
+        if prep.problem.kind == "answer":
+            try:
+                results[prep.problem.id] = grade_answers(prep, path, spec.answers_file, limits, pool)
+            except Exception as e:
+                results[prep.problem.id] = _grader_failed(prep, e)
+    return SubmissionResult(name, str(path), [results[prep.problem.id] for prep in plan])
+
+
+def _grader_failed(prep: Prepared, e: Exception) -> ProblemResult:
+    return ProblemResult(prep.problem.id, prep.problem.points,
+                         reason=f"the grader failed here: {type(e).__name__}: {e}")
 
 
 # -- code problems ----------------------------------------------------------------
 
 
-def grade_code(prep: Prepared, path: Path, limits: Limits, isolation: Isolation) -> ProblemResult:
-    """Run the student's function in the sandbox and compare with the references."""
-    p = prep.problem
-    filename = path.name if path.is_file() else p.file
-    result = ProblemResult(p.id, p.points)
-    if not (path if path.is_file() else path / filename).is_file():
-        result.reason = f"no {filename} in the submission"
-        return result
-    task = {"file": filename, "style": p.style, "function": p.function, "forward": p.forward,
-            "backward": p.backward, "trials": [{n: _encode(v) for n, v in pt.items()} for pt in prep.points],
-            "douts": [_encode(d) for d in prep.douts or []]}
+def grade_code(preps: list[Prepared], path: Path, limits: Limits,
+               isolation: Isolation) -> dict[str, ProblemResult]:
+    """Run the student's functions in the sandbox and compare them with the references.
+
+    All problems go in one run; when a run is stopped (a limit, a crash), the
+    problem it was on fails with the reason and a new run takes the rest.
+    """
+    results = {}
+    pending = []
+    for prep in preps:
+        p = prep.problem
+        filename = path.name if path.is_file() else p.file
+        if (path if path.is_file() else path / filename).is_file():
+            pending.append(prep)
+        else:
+            results[p.id] = ProblemResult(p.id, p.points, reason=f"no {filename} in the submission")
+    while pending:
+        outcome = _run(pending, path, limits, isolation)
+        done = {e.get("problem") for e in outcome.events if e.get("event") == "problem_done"}
+        stopped = min(k for k in range(len(pending) + 1) if k not in done)
+        for k, prep in enumerate(pending[:stopped + 1]):
+            result = results[prep.problem.id] = ProblemResult(
+                prep.problem.id, prep.problem.points, output=outcome.output(k),
+                seconds=outcome.seconds.get(k, 0.0))
+            events = outcome.of(k)
+            if k == stopped:
+                result.reason = _problem_error(events, limits) or _run_end(outcome, k, limits)
+            else:
+                result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
+                if result.reason is None:
+                    result.checks = _code_checks(prep, events)
+            _score(result)
+        pending = pending[stopped + 1:]
+    return results
+
+
+def _run(preps: list[Prepared], path: Path, limits: Limits, isolation: Isolation) -> Outcome:
+    """One sandboxed run of the given problems, in a fresh copy of the submission."""
+    problems = []
+    for prep in preps:
+        p = prep.problem
+        problems.append({
+            "file": path.name if path.is_file() else p.file, "style": p.style, "function": p.function,
+            "forward": p.forward, "backward": p.backward,
+            "trials": [{n: _encode(v) for n, v in pt.items()} for pt in prep.points],
+            "douts": [_encode(d) for d in prep.douts or []]})
     with tempfile.TemporaryDirectory(prefix="symgrad-check-") as tmp:
         workdir = Path(tmp) / "work"
         if path.is_file():
             workdir.mkdir()
-            shutil.copy2(path, workdir / filename)
+            shutil.copy2(path, workdir / path.name)
         else:
             shutil.copytree(path, workdir, symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", ".git"))
-        outcome = run(task, workdir, limits, isolation)
-    result.output, result.seconds = outcome.output, outcome.seconds
-    result.reason = _run_failure(p, outcome, limits) or _mutation(p, outcome)
-    if result.reason is None:
-        result.checks = _code_checks(prep, outcome)
-    _score(result)
-    return result
+        return run({"problems": problems}, workdir, limits, isolation)
 
 
 def _encode(v: np.ndarray) -> dict[str, Any]:
@@ -196,9 +231,11 @@ def _encode(v: np.ndarray) -> dict[str, Any]:
     return {"kind": "array", "dtype": dtype, "shape": list(v.shape), "data": v.ravel().tolist()}
 
 
-def _where(stage: Mapping[str, Any] | None) -> str:
-    if stage is None:
+def _where(events: list[dict[str, Any]]) -> str:
+    stages = [e for e in events if e.get("event") == "stage"]
+    if not stages:
         return "before it started"
+    stage = stages[-1]
     if stage.get("stage") == "import":
         return f"while importing {str(stage.get('file'))[:60]}"
     trial = stage.get("trial")
@@ -206,32 +243,38 @@ def _where(stage: Mapping[str, Any] | None) -> str:
     return f"in {str(stage.get('function'))[:40]}(){at}"
 
 
-def _run_failure(p: Problem, outcome: Outcome, limits: Limits) -> str | None:
-    """Why the run as a whole failed (a limit, a crash, an exception), or None."""
-    where = _where(outcome.last("stage"))
-    if outcome.timed_out:
+def _problem_error(events: list[dict[str, Any]], limits: Limits) -> str | None:
+    """The exception (or exit, or missing function) that failed the problem, or None."""
+    errors = [e for e in events if e.get("event") == "error"]
+    if not errors:
+        return None
+    error, where = errors[-1], _where(events)
+    kind, message = error.get("kind"), str(error.get("message"))[:500]
+    if kind == "missing":
+        return message
+    if kind == "exit":
+        return f"{message} {where}"
+    if isinstance(error.get("file"), str):
+        function = str(error.get("function"))[:40]
+        inside = "" if function == "<module>" or f"in {function}()" in where else f", in {function}"
+        message += f" ({error['file'][:60]}, line {error.get('line')}{inside})"
+    if kind == "memory":
+        return f"ran out of memory (limit {limits.memory_mb} MB) {where}: {message}"
+    return f"raised {message} {where}"
+
+
+def _run_end(outcome: Outcome, k: int, limits: Limits) -> str:
+    """Why the run stopped during problem ``k``: a limit, a signal, an exit."""
+    where = _where(outcome.of(k))
+    if outcome.stopped == "timeout":
         return f"stopped after {limits.wall_seconds:g} s (wall-time limit) {where}: an endless loop?"
-    if outcome.output_exceeded:
+    if outcome.stopped == "output":
         return f"printed more than {limits.output_kb} kB {where}: stopped"
-    if outcome.channel_error:
-        return f"{outcome.channel_error} {where}: stopped"
-    error = outcome.last("error")
-    if error is not None:
-        kind, message = error.get("kind"), str(error.get("message"))[:500]
-        if kind == "missing":
-            return message
-        if kind == "exit":
-            return f"{message} {where}"
-        if isinstance(error.get("file"), str):
-            function = str(error.get("function"))[:40]
-            inside = "" if function == "<module>" or f"in {function}()" in where else f", in {function}"
-            message += f" ({error['file'][:60]}, line {error.get('line')}{inside})"
-        if kind == "memory":
-            return f"ran out of memory (limit {limits.memory_mb} MB) {where}: {message}"
-        return f"raised {message} {where}"
+    if outcome.stopped == "channel":
+        return f"sent more than {MAX_CHANNEL_BYTES >> 20} MB of results {where}: stopped"
     end = outcome.last("exit")
     if end is None:
-        tail = outcome.output.strip().splitlines()[-1:] or ["no output"]
+        tail = outcome.output(k).strip().splitlines()[-1:] or ["no output"]
         return f"the sandbox stopped unexpectedly {where} ({tail[0][:200]})"
     sig = end.get("signal")
     if isinstance(sig, int):
@@ -243,14 +286,12 @@ def _run_failure(p: Problem, outcome: Outcome, limits: Limits) -> str | None:
             return f"wrote a file over the size limit {where}"
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
         return f"crashed ({name}) {where}"
-    if outcome.last("done") is None:
-        return (f"exited (status {end.get('status')}) {where} before returning its results: "
-                "sys.exit or os._exit?")
-    return None
+    return (f"exited (status {end.get('status')}) {where} before returning its results: "
+            "sys.exit or os._exit?")
 
 
-def _mutation(p: Problem, outcome: Outcome) -> str | None:
-    for e in outcome.events:
+def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
+    for e in events:
         if e.get("event") != "trial":
             continue
         mutated = [str(n) for n in e.get("mutated") or [] if n in p.inputs]
@@ -263,24 +304,25 @@ def _mutation(p: Problem, outcome: Outcome) -> str | None:
     return None
 
 
-def _code_checks(prep: Prepared, outcome: Outcome) -> list[Check]:
+def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> list[Check]:
     p = prep.problem
-    trials = {e.get("trial"): e for e in outcome.events if e.get("event") == "trial"}
-    events = [trials.get(i) for i in range(len(prep.points))]
-    if any(e is None for e in events):
+    trials = {e.get("trial"): e for e in events if e.get("event") == "trial"}
+    found = [trials.get(i) for i in range(len(prep.points))]
+    if any(e is None for e in found):
         return [Check("results", False, "some test points returned no results")]
+    runs = [e for e in found if e is not None]
     function = p.function if p.style == "grad" else p.backward
     checks = []
     if p.style == "layer":
-        bad = next((e for e in events if "forward_returned" in e), None)  # type: ignore[operator]
+        bad = next((e for e in runs if "forward_returned" in e), None)
         if bad is not None:
             return [Check("out", False, f"{p.forward}() returned {_describe(bad['forward_returned'])}; "
                                         f"expected (out, cache)")]
-        outs = [_decode(e["out"]) for e in events]  # type: ignore[index]
+        outs = [_decode(e.get("out")) for e in runs]
         checks.append(_check("out", outs, [r.value for r in prep.refs], prep, others={}, alternatives=[]))
     per_trial = []
-    for e in events:
-        grads, problem = _gradients(e.get("returned"), p, function)  # type: ignore[union-attr]
+    for e in runs:
+        grads, problem = _gradients(e.get("returned"), p, function)
         if problem is not None:
             return checks + [Check("gradients", False, problem)]
         per_trial.append(grads)
@@ -394,7 +436,7 @@ def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
                "answers": {v: answers[v] for v in p.wrt if isinstance(answers.get(v), str)},
                "points": [{n: {"shape": list(np.shape(v)), "data": np.ravel(v).astype(float).tolist()}
                            for n, v in pt.items()} for pt in prep.points]}
-    replies, status = pool.ask(request, limits.wall_seconds) if request["answers"] else ([], "done")
+    replies, status = pool.ask(request, limits.answer_seconds) if request["answers"] else ([], "done")
     values = {r["var"]: r for r in replies if "values" in r or "error" in r}
     symbolic = {r["var"]: r["symbolic"] for r in replies if "symbolic" in r}
     for var in p.wrt:

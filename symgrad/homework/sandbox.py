@@ -14,6 +14,10 @@ Each run starts ``python -I child.py`` (see :mod:`symgrad.homework.child`):
 - printing is read as it comes and capped: a run that prints more than the
   limit is stopped.
 
+One run grades all of a submission's code problems in turn, each with its
+own wall-time, CPU-time and output allowance; when a run is stopped, the
+grader starts a new one for the problems that did not get their turn.
+
 The child's answers come back as JSON lines on a pipe and are read with
 :func:`json.loads` only; nothing the student's process sends is unpickled or
 evaluated.
@@ -93,34 +97,48 @@ def clean_env(home: str) -> dict[str, str]:
 
 @dataclass
 class Outcome:
-    """What one run gave: the child's messages, the captured output, how it ended."""
+    """What one run gave: the child's messages, the captured output, how it ended.
+
+    ``current`` is the index of the problem that was running when the run
+    ended; ``stopped`` says why the grader stopped it ("timeout", "output",
+    "channel"), or is None.
+    """
 
     events: list[dict[str, Any]] = field(default_factory=list)
-    output: str = ""
-    output_bytes: int = 0
-    timed_out: bool = False
-    output_exceeded: bool = False
-    channel_error: str | None = None
-    seconds: float = 0.0
+    outputs: dict[int | None, bytes] = field(default_factory=dict)
+    seconds: dict[int | None, float] = field(default_factory=dict)
+    current: int | None = None
+    stopped: str | None = None
 
-    def last(self, event: str) -> dict[str, Any] | None:
-        found = [e for e in self.events if e.get("event") == event]
+    def of(self, problem: int) -> list[dict[str, Any]]:
+        """The events of one problem."""
+        return [e for e in self.events if e.get("problem") == problem]
+
+    def last(self, event: str, problem: int | None = None) -> dict[str, Any] | None:
+        found = [e for e in self.events if e.get("event") == event
+                 and (problem is None or e.get("problem") == problem)]
         return found[-1] if found else None
+
+    def output(self, problem: int | None) -> str:
+        return self.outputs.get(problem, b"").decode("utf-8", errors="replace")
 
 
 def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolation) -> Outcome:
-    """Run the child with ``task`` in ``workdir`` under ``limits``; never raises for what the child does."""
+    """Run the child with ``task`` in ``workdir``; never raises for what the child does.
+
+    Each problem gets ``limits.wall_seconds`` from the moment it starts and
+    may print ``limits.output_kb``; past either, the whole run is killed.
+    """
     read_end, write_end = os.pipe()
     argv = [*isolation.prefix, sys.executable, "-I", str(CHILD), str(write_end),
             json.dumps({"cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb})]
-    outcome = Outcome()
-    start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, cwd=workdir, env=clean_env(str(workdir)),
                                 pass_fds=(write_end,), start_new_session=True)
     finally:
         os.close(write_end)
+    outcome = Outcome()
     try:
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -128,62 +146,83 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        channel = _read(proc, proc.stdout.fileno(), read_end, start + limits.wall_seconds,
-                        limits.output_kb * 1024, outcome)
+        _Reader(proc, limits, outcome).read(proc.stdout.fileno(), read_end)
     finally:
         _kill(proc)
         os.close(read_end)
         if proc.stdout is not None:
             proc.stdout.close()
-    outcome.seconds = time.monotonic() - start
-    if outcome.channel_error is None:
-        for line in channel.splitlines():
+    return outcome
+
+
+class _Reader:
+    """Reads the child's output and messages as they come, enforcing the per-problem limits."""
+
+    def __init__(self, proc: subprocess.Popen, limits: Limits, outcome: Outcome):
+        self.proc, self.limits, self.outcome = proc, limits, outcome
+        self.started = self.now = time.monotonic()
+        self.deadline = self.started + limits.wall_seconds
+        self.printed = 0
+        self.channel = bytearray()
+        self.received = 0
+
+    def read(self, out_fd: int, channel_fd: int) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(out_fd, selectors.EVENT_READ, "out")
+        sel.register(channel_fd, selectors.EVENT_READ, "channel")
+        open_fds = 2
+        try:
+            while open_fds and self.outcome.stopped is None:
+                self.now = time.monotonic()
+                if self.now >= self.deadline:
+                    self.outcome.stopped = "timeout"
+                    break
+                for key, _ in sel.select(timeout=min(self.deadline - self.now, 0.5)):
+                    data = os.read(key.fd, 1 << 16)
+                    self.now = time.monotonic()
+                    if not data:
+                        sel.unregister(key.fd)
+                        open_fds -= 1
+                    elif key.data == "out":
+                        self.output(data)
+                    else:
+                        self.messages(data)
+                if _exited(self.proc) and open_fds and not sel.select(timeout=0.2):
+                    break  # exited; a leftover process of the student's may hold the pipes open
+        finally:
+            sel.close()
+        self.outcome.seconds[self.outcome.current] = self.now - self.started
+
+    def output(self, data: bytes) -> None:
+        self.printed += len(data)
+        kept = self.outcome.outputs.setdefault(self.outcome.current, b"")
+        if len(kept) < KEPT_OUTPUT_BYTES:
+            self.outcome.outputs[self.outcome.current] = kept + data[:KEPT_OUTPUT_BYTES - len(kept)]
+        if self.printed > self.limits.output_kb * 1024:
+            self.outcome.stopped = "output"
+
+    def messages(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > MAX_CHANNEL_BYTES:
+            self.outcome.stopped = "channel"
+            return
+        self.channel += data
+        *lines, rest = self.channel.split(b"\n")
+        self.channel = bytearray(rest)
+        for line in lines:
             try:
                 message = json.loads(line)
             except (ValueError, RecursionError):
                 continue
-            if isinstance(message, dict):
-                outcome.events.append(message)
-    return outcome
-
-
-def _read(proc: subprocess.Popen, out_fd: int, channel_fd: int, deadline: float, cap: int,
-          outcome: Outcome) -> bytes:
-    kept = bytearray()
-    channel = bytearray()
-    sel = selectors.DefaultSelector()
-    sel.register(out_fd, selectors.EVENT_READ, "out")
-    sel.register(channel_fd, selectors.EVENT_READ, "channel")
-    open_fds = 2
-    try:
-        while open_fds:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                outcome.timed_out = True
-                break
-            for key, _ in sel.select(timeout=min(left, 0.5)):
-                data = os.read(key.fd, 1 << 16)
-                if not data:
-                    sel.unregister(key.fd)
-                    open_fds -= 1
-                elif key.data == "out":
-                    outcome.output_bytes += len(data)
-                    if len(kept) < KEPT_OUTPUT_BYTES:
-                        kept += data[:KEPT_OUTPUT_BYTES - len(kept)]
-                else:
-                    channel += data
-            if outcome.output_bytes > cap:
-                outcome.output_exceeded = True
-                break
-            if len(channel) > MAX_CHANNEL_BYTES:
-                outcome.channel_error = f"sent more than {MAX_CHANNEL_BYTES >> 20} MB of results"
-                break
-            if _exited(proc) and open_fds and not sel.select(timeout=0.2):
-                break  # exited; a leftover process of the student's may hold the pipes open
-    finally:
-        sel.close()
-    outcome.output = kept.decode("utf-8", errors="replace")
-    return bytes(channel)
+            if not isinstance(message, dict):
+                continue
+            self.outcome.events.append(message)
+            if message.get("event") == "problem" and isinstance(message.get("problem"), int):
+                # a new problem: its own wall time and output allowance
+                self.outcome.seconds[self.outcome.current] = self.now - self.started
+                self.outcome.current = message["problem"]
+                self.started, self.printed = self.now, 0
+                self.deadline = self.now + self.limits.wall_seconds
 
 
 def _exited(proc: subprocess.Popen) -> bool:

@@ -9,11 +9,12 @@ A spec looks like this (every key but ``id`` and ``expression`` has a default)::
     answers = "answers.toml"      # where answer problems look
     dims = { N = 4 }              # named dimensions, usable in every shape
 
-    [limits]                      # per submission and problem
+    [limits]                      # per submission and code problem
     wall_seconds = 10
     cpu_seconds = 10
     memory_mb = 1024
     output_kb = 1024
+    answer_seconds = 30           # SymPy's time for one problem's answers
 
     [[problem]]
     id = "circuit"
@@ -69,12 +70,13 @@ class SpecError(SymgradError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one student's code may use, per problem."""
+    """What one student's code may use, per problem, and the time for checking answers."""
 
     wall_seconds: float = 10.0
     cpu_seconds: float = 10.0
     memory_mb: int = 1024
     output_kb: int = 1024
+    answer_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,10 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
     unregularized = None
     if regularization is not None:
         regularization = _str(f"{where}: regularization", regularization)
-        _graph(f"{where}: regularization", regularization, inputs)
+        extra = [n for n in _graph(f"{where}: regularization", regularization, inputs).inputs
+                 if n not in inputs]
+        if extra:
+            raise SpecError(f"{where}: regularization uses {extra[0]!r}, which the expression does not")
         unregularized = _graph(f"{where}: regularization", f"({expression}) - ({regularization})", inputs)
     batch = None
     if "batch" in p:
@@ -375,13 +380,14 @@ def _dims(where: str, raw: Any) -> dict[str, int]:
 
 
 def _limits(t: dict[str, Any]) -> Limits:
-    _keys("[limits]", t, {"wall_seconds", "cpu_seconds", "memory_mb", "output_kb"})
+    _keys("[limits]", t, {"wall_seconds", "cpu_seconds", "memory_mb", "output_kb", "answer_seconds"})
     d = Limits()
     return Limits(
         wall_seconds=_number("[limits] wall_seconds", t.get("wall_seconds", d.wall_seconds), low=0.1),
         cpu_seconds=_number("[limits] cpu_seconds", t.get("cpu_seconds", d.cpu_seconds), low=0.1),
         memory_mb=int(_number("[limits] memory_mb", t.get("memory_mb", d.memory_mb), low=64)),
         output_kb=int(_number("[limits] output_kb", t.get("output_kb", d.output_kb), low=1)),
+        answer_seconds=_number("[limits] answer_seconds", t.get("answer_seconds", d.answer_seconds), low=0.1),
     )
 
 
