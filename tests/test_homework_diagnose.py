@@ -64,7 +64,8 @@ def test_a_factor_must_hold_at_every_test_point():
 
 def test_wrong_shape_that_is_a_transpose():
     assert diagnose("W", [W.T], [W]) == "shape (3, 2) where W is (2, 3): a missing transpose?"
-    assert diagnose("W", [W.T + 1], [W]) == "shape (3, 2) where W is (2, 3): transposed, and the values differ too"
+    assert diagnose("W", [W.T + 1], [W]) == \
+        "shape (3, 2) where W is (2, 3): transposed, and the values differ too"
 
 
 def test_transposed_square_matrix():
@@ -94,7 +95,8 @@ def test_nan_and_inf_say_where():
     scalars = [np.float64(1.0), np.float64(np.nan), np.float64(2.0)]
     assert diagnose("x", scalars, [np.float64(1.0)] * 3, where=["x=1", "x=2", "x=3"]) == \
         "NaN at 1 of 3 test points (x=2): a 0/0 or a placeholder left in?"
-    assert diagnose("x", [np.float64(np.nan)] * 2, [np.float64(1.0)] * 2).startswith("NaN at every test point")
+    hint = diagnose("x", [np.float64(np.nan)] * 2, [np.float64(1.0)] * 2)
+    assert hint.startswith("NaN at every test point")
 
 
 def test_gradient_of_another_variable():
@@ -102,7 +104,8 @@ def test_gradient_of_another_variable():
     ww = [np.float64(0.5), np.float64(3.0)]
     assert diagnose("w", wx, ww, others={"x": wx}) == "this is ∂x: the gradient of another variable?"
     Wt = [W.T.copy()]
-    assert diagnose("W", [W.T], [W], others={"X": Wt}) == "shape (3, 2) where W is (2, 3): a missing transpose?"
+    assert diagnose("W", [W.T], [W], others={"X": Wt}) == \
+        "shape (3, 2) where W is (2, 3): a missing transpose?"
     X = rng.normal(size=(3, 2))
     assert diagnose("W", [X.T], [W], others={"X": [X]}) == \
         "this is ∂X transposed: the gradient of another variable?"
@@ -139,7 +142,8 @@ def test_right_at_some_elements_says_which():
 def test_right_at_some_test_points():
     want = [np.float64(v) for v in (1.0, -2.0, 3.0)]
     got = [np.float64(v) for v in (1.0, 2.0, 3.0)]
-    assert diagnose("x", got, want, where=["x=1", "x=-2", "x=3"]) == "right at 2 of 3 test points; wrong at x=-2"
+    assert diagnose("x", got, want, where=["x=1", "x=-2", "x=3"]) == \
+        "right at 2 of 3 test points; wrong at x=-2"
 
 
 def test_all_zeros_and_plain_wrong():
