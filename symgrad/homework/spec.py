@@ -37,6 +37,10 @@ A spec looks like this (every key but ``id`` and ``expression`` has a default)::
     X = { shape = ["N", 3] }                # named dimensions
     y = { shape = ["N"], labels = 10 }      # integer labels 0..9 (no gradient)
     lam = { value = 0.1 }                   # a fixed number (no gradient by default)
+
+A problem's points are shared equally by its checks: each gradient asked for,
+and the forward output in the layer style (each answer, for answer problems).
+A run that fails as a whole (a limit, an exception, modified inputs) scores 0.
 """
 
 from __future__ import annotations
