@@ -77,8 +77,8 @@ def answer_values(g: Graph, points: Sequence[Mapping[str, Any]], shape: tuple[in
 def same_symbolically(answer: Graph, reference: Graph, var: str) -> bool:
     """Whether SymPy simplifies (answer − ∂reference/∂var) to 0.
 
-    >>> f = graph("sigmoid(x)")
-    >>> same_symbolically(graph("exp(-x)/(1 + exp(-x))**2"), f, "x")
+    >>> from symgrad import graph
+    >>> same_symbolically(graph("exp(-x)/(1 + exp(-x))**2"), graph("sigmoid(x)"), "x")
     True
     """
     want = sp.diff(reference.expression(), sp.Symbol(var, real=True))
