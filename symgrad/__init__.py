@@ -1,6 +1,15 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
 from . import homework
+from .derived import (
+    binary_cross_entropy,
+    l2,
+    log_softmax,
+    norm,
+    softmax,
+    softmax_cross_entropy,
+    svm_loss,
+)
 from .errors import (
     EvaluationError,
     FusionError,
@@ -11,27 +20,36 @@ from .errors import (
     TracingError,
     UnsupportedError,
 )
+from .explain import Explanation, explain
 from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
+from .picture import render
 from .tracing import (
     absolute,
     cos,
     exp,
     log,
+    logsumexp,
+    matmul,
     maximum,
+    mean,
     minimum,
+    pick,
+    reduce_sum,
     relu,
     sigmoid,
     sin,
     softplus,
     sqrt,
     tanh,
+    transpose,
 )
 
 abs = absolute
 max = maximum
 min = minimum
+sum = reduce_sum
 
 __version__ = "0.1.0"
 
@@ -40,4 +58,8 @@ __all__ = [
     "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
     "graph", "homework", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
+    "Explanation", "explain", "render",
+    # tensors
+    "binary_cross_entropy", "l2", "log_softmax", "logsumexp", "matmul", "mean", "norm", "pick",
+    "reduce_sum", "softmax", "softmax_cross_entropy", "sum", "svm_loss", "transpose",
 ]

@@ -14,11 +14,13 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import sympy as sp
 
 from .errors import EvaluationError, InputError, ShapeError, SymgradError
 from .ops import OPS, Op
+from .tensors import normalize_axes
 
 Shape = tuple[int, ...]
 GRANULARITIES = ("primitive", "nary")
@@ -32,7 +34,7 @@ class Ref:
     index: int
 
 
-Operand = Ref | sp.Expr
+Operand: TypeAlias = "Ref | sp.Expr"
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Spec:
     operands: tuple[Operand, ...] = ()
     shape: Shape = ()
     value: sp.Expr | None = None
+    dtype: str = "float"  # "int" for an input of integer labels
 
 
 def check_name(name: str) -> None:
@@ -55,19 +58,22 @@ def check_name(name: str) -> None:
         )
 
 
+DTYPES = {int: "int", "int": "int", float: "float", "float": "float"}
+
+
+def check_dtype(name: str, dtype: object) -> str:
+    """``int`` or ``"int"`` (integer labels, no gradient), ``float`` or ``"float"`` (the default)."""
+    try:
+        return DTYPES[dtype]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise InputError(
+            f"dtype {dtype!r} of input {name!r} is not supported; use float, or int for labels"
+        ) from None
+
+
 def broadcast(op: Op, shapes: list[Shape]) -> Shape:
     """The result shape of an elementwise op, or a ShapeError naming op and shapes."""
-    try:
-        return tuple(int(n) for n in _broadcast_shapes(*shapes))
-    except ValueError:
-        shown = " and ".join(str(s) for s in shapes)
-        raise ShapeError(f"{op.name}: shapes {shown} do not broadcast") from None
-
-
-def _broadcast_shapes(*shapes: Shape) -> Shape:
-    import numpy as np
-
-    return tuple(np.broadcast_shapes(*shapes))
+    return op.result_shape(shapes, ())
 
 
 def fold(op: Op, constants: list[sp.Expr]) -> sp.Expr:
@@ -90,6 +96,7 @@ class Builder:
 
     granularity: str = "primitive"
     shapes: dict[str, Shape] = field(default_factory=dict)
+    dtypes: dict[str, object] = field(default_factory=dict)
     specs: list[Spec] = field(default_factory=list)
     _shared: dict[tuple, Ref] = field(default_factory=dict)
     _inputs: dict[str, Ref] = field(default_factory=dict)
@@ -99,13 +106,16 @@ class Builder:
             raise SymgradError(
                 f"unknown granularity {self.granularity!r}; choose one of {', '.join(GRANULARITIES)}"
             )
+        for name, dtype in self.dtypes.items():
+            check_dtype(name, dtype)
 
     def input(self, name: str) -> Ref:
         """The input called ``name`` (the same Ref each time it is asked for)."""
         if name in self._inputs:
             return self._inputs[name]
         check_name(name)
-        ref = self._add(Spec("input", name=name, shape=self._shape_of(name)))
+        dtype = check_dtype(name, self.dtypes.get(name, "float"))
+        ref = self._add(Spec("input", name=name, shape=self._shape_of(name), dtype=dtype))
         self._inputs[name] = ref
         return ref
 
@@ -132,20 +142,50 @@ class Builder:
             raise SymgradError(f"constant {value!r} is not a finite real number")
         return c
 
-    def apply(self, name: str, *operands: Operand) -> Operand:
-        """The node for op ``name`` on ``operands``; a constant when all are constants."""
+    def apply(self, name: str, *operands: Operand, **params: object) -> Operand:
+        """The node for op ``name`` on ``operands``; a constant when all are constants.
+
+        ``params`` are the op's keyword parameters (``axis=1``); they become
+        trailing SymPy arguments of the node's expression.
+        """
         op = OPS[name]
         if len(operands) != op.arity:
             raise SymgradError(f"{name} takes {op.arity} operand(s), got {len(operands)}")
+        self._check_labels(op, operands)
+        shapes = [self.specs[o.index].shape if isinstance(o, Ref) else () for o in operands]
+        extra = op.param_args(**params)
+        if "axis" in op.params:
+            i = op.params.index("axis")
+            extra = extra[:i] + (normalize_axes(name, extra[i], shapes[0]),) + extra[i + 1:]  # type: ignore[arg-type]
+        shape = op.result_shape(shapes, extra)
         if all(not isinstance(o, Ref) for o in operands):
-            return fold(op, list(operands))  # type: ignore[arg-type]
+            return fold(op, [*operands, *extra])  # type: ignore[list-item]
+        operands = (*operands, *extra)
         key = (name, operands)
         if key in self._shared:
             return self._shared[key]
-        shapes = [self.specs[o.index].shape if isinstance(o, Ref) else () for o in operands]
-        ref = self._add(Spec("op", op=name, operands=tuple(operands), shape=broadcast(op, shapes)))
+        ref = self._add(Spec("op", op=name, operands=tuple(operands), shape=shape))
         self._shared[key] = ref
         return ref
+
+    def _check_labels(self, op: Op, operands: tuple[Operand, ...]) -> None:
+        """Integer-label inputs go where an op takes labels, and nowhere else."""
+        for i, o in enumerate(operands):
+            spec = self.specs[o.index] if isinstance(o, Ref) else None
+            if spec is not None and spec.dtype == "int":
+                if i not in op.label_operands:
+                    raise InputError(
+                        f"{op.name}: input {spec.name!r} holds integer labels (dtype int); labels can "
+                        "only select entries, as in pick(s, y) or softmax_cross_entropy(s, y)"
+                    )
+            elif i in op.label_operands:
+                if spec is None:
+                    what = f"the constant {o}"
+                elif spec.kind == "input":
+                    what = f"input {spec.name!r}; declare it with dtypes={{{spec.name!r}: int}}"
+                else:
+                    what = "a computed value"
+                raise InputError(f"{op.name}: operand {i + 1} takes integer labels, but got {what}")
 
     def _add(self, spec: Spec) -> Ref:
         self.specs.append(spec)
@@ -155,11 +195,12 @@ class Builder:
         """The finished Graph whose output is ``output``."""
         from .graph import Graph
 
-        unknown = sorted(set(self.shapes) - set(self._inputs))
-        if unknown:
-            raise InputError(
-                f"shapes given for {', '.join(map(repr, unknown))}, which the expression does not use"
-            )
+        for what, given in (("shapes", self.shapes), ("dtypes", self.dtypes)):
+            unknown = sorted(set(given) - set(self._inputs))
+            if unknown:
+                raise InputError(
+                    f"{what} given for {', '.join(map(repr, unknown))}, which the expression does not use"
+                )
         if not isinstance(output, Ref):
             output = self._add(Spec("const", value=output))
         specs, output = _live(self.specs, output)
@@ -178,7 +219,8 @@ def _renumber(specs: list[Spec], keep: list[int], output: Ref) -> tuple[list[Spe
     out = []
     for old in keep:
         s = specs[old]
-        out.append(Spec(s.kind, s.name, s.op, tuple(move(o) for o in s.operands), s.shape, s.value))
+        out.append(Spec(s.kind, s.name, s.op, tuple(move(o) for o in s.operands), s.shape, s.value,
+                        s.dtype))
     return out, Ref(new[output.index])
 
 

@@ -24,6 +24,14 @@ An expression that starts with '-' goes after '--':  symgrad derive -- "-x*y" --
 """
 
 
+RENDER_EXAMPLES = """\
+examples:
+  symgrad render "(x + y) * z" --at x=-2,y=5,z=-4 -o xyz.svg
+  symgrad render "1/(1+exp(-(w0*x0+w1*x1+w2)))" --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3 -o neuron.svg
+  symgrad render "x*x + x" -o branches.svg
+"""
+
+
 def parse_values(specs: Sequence[str]) -> dict[str, Any]:
     """``["x=-2,y=5", "W=[[1,2],[3,4]]"]`` → ``{"x": -2, "y": 5, "W": [[1, 2], [3, 4]]}``.
 
@@ -75,6 +83,18 @@ def derive(args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
+def render_command(args: argparse.Namespace) -> str:
+    """``symgrad render``: the SVG picture of EXPR's graph, or of its trace given --at."""
+    from .picture import render
+
+    g = graph(args.expression, granularity=args.granularity)
+    drawn = g.backprop(dout=args.dout, **parse_values(args.at)) if args.at else g
+    if args.output in (None, "-"):
+        return render(drawn, layout=args.layout, digits=args.digits)
+    render(drawn, args.output, layout=args.layout, digits=args.digits)
+    return ""
+
+
 def forward_lines(g: Graph, values: dict[str, Any], digits: int) -> str:
     lines = [f"{n} = {number(values[n], digits)}" for n in g.inputs]
     lines += [f"{n} = {g.expr(n)} = {number(values[n], digits)}" for n in g.operations]
@@ -120,6 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the upstream gradient of the output (default 1)")
     p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
     p.set_defaults(run=derive)
+
+    r = sub.add_parser(
+        "render", help="draw the graph as SVG, with values and gradients given --at",
+        description="Draw the computation graph of EXPR as an SVG picture: nodes labelled by "
+                    "their op and, given --at, each edge with its forward value (green) and the "
+                    "gradient sent back along it (red).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RENDER_EXAMPLES,
+    )
+    r.add_argument("expression", metavar="EXPR", help="an expression such as \"(x + y) * z\"")
+    r.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...",
+                   help="input values, e.g. x=-2,y=5,z=-4 (repeatable)")
+    r.add_argument("-o", "--output", metavar="FILE.svg",
+                   help="where to write the picture (default: print the SVG)")
+    r.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
+                   help="primitive (default) or nary, as for derive")
+    r.add_argument("--dout", type=float, default=1.0,
+                   help="the upstream gradient of the output (default 1)")
+    r.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
+    r.add_argument("--layout", choices=["layers", "dot"], default="layers",
+                   help="layers: networkx, always available (default); dot: Graphviz, if installed")
+    r.set_defaults(run=render_command)
     add_check_parser(sub)
     return parser
 

@@ -9,28 +9,37 @@
 - ``expr``: the node's SymPy expression in terms of its operands' symbols
 - ``label``: the display name in tables and pictures (``+``, ``*-1``, ``1/x``, ``σ``)
 - ``shape``: the value's shape; ``()`` for a scalar
+- ``dtype`` (inputs): ``"float"``, or ``"int"`` for integer labels, which get no gradient
 
 An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 - ``derivative``: ∂v/∂u, derived by SymPy from ``v``'s expression
 - ``cached``: the same, rewritten through ``v``'s own symbol where that is
   simpler (∂exp(a)/∂a = q); the backward pass uses this form
+- ``vjp``: for an op that is not elementwise (matmul, sum, …; see
+  :mod:`symgrad.tensors`), whose Jacobian is never formed: the gradient sent
+  back to ``u`` as a SymPy ``Lambda`` of the upstream gradient (None for
+  labels).  ``derivative`` and ``cached`` are None on such edges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
-from .errors import SymgradError
+from .errors import ShapeError, SymgradError
 from .ops import OPS, label
+from .tensors import shape_of
 
 if TYPE_CHECKING:
+    from .explain import Explanation, Table
     from .interpret import Trace
+
+MAX_PATHS = 10  # explanations list at most this many paths to a node
 
 
 def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
@@ -79,7 +88,7 @@ class Graph:
         for name in order:
             spec = specs[names.index(name)]
             g.add_node(name, kind="input", op=None, operands=(), symbol=_symbol(name),
-                       expr=_symbol(name), label=name, shape=spec.shape)
+                       expr=_symbol(name), label=name, shape=spec.shape, dtype=spec.dtype)
         for name, s in zip(names, specs):
             if s.kind == "const":
                 g.add_node(name, kind="const", op=None, operands=(), symbol=_symbol(name),
@@ -143,14 +152,64 @@ class Graph:
 
         With ``cached=True``, each derivative is given in the form that reuses
         the node's own output where that is simpler, as the backward pass does.
+        For an op that is not elementwise there is no such expression (its
+        Jacobian is never formed): see :meth:`vjps`.
 
         >>> import symgrad as sg
         >>> g = sg.graph("exp(x) * y")
         >>> g.local_derivatives("q1"), g.local_derivatives("q1", cached=True)
         ({'x': exp(x)}, {'x': q1})
         """
+        if not self.elementwise(node):
+            raise SymgradError(
+                f"{node} ({self.nx.nodes[node]['op']}) is not elementwise: its Jacobian is never "
+                f"formed; g.vjps({node!r}) gives the gradient it sends to each operand"
+            )
         key = "cached" if cached else "derivative"
         return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
+
+    def elementwise(self, node: str) -> bool:
+        """True unless ``node`` is an op that mixes entries (matmul, sum, …).
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("sum(exp(x))", shapes={"x": (3,)})
+        >>> g.elementwise("q1"), g.elementwise("q2")
+        (True, False)
+        """
+        op = self._node(node)["op"]
+        return op is None or OPS[op].elementwise
+
+    def vjps(self, node: str) -> dict[str, sp.Lambda]:
+        """``{operand: upstream ↦ gradient sent to the operand}`` as SymPy Lambdas.
+
+        For elementwise ops this is the upstream gradient times the cached
+        local derivative, summed over broadcast axes; for the others it is the
+        op's vector-Jacobian product.  Labels get no gradient and are left out.
+
+        >>> import symgrad as sg
+        >>> g = sg.graph("W @ x", shapes={"W": (2, 3), "x": (3,)})
+        >>> g.vjps("q1")
+        {'W': Lambda(dq1, outer(dq1, x)), 'x': Lambda(dq1, W.T @ dq1)}
+        """
+        from .program import edge_flow
+
+        upstream = sp.Symbol(f"d{node}", real=True)
+        out = {}
+        for u in self.operands(node):
+            flow = edge_flow(self, u, node, upstream)
+            if flow is not None:
+                out[u] = sp.Lambda(upstream, flow)
+        return out
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The inputs that hold integer labels (declared with ``dtypes={name: int}``).
+
+        >>> import symgrad as sg
+        >>> sg.graph("pick(s, y)", shapes={"s": (2, 3), "y": (2,)}, dtypes={"y": int}).labels
+        ('y',)
+        """
+        return tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
 
     def _node(self, node: str) -> dict[str, Any]:
         try:
@@ -174,17 +233,58 @@ class Graph:
 
         return backprop(self, values, dout)
 
+    # -- pictures and explanations ---------------------------------------------------
+
+    def explain(self, wrt: str | Iterable[str] | None = None, *,
+                max_paths: int = MAX_PATHS) -> Explanation:
+        """The chain rule along every path from the output to ``wrt``, in symbols.
+
+        >>> import symgrad as sg
+        >>> print(sg.graph("x*x + x").explain("x"))
+        **∂q2/∂x: 2 paths, added where they meet**
+        <BLANKLINE>
+        - q2 ← q1 ← x: ∂q2/∂q1·∂q1/∂x = 1·(2*x) = 2*x
+        - q2 ← x: ∂q2/∂x = 1
+        - sum: ∂q2/∂x = 2*x + 1
+        """
+        from .explain import explain
+
+        return explain(self, wrt, max_paths=max_paths)
+
+    def table(self) -> Table:
+        """Every operation node's local derivatives: text, and LaTeX in Jupyter."""
+        from .explain import Table, derivative_table_latex
+        from .tables import derivative_table
+
+        return Table(derivative_table(self), lambda: derivative_table_latex(self))
+
+    def _repr_svg_(self) -> str | None:
+        from .picture import MAX_INLINE, render
+
+        return render(self) if self.nx.number_of_nodes() <= MAX_INLINE else None
+
     # -- text --------------------------------------------------------------------
 
     def __str__(self) -> str:
         head = f"{self.output} = {self.source}" if self.source else self.output
-        lines = [f"graph({', '.join(self.inputs)}): {head}"]
+        tensors = any(self.shape(n) != () for n in self.nodes)
+        inputs = [self._declared(n) if tensors else n for n in self.inputs]
+        lines = [f"graph({', '.join(inputs)}): {head}"]
         width = max([len(f"{n} = {self.expr(n)}") for n in self.operations] + [0])
+        label_width = max([len(self.nx.nodes[n]["label"]) for n in self.operations] + [0])
         for n in self.operations:
             text = f"{n} = {self.expr(n)}"
-            lines.append(f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]")
+            line = f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]"
+            if tensors:
+                line = f"{line:<{width + label_width + 7}}   {self.shape(n)}"
+            lines.append(line)
         lines.append(f"  return {self.output}")
         return "\n".join(lines)
+
+    def _declared(self, name: str) -> str:
+        """An input with its shape and, for labels, its dtype: ``W (2, 3)``, ``y (4,) int``."""
+        dtype = " int" if self.nx.nodes[name].get("dtype") == "int" else ""
+        return f"{name} {self.shape(name)}{dtype}"
 
     def __repr__(self) -> str:
         what = self.source or str(self.expression())
@@ -205,14 +305,38 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     constants = tuple(None if isinstance(o, str) else o for o in operands)
     g.add_node(name, kind="op", op=op_name, operands=operands, symbol=out, expr=expr,
                label=label(op, constants), shape=shape)
+    if not op.elementwise:
+        _add_vjp_edges(g, name, op_name, expr, operands)
+        return
     for o in dict.fromkeys(o for o in operands if isinstance(o, str)):
         plain, cached = local_derivative(expr, g.nodes[o]["symbol"], out)
         g.add_edge(o, name, derivative=plain, cached=cached)
 
 
+def _add_vjp_edges(g: nx.DiGraph, name: str, op_name: str, expr: sp.Expr, operands: tuple) -> None:
+    """Edges into a node that mixes entries: each carries the op's vector-Jacobian product."""
+    upstream, out = sp.Symbol(f"d{name}", real=True), g.nodes[name]["symbol"]
+    shapes = tuple(g.nodes[o]["shape"] if isinstance(o, str) else () for o in operands)
+    known = {g.nodes[o]["symbol"]: g.nodes[o]["shape"] for o in operands if isinstance(o, str)}
+    known[upstream] = known[out] = g.nodes[name]["shape"]
+    rules = expr.vjp(upstream, out, shapes[: len(expr.operands)])
+    flows: dict[str, Any] = {}
+    for o, rule in zip(operands, rules):
+        if not isinstance(o, str):
+            continue
+        if rule is not None and shape_of(rule, known) != g.nodes[o]["shape"]:
+            raise ShapeError(f"{op_name}: the gradient for {o} has shape {shape_of(rule, known)}, "
+                             f"but {o} has shape {g.nodes[o]['shape']}")
+        flows[o] = rule if o not in flows or rule is None else flows[o] + rule
+    for o, rule in flows.items():
+        vjp = None if rule is None else sp.Lambda(upstream, rule)
+        g.add_edge(o, name, derivative=None, cached=None, vjp=vjp)
+
+
 def graph(source: str | sp.Expr | Callable[..., Any], *,
           shapes: Mapping[str, Shape] | None = None,
-          granularity: str = "primitive") -> Graph:
+          granularity: str = "primitive",
+          dtypes: Mapping[str, type | str] | None = None) -> Graph:
     """Build a computation graph from a string, a SymPy expression or a Python callable.
 
     Parameters
@@ -222,10 +346,17 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
         built from supported functions, or a callable whose parameters are the
         inputs (traced operation by operation).
     shapes:
-        ``{input name: shape}``; inputs not named are scalars.
+        ``{input name: shape}``; inputs not named are scalars.  Shaped inputs
+        follow NumPy: ``@`` multiplies matrices, ``*`` and the functions act
+        entry by entry and broadcast, ``.T`` transposes, ``sum``/``mean``
+        reduce (over ``axis=k`` if given).
     granularity:
         ``"primitive"`` (binary ``+`` and ``*``, the lecture's level) or
         ``"nary"`` (chains of ``+`` or ``*`` merged into one node).
+    dtypes:
+        ``{input name: int}`` declares integer class labels (as taken by
+        ``pick`` and ``softmax_cross_entropy``); they get no gradient.  Other
+        inputs are float.
 
     Returns
     -------
@@ -238,7 +369,7 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
       q2 = q1*z    [*]
       return q2
     """
-    builder = Builder(granularity, dict(shapes or {}))
+    builder = Builder(granularity, dict(shapes or {}), dict(dtypes or {}))
     if isinstance(source, str):
         from .parse import parse
 

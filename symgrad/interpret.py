@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
+import networkx as nx
 import numpy as np
 import sympy as sp
 
-from .errors import EvaluationError
-from .graph import Graph
+from .errors import EvaluationError, ShapeError, SymgradError
+from .graph import MAX_PATHS, Graph
 from .printing import evaluate
 from .program import Program, build_program
-from .values import as_array, coerce
+from .values import as_array, check_labels, coerce
+
+if TYPE_CHECKING:
+    from .explain import Explanation, Table
 
 
 class Trace:
@@ -48,16 +52,51 @@ class Trace:
     def grads(self) -> dict[str, Any]:
         return {n: self.node_grads[n] for n in self.program.wrt}
 
-    def table(self, digits: int = 4) -> str:
+    def table(self, digits: int = 4) -> Table:
         """Every node's op, value and gradient, and every edge's local derivative.
 
         The rows go in topological order.  For each operand of a node, the row
         shows the local derivative ∂node/∂operand (symbolic and its value) and
         the gradient sent back to the operand: local × the node's gradient.
         """
+        from .explain import Table, trace_table_latex
         from .tables import trace_table
 
-        return trace_table(self, digits)
+        return Table(trace_table(self, digits), lambda: trace_table_latex(self, digits))
+
+    def explain(self, wrt: str | Iterable[str] | None = None, *, digits: int = 4,
+                max_paths: int = MAX_PATHS) -> Explanation:
+        """The chain rule along every path from the output to ``wrt`` (default: every input).
+
+        >>> import symgrad as sg
+        >>> print(sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4).explain("z"))
+        **∂q2/∂z: one path, q2 ← z**
+        <BLANKLINE>
+            ∂q2/∂z = q1 = 3
+        """
+        from .explain import explain
+
+        return explain(self, wrt, digits=digits, max_paths=max_paths)
+
+    def _repr_svg_(self) -> str | None:
+        from .picture import MAX_INLINE, render
+
+        return render(self) if self.graph.nx.number_of_nodes() <= MAX_INLINE else None
+
+    def jacobian(self, node: str, wrt: str) -> np.ndarray:
+        """The Jacobian ∂node/∂wrt at this point, shape ``node.shape + wrt.shape``.
+
+        Backprop never forms it; this builds it from one backward pass per
+        entry of ``node``, to look at for small shapes.  An elementwise node's
+        Jacobian is diagonal:
+
+        >>> import symgrad as sg
+        >>> t = sg.graph("sum(exp(x))", shapes={"x": (2,)}).backprop(x=[0.0, 1.0])
+        >>> t.jacobian("q1", "x")
+        array([[1.        , 0.        ],
+               [0.        , 2.71828183]])
+        """
+        return jacobian(self, node, wrt)
 
     def __str__(self) -> str:
         return self.table()
@@ -77,14 +116,14 @@ def _short(v: Any) -> str:
 
 def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
     """Forward and backward pass of ``graph`` at ``values``; see :meth:`Graph.backprop`."""
-    env = coerce(graph.inputs, {n: graph.shape(n) for n in graph.inputs}, values)
+    dtypes = {n: graph.nx.nodes[n].get("dtype", "float") for n in graph.inputs}
+    env = coerce(graph.inputs, {n: graph.shape(n) for n in graph.inputs}, values, dtypes)
+    check_labels(graph, env)
     program = build_program(graph)
     out_shape = graph.shape(graph.output)
     upstream = np.broadcast_to(as_array("dout", dout), out_shape).copy() \
         if np.ndim(dout) == 0 else as_array("dout", dout)
     if upstream.shape != out_shape:
-        from .errors import ShapeError
-
         raise ShapeError(f"dout has shape {upstream.shape}, but the output has shape {out_shape}")
     with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
         for step in program.forward:
@@ -92,23 +131,78 @@ def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
                                          operands=graph.operands(step.node))
         local = {}
         for v in graph.operations:
+            if not graph.elementwise(v):
+                continue  # no local Jacobian is formed; the edge's vjp goes straight to `sent`
             for u, d in graph.local_derivatives(v, cached=True).items():
                 local[(v, u)] = _run(d, env, graph, f"∂{v}/∂{u} = {d}", operands=[u, v])
-        env[program.dout.name] = upstream
-        node_grads, sent = {}, {}
-        for adj in program.backward:
-            total = np.zeros(adj.shape)
-            for term in adj.terms:
-                flow = _run(term.expr, env, graph, f"the gradient of {adj.node}",
-                            operands=[adj.node])
-                total = total + flow
-                if term.consumer is not None:
-                    sent[(term.consumer, adj.node)] = flow
-            env[adj.target.name] = node_grads[adj.node] = total
+        node_grads, sent = _backward(program, env, upstream)
     for n in graph.nodes:
-        node_grads.setdefault(n, np.zeros(graph.shape(n)))
+        if n not in graph.labels:
+            node_grads.setdefault(n, np.zeros(graph.shape(n)))
     values_by_node = {n: env[n] for n in graph.nodes}
     return Trace(program, values_by_node, local, node_grads, sent, upstream)
+
+
+def _backward(program: Program, env: dict[str, np.ndarray], upstream: np.ndarray
+              ) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
+    """The adjoint assignments of ``program`` evaluated at ``env`` (forward values filled in)."""
+    graph = program.graph
+    env[program.dout.name] = upstream
+    node_grads, sent = {}, {}
+    for adj in program.backward:
+        total = np.zeros(adj.shape)
+        for term in adj.terms:
+            flow = _run(term.expr, env, graph, f"the gradient of {adj.node}", operands=[adj.node])
+            if flow.shape != adj.shape:
+                op = graph.nx.nodes[term.consumer]["op"] if term.consumer else "dout"
+                raise ShapeError(f"{op}: the gradient sent to {adj.node} has shape {flow.shape}, "
+                                 f"but {adj.node} has shape {adj.shape}")
+            total = total + flow
+            if term.consumer is not None:
+                sent[(term.consumer, adj.node)] = flow
+        env[adj.target.name] = node_grads[adj.node] = total
+    return node_grads, sent
+
+
+def jacobian(trace: Trace, node: str, wrt: str, limit: int = 10_000) -> np.ndarray:
+    """∂node/∂wrt at the trace's point, of shape ``node.shape + wrt.shape``.
+
+    Row by row: one backward pass per entry of ``node``, with a unit upstream
+    gradient.  This is exactly the matrix backprop never forms, so it is for
+    small shapes only (at most ``limit`` entries).
+    """
+    graph = trace.graph
+    shape, wrt_shape = graph.shape(node), graph.shape(wrt)
+    if wrt in graph.labels:
+        raise SymgradError(f"{wrt!r} holds integer labels; labels have no gradient")
+    size = int(np.prod(shape, dtype=int)) * int(np.prod(wrt_shape, dtype=int))
+    if size > limit:
+        raise ShapeError(
+            f"the Jacobian ∂{node}/∂{wrt} would have shape {shape + wrt_shape} ({size} entries, "
+            f"more than {limit}); backprop never forms it"
+        )
+    jac = np.zeros(shape + wrt_shape)
+    sub = _cut(graph, node, wrt)
+    if sub is None:
+        return jac
+    program = build_program(sub, [wrt])
+    env = {n: np.asarray(v) for n, v in trace.values.items()}
+    with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
+        for index in np.ndindex(*shape):
+            unit = np.zeros(shape)
+            unit[index] = 1.0
+            jac[index] = _backward(program, dict(env), unit)[0][wrt]
+    return jac
+
+
+def _cut(graph: Graph, node: str, wrt: str) -> Graph | None:
+    """The part of ``graph`` between ``wrt`` (as its only input) and ``node`` (as its output)."""
+    keep = nx.ancestors(graph.nx, node) | {node}
+    if wrt not in keep:
+        return None
+    g = graph.nx.subgraph(keep).copy()
+    g.remove_edges_from(list(g.in_edges(wrt)))
+    return Graph(g, node, (wrt,), graph.granularity)
 
 
 def _run(expr: sp.Expr, env: dict[str, np.ndarray], graph: Graph, what: str,

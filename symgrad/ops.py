@@ -18,8 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import sympy as sp
+
+from .errors import ShapeError, SymgradError
+from .tensors import PARAMS, Shape, logsumexp, matmul, mean, pick, reduce_sum, transpose
 
 # --------------------------------------------------------------------------
 # SymPy functions for the activations SymPy does not have
@@ -111,17 +116,23 @@ CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (sigmoid, relu, softplus)
 
 @dataclass(frozen=True)
 class Domain:
-    """Where tests sample an operand: [lo, hi], or ±[lo, hi] when ``signed``."""
+    """Where tests sample an operand: [lo, hi], or ±[lo, hi] when ``signed``.
+
+    ``labels``: integer class labels instead, 0 ≤ y < C, where C is the size of
+    the last axis of the op's first operand.
+    """
 
     lo: float
     hi: float
     signed: bool = False
+    labels: bool = False
 
 
 REAL = Domain(-3.0, 3.0)
 POSITIVE = Domain(0.25, 3.0)
 NONZERO = Domain(0.25, 3.0, signed=True)
 SMALL = Domain(-1.5, 1.5)
+LABELS = Domain(0, 0, labels=True)
 
 
 @dataclass(frozen=True)
@@ -134,11 +145,22 @@ class Op:
     label:   the name shown in tables and pictures
     infix:   the Python operator for binary operators (``+``), else None
     numpy:   NumPy spelling of the SymPy function class, ``{0}`` for the operand;
-             None for operators, which SymPy's printer spells already
+             None for operators, which SymPy's printer spells already.  ``{0:a}``
+             is parenthesized unless it is a name or a call; a parameter
+             ``{axis}`` prints as ``, axis=1`` (or nothing for the default).
+             A callable gets the printed operands and the parameters' values.
     domain:  per operand, where tests sample it
     kink:    an expression of the operands that is zero where the op is not
              differentiable (relu, abs, max, min); None when smooth
-    associative: merged into one n-ary node at granularity "nary"
+    associative: merged into one n-ary node at granularity "nary" (``sympy``
+             then takes any number of operands)
+    params:  keyword parameters (``axis``, ``keepdims``), trailing SymPy arguments
+    shapes:  operand shapes tests draw from, one letter per axis (``("nk", "km")``);
+             empty for elementwise ops, which broadcast any shapes
+
+    An op whose SymPy class has a ``vjp`` method (see :mod:`symgrad.tensors`)
+    is not elementwise: it states its shape rule and vector-Jacobian products;
+    every other op is elementwise, and SymPy's scalar derivative is its rule.
     """
 
     name: str
@@ -146,23 +168,58 @@ class Op:
     sympy: Callable[..., sp.Expr]
     label: str
     infix: str | None = None
-    numpy: str | None = None
+    numpy: str | Callable[..., str] | None = None
     domain: tuple[Domain, ...] = (REAL,)
     kink: Callable[..., sp.Expr] | None = None
     associative: bool = False
+    params: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, ...], ...] = ()
 
     @property
     def function_class(self) -> type | None:
         """The SymPy function class a node of this op is an instance of, if any."""
         return self.sympy if isinstance(self.sympy, type) else None
 
+    @property
+    def elementwise(self) -> bool:
+        """True when the op acts entry by entry (its Jacobian is diagonal)."""
+        return not hasattr(self.function_class, "vjp")
+
+    @property
+    def label_operands(self) -> tuple[int, ...]:
+        """Positions of the operands that take integer labels."""
+        return tuple(i for i, d in enumerate(self.domain) if d.labels)
+
+    def param_args(self, **params: Any) -> tuple[sp.Basic, ...]:
+        """Keyword parameters as the trailing SymPy arguments of the op's function."""
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            allowed = ", ".join(self.params) or "none"
+            raise SymgradError(f"{self.name}() got unknown keyword {unknown[0]!r} (keywords: {allowed})")
+        return tuple(PARAMS[p][1](params.get(p, PARAMS[p][0])) for p in self.params)
+
+    def param_values(self, args: tuple[sp.Basic, ...]) -> dict[str, Any]:
+        """The keyword parameters of a node from its expression's trailing arguments."""
+        return {p: PARAMS[p][2](a) for p, a in zip(self.params, args[self.arity:])}
+
+    def result_shape(self, shapes: list[Shape], param_args: tuple[sp.Basic, ...]) -> Shape:
+        """The shape of the op's value on operands of ``shapes``; a ShapeError naming both."""
+        if self.elementwise:
+            try:
+                return tuple(int(n) for n in np.broadcast_shapes(*shapes))
+            except ValueError:
+                shown = " and ".join(str(s) for s in shapes)
+                raise ShapeError(f"{self.name}: shapes {shown} do not broadcast") from None
+        probe = self.sympy(*(sp.Dummy() for _ in shapes), *param_args)
+        return tuple(probe.array_shape(*shapes))
+
 
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
-        Op("add", 2, lambda a, b: a + b, "+", infix="+", domain=(REAL, REAL), associative=True),
+        Op("add", 2, lambda *xs: sp.Add(*xs), "+", infix="+", domain=(REAL, REAL), associative=True),
         Op("sub", 2, lambda a, b: a - b, "-", infix="-", domain=(REAL, REAL)),
-        Op("mul", 2, lambda a, b: a * b, "*", infix="*", domain=(REAL, REAL), associative=True),
+        Op("mul", 2, lambda *xs: sp.Mul(*xs), "*", infix="*", domain=(REAL, REAL), associative=True),
         Op("div", 2, lambda a, b: a / b, "/", infix="/", domain=(REAL, NONZERO)),
         Op("pow", 2, lambda a, b: a**b, "**", infix="**", domain=(POSITIVE, SMALL)),
         Op("exp", 1, sp.exp, "exp", numpy="np.exp({0})", domain=(SMALL,)),
@@ -179,6 +236,22 @@ OPS: dict[str, Op] = {
            kink=lambda a, b: a - b),
         Op("min", 2, sp.Min, "min", numpy="np.minimum({0}, {1})", domain=(REAL, REAL),
            kink=lambda a, b: a - b),
+        # operations on whole arrays: shape rules and vector-Jacobian products in tensors.py
+        Op("matmul", 2, matmul, "@", infix="@", numpy="{0:a} @ {1:a}", domain=(REAL, REAL),
+           shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"))),
+        Op("transpose", 1, transpose, ".T", numpy="{0:a}.T", shapes=(("nm",), ("n",))),
+        Op("sum", 1, reduce_sum, "sum", numpy="np.sum({0}{axis}{keepdims})",
+           params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",))),
+        Op("mean", 1, mean, "mean", numpy="np.mean({0}{axis}{keepdims})",
+           params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",))),
+        Op("logsumexp", 1, logsumexp, "logsumexp", params=("axis", "keepdims"),
+           numpy="np.log(np.sum(np.exp({0:p} - np.max({0}{axis}, keepdims=True)){axis}{keepdims}))"
+                 " + np.max({0}{axis}{keepdims})",
+           shapes=(("n",), ("nm",), ("nmk",))),
+        Op("pick", 2, pick, "pick", params=("keepdims",), domain=(REAL, LABELS),
+           numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
+                                        + ("[:, None]" if keepdims else ""),
+           shapes=(("nc", "n"),)),
     )
 }
 
@@ -208,6 +281,10 @@ def label(op: Op, constants: tuple[sp.Expr | None, ...]) -> str:
     >>> label(OPS["div"], (sp.Integer(1), None))
     '1/x'
     """
+    if op.params:
+        values = op.param_values(tuple(constants))
+        shown = [f"{k}={v}" if v is not True else k for k, v in values.items() if v not in (None, False)]
+        return f"{op.label}({', '.join(shown)})" if shown else op.label
     if all(c is None for c in constants):
         return op.label
     shown = [("x" if c is None else format_constant(c)) for c in constants]

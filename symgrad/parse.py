@@ -1,28 +1,35 @@
 """Expression strings → graph, through Python's syntax tree and a whitelist.
 
 Nothing in the text is ever evaluated: the string is parsed by :func:`ast.parse`
-and only numbers, names, the arithmetic operators, unary minus, parentheses
-and calls to functions in the op table are accepted.  Every other construct
-is refused with a :class:`ParseError` that points at its column.
+and only numbers, names, the arithmetic operators (with ``@``), unary minus,
+parentheses, the transpose ``.T``, and calls to functions in the op table or
+in :mod:`symgrad.derived` are accepted; the only keyword is ``axis`` with an
+integer literal (``sum(x, axis=0)``).  Every other construct is refused with a
+:class:`ParseError` that points at its column.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
+import warnings
 
 import sympy as sp
 
 from .build import Builder, Operand
-from .errors import ParseError, SymgradError
+from .derived import DERIVED
+from .errors import ParseError, ShapeError, SymgradError
 from .ops import FUNCTIONS, INFIX
+from .tracing import Traced
 
 MAX_LENGTH = 100_000
 
 BINARY: dict[type, str] = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
 }
+KEYWORDS = ("axis",)  # keyword arguments accepted in strings, each an integer literal
 SHOWN: dict[type, str] = {
-    ast.MatMult: "@", ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
+    ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
     ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
 }
 NAMED_CONSTANTS = {"pi": sp.pi}
@@ -46,14 +53,21 @@ def parse(text: str, builder: Builder):
         raise ParseError(f"expression is too long ({len(text)} characters; at most {MAX_LENGTH})")
     if not text.strip():
         raise ParseError("empty expression")
+    limit = sys.getrecursionlimit()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        # Python builds the syntax tree of a long sum recursively; let it, within bounds
+        sys.setrecursionlimit(max(limit, 30_000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"syntax error: {e.msg}", _syntax_column(e, text.strip()),
                          text.strip()) from None
     except (ValueError, RecursionError, MemoryError) as e:
         reason = "nested too deeply" if not isinstance(e, ValueError) else str(e)
         raise ParseError(f"cannot parse expression: {reason}") from None
+    finally:
+        sys.setrecursionlimit(limit)
     source = text.strip()
     output = _Walker(builder, source).walk(tree.body)
     return builder.finish(output, source=source)
@@ -71,6 +85,7 @@ class _Walker:
     def __init__(self, builder: Builder, text: str):
         self.builder = builder
         self.text = text
+        self.keywords: dict[int, dict[str, int]] = {}
 
     def walk(self, root: ast.expr) -> Operand:
         done: dict[int, Operand] = {}
@@ -86,6 +101,8 @@ class _Walker:
                     done[id(node)] = self.apply(node, args)
                 except ParseError:
                     raise
+                except ShapeError as e:  # keep the kind, point at the op
+                    raise type(e)(str(ParseError(str(e), self.column(node), self.text))) from None
                 except SymgradError as e:
                     raise ParseError(str(e), self.column(node), self.text) from None
         return done[id(root)]
@@ -117,6 +134,12 @@ class _Walker:
             return self.call_arguments(node)
         if isinstance(node, (ast.Constant, ast.Name)):
             return []
+        if isinstance(node, ast.Attribute):
+            if node.attr != "T":
+                raise self.fail(
+                    f"attribute access (.{node.attr}) is not allowed; only .T, the transpose", node
+                )
+            return [node.value]
         what = CONSTRUCTS.get(type(node), type(node).__name__)
         raise self.fail(f"{what} are not allowed in expressions", node)
 
@@ -124,21 +147,37 @@ class _Walker:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only calls of named functions are allowed (like exp(x))", node)
         name = node.func.id
-        op = FUNCTIONS.get(name)
-        if op is None:
-            known = ", ".join(sorted(FUNCTIONS))
+        if name in FUNCTIONS:
+            arity, params = FUNCTIONS[name].arity, FUNCTIONS[name].params
+        elif name in DERIVED:
+            arity, params = DERIVED[name].arity, DERIVED[name].params
+        else:
+            known = ", ".join(sorted({*FUNCTIONS, *DERIVED}))
             raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
-        if node.keywords:
-            raise self.fail(f"{name}() takes no keyword arguments", node.keywords[0].value)
+        allowed = [k for k in KEYWORDS if k in params]
+        self.keywords[id(node)] = {k.arg: self.keyword(name, k, allowed) for k in node.keywords}  # type: ignore[misc]
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise self.fail("starred arguments are not allowed", arg)
-        if len(node.args) != op.arity:
-            plural = "s" if op.arity != 1 else ""
-            raise self.fail(
-                f"{name}() takes {op.arity} argument{plural}, got {len(node.args)}", node
-            )
+        if len(node.args) != arity:
+            plural = "s" if arity != 1 else ""
+            hint = " (give the axis as axis=k)" if allowed and len(node.args) == arity + 1 else ""
+            raise self.fail(f"{name}() takes {arity} argument{plural}, got {len(node.args)}{hint}", node)
         return list(node.args)
+
+    def keyword(self, name: str, k: ast.keyword, allowed: list[str]) -> int:
+        """The value of ``axis=k``: an integer literal, possibly negative."""
+        if k.arg not in allowed:
+            shown = "**" if k.arg is None else f"{k.arg}="
+            takes = f"only {', '.join(a + '=' for a in allowed)}" if allowed else "no keyword arguments"
+            raise self.fail(f"{name}() takes {takes}, got {shown}", k)
+        v = k.value
+        sign = 1
+        if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub):
+            sign, v = -1, v.operand
+        if not (isinstance(v, ast.Constant) and type(v.value) is int):
+            raise self.fail(f"{k.arg}= takes an integer, like {k.arg}=0", k.value)
+        return sign * v.value
 
     def apply(self, node: ast.expr, args: list[Operand]) -> Operand:
         b = self.builder
@@ -146,8 +185,15 @@ class _Walker:
             return b.apply(INFIX[BINARY[type(node.op)]].name, *args)
         if isinstance(node, ast.UnaryOp):
             return b.apply("mul", sp.Integer(-1), args[0]) if isinstance(node.op, ast.USub) else args[0]
+        if isinstance(node, ast.Attribute):
+            return b.apply("transpose", *args)
         if isinstance(node, ast.Call):
-            return b.apply(node.func.id, *args)  # type: ignore[attr-defined]
+            name = node.func.id  # type: ignore[attr-defined]
+            keywords = self.keywords[id(node)]
+            if name in DERIVED:
+                result = DERIVED[name].function(*(Traced(b, a) for a in args), **keywords)
+                return result.operand if isinstance(result, Traced) else result
+            return b.apply(name, *args, **keywords)
         if isinstance(node, ast.Name):
             if node.id in NAMED_CONSTANTS:
                 return NAMED_CONSTANTS[node.id]

@@ -12,24 +12,30 @@ from typing import Any
 import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 
-from .ops import OPS
+from .ops import BY_CLASS, OPS
 
-TEMPLATES: dict[type, str] = {
+TEMPLATES: dict[type, Any] = {
     cls: op.numpy for op in OPS.values()
     if (cls := op.function_class) is not None and op.numpy is not None
 }
 
 
 class _Arg:
-    """A printed operand for a template: ``{0}`` is bare, ``{0:p}`` parenthesized if needed."""
+    """A printed operand for a template: ``{0}`` is bare, ``{0:p}`` parenthesized inside a
+    product, ``{0:a}`` parenthesized unless it is a name, a number or a call (``{0:a}.T``)."""
 
-    def __init__(self, bare: str, wrapped: str):
-        self.bare, self.wrapped = bare, wrapped
+    def __init__(self, bare: str, wrapped: str, atom: str | None = None):
+        self.bare, self.wrapped, self.atom = bare, wrapped, atom or wrapped
 
     def __format__(self, spec: str) -> str:
-        return self.wrapped if spec == "p" else self.bare
+        return {"p": self.wrapped, "a": self.atom}.get(spec, self.bare)
+
+
+def _keyword(name: str, value: Any) -> str:
+    """A keyword argument as NumPy code: ``, axis=1``; nothing for a default (None, False)."""
+    return "" if value is None or value is False else f", {name}={value!r}"
 
 
 class NumPyPrinter(_SymPyNumPyPrinter):
@@ -47,8 +53,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         args = expr.args
         if len(args) > 2 and type(expr) in (sp.Max, sp.Min):  # n-ary: nest
             return self._print(type(expr)(type(expr)(*args[:-1]), args[-1], evaluate=False))
-        printed = [_Arg(self._print(a), self.parenthesize(a, PRECEDENCE["Mul"])) for a in args]
-        return template.format(*printed)
+        op = BY_CLASS.get(type(expr))
+        params = op.param_values(args) if op is not None else {}
+        printed = [
+            _Arg(self._print(a), self.parenthesize(a, PRECEDENCE["Mul"]),
+                 self.parenthesize(a, PRECEDENCE["Func"], strict=True))
+            for a in (args[: op.arity] if op is not None and op.params else args)
+        ]
+        if callable(template):
+            return template(*printed, **params)
+        return template.format(*printed, **{k: _keyword(k, v) for k, v in params.items()})
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
@@ -68,7 +82,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         text = self._print(e)
         simple = (
             e.is_Symbol
-            or isinstance(e, sp.Function)
+            or (isinstance(e, sp.Function) and precedence(e) >= PRECEDENCE["Func"])
             or (isinstance(e, (sp.Integer, sp.Float)) and e >= 0)
         )
         return text if simple else f"({text})"
@@ -88,6 +102,22 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_sign(self, expr: sp.sign) -> str:
         return f"np.sign({self._print(expr.args[0])})"
+
+    # helpers of vector-Jacobian products (symgrad.tensors)
+
+    def _print_outer(self, expr: sp.Function) -> str:
+        return f"np.outer({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_expand_dims(self, expr: sp.Function) -> str:
+        axes = tuple(int(a) for a in expr.args[1])
+        return f"np.expand_dims({self._print(expr.args[0])}, {axes[0] if len(axes) == 1 else axes})"
+
+    def _print_broadcast_to(self, expr: sp.Function) -> str:
+        shape = tuple(int(n) for n in expr.args[1])
+        return f"np.broadcast_to({self._print(expr.args[0])}, {shape})"
+
+    def _print_onehot(self, expr: sp.Function) -> str:
+        return f"np.eye({int(expr.args[1])})[{self._print(expr.args[0])}]"
 
 
 def numpy_code(expr: sp.Expr) -> str:

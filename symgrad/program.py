@@ -3,9 +3,15 @@
 The forward part computes every node from its operands; the adjoint part
 computes ``d<node>`` = ∂output/∂node for every node between the output and
 the inputs the gradient is wanted for, as a sum over the node's consumers of
-(the consumer's adjoint) × (the edge's cached local derivative).  Both sides
-are SymPy expressions; the interpreter evaluates them with numbers, the code
-generator prints them.
+(the consumer's adjoint) × (the edge's cached local derivative), or, for an
+op that mixes entries (matmul, sum, …), the op's vector-Jacobian product of
+the consumer's adjoint.  Both sides are SymPy expressions; the interpreter
+evaluates them with numbers, the code generator prints them.
+
+Every term is checked statically to have its node's shape: broadcast
+gradients are summed back (``sum_to``), a term SymPy simplified to a scalar
+(the gradient of ``x - x``) is stretched (``broadcast_to``), and anything else
+is a ShapeError naming the op and both shapes.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 import sympy as sp
 
 from .build import Shape
-from .errors import SymgradError
+from .errors import ShapeError, SymgradError
 from .graph import Graph
+from .tensors import broadcast_to, shape_of
 
 
 class sum_to(sp.Function):
@@ -36,6 +44,14 @@ class sum_to(sp.Function):
         lead = len(source) - len(target)
         kept = tuple(i for i, n in enumerate(target) if n == 1 and source[lead + i] != 1)
         return tuple(range(lead)), kept
+
+    def array_shape(self, *shapes: Shape) -> Shape:
+        return tuple(int(n) for n in self.args[1])
+
+    def explicit(self, value: np.ndarray) -> np.ndarray:
+        lead, kept = self.axes()
+        total = np.sum(np.asarray(value, dtype=object), axis=lead) if lead else value
+        return np.sum(total, axis=kept, keepdims=True) if kept else total
 
 
 @dataclass(frozen=True)
@@ -104,16 +120,19 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
     ``wrt`` defaults to every input.  Only nodes on a path from a ``wrt``
     input to the output get an adjoint.
     """
-    wrt = tuple(graph.inputs if wrt is None else wrt)
+    labels = graph.labels
+    wrt = tuple(tuple(n for n in graph.inputs if n not in labels) if wrt is None else wrt)
     for name in wrt:
         if name not in graph.inputs:
             raise SymgradError(
                 f"cannot differentiate with respect to {name!r}: the inputs are "
                 f"{', '.join(graph.inputs) or 'none'}"
             )
+        if name in labels:
+            raise SymgradError(f"{name!r} holds integer labels; labels have no gradient")
     g = graph.nx
     forward = tuple(
-        Assign(n, graph.symbol(n), graph.expr(n)) for n in graph.operations
+        Assign(n, graph.symbol(n), _forward(graph, n)) for n in graph.operations
     )
     prefix = adjoint_prefix(graph.nodes)
     dout = sp.Symbol(f"{prefix}out", real=True)
@@ -137,9 +156,49 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
     return Program(graph, forward, tuple(backward), dout, wrt)
 
 
+def _forward(graph: Graph, node: str) -> sp.Expr:
+    """The node's expression, stretched to its shape if SymPy made it a scalar (``x - x``)."""
+    expr = graph.expr(node)
+    shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(node)}
+    if graph.shape(node) != () and shape_of(expr, shapes) != graph.shape(node):
+        return broadcast_to(expr, sp.Tuple(*graph.shape(node)))
+    return expr
+
+
 def _flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp.Expr:
-    """The gradient sent back along ``node → consumer``: upstream × local derivative."""
-    term = upstream * graph.nx.edges[node, consumer]["cached"]
-    if graph.shape(node) != graph.shape(consumer):
-        term = sum_to(term, sp.Tuple(*graph.shape(node)), sp.Tuple(*graph.shape(consumer)))
-    return term
+    """The gradient sent back along ``node → consumer``."""
+    flow = edge_flow(graph, node, consumer, upstream)
+    if flow is None:
+        raise SymgradError(f"{node!r} gets no gradient from {consumer!r}")
+    return flow
+
+
+def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp.Expr | None:
+    """The gradient ``node → consumer`` sends back, given the consumer's adjoint ``upstream``.
+
+    Elementwise ops: upstream × the edge's cached local derivative, entry by
+    entry.  Other ops: their vector-Jacobian product.  None for labels.
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("x * y", shapes={"x": (3,), "y": (2, 3)})
+    >>> edge_flow(g, "x", "q1", sp.Symbol("dq1"))
+    sum_to(dq1*y, (3,), (2, 3))
+    """
+    edge = graph.nx.edges[node, consumer]
+    rule = edge.get("vjp")
+    if rule is None and edge["cached"] is None:
+        return None
+    term = rule(upstream) if rule is not None else upstream * edge["cached"]
+    shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(consumer)}
+    shapes[graph.symbol(consumer)] = shapes[upstream] = graph.shape(consumer)
+    have, want = shape_of(term, shapes), graph.shape(node)
+    if have == want:
+        return term
+    if rule is None and tuple(np.broadcast_shapes(have, want)) == have:
+        return sum_to(term, sp.Tuple(*want), sp.Tuple(*have))
+    if rule is None and tuple(np.broadcast_shapes(have, want)) == want:
+        return broadcast_to(term, sp.Tuple(*want))
+    op = graph.nx.nodes[consumer]["op"]
+    raise ShapeError(
+        f"{op}: the gradient for {node} has shape {have}, but {node} has shape {want}"
+    )

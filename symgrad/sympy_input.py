@@ -1,11 +1,16 @@
-"""SymPy expressions → graph, following SymPy's own expression tree."""
+"""SymPy expressions → graph, following SymPy's own expression tree.
+
+Matrix expressions work too: a ``MatrixSymbol`` is an input of its shape,
+``W*x`` (a ``MatMul``) becomes ``@``, ``+`` adds, ``.T`` transposes and
+``HadamardProduct``/``HadamardPower`` act entry by entry.
+"""
 
 from __future__ import annotations
 
 import sympy as sp
 
 from .build import Builder, Operand
-from .errors import UnsupportedError
+from .errors import ShapeError, UnsupportedError
 from .ops import BY_CLASS, FUNCTIONS
 
 
@@ -33,6 +38,8 @@ class _Converter:
                 self.done[e] = self.b.constant(e)
             elif isinstance(e, sp.Symbol):
                 self.done[e] = self.b.input(e.name)
+            elif isinstance(e, sp.MatrixSymbol):
+                self.done[e] = self.matrix_input(e)
             elif not ready:
                 stack.append((e, True))
                 stack.extend((a, False) for a in reversed(self.parts(e)))
@@ -40,7 +47,20 @@ class _Converter:
                 self.done[e] = self.apply(e)
         return self.done[root]
 
+    def matrix_input(self, e: sp.MatrixSymbol) -> Operand:
+        shape = (int(e.rows), int(e.cols))
+        given = self.b.shapes.setdefault(e.name, shape)
+        if tuple(given) != shape:
+            raise ShapeError(f"matrix {e.name} is {shape}, but shapes gives {tuple(given)}")
+        return self.b.input(e.name)
+
     def parts(self, e: sp.Expr) -> list[sp.Expr]:
+        if isinstance(e, (sp.MatMul, sp.MatAdd, sp.HadamardProduct)):
+            return list(e.args)
+        if isinstance(e, sp.Transpose):
+            return [e.arg]
+        if isinstance(e, sp.HadamardPower):
+            return [e.base, e.exp]
         if isinstance(e, sp.Add):
             return [(-t if _negated(t) else t) for t in e.args]
         if isinstance(e, sp.Mul):
@@ -52,7 +72,8 @@ class _Converter:
                 return [e.base]
             return [e.base, e.exp]
         if type(e) in BY_CLASS:
-            return list(e.args)
+            op = BY_CLASS[type(e)]
+            return list(e.args[: op.arity] if op.params else e.args)
         if isinstance(e, (sp.Function, sp.Expr)):
             name = type(e).__name__
             known = ", ".join(sorted(FUNCTIONS))
@@ -63,6 +84,21 @@ class _Converter:
 
     def apply(self, e: sp.Expr) -> Operand:
         b, done = self.b, self.done
+        if isinstance(e, sp.MatMul):  # scalars multiply, matrices multiply as matrices
+            acc, matrix = done[e.args[0]], e.args[0].is_Matrix
+            for a in e.args[1:]:
+                acc = b.apply("matmul" if matrix and a.is_Matrix else "mul", acc, done[a])
+                matrix = matrix or a.is_Matrix
+            return acc
+        if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
+            acc = done[e.args[0]]
+            for a in e.args[1:]:
+                acc = b.apply("add" if isinstance(e, sp.MatAdd) else "mul", acc, done[a])
+            return acc
+        if isinstance(e, sp.Transpose):
+            return b.apply("transpose", done[e.arg])
+        if isinstance(e, sp.HadamardPower):
+            return b.apply("pow", done[e.base], done[e.exp])
         if isinstance(e, sp.Add):
             acc = None
             for t in e.args:
@@ -90,6 +126,8 @@ class _Converter:
                 return b.apply("sqrt", done[e.base])
             return b.apply("pow", done[e.base], done[e.exp])
         op = BY_CLASS[type(e)]
+        if op.params:  # keyword parameters (axis, keepdims) are trailing arguments
+            return b.apply(op.name, *(done[a] for a in e.args[: op.arity]), **op.param_values(e.args))
         args = [done[a] for a in e.args]
         if len(args) > op.arity:  # SymPy's Max and Min are n-ary
             acc = args[0]

@@ -18,10 +18,15 @@ def number(v: Any, digits: int = 4) -> str:
     if np.ndim(v) == 0:
         x = float(v)
         return "0" if x == 0 else f"{x:.{digits}g}"
-    a = np.asarray(v)
-    if a.size <= 6:
+    a = np.asarray(v) + 0  # no "-0."
+    if a.size <= 9:
         return np.array2string(a, precision=digits, separator=", ", suppress_small=True).replace("\n", "")
-    return f"array{a.shape}"
+    return f"array{a.shape} in [{a.min():.{digits}g}, {a.max():.{digits}g}]"
+
+
+def vjp_text(rule: Any) -> str:
+    """A vector-Jacobian product ``Lambda(g, expr)`` as ``g ↦ expr``; labels get none."""
+    return "labels (no gradient)" if rule is None else f"{rule.variables[0]} ↦ {rule.expr}"
 
 
 def render(header: list[str], rows: list[list[str]]) -> str:
@@ -37,8 +42,12 @@ def derivative_table(graph: Graph) -> str:
     rows = []
     for n in graph.operations:
         node = graph.nx.nodes[n]
-        plain = graph.local_derivatives(n)
-        cached = graph.local_derivatives(n, cached=True)
+        if graph.elementwise(n):
+            plain = graph.local_derivatives(n)
+            cached = graph.local_derivatives(n, cached=True)
+        else:
+            vjps = graph.vjps(n)
+            plain = cached = {u: vjp_text(vjps.get(u)) for u in graph.operands(n)}  # type: ignore[misc]
         first = True
         for u in plain or [None]:
             rows.append([
@@ -64,10 +73,11 @@ def trace_table(t: Trace, digits: int = 4) -> str:
         head = [n, op, number(t.values[n], digits), grad]
         if not operands:
             rows.append(head + ["", "", "", ""])
+        vjps = None if g.elementwise(n) else g.vjps(n)
         for i, u in enumerate(operands):
-            d = g.local_derivatives(n)[u]
+            d = g.local_derivatives(n)[u] if vjps is None else vjp_text(vjps.get(u))
             rows.append((head if i == 0 else ["", "", "", ""]) + [
-                u, str(d), number(t.local[(n, u)], digits), number(t.sent.get((n, u)), digits),
+                u, str(d), number(t.local.get((n, u)), digits), number(t.sent.get((n, u)), digits),
             ])
     header = ["node", "op", "value", f"∂{out}/∂node", "operand", "local ∂node/∂operand",
               "= at point", "sent back (local × upstream)"]

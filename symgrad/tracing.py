@@ -42,9 +42,16 @@ class Traced:
     def __rtruediv__(self, other: Any) -> Traced: return self._apply("div", other, reverse=True)
     def __pow__(self, other: Any) -> Traced: return self._apply("pow", other)
     def __rpow__(self, other: Any) -> Traced: return self._apply("pow", other, reverse=True)
+    def __matmul__(self, other: Any) -> Traced: return self._apply("matmul", other)
+    def __rmatmul__(self, other: Any) -> Traced: return self._apply("matmul", other, reverse=True)
     def __neg__(self) -> Traced: return apply("mul", -1, self)
     def __pos__(self) -> Traced: return self
     def __abs__(self) -> Traced: return self._apply("abs")
+
+    @property
+    def T(self) -> Traced:
+        """The transpose, as ``x.T`` in NumPy."""
+        return apply("transpose", self)
 
     def __bool__(self) -> bool:
         raise TracingError(
@@ -80,14 +87,18 @@ def _operand(builder: Builder, value: Any) -> Operand:
         ) from None
 
 
-def apply(name: str, *args: Any) -> Any:
-    """Apply op ``name``: records a node on traced values, builds SymPy otherwise."""
+def apply(name: str, *args: Any, **params: Any) -> Any:
+    """Apply op ``name``: records a node on traced values, builds SymPy otherwise.
+
+    ``params`` are the op's keyword parameters, such as ``axis=0``.
+    """
     traced = next((a for a in args if isinstance(a, Traced)), None)
     if traced is not None:
         b = traced.builder
-        return Traced(b, b.apply(name, *[_operand(b, a) for a in args]))
+        return Traced(b, b.apply(name, *[_operand(b, a) for a in args], **params))
     if all(isinstance(a, (int, float, sp.Expr)) and not isinstance(a, bool) for a in args):
-        return OPS[name].sympy(*[sp.sympify(a) for a in args])
+        op = OPS[name]
+        return op.sympy(*[sp.sympify(a) for a in args], *op.param_args(**params))
     shown = ", ".join(type(a).__name__ for a in args)
     raise SymgradError(f"{name}() expects traced values, numbers or SymPy expressions, got {shown}")
 
@@ -95,13 +106,15 @@ def apply(name: str, *args: Any) -> Any:
 def _function(name: str) -> Callable[..., Any]:
     op = OPS[name]
 
-    def f(*args: Any) -> Any:
+    def f(*args: Any, **params: Any) -> Any:
         if len(args) != op.arity:
             raise SymgradError(f"{name}() takes {op.arity} argument(s), got {len(args)}")
-        return apply(name, *args)
+        return apply(name, *args, **params)
 
     f.__name__ = f.__qualname__ = name
     f.__doc__ = f"symgrad's {name}: records a '{op.label}' node on traced values, builds SymPy otherwise."
+    if op.params:
+        f.__doc__ += f" Keywords: {', '.join(op.params)}."
     return f
 
 
@@ -117,6 +130,12 @@ softplus = _function("softplus")
 absolute = _function("abs")
 maximum = _function("max")
 minimum = _function("min")
+matmul = _function("matmul")
+transpose = _function("transpose")
+reduce_sum = _function("sum")
+mean = _function("mean")
+logsumexp = _function("logsumexp")
+pick = _function("pick")
 
 
 def trace(fn: Callable[..., Any], builder: Builder):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError, ShapeError
+from .ops import OPS
+
+if TYPE_CHECKING:
+    from .graph import Graph
 
 
 def as_array(name: str, value: Any) -> np.ndarray:
@@ -44,8 +48,8 @@ def check_inputs(inputs: tuple[str, ...], values: Mapping[str, Any]) -> None:
 
 
 def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
-           values: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Every input's value as a float64 array of its declared shape."""
+           values: Mapping[str, Any], dtypes: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Every input's value as an array of its declared shape: float64, or int64 for labels."""
     check_inputs(inputs, values)
     out = {}
     for name in inputs:
@@ -54,5 +58,24 @@ def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
             raise ShapeError(
                 f"value of {name!r} has shape {array.shape}, but the graph declares {tuple(shapes[name])}"
             )
+        if (dtypes or {}).get(name) == "int":
+            if not np.all(array == np.round(array)):
+                raise InputError(f"value of {name!r} must be integer labels, got {values[name]!r}")
+            array = array.astype(np.int64)
         out[name] = array
     return out
+
+
+def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
+    """Refuse labels outside 0 … C−1, where C is the number of scores they pick from."""
+    for n in graph.operations:
+        op = graph.nx.nodes[n]["op"]
+        for i in OPS[op].label_operands if op else ():
+            scores, labels = graph.nx.nodes[n]["operands"][0], graph.nx.nodes[n]["operands"][i]
+            classes = graph.shape(scores)[-1] if isinstance(scores, str) else 1
+            bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
+            if bad.size:
+                raise InputError(
+                    f"labels {labels!r} must lie in 0 … {classes - 1} ({classes} classes), "
+                    f"got {int(bad[0])}"
+                )

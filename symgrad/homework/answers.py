@@ -143,11 +143,11 @@ class AnswerPool:
     def ask(self, request: Mapping[str, Any], timeout: float) -> tuple[list[dict[str, Any]], str]:
         """The reply lines to ``request``, and how it ended: "done", "timeout" or "failed"."""
         try:
-            worker = self._idle.get_nowait()
+            worker: subprocess.Popen | None = self._idle.get_nowait()
         except queue.Empty:
             worker = self._start()
-            if worker is None:
-                return [], "failed"
+        if worker is None:
+            return [], "failed"
         assert worker.stdin is not None and worker.stdout is not None
         try:
             worker.stdin.write((json.dumps(request) + "\n").encode())

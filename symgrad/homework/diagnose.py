@@ -90,10 +90,8 @@ def diagnose(name: str, got: Arrays, want: Arrays, *,
         if not same(values, want) and same(got, values):
             return hint
     factor = _constant_factor(got, want, rtol, atol)
-    if factor is not None:
-        hint = _factor_hint(factor, batch)
-        if hint is not None:
-            return hint
+    if factor is not None and (named := _factor_hint(factor, batch)) is not None:
+        return named
     return _partly_right(name, got, want, where, rtol, atol)
 
 
@@ -188,8 +186,8 @@ def _partly_right(name: str, got: list[np.ndarray], want: list[np.ndarray], wher
             wrong = [list(map(int, i)) for i in zip(*np.nonzero(~everywhere))]
             if len(wrong) <= size - len(wrong):
                 return f"right at {size - len(wrong)} of {size} elements; wrong at {_cells(wrong)}"
-            right = [list(map(int, i)) for i in zip(*np.nonzero(everywhere))]
-            return f"wrong at {len(wrong)} of {size} elements; right only at {_cells(right)}"
+            cells = [list(map(int, i)) for i in zip(*np.nonzero(everywhere))]
+            return f"wrong at {len(wrong)} of {size} elements; right only at {_cells(cells)}"
     per_point = right.reshape(len(got), -1).all(axis=1)
     if per_point.any():
         first = int(np.argmin(per_point))

@@ -1,0 +1,483 @@
+"""The chain rule written out: every path from the output down to a node, symbols then numbers.
+
+For f = (x + y)·z the gradient with respect to x follows the one path
+f ← q ← x and is the product of the local derivatives on its edges:
+∂f/∂x = ∂f/∂q·∂q/∂x = z·1 = (−4)·1 = −4.  Where the graph branches, several
+paths lead to the same node and their products add up.  The local
+derivatives are the graph's edge attributes and the numbers are the Trace's;
+each path's number comes from running the Program's adjoint terms along that
+path alone, so tensors work as well as scalars.  When a node has more paths
+than ``max_paths`` (they multiply in a deep DAG), the explanation switches to
+the node-by-node sums of the backward pass, which add up the same paths
+without listing them.
+
+An :class:`Explanation` prints as Markdown for terminals and shows itself as
+Markdown with LaTeX formulas (or plain LaTeX) in Jupyter.  :class:`Table` is
+a text table that also shows itself as a LaTeX array in Jupyter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+import sympy as sp
+
+from .errors import SymgradError
+from .graph import MAX_PATHS
+from .picture import check_digits
+from .printing import evaluate
+from .program import adjoint_prefix
+from .tables import number
+
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .interpret import Trace
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One local derivative ∂node/∂operand on a path, and its value at the trace's point."""
+
+    node: str
+    operand: str
+    derivative: sp.Expr | None  # None where the node is not elementwise: see ``vjp``
+    value: Any = None
+    vjp: sp.Lambda | None = None  # upstream gradient ↦ what the edge sends back
+
+    def applied(self, upstream: str) -> sp.Expr:
+        """What the edge sends back when the node's gradient is called ``upstream``."""
+        symbol = sp.Symbol(upstream)
+        if self.vjp is not None:
+            return self.vjp(symbol)
+        return symbol * self.derivative
+
+
+@dataclass(frozen=True)
+class Path:
+    """A path from the output down to the node, as the factors of its product."""
+
+    factors: tuple[Factor, ...]
+    value: Any = None  # what the path contributes to the gradient (traces)
+
+
+@dataclass(frozen=True)
+class NodeSum:
+    """One step of the backward pass: ∂out/∂node = Σ over consumers ∂out/∂consumer·∂consumer/∂node."""
+
+    node: str
+    factors: tuple[Factor, ...]  # the edges node → consumer
+    upstream: tuple[Any, ...]  # ∂out/∂consumer at the point, per factor (traces)
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How the gradient of the output with respect to ``wrt`` is put together."""
+
+    output: str
+    wrt: str
+    count: int  # how many paths lead from the output to wrt
+    paths: tuple[Path, ...]  # every path, or none when there are more than max_paths
+    steps: tuple[NodeSum, ...]  # the backward pass instead, when there are too many paths
+    value: Any = None
+    dout: Any = None  # the upstream gradient of the output, when it is not 1
+    prefix: str = "d"  # the gradient of node q1 is called dq1 in the backward pass
+    vector: bool = False  # a path crosses a matrix or reduction node (no scalar product)
+
+
+def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
+            digits: int = 4, max_paths: int = MAX_PATHS) -> Explanation:
+    """The chain rule along every path from the output to each node in ``wrt``.
+
+    Parameters
+    ----------
+    source:
+        a :class:`~symgrad.Trace` (symbols, then numbers) or a
+        :class:`~symgrad.Graph` (symbols only).
+    wrt:
+        a node name or several; default: every input.
+    digits:
+        significant digits of the numbers shown.
+    max_paths:
+        above this many paths to one node, show the backward pass's
+        node-by-node sums instead of every path.
+
+    Returns
+    -------
+    Explanation
+        prints as Markdown; shows as Markdown with LaTeX in Jupyter.
+
+    >>> import symgrad as sg
+    >>> t = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4)
+    >>> print(explain(t, "x"))
+    **∂q2/∂x: one path, q2 ← q1 ← x**
+    <BLANKLINE>
+        ∂q2/∂x = ∂q2/∂q1·∂q1/∂x = z·1 = (-4)·1 = -4
+    """
+    from .graph import Graph
+    from .interpret import Trace
+
+    if isinstance(source, Trace):
+        graph, trace = source.graph, source
+    elif isinstance(source, Graph):
+        graph, trace = source, None
+    else:
+        raise SymgradError(f"cannot explain a {type(source).__name__}; give a Graph or a Trace")
+    names = list(graph.inputs) if wrt is None else [wrt] if isinstance(wrt, str) else list(wrt)
+    for n in names:
+        if not isinstance(n, str) or n not in graph.nx:
+            raise SymgradError(
+                f"cannot explain the gradient with respect to {n!r}: no such node "
+                f"(inputs: {', '.join(graph.inputs) or 'none'}; nodes: {', '.join(graph.nodes)})"
+            )
+    check_digits(digits)
+    if isinstance(max_paths, bool) or not isinstance(max_paths, int) or max_paths < 1:
+        raise SymgradError(f"max_paths must be a positive whole number, not {max_paths!r}")
+    return Explanation(tuple(_chain(graph, trace, n, max_paths) for n in names), digits)
+
+
+def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain:
+    g, out = graph.nx, graph.output
+    between = (nx.descendants(g, wrt) | {wrt}) & (nx.ancestors(g, out) | {out})
+    order = [n for n in reversed(graph.nodes) if n in between]
+    count = {out: 1} if out in between else {}
+    for n in order[1:]:
+        count[n] = sum(count[v] for v in graph.consumers(n) if v in between)
+    total = count.get(wrt, 0)
+    dout = None
+    if trace is not None and not np.all(np.asarray(trace.dout) == 1):
+        dout = trace.dout
+    value = trace.node_grads.get(wrt) if trace is not None else None
+    prefix = adjoint_prefix(graph.nodes)
+
+    def factor(v: str, u: str) -> Factor:
+        local = trace.local.get((v, u)) if trace is not None else None
+        edge = g.edges[u, v]
+        return Factor(v, u, edge["derivative"], local, edge.get("vjp"))
+
+    vector = any(g.edges[e]["derivative"] is None for e in g.subgraph(between).edges)
+    if total <= max_paths and not vector:
+        paths = []
+        for nodes in nx.all_simple_paths(g, wrt, out) if wrt != out else [[out]]:
+            down = nodes[::-1]
+            factors = tuple(factor(v, u) for v, u in zip(down, down[1:]))
+            paths.append(Path(factors, _path_value(trace, down) if trace is not None else None))
+        return Chain(out, wrt, total, tuple(paths), (), value, dout, prefix)
+    steps = []
+    for n in order[1:]:
+        consumers = [v for v in graph.consumers(n) if v in between]
+        upstream = tuple(trace.node_grads.get(v) for v in consumers) if trace is not None else ()
+        steps.append(NodeSum(n, tuple(factor(v, n) for v in consumers), upstream,
+                             trace.node_grads.get(n) if trace is not None else None))
+    return Chain(out, wrt, total, (), tuple(steps), value, dout, prefix, vector)
+
+
+def _path_value(trace: Trace, down: Sequence[str]) -> Any:
+    """What one path contributes: the Program's adjoint terms run along that path alone."""
+    program = trace.program
+    env: dict[str, Any] = dict(trace.values)
+    flow: Any = trace.dout
+    for v, u in zip(down, down[1:]):
+        env[program.adjoint(v).target.name] = flow
+        term = next(t for t in program.adjoint(u).terms if t.consumer == v)
+        with np.errstate(all="ignore"):
+            flow = evaluate(term.expr, env)
+    return float(flow) if np.ndim(flow) == 0 else flow
+
+
+# -- writing it out ------------------------------------------------------------------
+
+
+class Notation:
+    """How the pieces are written: Unicode text for terminals."""
+
+    times = "·"
+    arrow = " ← "
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def name(self, node: str) -> str:
+        return node
+
+    def partial(self, top: str, bottom: str) -> str:
+        return f"∂{self.name(top)}/∂{self.name(bottom)}"
+
+    def expr(self, e: sp.Expr, alone: bool = False) -> str:
+        text = str(e)
+        return text if alone or _atomic(e) else f"({text})"
+
+    def number(self, v: Any, alone: bool = False) -> str:
+        text = number(v, self.digits)
+        return text if alone or not text.startswith("-") else f"({text})"
+
+    def text(self, s: str) -> str:
+        return s
+
+    def math(self, s: str) -> str:
+        """A formula inside running text."""
+        return s
+
+    def product(self, parts: Sequence[str]) -> str:
+        return self.times.join(parts) if parts else "1"
+
+
+class LatexNotation(Notation):
+    """How the pieces are written in LaTeX."""
+
+    times = r" \cdot "
+    arrow = r" \leftarrow "
+
+    def name(self, node: str) -> str:
+        return sp.latex(sp.Symbol(node))
+
+    def partial(self, top: str, bottom: str) -> str:
+        return rf"\frac{{\partial {self.name(top)}}}{{\partial {self.name(bottom)}}}"
+
+    def expr(self, e: sp.Expr, alone: bool = False) -> str:
+        text = sp.latex(e)
+        return text if alone or _atomic(e) else rf"\left({text}\right)"
+
+    def number(self, v: Any, alone: bool = False) -> str:
+        text = number(v, self.digits)
+        if np.ndim(v) != 0:
+            return rf"\text{{{latex_text(text)}}}"
+        return text if alone or not text.startswith("-") else f"({text})"
+
+    def text(self, s: str) -> str:
+        return rf"\text{{{latex_text(s)}}}"
+
+    def math(self, s: str) -> str:
+        return f"${s}$"
+
+
+def _atomic(e: sp.Expr) -> bool:
+    return bool(e.is_Atom or isinstance(e, sp.Function)) and not (e.is_Number and e < 0)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of equations: ``sides[0] = sides[1] = …``, under an optional label."""
+
+    label: str
+    sides: tuple[str, ...]
+
+
+def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
+    """The heading and the equation lines that explain ``chain``."""
+    out, wrt = chain.output, chain.wrt
+    lhs = w.partial(out, wrt)
+    numeric = chain.value is not None
+    upstream: list[str] = []
+    if chain.dout is not None:
+        lhs = w.product(["dout", lhs])
+        upstream = ["dout"]
+
+    title = w.math(w.partial(out, wrt))
+    if wrt == out:
+        return f"{title}: the output itself", [Row("", (lhs, w.number(chain.value, True)
+                                                        if numeric else "1"))]
+    if chain.count == 0:
+        return (f"{title}: no path from {w.math(w.name(out))} to {w.math(w.name(wrt))}",
+                [Row("", (lhs, "0"))])
+
+    if chain.paths:
+        rows = []
+        for path in chain.paths:
+            sides = [w.product(upstream + [w.partial(f.node, f.operand) for f in path.factors]),
+                     w.product(upstream + [w.expr(f.derivative) for f in path.factors])]
+            if numeric:
+                if all(np.ndim(f.value) == 0 for f in path.factors) and np.ndim(chain.dout) == 0:
+                    dout = [] if chain.dout is None else [w.number(chain.dout)]
+                    sides.append(w.product(dout + [w.number(f.value) for f in path.factors]))
+                sides.append(w.number(path.value, True))
+            else:
+                product = w.expr(sp.Mul(*(f.derivative for f in path.factors)), True)
+                sides.append(product)
+            label = w.arrow.join(w.name(n) for n in [out] + [f.operand for f in path.factors])
+            rows.append(Row(label, tuple(_dedupe(sides))))
+        if len(rows) == 1:
+            head = f"{title}: one path, {w.math(rows[0].label)}"
+            return head, [Row("", tuple(_dedupe([lhs, *rows[0].sides])))]
+        if numeric:
+            total = " + ".join(w.number(p.value, i == 0) for i, p in enumerate(chain.paths))
+            summed = [lhs, total, w.number(chain.value, True)]
+        else:
+            expr = sp.Add(*(sp.Mul(*(f.derivative for f in p.factors)) for p in chain.paths))
+            summed = [lhs, w.expr(expr, True)]
+        rows.append(Row(w.text("sum"), tuple(_dedupe(summed))))
+        head = f"{title}: {len(rows) - 1} paths, added where they meet"
+        return head, rows
+
+    rows = []
+    for step in chain.steps:
+        ups = [w.name(chain.prefix + f.node) for f in step.factors]
+        sides = [w.name(chain.prefix + step.node),
+                 " + ".join(w.product([u, w.partial(f.node, f.operand)]) for u, f in zip(ups, step.factors)
+                            if f.vjp is None),
+                 " + ".join(w.product([u, w.expr(f.derivative)]) if f.vjp is None
+                            else w.expr(f.applied(chain.prefix + f.node), True)
+                            for u, f in zip(ups, step.factors))]
+        if not sides[1]:
+            del sides[1]
+        if numeric and all(f.vjp is None and np.ndim(f.value) == 0 for f in step.factors):
+            sides.append(" + ".join(w.product([w.number(u), w.number(f.value)])
+                                    for u, f in zip(step.upstream, step.factors)))
+        if numeric:
+            sides.append(w.number(step.value, True))
+        rows.append(Row("", tuple(_dedupe(sides))))
+    adjoint = w.math(f"{w.name(chain.prefix + 'node')} = {w.partial(out, 'node')}")
+    if chain.vector:
+        head = (f"{title}: the backward pass node by node, {adjoint}; matrix and reduction "
+                "nodes send their gradient back by a vector-Jacobian product")
+    else:
+        head = (f"{title}: {chain.count} paths, too many to list; the backward pass adds them up "
+                f"node by node, {adjoint}")
+    if chain.dout is not None:
+        head += " times dout"
+    return head, rows
+
+
+def _dedupe(sides: list[str]) -> list[str]:
+    """Drop a side equal to the one before it (``1 = 1``)."""
+    return [s for i, s in enumerate(sides) if i == 0 or s != sides[i - 1]]
+
+
+class Explanation:
+    """The chain rule for one or more gradients; ``str()`` is Markdown.
+
+    ``chains`` holds the structured form: per node, its paths and their factors.
+    """
+
+    def __init__(self, chains: tuple[Chain, ...], digits: int = 4):
+        self.chains = chains
+        self.digits = digits
+
+    def __str__(self) -> str:
+        w = Notation(self.digits)
+        blocks = []
+        for chain in self.chains:
+            head, rows = _rows(chain, w)
+            if len(rows) == 1 and not rows[0].label:
+                body = "    " + " = ".join(rows[0].sides)
+            else:
+                body = "\n".join(f"- {r.label + ': ' if r.label else ''}{' = '.join(r.sides)}" for r in rows)
+            blocks.append(f"**{head}**\n\n{body}")
+        return "\n\n".join(blocks)
+
+    def __repr__(self) -> str:
+        return f"<Explanation of {', '.join(c.wrt for c in self.chains)}>"
+
+    def _repr_markdown_(self) -> str:
+        w = LatexNotation(self.digits)
+        blocks = []
+        for chain in self.chains:
+            head, rows = _rows(chain, w)
+            blocks.append(f"**{head}**\n\n$$\n{_aligned(rows)}\n$$")
+        return "\n\n".join(blocks)
+
+    def _repr_latex_(self) -> str:
+        w = LatexNotation(self.digits)
+        lines = []
+        for chain in self.chains:
+            head, rows = _rows(chain, w)
+            lines.append(rf"&\textbf{{{latex_text(_plain_head(chain))}}} \\")
+            lines.append(_aligned(rows, wrapped=False))
+        return "$$\n\\begin{aligned}\n" + "\n".join(lines) + "\n\\end{aligned}\n$$"
+
+
+def _aligned(rows: list[Row], wrapped: bool = True) -> str:
+    lines = []
+    for r in rows:
+        first, *rest = r.sides
+        label = rf"{r.label}:\quad " if r.label else ""
+        lines.append(f"{label}{first} &= " + " = ".join(rest) + r" \\")
+    body = "\n".join(lines)
+    return "\\begin{aligned}\n" + body + "\n\\end{aligned}" if wrapped else body
+
+
+def _plain_head(chain: Chain) -> str:
+    return _rows(chain, Notation(4))[0]
+
+
+# -- tables in LaTeX ----------------------------------------------------------------------
+
+
+class Table(str):
+    """A text table (it is the string) that shows itself as a LaTeX array in Jupyter."""
+
+    _latex: Callable[[], str]
+
+    def __new__(cls, text: str, latex: Callable[[], str]) -> Table:
+        table = super().__new__(cls, text)
+        table._latex = latex
+        return table
+
+    def _repr_latex_(self) -> str:
+        return self._latex()
+
+
+def latex_text(s: str) -> str:
+    """``s`` safe inside ``\\text{…}``.
+
+    >>> latex_text("a_b & {c}")
+    'a\\\\_b \\\\& \\\\{c\\\\}'
+    """
+    special = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+               "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}"}
+    return "".join(special.get(c, c) for c in s)
+
+
+def _array(header: list[str], rows: list[list[str]]) -> str:
+    """A LaTeX array; header cells are LaTeX already."""
+    head = " & ".join(header)
+    body = " \\\\\n".join(" & ".join(r) for r in rows)
+    return ("$$\n\\begin{array}{" + "l" * len(header) + "}\n" + head + " \\\\\n\\hline\n"
+            + body + "\n\\end{array}\n$$")
+
+
+def derivative_table_latex(graph: Graph) -> str:
+    """The local derivatives of every operation node, as a LaTeX array."""
+    w = LatexNotation(4)
+    rows = []
+    for n in graph.operations:
+        data = graph.nx.nodes[n]
+        plain, cached = graph.local_derivatives(n), graph.local_derivatives(n, cached=True)
+        for i, u in enumerate(plain or [None]):  # type: ignore[list-item]
+            head = [w.name(n), w.text(str(data["label"])), sp.latex(data["expr"])] if i == 0 else ["", "", ""]
+            rest = ["", "", ""] if u is None else [
+                w.partial(n, u), sp.latex(plain[u]), "" if cached[u] == plain[u] else sp.latex(cached[u]),
+            ]
+            rows.append(head + rest)
+    header = ["node", "op", "expression", "local", "derivative", "cached form"]
+    return _array([w.text(h) for h in header], rows)
+
+
+def trace_table_latex(trace: Trace, digits: int = 4) -> str:
+    """Every node's value and gradient and every edge's local derivative, as a LaTeX array."""
+    g, w = trace.graph, LatexNotation(digits)
+    rows = []
+    for n in g.nodes:
+        data = g.nx.nodes[n]
+        op = "input" if data["kind"] == "input" else str(data["label"])
+        head = [w.name(n), w.text(op), w.number(trace.values[n], True),
+                w.number(trace.node_grads.get(n), True)]
+        operands = g.operands(n)
+        if not operands:
+            rows.append(head + ["", "", "", ""])
+        for i, u in enumerate(operands):
+            sent = trace.sent.get((n, u))
+            rows.append((head if i == 0 else ["", "", "", ""]) + [
+                w.name(u), sp.latex(g.local_derivatives(n)[u]), w.number(trace.local[(n, u)], True),
+                "" if sent is None else w.number(sent, True),
+            ])
+    node, operand = w.text("node"), w.text("operand")
+    out = w.name(g.output)
+    header = [node, w.text("op"), w.text("value"), rf"\frac{{\partial {out}}}{{\partial {node}}}",
+              operand, rf"\frac{{\partial {node}}}{{\partial {operand}}}", w.text("at the point"),
+              w.text("sent back")]
+    return _array(header, rows)

@@ -1,0 +1,354 @@
+"""Pictures of graphs and traces, drawn as the lectures draw them, as SVG.
+
+Nodes are labelled by their op (``+``, ``*-1``, ``1/x``, ``exp``, ``σ``, a
+fused gate's name) with the node's name beneath; inputs are their names.  On
+a Trace, each edge ``u → v`` carries ``u``'s value in green above it and the
+gradient it sends back to ``u`` in red below it; the output's value and the
+upstream gradient sit on a short edge leaving the output.  Where a node feeds
+several others, the red numbers on its edges add up to its gradient, written
+under the node (``Σ = …``).  On a Graph, each edge carries its local
+derivative in grey.
+
+The SVG is built with :mod:`xml.etree.ElementTree`, so every text is escaped.
+Node placement is :mod:`symgrad.layout`'s; no Graphviz program is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import SymgradError
+from .layout import Layout, Point, layout, midpoint
+from .tables import number
+
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .interpret import Trace
+
+GREEN, RED, GREY, INK, FILL = "#1a7f37", "#cf222e", "#6e7781", "#24292f", "#f6f8fa"
+FONT, SMALL = 13.0, 11.0
+FONT_FAMILY = "Helvetica, Arial, sans-serif"
+MAX_TEXT = 32  # characters of an expression shown on an edge before "…"
+MAX_INLINE = 400  # nodes; larger graphs do not draw themselves in Jupyter (sg.render still does)
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
+           layout: str = "layers", digits: int = 4) -> str:
+    """An SVG picture of a graph, or of a trace with its numbers; written to ``path`` if given.
+
+    Parameters
+    ----------
+    obj:
+        a :class:`~symgrad.Graph` (ops and local derivatives) or a
+        :class:`~symgrad.Trace` (values in green, gradients in red).
+    path:
+        a file name ending in ``.svg``; None returns the text only.
+    layout:
+        ``"layers"`` (networkx; always available) or ``"dot"`` (Graphviz's
+        program, if installed).
+    digits:
+        significant digits of the numbers shown.
+
+    Returns
+    -------
+    str
+        the SVG text.
+
+    >>> import symgrad as sg
+    >>> t = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4)
+    >>> svg = sg.render(t)
+    >>> svg.startswith("<svg"), "-12" in svg, "-4" in svg
+    (True, True, True)
+    """
+    from .graph import Graph
+    from .interpret import Trace
+
+    check_digits(digits)
+    if isinstance(obj, Trace):
+        text = Picture(obj.graph, obj, digits).svg(layout)
+    elif isinstance(obj, Graph):
+        text = Picture(obj, None, digits).svg(layout)
+    else:
+        raise SymgradError(f"cannot draw a {type(obj).__name__}; give a Graph or a Trace")
+    if path is not None:
+        if not os.fspath(path).lower().endswith(".svg"):
+            raise SymgradError(f"cannot write a picture to {os.fspath(path)!r}: the name must end in .svg")
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise SymgradError(f"cannot write {os.fspath(path)!r}: {e.strerror}") from None
+    return text
+
+
+def check_digits(digits: object) -> None:
+    """Refuse a number of significant digits that is not a whole number from 1 to 17."""
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
+        raise SymgradError(f"digits must be a whole number from 1 to 17, not {digits!r}")
+
+
+def text_width(text: str, size: float = FONT) -> float:
+    """A generous estimate of the width of ``text`` in pixels."""
+    return 0.62 * size * len(text)
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``(2, 3)`` and ``(2,)`` as NumPy writes them; scalars → ``""``."""
+    return str(tuple(int(n) for n in shape)) if shape else ""
+
+
+@dataclass
+class Box:
+    """What is drawn for one node: its label, the small lines beneath it, its size."""
+
+    label: str
+    round: bool  # an ellipse (operations) or bare text (inputs, constants)
+    below: list[tuple[str, str, str]] = field(default_factory=list)  # (text, colour, class)
+    title: str = ""
+
+    @property
+    def size(self) -> Point:
+        if self.round:
+            return (max(40.0, text_width(self.label) + 22), 36.0)
+        return (text_width(self.label, FONT + 1) + 6, 22.0)
+
+
+@dataclass
+class EdgeText:
+    above: str = ""  # the value, green (traces)
+    below: str = ""  # the gradient sent back, red (traces); the local derivative, grey (graphs)
+    below_colour: str = RED
+
+
+class Picture:
+    """The boxes and edge texts of one graph or trace, and the SVG drawn from them."""
+
+    def __init__(self, graph: Graph, trace: Trace | None, digits: int = 4):
+        self.graph, self.trace, self.digits = graph, trace, digits
+        self.boxes = {n: self._box(n) for n in graph.nodes}
+        self.edges = {(u, v): self._edge(u, v) for u, v in graph.nx.edges}
+        self.stub = self._edge(graph.output, None)
+
+    def _num(self, v: Any) -> str:
+        return _clean(number(v, self.digits))
+
+    def _box(self, n: str) -> Box:
+        g, t = self.graph, self.trace
+        data = g.nx.nodes[n]
+        kind = data.get("kind")
+        shape = tuple(data.get("shape") or ())
+        box = Box(_clean(str(data.get("label", n))), round=kind not in ("input", "const"))
+        if box.round:
+            box.below.append((f"{n} · {shape_text(shape)}" if shape else n, GREY, "name"))
+        elif shape:
+            box.below.append((shape_text(shape), GREY, "shape"))
+        lines = [f"{n}: input" if kind == "input" else f"{n} = {data.get('expr')}"]
+        if t is not None:
+            grad = t.node_grads.get(n)
+            if len(g.consumers(n)) > 1 and grad is not None:
+                box.below.append((f"Σ = {self._num(grad)}", RED, "grad total"))
+            lines.append(f"value {self._num(t.values[n])}")
+            if grad is not None:
+                lines.append(f"∂{g.output}/∂{n} = {self._num(grad)}")
+        box.title = _clean("\n".join(lines))
+        return box
+
+    def _edge(self, u: str, v: str | None) -> EdgeText:
+        t = self.trace
+        if t is None:
+            if v is None:
+                return EdgeText()
+            edge = self.graph.nx.edges[u, v]
+            vjp = edge.get("vjp")
+            text = str(edge["derivative"]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
+            return EdgeText(below=_short(text), below_colour=GREY)
+        sent = t.dout if v is None else t.sent.get((v, u))
+        return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))
+
+    # -- drawing ---------------------------------------------------------------------
+
+    def svg(self, engine: str = "layers") -> str:
+        """The picture as SVG text, placed by the layout ``engine``."""
+        texts = [*self.edges.values(), self.stub]
+        widest = max([text_width(s) for e in texts for s in (e.above, e.below)] + [24.0])
+        sizes = {n: b.size for n, b in self.boxes.items()}
+        lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine)
+        return Drawing(self, lay, widest).finish()
+
+
+class Drawing:
+    """An SVG document under construction, tracking the extent of what is drawn."""
+
+    def __init__(self, picture: Picture, lay: Layout, widest: float):
+        self.p, self.lay = picture, lay
+        self.root = ET.Element("svg", {
+            "xmlns": "http://www.w3.org/2000/svg", "role": "img",
+            "font-family": FONT_FAMILY, "font-size": f"{FONT:g}",
+        })
+        g = picture.graph
+        title = f"{g.output} = {g.source or g.expression()}"
+        ET.SubElement(self.root, "title").text = _clean(title)
+        defs = ET.SubElement(self.root, "defs")
+        marker = ET.SubElement(defs, "marker", {
+            "id": "symgrad-arrow", "viewBox": "0 0 10 10", "refX": "10", "refY": "5",
+            "markerWidth": "7", "markerHeight": "7", "orient": "auto-start-reverse",
+        })
+        ET.SubElement(marker, "path", {"d": "M0,0 L10,5 L0,10 z", "fill": INK})
+        self.background = ET.SubElement(self.root, "rect", {"fill": "white"})
+        self.extent = [np.inf, np.inf, -np.inf, -np.inf]
+        self.edge_layer = ET.SubElement(self.root, "g", {"class": "edges"})
+        self.node_layer = ET.SubElement(self.root, "g", {"class": "nodes"})
+        self.widest = widest
+
+    def finish(self) -> str:
+        p, lay = self.p, self.lay
+        for (u, v), route in lay.routes.items():
+            points = route if lay.curved else self._clip(u, v, route)
+            self._edge(u, v, points, lay.labels[u, v], p.edges[u, v], lay.curved)
+        out = p.graph.output
+        x, y = lay.centres[out]
+        start = x + p.boxes[out].size[0] / 2
+        length = self.widest + 24
+        self._edge(out, None, [(start, y), (start + length, y)], (start + length / 2, y), p.stub, False)
+        for n, (x, y) in lay.centres.items():
+            self._node(n, x, y)
+        x0, y0, x1, y1 = self.extent
+        legend = (f"green: values (forward) · red: gradients ∂{out}/∂… (backward)" if p.trace
+                  else "grey: the local derivative ∂v/∂u of each edge u → v")
+        self._text(self.root, legend, x0, y1 + SMALL + 12, GREY, "legend", size=SMALL, anchor="start")
+        x0, y0, x1, y1 = self.extent
+        m = 8.0
+        width, height = x1 - x0 + 2 * m, y1 - y0 + 2 * m
+        for key, at in (("x", x0 - m), ("y", y0 - m), ("width", width), ("height", height)):
+            self.background.set(key, _f(at))
+        self.root.set("viewBox", f"{_f(x0 - m)} {_f(y0 - m)} {_f(width)} {_f(height)}")
+        self.root.set("width", _f(width))
+        self.root.set("height", _f(height))
+        return ET.tostring(self.root, encoding="unicode")
+
+    def _grow(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        e = self.extent
+        self.extent = [min(e[0], x0), min(e[1], y0), max(e[2], x1), max(e[3], y1)]
+
+    def _text(self, parent: ET.Element, text: str, x: float, y: float, colour: str, cls: str,
+              size: float = FONT, anchor: str = "middle", attrs: dict[str, str] | None = None) -> None:
+        if not text:
+            return
+        el = ET.SubElement(parent, "text", {
+            "x": _f(x), "y": _f(y), "fill": colour, "class": cls, "text-anchor": anchor, **(attrs or {}),
+        })
+        if size != FONT:
+            el.set("font-size", f"{size:g}")
+        el.text = text
+        w = text_width(text, size)
+        left = x - w / 2 if anchor == "middle" else x - w if anchor == "end" else x
+        self._grow(left, y - size, left + w, y + size * 0.3)
+
+    def _node(self, n: str, x: float, y: float) -> None:
+        box = self.p.boxes[n]
+        w, h = box.size
+        group = ET.SubElement(self.node_layer, "g", {"class": "node", "data-node": n})
+        ET.SubElement(group, "title").text = box.title
+        if box.round:
+            ET.SubElement(group, "ellipse", {
+                "cx": _f(x), "cy": _f(y), "rx": _f(w / 2), "ry": _f(h / 2),
+                "fill": FILL, "stroke": INK, "stroke-width": "1.3",
+            })
+            self._text(group, box.label, x, y + FONT * 0.35, INK, "op", attrs={"data-node": n})
+        else:
+            self._text(group, box.label, x, y + FONT * 0.35, INK, "input", size=FONT + 1,
+                       attrs={"font-weight": "bold", "data-node": n})
+        self._grow(x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+        below = y + h / 2 + SMALL + 1
+        for text, colour, cls in box.below:
+            self._text(group, text, x, below, colour, cls, size=SMALL, attrs={"data-node": n})
+            below += SMALL + 2
+
+    def _edge(self, u: str, v: str | None, points: list[Point], at: Point, label: EdgeText,
+              curved: bool) -> None:
+        name = f"{u}→{v}" if v is not None else f"{u}→"
+        group = ET.SubElement(self.edge_layer, "g", {"class": "edge", "data-edge": name})
+        if curved:
+            d = f"M{_p(points[0])} C" + " ".join(_p(q) for q in points[1:])
+        else:  # straight, with bends rounded off through the middles of the segments
+            d = f"M{_p(points[0])}"
+            for i in range(1, len(points) - 1):
+                d += f" L{_p(midpoint(points[i - 1], points[i]))} Q{_p(points[i])}"
+                d += f" {_p(midpoint(points[i], points[i + 1]))}"
+            d += f" L{_p(points[-1])}"
+        ET.SubElement(group, "path", {
+            "d": d, "fill": "none", "stroke": INK, "stroke-width": "1.2",
+            "marker-end": "url(#symgrad-arrow)",
+        })
+        for q in points:
+            self._grow(q[0], q[1], q[0], q[1])
+        # The texts run along the line, the value above it and the gradient below it.
+        if curved:  # from the spline's point nearest the place the layout chose
+            (x, y), (ax, ay), (bx, by) = _nearest_on_curve(points, at)
+        else:
+            (x, y), ((ax, ay), (bx, by)) = at, points[-2:]
+        angle = 0.0 if bx <= ax else float(np.degrees(np.arctan2(by - ay, bx - ax)))
+        attrs = {"data-node": u}
+        if abs(angle) > 0.5:
+            attrs["transform"] = f"rotate({_f(angle)} {_f(x)} {_f(y)})"
+        self._text(group, label.above, x, y - 4, GREEN, "value", attrs=attrs)
+        cls = "grad" if label.below_colour == RED else "local"
+        self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls, attrs=attrs)
+
+    def _clip(self, u: str, v: str, route: list[Point]) -> list[Point]:
+        """The route with its ends moved from the node centres to their outlines."""
+        pts = list(route)
+        pts[0] = self._boundary(u, pts[0], pts[1])
+        pts[-1] = self._boundary(v, pts[-1], pts[-2])
+        return pts
+
+    def _boundary(self, n: str, centre: Point, toward: Point) -> Point:
+        box = self.p.boxes[n]
+        w, h = box.size
+        dx, dy = toward[0] - centre[0], toward[1] - centre[1]
+        if dx == 0 and dy == 0:
+            return centre
+        if box.round:
+            s = 1 / np.hypot(dx / (w / 2), dy / (h / 2))
+        else:
+            s = min(w / 2 / abs(dx) if dx else np.inf, h / 2 / abs(dy) if dy else np.inf)
+        return (centre[0] + s * dx, centre[1] + s * dy)
+
+
+def _nearest_on_curve(points: list[Point], target: Point) -> tuple[Point, Point, Point]:
+    """The point of a chain of cubic Bézier pieces nearest ``target``, and a chord around it."""
+    t = np.linspace(0, 1, 21)[:, None]
+    samples = []
+    for i in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = (np.array(q) for q in points[i:i + 4])
+        samples.append((1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3)
+    curve = np.concatenate(samples) if samples else np.array(points, dtype=float)
+    k = int(np.argmin(np.hypot(*(curve - np.array(target)).T)))
+    a, b = curve[max(k - 1, 0)], curve[min(k + 1, len(curve) - 1)]
+    return (float(curve[k][0]), float(curve[k][1])), (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
+
+
+def _f(x: float) -> str:
+    """A coordinate as short text: 12.5, not 12.500000001; 3, not 3.0."""
+    text = f"{float(x):.1f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _p(q: Point) -> str:
+    return f"{_f(q[0])},{_f(q[1])}"
+
+
+def _short(text: str) -> str:
+    return _clean(text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…")
+
+
+def _clean(text: str) -> str:
+    """Drop the characters XML cannot hold."""
+    return _NOT_XML.sub("", text)

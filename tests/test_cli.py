@@ -1,0 +1,71 @@
+"""The command line: symgrad derive."""
+
+import subprocess
+import sys
+
+import pytest
+
+from symgrad.cli import main, parse_values
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_derive_prints_graph_derivatives_passes_and_gradients(capsys):
+    code, out, _ = run(capsys, "derive", "(x + y) * z", "--at", "x=-2,y=5,z=-4")
+    assert code == 0
+    for section in ["Graph", "Local derivatives", "Forward pass", "Backward pass", "Gradients"]:
+        assert section in out
+    assert "q1 = x + y = 3" in out and "q2 = q1*z = -12" in out
+    assert "dq1 = dq2*z = -4" in out
+    assert "∂q2/∂x = -4" in out and "∂q2/∂y = -4" in out and "∂q2/∂z = 3" in out
+
+
+def test_derive_the_sigmoid_neuron(capsys):
+    code, out, _ = run(capsys, "derive", "1/(1+exp(-(w0*x0+w1*x1+w2)))",
+                       "--at", "w0=2,x0=-1", "--at", "w1=-3,x1=-2,w2=-3")
+    assert code == 0
+    assert "q8 = 1/q7 = 0.7311" in out
+    assert "∂q8/∂x1 = -0.5898" in out and "∂q8/∂w2 = 0.1966" in out
+    assert "-q8**2" in out  # the cached form of 1/x's derivative
+
+
+def test_derive_without_values_shows_the_derivation_only(capsys):
+    code, out, _ = run(capsys, "derive", "a*b*c", "--granularity", "nary")
+    assert code == 0
+    assert "∂q1/∂a" in out and "b*c" in out and "Forward pass" not in out
+
+
+def test_max_gate_with_upstream_gradient(capsys):
+    code, out, _ = run(capsys, "derive", "max(z, w)", "--at", "z=2,w=-1", "--dout", "2")
+    assert "∂q1/∂z = 2" in out and "∂q1/∂w = 0" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["derive", "foo(x)"], "unknown function 'foo'"),
+    (["derive", "x + y", "--at", "x=1"], "missing value for input 'y'"),
+    (["derive", "x", "--at", "x=__import__('os')"], "not a number"),
+    (["derive", "x", "--at", "x"], "NAME=VALUE"),
+    (["derive", "log(x)", "--at", "x=-1"], "q1 = log(x)"),
+])
+def test_errors_are_one_line_and_exit_2(capsys, argv, words):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("symgrad: error:") and words in err
+
+
+def test_values_split_at_top_level_commas():
+    assert parse_values(["x=-2,W=[[1, 2], [3, 4]]", "y=0.5"]) == {
+        "x": -2, "W": [[1, 2], [3, 4]], "y": 0.5}
+
+
+def test_help_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "symgrad", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "derive" in result.stdout and "examples:" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "symgrad", "derive", "--help"],
+                            capture_output=True, text=True)
+    assert "--granularity" in result.stdout and "--at" in result.stdout
