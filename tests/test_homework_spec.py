@@ -32,13 +32,12 @@ def test_the_example_spec_loads():
 
 
 def test_sampling_shapes_ranges_labels_and_fixed_values():
-    p = one('''style = "layer"
-expression = "x + W + lam + y"
+    p = one('''expression = "x + lam * sum(W) + mean(pick(W, y))"
 dims = { N = 5 }
 [problem.inputs]
 x = { range = [1, 2] }
 W = { shape = ["N", 3], range = [-1, 0] }
-y = { shape = [3], labels = 4 }
+y = { shape = ["N"], labels = 3 }
 lam = { value = 0.25 }
 ''')
     points = p.sample(seed=7)
@@ -46,7 +45,7 @@ lam = { value = 0.25 }
     for pt in points:
         assert pt["x"].shape == () and 1 <= pt["x"] <= 2
         assert pt["W"].shape == (5, 3) and np.all((-1 <= pt["W"]) & (pt["W"] <= 0))
-        assert pt["y"].dtype == np.int64 and pt["y"].shape == (3,) and set(pt["y"]) <= {0, 1, 2, 3}
+        assert pt["y"].dtype == np.int64 and pt["y"].shape == (5,) and set(pt["y"]) <= {0, 1, 2}
         assert pt["lam"] == 0.25
     assert p.wrt == ("x", "W")  # labels and fixed values have no gradient by default
     again = p.sample(seed=7)
@@ -55,7 +54,8 @@ lam = { value = 0.25 }
 
 
 def test_labels_are_spread_over_the_classes():
-    p = one('style = "layer"\nexpression = "y + x"\n[problem.inputs]\ny = { shape = [400], labels = 3 }')
+    p = one('expression = "mean(pick(S, y))"\n[problem.inputs]\nS = { shape = [400, 3] }\n'
+            'y = { shape = [400], labels = 3 }')
     counts = np.bincount(p.sample(0)[0]["y"], minlength=3)
     assert counts.min() > 80
 
@@ -74,8 +74,9 @@ def test_layer_douts_are_away_from_zero_and_one():
     ('expression = "x"\nkind = "essay"', "kind must be one of"),
     ('expression = "x"\nwrt = ["z"]', "wrt names 'z', which is not an input"),
     ('expression = "x * y"\n[problem.inputs]\ny = { labels = 1 }\n', "number of classes"),
-    ('expression = "x * y"\nwrt = ["y"]\n[problem.inputs]\ny = { labels = 3 }',
-     "integer labels have no gradient"),
+    ('expression = "mean(pick(S, y))"\nwrt = ["y"]\n[problem.inputs]\nS = { shape = [2, 3] }\n'
+     'y = { shape = [2], labels = 3 }', "integer labels have no gradient"),
+    ('expression = "x * y"\n[problem.inputs]\ny = { labels = 3 }', "labels can only select entries"),
     ('expression = "x"\n[problem.inputs]\nz = { range = [0, 1] }', "input 'z' does not occur"),
     ('expression = "X"\n[problem.inputs]\nX = { shape = ["N"] }', "dimension 'N'"),
     ('expression = "x"\n[problem.inputs]\nx = { range = [2, 1] }', "low < high"),

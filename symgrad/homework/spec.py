@@ -49,7 +49,7 @@ import ast
 import re
 import sys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,8 +315,10 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
     )
 
 
-def graph_of(text: str, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
+def graph_of(text: str, shapes: Mapping[str, tuple[int, ...]], labels: Collection[str] = ()) -> Graph:
     """The graph of ``text``, given the shapes of the names it uses among ``shapes``.
+
+    ``labels`` names the inputs that hold integer labels.
 
     >>> graph_of("2*x", {"x": (3,), "y": ()}).inputs
     ('x',)
@@ -325,12 +327,14 @@ def graph_of(text: str, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
         names = {n.id for n in ast.walk(ast.parse(text.strip(), mode="eval")) if isinstance(n, ast.Name)}
     except (SyntaxError, ValueError, RecursionError, MemoryError, AttributeError):
         names = set()  # the parser gives the error
-    return graph(text, shapes={n: s for n, s in shapes.items() if n in names})
+    return graph(text, shapes={n: s for n, s in shapes.items() if n in names},
+                 dtypes={n: int for n in labels if n in names})
 
 
 def _graph(where: str, text: str, inputs: Mapping[str, InputSpec]) -> Graph:
     try:
-        return graph_of(text, {n: s.shape for n, s in inputs.items()})
+        return graph_of(text, {n: s.shape for n, s in inputs.items()},
+                        [n for n, s in inputs.items() if s.labels is not None])
     except SymgradError as e:
         raise SpecError(f"{where}: {e}") from None
 
