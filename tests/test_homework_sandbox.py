@@ -186,3 +186,30 @@ expression = "x * y"
     """))
     first, second = sg.homework.grade(spec, [file], limits=LIMITS).submissions[0].problems
     assert "limit" in first.reason and second.passed
+
+
+def test_modifying_inputs_in_backward_or_dout_is_named(tmp_path):
+    spec = """
+[[problem]]
+id = "layer"
+style = "layer"
+expression = "2 * X"
+[problem.inputs]
+X = { shape = [3] }
+"""
+    cases = {
+        "cache": ("X", "X *= 0", "modified its input X in place in backward()"),
+        "dout": ("X", "dout *= 2", "modified dout in place in backward()"),
+    }
+    for name, (cache, statement, expected) in cases.items():
+        file = tmp_path / f"{name}.py"
+        file.write_text(textwrap.dedent(f"""
+            def forward(X):
+                return 2 * X, X
+            def backward(dout, {cache}):
+                result = 2 * dout
+                {statement}
+                return result
+        """))
+        result = sg.homework.grade(spec, [file], limits=LIMITS).submissions[0].problems[0]
+        assert result.reason is not None and result.reason.startswith(expected), result.reason

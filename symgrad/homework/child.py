@@ -20,7 +20,8 @@ grader as JSON lines on file descriptor FD, tagged with the problem's index:
     {"event": "stage", "problem": 0, "stage": "call", "function": "grad", "trial": 0}
     {"event": "error", "problem": 0, "kind": "exception" | "memory" | "exit" | "missing",
      "message": ..., "file": ..., "line": ..., "function": ...}
-    {"event": "trial", "problem": 0, "trial": 0, "returned": VALUE, "out": VALUE, "mutated": [...]}
+    {"event": "trial", "problem": 0, "trial": 0, "returned": VALUE, "out": VALUE,
+     "mutated": ["X"], "mutated_in": "forward", "mutated_dout": true}   (the last three if so)
     {"event": "problem_done", "problem": 0}
     {"event": "exit", "status": 0, "signal": null, "cpu": 0.05, "maxrss_kb": 20000}
 
@@ -148,31 +149,41 @@ def run_problem(task: dict[str, Any], modules: dict[str, Any], channel: Channel)
         return
     for i, point in enumerate(points):
         given = {n: copy(v) for n, v in point.items()}
-        message: dict[str, Any]
+        message: dict[str, Any] = {}
         try:
             if task["style"] == "grad":
                 channel.send({"event": "stage", "stage": "call", "function": task["function"], "trial": i})
                 returned = getattr(module, task["function"])(**given)
-                message = {"returned": encode(returned), "out": None}
+                message.update(returned=encode(returned), out=None)
+                note_mutation(message, task["function"], given, point)
             else:
                 channel.send({"event": "stage", "stage": "call", "function": task["forward"], "trial": i})
                 result = getattr(module, task["forward"])(**given)
+                note_mutation(message, task["forward"], given, point)
                 if not isinstance(result, (tuple, list)) or len(result) != 2:
-                    message = {"forward_returned": encode(result)}
+                    message.update(forward_returned=encode(result))
                 else:
                     out, cache = result
                     dout = copy(douts[i])
                     channel.send({"event": "stage", "stage": "call", "function": task["backward"],
                                   "trial": i})
                     returned = getattr(module, task["backward"])(dout, cache)
-                    message = {"returned": encode(returned), "out": encode(out)}
+                    message.update(returned=encode(returned), out=encode(out))
+                    note_mutation(message, task["backward"], given, point)
                     if changed(dout, douts[i]):
                         message["mutated_dout"] = True
         except BaseException as e:  # noqa: B036
             channel.send({"event": "error", "stage": "call", "trial": i, **describe(e)})
             return
-        mutated = [n for n in point if changed(given[n], point[n])]
-        channel.send({"event": "trial", "trial": i, "mutated": mutated, **message})
+        channel.send({"event": "trial", "trial": i, **message})
+
+
+def note_mutation(message: dict[str, Any], function: str, given: dict[str, Any],
+                  original: dict[str, Any]) -> None:
+    """Record the inputs ``function`` changed in place (the first function that did)."""
+    names = [n for n in original if changed(given[n], original[n])]
+    if names and "mutated" not in message:
+        message.update(mutated=names, mutated_in=function)
 
 
 def load(filename: str) -> Any:
@@ -181,7 +192,8 @@ def load(filename: str) -> Any:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {filename}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    if name not in sys.modules:  # a student's json.py must not replace the json this file uses
+        sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

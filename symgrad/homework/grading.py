@@ -295,7 +295,7 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
         if e.get("event") != "trial":
             continue
         mutated = [str(n) for n in e.get("mutated") or [] if n in p.inputs]
-        function = p.function if p.style == "grad" else p.forward
+        function = str(e.get("mutated_in"))[:40]
         if mutated:
             return (f"modified its input {', '.join(mutated)} in place in {function}() "
                     f"(like x += 1): work on a copy")

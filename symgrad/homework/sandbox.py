@@ -1,6 +1,7 @@
-"""Running untrusted code: one process per submission and problem, with limits.
+"""Running untrusted code: a process of its own for each submission, with limits.
 
-Each run starts ``python -I child.py`` (see :mod:`symgrad.homework.child`):
+The sandbox needs a POSIX system (Linux or macOS).  Each run starts
+``python -I child.py`` (see :mod:`symgrad.homework.child`):
 
 - in a temporary copy of the submission, which is also its home directory;
 - with a clean environment: none of the grader's variables, one BLAS thread;
@@ -42,7 +43,7 @@ from .spec import Limits
 CHILD = Path(__file__).with_name("child.py")
 MAX_CHANNEL_BYTES = 64 << 20
 KEPT_OUTPUT_BYTES = 4096
-CLEAN_ENV_KEYS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def probe_isolation() -> Isolation:
 def clean_env(home: str) -> dict[str, str]:
     """The whole environment of a student's process: nothing of the grader's."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"}
-    env.update({k: "1" for k in CLEAN_ENV_KEYS})
+    env.update({k: "1" for k in THREAD_VARIABLES})
     return env
 
 
