@@ -46,6 +46,8 @@ def test_values_keep_nan_and_broadcast_constants():
     assert np.isnan(log[0]) and np.isclose(log[1], np.log(4.0))
     two = answer_values(parse_answer("2", {"x": (3,)}), [{"x": np.zeros(3)}], (3,))
     assert np.array_equal(two[0], [2.0, 2.0, 2.0])
+    wrong = answer_values(parse_answer("x", {"x": (3,), "y": (2,)}), [{"x": np.zeros(3)}], (2,))
+    assert wrong[0].shape == (3,)  # left for the diagnosis to name
 
 
 def test_the_worker_replies_values_first_then_verdicts():

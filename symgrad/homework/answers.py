@@ -41,7 +41,7 @@ MAX_ANSWER_LENGTH = 10_000
 STARTUP_SECONDS = 120.0
 
 
-def parse_answer(text: str, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
+def parse_answer(text: str, shapes: Mapping[str, tuple[int, ...]], labels: Sequence[str] = ()) -> Graph:
     """The graph of an answer; a SymgradError for bad text or an input the problem lacks.
 
     >>> parse_answer("sigmoid(x)*(1 - sigmoid(x))", {"x": ()}).inputs
@@ -51,7 +51,7 @@ def parse_answer(text: str, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
         raise SymgradError(f"an answer must be a string, not {type(text).__name__}")
     if len(text) > MAX_ANSWER_LENGTH:
         raise SymgradError(f"the answer is too long ({len(text)} characters; at most {MAX_ANSWER_LENGTH})")
-    g = graph_of(text, shapes)
+    g = graph_of(text, shapes, labels)
     unknown = [n for n in g.inputs if n not in shapes]
     if unknown:
         raise SymgradError(f"uses {unknown[0]!r}, which is not an input of this problem "
@@ -70,7 +70,11 @@ def answer_values(g: Graph, points: Sequence[Mapping[str, Any]], shape: tuple[in
                 value = evaluate(expr, env)
             except (ZeroDivisionError, OverflowError, ValueError):
                 value = np.asarray(np.nan)
-            values.append(np.broadcast_to(value, shape).copy() if value.shape != shape else value)
+            try:
+                value = np.broadcast_to(value, shape).copy()
+            except ValueError:
+                pass  # the wrong shape is for the diagnosis to name
+            values.append(value)
     return values
 
 
@@ -93,13 +97,14 @@ def _elementary(expr: sp.Expr) -> sp.Expr:
 def check(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The worker's reply to one request: values first, then the slower symbolic verdicts."""
     shapes = {n: tuple(s) for n, s in request["shapes"].items()}
-    reference = graph_of(request["expression"], shapes)
+    labels = request.get("labels", [])
+    reference = graph_of(request["expression"], shapes, labels)
     points = [{n: np.asarray(v["data"], dtype=float).reshape(v["shape"]) for n, v in p.items()}
               for p in request["points"]]
     parsed: dict[str, Graph] = {}
     for var, text in request["answers"].items():
         try:
-            g = parse_answer(text, shapes)
+            g = parse_answer(text, shapes, labels)
             values = answer_values(g, points, shapes[var])
         except (SymgradError, RecursionError, MemoryError) as e:
             yield {"var": var, "error": str(e).splitlines()[0] if str(e) else type(e).__name__}

@@ -433,6 +433,7 @@ def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
         result.reason = problem
         return result
     request = {"expression": p.expression, "shapes": {n: list(s) for n, s in p.shapes.items()},
+               "labels": [n for n, s in p.inputs.items() if s.labels is not None],
                "answers": {v: answers[v] for v in p.wrt if isinstance(answers.get(v), str)},
                "points": [{n: {"shape": list(np.shape(v)), "data": np.ravel(v).astype(float).tolist()}
                            for n, v in pt.items()} for pt in prep.points]}
