@@ -213,3 +213,16 @@ X = { shape = [3] }
         """))
         result = sg.homework.grade(spec, [file], limits=LIMITS).submissions[0].problems[0]
         assert result.reason is not None and result.reason.startswith(expected), result.reason
+
+
+def test_unreadable_results_fail_the_problem_with_the_reason(tmp_path):
+    cases = {
+        "return {'x': z, 'y': z}": ("∂z: missing from what grad() returned (x, y)", 2 / 3),
+        "return z, z": ("grad() returned 2 values; expected 3: (dx, dy, dz)", 0),
+        "return 'grads'": ("grad() returned a str; expected a dict {'x': dx, ...} or a tuple "
+                           "(dx, dy, dz)", 0),
+    }
+    for i, (statement, (expected, score)) in enumerate(cases.items()):
+        (tmp_path / str(i)).mkdir()
+        result = grade_one(tmp_path / str(i), f"def grad(x, y, z):\n    {statement}\n")
+        assert result.hints() == [expected] and result.score == pytest.approx(score)

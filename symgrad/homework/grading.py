@@ -197,7 +197,7 @@ def grade_code(preps: list[Prepared], path: Path, limits: Limits,
             else:
                 result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
                 if result.reason is None:
-                    result.checks = _code_checks(prep, events)
+                    result.checks, result.reason = _code_checks(prep, events)
             _score(result)
         pending = pending[stopped + 1:]
     return results
@@ -304,27 +304,27 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> list[Check]:
+def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> tuple[list[Check], str | None]:
+    """A check for each gradient (and the forward output), or why the results cannot be read."""
     p = prep.problem
     trials = {e.get("trial"): e for e in events if e.get("event") == "trial"}
     found = [trials.get(i) for i in range(len(prep.points))]
     if any(e is None for e in found):
-        return [Check("results", False, "some test points returned no results")]
+        return [], "some test points returned no results"
     runs = [e for e in found if e is not None]
     function = p.function if p.style == "grad" else p.backward
     checks = []
     if p.style == "layer":
         bad = next((e for e in runs if "forward_returned" in e), None)
         if bad is not None:
-            return [Check("out", False, f"{p.forward}() returned {_describe(bad['forward_returned'])}; "
-                                        f"expected (out, cache)")]
+            return [], f"{p.forward}() returned {_describe(bad['forward_returned'])}; expected (out, cache)"
         outs = [_decode(e.get("out")) for e in runs]
         checks.append(_check("out", outs, [r.value for r in prep.refs], prep, others={}, alternatives=[]))
     per_trial = []
     for e in runs:
         grads, problem = _gradients(e.get("returned"), p, function)
         if problem is not None:
-            return checks + [Check("gradients", False, problem)]
+            return [], problem
         per_trial.append(grads)
     for name in p.wrt:
         got = [g.get(name) for g in per_trial]
@@ -334,7 +334,7 @@ def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> list[Check]:
             continue
         checks.append(_check(f"∂{name}", [_decode(v) for v in got], prep.want(name), prep,
                              others=prep.others(name), alternatives=prep.alternatives_for(name)))
-    return checks
+    return checks, None
 
 
 def _check(label: str, got: list[tuple[np.ndarray | None, str | None]], want: list[np.ndarray],
