@@ -1,5 +1,6 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
+from . import homework
 from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
 from .codegen import Compiled, codegen
 from .derived import (
@@ -61,7 +62,7 @@ __version__ = "0.1.0"
 __all__ = [
     "OPS", "EvaluationError", "FusionError", "Graph", "InputError", "ParseError", "ShapeError",
     "SymgradError", "Trace", "TracingError", "UnsupportedError", "abs", "absolute", "cos", "exp",
-    "graph", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
+    "graph", "homework", "log", "max", "maximum", "min", "minimum", "relu", "sigmoid", "sin", "softplus",
     "sqrt", "tanh",
     "Explanation", "explain", "render",
     # tensors

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import InputError, SymgradError
 from .graph import Graph, graph
+from .homework.command import add_parser as add_check_parser
 from .tables import derivative_table, number
 
 EXAMPLES = """\
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
                    help="primitive: binary + and * (default); nary: chains of + or * in one node")
     c.set_defaults(run=codegen_command)
+    add_check_parser(sub)
     return parser
 
 
@@ -216,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if text:
         print(text)
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 if __name__ == "__main__":

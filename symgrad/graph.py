@@ -207,7 +207,7 @@ class Graph:
                 count += 1
                 names.append(f"{prefix}{count}")
         g = nx.DiGraph()
-        derived: dict[tuple, list[tuple[sp.Expr, sp.Expr]]] = {}
+        derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
         spec_of = dict(zip(names, specs))
         for name in order:
             spec = spec_of[name]
@@ -525,7 +525,7 @@ def _symbol(name: str) -> sp.Symbol:
 
 
 def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
-                derived: dict[tuple, list[tuple[sp.Expr, sp.Expr]]] | None = None) -> None:
+                derived: dict[tuple, list[dict[str, sp.Expr]]] | None = None) -> None:
     """Add an operation node and its edges, deriving each edge's local derivative.
 
     ``derived`` remembers the derivatives of each op and constant pattern, in

@@ -58,7 +58,8 @@ def parse(text: str, builder: Builder):
         # Python builds the syntax tree of a long sum recursively; let it, within bounds
         sys.setrecursionlimit(max(limit, 30_000))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", SyntaxWarning)  # "\\d" in a string literal
+            warnings.simplefilter("ignore", DeprecationWarning)  # the same, before Python 3.12
             tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"syntax error: {e.msg}", _syntax_column(e, text.strip()),

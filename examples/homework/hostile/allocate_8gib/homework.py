@@ -1,0 +1,46 @@
+"""Hostile: circuit_grad allocates 8 GiB."""
+
+import numpy as np
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def circuit_grad(x, y, z):
+    memory = np.ones(2**30)  # 8 GiB of float64
+    q = x + y + memory[0] - 1
+    return {"x": z, "y": z, "z": q}
+
+
+def neuron_grad(w0, x0, w1, x1, w2):
+    out = sigmoid(w0 * x0 + w1 * x1 + w2)
+    da = out * (1 - out)
+    return {"w0": da * x0, "x0": da * w0, "w1": da * x1, "x1": da * w1, "w2": da}
+
+
+def neuron_forward(w0, x0, w1, x1, w2):
+    out = sigmoid(w0 * x0 + w1 * x1 + w2)
+    return out, (w0, x0, w1, x1, out)
+
+
+def neuron_backward(dout, cache):
+    w0, x0, w1, x1, out = cache
+    da = dout * out * (1 - out)
+    return da * x0, da * w0, da * x1, da * w1, da
+
+
+def ridge_grad(w, b, x, y, lam):
+    err = w * x + b - y
+    return {"w": err * x + lam * w, "b": err}
+
+
+def sigmoid_layer_forward(X, b):
+    out = sigmoid(X + b)
+    return out, out
+
+
+def sigmoid_layer_backward(dout, cache):
+    out = cache
+    da = dout * out * (1 - out)
+    return da, da.sum(axis=0)

@@ -1,0 +1,59 @@
+"""Hostile: circuit_grad looks for the grader's secret; it fails if it finds none."""
+
+import os
+
+import numpy as np
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def circuit_grad(x, y, z):
+    secret = os.environ.get("SYMGRAD_TEST_SECRET")
+    for pid in os.listdir("/proc"):  # the grader's environment, through /proc?
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                for item in f.read().split(b"\0"):
+                    if item.startswith(b"SYMGRAD_TEST_SECRET="):
+                        secret = item.decode()
+        except (OSError, ValueError):
+            pass
+    if not secret:
+        raise LookupError("no secret in the environment")
+    print("found the secret:", secret)
+    q = x + y
+    return {"x": z, "y": z, "z": q}
+
+
+def neuron_grad(w0, x0, w1, x1, w2):
+    out = sigmoid(w0 * x0 + w1 * x1 + w2)
+    da = out * (1 - out)
+    return {"w0": da * x0, "x0": da * w0, "w1": da * x1, "x1": da * w1, "w2": da}
+
+
+def neuron_forward(w0, x0, w1, x1, w2):
+    out = sigmoid(w0 * x0 + w1 * x1 + w2)
+    return out, (w0, x0, w1, x1, out)
+
+
+def neuron_backward(dout, cache):
+    w0, x0, w1, x1, out = cache
+    da = dout * out * (1 - out)
+    return da * x0, da * w0, da * x1, da * w1, da
+
+
+def ridge_grad(w, b, x, y, lam):
+    err = w * x + b - y
+    return {"w": err * x + lam * w, "b": err}
+
+
+def sigmoid_layer_forward(X, b):
+    out = sigmoid(X + b)
+    return out, out
+
+
+def sigmoid_layer_backward(dout, cache):
+    out = cache
+    da = dout * out * (1 - out)
+    return da, da.sum(axis=0)

@@ -1,0 +1,229 @@
+"""Symbolic answers: a student's ∂f/∂x as an expression string, read and compared.
+
+Answer text goes through symgrad's own safe parser (never ``sympify``), is
+evaluated at the test points with symgrad's NumPy printer, and its difference
+from SymPy's derivative of the reference is simplified.  Both are done in a
+worker process (``python -m symgrad.homework.answers``) that the grader can
+stop: SymPy's simplification of a hostile answer may take forever.
+
+The worker reads one request a line (JSON) and answers with lines::
+
+    {"var": "x", "values": [{"shape": [], "data": [0.19]}, ...]}   or  {"var": "x", "error": "..."}
+    {"var": "x", "symbolic": "zero" | "nonzero" | "error"}
+    {"done": true}
+
+(and ``{"ready": true}`` once, when it has started).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import SymgradError
+from ..graph import Graph
+from ..ops import CUSTOM_FUNCTIONS
+from ..printing import evaluate
+from .spec import graph_of
+
+MAX_ANSWER_LENGTH = 10_000
+STARTUP_SECONDS = 120.0
+
+
+def parse_answer(text: str, shapes: Mapping[str, tuple[int, ...]], labels: Sequence[str] = ()) -> Graph:
+    """The graph of an answer; a SymgradError for bad text or an input the problem lacks.
+
+    >>> parse_answer("sigmoid(x)*(1 - sigmoid(x))", {"x": ()}).inputs
+    ('x',)
+    """
+    if not isinstance(text, str):
+        raise SymgradError(f"an answer must be a string, not {type(text).__name__}")
+    if len(text) > MAX_ANSWER_LENGTH:
+        raise SymgradError(f"the answer is too long ({len(text)} characters; at most {MAX_ANSWER_LENGTH})")
+    g = graph_of(text, shapes, labels)
+    unknown = [n for n in g.inputs if n not in shapes]
+    if unknown:
+        raise SymgradError(f"uses {unknown[0]!r}, which is not an input of this problem "
+                           f"(inputs: {', '.join(shapes)})")
+    return g
+
+
+def answer_values(g: Graph, points: Sequence[Mapping[str, Any]], shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The answer's value at every point, broadcast to ``shape``; NaN and inf are kept."""
+    expr = g.expression()
+    values = []
+    with np.errstate(all="ignore"):
+        for point in points:
+            env = {n: np.asarray(point[n], dtype=float) for n in g.inputs}
+            try:
+                value = evaluate(expr, env)
+            except (ZeroDivisionError, OverflowError, ValueError):
+                value = np.asarray(np.nan)
+            try:
+                value = np.broadcast_to(value, shape).copy()
+            except ValueError:
+                pass  # the wrong shape is for the diagnosis to name
+            values.append(value)
+    return values
+
+
+def same_symbolically(answer: Graph, reference: Graph, var: str) -> bool:
+    """Whether SymPy simplifies (answer − ∂reference/∂var) to 0.
+
+    >>> from symgrad import graph
+    >>> same_symbolically(graph("exp(-x)/(1 + exp(-x))**2"), graph("sigmoid(x)"), "x")
+    True
+    """
+    want = sp.diff(reference.expression(), sp.Symbol(var, real=True))
+    return sp.simplify(_elementary(answer.expression()) - _elementary(want)) == 0
+
+
+def _elementary(expr: sp.Expr) -> sp.Expr:
+    return expr.replace(lambda e: isinstance(e, CUSTOM_FUNCTIONS),
+                        lambda e: type(e).elementary(e.args[0]))
+
+
+def check(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The worker's reply to one request: values first, then the slower symbolic verdicts."""
+    shapes = {n: tuple(s) for n, s in request["shapes"].items()}
+    labels = request.get("labels", [])
+    reference = graph_of(request["expression"], shapes, labels)
+    points = [{n: np.asarray(v["data"], dtype=float).reshape(v["shape"]) for n, v in p.items()}
+              for p in request["points"]]
+    parsed: dict[str, Graph] = {}
+    for var, text in request["answers"].items():
+        try:
+            g = parse_answer(text, shapes, labels)
+            values = answer_values(g, points, shapes[var])
+        except (SymgradError, RecursionError, MemoryError) as e:
+            yield {"var": var, "error": str(e).splitlines()[0] if str(e) else type(e).__name__}
+            continue
+        parsed[var] = g
+        yield {"var": var, "values": [{"shape": list(v.shape), "data": v.ravel().tolist()} for v in values]}
+    for var, g in parsed.items():
+        try:
+            verdict = "zero" if same_symbolically(g, reference, var) else "nonzero"
+        except Exception:  # SymPy may fail on odd input; the numbers still decide
+            verdict = "error"
+        yield {"var": var, "symbolic": verdict}
+    yield {"done": True}
+
+
+def main() -> None:
+    """The worker: one JSON request a line on stdin, reply lines on stdout."""
+    if len(sys.argv) > 1:
+        import resource
+
+        memory = int(sys.argv[1]) << 20
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        try:
+            for reply in check(json.loads(line)):
+                print(json.dumps(reply), flush=True)
+        except Exception as e:
+            print(json.dumps({"failed": f"{type(e).__name__}: {e}"[:300]}), flush=True)
+            print(json.dumps({"done": True}), flush=True)
+
+
+class AnswerPool:
+    """Worker processes shared by the grading threads; a worker that overruns is killed."""
+
+    def __init__(self, memory_mb: int):
+        self.memory_mb = max(memory_mb, 768)
+        self._idle: queue.SimpleQueue[subprocess.Popen] = queue.SimpleQueue()
+        self._all: list[subprocess.Popen] = []
+
+    def ask(self, request: Mapping[str, Any], timeout: float) -> tuple[list[dict[str, Any]], str]:
+        """The reply lines to ``request``, and how it ended: "done", "timeout" or "failed"."""
+        try:
+            worker: subprocess.Popen | None = self._idle.get_nowait()
+        except queue.Empty:
+            worker = self._start()
+        if worker is None:
+            return [], "failed"
+        assert worker.stdin is not None and worker.stdout is not None
+        try:
+            worker.stdin.write((json.dumps(request) + "\n").encode())
+            worker.stdin.flush()
+        except OSError:
+            return [], "failed"
+        replies, status = _read_replies(worker.stdout.fileno(), time.monotonic() + timeout)
+        if status == "done":
+            self._idle.put(worker)
+        else:
+            worker.kill()
+            worker.wait()
+        return replies, status
+
+    def _start(self) -> subprocess.Popen | None:
+        """A new worker, once it has imported SymPy (which is not charged to any student)."""
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        worker = subprocess.Popen([sys.executable, "-m", "symgrad.homework.answers", str(self.memory_mb)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, env=env)
+        self._all.append(worker)
+        assert worker.stdout is not None
+        _, status = _read_replies(worker.stdout.fileno(), time.monotonic() + STARTUP_SECONDS)
+        if status != "done":
+            worker.kill()
+            return None
+        return worker
+
+    def close(self) -> None:
+        for worker in self._all:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            for stream in (worker.stdin, worker.stdout):
+                if stream is not None:
+                    stream.close()
+
+    def __enter__(self) -> AnswerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_replies(fd: int, deadline: float) -> tuple[list[dict[str, Any]], str]:
+    replies: list[dict[str, Any]] = []
+    buffer = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not sel.select(timeout=left):
+                continue
+            data = os.read(fd, 1 << 16)
+            if not data:
+                return replies, "failed"
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    reply = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(reply, dict):
+                    continue
+                if reply.get("done") or reply.get("ready"):
+                    return replies, "done"
+                replies.append(reply)
+    return replies, "timeout"
+
+
+if __name__ == "__main__":
+    main()

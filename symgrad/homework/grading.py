@@ -1,0 +1,483 @@
+"""Grading: every submission, every problem, at the same random test points.
+
+:func:`grade` draws each problem's test points once, computes the reference
+there (:func:`~symgrad.homework.reference.reference_gradients`), then grades
+the submissions in parallel threads: code problems run in the sandbox, one
+process per submission and problem; answer problems go to a worker process.
+Whatever one submission does, the others are graded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .answers import AnswerPool
+from .diagnose import diagnose
+from .reference import Reference, reference_gradients
+from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
+from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
+from .spec import Limits, Problem, Spec, load_spec, tomllib
+
+Progress = Callable[[int, int, str], None]
+MAX_ANSWERS_BYTES = 1 << 20
+
+
+@dataclass
+class Prepared:
+    """A problem's test points and everything a correct submission returns there."""
+
+    problem: Problem
+    points: list[dict[str, np.ndarray]]
+    douts: list[np.ndarray] | None
+    refs: list[Reference]
+    alternatives: list[tuple[str, list[Reference]]]
+    where: list[str]
+
+    def want(self, name: str) -> list[np.ndarray]:
+        return [r.grads[name] for r in self.refs]
+
+    def others(self, name: str) -> dict[str, list[np.ndarray]]:
+        return {n: self.want(n) for n in self.refs[0].grads if n != name}
+
+    def alternatives_for(self, name: str) -> list[tuple[str, list[np.ndarray]]]:
+        return [(hint, [r.grads[name] for r in refs]) for hint, refs in self.alternatives]
+
+
+def prepare(problem: Problem, seed: int) -> Prepared:
+    """Draw the problem's test points and compute the references there."""
+    points = problem.sample(seed)
+    layer = problem.kind == "code" and problem.style == "layer"
+    douts = problem.sample_douts(seed) if layer else None
+    upstream = douts or [np.ones(problem.output_shape)] * len(points)
+    refs = [reference_gradients(problem, p, d) for p, d in zip(points, upstream)]
+    alternatives = []
+    if problem.unregularized is not None:
+        alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
+                             [reference_gradients(problem, p, d, graph=problem.unregularized)
+                              for p, d in zip(points, upstream)]))
+    if layer:
+        alternatives.append(("ignores dout: multiply by the upstream gradient",
+                             [reference_gradients(problem, p, np.ones(problem.output_shape))
+                              for p in points]))
+    where = [", ".join(f"{n}={float(v):.4g}" for n, v in p.items()) if all(np.ndim(v) == 0
+             for v in p.values()) else f"test point {i + 1}" for i, p in enumerate(points)]
+    return Prepared(problem, points, douts, refs, alternatives, where)
+
+
+def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: int = 1,
+          seed: int | None = None, limits: Limits | None = None,
+          progress: Progress | bool = False, isolation: Isolation | None = None) -> ClassReport:
+    """Grade every submission against the spec.
+
+    Parameters
+    ----------
+    spec:
+        A :class:`Spec`, or the path of (or TOML text of) an assignment spec.
+    submissions:
+        Paths of submissions: each a folder, or a single ``.py`` or answers ``.toml`` file.
+    jobs:
+        How many submissions are graded at the same time.
+    seed:
+        The seed of the random test points (default: the spec's).
+    limits:
+        The limits of each run (default: the spec's).
+    progress:
+        True for a progress bar on stderr, or a callable ``(done, total, name)``.
+    isolation:
+        How runs are isolated (default: the strongest this machine allows).
+
+    Returns
+    -------
+    ClassReport
+
+    >>> import symgrad as sg
+    >>> report = sg.homework.grade("examples/homework/assignment.toml",
+    ...                            ["examples/homework/submissions/correct"])  # doctest: +SKIP
+    >>> report.passed  # doctest: +SKIP
+    True
+    """
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    seed = spec.seed if seed is None else seed
+    limits = limits or spec.limits
+    paths = [Path(s) for s in submissions]
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"no such submission: {str(p)!r}")
+    names = _names(paths)
+    plan = [prepare(p, seed) for p in spec.problems]
+    isolation = isolation or probe_isolation()
+    report = progress if callable(progress) else ProgressBar() if progress else None
+    results: list[SubmissionResult | None] = [None] * len(paths)
+    with AnswerPool(limits.memory_mb) as pool, ThreadPoolExecutor(max(1, jobs)) as executor:
+        futures = {executor.submit(grade_submission, spec, plan, name, path, limits, isolation, pool): i
+                   for i, (name, path) in enumerate(zip(names, paths))}
+        for done, future in enumerate(as_completed(futures), 1):
+            i = futures[future]
+            results[i] = future.result()
+            if report is not None:
+                report(done, len(paths), names[i])
+    return ClassReport(spec.title, [(p.id, p.points) for p in spec.problems],
+                       [r for r in results if r is not None], isolation.note, seed)
+
+
+def _names(paths: list[Path]) -> list[str]:
+    names: list[str] = []
+    for p in paths:
+        name = p.resolve().name if p.is_dir() else p.stem
+        n, k = name, 2
+        while n in names:
+            n, k = f"{name} ({k})", k + 1
+        names.append(n)
+    return names
+
+
+def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, limits: Limits,
+                     isolation: Isolation, pool: AnswerPool) -> SubmissionResult:
+    """One submission's results; a problem the grader cannot finish fails with the reason."""
+    results: dict[str, ProblemResult] = {}
+    code = [prep for prep in plan if prep.problem.kind == "code"]
+    try:
+        results.update(grade_code(code, path, limits, isolation))
+    except Exception as e:  # a grader bug must not stop the class
+        results.update({prep.problem.id: _grader_failed(prep, e) for prep in code})
+    for prep in plan:
+        if prep.problem.kind == "answer":
+            try:
+                results[prep.problem.id] = grade_answers(prep, path, spec.answers_file, limits, pool)
+            except Exception as e:
+                results[prep.problem.id] = _grader_failed(prep, e)
+    return SubmissionResult(name, str(path), [results[prep.problem.id] for prep in plan])
+
+
+def _grader_failed(prep: Prepared, e: Exception) -> ProblemResult:
+    return ProblemResult(prep.problem.id, prep.problem.points,
+                         reason=f"the grader failed here: {type(e).__name__}: {e}")
+
+
+# -- code problems ----------------------------------------------------------------
+
+
+def grade_code(preps: list[Prepared], path: Path, limits: Limits,
+               isolation: Isolation) -> dict[str, ProblemResult]:
+    """Run the student's functions in the sandbox and compare them with the references.
+
+    All problems go in one run; when a run is stopped (a limit, a crash), the
+    problem it was on fails with the reason and a new run takes the rest.
+    """
+    results = {}
+    pending = []
+    for prep in preps:
+        p = prep.problem
+        filename = path.name if path.is_file() else p.file
+        if (path if path.is_file() else path / filename).is_file():
+            pending.append(prep)
+        else:
+            results[p.id] = ProblemResult(p.id, p.points, reason=f"no {filename} in the submission")
+    while pending:
+        outcome = _run(pending, path, limits, isolation)
+        done = {e.get("problem") for e in outcome.events if e.get("event") == "problem_done"}
+        stopped = min(k for k in range(len(pending) + 1) if k not in done)
+        for k, prep in enumerate(pending[:stopped + 1]):
+            result = results[prep.problem.id] = ProblemResult(
+                prep.problem.id, prep.problem.points, output=outcome.output(k),
+                seconds=outcome.seconds.get(k, 0.0))
+            events = outcome.of(k)
+            if k == stopped:
+                result.reason = _problem_error(events, limits) or _run_end(outcome, k, limits)
+            else:
+                result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
+                if result.reason is None:
+                    result.checks, result.reason = _code_checks(prep, events)
+            _score(result)
+        pending = pending[stopped + 1:]
+    return results
+
+
+def _run(preps: list[Prepared], path: Path, limits: Limits, isolation: Isolation) -> Outcome:
+    """One sandboxed run of the given problems, in a fresh copy of the submission."""
+    problems = []
+    for prep in preps:
+        p = prep.problem
+        problems.append({
+            "file": path.name if path.is_file() else p.file, "style": p.style, "function": p.function,
+            "forward": p.forward, "backward": p.backward,
+            "trials": [{n: _encode(v) for n, v in pt.items()} for pt in prep.points],
+            "douts": [_encode(d) for d in prep.douts or []]})
+    with tempfile.TemporaryDirectory(prefix="symgrad-check-") as tmp:
+        workdir = Path(tmp) / "work"
+        if path.is_file():
+            workdir.mkdir()
+            shutil.copy2(path, workdir / path.name)
+        else:
+            shutil.copytree(path, workdir, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        return run({"problems": problems}, workdir, limits, isolation)
+
+
+def _encode(v: np.ndarray) -> dict[str, Any]:
+    dtype = "int64" if v.dtype.kind in "iu" else "float64"
+    if v.ndim == 0:
+        return {"kind": "scalar", "dtype": dtype, "data": v.item()}
+    return {"kind": "array", "dtype": dtype, "shape": list(v.shape), "data": v.ravel().tolist()}
+
+
+def _where(events: list[dict[str, Any]]) -> str:
+    stages = [e for e in events if e.get("event") == "stage"]
+    if not stages:
+        return "before it started"
+    stage = stages[-1]
+    if stage.get("stage") == "import":
+        return f"while importing {str(stage.get('file'))[:60]}"
+    trial = stage.get("trial")
+    at = f" at test point {trial + 1}" if isinstance(trial, int) else ""
+    return f"in {str(stage.get('function'))[:40]}(){at}"
+
+
+def _problem_error(events: list[dict[str, Any]], limits: Limits) -> str | None:
+    """The exception (or exit, or missing function) that failed the problem, or None."""
+    errors = [e for e in events if e.get("event") == "error"]
+    if not errors:
+        return None
+    error, where = errors[-1], _where(events)
+    kind, message = error.get("kind"), str(error.get("message"))[:500]
+    if kind == "missing":
+        return message
+    if kind == "exit":
+        return f"{message} {where}"
+    if isinstance(error.get("file"), str):
+        function = str(error.get("function"))[:40]
+        inside = "" if function == "<module>" or f"in {function}()" in where else f", in {function}"
+        message += f" ({error['file'][:60]}, line {error.get('line')}{inside})"
+    if kind == "memory":
+        return f"ran out of memory (limit {limits.memory_mb} MB) {where}: {message}"
+    return f"raised {message} {where}"
+
+
+def _run_end(outcome: Outcome, k: int, limits: Limits) -> str:
+    """Why the run stopped during problem ``k``: a limit, a signal, an exit."""
+    where = _where(outcome.of(k))
+    if outcome.stopped == "timeout":
+        return f"stopped after {limits.wall_seconds:g} s (wall-time limit) {where}: an endless loop?"
+    if outcome.stopped == "output":
+        return f"printed more than {limits.output_kb} kB {where}: stopped"
+    if outcome.stopped == "channel":
+        return f"sent more than {MAX_CHANNEL_BYTES >> 20} MB of results {where}: stopped"
+    end = outcome.last("exit")
+    if end is None:
+        tail = outcome.output(k).strip().splitlines()[-1:] or ["no output"]
+        return f"the sandbox stopped unexpectedly {where} ({tail[0][:200]})"
+    sig = end.get("signal")
+    if isinstance(sig, int):
+        if sig == signal.SIGXCPU:
+            return f"exceeded the CPU-time limit ({limits.cpu_seconds:g} s) {where}"
+        if sig == signal.SIGKILL:
+            return f"was killed {where}: over the CPU-time or memory limit?"
+        if sig == getattr(signal, "SIGXFSZ", -1):
+            return f"wrote a file over the size limit {where}"
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        return f"crashed ({name}) {where}"
+    return (f"exited (status {end.get('status')}) {where} before returning its results: "
+            "sys.exit or os._exit?")
+
+
+def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
+    for e in events:
+        if e.get("event") != "trial":
+            continue
+        mutated = [str(n) for n in e.get("mutated") or [] if n in p.inputs]
+        function = str(e.get("mutated_in"))[:40]
+        if mutated:
+            return (f"modified its input {', '.join(mutated)} in place in {function}() "
+                    f"(like x += 1): work on a copy")
+        if e.get("mutated_dout"):
+            return f"modified dout in place in {p.backward}() (like dout *= 2): work on a copy"
+    return None
+
+
+def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> tuple[list[Check], str | None]:
+    """A check for each gradient (and the forward output), or why the results cannot be read."""
+    p = prep.problem
+    trials = {e.get("trial"): e for e in events if e.get("event") == "trial"}
+    found = [trials.get(i) for i in range(len(prep.points))]
+    if any(e is None for e in found):
+        return [], "some test points returned no results"
+    runs = [e for e in found if e is not None]
+    function = p.function if p.style == "grad" else p.backward
+    checks = []
+    if p.style == "layer":
+        bad = next((e for e in runs if "forward_returned" in e), None)
+        if bad is not None:
+            return [], f"{p.forward}() returned {_describe(bad['forward_returned'])}; expected (out, cache)"
+        outs = [_decode(e.get("out")) for e in runs]
+        checks.append(_check("out", outs, [r.value for r in prep.refs], prep, others={}, alternatives=[]))
+    per_trial = []
+    for e in runs:
+        grads, problem = _gradients(e.get("returned"), p, function)
+        if problem is not None:
+            return [], problem
+        per_trial.append(grads)
+    for name in p.wrt:
+        got = [g.get(name) for g in per_trial]
+        if any(v is None for v in got):
+            keys = ", ".join(sorted(per_trial[0])) if per_trial[0] else "none"
+            checks.append(Check(f"∂{name}", False, f"missing from what {function}() returned ({keys})"))
+            continue
+        checks.append(_check(f"∂{name}", [_decode(v) for v in got], prep.want(name), prep,
+                             others=prep.others(name), alternatives=prep.alternatives_for(name)))
+    return checks, None
+
+
+def _check(label: str, got: list[tuple[np.ndarray | None, str | None]], want: list[np.ndarray],
+           prep: Prepared, others: dict[str, list[np.ndarray]],
+           alternatives: list[tuple[str, list[np.ndarray]]]) -> Check:
+    problems = [why for _, why in got if why is not None]
+    if problems:
+        return Check(label, False, problems[0])
+    values = [v for v, _ in got]
+    p = prep.problem
+    hint = diagnose(label.lstrip("∂"), values, want, others=others, alternatives=alternatives,
+                    batch=p.batch, where=prep.where, rtol=p.rtol, atol=p.atol)
+    return Check(label, hint is None, hint)
+
+
+def _gradients(returned: Any, p: Problem, function: str) -> tuple[dict[str, Any], str | None]:
+    """``{name: encoded value}`` from what the student returned, or why it cannot be read."""
+    order = p.returns if p.style == "layer" else p.wrt
+    names = ", ".join(f"d{n}" for n in order)
+    if not isinstance(returned, dict):
+        return {}, f"{function}() returned something unreadable"
+    kind = returned.get("kind")
+    items = returned.get("items")
+    if kind == "dict" and isinstance(items, dict):
+        found = {}
+        for n in p.wrt:
+            key = n if n in items else f"d{n}" if f"d{n}" in items else None
+            if key is not None:
+                found[n] = items[key]
+        return found, None
+    if kind in ("tuple", "list") and isinstance(items, list) and (len(order) > 1 or kind == "tuple"):
+        length = returned.get("length", len(items))
+        if length != len(order):
+            return {}, f"{function}() returned {length} values; expected {len(order)}: ({names})"
+        return dict(zip(order, items)), None
+    if len(order) == 1:
+        return {order[0]: returned}, None
+    expected = f"a dict {{'{order[0]}': d{order[0]}, ...}} or a tuple ({names})"
+    return {}, f"{function}() returned {_describe(returned)}; expected {expected}"
+
+
+def _describe(v: Any) -> str:
+    if not isinstance(v, dict):
+        return "something unreadable"
+    kind = v.get("kind")
+    if kind == "scalar":
+        return "a single number"
+    if kind == "array":
+        return f"an array of shape {tuple(v.get('shape') or ())}"
+    if kind in ("tuple", "list", "dict"):
+        return f"a {kind} of {len(v.get('items') or ())} items"
+    t = str(v.get("type"))[:60]
+    return "None" if t == "NoneType" else t if t.startswith("an ") else f"a {t}"
+
+
+def _decode(v: Any) -> tuple[np.ndarray | None, str | None]:
+    """An encoded value as an array, or why it is not a number or a NumPy array."""
+    if not isinstance(v, dict):
+        return None, "could not be read"
+    kind = v.get("kind")
+    if kind == "scalar" and isinstance(v.get("data"), (int, float)) and not isinstance(v["data"], bool):
+        return np.asarray(float(v["data"])), None
+    if kind == "array":
+        shape = v.get("shape")
+        try:
+            if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+                raise ValueError
+            data = np.array(v.get("data"), dtype=float)
+            if data.ndim != 1 or data.size != int(np.prod(shape)):
+                raise ValueError
+            return data.reshape(shape), None
+        except (ValueError, TypeError, OverflowError):
+            return None, "could not be read"
+    if kind in ("list", "tuple"):
+        return None, f"a {kind}, not a NumPy array: return np.array(...)"
+    return None, f"{_describe(v)}, not a number or a NumPy array"
+
+
+def _score(result: ProblemResult) -> None:
+    if result.reason is not None or not result.checks:
+        result.score = 0.0
+    else:
+        result.score = result.points * sum(c.ok for c in result.checks) / len(result.checks)
+
+
+# -- answer problems ---------------------------------------------------------------
+
+
+def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
+                  pool: AnswerPool) -> ProblemResult:
+    """Read the student's answers for this problem and compare them with the derivatives."""
+    p = prep.problem
+    result = ProblemResult(p.id, p.points)
+    answers, problem = _read_answers(path, answers_file, p)
+    if problem is not None:
+        result.reason = problem
+        return result
+    request = {"expression": p.expression, "shapes": {n: list(s) for n, s in p.shapes.items()},
+               "labels": [n for n, s in p.inputs.items() if s.labels is not None],
+               "answers": {v: answers[v] for v in p.wrt if isinstance(answers.get(v), str)},
+               "points": [{n: {"shape": list(np.shape(v)), "data": np.ravel(v).astype(float).tolist()}
+                           for n, v in pt.items()} for pt in prep.points]}
+    replies, status = pool.ask(request, limits.answer_seconds) if request["answers"] else ([], "done")
+    values = {r["var"]: r for r in replies if "values" in r or "error" in r}
+    symbolic = {r["var"]: r["symbolic"] for r in replies if "symbolic" in r}
+    for var in p.wrt:
+        label = f"∂{var}"
+        if var not in answers:
+            result.checks.append(Check(label, False, f"no answer for {var} in [{p.id}] of {answers_file}"))
+        elif not isinstance(answers[var], str):
+            result.checks.append(Check(label, False, "the answer must be a string like \"2*x\""))
+        elif "error" in values.get(var, {}):
+            result.checks.append(Check(label, False, f"cannot read the answer: {values[var]['error']}"))
+        elif var not in values:
+            why = "took too long to check" if status == "timeout" else "could not be checked"
+            result.checks.append(Check(label, False, why))
+        else:
+            got = [_decode({"kind": "array", **v}) for v in values[var]["values"]]
+            check = _check(label, got, prep.want(var), prep, others=prep.others(var), alternatives=[])
+            if symbolic.get(var) == "zero":
+                check = Check(label, True)
+            result.checks.append(check)
+    _score(result)
+    return result
+
+
+def _read_answers(path: Path, answers_file: str, p: Problem) -> tuple[dict[str, Any], str | None]:
+    file = path if path.is_file() else path / answers_file
+    if file.suffix != ".toml" or not file.is_file():
+        return {}, f"no {answers_file} in the submission"
+    try:
+        if file.stat().st_size > MAX_ANSWERS_BYTES:
+            return {}, f"{file.name} is larger than {MAX_ANSWERS_BYTES >> 20} MB"
+        data = tomllib.loads(file.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, tomllib.TOMLDecodeError, RecursionError) as e:
+        return {}, f"{file.name} is not valid TOML: {e}"
+    table = data.get(p.id)
+    if not isinstance(table, dict):
+        return {}, f"no [{p.id}] table in {file.name}"
+    answers = {}
+    for var in p.wrt:
+        for key in (var, f"d{var}"):
+            if key in table:
+                answers[var] = table[key]
+                break
+    return answers, None

@@ -1,0 +1,202 @@
+"""Grading results and their forms: terminal text, JSON, CSV and JUnit XML."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from xml.etree import ElementTree as ET
+
+
+@dataclass
+class Check:
+    """One thing checked in a problem (``∂x``, ``out``), and a hint line when it is wrong."""
+
+    name: str
+    ok: bool
+    hint: str | None = None
+
+
+@dataclass
+class ProblemResult:
+    """One problem of one submission.  ``reason`` is set when the whole problem failed."""
+
+    problem: str
+    points: float
+    score: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+    reason: str | None = None
+    output: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.reason is None and bool(self.checks) and all(c.ok for c in self.checks)
+
+    def hints(self) -> list[str]:
+        """One line per failure; checks that fail the same way share a line."""
+        if self.reason is not None:
+            return [self.reason]
+        grouped: dict[str, list[str]] = {}
+        for c in self.checks:
+            if not c.ok:
+                grouped.setdefault(c.hint or "wrong", []).append(c.name)
+        return [f"{', '.join(names)}: {hint}" for hint, names in grouped.items()]
+
+
+@dataclass
+class SubmissionResult:
+    name: str
+    path: str
+    problems: list[ProblemResult]
+
+    @property
+    def score(self) -> float:
+        return sum(p.score for p in self.problems)
+
+    @property
+    def max_points(self) -> float:
+        return sum(p.points for p in self.problems)
+
+    @property
+    def passed(self) -> bool:
+        return all(p.passed for p in self.problems)
+
+    def problem(self, problem_id: str) -> ProblemResult:
+        return next(p for p in self.problems if p.problem == problem_id)
+
+
+@dataclass
+class ClassReport:
+    """Every submission's results, and how to show them."""
+
+    title: str
+    problems: list[tuple[str, float]]
+    submissions: list[SubmissionResult]
+    isolation: str = ""
+    seed: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return all(s.passed for s in self.submissions)
+
+    def submission(self, name: str) -> SubmissionResult:
+        return next(s for s in self.submissions if s.name == name)
+
+    def text(self) -> str:
+        """A readable report: one block per student, then the class summary."""
+        total = sum(p for _, p in self.problems)
+        width = max([len(s.name) for s in self.submissions] + [10])
+        ids = max([len(i) for i, _ in self.problems] + [7])
+        lines = [f"{self.title}: {len(self.submissions)} submission(s)", ""]
+        for s in self.submissions:
+            lines.append(f"{s.name:<{width}}  {_pts(s.score):>5}/{_pts(total):<5}  "
+                         f"{'passed' if s.passed else 'FAILED'}")
+            for p in s.problems:
+                if p.passed:
+                    continue
+                hints = p.hints()
+                head = f"  {p.problem:<{ids}}  {_pts(p.score):>5}/{_pts(p.points):<4} "
+                lines.append(head + hints[0])
+                lines.extend(" " * len(head) + h for h in hints[1:])
+        lines += ["", "Class summary", self.summary()]
+        if self.isolation:
+            lines += ["", f"Sandbox: {self.isolation}"]
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        from ..tables import render
+
+        n = len(self.submissions) or 1
+        rows = []
+        for pid, points in self.problems:
+            results = [s.problem(pid) for s in self.submissions]
+            rows.append([pid, _pts(points), _pts(sum(r.score for r in results) / n),
+                         f"{sum(r.passed for r in results)}/{len(results)}"])
+        rows.append(["total", _pts(sum(p for _, p in self.problems)),
+                     _pts(sum(s.score for s in self.submissions) / n),
+                     f"{sum(s.passed for s in self.submissions)}/{len(self.submissions)}"])
+        return "\n".join("  " + line for line in render(["problem", "points", "mean", "passed"],
+                                                         rows).splitlines())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "assignment": self.title, "seed": self.seed, "sandbox": self.isolation,
+            "max_points": sum(p for _, p in self.problems), "passed": self.passed,
+            "problems": [{"id": i, "points": p} for i, p in self.problems],
+            "submissions": [{
+                "name": s.name, "path": s.path, "score": s.score, "max_points": s.max_points,
+                "passed": s.passed,
+                "problems": [{
+                    "id": p.problem, "score": p.score, "points": p.points, "passed": p.passed,
+                    "reason": p.reason, "hints": p.hints(), "seconds": round(p.seconds, 3),
+                    "checks": [{"name": c.name, "ok": c.ok, "hint": c.hint} for c in p.checks],
+                    "output": p.output,
+                } for p in s.problems],
+            } for s in self.submissions],
+        }
+
+    def json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def csv(self) -> str:
+        """One row per student, one column per problem, and the total."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["student", *(i for i, _ in self.problems), "total"])
+        for s in self.submissions:
+            writer.writerow([s.name, *(_pts(s.problem(i).score) for i, _ in self.problems), _pts(s.score)])
+        return buffer.getvalue()
+
+    def junit(self) -> str:
+        """JUnit XML: a test suite per student, a test case per problem."""
+        root = ET.Element("testsuites", name=_xml(self.title),
+                          tests=str(len(self.submissions) * len(self.problems)),
+                          failures=str(sum(not p.passed for s in self.submissions for p in s.problems)))
+        for s in self.submissions:
+            suite = ET.SubElement(root, "testsuite", name=_xml(s.name), tests=str(len(s.problems)),
+                                  failures=str(sum(not p.passed for p in s.problems)),
+                                  time=f"{sum(p.seconds for p in s.problems):.3f}")
+            for p in s.problems:
+                case = ET.SubElement(suite, "testcase", classname=_xml(s.name), name=p.problem,
+                                     time=f"{p.seconds:.3f}")
+                ET.SubElement(case, "properties").append(
+                    ET.Element("property", name="score", value=f"{_pts(p.score)}/{_pts(p.points)}"))
+                if not p.passed:
+                    hints = p.hints()
+                    failure = ET.SubElement(case, "failure", message=_xml(hints[0]))
+                    failure.text = _xml("\n".join(hints))
+                if p.output:
+                    ET.SubElement(case, "system-out").text = _xml(p.output)
+        return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def _pts(x: float) -> str:
+    return f"{round(x, 2):g}"
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    """Text with the characters XML 1.0 cannot hold replaced."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr: ``grading [#####.....] 57/200 alice``."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        filled = self.width * done // max(total, 1)
+        bar = "#" * filled + "." * (self.width - filled)
+        end = "\n" if done >= total else ""
+        self.stream.write(f"\rgrading [{bar}] {done}/{total} {name[:24]:<24}{end}")
+        self.stream.flush()
