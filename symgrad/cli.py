@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -216,8 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymgradError as e:
         print(f"symgrad: error: {e}", file=sys.stderr)
         return 2
-    if text:
-        print(text)
+    try:
+        if text:
+            print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (symgrad derive ... | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return getattr(args, "exit_code", 0)
 
 
