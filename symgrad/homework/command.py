@@ -17,7 +17,9 @@ examples:
 
 Each submission is a folder (holding the files the spec names), or a single .py file
 used for every code problem, or a single answers .toml file.  The exit status is 0 when
-every submission passed, 1 when some did not (0 with --report-only), 2 on a bad spec.
+every submission passed, 1 when some did not, 2 on a bad spec (one that cannot be read,
+or a problem whose reference gradients finite differences do not confirm: that problem
+is graded for nobody); always 0 with --report-only.
 """
 
 
@@ -65,5 +67,8 @@ def check(args: argparse.Namespace) -> str:
             to_stdout = True
         else:
             Path(destination).write_text(content, encoding="utf-8")
-    args.exit_code = 0 if report.passed or args.report_only else 1
+    if report.spec_problems:
+        for message in report.spec_problems.values():
+            print(f"symgrad: spec problem: {message}", file=sys.stderr)
+    args.exit_code = 0 if args.report_only else 2 if report.spec_problems else 0 if report.passed else 1
     return "" if args.quiet or to_stdout else report.text()

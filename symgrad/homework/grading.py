@@ -23,10 +23,10 @@ import numpy as np
 from ..errors import InputError
 from .answers import AnswerPool
 from .diagnose import diagnose
-from .reference import Reference, reference_gradients
+from .reference import Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
 from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
-from .spec import Limits, Problem, Spec, load_spec, tomllib
+from .spec import Limits, Problem, Spec, SpecError, load_spec, tomllib
 
 Progress = Callable[[int, int, str], None]
 MAX_ANSWERS_BYTES = 1 << 20
@@ -34,7 +34,11 @@ MAX_ANSWERS_BYTES = 1 << 20
 
 @dataclass
 class Prepared:
-    """A problem's test points and everything a correct submission returns there."""
+    """A problem's test points and everything a correct submission returns there.
+
+    ``spec_problem`` says why the problem cannot be graded (its reference cannot be
+    evaluated, or finite differences do not confirm it); then ``refs`` is empty.
+    """
 
     problem: Problem
     points: list[dict[str, np.ndarray]]
@@ -42,6 +46,7 @@ class Prepared:
     refs: list[Reference]
     alternatives: list[tuple[str, list[Reference]]]
     where: list[str]
+    spec_problem: str | None = None
 
     def want(self, name: str) -> list[np.ndarray]:
         return [r.grads[name] for r in self.refs]
@@ -54,23 +59,40 @@ class Prepared:
 
 
 def prepare(problem: Problem, seed: int) -> Prepared:
-    """Draw the problem's test points and compute the references there."""
+    """Draw the problem's test points, compute the references there and have them witnessed.
+
+    Each reference is confirmed by :func:`symgrad.check_grad` (the witness); a
+    reference that cannot be computed or confirmed makes the problem a spec
+    problem, graded for nobody.
+    """
     points = problem.sample(seed)
     layer = problem.kind == "code" and problem.style == "layer"
     douts = problem.sample_douts(seed) if layer else None
-    upstream = douts or [np.ones(problem.output_shape)] * len(points)
-    refs = [reference_gradients(problem, p, d) for p, d in zip(points, upstream)]
-    alternatives = []
-    if problem.unregularized is not None:
-        alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
-                             [reference_gradients(problem, p, d, graph=problem.unregularized)
-                              for p, d in zip(points, upstream)]))
-    if layer:
-        alternatives.append(("ignores dout: multiply by the upstream gradient",
-                             [reference_gradients(problem, p, np.ones(problem.output_shape))
-                              for p in points]))
+    upstream: list[np.ndarray | None] = list(douts) if douts else [None] * len(points)
     where = [", ".join(f"{n}={float(v):.4g}" for n, v in p.items()) if all(np.ndim(v) == 0
              for v in p.values()) else f"test point {i + 1}" for i, p in enumerate(points)]
+    try:
+        refs = [reference_gradients(problem, p, d) for p, d in zip(points, upstream)]
+    except SpecError as e:
+        return Prepared(problem, points, douts, [], [], where, spec_problem=str(e))
+    for i, (p, d, ref) in enumerate(zip(points, upstream, refs)):
+        why = witness(problem, p, ref, d)
+        if why is not None:
+            return Prepared(problem, points, douts, [], [], where, spec_problem=(
+                f"problem {problem.id!r}: the reference failed its check at test point {i + 1} "
+                f"({point_text(p)}): {why}"))
+    alternatives = []
+    try:
+        if problem.unregularized is not None:
+            alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
+                                 [reference_gradients(problem, p, d, graph=problem.unregularized)
+                                  for p, d in zip(points, upstream)]))
+        if layer:
+            alternatives.append(("ignores dout: multiply by the upstream gradient",
+                                 [reference_gradients(problem, p, np.ones(problem.output_shape))
+                                  for p in points]))
+    except SpecError:
+        pass  # a diagnosis the less
     return Prepared(problem, points, douts, refs, alternatives, where)
 
 
@@ -127,7 +149,8 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
             if report is not None:
                 report(done, len(paths), names[i])
     return ClassReport(spec.title, [(p.id, p.points) for p in spec.problems],
-                       [r for r in results if r is not None], isolation.note, seed)
+                       [r for r in results if r is not None], isolation.note, seed,
+                       {prep.problem.id: prep.spec_problem for prep in plan if prep.spec_problem})
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -144,7 +167,10 @@ def _names(paths: list[Path]) -> list[str]:
 def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, limits: Limits,
                      isolation: Isolation, pool: AnswerPool) -> SubmissionResult:
     """One submission's results; a problem the grader cannot finish fails with the reason."""
-    results: dict[str, ProblemResult] = {}
+    results: dict[str, ProblemResult] = {
+        prep.problem.id: ProblemResult(prep.problem.id, prep.problem.points, spec_problem=prep.spec_problem)
+        for prep in plan if prep.spec_problem is not None}
+    plan = [prep for prep in plan if prep.spec_problem is None]
     code = [prep for prep in plan if prep.problem.kind == "code"]
     try:
         results.update(grade_code(code, path, limits, isolation))
@@ -156,7 +182,7 @@ def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, li
                 results[prep.problem.id] = grade_answers(prep, path, spec.answers_file, limits, pool)
             except Exception as e:
                 results[prep.problem.id] = _grader_failed(prep, e)
-    return SubmissionResult(name, str(path), [results[prep.problem.id] for prep in plan])
+    return SubmissionResult(name, str(path), [results[p.id] for p in spec.problems])
 
 
 def _grader_failed(prep: Prepared, e: Exception) -> ProblemResult:
