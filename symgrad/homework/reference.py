@@ -136,7 +136,7 @@ def witness(problem: Problem, inputs: Mapping[str, Any], ref: Reference, dout: A
     >>> wrong = Reference(np.asarray(-12.0), {"x": np.asarray(4.0), "y": np.asarray(-4.0),
     ...                                       "z": np.asarray(3.0)})
     >>> print(witness(p, point, wrong))
-    finite differences disagree with the reference's ∂x: 4 from the graph, -4 by central differences
+    finite differences disagree with the reference's ∂x: 4 from the graph, -4 by differences
     """
     f = compiled(problem)
     names = [n for n in problem.graph.inputs if problem.inputs[n].differentiable]
@@ -157,14 +157,17 @@ def witness(problem: Problem, inputs: Mapping[str, Any], ref: Reference, dout: A
     except SymgradError as e:
         return f"finite differences cannot be taken there: {e}"
     for row in result.rows:
-        what = f"∂{row.name}" if method == "central" else f"the gradient along {row.name}"
+        what = f"∂{row.name}" if method == "central" else "the gradient"
         if row.status == "kink" or row.kinks:
             return (f"the point is next to a kink ({_kinks(problem.graph)}), where {what} is not "
                     "defined: sample the inputs away from it")
-        at = f" at {list(row.index)}" if row.index else ""
         if row.status == "FAIL":
-            return (f"finite differences disagree with the reference's {what}{at}: "
-                    f"{row.analytic:.6g} from the graph, {row.numeric:.6g} by {method} differences")
+            if method == "central":
+                at = f" at {list(row.index)}" if row.index else ""
+                head = f"finite differences disagree with the reference's ∂{row.name}{at}"
+            else:
+                head = "finite differences along a random direction disagree with the reference's gradient"
+            return f"{head}: {row.analytic:.6g} from the graph, {row.numeric:.6g} by differences"
     return None
 
 
@@ -183,6 +186,8 @@ def point_text(inputs: Mapping[str, Any]) -> str:
     """
     def show(v: Any) -> str:
         a = np.asarray(v)
+        if a.ndim == 0:
+            return f"{a.item():.4g}"
         if a.size > 12:
             return f"(an array of shape {a.shape})"
         return np.array2string(a, precision=4, separator=" ").replace("\n", "")
