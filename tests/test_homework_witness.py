@@ -128,8 +128,8 @@ def test_a_layer_reference_is_witnessed_with_its_dout():
 def test_a_point_on_a_kink_is_a_spec_problem():
     prep = prepare(load_spec(KINK).problems[0], seed=0)
     assert prep.refs == []
-    assert prep.spec_problem.startswith("problem 'on_the_kink': the reference failed its check at test point 1 "
-                                        "(x=0, y=")
+    assert prep.spec_problem.startswith(
+        "problem 'on_the_kink': the reference failed its check at test point 1 (x=0, y=")
     assert "next to a kink (relu), where ∂x is not defined" in prep.spec_problem
 
 
