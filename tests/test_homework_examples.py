@@ -37,8 +37,17 @@ MISTAKES = {
     "no_return": {"neuron": "neuron_grad() returned None; expected a dict"},
     "answer_sign": {"sigmoid_prime": "∂x: sign flipped"},
     "answer_other_variable": {"logistic": "∂s: this is ∂y: the gradient of another variable?"},
+    "affine_missing_transpose": {
+        "affine_backward": "∂W: shape (3, 2) where W is (2, 3): a missing transpose?"},
+    "softmax_transposed": {"softmax_loss": "∂W: transposed: the transpose of this is ∂W"},
+    "softmax_missing_regularization": {
+        "softmax_loss": "∂W: missing the gradient of the regularization term reg * sum(W * W)"},
+    "softmax_sum_not_mean": {"softmax_loss": "∂W: the data term is 5 times the right value (N = 5, the batch "
+                                             "size): a sum where the mean is taken?"},
+    "softmax_some_elements": {
+        "softmax_loss": "∂W: right at 6 of 9 elements; wrong at [0, 2], [1, 2], [2, 2]"},
 }
-CODE = ("circuit", "neuron", "neuron_layer", "ridge", "sigmoid_layer")
+CODE = ("circuit", "neuron", "neuron_layer", "ridge", "sigmoid_layer", "affine_backward", "softmax_loss")
 HOSTILE = {
     "loop_forever": {"circuit": "limit"},
     "allocate_8gib": {"circuit": "ran out of memory (limit 512 MB) in circuit_grad() at test point 1"},
@@ -104,7 +113,7 @@ def failing(report, name):
 def test_the_correct_submission_scores_full_marks(graded):
     report, _, _ = graded
     s = report.submission("correct")
-    assert s.passed and s.score == s.max_points == 14
+    assert s.passed and s.score == s.max_points == 20
     assert all(c.ok for p in s.problems for c in p.checks)
 
 
@@ -134,7 +143,7 @@ def test_each_hostile_submission_fails_with_a_clear_reason_within_its_limits(gra
         assert result.score == 0
         assert result.seconds < LIMITS.wall_seconds + 2
     passed = [p for p in report.submission(name).problems if p.passed]
-    assert len(passed) == 7 - len(HOSTILE[name])  # the rest of the submission is graded as usual
+    assert len(passed) == 9 - len(HOSTILE[name])  # the rest of the submission is graded as usual
 
 
 def test_the_endless_loop_is_stopped_by_a_limit(graded):

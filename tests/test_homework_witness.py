@@ -72,7 +72,7 @@ def interpreted(problem, point, dout=None):
 
 
 @pytest.mark.parametrize("problem_id", ["circuit", "neuron", "neuron_layer", "ridge", "sigmoid_layer",
-                                        "sigmoid_prime", "logistic"])
+                                        "sigmoid_prime", "logistic", "affine_backward", "softmax_loss"])
 def test_compiled_references_agree_with_the_interpreter(problem_id):
     spec = load_spec("examples/homework/assignment.toml")
     prep = prepare(spec.problem(problem_id), seed=7)

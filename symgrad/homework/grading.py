@@ -84,9 +84,12 @@ def prepare(problem: Problem, seed: int) -> Prepared:
     alternatives = []
     try:
         if problem.unregularized is not None:
+            data = [reference_gradients(problem, p, d, graph=problem.unregularized)
+                    for p, d in zip(points, upstream)]
             alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
-                                 [reference_gradients(problem, p, d, graph=problem.unregularized)
-                                  for p, d in zip(points, upstream)]))
+                                 data))
+            if problem.batch is not None:
+                alternatives += _batch_alternatives(problem.batch, refs, data)
         if layer:
             alternatives.append(("ignores dout: multiply by the upstream gradient",
                                  [reference_gradients(problem, p, np.ones(problem.output_shape))
@@ -94,6 +97,21 @@ def prepare(problem: Problem, seed: int) -> Prepared:
     except SpecError:
         pass  # a diagnosis the less
     return Prepared(problem, points, douts, refs, alternatives, where)
+
+
+def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
+                        data: list[Reference]) -> list[tuple[str, list[Reference]]]:
+    """The data term (all but the regularization) summed where it is averaged, and the reverse."""
+    dim, n = batch
+
+    def scaled(c: float) -> list[Reference]:
+        return [Reference(r.value, {k: c * d.grads[k] + (r.grads[k] - d.grads[k]) for k in r.grads})
+                for r, d in zip(refs, data)]
+
+    return [(f"the data term is {n} times the right value ({dim} = {n}, the batch size): "
+             "a sum where the mean is taken?", scaled(n)),
+            (f"the data term is 1/{n} of the right value ({dim} = {n}, the batch size): "
+             "a mean where the sum is taken?", scaled(1 / n))]
 
 
 def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: int = 1,
