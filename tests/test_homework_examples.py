@@ -93,6 +93,7 @@ def graded():
                                                    resource.RLIMIT_FSIZE)}
     before = tree_hash(HOMEWORK)
     folders = [HOMEWORK / "submissions" / n for n in MISTAKES] + [HOMEWORK / "hostile" / n for n in HOSTILE]
+    folders.append(HOMEWORK / "submissions" / "correct" / "answers.toml")  # a single file
     os.environ[SECRET_NAME] = secret
     try:
         report = sg.homework.grade(HOMEWORK / "assignment.toml", folders, jobs=2, limits=LIMITS)
@@ -177,7 +178,7 @@ def test_the_grader_is_unharmed(graded):
 
 def test_the_reports_cover_every_submission(graded):
     report, _, _ = graded
-    n = len(MISTAKES) + len(HOSTILE)
+    n = len(MISTAKES) + len(HOSTILE) + 1
     assert len(report.submissions) == n and not report.passed
     text = report.text()
     assert "correct" in text and "Class summary" in text and f"1/{n}" in text
@@ -188,3 +189,11 @@ def test_the_spec_problems_are_those_graded(graded):
     report, _, _ = graded
     spec = load_spec(HOMEWORK / "assignment.toml")
     assert [i for i, _ in report.problems] == [p.id for p in spec.problems]
+
+
+def test_a_single_answers_file_is_a_submission(graded):
+    report, _, _ = graded
+    s = report.submission("answers")
+    assert s.problem("sigmoid_prime").passed and s.problem("logistic").passed
+    reason = "no homework.py in the submission (answers.toml is not a .py file)"
+    assert all(s.problem(problem).reason == reason for problem in CODE)

@@ -223,7 +223,10 @@ def grade_code(preps: list[Prepared], path: Path, limits: Limits,
     for prep in preps:
         p = prep.problem
         filename = path.name if path.is_file() else p.file
-        if (path if path.is_file() else path / filename).is_file():
+        if path.is_file() and path.suffix != ".py":
+            reason = f"no {p.file} in the submission ({filename} is not a .py file)"
+            results[p.id] = ProblemResult(p.id, p.points, reason=reason)
+        elif (path if path.is_file() else path / filename).is_file():
             pending.append(prep)
         else:
             results[p.id] = ProblemResult(p.id, p.points, reason=f"no {filename} in the submission")
