@@ -94,6 +94,7 @@ def graded():
     before = tree_hash(HOMEWORK)
     folders = [HOMEWORK / "submissions" / n for n in MISTAKES] + [HOMEWORK / "hostile" / n for n in HOSTILE]
     folders.append(HOMEWORK / "submissions" / "correct" / "answers.toml")  # a single file
+    folders.append(HOMEWORK / "submissions" / "correct_other_forms")
     os.environ[SECRET_NAME] = secret
     try:
         report = sg.homework.grade(HOMEWORK / "assignment.toml", folders, jobs=2, limits=LIMITS)
@@ -111,11 +112,20 @@ def failing(report, name):
     return {p.problem: p for p in report.submission(name).problems if not p.passed}
 
 
-def test_the_correct_submission_scores_full_marks(graded):
+@pytest.mark.parametrize("name", ["correct", "correct_other_forms"])
+def test_the_correct_submissions_score_full_marks(graded, name):
     report, _, _ = graded
-    s = report.submission("correct")
+    s = report.submission(name)
     assert s.passed and s.score == s.max_points == 20
     assert all(c.ok for p in s.problems for c in p.checks)
+
+
+def test_answers_in_other_forms_are_right():
+    """σ(x)(1 − σ(x)) in one submission, e^{−x}/(1 + e^{−x})² in the other."""
+    forms = {name: (HOMEWORK / "submissions" / name / "answers.toml").read_text()
+             for name in ("correct", "correct_other_forms")}
+    assert 'x = "exp(-x) / (1 + exp(-x))**2"' in forms["correct"]
+    assert 'x = "sigmoid(x) * (1 - sigmoid(x))"' in forms["correct_other_forms"]
 
 
 @pytest.mark.parametrize("name", [n for n in MISTAKES if n != "correct"])
@@ -178,10 +188,10 @@ def test_the_grader_is_unharmed(graded):
 
 def test_the_reports_cover_every_submission(graded):
     report, _, _ = graded
-    n = len(MISTAKES) + len(HOSTILE) + 1
+    n = len(MISTAKES) + len(HOSTILE) + 2
     assert len(report.submissions) == n and not report.passed
     text = report.text()
-    assert "correct" in text and "Class summary" in text and f"1/{n}" in text
+    assert "correct" in text and "Class summary" in text and f"2/{n}" in text
     assert len(report.csv().splitlines()) == n + 1
 
 
