@@ -139,6 +139,8 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     Returns
     -------
     ClassReport
+        Its ``spec_problems`` names the problems graded for nobody, and why: a
+        reference that cannot be evaluated, or that finite differences do not confirm.
 
     >>> import symgrad as sg
     >>> report = sg.homework.grade("examples/homework/assignment.toml",
