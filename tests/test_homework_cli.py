@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
+import symgrad as sg
 from symgrad.cli import main
+from symgrad.homework import grading
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "homework"
 SPEC = """
@@ -113,13 +116,46 @@ def test_the_example_class_from_the_command_line(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "∂X: shape (3, 4) where X is (4, 3): a missing transpose?" in text
     rows = list(csv.reader(io.StringIO(grades.read_text())))
-    assert rows[1] == ["correct", "2", "2", "3", "2", "3", "1", "1", "14"]
-    assert rows[2][0] == "transposed" and rows[2][5] == "2" and rows[2][-1] == "13"
+    assert rows[0] == ["student", "circuit", "neuron", "neuron_layer", "ridge", "sigmoid_layer",
+                       "sigmoid_prime", "logistic", "affine_backward", "softmax_loss", "total"]
+    assert rows[1] == ["correct", "2", "2", "3", "2", "3", "1", "1", "3", "3", "20"]
+    assert rows[2][0] == "transposed" and rows[2][5] == "2" and rows[2][-1] == "19"
 
 
-def test_help_lists_the_options(capsys):
+def test_help_lists_the_options_and_explains_the_spec(capsys):
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     out = capsys.readouterr().out
     for option in ("--jobs", "--json", "--csv", "--junit", "--report-only", "--progress", "--seed"):
         assert option in out
+    for key in ("[assignment]", "[limits]", "[[problem]]", "[problem.inputs]", "expression =", "kind =",
+                "style =", "function =", "wrt =", "regularization =", "batch =", "labels =", "value ="):
+        assert key in out, key
+    example = out.split("a full example: ")[1].split(")")[0]
+    assert (EXAMPLE.parents[1] / example).is_file()
+
+
+def test_jobs_grade_that_many_submissions_at_the_same_time(tmp_path, spec, monkeypatch):
+    """The first three sandbox runs wait for each other: with --jobs 3 they meet."""
+    barrier, lock, calls, running, peak = threading.Barrier(3, timeout=20), threading.Lock(), [0], [0], [0]
+    real = grading.run
+
+    def meeting(*args, **kwargs):
+        with lock:
+            calls[0] += 1
+            first = calls[0] <= 3
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            if first:
+                barrier.wait()
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(grading, "run", meeting)
+    report = sg.homework.grade(spec, students(tmp_path / "class", 6), jobs=3)
+    assert report.passed and len(report.submissions) == 6
+    assert peak[0] == 3 and not barrier.broken
+

@@ -37,8 +37,17 @@ MISTAKES = {
     "no_return": {"neuron": "neuron_grad() returned None; expected a dict"},
     "answer_sign": {"sigmoid_prime": "∂x: sign flipped"},
     "answer_other_variable": {"logistic": "∂s: this is ∂y: the gradient of another variable?"},
+    "affine_missing_transpose": {
+        "affine_backward": "∂W: shape (3, 2) where W is (2, 3): a missing transpose?"},
+    "softmax_transposed": {"softmax_loss": "∂W: transposed: the transpose of this is ∂W"},
+    "softmax_missing_regularization": {
+        "softmax_loss": "∂W: missing the gradient of the regularization term reg * sum(W * W)"},
+    "softmax_sum_not_mean": {"softmax_loss": "∂W: the data term is 5 times the right value (N = 5, the batch "
+                                             "size): a sum where the mean is taken?"},
+    "softmax_some_elements": {
+        "softmax_loss": "∂W: right at 6 of 9 elements; wrong at [0, 2], [1, 2], [2, 2]"},
 }
-CODE = ("circuit", "neuron", "neuron_layer", "ridge", "sigmoid_layer")
+CODE = ("circuit", "neuron", "neuron_layer", "ridge", "sigmoid_layer", "affine_backward", "softmax_loss")
 HOSTILE = {
     "loop_forever": {"circuit": "limit"},
     "allocate_8gib": {"circuit": "ran out of memory (limit 512 MB) in circuit_grad() at test point 1"},
@@ -84,6 +93,8 @@ def graded():
                                                    resource.RLIMIT_FSIZE)}
     before = tree_hash(HOMEWORK)
     folders = [HOMEWORK / "submissions" / n for n in MISTAKES] + [HOMEWORK / "hostile" / n for n in HOSTILE]
+    folders.append(HOMEWORK / "submissions" / "correct" / "answers.toml")  # a single file
+    folders.append(HOMEWORK / "submissions" / "correct_other_forms")
     os.environ[SECRET_NAME] = secret
     try:
         report = sg.homework.grade(HOMEWORK / "assignment.toml", folders, jobs=2, limits=LIMITS)
@@ -101,11 +112,20 @@ def failing(report, name):
     return {p.problem: p for p in report.submission(name).problems if not p.passed}
 
 
-def test_the_correct_submission_scores_full_marks(graded):
+@pytest.mark.parametrize("name", ["correct", "correct_other_forms"])
+def test_the_correct_submissions_score_full_marks(graded, name):
     report, _, _ = graded
-    s = report.submission("correct")
-    assert s.passed and s.score == s.max_points == 14
+    s = report.submission(name)
+    assert s.passed and s.score == s.max_points == 20
     assert all(c.ok for p in s.problems for c in p.checks)
+
+
+def test_answers_in_other_forms_are_right():
+    """σ(x)(1 − σ(x)) in one submission, e^{−x}/(1 + e^{−x})² in the other."""
+    forms = {name: (HOMEWORK / "submissions" / name / "answers.toml").read_text()
+             for name in ("correct", "correct_other_forms")}
+    assert 'x = "exp(-x) / (1 + exp(-x))**2"' in forms["correct"]
+    assert 'x = "sigmoid(x) * (1 - sigmoid(x))"' in forms["correct_other_forms"]
 
 
 @pytest.mark.parametrize("name", [n for n in MISTAKES if n != "correct"])
@@ -134,7 +154,7 @@ def test_each_hostile_submission_fails_with_a_clear_reason_within_its_limits(gra
         assert result.score == 0
         assert result.seconds < LIMITS.wall_seconds + 2
     passed = [p for p in report.submission(name).problems if p.passed]
-    assert len(passed) == 7 - len(HOSTILE[name])  # the rest of the submission is graded as usual
+    assert len(passed) == 9 - len(HOSTILE[name])  # the rest of the submission is graded as usual
 
 
 def test_the_endless_loop_is_stopped_by_a_limit(graded):
@@ -168,10 +188,10 @@ def test_the_grader_is_unharmed(graded):
 
 def test_the_reports_cover_every_submission(graded):
     report, _, _ = graded
-    n = len(MISTAKES) + len(HOSTILE)
+    n = len(MISTAKES) + len(HOSTILE) + 2
     assert len(report.submissions) == n and not report.passed
     text = report.text()
-    assert "correct" in text and "Class summary" in text and f"1/{n}" in text
+    assert "correct" in text and "Class summary" in text and f"2/{n}" in text
     assert len(report.csv().splitlines()) == n + 1
 
 
@@ -179,3 +199,11 @@ def test_the_spec_problems_are_those_graded(graded):
     report, _, _ = graded
     spec = load_spec(HOMEWORK / "assignment.toml")
     assert [i for i, _ in report.problems] == [p.id for p in spec.problems]
+
+
+def test_a_single_answers_file_is_a_submission(graded):
+    report, _, _ = graded
+    s = report.submission("answers")
+    assert s.problem("sigmoid_prime").passed and s.problem("logistic").passed
+    reason = "no homework.py in the submission (answers.toml is not a .py file)"
+    assert all(s.problem(problem).reason == reason for problem in CODE)

@@ -226,3 +226,20 @@ def test_unreadable_results_fail_the_problem_with_the_reason(tmp_path):
         (tmp_path / str(i)).mkdir()
         result = grade_one(tmp_path / str(i), f"def grad(x, y, z):\n    {statement}\n")
         assert result.hints() == [expected] and result.score == pytest.approx(score)
+
+
+def test_the_student_works_in_a_fresh_copy_of_the_submission(tmp_path):
+    """Files the student writes or deletes stay in a temporary copy that is gone afterwards."""
+    result = grade_one(tmp_path, """
+        import os
+        from pathlib import Path
+        print("cwd", os.getcwd())
+        Path("written.txt").write_text("x")
+        os.remove("student.py")
+        def grad(x, y, z):
+            return {"x": z, "y": z, "z": x + y}
+    """)
+    assert result.passed
+    cwd = Path(result.output.split("cwd ", 1)[1].split()[0])
+    assert cwd != Path.cwd() and not cwd.exists() and tmp_path not in cwd.parents
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.py"]

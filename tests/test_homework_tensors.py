@@ -72,3 +72,20 @@ def test_affine_and_softmax_submissions(tmp_path):
     assert bad.problem("affine").hints() == ["∂W: shape (2, 3) where W is (3, 2): a missing transpose?"]
     assert bad.problem("softmax_loss").hints() == [
         "∂S: 5 times the right value (N = 5, the batch size): a sum where the mean is taken?"]
+
+
+def test_the_regularized_loss_has_its_mistakes_as_alternatives():
+    """Without the L2 term, and with the data term summed or averaged once too often."""
+    prep = prepare(load_spec("examples/homework/assignment.toml").problem("softmax_loss"), seed=4)
+    hints = [h for h, _ in prep.alternatives]
+    assert hints[0] == "missing the gradient of the regularization term reg * sum(W * W)"
+    assert hints[1].startswith("the data term is 5 times") and hints[2].startswith("the data term is 1/5 of")
+    for i, point in enumerate(prep.points):
+        X, W, y, reg = point["X"], point["W"], point["y"], float(point["reg"])
+        P = np.exp(X @ W) / np.exp(X @ W).sum(axis=1, keepdims=True)
+        P[np.arange(5), y] -= 1
+        data = X.T @ P / 5
+        np.testing.assert_allclose(prep.refs[i].grads["W"], data + 2 * reg * W)
+        for (_, refs), expected in zip(prep.alternatives, [data, 5 * data + 2 * reg * W,
+                                                           data / 5 + 2 * reg * W]):
+            np.testing.assert_allclose(refs[i].grads["W"], expected)

@@ -23,10 +23,10 @@ import numpy as np
 from ..errors import InputError
 from .answers import AnswerPool
 from .diagnose import diagnose
-from .reference import Reference, reference_gradients
+from .reference import Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
 from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
-from .spec import Limits, Problem, Spec, load_spec, tomllib
+from .spec import Limits, Problem, Spec, SpecError, load_spec, tomllib
 
 Progress = Callable[[int, int, str], None]
 MAX_ANSWERS_BYTES = 1 << 20
@@ -34,7 +34,11 @@ MAX_ANSWERS_BYTES = 1 << 20
 
 @dataclass
 class Prepared:
-    """A problem's test points and everything a correct submission returns there."""
+    """A problem's test points and everything a correct submission returns there.
+
+    ``spec_problem`` says why the problem cannot be graded (its reference cannot be
+    evaluated, or finite differences do not confirm it); then ``refs`` is empty.
+    """
 
     problem: Problem
     points: list[dict[str, np.ndarray]]
@@ -42,6 +46,7 @@ class Prepared:
     refs: list[Reference]
     alternatives: list[tuple[str, list[Reference]]]
     where: list[str]
+    spec_problem: str | None = None
 
     def want(self, name: str) -> list[np.ndarray]:
         return [r.grads[name] for r in self.refs]
@@ -54,24 +59,59 @@ class Prepared:
 
 
 def prepare(problem: Problem, seed: int) -> Prepared:
-    """Draw the problem's test points and compute the references there."""
+    """Draw the problem's test points, compute the references there and have them witnessed.
+
+    Each reference is confirmed by :func:`symgrad.check_grad` (the witness); a
+    reference that cannot be computed or confirmed makes the problem a spec
+    problem, graded for nobody.
+    """
     points = problem.sample(seed)
     layer = problem.kind == "code" and problem.style == "layer"
     douts = problem.sample_douts(seed) if layer else None
-    upstream = douts or [np.ones(problem.output_shape)] * len(points)
-    refs = [reference_gradients(problem, p, d) for p, d in zip(points, upstream)]
-    alternatives = []
-    if problem.unregularized is not None:
-        alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
-                             [reference_gradients(problem, p, d, graph=problem.unregularized)
-                              for p, d in zip(points, upstream)]))
-    if layer:
-        alternatives.append(("ignores dout: multiply by the upstream gradient",
-                             [reference_gradients(problem, p, np.ones(problem.output_shape))
-                              for p in points]))
+    upstream: list[np.ndarray | None] = list(douts) if douts else [None] * len(points)
     where = [", ".join(f"{n}={float(v):.4g}" for n, v in p.items()) if all(np.ndim(v) == 0
              for v in p.values()) else f"test point {i + 1}" for i, p in enumerate(points)]
+    try:
+        refs = [reference_gradients(problem, p, d) for p, d in zip(points, upstream)]
+    except SpecError as e:
+        return Prepared(problem, points, douts, [], [], where, spec_problem=str(e))
+    for i, (p, d, ref) in enumerate(zip(points, upstream, refs)):
+        why = witness(problem, p, ref, d)
+        if why is not None:
+            return Prepared(problem, points, douts, [], [], where, spec_problem=(
+                f"problem {problem.id!r}: the reference failed its check at test point {i + 1} "
+                f"({point_text(p)}): {why}"))
+    alternatives = []
+    try:
+        if problem.unregularized is not None:
+            data = [reference_gradients(problem, p, d, graph=problem.unregularized)
+                    for p, d in zip(points, upstream)]
+            alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
+                                 data))
+            if problem.batch is not None:
+                alternatives += _batch_alternatives(problem.batch, refs, data)
+        if layer:
+            alternatives.append(("ignores dout: multiply by the upstream gradient",
+                                 [reference_gradients(problem, p, np.ones(problem.output_shape))
+                                  for p in points]))
+    except SpecError:
+        pass  # a diagnosis the less
     return Prepared(problem, points, douts, refs, alternatives, where)
+
+
+def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
+                        data: list[Reference]) -> list[tuple[str, list[Reference]]]:
+    """The data term (all but the regularization) summed where it is averaged, and the reverse."""
+    dim, n = batch
+
+    def scaled(c: float) -> list[Reference]:
+        return [Reference(r.value, {k: c * d.grads[k] + (r.grads[k] - d.grads[k]) for k in r.grads})
+                for r, d in zip(refs, data)]
+
+    return [(f"the data term is {n} times the right value ({dim} = {n}, the batch size): "
+             "a sum where the mean is taken?", scaled(n)),
+            (f"the data term is 1/{n} of the right value ({dim} = {n}, the batch size): "
+             "a mean where the sum is taken?", scaled(1 / n))]
 
 
 def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: int = 1,
@@ -99,6 +139,8 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     Returns
     -------
     ClassReport
+        Its ``spec_problems`` names the problems graded for nobody, and why: a
+        reference that cannot be evaluated, or that finite differences do not confirm.
 
     >>> import symgrad as sg
     >>> report = sg.homework.grade("examples/homework/assignment.toml",
@@ -127,7 +169,8 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
             if report is not None:
                 report(done, len(paths), names[i])
     return ClassReport(spec.title, [(p.id, p.points) for p in spec.problems],
-                       [r for r in results if r is not None], isolation.note, seed)
+                       [r for r in results if r is not None], isolation.note, seed,
+                       {prep.problem.id: prep.spec_problem for prep in plan if prep.spec_problem})
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -144,7 +187,10 @@ def _names(paths: list[Path]) -> list[str]:
 def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, limits: Limits,
                      isolation: Isolation, pool: AnswerPool) -> SubmissionResult:
     """One submission's results; a problem the grader cannot finish fails with the reason."""
-    results: dict[str, ProblemResult] = {}
+    results: dict[str, ProblemResult] = {
+        prep.problem.id: ProblemResult(prep.problem.id, prep.problem.points, spec_problem=prep.spec_problem)
+        for prep in plan if prep.spec_problem is not None}
+    plan = [prep for prep in plan if prep.spec_problem is None]
     code = [prep for prep in plan if prep.problem.kind == "code"]
     try:
         results.update(grade_code(code, path, limits, isolation))
@@ -156,7 +202,7 @@ def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, li
                 results[prep.problem.id] = grade_answers(prep, path, spec.answers_file, limits, pool)
             except Exception as e:
                 results[prep.problem.id] = _grader_failed(prep, e)
-    return SubmissionResult(name, str(path), [results[prep.problem.id] for prep in plan])
+    return SubmissionResult(name, str(path), [results[p.id] for p in spec.problems])
 
 
 def _grader_failed(prep: Prepared, e: Exception) -> ProblemResult:
@@ -179,7 +225,10 @@ def grade_code(preps: list[Prepared], path: Path, limits: Limits,
     for prep in preps:
         p = prep.problem
         filename = path.name if path.is_file() else p.file
-        if (path if path.is_file() else path / filename).is_file():
+        if path.is_file() and path.suffix != ".py":
+            reason = f"no {p.file} in the submission ({filename} is not a .py file)"
+            results[p.id] = ProblemResult(p.id, p.points, reason=reason)
+        elif (path if path.is_file() else path / filename).is_file():
             pending.append(prep)
         else:
             results[p.id] = ProblemResult(p.id, p.points, reason=f"no {filename} in the submission")

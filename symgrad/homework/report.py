@@ -23,7 +23,8 @@ class Check:
 
 @dataclass
 class ProblemResult:
-    """One problem of one submission.  ``reason`` is set when the whole problem failed."""
+    """One problem of one submission.  ``reason`` is set when the whole problem failed;
+    ``spec_problem`` when the problem was graded for nobody (its reference is at fault)."""
 
     problem: str
     points: float
@@ -32,6 +33,11 @@ class ProblemResult:
     reason: str | None = None
     output: str = ""
     seconds: float = 0.0
+    spec_problem: str | None = None
+
+    @property
+    def graded(self) -> bool:
+        return self.spec_problem is None
 
     @property
     def passed(self) -> bool:
@@ -39,6 +45,8 @@ class ProblemResult:
 
     def hints(self) -> list[str]:
         """One line per failure; checks that fail the same way share a line."""
+        if self.spec_problem is not None:
+            return [f"not graded: {self.spec_problem}"]
         if self.reason is not None:
             return [self.reason]
         grouped: dict[str, list[str]] = {}
@@ -60,11 +68,13 @@ class SubmissionResult:
 
     @property
     def max_points(self) -> float:
-        return sum(p.points for p in self.problems)
+        """The points of the problems graded."""
+        return sum(p.points for p in self.problems if p.graded)
 
     @property
     def passed(self) -> bool:
-        return all(p.passed for p in self.problems)
+        """Every problem graded passed."""
+        return all(p.passed for p in self.problems if p.graded)
 
     def problem(self, problem_id: str) -> ProblemResult:
         return next(p for p in self.problems if p.problem == problem_id)
@@ -79,25 +89,36 @@ class ClassReport:
     submissions: list[SubmissionResult]
     isolation: str = ""
     seed: int = 0
+    spec_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
+        """Every submission passed every problem graded."""
         return all(s.passed for s in self.submissions)
+
+    @property
+    def max_points(self) -> float:
+        """The points of the problems graded."""
+        return sum(p for i, p in self.problems if i not in self.spec_problems)
 
     def submission(self, name: str) -> SubmissionResult:
         return next(s for s in self.submissions if s.name == name)
 
     def text(self) -> str:
         """A readable report: one block per student, then the class summary."""
-        total = sum(p for _, p in self.problems)
+        total = self.max_points
         width = max([len(s.name) for s in self.submissions] + [10])
         ids = max([len(i) for i, _ in self.problems] + [7])
         lines = [f"{self.title}: {len(self.submissions)} submission(s)", ""]
+        if self.spec_problems:
+            lines += ["Not graded (a problem in the spec, not in the submissions; fix the spec):"]
+            lines += [f"  {message}" for message in self.spec_problems.values()]
+            lines.append("")
         for s in self.submissions:
             lines.append(f"{s.name:<{width}}  {_pts(s.score):>5}/{_pts(total):<5}  "
                          f"{'passed' if s.passed else 'FAILED'}")
             for p in s.problems:
-                if p.passed:
+                if p.passed or not p.graded:
                     continue
                 hints = p.hints()
                 head = f"  {p.problem:<{ids}}  {_pts(p.score):>5}/{_pts(p.points):<4} "
@@ -114,10 +135,13 @@ class ClassReport:
         n = len(self.submissions) or 1
         rows = []
         for pid, points in self.problems:
+            if pid in self.spec_problems:
+                rows.append([pid, _pts(points), "not graded", ""])
+                continue
             results = [s.problem(pid) for s in self.submissions]
             rows.append([pid, _pts(points), _pts(sum(r.score for r in results) / n),
                          f"{sum(r.passed for r in results)}/{len(results)}"])
-        rows.append(["total", _pts(sum(p for _, p in self.problems)),
+        rows.append(["total", _pts(self.max_points),
                      _pts(sum(s.score for s in self.submissions) / n),
                      f"{sum(s.passed for s in self.submissions)}/{len(self.submissions)}"])
         return "\n".join("  " + line for line in render(["problem", "points", "mean", "passed"],
@@ -126,13 +150,15 @@ class ClassReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "assignment": self.title, "seed": self.seed, "sandbox": self.isolation,
-            "max_points": sum(p for _, p in self.problems), "passed": self.passed,
-            "problems": [{"id": i, "points": p} for i, p in self.problems],
+            "max_points": self.max_points, "passed": self.passed,
+            "problems": [{"id": i, "points": p, "spec_problem": self.spec_problems.get(i)}
+                         for i, p in self.problems],
             "submissions": [{
                 "name": s.name, "path": s.path, "score": s.score, "max_points": s.max_points,
                 "passed": s.passed,
                 "problems": [{
                     "id": p.problem, "score": p.score, "points": p.points, "passed": p.passed,
+                    "graded": p.graded,
                     "reason": p.reason, "hints": p.hints(), "seconds": round(p.seconds, 3),
                     "checks": [{"name": c.name, "ok": c.ok, "hint": c.hint} for c in p.checks],
                     "output": p.output,
@@ -144,29 +170,36 @@ class ClassReport:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     def csv(self) -> str:
-        """One row per student, one column per problem, and the total."""
+        """One row per student, one column per problem (empty when not graded), and the total."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["student", *(i for i, _ in self.problems), "total"])
         for s in self.submissions:
-            writer.writerow([s.name, *(_pts(s.problem(i).score) for i, _ in self.problems), _pts(s.score)])
+            writer.writerow([s.name, *(_pts(s.problem(i).score) if i not in self.spec_problems else ""
+                                       for i, _ in self.problems), _pts(s.score)])
         return buffer.getvalue()
 
     def junit(self) -> str:
-        """JUnit XML: a test suite per student, a test case per problem."""
+        """JUnit XML: a test suite per student, a test case per problem (skipped when not graded)."""
+        def failures(problems: list[ProblemResult]) -> str:
+            return str(sum(p.graded and not p.passed for p in problems))
+
         root = ET.Element("testsuites", name=_xml(self.title),
                           tests=str(len(self.submissions) * len(self.problems)),
-                          failures=str(sum(not p.passed for s in self.submissions for p in s.problems)))
+                          failures=failures([p for s in self.submissions for p in s.problems]))
         for s in self.submissions:
             suite = ET.SubElement(root, "testsuite", name=_xml(s.name), tests=str(len(s.problems)),
-                                  failures=str(sum(not p.passed for p in s.problems)),
+                                  failures=failures(s.problems),
+                                  skipped=str(sum(not p.graded for p in s.problems)),
                                   time=f"{sum(p.seconds for p in s.problems):.3f}")
             for p in s.problems:
                 case = ET.SubElement(suite, "testcase", classname=_xml(s.name), name=p.problem,
                                      time=f"{p.seconds:.3f}")
                 ET.SubElement(case, "properties").append(
                     ET.Element("property", name="score", value=f"{_pts(p.score)}/{_pts(p.points)}"))
-                if not p.passed:
+                if p.spec_problem is not None:
+                    ET.SubElement(case, "skipped", message=_xml(p.spec_problem))
+                elif not p.passed:
                     hints = p.hints()
                     failure = ET.SubElement(case, "failure", message=_xml(hints[0]))
                     failure.text = _xml("\n".join(hints))

@@ -43,3 +43,21 @@ def sigmoid_layer_backward(dout, cache):
     out = cache
     da = dout * out * (1 - out)
     return da, da.sum(axis=0)
+
+
+def affine_forward(X, W, b):
+    return X @ W + b, (X, W)
+
+
+def affine_backward(dout, cache):
+    X, W = cache
+    return dout @ W.T, X.T @ dout, dout.sum(axis=0)
+
+
+def softmax_loss_grad(W, X, y, reg):
+    N = X.shape[0]
+    scores = X @ W
+    P = np.exp(scores - scores.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    P[np.arange(N), y] -= 1
+    return X.T @ P / N + 2 * reg * W
