@@ -21,7 +21,7 @@ def test_there_are_five_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_stored_without_outputs(path: Path):
-    nb = json.loads(path.read_text())
+    nb = json.loads(path.read_text(encoding="utf-8"))
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert code, "a notebook without code teaches nothing here"
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), \
