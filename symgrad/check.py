@@ -506,7 +506,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     adjoints = {a.node: a for a in program.backward}
     rows: list[EdgeCheck] = []
     for v in g.operations:
-        if g.nx.nodes[v]["kind"] not in ("op", "gate"):  # constants have no operands
+        if g.nx.nodes[v]["kind"] not in ("op", "gate"):
             continue
         expr = g.expr(v)
         upstream = 1.0 if g.shape(v) == () else rng.standard_normal(g.shape(v))

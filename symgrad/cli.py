@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,9 +22,23 @@ examples:
   symgrad derive "x*y + x*z + y*z" --granularity nary
   symgrad derive "1/(1+exp(-(w0*x0+w1*x1+w2)))" --fuse sigmoid --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3
   symgrad derive "log(1 + exp(x)) * y" --lint
-  symgrad codegen "1/(1+exp(-(w0*x0+w1*x1+w2)))" -o grads.py
+  symgrad derive "sum((W @ x)**2)" --at "W=[[0.1,0.5],[-0.3,0.8]],x=[0.2,0.4]"
+
+Array values given with --at declare the input's shape; --shape declares it without a value.
 
 An expression that starts with '-' goes after '--':  symgrad derive -- "-x*y" --at x=1,y=2
+"""
+
+
+CODEGEN_EXAMPLES = """\
+examples:
+  symgrad codegen "(x + y) * z"                                 # print the module
+  symgrad codegen "1/(1+exp(-(w0*x0+w1*x1+w2)))" -o grads.py    # write it
+  symgrad codegen "(x + y) * z" --wrt x,y -o xy.py              # gradients for x and y only
+  symgrad codegen "sum((W @ x)**2)" --shape "W=(2,2),x=(2,)" -o norm2.py
+
+The module needs only NumPy: forward(...) -> (out, cache), backward(dout, cache) -> {input:
+gradient}, value_and_grad(...) -> (out, {input: gradient}).
 """
 
 
@@ -55,6 +70,30 @@ def parse_values(specs: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+def parse_shapes(specs: Sequence[str], values: dict[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
+    """The shapes of ``--shape "W=(2,3),x=(3,)"``, and of the array values given with ``--at``.
+
+    >>> parse_shapes(["W=(2,3),x=3"], {"b": [1.0, 2.0], "c": 1.5})
+    {'b': (2,), 'W': (2, 3), 'x': (3,)}
+    """
+    import numpy as np
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, value in (values or {}).items():
+        try:
+            shape = np.shape(value)
+        except ValueError:  # ragged lists: the value check names them
+            continue
+        if shape:
+            shapes[name] = tuple(int(n) for n in shape)
+    for name, shape in parse_values(specs).items():
+        dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in dims):
+            raise InputError(f"shape of {name!r} must be positive whole numbers like (2, 3), not {shape!r}")
+        shapes[name] = tuple(dims)
+    return shapes
+
+
 def _split_top_level(text: str) -> list[str]:
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
@@ -69,7 +108,8 @@ def _split_top_level(text: str) -> list[str]:
 
 def derive(args: argparse.Namespace) -> str:
     """The text of ``symgrad derive``."""
-    g = graph(args.expression, granularity=args.granularity)
+    values = parse_values(args.at)
+    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values))
     for name in args.fuse:
         g = g.fuse_all() if name == "all" else g.fuse_stable() if name == "stable" else g.fuse(name)
     out = [f"Graph ({args.granularity})", _indent(str(g)), "",
@@ -79,7 +119,6 @@ def derive(args: argparse.Namespace) -> str:
         out += ["", "Numerical stability", _indent("\n".join(map(str, findings)) or "nothing fragile found")]
     if not args.at:
         return "\n".join(out)
-    values = parse_values(args.at)
     t = g.backprop(dout=args.dout, **values)
     out += ["", "Forward pass", _indent(forward_lines(g, t.values, args.digits)),
             "", f"Backward pass (d<node> = ∂{g.output}/∂node, dout = {number(t.dout)})",
@@ -95,8 +134,9 @@ def render_command(args: argparse.Namespace) -> str:
     """``symgrad render``: the SVG picture of EXPR's graph, or of its trace given --at."""
     from .picture import render
 
-    g = graph(args.expression, granularity=args.granularity)
-    drawn = g.backprop(dout=args.dout, **parse_values(args.at)) if args.at else g
+    values = parse_values(args.at)
+    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values))
+    drawn = g.backprop(dout=args.dout, **values) if args.at else g
     if args.output in (None, "-"):
         return render(drawn, layout=args.layout, digits=args.digits)
     render(drawn, args.output, layout=args.layout, digits=args.digits)
@@ -107,7 +147,7 @@ def codegen_command(args: argparse.Namespace) -> str:
     """The text of ``symgrad codegen``: the module's source, or where it was written."""
     from .codegen import codegen
 
-    g = graph(args.expression, granularity=args.granularity)
+    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape))
     wrt = [n.strip() for n in args.wrt.split(",") if n.strip()] if args.wrt is not None else None
     text = codegen(g, args.output, wrt=wrt)
     if args.output is None:
@@ -134,6 +174,14 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line if line else line for line in text.splitlines())
 
 
+EXPR_HELP = ("an expression in Python syntax, such as \"(x + y) * z\": numbers, names, + - * / ** @, "
+             ".T, and the functions exp log sqrt sin cos tanh sigmoid relu softplus logsigmoid "
+             "logaddexp abs max min sum mean logsumexp norm softmax log_softmax l2 (parsed, never run)")
+AT_HELP = ("input values, e.g. x=-2,y=5,z=-4 or W=[[1,2],[3,4]] (a list gives the input its shape); "
+           "repeatable")
+SHAPE_HELP = "input shapes without values, e.g. \"W=(2,3),x=(3,)\"; inputs not named are scalars"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symgrad",
@@ -149,11 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "SymPy and, given --at, run the forward and backward pass with numbers.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
     )
-    p.add_argument("expression", metavar="EXPR",
-                   help="an expression such as \"(x + y) * z\"; functions: exp log sqrt sin cos "
-                        "tanh sigmoid relu softplus abs max min")
-    p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...",
-                   help="input values, e.g. x=-2,y=5,z=-4 (repeatable)")
+    p.add_argument("expression", metavar="EXPR", help=EXPR_HELP)
+    p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...", help=AT_HELP)
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     p.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
                    help="primitive: binary + and * as in the lectures (default); "
                         "nary: chains of + or * in one node")
@@ -175,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "gradient sent back along it (red).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RENDER_EXAMPLES,
     )
-    r.add_argument("expression", metavar="EXPR", help="an expression such as \"(x + y) * z\"")
-    r.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...",
-                   help="input values, e.g. x=-2,y=5,z=-4 (repeatable)")
+    r.add_argument("expression", metavar="EXPR", help=EXPR_HELP)
+    r.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...", help=AT_HELP)
+    r.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     r.add_argument("-o", "--output", metavar="FILE.svg",
                    help="where to write the picture (default: print the SVG)")
     r.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
@@ -193,11 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         "codegen", help="write NumPy forward/backward code for an expression",
         description="Generate a standalone Python module (it needs only NumPy) with forward, "
                     "backward and value_and_grad functions for EXPR.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CODEGEN_EXAMPLES,
     )
-    c.add_argument("expression", metavar="EXPR", help="an expression such as \"(x + y) * z\"")
+    c.add_argument("expression", metavar="EXPR", help=EXPR_HELP)
+    c.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     c.add_argument("-o", "--output", metavar="FILE", help="the module to write (default: print it)")
-    c.add_argument("--wrt", metavar="NAME,...", help="the inputs to differentiate (default: all)")
+    c.add_argument("--wrt", metavar="NAME,...",
+                   help="the inputs to differentiate, e.g. x,y (default: all)")
     c.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
                    help="primitive: binary + and * (default); nary: chains of + or * in one node")
     c.set_defaults(run=codegen_command)
@@ -216,8 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymgradError as e:
         print(f"symgrad: error: {e}", file=sys.stderr)
         return 2
-    if text:
-        print(text)
+    try:
+        if text:
+            print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (symgrad derive ... | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return getattr(args, "exit_code", 0)
 
 

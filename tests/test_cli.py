@@ -69,3 +69,13 @@ def test_help_lists_the_commands():
     result = subprocess.run([sys.executable, "-m", "symgrad", "derive", "--help"],
                             capture_output=True, text=True)
     assert "--granularity" in result.stdout and "--at" in result.stdout
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    expr = "+".join(f"sin(x{i})*y" for i in range(300))
+    p = subprocess.Popen([sys.executable, "-m", "symgrad", "codegen", expr],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline().startswith(b'"""')
+    p.stdout.close()  # like `| head -1`
+    assert p.wait(timeout=60) == 0
+    assert b"Traceback" not in p.stderr.read()
