@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import networkx as nx
 import sympy as sp
 
+from .derive import edge_derivatives
 from .errors import FusionError
 from .gates import BY_NAME, PATTERNS, Pattern, canonical
-from .graph import Graph, edge_derivatives
+from .graph import Graph
 
 DEFAULT_NAME = "gate"
 

@@ -39,8 +39,9 @@ import networkx as nx
 import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
+from .derive import edge_derivatives
 from .errors import ShapeError, SymgradError
-from .ops import OPS, STABLE_DERIVATIVES, label
+from .ops import OPS, label
 from .tensors import shape_of
 
 if TYPE_CHECKING:
@@ -50,131 +51,6 @@ if TYPE_CHECKING:
     from .interpret import Trace
 
 MAX_PATHS = 10  # explanations list at most this many paths to a node
-
-
-def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
-                     simplify: bool = False) -> tuple[sp.Expr, sp.Expr]:
-    """∂expr/∂wrt, plain and rewritten through ``out`` (the symbol of ``expr``).
-
-    With ``simplify``, the plain form is the shortest of SymPy's derivative
-    and its factored and expanded forms (for fused gates).
-
-    The rewrite replaces ``expr`` by ``out`` where it occurs; where an
-    exponential is left over in an elementary ``expr``, it also solves
-    ``out = expr`` for it (e^(−a) = (1 − out)/out for the sigmoid) and keeps
-    the result when it is simpler and agrees numerically.
-
-    >>> a, q = sp.symbols("a q", real=True)
-    >>> local_derivative(sp.exp(a), a, q)
-    (exp(a), q)
-    >>> local_derivative(1 / (1 + sp.exp(-a)), a, q)[1]
-    q*(1 - q)
-    """
-    plain = sp.diff(expr, wrt)
-    if simplify:
-        plain = min([plain, *_forms(plain)], key=sp.count_ops)
-    cached = plain.subs(expr, out) if expr.free_symbols else plain
-    if cached.has(sp.exp) and _rational_in_exponentials(expr):
-        cached = min([cached, *_solved_through_output(plain, expr, out)], key=sp.count_ops)
-    elif cached.is_Add and sum(t.has(out) for t in cached.args) > 1:  # -q**2 + q: q*(1 - q)
-        cached = min([*_forms(cached), cached], key=sp.count_ops)
-    if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
-        return plain, cached
-    return plain, plain
-
-
-def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> sp.Expr:
-    """The form of ∂expr/∂wrt the backward pass evaluates (see the ``numeric`` edge attribute).
-
-    >>> from symgrad.ops import sigmoid
-    >>> a, q = sp.symbols("a q", real=True)
-    >>> numeric_derivative(sigmoid(a) * (1 - sigmoid(a)), q * (1 - q), sigmoid(a), q)
-    q*sigmoid(-a)
-    """
-    spellings = {}
-    if plain.has(*_STABLE_HEADS):
-        for e in plain.atoms(*{type(s) for s, _ in STABLE_DERIVATIVES}):
-            for spelling, replacement in STABLE_DERIVATIVES:
-                m = e.match(spelling) if type(e) is type(spelling) else None
-                if m is not None:
-                    spellings[e] = replacement.xreplace(m)
-                    break
-    if not spellings:
-        return cached
-    stable = plain.xreplace(spellings)
-    return stable.subs(expr, out) if expr.free_symbols else stable
-
-
-_STABLE_HEADS = tuple({type(f) for s, _ in STABLE_DERIVATIVES for f in s.atoms(sp.Function)})
-
-
-def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
-                     simplify: bool = False) -> dict[str, sp.Expr]:
-    """The edge attributes ``derivative``, ``cached`` and ``numeric`` of ``wrt → out``."""
-    plain, cached = local_derivative(expr, wrt, out, simplify)
-    return {"derivative": plain, "cached": cached,
-            "numeric": numeric_derivative(plain, cached, expr, out)}
-
-
-def _solved_through_output(plain: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> list[sp.Expr]:
-    """``plain`` with an exponential of ``expr`` replaced by its solution of ``out = expr``."""
-    found: list[sp.Expr] = []
-    for atom in sorted(expr.atoms(sp.exp), key=sp.default_sort_key):
-        t = sp.Dummy("t", positive=True)
-        try:
-            solutions = sp.solve(sp.Eq(expr.subs(atom, t), out), t)
-        except (NotImplementedError, ValueError):
-            continue
-        for solution in solutions:
-            candidates = _forms(sp.cancel(plain.subs(atom, solution)))
-            found.extend(c for c in candidates if _agree(plain, c, expr, out))
-    return found
-
-
-def _rational_in_exponentials(expr: sp.Expr) -> bool:
-    """``expr`` is built from exponentials with +, ·, / and integer powers (1/(1 + e^(−a)))."""
-    functions = expr.atoms(sp.Function, sp.Max, sp.Min)
-    return bool(functions) and all(isinstance(f, sp.exp) for f in functions) and all(
-        p.exp.is_Integer for p in expr.atoms(sp.Pow))
-
-
-def _forms(e: sp.Expr) -> list[sp.Expr]:
-    """Short spellings of ``e``: factored (``q*(1 - q)``) and expanded (``1 - q**2``)."""
-    factored = _tidy(sp.factor(e))
-    return [factored, sp.expand(factored)]
-
-
-def _tidy(e: sp.Expr) -> sp.Expr:
-    """``-q*(q - 1)`` as ``q*(1 - q)``: a product's minus sign moved into one of its sums."""
-    c, rest = e.as_coeff_Mul()
-    if c < 0 and rest.is_Mul:
-        for f in rest.args:
-            if f.is_Add and f.as_coeff_Add()[0] < 0:
-                return -c * sp.Mul(*(g for g in rest.args if g is not f)) * (-f)
-    return e
-
-
-def _agree(a: sp.Expr, b: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> bool:
-    """``a`` and ``b`` (which may use ``out``, standing for ``expr``) agree at sample points."""
-    symbols = sorted(expr.free_symbols | a.free_symbols - {out}, key=sp.default_sort_key)
-    agreed = 0
-    for k in range(4):
-        point = {s: sp.Float((0.37 + 0.61 * (i + k)) % 2.2 - 1.1) for i, s in enumerate(symbols)}
-        try:
-            point[out] = expr.evalf(subs=point)
-            x, y = complex(a.evalf(subs=point)), complex(b.evalf(subs=point))
-        except (TypeError, ValueError, ZeroDivisionError):
-            continue
-        if not all(map(_finite, (x, y))):
-            continue
-        if abs(x - y) > 1e-9 * max(1.0, abs(x)):
-            return False
-        agreed += 1
-    return agreed >= 2
-
-
-def _finite(z: complex) -> bool:
-    return z == z and abs(z) != float("inf") and z.imag == 0
 
 
 class Graph:
