@@ -289,7 +289,7 @@ class Graph:
         """
         if not self.elementwise(node):
             raise SymgradError(
-                f"{node} ({self.nx.nodes[node]['op']}) is not elementwise: its Jacobian is never "
+                f"{node} ({self.nx.nodes[node]['op'] or self.nx.nodes[node]['label']}) is not elementwise: its Jacobian is never "
                 f"formed; g.vjps({node!r}) gives the gradient it sends to each operand"
             )
         key = form or ("cached" if cached else "derivative")
@@ -313,7 +313,7 @@ class Graph:
         operands = self.operands(node)
         if not self.elementwise(node):
             raise SymgradError(
-                f"{node} ({self.nx.nodes[node]['op']}) is not elementwise: its gradient is a "
+                f"{node} ({self.nx.nodes[node]['op'] or self.nx.nodes[node]['label']}) is not elementwise: its gradient is a "
                 "vector-Jacobian product, not a local derivative"
             )
         if operand not in operands:
@@ -345,8 +345,10 @@ class Graph:
         >>> g.elementwise("q1"), g.elementwise("q2")
         (True, False)
         """
-        op = self._node(node)["op"]
-        return op is None or OPS[op].elementwise
+        data = self._node(node)
+        if data["kind"] == "gate":  # a gate over arrays carries vector-Jacobian products
+            return data.get("elementwise", True)
+        return data["op"] is None or OPS[data["op"]].elementwise
 
     def vjps(self, node: str) -> dict[str, sp.Lambda]:
         """``{operand: upstream ↦ gradient sent to the operand}`` as SymPy Lambdas.
