@@ -289,7 +289,7 @@ class Graph:
         """
         if not self.elementwise(node):
             raise SymgradError(
-                f"{node} ({self.nx.nodes[node]['op'] or self.nx.nodes[node]['label']}) is not elementwise: its Jacobian is never "
+                f"{node} ({self._what(node)}) is not elementwise: its Jacobian is never "
                 f"formed; g.vjps({node!r}) gives the gradient it sends to each operand"
             )
         key = form or ("cached" if cached else "derivative")
@@ -313,7 +313,7 @@ class Graph:
         operands = self.operands(node)
         if not self.elementwise(node):
             raise SymgradError(
-                f"{node} ({self.nx.nodes[node]['op'] or self.nx.nodes[node]['label']}) is not elementwise: its gradient is a "
+                f"{node} ({self._what(node)}) is not elementwise: its gradient is a "
                 "vector-Jacobian product, not a local derivative"
             )
         if operand not in operands:
@@ -381,6 +381,10 @@ class Graph:
         ('y',)
         """
         return tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
+
+    def _what(self, node: str) -> str:
+        """The node's op, or its label for a gate."""
+        return self.nx.nodes[node]["op"] or self.nx.nodes[node]["label"]
 
     def _node(self, node: str) -> dict[str, Any]:
         try:

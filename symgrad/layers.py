@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
 import networkx as nx
 import sympy as sp
 
@@ -371,7 +372,8 @@ def _match(graph: Graph, v: str, region: list[str], pattern: LayerPattern,
     candidates = [n for n in graph.nodes if n != v and n in reach]
     ends = []
     for arg in (a for a in args if not a.is_number):
-        end = next((n for n in candidates if canon(values.get(graph.symbol(n), graph.symbol(n))) == arg), None)
+        end = next((n for n in candidates
+                    if canon(values.get(graph.symbol(n), graph.symbol(n))) == arg), None)
         if end is None:
             return None
         ends.append(end)
