@@ -212,14 +212,17 @@ def test_canonical_spellings_agree():
 
 def test_softmax_cross_entropy_gate_is_stable_at_scores_of_a_thousand():
     N, C = 3, 4
-    S = np.array([[1000.0, -1000.0, 0.0, 999.0], [-1000.0, -1000.0, -999.0, -1000.0], [0.0, 1000.0, 1000.0, -1000.0]])
+    S = np.array([[1000.0, -1000.0, 0.0, 999.0],
+                  [-1000.0, -1000.0, -999.0, -1000.0],
+                  [0.0, 1000.0, 1000.0, -1000.0]])
     y = np.array([1, 2, 0])
     shift = S - S.max(axis=1, keepdims=True)
     p = np.exp(shift) / np.exp(shift).sum(axis=1, keepdims=True)
     loss = np.mean(np.log(np.exp(shift).sum(axis=1)) - shift[np.arange(N), y])
     expected = (p - np.eye(C)[y]) / N
     for spelling in SPELLINGS[:5]:
-        f = sg.graph(spelling, shapes={"S": (N, C), "y": (N,)}, dtypes={"y": int}).fuse("softmax_cross_entropy")
+        g = sg.graph(spelling, shapes={"S": (N, C), "y": (N,)}, dtypes={"y": int})
+        f = g.fuse("softmax_cross_entropy")
         assert gate_labels(f) == ["softmax_cross_entropy"]
         with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
             warnings.simplefilter("error")
