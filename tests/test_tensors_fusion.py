@@ -277,3 +277,15 @@ def test_fusing_twice_and_in_either_order_gives_the_same_graph():
     assert a.nodes == b.nodes and all(a.expr(n) == b.expr(n) for n in a.nodes)
     again = fused(a)
     assert again.nodes == a.nodes
+
+
+def test_labels_inside_a_gate_are_still_checked():
+    g = sg.graph("-mean(log(pick(softmax(S), y)))", shapes=SHAPES, dtypes={"y": int})
+    f = g.fuse("softmax_cross_entropy")
+    assert gate_labels(f) == ["softmax_cross_entropy"]
+    S = np.zeros((2, 3))
+    for y in ([0, 3], [-1, 0]):
+        with pytest.raises(sg.InputError, match=r"labels 'y' must lie in 0 … 2"):
+            f.backprop(S=S, y=y)
+        with pytest.raises(sg.InputError, match=r"labels 'y' must lie in 0 … 2"):
+            f.compile().value_and_grad(S=S, y=y)
