@@ -15,7 +15,8 @@
    forward and backward written by hand in NumPy, on the same data (goal: within 1.15x).
 
 Timings take the best of several interleaved repeats, so other load on the machine
-inflates both sides of a ratio alike.
+inflates both sides of a ratio alike; BLAS runs on one thread unless OPENBLAS_NUM_THREADS
+(or OMP_NUM_THREADS, MKL_NUM_THREADS) says otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import ast
 import inspect
 import math
+import os
 import signal
 import sys
 import time
@@ -32,8 +34,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import sympy as sp
+# One BLAS thread, unless the caller says otherwise: both sides of a ratio run the same matrix
+# products, and threads competing with other load on the machine only add noise to the ratios.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -26,7 +26,7 @@ local derivatives.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -164,11 +164,11 @@ def tensor_canonical(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Exp
     of a reduction is the reduction; log Σ exp is logsumexp and exp(a)/Σ exp(a)
     is exp(a − logsumexp(a)).  Then the result is expanded.
 
-    >>> S, y = sp.Symbol("S", real=True), sp.Symbol("y", integer=True)
+    >>> S, y = sp.Symbol("S", real=True), sp.Symbol("y", real=True)
     >>> lse = logsumexp(S, sp.Tuple(1), sp.true)
     >>> tensor_canonical(-mean(sp.log(pick(sp.exp(S - lse), y, sp.false)), sp.Tuple(), sp.false),
     ...                  {S: (2, 3), y: (2,)})
-    sum(logsumexp(S, axis=1), keepdims=False)/2 - sum(pick(S, y), keepdims=False)/2
+    sum(logsumexp(S, axis=1))/2 - sum(pick(S, y))/2
     """
     def walk(e: sp.Expr, depth: int) -> sp.Expr:
         if e.is_Atom or isinstance(e, sp.Tuple) or depth > 50:
@@ -227,27 +227,6 @@ def _canonical_step(e: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr | 
 # -- the patterns -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LayerPattern:
-    """A gate over arrays: its name, and how to read its operands off a canonical expression."""
-
-    name: str
-    doc: str
-
-    def arguments(self, expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> tuple[sp.Expr, ...] | None:
-        """The gate's operands if ``expr`` computes this gate, else None."""
-        if self.name == "affine_relu":
-            return _affine_relu_arguments(expr)
-        return _softmax_ce_arguments(expr, shapes)
-
-    def gate(self, *args: sp.Expr) -> sp.Expr:
-        """The gate's expression on ``args``."""
-        if self.name == "affine_relu":
-            x, w, b = args
-            return relu(matmul(x, w) + b)
-        return softmax_cross_entropy_expr(*args)
-
-
 def softmax_cross_entropy_expr(s: sp.Expr, y: sp.Expr) -> sp.Expr:
     """mean(logsumexp(s, axis=1) − pick(s, y)): the gate's expression, stable as printed."""
     return mean(logsumexp(s, sp.Tuple(1), sp.false) - pick(s, y, sp.false), sp.Tuple(), sp.false)
@@ -275,10 +254,33 @@ def _softmax_ce_arguments(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> t
     return None
 
 
+def _affine_relu(x: sp.Expr, w: sp.Expr, b: sp.Expr) -> sp.Expr:
+    return relu(matmul(x, w) + b)
+
+
+@dataclass(frozen=True)
+class LayerPattern:
+    """A gate over arrays.
+
+    name:      the gate's name: ``g.fuse(name)``, and the fused node's label
+    arguments: the gate's operands read off a canonical expression, or None when it is not the gate
+    gate:      the gate's expression on its operands
+    candidate: a quick test of a node and the region above it, before any composing
+    """
+
+    name: str
+    arguments: Callable[[sp.Expr, Mapping[sp.Symbol, Shape]], tuple[sp.Expr, ...] | None]
+    gate: Callable[..., sp.Expr]
+    candidate: Callable[[Graph, str, list[str]], bool]
+
+
 LAYERS: dict[str, LayerPattern] = {
     p.name: p for p in (
-        LayerPattern("affine_relu", "relu(X @ W + b): one layer"),
-        LayerPattern("softmax_cross_entropy", "mean(logsumexp(S) - pick(S, y)): the softmax loss"),
+        LayerPattern("affine_relu", lambda e, shapes: _affine_relu_arguments(e), _affine_relu,
+                     lambda g, v, region: isinstance(canonical(g.expr(v)), relu)),
+        LayerPattern("softmax_cross_entropy", _softmax_ce_arguments, softmax_cross_entropy_expr,
+                     lambda g, v, region: g.shape(v) == () and any(
+                         g.nx.nodes[n]["op"] == "pick" for n in region)),
     )
 }
 
@@ -351,10 +353,7 @@ def _region(graph: Graph, v: str, claimed: set[str], stop: Iterable[str] = ()) -
 
 def _match(graph: Graph, v: str, region: list[str], pattern: LayerPattern,
            shapes: Mapping[sp.Symbol, Shape], memo: dict[sp.Expr, sp.Expr]) -> LayerMatch | None:
-    if pattern.name == "affine_relu" and not isinstance(canonical(graph.expr(v)), relu):
-        return None
-    if pattern.name == "softmax_cross_entropy" and (
-            graph.shape(v) != () or not any(graph.nx.nodes[n]["op"] == "pick" for n in region)):
+    if not pattern.candidate(graph, v, region):
         return None
     values: dict[sp.Symbol, sp.Expr] = {}
     for n in region:
