@@ -380,7 +380,7 @@ def net_rows(size: tuple[int, int, int, int], quick: bool) -> list[list[str]]:
                   "compiled": lambda f=f: f.value_and_grad(**point),  # type: ignore[misc]
                   "generated": lambda m=module: m.value_and_grad(*args),  # type: ignore[misc]
                   "hand steps": hand_steps, "generated steps": generated_steps},
-                 number=3, rounds=10 if quick else 40)
+                 number=1, rounds=40 if quick else 200)
         rows.append([f"N={N} D={D} H={H} C={C}", name, f"{t['hand'] * 1e3:.2f}",
                      f"{t['compiled'] / t['hand']:.2f}x", f"{t['generated'] / t['hand']:.2f}x",
                      f"{t['generated steps'] / t['hand steps']:.2f}x"])
