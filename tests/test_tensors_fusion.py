@@ -289,3 +289,15 @@ def test_labels_inside_a_gate_are_still_checked():
             f.backprop(S=S, y=y)
         with pytest.raises(sg.InputError, match=r"labels 'y' must lie in 0 … 2"):
             f.compile().value_and_grad(S=S, y=y)
+
+
+def test_jacobian_cut_keeps_the_graphs_order():
+    from symgrad.interpret import _cut
+
+    shapes, values = two_layer_case()
+    f = fused(sg.graph(two_layer, shapes=shapes, dtypes={"y": int}))
+    cut = _cut(f, "q5", "b1")
+    assert cut.nodes == [n for n in f.nodes if n in cut.nodes]
+    assert cut.nx.in_degree("b1") == 0
+    jac = f.backprop(**values).jacobian("q5", "b1")
+    assert jac.shape == (5, 3, 6) and np.any(jac != 0)
