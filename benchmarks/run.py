@@ -10,9 +10,13 @@
    ``cse`` + ``lambdify`` on the same expressions (goals: gradient ops at most 3x the
    forward ops; time linear in graph size).
 3. Backward time / forward time of the generated code, on a batch of points.
+4. The compiled CS231n two-layer net (affine → ReLU → affine → softmax cross-entropy +
+   ½·reg·ΣW², fused into its layer and loss gates, and unfused) against the same net's
+   forward and backward written by hand in NumPy, on the same data (goal: within 1.15x).
 
 Timings take the best of several interleaved repeats, so other load on the machine
-inflates both sides of a ratio alike.
+inflates both sides of a ratio alike; BLAS runs on one thread unless OPENBLAS_NUM_THREADS
+(or OMP_NUM_THREADS, MKL_NUM_THREADS) says otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import ast
 import inspect
 import math
+import os
 import signal
 import sys
 import time
@@ -29,8 +34,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import sympy as sp
+# One BLAS thread, unless the caller says otherwise: both sides of a ratio run the same matrix
+# products, and threads competing with other load on the machine only add noise to the ratios.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -298,6 +308,96 @@ def backward_forward(results: list[dict[str, Any]], quick: bool) -> None:
     table(["graph", "forward µs", "backward µs", "backward/forward"], rows)
 
 
+# -- 4. the two-layer net ------------------------------------------------------------------
+
+
+def two_layer(X, W1, b1, W2, b2, y, reg):
+    h = sg.relu(X @ W1 + b1)
+    return sg.softmax_cross_entropy(h @ W2 + b2, y) + 0.5 * reg * (sg.l2(W1) + sg.l2(W2))
+
+
+def hand_forward(X, W1, b1, W2, b2, y, reg):
+    """The CS231n assignment's forward pass: the loss, and what the backward pass reads."""
+    N = X.shape[0]
+    h = np.maximum(0, X @ W1 + b1)
+    scores = h @ W2 + b2
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    sums = exp.sum(axis=1, keepdims=True)
+    loss = np.mean(np.log(sums[:, 0]) - shifted[np.arange(N), y]) \
+        + 0.5 * reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    return loss, (X, W1, W2, y, reg, h, exp, sums)
+
+
+def hand_backward(dout, cache):
+    X, W1, W2, y, reg, h, exp, sums = cache
+    N = X.shape[0]
+    dscores = exp / sums
+    dscores[np.arange(N), y] -= 1
+    dscores *= dout / N
+    dh = dscores @ W2.T
+    dh[h <= 0] = 0
+    return {"W1": X.T @ dh + dout * reg * W1, "b1": dh.sum(axis=0),
+            "W2": h.T @ dscores + dout * reg * W2, "b2": dscores.sum(axis=0)}
+
+
+def hand_value_and_grad(X, W1, b1, W2, b2, y, reg):
+    loss, cache = hand_forward(X, W1, b1, W2, b2, y, reg)
+    return loss, hand_backward(1.0, cache)
+
+
+NETS = [(64, 3072, 100, 10), (128, 784, 256, 10)]
+
+
+def net_rows(size: tuple[int, int, int, int], quick: bool) -> list[list[str]]:
+    N, D, H, C = size
+    shapes = {"X": (N, D), "W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,), "y": (N,)}
+    rng = np.random.default_rng(0)
+    point = {k: rng.normal(size=s) * (0.01 if k[0] == "W" else 1.0) for k, s in shapes.items() if k != "y"}
+    point["y"] = rng.integers(0, C, size=N)
+    point["reg"] = 0.1
+    args = list(point.values())
+    g = sg.graph(two_layer, shapes=shapes, dtypes={"y": int})
+    expected = hand_value_and_grad(**point)
+    rows = []
+    for name, graph in (("fused", g.fuse("affine_relu").fuse("softmax_cross_entropy")), ("unfused", g)):
+        f = graph.compile(wrt=["W1", "b1", "W2", "b2"])
+        value, grads = f.value_and_grad(**point)
+        assert math.isclose(value, expected[0], rel_tol=1e-10), (value, expected[0])
+        for n, want in expected[1].items():
+            assert np.allclose(grads[n], want, rtol=1e-8, atol=1e-12), n
+        module = f.module
+
+        def generated_steps(m=module):
+            out, cache = m.forward(*args)
+            return m.backward(1.0, cache)
+
+        def hand_steps():
+            out, cache = hand_forward(*args)
+            return hand_backward(1.0, cache)
+
+        t = best({"hand": lambda: hand_value_and_grad(*args),
+                  "compiled": lambda f=f: f.value_and_grad(**point),  # type: ignore[misc]
+                  "generated": lambda m=module: m.value_and_grad(*args),  # type: ignore[misc]
+                  "hand steps": hand_steps, "generated steps": generated_steps},
+                 number=1, rounds=40 if quick else 200)
+        rows.append([f"N={N} D={D} H={H} C={C}", name, f"{t['hand'] * 1e3:.2f}",
+                     f"{t['compiled'] / t['hand']:.2f}x", f"{t['generated'] / t['hand']:.2f}x",
+                     f"{t['generated steps'] / t['hand steps']:.2f}x"])
+    return rows
+
+
+def two_layer_net(quick: bool) -> None:
+    print("\n4. the CS231n two-layer net, forward + backward, against hand-written NumPy")
+    print("   (the same data; goal: within 1.15x)")
+    rows = [row for size in NETS for row in net_rows(size, quick)]
+    table(["net", "graph", "hand ms", "value_and_grad", "generated value_and_grad",
+           "generated forward+backward"], rows)
+    print("   value_and_grad: the compiled entry point (with input checks); generated: the module's")
+    print("   own functions; forward+backward: forward(...) then backward(1.0, cache), against the")
+    print("   hand-written forward and backward called the same way")
+
+
 def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
@@ -312,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     results = growing_graphs(args.quick)
     linearity(results)
     backward_forward(results, args.quick)
+    two_layer_net(args.quick)
     return 0
 
 

@@ -63,7 +63,9 @@ def fuse(graph: Graph, nodes: Iterable[str] | str, name: str | None = None) -> G
         A connected set of operation nodes whose only value used outside the
         set is one output, or the name of a pattern in :data:`symgrad.gates.PATTERNS`
         (``"sigmoid"``, ``"softplus"``, ``"logsigmoid"``, ``"tanh"``, ``"relu"``,
-        ``"logsumexp"``, ``"softmax"``, ``"affine"``), fused wherever it occurs.
+        ``"logsumexp"``, ``"softmax"``, ``"affine"``), or of a gate over arrays in
+        :data:`symgrad.layers.LAYERS` (``"affine_relu"``, ``"softmax_cross_entropy"``),
+        fused wherever it occurs.
     name:
         The gate's name and label; by default the pattern's name (for a set:
         the pattern the set computes, else "gate").
@@ -157,12 +159,15 @@ def _plain(e: sp.Expr) -> bool:
 
 
 def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
-            operands: list[str], name: str) -> Graph:
+            operands: list[str], name: str, edges: dict[str, dict] | None = None) -> Graph:
     """A new Graph with the gate node ``out`` (computing ``gate``) in place of ``members``.
 
     A member that is also used outside the set (only pattern matches have
     such members) stays for its other users; the gate recomputes it.
-    Operations left without users are dropped.
+    Operations left without users are dropped.  ``edges`` gives the
+    attributes of each operand's edge (vector-Jacobian products, for a gate
+    that mixes entries: see :mod:`symgrad.layers`); by default SymPy derives
+    local derivatives.
     """
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise FusionError(f"a gate's name must be a one-line, non-empty string, not {name!r}")
@@ -176,13 +181,15 @@ def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
         if n == out:
             data = g.nodes[out]
             new.add_node(out, kind="gate", op=None, operands=tuple(operands), symbol=data["symbol"],
-                         expr=gate, label=name, shape=data["shape"], gate=name, body=body)
+                         expr=gate, label=name, shape=data["shape"], gate=name, body=body,
+                         elementwise=edges is None)
         elif n not in gone:
             new.add_node(n, **g.nodes[n])
     new.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in new and v in new and v != out)
     symbol = g.nodes[out]["symbol"]
     for u in operands:
-        new.add_edge(u, out, **edge_derivatives(gate, g.nodes[u]["symbol"], symbol, simplify=True))
+        new.add_edge(u, out, **(edges[u] if edges is not None else
+                                edge_derivatives(gate, g.nodes[u]["symbol"], symbol, simplify=True)))
     while unused := [n for n in new.nodes if n != graph.output and new.nodes[n]["kind"] != "input"
                      and new.out_degree(n) == 0]:
         new.remove_nodes_from(unused)
@@ -280,11 +287,15 @@ class Match:
 
 def fuse_patterns(graph: Graph, names: Iterable[str], label: str | None = None) -> Graph:
     """Every occurrence of the named patterns fused into its gate (named ``label``, if given)."""
+    from .layers import LAYERS, fuse_layers
+
+    names = list(names)
+    graph = fuse_layers(graph, [n for n in names if n in LAYERS], label)
     patterns = []
-    for name in names:
+    for name in (n for n in names if n not in LAYERS):
         if name not in BY_NAME:
             hint = f"; to fuse nodes, pass a set: g.fuse({{{name!r}}})" if name in graph.nx else ""
-            raise FusionError(f"unknown pattern {name!r} (patterns: {', '.join(BY_NAME)}){hint}")
+            raise FusionError(f"unknown pattern {name!r} (patterns: {', '.join([*BY_NAME, *LAYERS])}){hint}")
         patterns.append(BY_NAME[name])
     for m in find(graph, patterns):
         graph = m.apply(graph, label)

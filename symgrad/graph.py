@@ -165,7 +165,7 @@ class Graph:
         """
         if not self.elementwise(node):
             raise SymgradError(
-                f"{node} ({self.nx.nodes[node]['op']}) is not elementwise: its Jacobian is never "
+                f"{node} ({self._what(node)}) is not elementwise: its Jacobian is never "
                 f"formed; g.vjps({node!r}) gives the gradient it sends to each operand"
             )
         key = form or ("cached" if cached else "derivative")
@@ -189,7 +189,7 @@ class Graph:
         operands = self.operands(node)
         if not self.elementwise(node):
             raise SymgradError(
-                f"{node} ({self.nx.nodes[node]['op']}) is not elementwise: its gradient is a "
+                f"{node} ({self._what(node)}) is not elementwise: its gradient is a "
                 "vector-Jacobian product, not a local derivative"
             )
         if operand not in operands:
@@ -221,8 +221,10 @@ class Graph:
         >>> g.elementwise("q1"), g.elementwise("q2")
         (True, False)
         """
-        op = self._node(node)["op"]
-        return op is None or OPS[op].elementwise
+        data = self._node(node)
+        if data["kind"] == "gate":  # a gate over arrays carries vector-Jacobian products
+            return data.get("elementwise", True)
+        return data["op"] is None or OPS[data["op"]].elementwise
 
     def vjps(self, node: str) -> dict[str, sp.Lambda]:
         """``{operand: upstream ↦ gradient sent to the operand}`` as SymPy Lambdas.
@@ -255,6 +257,10 @@ class Graph:
         ('y',)
         """
         return tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
+
+    def _what(self, node: str) -> str:
+        """The node's op, or its label for a gate."""
+        return self.nx.nodes[node]["op"] or self.nx.nodes[node]["label"]
 
     def _node(self, node: str) -> dict[str, Any]:
         try:

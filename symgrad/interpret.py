@@ -200,8 +200,10 @@ def _cut(graph: Graph, node: str, wrt: str) -> Graph | None:
     keep = nx.ancestors(graph.nx, node) | {node}
     if wrt not in keep:
         return None
-    g = graph.nx.subgraph(keep).copy()
-    g.remove_edges_from(list(g.in_edges(wrt)))
+    g = nx.DiGraph()  # in the graph's (topological) order, which a subgraph view does not keep
+    g.add_nodes_from((n, graph.nx.nodes[n]) for n in graph.nodes if n in keep)
+    g.add_edges_from((u, v, d) for u, v, d in graph.nx.edges(data=True)
+                     if u in keep and v in keep and v != wrt)
     return Graph(g, node, (wrt,), graph.granularity)
 
 

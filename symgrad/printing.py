@@ -71,6 +71,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             return template(*printed, **params)
         return template.format(*printed, **{k: _keyword(k, v) for k, v in params.items()})
 
+    def parenthesize(self, item: Any, level: int, strict: bool = False) -> str:
+        """SymPy's rule, and parentheses around a template that prints as a sum (logsumexp)
+        wherever an operand binds tighter than + (``q5 - (np.log(…) + np.max(…))``)."""
+        text = super().parenthesize(item, level, strict)
+        if type(item) in TEMPLATES and level > PRECEDENCE["Add"] and _top_level_sum(text):
+            return f"({text})"
+        return text
+
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
@@ -94,7 +102,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             or (isinstance(e, sp.Function) and precedence(e) >= PRECEDENCE["Func"])
             or (isinstance(e, (sp.Integer, sp.Float)) and e >= 0)
         )
-        return text if simple else f"({text})"
+        return text if simple and not _top_level_sum(text) else f"({text})"
 
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         value_at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
@@ -127,6 +135,19 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_onehot(self, expr: sp.Function) -> str:
         return f"np.eye({int(expr.args[1])})[{self._print(expr.args[0])}]"
+
+
+def _top_level_sum(text: str) -> bool:
+    """``text`` has a + or - outside parentheses and brackets (``np.log(a) + np.max(a)``)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch in "+-" and i > 0 and text[i - 1] == " ":
+            return True
+    return False
 
 
 def numpy_code(expr: sp.Expr) -> str:

@@ -137,7 +137,7 @@ class Reduction(ArrayFunction):
             return tuple(1 if i in axes else n for i, n in enumerate(shape))
         return tuple(n for i, n in enumerate(shape) if i not in axes)
 
-    def expand(self, g: sp.Expr) -> sp.Expr:
+    def unreduce(self, g: sp.Expr) -> sp.Expr:
         """``g``, of the result's shape, with the reduced axes put back as size 1."""
         if self.keepdims or self.axes is None:
             return g
@@ -221,7 +221,7 @@ class reduce_sum(Reduction):
     label = "sum"
 
     def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
-        return (broadcast_to(self.expand(g), sp.Tuple(*shapes[0])),)
+        return (broadcast_to(self.unreduce(g), sp.Tuple(*shapes[0])),)
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return _obj(np.sum(values[0], axis=self._np_axis(), keepdims=self.keepdims))
@@ -238,7 +238,7 @@ class mean(Reduction):
 
     def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
         n = self.count(shapes[0])
-        return (broadcast_to(self.expand(g) / n, sp.Tuple(*shapes[0])),)
+        return (broadcast_to(self.unreduce(g) / n, sp.Tuple(*shapes[0])),)
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         x = _obj(values[0])
@@ -256,7 +256,7 @@ class logsumexp(Reduction):
 
     def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
         x = self.args[0]
-        return (self.expand(g) * sp.exp(x - self.expand(out)),)  # g · softmax(x)
+        return (self.unreduce(g) * sp.exp(x - self.unreduce(out)),)  # g · softmax(x)
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         total = np.sum(np.frompyfunc(sp.exp, 1, 1)(_obj(values[0])), axis=self._np_axis(),

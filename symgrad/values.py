@@ -28,8 +28,8 @@ def as_array(name: str, value: Any) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         what = "complex" if array.dtype.kind == "c" else f"{array.dtype} data"
         raise InputError(f"value of {name!r} must be real numbers, not {what}")
-    array = array.astype(float)
-    if not np.all(np.isfinite(array)):
+    array = array.astype(float, copy=False)
+    if not np.isfinite(np.sum(array)) and not np.all(np.isfinite(array)):  # the sum: one pass, no mask
         raise InputError(f"value of {name!r} is not finite: {value!r}")
     return array
 
@@ -68,14 +68,24 @@ def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
 
 def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
     """Refuse labels outside 0 … C−1, where C is the number of scores they pick from."""
-    for n in graph.operations:
-        op = graph.nx.nodes[n]["op"]
-        for i in OPS[op].label_operands if op else ():
-            scores, labels = graph.nx.nodes[n]["operands"][0], graph.nx.nodes[n]["operands"][i]
-            classes = graph.shape(scores)[-1] if isinstance(scores, str) else 1
+    for g, data in _operations(graph.nx):
+        for i in OPS[data["op"]].label_operands:
+            scores, labels = data["operands"][0], data["operands"][i]
+            classes = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
             bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
             if bad.size:
                 raise InputError(
                     f"labels {labels!r} must lie in 0 … {classes - 1} ({classes} classes), "
                     f"got {int(bad[0])}"
                 )
+
+
+def _operations(g: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """(graph, attributes) of every operation node, the ones fused into gates too."""
+    found = []
+    for _, data in g.nodes(data=True):
+        if data["kind"] == "gate":
+            found += _operations(data["body"])
+        elif data["kind"] == "op":
+            found.append((g, data))
+    return found
