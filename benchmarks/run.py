@@ -407,12 +407,19 @@ def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer repeats")
+    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4], action="append",
+                        help="run only this section (repeatable; 3 needs 2's graphs and runs it too)")
     args = parser.parse_args(argv)
-    lecture_latency(args.quick)
-    results = growing_graphs(args.quick)
-    linearity(results)
-    backward_forward(results, args.quick)
-    two_layer_net(args.quick)
+    sections = set(args.section or [1, 2, 3, 4])
+    if 1 in sections:
+        lecture_latency(args.quick)
+    if sections & {2, 3}:
+        results = growing_graphs(args.quick)
+        linearity(results)
+        if 3 in sections:
+            backward_forward(results, args.quick)
+    if 4 in sections:
+        two_layer_net(args.quick)
     return 0
 
 
