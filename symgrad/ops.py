@@ -35,8 +35,9 @@ from .tensors import PARAMS, Shape, logsumexp, matmul, mean, pick, reduce_sum, t
 
 
 class _Unary(sp.Function):
-    """A custom elementwise function of one argument, evaluated at float arguments.
+    """A custom elementwise function of one argument, defined by its ``elementary`` form.
 
+    It is real for real arguments and evaluates numerically through that form;
     ``sigmoid(0.5)`` becomes a Float and ``sigmoid(0)`` is 1/2, so constant
     sub-expressions fold and cancel (``3*sigmoid(0) - 3/2`` is 0) instead of
     staying symbolic.
@@ -56,11 +57,15 @@ class _Unary(sp.Function):
             return cls.elementary(a)
         return None
 
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.elementary(self.args[0])._eval_evalf(prec)
+
 
 class sigmoid(_Unary):
     """The logistic function σ(a) = 1 / (1 + e^(−a))."""
-
-    nargs = 1
 
     @staticmethod
     def elementary(a: sp.Expr) -> sp.Expr:
@@ -69,17 +74,11 @@ class sigmoid(_Unary):
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return self * (1 - self)
 
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
     def _eval_is_positive(self) -> bool | None:
         return self.args[0].is_real
 
     def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
         return self.elementary(a)
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.elementary(self.args[0])._eval_evalf(prec)
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
         return rf"\sigma\left({printer._print(self.args[0])}\right)"
@@ -88,8 +87,6 @@ class sigmoid(_Unary):
 class relu(_Unary):
     """The rectifier relu(a) = max(0, a); its derivative at 0 is taken to be 0."""
 
-    nargs = 1
-
     @staticmethod
     def elementary(a: sp.Expr) -> sp.Expr:
         return sp.Max(0, a)
@@ -97,23 +94,15 @@ class relu(_Unary):
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Heaviside(self.args[0], 0)
 
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
     def _eval_is_nonnegative(self) -> bool | None:
         return self.args[0].is_real
 
     def _eval_rewrite_as_Max(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
         return self.elementary(a)
 
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.elementary(self.args[0])._eval_evalf(prec)
-
 
 class softplus(_Unary):
     """softplus(a) = log(1 + e^a), a smooth relu."""
-
-    nargs = 1
 
     @staticmethod
     def elementary(a: sp.Expr) -> sp.Expr:
@@ -122,23 +111,15 @@ class softplus(_Unary):
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sigmoid(self.args[0])
 
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
     def _eval_is_positive(self) -> bool | None:
         return self.args[0].is_real
 
     def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
         return self.elementary(a)
 
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.elementary(self.args[0])._eval_evalf(prec)
-
 
 class logsigmoid(_Unary):
     """log σ(a) = −log(1 + e^(−a)), the log-likelihood of a logistic output."""
-
-    nargs = 1
 
     @staticmethod
     def elementary(a: sp.Expr) -> sp.Expr:
@@ -147,17 +128,11 @@ class logsigmoid(_Unary):
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sigmoid(-self.args[0])
 
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
     def _eval_is_negative(self) -> bool | None:
         return self.args[0].is_real
 
     def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
         return self.elementary(a)
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.elementary(self.args[0])._eval_evalf(prec)
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
         return rf"\log\sigma\left({printer._print(self.args[0])}\right)"
