@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
     p.add_argument("--fuse", action="append", default=[], metavar="PATTERN",
                    help="fuse a pattern into gates (sigmoid, softplus, logsigmoid, tanh, relu, "
-                        "logsumexp, softmax, affine), or 'stable' (every fragile spelling), or 'all' "
+                        "logsumexp, softmax, affine; for tensors affine_relu, softmax_cross_entropy), "
+                        "or 'stable' (every fragile spelling), or 'all' "
                         "(the whole expression as one gate); repeatable")
     p.add_argument("--lint", action="store_true",
                    help="list numerically fragile spellings and the stable gate for each")
