@@ -9,7 +9,13 @@ expression and its inputs, then three straight-line functions.
 - ``backward(dout, cache)`` computes every adjoint (``dq1 = dq2*z``) from the
   cached values (never recomputing them) and returns ``{input: gradient}``.
 - ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
-  adjoints that come out constants or copies folded into their uses.
+  adjoints that come out constants or copies folded into their uses, and
+  forward arrays the gradients do not read deleted before they are computed
+  (so the allocator reuses their memory, as it does after ``forward`` returns).
+
+Products print their scalar factors first (``2*q10*W1``, one pass over W1),
+and an adjoint that is one number stretched to an array stays that number
+where only elementwise arithmetic reads it.
 
 Common sub-expressions of the adjoints are shared through SymPy's ``cse``
 (temporaries ``_c1``, ``_c2``, ... placed just before their first use).
