@@ -9,7 +9,13 @@ expression and its inputs, then three straight-line functions.
 - ``backward(dout, cache)`` computes every adjoint (``dq1 = dq2*z``) from the
   cached values (never recomputing them) and returns ``{input: gradient}``.
 - ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
-  adjoints that come out constants or copies folded into their uses.
+  adjoints that come out constants or copies folded into their uses, and
+  forward arrays the gradients do not read deleted before they are computed
+  (so the allocator reuses their memory, as it does after ``forward`` returns).
+
+Products print their scalar factors first (``2*q10*W1``, one pass over W1),
+and an adjoint that is one number stretched to an array stays that number
+where only elementwise arithmetic reads it.
 
 Common sub-expressions of the adjoints are shared through SymPy's ``cse``
 (temporaries ``_c1``, ``_c2``, ... placed just before their first use).
@@ -41,11 +47,12 @@ import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
-from .errors import EvaluationError, InputError, ShapeError, UnsupportedError
+from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
 from .printing import numpy_code
 from .program import Program, build_program
-from .values import as_array, check_inputs, check_labels, coerce
+from .tensors import broadcast_to, shape_of
+from .values import as_array, check_inputs, check_labels, coerce, label_classes
 
 SUM_TO = '''\
 def _sum_to(g, x):
@@ -119,13 +126,17 @@ def _functions(program: Program) -> dict[str, _Function]:
     batchable = _batchable(g)
     out = g.output
     args = ", ".join(g.inputs)
-    forward = [f"{a.target} = {_code(a.expr, a.node)}" for a in program.forward]
+    shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
+    forward = [f"{a.target} = {_code(a.expr, a.node, shapes, ints)}" for a in program.forward]
 
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
-    together, _, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
+    together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
+    dead = [a.node for a in program.forward if a.node != out and a.node not in read and g.shape(a.node) != ()]
+    if dead:  # arrays kept to the end would make the gradients' arrays take fresh memory
+        together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
     guard = [out] + _batch_blind(program) if batchable and program.wrt else []
     position = {n: i for i, n in enumerate(g.nodes)}
@@ -208,6 +219,8 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
     assigned but substituted where it is used.
     """
     subs: dict[sp.Symbol, sp.Expr] = {program.dout: dout}
+    shapes, ints = _shapes(program), {program.graph.symbol(n) for n in program.graph.labels}
+    stretched = _stretched(program, shapes)
     results: dict[str, str] = {}
     targets: list[sp.Symbol] = []
     exprs: list[sp.Expr] = []
@@ -220,7 +233,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
             zeros[adj.target] = "0.0" if adj.shape == () else f"np.zeros({adj.shape})"
             targets.append(adj.target)
             continue
-        expr = adj.expr.xreplace(subs)
+        expr = stretched.get(adj.target, adj.expr).xreplace(subs)
         if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
             if adj.node in wrt:
@@ -242,13 +255,63 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
             continue
         expr = next(reduced_iter)
         for s in _needed(expr, shared_expr, position, placed):
-            lines.append(f"{s} = {_code(shared_expr[s], str(target))}")
+            shapes[s] = _shape(shared_expr[s], shapes) or ()
+            lines.append(f"{s} = {_code(shared_expr[s], str(target), shapes, ints)}")
             placed.add(s)
-        code = repr(float(expr)) if expr.is_Number else _code(expr, str(target))
+        code = repr(float(expr)) if expr.is_Number else _code(expr, str(target), shapes, ints)
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
+
+
+def _shapes(program: Program) -> dict[sp.Symbol, tuple[int, ...]]:
+    """The shape of every node's value and adjoint, by symbol."""
+    g = program.graph
+    shapes = {g.symbol(n): g.shape(n) for n in g.nodes}
+    shapes.update({a.target: a.shape for a in program.backward})
+    shapes[program.dout] = g.shape(g.output)
+    return shapes
+
+
+def _shape(expr: sp.Expr, shapes: dict[sp.Symbol, tuple[int, ...]]) -> tuple[int, ...] | None:
+    try:
+        return shape_of(expr, shapes)
+    except SymgradError:
+        return None
+
+
+def _stretched(program: Program, shapes: dict[sp.Symbol, tuple[int, ...]]) -> dict[sp.Symbol, sp.Expr]:
+    """Adjoints that are one number stretched to an array, kept as that number where every use allows.
+
+    The gradient of a sum's operand is the upstream number broadcast to the
+    operand's shape (``dq11 = np.broadcast_to(dq12, (3072, 100))``).  Where it
+    is only read by elementwise arithmetic whose result keeps its shape
+    without it (``2*dq11*W1``), the number itself is used (``2*dq12*W1``: one
+    pass over W1, no stretched operand).  Updates ``shapes`` for those adjoints.
+    """
+    wrt = set(program.wrt)
+    kept: dict[sp.Symbol, sp.Expr] = {}
+    for i, adj in enumerate(program.backward):
+        expr = adj.expr
+        if adj.node in wrt or not isinstance(expr, broadcast_to) or _shape(expr.args[0], shapes) != ():
+            continue
+        lean = {**shapes, adj.target: ()}
+        uses = [a for a in program.backward[i + 1:] if adj.target in a.expr.free_symbols]
+        if all(not _inside_array_function(a.expr, adj.target) and _shape(a.expr, lean) == a.shape
+               for a in uses):
+            kept[adj.target] = expr.args[0]
+            shapes[adj.target] = ()
+    return kept
+
+
+def _inside_array_function(expr: sp.Expr, symbol: sp.Symbol) -> bool:
+    """``symbol`` is read by an operation whose result depends on its operands' shapes."""
+    if expr.is_Atom or symbol not in expr.free_symbols:
+        return False
+    if callable(getattr(type(expr), "array_shape", None)):
+        return True
+    return any(_inside_array_function(a, symbol) for a in expr.args if isinstance(a, sp.Basic))
 
 
 def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.Symbol, int],
@@ -282,9 +345,10 @@ def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list
             *result(summed, "    "), *result(plain, "")]
 
 
-def _code(expr: sp.Expr, node: str) -> str:
+def _code(expr: sp.Expr, node: str, shapes: dict[sp.Symbol, Any] | None = None,
+          ints: set[sp.Symbol] | None = None) -> str:
     try:
-        return numpy_code(expr)
+        return numpy_code(expr, shapes, ints or frozenset())
     except PrintMethodNotImplementedError:
         raise UnsupportedError(f"node {node}: no NumPy spelling for {expr}") from None
 
@@ -400,6 +464,10 @@ class Compiled:
         self.program = build_program(graph, wrt)
         self.wrt: tuple[str, ...] = self.program.wrt
         self.batchable = _batchable(graph)
+        classes = label_classes(graph)
+        labels = set(graph.labels)
+        self._declared = tuple((graph.shape(n), classes.get(n, 0) if n in labels else None)
+                               for n in graph.inputs)
         functions = _functions(self.program)
         self.source = _module_text(self.program, functions)
         self.module = load_module(self.source, "code", {})
@@ -434,6 +502,8 @@ class Compiled:
 
     def _arguments(self, unknown: dict[str, Any], *values: Any) -> tuple[Any, ...]:
         """The inputs checked: named, numeric, finite and shaped as the graph allows."""
+        if not self.batchable and not unknown and self._as_checked(values):
+            return values
         names = self.graph.inputs
         given = {n: v for n, v in zip(names, values) if v is not _MISSING}
         given.update(unknown)
@@ -450,6 +520,22 @@ class Compiled:
             shown = ", ".join(f"{n} {a.shape}" for n, a in arrays.items() if a.ndim)
             raise ShapeError(f"input shapes do not broadcast together: {shown}") from None
         return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
+
+    def _as_checked(self, values: tuple[Any, ...]) -> bool:
+        """Every input already as the checks make it: a float64 array of its declared shape
+        whose sum is finite (a finite float for a scalar), or int64 labels in range."""
+        for v, (shape, classes) in zip(values, self._declared):
+            if v.__class__ is float and shape == () and classes is None:
+                if not math.isfinite(v):
+                    return False
+            elif v.__class__ is not np.ndarray or v.shape != shape or shape == ():
+                return False
+            elif classes is None:
+                if v.dtype != np.float64 or not math.isfinite(v.sum()):
+                    return False
+            elif v.dtype != np.int64 or (v.size and (v.min() < 0 or v.max() >= classes)):
+                return False
+        return True
 
     def _evaluation_error(self, e: BaseException) -> EvaluationError:
         """An EvaluationError naming the generated line where Python's float arithmetic failed."""

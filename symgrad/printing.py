@@ -6,7 +6,7 @@ the interpreter (numbers on every node) and the code generator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,9 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from .errors import SymgradError
 from .ops import BY_CLASS, OPS
+from .tensors import shape_of
 
 TEMPLATES: dict[type, Any] = {
     cls: op.numpy for op in OPS.values()
@@ -45,7 +47,20 @@ def _keyword(name: str, value: Any) -> str:
 
 
 class NumPyPrinter(_SymPyNumPyPrinter):
-    """SymPy's NumPy printer with ``np.`` names and symgrad's op spellings."""
+    """SymPy's NumPy printer with ``np.`` names and symgrad's op spellings.
+
+    Given the shapes of the symbols (``shapes``; others are scalars), a product
+    computes its scalar factors first, so an array is passed over once
+    (``2*c*W``: Python evaluates ``(2*c)*W``).  Inside a product with a value
+    that is a float (not a number, not one of ``ints``), a step function is a
+    comparison (``dq*(q > 0)``), cheaper than ``np.heaviside``.
+    """
+
+    def __init__(self, settings: dict[str, Any] | None = None,
+                 shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+                 ints: Set[sp.Symbol] = frozenset()):
+        super().__init__(settings)
+        self._shapes, self._ints = shapes, ints
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
         if fqn.startswith("numpy."):
@@ -108,6 +123,40 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         value_at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(value_at_zero))})"
 
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        factors = list(expr.as_ordered_factors())
+        masks = [f for f in factors if _step(f) and any(
+            not g.is_Number and not _step(g) and g not in self._ints for g in factors)]
+        scalar = [f for f in factors if f not in masks and self._scalar(f)]
+        arrays = [f for f in factors if f not in masks and f not in scalar]
+        ordered = scalar + arrays if len(scalar) > 1 else [f for f in factors if f not in masks]
+        if not masks and ordered == factors:
+            return super()._print_Mul(expr)
+        coeff, _ = expr.as_coeff_Mul()
+        if coeff < 0:
+            return "-" + self._print(-expr)
+        text = ""
+        for f in ordered:
+            if f.is_Pow and f.exp.is_Rational and f.exp.is_negative:
+                text = (text or "1") + "/" + self.parenthesize(1 / f, PRECEDENCE["Mul"], strict=True)
+            else:
+                fraction = isinstance(f, sp.Rational) and not f.is_Integer
+                printed = f"({self._print(f)})" if fraction else self.parenthesize(f, PRECEDENCE["Mul"])
+                text += ("*" if text else "") + printed
+        for f in masks:
+            test = ">" if f.args[1] == 0 else ">="
+            text += ("*" if text else "") + f"({self._print(f.args[0])} {test} 0)"
+        return text
+
+    def _scalar(self, e: sp.Expr) -> bool:
+        """``e`` holds one number (symbols of unknown shape are scalars)."""
+        if self._shapes is None:
+            return True
+        try:
+            return shape_of(e, self._shapes) == ()
+        except SymgradError:
+            return False
+
     def _print_sum_to(self, expr: sp.Function) -> str:
         lead, kept = expr.axes()  # type: ignore[attr-defined]
         text = self._print(expr.args[0])
@@ -137,6 +186,11 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"np.eye({int(expr.args[1])})[{self._print(expr.args[0])}]"
 
 
+def _step(e: sp.Expr) -> bool:
+    """A step function that is 0 or 1 at zero: ``Heaviside(a, 0)`` is ``a > 0``."""
+    return isinstance(e, sp.Heaviside) and len(e.args) == 2 and e.args[1] in (0, 1)
+
+
 def _top_level_sum(text: str) -> bool:
     """``text`` has a + or - outside parentheses and brackets (``np.log(a) + np.max(a)``)."""
     depth = 0
@@ -150,8 +204,12 @@ def _top_level_sum(text: str) -> bool:
     return False
 
 
-def numpy_code(expr: sp.Expr) -> str:
+def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+               ints: Set[sp.Symbol] = frozenset()) -> str:
     """NumPy source text for ``expr``.
+
+    ``shapes`` (the shapes of array symbols) puts a product's scalar factors
+    first; ``ints`` names the symbols holding integers (labels).
 
     >>> import sympy as sp
     >>> from symgrad.ops import sigmoid
@@ -159,7 +217,7 @@ def numpy_code(expr: sp.Expr) -> str:
     >>> numpy_code(sigmoid(a) * (1 - sigmoid(a)))
     '(1 - np.exp(-np.logaddexp(0, -a)))*np.exp(-np.logaddexp(0, -a))'
     """
-    return NumPyPrinter({"fully_qualified_modules": True}).doprint(expr)
+    return NumPyPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 
 
 def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:

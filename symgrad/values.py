@@ -80,6 +80,17 @@ def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
                 )
 
 
+def label_classes(graph: Graph) -> dict[str, int]:
+    """``{labels input: the number of classes its labels pick from}`` (the fewest, if several)."""
+    classes: dict[str, int] = {}
+    for g, data in _operations(graph.nx):
+        for i in OPS[data["op"]].label_operands:
+            scores, labels = data["operands"][0], data["operands"][i]
+            n = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
+            classes[labels] = min(n, classes.get(labels, n))
+    return classes
+
+
 def _operations(g: Any) -> list[tuple[Any, dict[str, Any]]]:
     """(graph, attributes) of every operation node, the ones fused into gates too."""
     found = []
