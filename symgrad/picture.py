@@ -167,7 +167,8 @@ class Picture:
                 return EdgeText()
             edge = self.graph.nx.edges[u, v]
             vjp = edge.get("vjp")
-            text = str(edge["derivative"]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
+            form = "cached" if self.graph.nx.nodes[v]["kind"] == "gate" else "derivative"
+            text = str(edge[form]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
             return EdgeText(below=_short(text), below_colour=GREY)
         sent = t.dout if v is None else t.sent.get((v, u))
         return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))

@@ -29,6 +29,17 @@ def vjp_text(rule: Any) -> str:
     return "labels (no gradient)" if rule is None else f"{rule.variables[0]} ↦ {rule.expr}"
 
 
+def local_text(graph: Graph, node: str, operand: str, show: Any = str) -> str:
+    """∂node/∂operand as tables write it: SymPy's derivative, then ``= `` its form through the
+    node's output where that differs (``exp(q5) = q6``, a sigmoid gate's ``... = q8*(1 - q8)``).
+
+    ``show`` turns an expression into text (``str``, or ``sympy.latex``).
+    """
+    plain = graph.local_derivatives(node)[operand]
+    cached = graph.local_derivatives(node, cached=True)[operand]
+    return show(plain) if cached == plain else f"{show(plain)} = {show(cached)}"
+
+
 def render(header: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns separated by two spaces."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -75,9 +86,9 @@ def trace_table(t: Trace, digits: int = 4) -> str:
             rows.append(head + ["", "", "", ""])
         vjps = None if g.elementwise(n) else g.vjps(n)
         for i, u in enumerate(operands):
-            d = g.local_derivatives(n)[u] if vjps is None else vjp_text(vjps.get(u))
+            d = local_text(g, n, u) if vjps is None else vjp_text(vjps.get(u))
             rows.append((head if i == 0 else ["", "", "", ""]) + [
-                u, str(d), number(t.local.get((n, u)), digits), number(t.sent.get((n, u)), digits),
+                u, d, number(t.local.get((n, u)), digits), number(t.sent.get((n, u)), digits),
             ])
     header = ["node", "op", "value", f"∂{out}/∂node", "operand", "local ∂node/∂operand",
               "= at point", "sent back (local × upstream)"]

@@ -29,3 +29,31 @@ def test_check_grad_skips_integer_labels_of_a_plain_callable():
     assert sg.check_grad(lambda x: (x * x, {"x": 2 * x}), x=3).inputs["x"].status == "ok"
     # asking for the labels explicitly still reports their missing gradient
     assert sg.check_grad(_softmax_loss, **point, wrt=["X", "y"]).inputs["y"].status == "FAIL"
+
+
+NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
+POINT = dict(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)
+
+
+def test_trace_table_writes_a_gate_local_gradient_through_its_output():
+    t = sg.graph(NEURON).fuse("sigmoid").backprop(**POINT)
+    gate = next(line for line in t.table().splitlines() if line.startswith("q8"))
+    assert "(1 - sigmoid(q4))*sigmoid(q4) = q8*(1 - q8)" in gate and "0.1966" in gate
+    assert r"= q_{8} \left(1 - q_{8}\right)" in t.table()._repr_latex_()
+    unfused = sg.graph(NEURON).backprop(**POINT).table()
+    assert "exp(q5) = q6" in unfused and "-1/q7**2 = -q8**2" in unfused
+
+
+def test_explain_and_picture_use_the_gate_own_form():
+    s = sg.graph(NEURON).fuse("sigmoid")
+    assert "(q8*(1 - q8))·1·1·x0 = 0.1966·1·1·(-1) = -0.1966" in str(s.backprop(**POINT).explain("w0"))
+    assert "q8*(1 - q8)" in sg.render(s)
+
+
+def test_latex_table_of_a_tensor_trace_shows_vector_jacobian_products():
+    t = sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)}).backprop(
+        W=[[0.1, 0.5], [-0.3, 0.8]], x=[0.2, 0.4])
+    latex = t.table()._repr_latex_()
+    assert r"dq_{1} \mapsto \operatorname{outer}" in latex and "0.088" in latex
+    g = sg.graph("softmax_cross_entropy(s, y)", shapes={"s": (2, 3), "y": (2,)}, dtypes={"y": int})
+    assert "labels (no gradient)" in g.backprop(s=np.zeros((2, 3)), y=[0, 2]).table()._repr_latex_()
