@@ -12,7 +12,7 @@ from typing import Any
 from .errors import InputError, SymgradError
 from .graph import Graph, graph
 from .homework.command import add_parser as add_check_parser
-from .tables import derivative_table, number
+from .tables import derivative_table, expression_text, number
 
 EXAMPLES = """\
 examples:
@@ -158,7 +158,7 @@ def codegen_command(args: argparse.Namespace) -> str:
 
 def forward_lines(g: Graph, values: dict[str, Any], digits: int) -> str:
     lines = [f"{n} = {number(values[n], digits)}" for n in g.inputs]
-    lines += [f"{n} = {g.expr(n)} = {number(values[n], digits)}" for n in g.operations]
+    lines += [f"{n} = {expression_text(g, n)} = {number(values[n], digits)}" for n in g.operations]
     return "\n".join(lines)
 
 

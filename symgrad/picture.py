@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import SymgradError
 from .layout import Layout, Point, layout, midpoint
-from .tables import number
+from .tables import expression_text, number
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -149,7 +149,7 @@ class Picture:
             box.below.append((f"{n} · {shape_text(shape)}" if shape else n, GREY, "name"))
         elif shape:
             box.below.append((shape_text(shape), GREY, "shape"))
-        lines = [f"{n}: input" if kind == "input" else f"{n} = {data.get('expr')}"]
+        lines = [f"{n}: input" if kind == "input" else f"{n} = {expression_text(self.graph, n)}"]
         if t is not None:
             grad = t.node_grads.get(n)
             if len(g.consumers(n)) > 1 and grad is not None:

@@ -1,9 +1,12 @@
 """What users meet first: defaults, displays and error messages, checked by hand and kept."""
 
+import contextlib
+import io
+
 import numpy as np
-import pytest
 
 import symgrad as sg
+from symgrad.cli import main
 
 
 def _softmax_loss(X, W, y):
@@ -57,3 +60,16 @@ def test_latex_table_of_a_tensor_trace_shows_vector_jacobian_products():
     assert r"dq_{1} \mapsto \operatorname{outer}" in latex and "0.088" in latex
     g = sg.graph("softmax_cross_entropy(s, y)", shapes={"s": (2, 3), "y": (2,)}, dtypes={"y": int})
     assert "labels (no gradient)" in g.backprop(s=np.zeros((2, 3)), y=[0, 2]).table()._repr_latex_()
+
+
+def test_displays_follow_the_operands_as_written():
+    g = sg.graph("max(z, w)")
+    assert "q1 = Max(z, w)" in str(g)
+    table = g.backprop(z=2, w=-1, dout=2).table()
+    assert "Heaviside(z - w)" in table and "Heaviside(w - z)" in table
+    assert "q1 = y - x" in str(sg.graph("y - x")) and "q1 = z*x" in str(sg.graph("z * x"))
+    assert "q1 = Min(z, a)" in str(sg.graph(lambda z, a: sg.min(z, a)))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["derive", "max(z, w)", "--at", "z=2,w=-1"]) == 0
+    assert "q1 = Max(z, w) = 2" in out.getvalue() and "Max(w, z)" not in out.getvalue()
