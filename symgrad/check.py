@@ -101,7 +101,7 @@ class GradCheck:
 
 def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: str = "central",
                tol: float = TOL, step: float = STEP, sample: int | None = None, directions: int = 3,
-               seed: int = 0, wrt: list[str] | None = None, graph: Any = None,
+               seed: int = 0, wrt: str | list[str] | None = None, graph: Any = None,
                **values: Any) -> GradCheck:
     """Check ``f``'s gradients against finite differences.
 
@@ -152,7 +152,7 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
     target = _Target(f, graph)
     point = _point({**(inputs or {}), **values})
     if wrt is not None:
-        names = list(wrt)
+        names = [wrt] if isinstance(wrt, str) else list(wrt)
     elif target.compiled:
         names = list(target.compiled.wrt)
     else:

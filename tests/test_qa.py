@@ -4,6 +4,7 @@ import contextlib
 import io
 
 import numpy as np
+import pytest
 
 import symgrad as sg
 from symgrad.cli import main
@@ -73,3 +74,30 @@ def test_displays_follow_the_operands_as_written():
     with contextlib.redirect_stdout(out):
         assert main(["derive", "max(z, w)", "--at", "z=2,w=-1"]) == 0
     assert "q1 = Max(z, w) = 2" in out.getvalue() and "Max(w, z)" not in out.getvalue()
+
+
+def _cli_error(args, capsys) -> str:
+    assert main(args) != 0
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["derive", "sum(W @ x)", "--at", "W=[[1,2],[3]],x=[1,2]"], "value of 'W' is a ragged list"),
+    (["derive", "x*y", "--at", "x=1,x=2,y=2"], "'x' is given twice in --at"),
+    (["derive", "x*y", "--at", "x=1", "--at", "x=2,y=2"], "'x' is given twice in --at"),
+    (["derive", "sum(W @ x)", "--shape", "W=(2,"], "shape of 'W' is not like (2, 3)"),
+    (["derive", "x*y", "--at", "x=1,y=2", "--digits", "-1"], "digits must be a whole number"),
+])
+def test_cli_names_the_bad_value(args, message, capsys):
+    assert message in _cli_error(args, capsys)
+
+
+def test_trace_table_refuses_bad_digits():
+    with pytest.raises(sg.SymgradError, match="digits"):
+        sg.graph("x*y").backprop(x=1, y=2).table(digits=-1)
+
+
+def test_wrt_may_be_one_name():
+    g = sg.graph("w0*x0")
+    assert g.compile(wrt="w0").wrt == ("w0",)
+    assert [r.name for r in sg.check_grad(g.compile(), w0=1.0, x0=2.0, wrt="w0").rows] == ["w0"]
