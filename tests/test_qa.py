@@ -101,3 +101,13 @@ def test_wrt_may_be_one_name():
     g = sg.graph("w0*x0")
     assert g.compile(wrt="w0").wrt == ("w0",)
     assert [r.name for r in sg.check_grad(g.compile(), w0=1.0, x0=2.0, wrt="w0").rows] == ["w0"]
+
+
+def test_compiled_code_follows_numpy_where_the_trace_names_the_node():
+    g = sg.graph("log(x)")
+    with pytest.warns(RuntimeWarning):
+        assert np.isnan(g.compile()(x=-1.0))
+    with pytest.raises(sg.EvaluationError, match="q1 = log"):
+        g.backprop(x=-1.0)
+    with pytest.raises(sg.EvaluationError, match="q1 = 1/x"):
+        sg.graph("1/x").compile()(x=0.0)
