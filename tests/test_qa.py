@@ -111,3 +111,15 @@ def test_compiled_code_follows_numpy_where_the_trace_names_the_node():
         g.backprop(x=-1.0)
     with pytest.raises(sg.EvaluationError, match="q1 = 1/x"):
         sg.graph("1/x").compile()(x=0.0)
+
+
+@pytest.mark.parametrize("text, shapes", [
+    ("sum(x)", {"x": (3,)}),
+    ("sum(X @ W + b)", {"X": (4, 2), "W": (2, 3), "b": (3,)}),
+])
+def test_compiled_gradients_are_floats_when_the_upstream_is_folded(text, shapes):
+    f = sg.graph(text, shapes=shapes).compile()
+    point = {n: np.ones(s, dtype=int) for n, s in shapes.items()}
+    _, grads = f.value_and_grad(**point)
+    assert all(g.dtype == np.float64 for g in grads.values()), {n: g.dtype for n, g in grads.items()}
+    assert np.array_equal(grads[list(shapes)[-1]], np.full(shapes[list(shapes)[-1]], 4.0 if "X" in shapes else 1.0))
