@@ -122,4 +122,5 @@ def test_compiled_gradients_are_floats_when_the_upstream_is_folded(text, shapes)
     point = {n: np.ones(s, dtype=int) for n, s in shapes.items()}
     _, grads = f.value_and_grad(**point)
     assert all(g.dtype == np.float64 for g in grads.values()), {n: g.dtype for n, g in grads.items()}
-    assert np.array_equal(grads[list(shapes)[-1]], np.full(shapes[list(shapes)[-1]], 4.0 if "X" in shapes else 1.0))
+    last = list(shapes)[-1]
+    assert np.array_equal(grads[last], np.full(shapes[last], 4.0 if "X" in shapes else 1.0))
