@@ -101,7 +101,7 @@ class GradCheck:
 
 def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: str = "central",
                tol: float = TOL, step: float = STEP, sample: int | None = None, directions: int = 3,
-               seed: int = 0, wrt: list[str] | None = None, graph: Any = None,
+               seed: int = 0, wrt: str | list[str] | None = None, graph: Any = None,
                **values: Any) -> GradCheck:
     """Check ``f``'s gradients against finite differences.
 
@@ -128,7 +128,9 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
     seed:
         Seed of the random elements and directions.
     wrt:
-        The inputs to check (default: those a compiled function differentiates, else all).
+        The inputs to check.  By default, those a compiled function
+        differentiates; for another callable, every input except integer
+        arrays (class labels, which have no gradient).
     graph:
         For a plain callable, the graph (or expression) it computes, to find its kinks.
 
@@ -149,7 +151,13 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     target = _Target(f, graph)
     point = _point({**(inputs or {}), **values})
-    names = list(wrt if wrt is not None else (target.compiled.wrt if target.compiled else point))
+    if wrt is not None:
+        names = [wrt] if isinstance(wrt, str) else list(wrt)
+    elif target.compiled:
+        names = list(target.compiled.wrt)
+    else:
+        labels = set(target.graph.labels) if target.graph is not None else set()
+        names = [n for n in point if n not in labels and not _labels(point[n])]
     for n in names:
         if n not in point:
             raise InputError(f"no value given for {n!r}, whose gradient is to be checked")
@@ -303,6 +311,11 @@ def _point(values: dict[str, Any]) -> dict[str, Any]:
             a = np.asarray(v)
         out[n] = float(a) if a.ndim == 0 else a
     return out
+
+
+def _labels(x: Any) -> bool:
+    """Whether ``x`` is an array of integers (class labels), which has no gradient."""
+    return isinstance(x, np.ndarray) and x.ndim > 0 and x.dtype.kind in "iub"
 
 
 def _gradient_problem(name: str, x: Any, grads: Mapping[str, Any]) -> str:

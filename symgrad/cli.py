@@ -12,7 +12,7 @@ from typing import Any
 from .errors import InputError, SymgradError
 from .graph import Graph, graph
 from .homework.command import add_parser as add_check_parser
-from .tables import derivative_table, number
+from .tables import derivative_table, expression_text, number
 
 EXAMPLES = """\
 examples:
@@ -50,23 +50,26 @@ examples:
 """
 
 
-def parse_values(specs: Sequence[str]) -> dict[str, Any]:
+def parse_values(specs: Sequence[str], option: str = "--at") -> dict[str, Any]:
     """``["x=-2,y=5", "W=[[1,2],[3,4]]"]`` → ``{"x": -2, "y": 5, "W": [[1, 2], [3, 4]]}``.
 
     Values are read as Python literals (numbers and nested lists), never evaluated.
     """
     values: dict[str, Any] = {}
+    what = "shape" if option == "--shape" else "value"
     for spec in specs:
         for item in _split_top_level(spec):
             name, sep, text = item.partition("=")
             name = name.strip()
             if not sep or not name:
-                raise InputError(f"expected NAME=VALUE in --at, got {item!r}")
+                raise InputError(f"expected NAME=VALUE in {option}, got {item!r}")
+            if name in values:
+                raise InputError(f"{name!r} is given twice in {option}")
             try:
                 values[name] = ast.literal_eval(text.strip())
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                raise InputError(f"value of {name!r} is not a number or a list of numbers: {text!r}") \
-                    from None
+                expected = "like (2, 3)" if what == "shape" else "a number or a list of numbers"
+                raise InputError(f"{what} of {name!r} is not {expected}: {text!r}") from None
     return values
 
 
@@ -82,11 +85,11 @@ def parse_shapes(specs: Sequence[str], values: dict[str, Any] | None = None) -> 
     for name, value in (values or {}).items():
         try:
             shape = np.shape(value)
-        except ValueError:  # ragged lists: the value check names them
-            continue
+        except ValueError:
+            raise InputError(f"value of {name!r} is a ragged list: its rows differ in length") from None
         if shape:
             shapes[name] = tuple(int(n) for n in shape)
-    for name, shape in parse_values(specs).items():
+    for name, shape in parse_values(specs, "--shape").items():
         dims = shape if isinstance(shape, (tuple, list)) else (shape,)
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in dims):
             raise InputError(f"shape of {name!r} must be positive whole numbers like (2, 3), not {shape!r}")
@@ -108,6 +111,9 @@ def _split_top_level(text: str) -> list[str]:
 
 def derive(args: argparse.Namespace) -> str:
     """The text of ``symgrad derive``."""
+    from .picture import check_digits
+
+    check_digits(args.digits)
     values = parse_values(args.at)
     g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values))
     for name in args.fuse:
@@ -158,7 +164,7 @@ def codegen_command(args: argparse.Namespace) -> str:
 
 def forward_lines(g: Graph, values: dict[str, Any], digits: int) -> str:
     lines = [f"{n} = {number(values[n], digits)}" for n in g.inputs]
-    lines += [f"{n} = {g.expr(n)} = {number(values[n], digits)}" for n in g.operations]
+    lines += [f"{n} = {expression_text(g, n)} = {number(values[n], digits)}" for n in g.operations]
     return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ from .graph import MAX_PATHS
 from .picture import check_digits
 from .printing import evaluate
 from .program import adjoint_prefix
-from .tables import number
+from .tables import local_text, number
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -157,7 +157,8 @@ def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain
     def factor(v: str, u: str) -> Factor:
         local = trace.local.get((v, u)) if trace is not None else None
         edge = g.edges[u, v]
-        return Factor(v, u, edge["derivative"], local, edge.get("vjp"))
+        form = "cached" if g.nodes[v]["kind"] == "gate" else "derivative"  # a gate's own σ(1 − σ)
+        return Factor(v, u, edge[form], local, edge.get("vjp"))
 
     vector = any(g.edges[e]["derivative"] is None for e in g.subgraph(between).edges)
     if total <= max_paths and not vector:
@@ -469,11 +470,18 @@ def trace_table_latex(trace: Trace, digits: int = 4) -> str:
         operands = g.operands(n)
         if not operands:
             rows.append(head + ["", "", "", ""])
+        vjps = None if g.elementwise(n) else g.vjps(n)
         for i, u in enumerate(operands):
             sent = trace.sent.get((n, u))
+            if vjps is None:
+                local, at = local_text(g, n, u, sp.latex), w.number(trace.local[(n, u)], True)
+            else:  # a vector-Jacobian product: upstream gradient ↦ what the edge sends back
+                rule = vjps.get(u)
+                local = w.text("labels (no gradient)") if rule is None else \
+                    rf"{sp.latex(rule.variables[0])} \mapsto {sp.latex(rule.expr)}"
+                at = ""
             rows.append((head if i == 0 else ["", "", "", ""]) + [
-                w.name(u), sp.latex(g.local_derivatives(n)[u]), w.number(trace.local[(n, u)], True),
-                "" if sent is None else w.number(sent, True),
+                w.name(u), local, at, "" if sent is None else w.number(sent, True),
             ])
     node, operand = w.text("node"), w.text("operand")
     out = w.name(g.output)

@@ -380,10 +380,13 @@ class Graph:
         tensors = any(self.shape(n) != () for n in self.nodes)
         inputs = [self._declared(n) if tensors else n for n in self.inputs]
         lines = [f"graph({', '.join(inputs)}): {head}"]
-        width = max([len(f"{n} = {self.expr(n)}") for n in self.operations] + [0])
+        from .tables import expression_text
+
+        shown = {n: f"{n} = {expression_text(self, n)}" for n in self.operations}
+        width = max([len(text) for text in shown.values()] + [0])
         label_width = max([len(self.nx.nodes[n]["label"]) for n in self.operations] + [0])
         for n in self.operations:
-            text = f"{n} = {self.expr(n)}"
+            text = shown[n]
             line = f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]"
             if tensors:
                 line = f"{line:<{width + label_width + 7}}   {self.shape(n)}"

@@ -60,7 +60,10 @@ class Trace:
         the gradient sent back to the operand: local × the node's gradient.
         """
         from .explain import Table, trace_table_latex
+        from .picture import check_digits
         from .tables import trace_table
+
+        check_digits(digits)
 
         return Table(trace_table(self, digits), lambda: trace_table_latex(self, digits))
 

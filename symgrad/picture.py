@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import SymgradError
 from .layout import Layout, Point, layout, midpoint
-from .tables import number
+from .tables import expression_text, number
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -149,7 +149,7 @@ class Picture:
             box.below.append((f"{n} · {shape_text(shape)}" if shape else n, GREY, "name"))
         elif shape:
             box.below.append((shape_text(shape), GREY, "shape"))
-        lines = [f"{n}: input" if kind == "input" else f"{n} = {data.get('expr')}"]
+        lines = [f"{n}: input" if kind == "input" else f"{n} = {expression_text(self.graph, n)}"]
         if t is not None:
             grad = t.node_grads.get(n)
             if len(g.consumers(n)) > 1 and grad is not None:
@@ -167,7 +167,8 @@ class Picture:
                 return EdgeText()
             edge = self.graph.nx.edges[u, v]
             vjp = edge.get("vjp")
-            text = str(edge["derivative"]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
+            form = "cached" if self.graph.nx.nodes[v]["kind"] == "gate" else "derivative"
+            text = str(edge[form]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
             return EdgeText(below=_short(text), below_colour=GREY)
         sent = t.dout if v is None else t.sent.get((v, u))
         return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))

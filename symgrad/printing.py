@@ -180,7 +180,9 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_broadcast_to(self, expr: sp.Function) -> str:
         shape = tuple(int(n) for n in expr.args[1])
-        return f"np.broadcast_to({self._print(expr.args[0])}, {shape})"
+        a = expr.args[0]
+        value = repr(float(a)) if a.is_Number else self._print(a)  # 1.0, not 1: gradients are floats
+        return f"np.broadcast_to({value}, {shape})"
 
     def _print_onehot(self, expr: sp.Function) -> str:
         return f"np.eye({int(expr.args[1])})[{self._print(expr.args[0])}]"

@@ -123,6 +123,8 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
     input to the output get an adjoint.
     """
     labels = graph.labels
+    if isinstance(wrt, str):  # one name, not its letters
+        wrt = (wrt,)
     wrt = tuple(tuple(n for n in graph.inputs if n not in labels) if wrt is None else wrt)
     for name in wrt:
         if name not in graph.inputs:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import sympy as sp
+from sympy.printing.str import StrPrinter
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -24,9 +26,66 @@ def number(v: Any, digits: int = 4) -> str:
     return f"array{a.shape} in [{a.min():.{digits}g}, {a.max():.{digits}g}]"
 
 
+class _AsWritten(StrPrinter):
+    """SymPy's text of an expression, with the operands of +, ·, max and min in a given order.
+
+    SymPy sorts them (``max(z, w)`` becomes ``Max(w, z)``); a node's display
+    follows its operands as written instead.
+    """
+
+    def __init__(self, order: list[sp.Symbol]):
+        super().__init__()
+        self.position = {s: i for i, s in enumerate(order)}
+
+    def _key(self, arg: sp.Expr) -> float:
+        found = [self.position[s] for s in arg.free_symbols if s in self.position]
+        return min(found) if found else float("inf")
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: Any = None) -> list[sp.Expr]:
+        if expr.is_Add:
+            terms = super()._as_ordered_terms(expr, order)
+            return sorted(terms, key=lambda t: (t.could_extract_minus_sign(), self._key(t)))
+        return super()._as_ordered_terms(expr, order)
+
+    def _print_Mul(self, expr: sp.Expr) -> str:
+        if all(a.is_Symbol for a in expr.args):  # x*z as z*x when written so
+            return "*".join(self._print(a) for a in sorted(expr.args, key=self._key))
+        return super()._print_Mul(expr)
+
+    def _print_LatticeOp(self, expr: sp.Expr) -> str:
+        args = sorted(expr.args, key=lambda a: (self._key(a), sp.default_sort_key(a)))
+        return f"{expr.func.__name__}({', '.join(self._print(a) for a in args)})"
+
+
+def expression_text(graph: Graph, node: str, expr: sp.Expr | None = None) -> str:
+    """Node ``node``'s expression (or ``expr``, one of its derivatives) as text, its operands
+    in the order written.
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("max(z, w) + (y - x)")
+    >>> [expression_text(g, n) for n in g.operations]
+    ['Max(z, w)', 'y - x', 'q1 + q2']
+    """
+    order = [graph.symbol(u) for u in graph.operands(node)] + [graph.symbol(node)]
+    return _AsWritten(order).doprint(graph.expr(node) if expr is None else expr)
+
+
 def vjp_text(rule: Any) -> str:
     """A vector-Jacobian product ``Lambda(g, expr)`` as ``g ↦ expr``; labels get none."""
     return "labels (no gradient)" if rule is None else f"{rule.variables[0]} ↦ {rule.expr}"
+
+
+def local_text(graph: Graph, node: str, operand: str, show: Any = str) -> str:
+    """∂node/∂operand as tables write it: SymPy's derivative, then ``= `` its form through the
+    node's output where that differs (``exp(q5) = q6``, a sigmoid gate's ``... = q8*(1 - q8)``).
+
+    ``show`` turns an expression into text (``str``, or ``sympy.latex``).
+    """
+    if show is str:
+        show = lambda e: expression_text(graph, node, e)  # noqa: E731
+    plain = graph.local_derivatives(node)[operand]
+    cached = graph.local_derivatives(node, cached=True)[operand]
+    return show(plain) if cached == plain else f"{show(plain)} = {show(cached)}"
 
 
 def render(header: list[str], rows: list[list[str]]) -> str:
@@ -42,6 +101,7 @@ def derivative_table(graph: Graph) -> str:
     rows = []
     for n in graph.operations:
         node = graph.nx.nodes[n]
+        vjps = None
         if graph.elementwise(n):
             plain = graph.local_derivatives(n)
             cached = graph.local_derivatives(n, cached=True)
@@ -51,10 +111,11 @@ def derivative_table(graph: Graph) -> str:
         first = True
         for u in plain or [None]:
             rows.append([
-                n if first else "", node["label"] if first else "", str(node["expr"]) if first else "",
+                n if first else "", node["label"] if first else "",
+                expression_text(graph, n) if first else "",
                 "" if u is None else f"∂{n}/∂{u}",
-                "" if u is None else str(plain[u]),
-                "" if u is None or cached[u] == plain[u] else str(cached[u]),
+                "" if u is None else str(plain[u]) if vjps else expression_text(graph, n, plain[u]),
+                "" if u is None or cached[u] == plain[u] else expression_text(graph, n, cached[u]),
             ])
             first = False
     return render(["node", "op", "expression", "local", "derivative", "cached form"], rows)
@@ -75,9 +136,9 @@ def trace_table(t: Trace, digits: int = 4) -> str:
             rows.append(head + ["", "", "", ""])
         vjps = None if g.elementwise(n) else g.vjps(n)
         for i, u in enumerate(operands):
-            d = g.local_derivatives(n)[u] if vjps is None else vjp_text(vjps.get(u))
+            d = local_text(g, n, u) if vjps is None else vjp_text(vjps.get(u))
             rows.append((head if i == 0 else ["", "", "", ""]) + [
-                u, str(d), number(t.local.get((n, u)), digits), number(t.sent.get((n, u)), digits),
+                u, d, number(t.local.get((n, u)), digits), number(t.sent.get((n, u)), digits),
             ])
     header = ["node", "op", "value", f"∂{out}/∂node", "operand", "local ∂node/∂operand",
               "= at point", "sent back (local × upstream)"]
