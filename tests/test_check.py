@@ -212,3 +212,37 @@ def test_with_local_derivative_refuses_unknown_names():
         g.with_local_derivative("q1", "x", "z*q1")
     with pytest.raises(sg.ParseError):
         g.with_local_derivative("q1", "x", "__import__('os')")
+
+
+# -- fused gates -------------------------------------------------------------------
+
+
+def test_check_local_checks_fused_gates_and_names_a_wrong_one():
+    g = sg.graph("x * sigmoid(x)").fuse_all("swish")
+    gate = g.gates[0]
+    right = sg.check_local(g, x=0.7)
+    assert right.ok and [r.node for r in right.rows] == [gate]
+    bad = g.with_local_derivative(gate, "x", "sigmoid(x)")  # forgets the x·σ'(x) term
+    r = sg.check_local(bad, x=0.7)
+    assert r.wrong == (gate,)
+    s = 1 / (1 + np.exp(-0.7))
+    assert np.isclose(r.rows[0].analytic, s) and np.isclose(r.rows[0].numeric, s + 0.7 * s * (1 - s))
+
+
+def test_check_local_checks_the_sigmoid_gate_of_the_neuron():
+    g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))").fuse("sigmoid")
+    point = dict(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)
+    rows = {r.node: r for r in sg.check_local(g, **point).rows}
+    assert abs(rows[g.gates[0]].analytic - 0.1966) < 5e-5
+    bad = g.with_local_derivative(g.gates[0], "q4", "q8")  # σ instead of σ(1 − σ)
+    assert sg.check_local(bad, **point).wrong == (g.gates[0],)
+
+
+def test_check_local_names_a_wrong_fused_gate():
+    g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))").fuse("sigmoid")
+    point = dict(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)
+    assert sg.check_local(g, **point).ok
+    assert any(r.node == "q8" for r in sg.check_local(g, **point).rows)
+    bad = g.with_local_derivative("q8", "q4", "q8*(1 + q8)")
+    assert sg.check_local(bad, **point).wrong == ("q8",)
+    assert not sg.check_grad(bad.compile(), **point).ok

@@ -1,11 +1,13 @@
-"""The command line: symgrad derive."""
+"""The command line: derive, codegen and render (check has its own tests)."""
 
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from symgrad.cli import main, parse_values
+import symgrad as sg
+from symgrad.cli import main, parse_shapes, parse_values
 
 
 def run(capsys, *argv):
@@ -79,3 +81,38 @@ def test_a_reader_that_stops_early_is_not_an_error():
     p.stdout.close()  # like `| head -1`
     assert p.wait(timeout=60) == 0
     assert b"Traceback" not in p.stderr.read()
+
+
+# -- tensors on the command line ------------------------------------------------
+
+
+def test_derive_takes_array_values_and_their_shapes(capsys):
+    assert main(["derive", "sum((W @ x)**2)", "--at", "W=[[0.1,0.5],[-0.3,0.8]],x=[0.2,0.4]"]) == 0
+    out = capsys.readouterr().out
+    assert "∂q3/∂W = [[0.088, 0.176], [0.104, 0.208]]" in out
+    assert "∂q3/∂x = [-0.112,  0.636]" in out
+
+
+def test_codegen_takes_shapes(tmp_path):
+    path = tmp_path / "norm2.py"
+    assert main(["codegen", "sum((W @ x)**2)", "--shape", "W=(2,2),x=(2,)", "-o", str(path)]) == 0
+    namespace: dict = {}
+    exec(path.read_text(), namespace)
+    W, x = np.array([[0.1, 0.5], [-0.3, 0.8]]), np.array([0.2, 0.4])
+    value, grads = namespace["value_and_grad"](W, x)
+    assert np.isclose(value, 0.116) and np.allclose(grads["x"], [-0.112, 0.636])
+
+
+def test_render_takes_array_values(capsys):
+    assert main(["render", "sum(x*x)", "--at", "x=[1,2]"]) == 0
+    assert "<svg" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec", ["x=(0,)", "x=(2.5,)", "x=(True,)", "x=[-1]"])
+def test_bad_shapes_are_refused(spec):
+    with pytest.raises(sg.InputError, match="'x'"):
+        parse_shapes([spec])
+
+
+def test_shapes_from_values_and_declarations():
+    assert parse_shapes(["W=(2,3),x=3"], {"b": [1.0, 2.0], "c": 1.5}) == {"b": (2,), "W": (2, 3), "x": (3,)}

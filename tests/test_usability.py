@@ -1,4 +1,4 @@
-"""What users meet first: defaults, displays and error messages, checked by hand and kept."""
+"""What users meet first: defaults, displays and error messages."""
 
 import contextlib
 import io
