@@ -226,6 +226,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
     exprs: list[sp.Expr] = []
     zeros: dict[sp.Symbol, str] = {}
     wrt = set(program.wrt)
+    gradients = {adj.target for adj in program.backward if adj.node in wrt}
     for adj in program.backward:
         if adj.node in wrt:
             results[adj.node] = adj.target.name
@@ -258,7 +259,13 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
             shapes[s] = _shape(shared_expr[s], shapes) or ()
             lines.append(f"{s} = {_code(shared_expr[s], str(target), shapes, ints)}")
             placed.add(s)
-        code = repr(float(expr)) if expr.is_Number else _code(expr, str(target), shapes, ints)
+        if target in gradients and isinstance(expr, broadcast_to):  # a fresh array, not a read-only view
+            shape = tuple(int(n) for n in expr.args[1])
+            value = expr.args[0]
+            fill = repr(float(value)) if value.is_Number else _code(value, str(target), shapes, ints)
+            code = f"np.full({shape}, {fill})"
+        else:
+            code = repr(float(expr)) if expr.is_Number else _code(expr, str(target), shapes, ints)
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}

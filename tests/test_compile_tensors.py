@@ -123,3 +123,15 @@ def test_check_local_on_array_ops_and_a_wrong_elementwise_gate():
     assert sg.check_local(bad, **point).wrong == ("q2",)
     with pytest.raises(sg.SymgradError, match="not elementwise"):
         g.with_local_derivative("q1", "x", "W")
+
+
+@pytest.mark.parametrize("text", ["sum(x)", "mean(x) * y", "sum(x * y) + sum(x)"])
+def test_gradients_are_fresh_writable_arrays(text):
+    f = sg.graph(text, shapes={"x": (2, 3)}).compile(wrt=["x"])
+    point = {"x": np.arange(6.0).reshape(2, 3), "y": 1.5}
+    point = {n: point[n] for n in f.graph.inputs}
+    _, grads = f.value_and_grad(**point)
+    out, cache = f.forward(**point)
+    for dx in (grads["x"], f.backward(2.0, cache)["x"]):
+        assert dx.shape == (2, 3) and dx.dtype == np.float64 and dx.flags.writeable
+        dx += 1.0  # a user accumulating gradients in place
