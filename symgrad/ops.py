@@ -38,9 +38,9 @@ class _Unary(sp.Function):
     """A custom elementwise function of one argument, defined by its ``elementary`` form.
 
     It is real for real arguments and evaluates numerically through that form;
-    ``sigmoid(0.5)`` becomes a Float and ``sigmoid(0)`` is 1/2, so constant
-    sub-expressions fold and cancel (``3*sigmoid(0) - 3/2`` is 0) instead of
-    staying symbolic.
+    ``sigmoid(0.5)`` becomes a Float and ``sigmoid(2)`` is ``1/(1 + exp(-2))``,
+    so constant sub-expressions fold and cancel (``3*sigmoid(0) - 3/2`` is 0)
+    instead of staying symbolic.
     """
 
     nargs = 1
@@ -53,7 +53,7 @@ class _Unary(sp.Function):
     def eval(cls, a: sp.Expr) -> sp.Expr | None:
         if a.is_Float:
             return cls.elementary(a).evalf(prec_to_dps(a._prec))
-        if a.is_zero:
+        if a.is_Rational:
             return cls.elementary(a)
         return None
 

@@ -1,6 +1,7 @@
 """Tests generated from the op table: every row, at points inside its declared domain."""
 
 import inspect
+import math
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import sympy as sp
 
 import symgrad as sg
 from symgrad.ops import CUSTOM_FUNCTIONS, OPS, Domain
+from symgrad.tracing import apply
 
 from .conftest import central_differences, rel_error, sympy_gradient
 
@@ -91,3 +93,14 @@ def test_lecture_unary_gates_are_ops_with_a_constant_operand():
     g = sg.graph("1/(x + 1) * -1 + x**2 + 2**x - (3 - x) + x/4")
     labels = {g.nx.nodes[n]["label"] for n in g.operations}
     assert {"+1", "1/x", "*-1", "**2", "2**x", "3-x", "/4"} <= labels
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "relu", "softplus", "logsigmoid"])
+@pytest.mark.parametrize("number", [-1, 0, 2, 0.5])
+def test_custom_functions_of_numbers_are_numbers(name, number):
+    """A constant such as relu(-1) folds to a number, so x**relu(-1) is x**0 and compiles."""
+    value = OPS[name].sympy(sp.sympify(number))
+    assert value.is_number and not value.has(OPS[name].function_class)
+    assert math.isclose(float(value), float(OPS[name].sympy(sp.Float(number)).evalf()))
+    g = sg.graph(lambda x: x ** apply(name, number) + x)
+    assert math.isclose(g.compile().value_and_grad(x=1.5)[0], g.backprop(x=1.5).value)
