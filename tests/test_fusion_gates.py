@@ -24,7 +24,8 @@ def bind(e: sp.Expr) -> sp.Expr:
 
 
 def value(e: sp.Expr, point) -> float:
-    return float(elementary(e).evalf(30, subs=dict(zip((A, B, C), point))))
+    # substituted first, so Max(0, ·) compares numbers, not a 0.e-165 left by evalf's subs
+    return float(elementary(e).xreplace({s: sp.Float(v, 30) for s, v in zip((A, B, C), point)}).evalf(30))
 
 
 REWRITES = [(p.name, s, g) for p in PATTERNS for s, g in p.rewrites]

@@ -23,34 +23,17 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import symgrad as sg
-from symgrad.ops import NONZERO, OPS, POSITIVE, SMALL
+from symgrad.ops import OPS
 from symgrad.program import build_program
 
 from .conftest import elementary
 from .test_fusion import same_structure
-
-VARIABLES = ("a", "b", "c")
-
-
-def fit(text: str, domain) -> str:
-    if domain in (POSITIVE, NONZERO):
-        return f"(sigmoid({text}) + 0.25)"
-    if domain == SMALL:
-        return f"tanh({text})"
-    return text
+from .test_property import VARIABLES
+from .test_property import expressions as property_expressions
 
 
-@st.composite
-def expressions(draw, depth: int = 3) -> str:
-    if depth == 0 or draw(st.integers(0, 3)) == 0:
-        if draw(st.integers(0, 5)) == 0:
-            return repr(draw(st.sampled_from([0.5, 2, -1.5])))
-        return draw(st.sampled_from(VARIABLES))
-    op = OPS[draw(st.sampled_from(sorted(n for n, o in OPS.items() if o.elementwise)))]
-    args = [fit(draw(expressions(depth - 1)), d) for d in op.domain]
-    if op.infix:
-        return f"({args[0]} {op.infix} {args[1]})"
-    return f"{op.name}({', '.join(args)})"
+def expressions(depth: int = 3):
+    return property_expressions(depth, constants=(0.5, 2, -1.5), constant_odds=6)
 
 
 @st.composite

@@ -29,13 +29,15 @@ def fit(text: str, domain) -> str:
 
 
 @st.composite
-def expressions(draw, depth: int = 3) -> str:
+def expressions(draw, depth: int = 3, constants: tuple[float, ...] = (0.5, 1, 2, -1.5, 3),
+                constant_odds: int = 5) -> str:
+    """An expression string over the elementwise ops; a leaf is a constant once in ``constant_odds``."""
     if depth == 0 or draw(st.integers(0, 3)) == 0:
-        if draw(st.integers(0, 4)) == 0:
-            return repr(draw(st.sampled_from([0.5, 1, 2, -1.5, 3])))
+        if draw(st.integers(1, constant_odds)) == 1:
+            return repr(draw(st.sampled_from(constants)))
         return draw(st.sampled_from(VARIABLES))
     op = OPS[draw(st.sampled_from(sorted(n for n, o in OPS.items() if o.elementwise)))]
-    args = [fit(draw(expressions(depth - 1)), d) for d in op.domain]
+    args = [fit(draw(expressions(depth - 1, constants, constant_odds)), d) for d in op.domain]
     if op.infix:
         return f"({args[0]} {op.infix} {args[1]})"
     return f"{op.name}({', '.join(args)})"

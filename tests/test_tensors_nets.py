@@ -8,31 +8,7 @@ import symgrad as sg
 from symgrad.printing import numpy_code
 from symgrad.program import build_program
 
-
-def finite_differences(g, values, eps=1e-6):
-    """Central differences of the (scalar) output for every entry of every float input."""
-    steps = [(a.target.name, compile(numpy_code(a.expr), "<forward>", "eval"))
-             for a in build_program(g).forward]
-
-    def f(vals):
-        env = dict(vals)
-        for name, code in steps:
-            env[name] = eval(code, {"np": np}, env)
-        return float(env[g.output])
-
-    grads = {}
-    for name in g.inputs:
-        if name in g.labels:
-            continue
-        x = np.asarray(values[name], dtype=float)
-        grad = np.zeros(x.shape)
-        for index in np.ndindex(*x.shape):
-            up, down = x.copy(), x.copy()
-            up[index] += eps
-            down[index] -= eps
-            grad[index] = (f({**values, name: up}) - f({**values, name: down})) / (2 * eps)
-        grads[name] = grad
-    return grads
+from .test_tensors_ops import finite_differences
 
 
 def assert_grads_close(actual, expected, rtol=1e-6, atol=1e-8):
@@ -107,7 +83,7 @@ def test_cs229_three_layer_sigmoid_network(front, m):
 def test_cs229_gradients_match_finite_differences():
     g = sg.graph(cs229_net, shapes=cs229_shapes(4, 6))
     values = cs229_values(4, 6, seed=11)
-    assert_grads_close(g.backprop(**values).grads, finite_differences(g, values))
+    assert_grads_close(g.backprop(**values).grads, finite_differences(g, values, 1.0))
 
 
 def test_cs229_backward_program_has_the_lectures_transposes():
@@ -170,7 +146,7 @@ def test_cs231n_two_layer_net(source):
     loss, by_hand = two_layer_by_hand(**values)
     assert t.value == pytest.approx(loss, rel=1e-12)
     assert_grads_close(t.grads, by_hand, rtol=1e-10, atol=1e-12)
-    assert_grads_close(t.grads, finite_differences(g, values))
+    assert_grads_close(t.grads, finite_differences(g, values, 1.0))
 
 
 def test_cs231n_softmax_gradient_is_p_minus_onehot():
@@ -197,7 +173,7 @@ def test_cs231n_svm_loss_matches_hand_written():
     mask[np.arange(N), y] = -mask.sum(axis=1)
     assert t.value == pytest.approx(margins.sum() / N + 0.1 * np.sum(W * W), rel=1e-12)
     np.testing.assert_allclose(t.grads["W"], X.T @ mask / N + 0.2 * W, rtol=1e-12)
-    assert_grads_close(t.grads, finite_differences(g, {"X": X, "W": W, "y": y, "reg": 0.2}))
+    assert_grads_close(t.grads, finite_differences(g, {"X": X, "W": W, "y": y, "reg": 0.2}, 1.0))
 
 
 # -- the slides: J(Θ) = −1/m Σ [y log h + (1 − y) log(1 − h)] + λ/(2m) Σ Θ² ------------------------
@@ -219,5 +195,5 @@ def test_slides_regularized_cost():
     Y, T1, T2 = values["Y"], values["T1"], values["T2"]
     J = -np.sum(Y * np.log(h) + (1 - Y) * np.log(1 - h)) / m + 0.3 / (2 * m) * (np.sum(T1**2) + np.sum(T2**2))
     assert t.value == pytest.approx(J, rel=1e-12)
-    assert_grads_close(t.grads, finite_differences(g, values))
+    assert_grads_close(t.grads, finite_differences(g, values, 1.0))
     np.testing.assert_allclose(t.grads["T2"], (h - Y) @ h1.T / m + 0.3 / m * T2, rtol=1e-12)
