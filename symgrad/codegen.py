@@ -269,6 +269,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
+    free |= set(results.values())  # a gradient folded to a forward value (d(a.T * b)/db = q1) reads it
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 

@@ -135,3 +135,11 @@ def test_gradients_are_fresh_writable_arrays(text):
     for dx in (grads["x"], f.backward(2.0, cache)["x"]):
         assert dx.shape == (2, 3) and dx.dtype == np.float64 and dx.flags.writeable
         dx += 1.0  # a user accumulating gradients in place
+
+
+def test_a_gradient_that_is_a_forward_value_is_kept_until_returned():
+    g = sg.graph("sum(a.T * b)", shapes={"a": (2, 3), "b": (3, 2)})
+    point = {"a": np.arange(6.0).reshape(2, 3), "b": np.linspace(-1, 1, 6).reshape(3, 2)}
+    value, grads = g.compile().value_and_grad(**point)
+    assert np.array_equal(grads["b"], point["a"].T) and np.array_equal(grads["a"], point["b"].T)
+    assert sg.check_grad(g, **point).ok
