@@ -2,14 +2,16 @@
 
 Answer text goes through symgrad's own safe parser (never ``sympify``), is
 evaluated at the test points with symgrad's NumPy printer, and its difference
-from SymPy's derivative of the reference is simplified.  Both are done in a
+from SymPy's derivative of the reference is simplified.  An answer is right
+only when both checks say so (:func:`agreed`); for problems over arrays, which
+SymPy does not differentiate, the numbers decide.  Both are done in a
 worker process (``python -m symgrad.homework.answers``) that the grader can
 stop: SymPy's simplification of a hostile answer may take forever.
 
 The worker reads one request a line (JSON) and answers with lines::
 
     {"var": "x", "values": [{"shape": [], "data": [0.19]}, ...]}   or  {"var": "x", "error": "..."}
-    {"var": "x", "symbolic": "zero" | "nonzero" | "error"}
+    {"var": "x", "symbolic": "zero" | "nonzero" | "error" | "arrays"}
     {"done": true}
 
 (and ``{"ready": true}`` once, when it has started).
@@ -35,6 +37,7 @@ from ..errors import SymgradError
 from ..graph import Graph
 from ..ops import CUSTOM_FUNCTIONS
 from ..printing import evaluate
+from .report import Check
 from .spec import graph_of
 
 MAX_ANSWER_LENGTH = 10_000
@@ -79,19 +82,76 @@ def answer_values(g: Graph, points: Sequence[Mapping[str, Any]], shape: tuple[in
 
 
 def same_symbolically(answer: Graph, reference: Graph, var: str) -> bool:
-    """Whether SymPy simplifies (answer − ∂reference/∂var) to 0.
+    """Whether SymPy simplifies (answer − ∂reference/∂var) to 0, away from the kinks.
+
+    Both sides are first written in elementary functions, every operand of a
+    custom function kept (``logaddexp(x, y)`` is log(eˣ + eʸ), not x), and the
+    step functions of kinks through ``abs``: Heaviside(u) as (1 + |u|/u)/2,
+    max(a, b) as (a + b + |a − b|)/2, so ``relu(x)/x`` is relu's derivative
+    wherever x ≠ 0.
 
     >>> from symgrad import graph
     >>> same_symbolically(graph("exp(-x)/(1 + exp(-x))**2"), graph("sigmoid(x)"), "x")
     True
+    >>> same_symbolically(graph("1"), graph("logaddexp(x, y)"), "x")
+    False
     """
     want = sp.diff(reference.expression(), sp.Symbol(var, real=True))
-    return sp.simplify(_elementary(answer.expression()) - _elementary(want)) == 0
+    return sp.simplify(elementary(answer.expression()) - elementary(want)) == 0
 
 
-def _elementary(expr: sp.Expr) -> sp.Expr:
-    return expr.replace(lambda e: isinstance(e, CUSTOM_FUNCTIONS),
-                        lambda e: type(e).elementary(e.args[0]))
+def elementary(expr: sp.Expr) -> sp.Expr:
+    """``expr`` without custom functions, and with Heaviside, sign, max and min through ``abs``.
+
+    The step functions are rewritten by identities that hold wherever their
+    argument is not zero, which is where a derivative exists.
+
+    >>> x, y = sp.symbols("x y", real=True)
+    >>> from symgrad.ops import logaddexp, relu
+    >>> elementary(logaddexp(x, y)), elementary(sp.diff(relu(x), x))
+    (log(exp(x) + exp(y)), 1/2 + Abs(x)/(2*x))
+    """
+    expr = expr.replace(lambda e: isinstance(e, CUSTOM_FUNCTIONS),
+                        lambda e: type(e).elementary(*e.args))
+    expr = expr.replace(lambda e: isinstance(e, (sp.Max, sp.Min)), _through_abs)
+    expr = expr.replace(lambda e: isinstance(e, sp.Heaviside), lambda e: (1 + sp.sign(e.args[0])) / 2)
+    return expr.replace(lambda e: isinstance(e, sp.sign), lambda e: sp.Abs(e.args[0]) / e.args[0])
+
+
+def _through_abs(e: sp.Expr) -> sp.Expr:
+    """max(a, b, …) as (a + b + |a − b|)/2, min with − |a − b|, two operands at a time."""
+    sign = 1 if isinstance(e, sp.Max) else -1
+    first, *rest = e.args
+    for b in rest:
+        first = (first + b + sign * sp.Abs(first - b)) / 2
+    return first
+
+
+def agreed(numeric: Check, symbolic: str | None) -> Check:
+    """An answer's mark: right only when the numbers and SymPy both say so.
+
+    ``symbolic`` is SymPy's verdict on (answer − derivative): "zero",
+    "nonzero", "error", None when it did not come in time, or "arrays" for a
+    problem over arrays, which SymPy does not differentiate (the numbers decide).
+
+    >>> agreed(Check("∂x", True), "zero"), agreed(Check("∂x", True), "arrays")
+    (Check(name='∂x', ok=True, hint=None), Check(name='∂x', ok=True, hint=None))
+    >>> print(agreed(Check("∂x", False, "expected 0.5, got 1 at x=0.3"), "zero").hint)  # doctest: +ELLIPSIS
+    the checks disagree: SymPy simplifies the answer to the derivative, but the numbers differ: ...
+    """
+    if symbolic in ("zero", "arrays"):
+        if numeric.ok:
+            return numeric
+        return Check(numeric.name, False, f"the checks disagree: SymPy simplifies the answer to the "
+                                          f"derivative, but the numbers differ: {numeric.hint}")
+    if not numeric.ok:
+        return numeric
+    why = {"nonzero": "the checks disagree: the answer matches the derivative at the test points, "
+                      "but SymPy does not simplify their difference to 0",
+           "error": "the answer matches the derivative at the test points, but SymPy could not "
+                    "compare it with the derivative, and a mark needs both checks"}
+    return Check(numeric.name, False, why.get(symbolic or "", "the answer matches the derivative at the "
+                 "test points, but the symbolic check took too long, and a mark needs both checks"))
 
 
 def check(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -111,11 +171,15 @@ def check(request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             continue
         parsed[var] = g
         yield {"var": var, "values": [{"shape": list(v.shape), "data": v.ravel().tolist()} for v in values]}
+    arrays = any(reference.shape(n) != () for n in reference.nodes)
     for var, g in parsed.items():
-        try:
-            verdict = "zero" if same_symbolically(g, reference, var) else "nonzero"
-        except Exception:  # SymPy may fail on odd input; the numbers still decide
-            verdict = "error"
+        if arrays:  # SymPy differentiates no array expression: the numbers alone decide
+            verdict = "arrays"
+        else:
+            try:
+                verdict = "zero" if same_symbolically(g, reference, var) else "nonzero"
+            except Exception:  # SymPy may fail on odd input
+                verdict = "error"
         yield {"var": var, "symbolic": verdict}
     yield {"done": True}
 

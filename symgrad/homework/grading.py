@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .answers import AnswerPool
+from .answers import AnswerPool, agreed
 from .diagnose import diagnose
 from .reference import Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
@@ -503,9 +503,7 @@ def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
         else:
             got = [_decode({"kind": "array", **v}) for v in values[var]["values"]]
             check = _check(label, got, prep.want(var), prep, others=prep.others(var), alternatives=[])
-            if symbolic.get(var) == "zero":
-                check = Check(label, True)
-            result.checks.append(check)
+            result.checks.append(agreed(check, symbolic.get(var)))
     _score(result)
     return result
 
