@@ -10,6 +10,9 @@ gradients that are zero up to the rounding noise of the differences
 A comparison whose two evaluation points lie on different sides of a kink
 (relu, abs, max, min: the op table's ``kink`` column says where) is reported
 as ``kink`` rather than as a failure: the function has no derivative there.
+For a plain callable given no graph, a failing comparison is a kink where
+the one-sided differences disagree, by more than the curvature explains,
+with the analytic number between them (a subgradient); see :func:`one_sided_kink`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -132,7 +136,9 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
         differentiates; for another callable, every input except integer
         arrays (class labels, which have no gradient).
     graph:
-        For a plain callable, the graph (or expression) it computes, to find its kinks.
+        For a plain callable, the graph (or expression) it computes, to find its kinks
+        from the op table.  Without it, a failing comparison is a kink where the
+        one-sided differences disagree and the analytic number lies between them.
 
     Returns
     -------
@@ -163,13 +169,14 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
             raise InputError(f"no value given for {n!r}, whose gradient is to be checked")
     value, grads = target.value_and_grad(point)
     tiny = FLOOR * max(1.0, float(np.max(np.abs(value))))
+    f0 = float(np.sum(value))
     rng = np.random.default_rng(seed)
     bad = {n: _gradient_problem(n, point[n], grads) for n in names}
     rows = [InputCheck(n, None, np.nan, np.nan, np.inf, "FAIL", note=bad[n]) for n in names if bad[n]]
     names = [n for n in names if not bad[n]]
     note = ""
     if method == "directional":
-        rows += [_direction(target, point, grads, names, k, rng, step, tol, tiny)
+        rows += [_direction(target, point, f0, grads, names, k, rng, step, tol, tiny)
                  for k in range(1, directions + 1)]
     else:
         complex_step = method == "complex"
@@ -179,7 +186,7 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
             if note:
                 note = f"complex step unavailable ({note}); used central differences"
         for n in names:
-            rows.append(_elements(target, point, n, np.asarray(grads[n], dtype=float), rng, sample,
+            rows.append(_elements(target, point, f0, n, np.asarray(grads[n], dtype=float), rng, sample,
                                   step, tol, tiny, complex_step))
     order = {n: i for i, n in enumerate(point)}
     rows.sort(key=lambda r: order.get(r.name, len(order)))
@@ -250,6 +257,55 @@ class _Target:
 
     def near_kink(self, lo: dict[str, Any], hi: dict[str, Any]) -> bool:
         return self.kinks is not None and self.kinks.between(lo, hi)
+
+    def kink_by_differences(self, move: Callable[[float], dict[str, Any]], h: float,
+                            known: dict[float, float], analytic: float, tol: float, tiny: float) -> bool:
+        """For a callable without a graph: whether its point is next to a kink along ``move``.
+
+        ``move(t)`` is the point moved by t along the difference's direction;
+        ``known`` holds the values already computed, by t.  See :func:`one_sided_kink`.
+        """
+        if self.graph is not None:
+            return False
+        values = dict(known)
+
+        def f(t: float) -> float:
+            if t not in values:
+                values[t] = self.value(move(t))
+            return values[t]
+
+        return one_sided_kink(f, h, analytic, tol, tiny)
+
+
+def one_sided_kink(f: Callable[[float], float], h: float, analytic: float, tol: float,
+                   tiny: float) -> bool:
+    """Whether one-sided differences of ``f`` at 0 show a kink, with ``analytic`` a subgradient.
+
+    Forward and backward differences disagree by more than ``tol`` at step
+    h; their disagreement does not shrink with the step as a smooth
+    function's does (in proportion, from h to h/4); and ``analytic`` lies
+    between them, as a subgradient of a convex or concave kink does.  ``f``
+    is evaluated at 0 and ±h, and at ±h/4 only when the first two hold.
+
+    >>> relu, h = (lambda t: max(t, 0.0)), 1e-5
+    >>> one_sided_kink(relu, h, 0.0, 1e-5, 1e-4), one_sided_kink(relu, h, 2.0, 1e-5, 1e-4)
+    (True, False)
+    >>> one_sided_kink(lambda t: t * t, h, 0.0, 1e-5, 1e-4)  # smooth: curvature only
+    False
+    """
+    def gap(step: float) -> tuple[float, float]:
+        return (f(step) - f(0.0)) / step, (f(0.0) - f(-step)) / step
+
+    forward, backward = gap(h)
+    if _rel_error(np.array(forward), np.array(backward), tiny) <= tol:
+        return False
+    wide = forward - backward
+    narrow = np.subtract(*gap(h / 4))
+    if abs(wide) / 16 <= abs(narrow) <= abs(wide) / 2:  # shrinks like h·f'': curvature
+        return False
+    lo, hi = min(forward, backward), max(forward, backward)
+    slack = tol * max(abs(lo) + abs(hi), tiny)
+    return bool(lo - slack <= analytic <= hi + slack)
 
 
 def kink_expressions(expr: sp.Expr) -> list[tuple[str, sp.Expr]]:
@@ -356,7 +412,7 @@ def _stepped(x: np.ndarray, ix: Index, step: float) -> tuple[np.ndarray, np.ndar
     return lo, hi
 
 
-def _elements(target: _Target, point: dict[str, Any], name: str, grad: np.ndarray,
+def _elements(target: _Target, point: dict[str, Any], f0: float, name: str, grad: np.ndarray,
               rng: np.random.Generator, sample: int | None, step: float, tol: float, tiny: float,
               complex_step: bool) -> InputCheck:
     """Each selected element of one input, by central differences or the complex step."""
@@ -364,19 +420,39 @@ def _elements(target: _Target, point: dict[str, Any], name: str, grad: np.ndarra
     indices = _selected(x.shape, sample, rng)
     numeric = np.empty(len(indices))
     kink = np.zeros(len(indices), dtype=bool)
+    known: list[dict[float, float]] = []  # f at the point and at ±h, by step, per element
     for k, ix in enumerate(indices):
         lo, hi = _stepped(x, ix, step)
+        h = hi[ix] - x[ix]
         p_lo, p_hi = _with(point, name, lo), _with(point, name, hi)
         kink[k] = target.near_kink(p_lo, p_hi)
         if complex_step:
             z = x.astype(complex)
             z[ix] += 1j * COMPLEX_STEP
             numeric[k] = target.complex_value(_with(point, name, z)).imag / COMPLEX_STEP
+            known.append({0.0: f0})
         else:
-            numeric[k] = (target.value(p_hi) - target.value(p_lo)) / (hi[ix] - lo[ix])
+            f_lo, f_hi = target.value(p_lo), target.value(p_hi)
+            numeric[k] = (f_hi - f_lo) / (hi[ix] - lo[ix])
+            known.append({0.0: f0, -h: f_lo, h: f_hi})
     analytic = np.array([grad[ix] for ix in indices])
     errors = _rel_error(analytic, numeric, tiny)
+    failing = np.flatnonzero(~kink & (errors > tol))
+    for k in failing[np.argsort(-errors[failing], kind="stable")]:  # worst first, to the first failure
+        ix = indices[k]
+        h = step * max(1.0, abs(float(x[ix])))
+        kink[k] = target.kink_by_differences(partial(_moved, point, name, x, ix), h, known[k],
+                                             float(analytic[k]), tol, tiny)
+        if not kink[k]:
+            break
     return _summary(name, indices, analytic, numeric, errors, kink, tol, True)
+
+
+def _moved(point: dict[str, Any], name: str, x: np.ndarray, ix: Index, t: float) -> dict[str, Any]:
+    """``point`` with element ``ix`` of input ``name`` (whose value is ``x``) moved by ``t``."""
+    y = x.copy()
+    y[ix] += t
+    return _with(point, name, y)
 
 
 def _summary(name: str, indices: list[Index], analytic: np.ndarray, numeric: np.ndarray,
@@ -405,14 +481,20 @@ def _direction_points(point: dict[str, Any], names: list[str], rng: np.random.Ge
     return v, h, lo, hi
 
 
-def _direction(target: _Target, point: dict[str, Any], grads: Mapping[str, Any], names: list[str],
-               k: int, rng: np.random.Generator, step: float, tol: float, tiny: float) -> InputCheck:
+def _direction(target: _Target, point: dict[str, Any], f0: float, grads: Mapping[str, Any],
+               names: list[str], k: int, rng: np.random.Generator, step: float, tol: float,
+               tiny: float) -> InputCheck:
     """⟨∇f, v⟩ against a central difference along one random unit direction v."""
     v, h, lo, hi = _direction_points(point, names, rng, step)
     analytic = sum(float(np.sum(np.asarray(grads[n], dtype=float) * v[n])) for n in names)
-    numeric = (target.value(hi) - target.value(lo)) / (2 * h)
+    f_lo, f_hi = target.value(lo), target.value(hi)
+    numeric = (f_hi - f_lo) / (2 * h)
     error = _rel_error(np.array([analytic]), np.array([numeric]), tiny)
     kink = np.array([target.near_kink(lo, hi)])
+    if not kink[0] and error[0] > tol:
+        kink[0] = target.kink_by_differences(
+            lambda t: {**point, **{n: point[n] + t * v[n] for n in names}}, h,
+            {0.0: f0, -h: f_lo, h: f_hi}, analytic, tol, tiny)
     return _summary(f"direction {k}", [()], np.array([analytic]), np.array([numeric]), error, kink,
                     tol, False)
 

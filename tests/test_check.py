@@ -145,7 +145,6 @@ def test_kinks_are_found_for_a_plain_callable_given_its_graph():
     def student(x, y):
         return max(x, 0.0) * y, {"x": (1.0 if x > 0 else 0.0) * y, "y": max(x, 0.0)}
     assert sg.check_grad(student, x=0.0, y=2.0, graph="relu(x) * y").inputs["x"].status == "kink"
-    assert not sg.check_grad(student, x=0.0, y=2.0).ok  # without the graph: a plain failure
 
 
 def test_sampled_large_tensor_with_a_compiled_array_graph():
@@ -246,3 +245,46 @@ def test_check_local_names_a_wrong_fused_gate():
     bad = g.with_local_derivative("q8", "q4", "q8*(1 + q8)")
     assert sg.check_local(bad, **point).wrong == ("q8",)
     assert not sg.check_grad(bad.compile(), **point).ok
+
+
+def relu_sum(slope_at_zero: float = 0.0, bias: float = 0.0):
+    """A hand-written sum(relu(x)) for scalars or arrays, with ``slope_at_zero`` at 0."""
+    def f(x):
+        a = np.asarray(x, dtype=float)
+        g = np.where(a > 0, 1.0, np.where(a == 0, slope_at_zero, 0.0)) + bias
+        return float(np.sum(np.maximum(a, 0.0))), {"x": g if a.ndim else float(g)}
+    return f
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.25, 1.0])  # (0.5 is the central difference: ok)
+def test_a_plain_callable_has_kinks_where_one_sided_differences_disagree(slope):
+    r = sg.check_grad(relu_sum(slope), x=0.0)
+    assert r.ok and r.inputs["x"].status == "kink"
+    assert sg.check_grad(lambda x: (max(0, x), {"x": float(x > 0)}), x=0).inputs["x"].status == "kink"
+    x = np.array([1.5, 0.0, -2.0, 0.3])
+    row = sg.check_grad(relu_sum(slope), x=x).inputs["x"]
+    assert row.status == "ok" and row.kinks == 1
+    assert sg.check_grad(relu_sum(slope), x=x, method="directional").ok
+
+    def tie(x, y):
+        return max(x, y), {"x": float(x >= y), "y": float(y > x)}
+    r = sg.check_grad(tie, x=1.0, y=1.0)
+    assert r.ok and [row.status for row in r.rows] == ["kink", "kink"]
+    assert sg.check_grad(tie, x=1.0, y=-1.0).ok  # no tie: plain rows
+    assert [row.status for row in sg.check_grad(tie, x=1.0, y=-1.0).rows] == ["ok", "ok"]
+
+
+def test_a_wrong_gradient_of_a_plain_callable_still_fails_at_and_beside_a_kink():
+    assert sg.check_grad(relu_sum(2.0), x=0.0).inputs["x"].status == "FAIL"  # no subgradient
+    assert sg.check_grad(relu_sum(-0.5), x=0.0).inputs["x"].status == "FAIL"
+    x = np.array([1.5, 0.0, -2.0, 0.3])
+    r = sg.check_grad(relu_sum(0.0, bias=0.25), x=x)
+    assert not r.ok and r.inputs["x"].status == "FAIL" and r.inputs["x"].index != (1,)
+    assert not sg.check_grad(relu_sum(0.0, bias=0.25), x=x, method="directional").ok
+    smooth = lambda x: (float(np.sum(x**2)), {"x": 2 * x + 1e-3})  # noqa: E731
+    assert not sg.check_grad(smooth, x=np.array([0.0, 1.0])).ok  # curvature is no kink
+    assert not sg.check_grad(lambda x: (np.sin(x), {"x": np.cos(x) + 1e-3}), x=0.2).ok
+
+    def both(x, y):  # each partial is a one-sided slope, but (1, 1) is no subgradient of max
+        return max(x, y), {"x": 1.0, "y": 1.0}
+    assert not sg.check_grad(both, x=1.0, y=1.0, method="directional").ok
