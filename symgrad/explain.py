@@ -31,7 +31,7 @@ from .graph import MAX_PATHS
 from .picture import check_digits
 from .printing import evaluate
 from .program import adjoint_prefix
-from .tables import local_text, number
+from .tables import expression_text, local_text, number, vjp_text, written
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -137,7 +137,7 @@ def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
     check_digits(digits)
     if isinstance(max_paths, bool) or not isinstance(max_paths, int) or max_paths < 1:
         raise SymgradError(f"max_paths must be a positive whole number, not {max_paths!r}")
-    return Explanation(tuple(_chain(graph, trace, n, max_paths) for n in names), digits)
+    return Explanation(tuple(_chain(graph, trace, n, max_paths) for n in names), digits, graph)
 
 
 def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain:
@@ -198,9 +198,11 @@ class Notation:
 
     times = "·"
     arrow = " ← "
+    latex = False
 
-    def __init__(self, digits: int):
+    def __init__(self, digits: int, graph: Graph | None = None):
         self.digits = digits
+        self.graph = graph
 
     def name(self, node: str) -> str:
         return node
@@ -208,9 +210,15 @@ class Notation:
     def partial(self, top: str, bottom: str) -> str:
         return f"∂{self.name(top)}/∂{self.name(bottom)}"
 
-    def expr(self, e: sp.Expr, alone: bool = False) -> str:
-        text = str(e)
+    def expr(self, e: sp.Expr, alone: bool = False, nodes: Sequence[str] = ()) -> str:
+        """``e``, a derivative at ``nodes``, as the tables and pictures write it."""
+        text = self.written(e, nodes)
         return text if alone or _atomic(e) else f"({text})"
+
+    def written(self, e: sp.Expr, nodes: Sequence[str]) -> str:
+        if self.graph is None:
+            return sp.latex(e) if self.latex else str(e)
+        return written(self.graph, e, nodes, self.latex)
 
     def number(self, v: Any, alone: bool = False) -> str:
         text = number(v, self.digits)
@@ -232,6 +240,7 @@ class LatexNotation(Notation):
 
     times = r" \cdot "
     arrow = r" \leftarrow "
+    latex = True
 
     def name(self, node: str) -> str:
         return sp.latex(sp.Symbol(node))
@@ -239,8 +248,8 @@ class LatexNotation(Notation):
     def partial(self, top: str, bottom: str) -> str:
         return rf"\frac{{\partial {self.name(top)}}}{{\partial {self.name(bottom)}}}"
 
-    def expr(self, e: sp.Expr, alone: bool = False) -> str:
-        text = sp.latex(e)
+    def expr(self, e: sp.Expr, alone: bool = False, nodes: Sequence[str] = ()) -> str:
+        text = self.written(e, nodes)
         return text if alone or _atomic(e) else rf"\left({text}\right)"
 
     def number(self, v: Any, alone: bool = False) -> str:
@@ -290,14 +299,15 @@ def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
         rows = []
         for path in chain.paths:
             sides = [w.product(upstream + [w.partial(f.node, f.operand) for f in path.factors]),
-                     w.product(upstream + [w.expr(f.derivative) for f in path.factors])]
+                     w.product(upstream + [w.expr(f.derivative, nodes=(f.node,)) for f in path.factors])]
             if numeric:
                 if all(np.ndim(f.value) == 0 for f in path.factors) and np.ndim(chain.dout) == 0:
                     dout = [] if chain.dout is None else [w.number(chain.dout)]
                     sides.append(w.product(dout + [w.number(f.value) for f in path.factors]))
                 sides.append(w.number(path.value, True))
             else:
-                product = w.expr(sp.Mul(*(f.derivative for f in path.factors)), True)
+                product = w.expr(sp.Mul(*(f.derivative for f in path.factors)), True,
+                                 [f.node for f in path.factors])
                 sides.append(product)
             label = w.arrow.join(w.name(n) for n in [out] + [f.operand for f in path.factors])
             rows.append(Row(label, tuple(_dedupe(sides))))
@@ -309,7 +319,7 @@ def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
             summed = [lhs, total, w.number(chain.value, True)]
         else:
             expr = sp.Add(*(sp.Mul(*(f.derivative for f in p.factors)) for p in chain.paths))
-            summed = [lhs, w.expr(expr, True)]
+            summed = [lhs, w.expr(expr, True, [f.node for p in chain.paths for f in p.factors])]
         rows.append(Row(w.text("sum"), tuple(_dedupe(summed))))
         head = f"{title}: {len(rows) - 1} paths, added where they meet"
         return head, rows
@@ -320,8 +330,8 @@ def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
         sides = [w.name(chain.prefix + step.node),
                  " + ".join(w.product([u, w.partial(f.node, f.operand)]) for u, f in zip(ups, step.factors)
                             if f.vjp is None),
-                 " + ".join(w.product([u, w.expr(f.derivative)]) if f.vjp is None
-                            else w.expr(f.applied(chain.prefix + f.node), True)
+                 " + ".join(w.product([u, w.expr(f.derivative, nodes=(f.node,))]) if f.vjp is None
+                            else w.expr(f.applied(chain.prefix + f.node), True, (f.node,))
                             for u, f in zip(ups, step.factors))]
         if not sides[1]:
             del sides[1]
@@ -354,12 +364,13 @@ class Explanation:
     ``chains`` holds the structured form: per node, its paths and their factors.
     """
 
-    def __init__(self, chains: tuple[Chain, ...], digits: int = 4):
+    def __init__(self, chains: tuple[Chain, ...], digits: int = 4, graph: Graph | None = None):
         self.chains = chains
         self.digits = digits
+        self.graph = graph  # writes the derivatives as the tables and pictures do
 
     def __str__(self) -> str:
-        w = Notation(self.digits)
+        w = Notation(self.digits, self.graph)
         blocks = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -374,7 +385,7 @@ class Explanation:
         return f"<Explanation of {', '.join(c.wrt for c in self.chains)}>"
 
     def _repr_markdown_(self) -> str:
-        w = LatexNotation(self.digits)
+        w = LatexNotation(self.digits, self.graph)
         blocks = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -382,11 +393,11 @@ class Explanation:
         return "\n\n".join(blocks)
 
     def _repr_latex_(self) -> str:
-        w = LatexNotation(self.digits)
+        w = LatexNotation(self.digits, self.graph)
         lines = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
-            lines.append(rf"&\textbf{{{latex_text(_plain_head(chain))}}} \\")
+            lines.append(rf"&\textbf{{{latex_text(_plain_head(chain, self.graph))}}} \\")
             lines.append(_aligned(rows, wrapped=False))
         return "$$\n\\begin{aligned}\n" + "\n".join(lines) + "\n\\end{aligned}\n$$"
 
@@ -401,8 +412,8 @@ def _aligned(rows: list[Row], wrapped: bool = True) -> str:
     return "\\begin{aligned}\n" + body + "\n\\end{aligned}" if wrapped else body
 
 
-def _plain_head(chain: Chain) -> str:
-    return _rows(chain, Notation(4))[0]
+def _plain_head(chain: Chain, graph: Graph | None = None) -> str:
+    return _rows(chain, Notation(4, graph))[0]
 
 
 # -- tables in LaTeX ----------------------------------------------------------------------
@@ -442,25 +453,34 @@ def _array(header: list[str], rows: list[list[str]]) -> str:
 
 
 def derivative_table_latex(graph: Graph) -> str:
-    """The local derivatives of every operation node, as a LaTeX array."""
-    w = LatexNotation(4)
+    """The local derivatives of every operation node, as a LaTeX array.
+
+    Nodes that are not elementwise (matmul, sum, …) show the vector-Jacobian
+    product each operand gets, as the text table does.
+    """
+    w = LatexNotation(4, graph)
     rows = []
     for n in graph.operations:
         data = graph.nx.nodes[n]
-        plain, cached = graph.local_derivatives(n), graph.local_derivatives(n, cached=True)
-        for i, u in enumerate(plain or [None]):  # type: ignore[list-item]
-            head = [w.name(n), w.text(str(data["label"])), sp.latex(data["expr"])] if i == 0 else ["", "", ""]
-            rest = ["", "", ""] if u is None else [
-                w.partial(n, u), sp.latex(plain[u]), "" if cached[u] == plain[u] else sp.latex(cached[u]),
-            ]
-            rows.append(head + rest)
+        head = [w.name(n), w.text(str(data["label"])), expression_text(graph, n, latex=True)]
+        if graph.elementwise(n):
+            plain, cached = graph.local_derivatives(n), graph.local_derivatives(n, cached=True)
+            shown = {u: [expression_text(graph, n, plain[u], latex=True),
+                         "" if cached[u] == plain[u] else expression_text(graph, n, cached[u], latex=True)]
+                     for u in plain}
+        else:
+            vjps = graph.vjps(n)
+            shown = {u: [vjp_text(vjps.get(u), graph, n, latex=True), ""] for u in graph.operands(n)}
+        for i, u in enumerate(shown or [None]):  # type: ignore[list-item]
+            rest = ["", "", ""] if u is None else [w.partial(n, u), *shown[u]]
+            rows.append((head if i == 0 else ["", "", ""]) + rest)
     header = ["node", "op", "expression", "local", "derivative", "cached form"]
     return _array([w.text(h) for h in header], rows)
 
 
 def trace_table_latex(trace: Trace, digits: int = 4) -> str:
     """Every node's value and gradient and every edge's local derivative, as a LaTeX array."""
-    g, w = trace.graph, LatexNotation(digits)
+    g, w = trace.graph, LatexNotation(digits, trace.graph)
     rows = []
     for n in g.nodes:
         data = g.nx.nodes[n]
@@ -474,12 +494,9 @@ def trace_table_latex(trace: Trace, digits: int = 4) -> str:
         for i, u in enumerate(operands):
             sent = trace.sent.get((n, u))
             if vjps is None:
-                local, at = local_text(g, n, u, sp.latex), w.number(trace.local[(n, u)], True)
+                local, at = local_text(g, n, u, latex=True), w.number(trace.local[(n, u)], True)
             else:  # a vector-Jacobian product: upstream gradient ↦ what the edge sends back
-                rule = vjps.get(u)
-                local = w.text("labels (no gradient)") if rule is None else \
-                    rf"{sp.latex(rule.variables[0])} \mapsto {sp.latex(rule.expr)}"
-                at = ""
+                local, at = vjp_text(vjps.get(u), g, n, latex=True), ""
             rows.append((head if i == 0 else ["", "", "", ""]) + [
                 w.name(u), local, at, "" if sent is None else w.number(sent, True),
             ])

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import SymgradError
 from .layout import Layout, Point, layout, midpoint
-from .tables import expression_text, number
+from .tables import expression_text, number, vjp_text, written
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -168,7 +168,7 @@ class Picture:
             edge = self.graph.nx.edges[u, v]
             vjp = edge.get("vjp")
             form = "cached" if self.graph.nx.nodes[v]["kind"] == "gate" else "derivative"
-            text = str(edge[form]) if vjp is None else f"{vjp.args[0][0]} ↦ {vjp.args[1]}"
+            text = written(self.graph, edge[form], [v]) if vjp is None else vjp_text(vjp, self.graph, v)
             return EdgeText(below=_short(text), below_colour=GREY)
         sent = t.dout if v is None else t.sent.get((v, u))
         return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))
