@@ -99,7 +99,7 @@ def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
         a :class:`~symgrad.Trace` (symbols, then numbers) or a
         :class:`~symgrad.Graph` (symbols only).
     wrt:
-        a node name or several; default: every input.
+        a node name or several; default: every input but labels.
     digits:
         significant digits of the numbers shown.
     max_paths:
@@ -127,13 +127,18 @@ def explain(source: Graph | Trace, wrt: str | Iterable[str] | None = None, *,
         graph, trace = source, None
     else:
         raise SymgradError(f"cannot explain a {type(source).__name__}; give a Graph or a Trace")
-    names = list(graph.inputs) if wrt is None else [wrt] if isinstance(wrt, str) else list(wrt)
+    labels = set(graph.labels)
+    names = ([n for n in graph.inputs if n not in labels] if wrt is None
+             else [wrt] if isinstance(wrt, str) else list(wrt))
     for n in names:
         if not isinstance(n, str) or n not in graph.nx:
             raise SymgradError(
                 f"cannot explain the gradient with respect to {n!r}: no such node "
                 f"(inputs: {', '.join(graph.inputs) or 'none'}; nodes: {', '.join(graph.nodes)})"
             )
+        if n in labels:
+            raise SymgradError(f"cannot explain the gradient with respect to {n!r}: it holds integer "
+                               "labels, which have no gradient")
     check_digits(digits)
     if isinstance(max_paths, bool) or not isinstance(max_paths, int) or max_paths < 1:
         raise SymgradError(f"max_paths must be a positive whole number, not {max_paths!r}")
