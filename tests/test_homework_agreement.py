@@ -155,3 +155,16 @@ def test_an_answer_that_drops_an_operand_of_logaddexp_is_wrong(tmp_path):
     assert [c.ok for c in result.checks] == [False, True]
     assert result.score == result.points / 2
     assert not same_symbolically(parse_answer("1", {"x": (), "y": ()}), sg.graph("logaddexp(x, y)"), "x")
+
+
+def test_a_symbolic_match_does_not_override_the_numbers(tmp_path):
+    spec = ('[[problem]]\nid = "square"\nkind = "answer"\nexpression = "x**2 + y"\nwrt = ["x", "y"]\n'
+            "[problem.inputs]\nx = { value = 0.0 }\ny = { range = [-1, 1] }\n")
+    folder = tmp_path / "one"
+    folder.mkdir()
+    answer = "2*x*sin(2*x)/(2*sin(x)*cos(x))"  # 2x, but 0/0 at x = 0
+    (folder / "answers.toml").write_text(f'[square]\nx = "{answer}"\ny = "1"\n')
+    result = sg.homework.grade(spec, [folder], limits=LIMITS).submissions[0].problems[0]
+    assert [c.ok for c in result.checks] == [False, True]
+    assert result.checks[0].hint.startswith("the checks disagree: SymPy simplifies the answer to the "
+                                            "derivative, but the numbers differ")
