@@ -423,7 +423,7 @@ def _elements(target: _Target, point: dict[str, Any], f0: float, name: str, grad
     known: list[dict[float, float]] = []  # f at the point and at ±h, by step, per element
     for k, ix in enumerate(indices):
         lo, hi = _stepped(x, ix, step)
-        h = hi[ix] - x[ix]
+        h = step * max(1.0, abs(float(x[ix])))  # as _stepped steps
         p_lo, p_hi = _with(point, name, lo), _with(point, name, hi)
         kink[k] = target.near_kink(p_lo, p_hi)
         if complex_step:
