@@ -168,7 +168,10 @@ class Picture:
             edge = self.graph.nx.edges[u, v]
             vjp = edge.get("vjp")
             form = "cached" if self.graph.nx.nodes[v]["kind"] == "gate" else "derivative"
-            text = written(self.graph, edge[form], [v]) if vjp is None else vjp_text(vjp, self.graph, v)
+            if self.graph.elementwise(v):
+                text = written(self.graph, edge[form], [v])
+            else:  # labels (no gradient) where there is no vector-Jacobian product
+                text = vjp_text(vjp, self.graph, v)
             return EdgeText(below=_short(text), below_colour=GREY)
         sent = t.dout if v is None else t.sent.get((v, u))
         return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))

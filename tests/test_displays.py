@@ -176,7 +176,8 @@ def test_a_derivative_is_written_alike_in_table_explanation_and_picture(key):
                 text = vjp_text(vjps[u], g, v)
                 assert text in table, (key, v, u, text)
                 sent = text.split(" ↦ ", 1)[1]
-            else:
+            else:  # labels
+                assert "labels (no gradient)" in table and "labels (no gradient)" in picture, (key, v, u)
                 continue
             assert escaped(text[:31]) in picture, (key, v, u, text)
             if g.nx.nodes[u]["kind"] != "const":
