@@ -11,8 +11,9 @@ A comparison whose two evaluation points lie on different sides of a kink
 (relu, abs, max, min: the op table's ``kink`` column says where) is reported
 as ``kink`` rather than as a failure: the function has no derivative there.
 For a plain callable given no graph, a failing comparison is a kink where
-the one-sided differences disagree, by more than the curvature explains,
-with the analytic number between them (a subgradient); see :func:`one_sided_kink`.
+the one-sided differences disagree at every step, by a steady gap (not the
+curvature's, nor rounding noise), with the analytic number between them (a
+subgradient); see :func:`one_sided_kink`.
 """
 
 from __future__ import annotations
@@ -281,31 +282,36 @@ def one_sided_kink(f: Callable[[float], float], h: float, analytic: float, tol: 
                    tiny: float) -> bool:
     """Whether one-sided differences of ``f`` at 0 show a kink, with ``analytic`` a subgradient.
 
-    Forward and backward differences disagree by more than ``tol`` at step
-    h; their disagreement does not shrink with the step as a smooth
-    function's does (in proportion, from h to h/4); and ``analytic`` lies
-    between them, as a subgradient of a convex or concave kink does.  ``f``
-    is evaluated at 0 and ±h, and at ±h/4 only when the first two hold.
+    The forward and backward differences at step h disagree by more than
+    ``tol``, and the gap between them, at steps h, h/4 and h/16, either holds
+    steady (a jump in slope at 0; the analytic number must lie between the
+    two slopes, as a subgradient does) or vanishes (a kink between two
+    steps; the central difference at the step clear of it must agree with
+    the analytic number).  A gap that shrinks fourfold per step is curvature
+    (h·f''), one that grows is rounding noise: no kink.
 
     >>> relu, h = (lambda t: max(t, 0.0)), 1e-5
     >>> one_sided_kink(relu, h, 0.0, 1e-5, 1e-4), one_sided_kink(relu, h, 2.0, 1e-5, 1e-4)
     (True, False)
+    >>> one_sided_kink(lambda t: max(t - 0.5 * h, 0.0), h, 0.0, 1e-5, 1e-4)  # a kink at h/2
+    True
     >>> one_sided_kink(lambda t: t * t, h, 0.0, 1e-5, 1e-4)  # smooth: curvature only
     False
     """
-    def gap(step: float) -> tuple[float, float]:
-        return (f(step) - f(0.0)) / step, (f(0.0) - f(-step)) / step
-
-    forward, backward = gap(h)
-    if _rel_error(np.array(forward), np.array(backward), tiny) <= tol:
-        return False
-    wide = forward - backward
-    narrow = np.subtract(*gap(h / 4))
-    if abs(wide) / 16 <= abs(narrow) <= abs(wide) / 2:  # shrinks like h·f'': curvature
-        return False
-    lo, hi = min(forward, backward), max(forward, backward)
+    gaps: list[float] = []
+    lo = hi = 0.0
+    for step in (h, h / 4, h / 16):
+        forward, backward = (f(step) - f(0.0)) / step, (f(0.0) - f(-step)) / step
+        if gaps and abs(forward - backward) <= abs(gaps[-1]) / 16:  # vanished: the kink lies beyond step
+            return float(_rel_error(np.array(analytic), np.array((forward + backward) / 2), tiny)) <= tol
+        if _rel_error(np.array(forward), np.array(backward), tiny) <= tol:
+            return False
+        if not gaps:
+            lo, hi = min(forward, backward), max(forward, backward)
+        gaps.append(forward - backward)
+    steady = all(abs(b - a) <= abs(a) / 2 for a, b in zip(gaps, gaps[1:]))
     slack = tol * max(abs(lo) + abs(hi), tiny)
-    return bool(lo - slack <= analytic <= hi + slack)
+    return steady and lo - slack <= analytic <= hi + slack
 
 
 def kink_expressions(expr: sp.Expr) -> list[tuple[str, sp.Expr]]:

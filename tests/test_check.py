@@ -281,6 +281,15 @@ def test_a_wrong_gradient_of_a_plain_callable_still_fails_at_and_beside_a_kink()
     r = sg.check_grad(relu_sum(0.0, bias=0.25), x=x)
     assert not r.ok and r.inputs["x"].status == "FAIL" and r.inputs["x"].index != (1,)
     assert not sg.check_grad(relu_sum(0.0, bias=0.25), x=x, method="directional").ok
+    near = np.array([-5e-6, 1.0, 2e-6, -3e-7])  # kinks within one step h = 1e-5 of the point
+    row = sg.check_grad(relu_sum(), x=near).inputs["x"]
+    assert row.status == "ok" and row.kinks == 3
+    assert sg.check_grad(relu_sum(bias=1e-3), x=near).inputs["x"].status == "FAIL"
+    x32 = np.random.default_rng(0).uniform(-2, 2, size=50)  # rounding noise is no kink
+
+    def noisy(x):
+        return float(np.sum(np.sin(x.astype(np.float32)))), {"x": np.cos(x) * 1.001}
+    assert sg.check_grad(noisy, x=x32).inputs["x"].kinks == 0
     smooth = lambda x: (float(np.sum(x**2)), {"x": 2 * x + 1e-3})  # noqa: E731
     assert not sg.check_grad(smooth, x=np.array([0.0, 1.0])).ok  # curvature is no kink
     assert not sg.check_grad(lambda x: (np.sin(x), {"x": np.cos(x) + 1e-3}), x=0.2).ok
