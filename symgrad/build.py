@@ -187,6 +187,10 @@ class Builder:
                     what = "a computed value"
                 raise InputError(f"{op.name}: operand {i + 1} takes integer labels, but got {what}")
 
+    def shape_of(self, operand: Operand) -> Shape:
+        """The shape of a node under construction (a constant's is ())."""
+        return self.specs[operand.index].shape if isinstance(operand, Ref) else ()
+
     def _add(self, spec: Spec) -> Ref:
         self.specs.append(spec)
         return Ref(len(self.specs) - 1)

@@ -28,7 +28,18 @@ from mpmath.libmp import prec_to_dps
 from sympy.core.logic import fuzzy_and
 
 from .errors import ShapeError, SymgradError
-from .tensors import PARAMS, Shape, logsumexp, matmul, mean, pick, reduce_sum, transpose
+from .tensors import (
+    PARAMS,
+    Shape,
+    logsumexp,
+    matmul,
+    mean,
+    permute_dims,
+    pick,
+    reduce_sum,
+    reshape,
+    transpose,
+)
 
 # --------------------------------------------------------------------------
 # SymPy functions for the activations SymPy does not have
@@ -297,6 +308,14 @@ class Op:
         return tuple(probe.array_shape(*shapes))
 
 
+def _print_permutation(a: Any, axes: tuple[int, ...]) -> str:
+    """``np.swapaxes(a, 1, 2)`` for a swap of two axes, ``np.transpose(a, axes)`` otherwise."""
+    moved = [i for i, j in enumerate(axes) if i != j]
+    if len(moved) == 2:
+        return f"np.swapaxes({a}, {moved[0]}, {moved[1]})"
+    return f"np.transpose({a}, {axes})"
+
+
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
@@ -324,8 +343,15 @@ OPS: dict[str, Op] = {
            kink=lambda a, b: a - b),
         # operations on whole arrays: shape rules and vector-Jacobian products in tensors.py
         Op("matmul", 2, matmul, "@", infix="@", numpy="{0:a} @ {1:a}", domain=(REAL, REAL),
-           shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"))),
-        Op("transpose", 1, transpose, ".T", numpy="{0:a}.T", shapes=(("nm",), ("n",))),
+           shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"),
+                   ("bnk", "bkm"), ("bnk", "km"), ("nk", "bkm"), ("cbnk", "bkm"), ("1nk", "bkm"),
+                   ("bnk", "k"), ("k", "bkm"))),
+        Op("transpose", 1, transpose, ".T", numpy="{0:a}.T", shapes=(("nm",), ("n",), ("bnm",))),
+        Op("permute_dims", 1, permute_dims, "transpose", params=("axes",),
+           numpy=_print_permutation, shapes=(("bnm",), ("nm",), ("cbnm",))),
+        Op("reshape", 1, reshape, "reshape", params=("shape",),
+           numpy=lambda a, shape: f"np.reshape({a}, {shape})",
+           shapes=(("bnm",), ("nm",), ("n",), ("cbnm",))),
         Op("sum", 1, reduce_sum, "sum", numpy="np.sum({0}{axis}{keepdims})",
            params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",))),
         Op("mean", 1, mean, "mean", numpy="np.mean({0}{axis}{keepdims})",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -11,8 +9,10 @@ import symgrad as sg
 from symgrad import tracing
 from symgrad.ops import OPS
 
+from .conftest import param_choices
+
 ARRAY_OPS = sorted(name for name, op in OPS.items() if not op.elementwise)
-SIZES = {"n": 2, "k": 3, "m": 4, "c": 3}
+SIZES = {"n": 2, "k": 3, "m": 4, "c": 3, "b": 2, "1": 1}
 
 
 def cases():
@@ -21,10 +21,8 @@ def cases():
         op = OPS[name]
         for pattern in op.shapes:
             shapes = [tuple(SIZES[ch] for ch in p) for p in pattern]
-            ndim = len(shapes[0])
-            choices = {"axis": [None, *range(ndim)] if ndim else [None], "keepdims": [False, True]}
-            for combo in itertools.product(*(choices[p] for p in op.params)):
-                yield name, shapes, dict(zip(op.params, combo))
+            for params in param_choices(op.params, shapes[0], negative_axis=False):
+                yield name, shapes, params
 
 
 def sample(op, shapes, rng):
