@@ -202,7 +202,8 @@ def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
     ndim = _ndim(x, "swapaxes")
     i, j = _permutation(x, (axis1, axis2), "swapaxes")
     if not (0 <= i < ndim and 0 <= j < ndim):
-        raise ShapeError(f"swapaxes: axes ({axis1}, {axis2}) are out of range for shape {x.shape}")
+        raise ShapeError(f"swapaxes: axes ({axis1}, {axis2}) are out of range "
+                         f"({x.builder.describe((x.operand,))})")
     axes = list(range(ndim))
     axes[i], axes[j] = axes[j], axes[i]
     return apply("permute_dims", x, axes=tuple(axes))
@@ -211,7 +212,8 @@ def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
 def matrix_transpose(x: Any) -> Any:
     """The last two axes swapped (``x.mT``): every matrix of a stack transposed."""
     if _ndim(x, "matrix_transpose") < 2:
-        raise ShapeError(f"matrix_transpose: shape {x.shape} has fewer than two axes")
+        raise ShapeError(f"matrix_transpose (.mT) needs two axes or more "
+                         f"({x.builder.describe((x.operand,))})")
     return swapaxes(x, -1, -2)
 
 
