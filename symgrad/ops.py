@@ -31,6 +31,8 @@ from .errors import ShapeError, SymgradError
 from .tensors import (
     PARAMS,
     Shape,
+    amax,
+    amin,
     logsumexp,
     matmul,
     mean,
@@ -244,8 +246,8 @@ class Op:
              ``{axis}`` prints as ``, axis=1`` (or nothing for the default).
              A callable gets the printed operands and the parameters' values.
     domain:  per operand, where tests sample it
-    kink:    an expression of the operands that is zero where the op is not
-             differentiable (relu, abs, max, min); None when smooth
+    kink:    an expression of the operands (then the parameters, if any) whose sign
+             changes where the op is not differentiable (relu, abs, max, min); None when smooth
     associative: merged into one n-ary node at granularity "nary" (``sympy``
              then takes any number of operands)
     params:  keyword parameters (``axis``, ``keepdims``), trailing SymPy arguments
@@ -360,6 +362,10 @@ OPS: dict[str, Op] = {
            numpy="np.log(np.sum(np.exp({0:p} - np.max({0}{axis}, keepdims=True)){axis}{keepdims}))"
                  " + np.max({0}{axis}{keepdims})",
            shapes=(("n",), ("nm",), ("nmk",))),
+        Op("amax", 1, amax, "max", params=("axis", "keepdims"), kink=amax.kink,
+           numpy="np.max({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",))),
+        Op("amin", 1, amin, "min", params=("axis", "keepdims"), kink=amin.kink,
+           numpy="np.min({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",))),
         Op("pick", 2, pick, "pick", params=("keepdims",), domain=(REAL, LABELS),
            numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
                                         + ("[:, None]" if keepdims else ""),

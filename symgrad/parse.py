@@ -53,6 +53,8 @@ METHODS: dict[str, Callable[..., Any]] = {
     "sum": Traced.sum, "mean": Traced.mean,
 }
 ATTRIBUTES = {"T": "transpose", "mT": "matrix_transpose"}
+# of one operand, max and min reduce it (as np.max); of two, they compare entries (as np.maximum)
+REDUCING = {"max": "amax", "min": "amin"}
 SHOWN: dict[type, str] = {
     ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
     ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
@@ -113,6 +115,7 @@ class _Walker:
         self.text = text
         self.keywords: dict[int, dict[str, Any]] = {}
         self.literals: dict[int, tuple[list[Any], dict[str, Any]]] = {}
+        self.reducing: set[int] = set()  # max(x, axis=...) calls: reductions
 
     def walk(self, root: ast.expr) -> Operand:
         done: dict[int, Operand] = {}
@@ -183,6 +186,9 @@ class _Walker:
         if name in SPELLINGS:
             self.read_literals(node, name, node.args[1:], SPELLINGS[name], 1)
             return node.args[:1]
+        if name in REDUCING and len(node.args) == 1:
+            self.reducing.add(id(node))
+            name = REDUCING[name]
         if name in FUNCTIONS or name in ALIASES:
             op = OPS[ALIASES.get(name, name)]
             arity, params = op.arity, op.params
@@ -266,6 +272,7 @@ class _Walker:
         if isinstance(node, ast.Call):
             assert isinstance(node.func, ast.Name)
             name = ALIASES.get(node.func.id, node.func.id)
+            name = REDUCING[name] if id(node) in self.reducing else name
             keywords = self.keywords[id(node)]
             if name in DERIVED:
                 result = DERIVED[name].function(*(Traced(b, a) for a in args), **keywords)

@@ -398,6 +398,69 @@ class logsumexp(Reduction):
         return x if x.is_number and len(axes) == 0 else None
 
 
+class amax(Reduction):
+    """``max(x, axis)``: the largest entry, over ``axis`` or all of them (NumPy's ``np.max``).
+
+    Where several entries tie for the largest, the gradient is shared equally among them
+    (as the elementwise max shares it at a tie).
+    """
+
+    label = "max"
+    extreme = sp.Max
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        mask = equal(self.args[0], self.unreduce(out))
+        return (self.unreduce(g) * mask / reduce_sum(mask, self.args[1], sp.true),)
+
+    def explicit(self, *values: np.ndarray) -> np.ndarray:
+        x = _obj(values[0])
+        axes = self.reduced(x.shape)
+        kept = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+        rows = np.moveaxis(x, axes, tuple(range(-len(axes), 0))).reshape(kept + (-1,))
+        out = np.empty(kept, dtype=object)
+        for index in np.ndindex(*kept):
+            out[index] = self.extreme(*rows[index])
+        return np.expand_dims(out, axes) if self.keepdims else out
+
+    @classmethod
+    def eval(cls, x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr | None:
+        return x if x.is_number and len(axes) == 0 else None
+
+    @staticmethod
+    def kink(x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr:
+        """Each entry's gap to the largest: its signs change where the largest entry changes."""
+        return x - amax(x, axes, sp.true)
+
+
+class amin(amax):
+    """``min(x, axis)``: the smallest entry, over ``axis`` or all of them (NumPy's ``np.min``)."""
+
+    label = "min"
+    extreme = sp.Min
+
+    @staticmethod
+    def kink(x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr:
+        return x - amin(x, axes, sp.true)
+
+
+class equal(sp.Function):
+    """``equal(a, b)``: 1 where ``a == b`` entry by entry, else 0 (the ties of a max)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
+        if a.is_number and b.is_number:
+            return sp.S.One if (a - b).is_zero else sp.S.Zero
+        return None
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
+
+
 class pick(ArrayFunction):
     """``pick(s, y)``: row i's entry in column y[i], ``s[arange(N), y]`` (y: integer labels)."""
 

@@ -163,6 +163,28 @@ logaddexp = _function("logaddexp")
 absolute = _function("abs")
 maximum = _function("max")
 minimum = _function("min")
+amax = _function("amax")
+amin = _function("amin")
+
+
+def _max_or_min(name: str, elementwise: Callable[..., Any], reduction: Callable[..., Any]
+                ) -> Callable[..., Any]:
+    def f(a: Any, *others: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        if not others:
+            return reduction(a, axis=axis, keepdims=keepdims)
+        if axis is not None or keepdims:
+            raise SymgradError(f"{name}(a, b) is elementwise; {name}(a, axis=k, keepdims=True) "
+                               "reduces one operand")
+        return elementwise(a, *others)
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = (f"symgrad's {name}: of two operands entry by entry (as np.{name}imum), or of "
+                 f"one operand's entries over ``axis`` (as np.{name}).")
+    return f
+
+
+max_ = _max_or_min("max", maximum, amax)
+min_ = _max_or_min("min", minimum, amin)
 matmul = _function("matmul")
 reduce_sum = _function("sum")
 mean = _function("mean")

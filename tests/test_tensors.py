@@ -318,3 +318,17 @@ def test_a_rule_giving_the_wrong_shape_is_caught(monkeypatch):
     with pytest.raises(sg.ShapeError, match=r"transpose: the gradient for x has shape \(3, 2\), "
                                             r"but x has shape \(2, 3\)"):
         sg.graph("sum(x.T)", shapes={"x": (2, 3)})
+
+
+@pytest.mark.parametrize("text, x, expected", [
+    ("max(x)", [1.0, 2.0, 2.0], [0.0, 0.5, 0.5]),
+    ("min(x)", [1.0, 1.0, 2.0], [0.5, 0.5, 0.0]),
+    ("sum(max(x, axis=0))", [[1.0, 3.0, 3.0], [1.0, 0.0, 4.0]], [[0.5, 1.0, 0.0], [0.5, 0.0, 1.0]]),
+    ("sum(min(x, axis=1, keepdims=True))", [[1.0, 1.0, 3.0], [2.0, 0.0, 4.0]],
+     [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]),
+])
+def test_max_over_an_axis_shares_the_gradient_among_ties(text, x, expected):
+    g = sg.graph(text, shapes={"x": np.shape(x)})
+    np.testing.assert_allclose(g.backprop(x=x).grads["x"], expected)
+    np.testing.assert_allclose(g.compile().value_and_grad(x=x)[1]["x"], expected)
+    assert sg.check_grad(g, x=np.array(x)).ok  # ties are kinks, not failures

@@ -131,6 +131,11 @@ def check_vjp(name, shapes, params, labels_seed=0):
     upstream = symbol_array("g", out.shape)
     loss = sp.Add(*np.asarray(upstream * out, dtype=object).flat)
     rules = expr.vjp(g, o, tuple(shapes))
+    # an op with a kink (max over an axis) is compared at a point off its kinks: distinct entries
+    point = {} if op.kink is None else {
+        e: sp.Float(v) for e, v in zip(
+            [e for a in [*env.values(), upstream] for e in np.asarray(a, dtype=object).flat],
+            rng.permutation(1000)[:10**4] / 100.0 + 0.5)}
     for s, d, rule in zip(symbols, op.domain, rules):
         if d.labels:
             assert rule is None
@@ -139,7 +144,8 @@ def check_vjp(name, shapes, params, labels_seed=0):
         assert declared.shape == env[s].shape, f"{name}: gradient shape {declared.shape}"
         for index in np.ndindex(*declared.shape):
             expected = sp.diff(loss, env[s][index])
-            assert sp.simplify(declared[index] - expected) == 0, (name, index, declared[index], expected)
+            difference = sp.simplify((declared[index] - expected).xreplace(point))
+            assert difference == 0, (name, index, declared[index], expected)
 
 
 @pytest.mark.parametrize("name, pattern, params", list(vjp_cases()))
