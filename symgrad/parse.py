@@ -195,7 +195,7 @@ class _Walker:
         elif name in DERIVED:
             arity, params = DERIVED[name].arity, DERIVED[name].params
         else:
-            known = ", ".join(sorted({*FUNCTIONS, *DERIVED, *ALIASES, *SPELLINGS} - {"permute_dims"}))
+            known = ", ".join(sorted({*FUNCTIONS, *DERIVED, *ALIASES, *SPELLINGS}))
             raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
         allowed = [k for k in KEYWORDS if k in params]
         self.keywords[id(node)] = {k.arg: self.keyword(name, k, allowed) for k in node.keywords}  # type: ignore[misc]
