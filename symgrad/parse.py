@@ -184,6 +184,8 @@ class _Walker:
             raise self.fail("only calls of named functions are allowed (like exp(x))", node)
         name = node.func.id
         if name in SPELLINGS:
+            if not node.args:
+                raise self.fail(f"{name}() takes an array, then literals", node)
             self.read_literals(node, name, node.args[1:], SPELLINGS[name], 1)
             return node.args[:1]
         if name in REDUCING and len(node.args) == 1:
@@ -208,12 +210,15 @@ class _Walker:
     def read_literals(self, node: ast.Call, name: str, args: list[ast.expr],
                       function: Callable[..., Any], operands: int) -> None:
         """The literal arguments of a NumPy spelling, checked against ``function``'s signature."""
-        values = [self.literal(a, name) for a in args]
+        values = [self.literal(a, f"{name}()") for a in args]
         keywords = {}
         for k in node.keywords:
             if k.arg is None:
                 raise self.fail(f"{name}() takes no ** arguments", k)
-            keywords[k.arg] = self.literal(k.value, f"{k.arg}=")
+            if k.arg in KEYWORDS:
+                keywords[k.arg] = self.keyword(name, k, list(KEYWORDS))
+            else:
+                keywords[k.arg] = self.literal(k.value, f"{k.arg}=")
         try:
             inspect.signature(function).bind(*range(operands), *values, **keywords)
         except TypeError as e:
@@ -233,8 +238,7 @@ class _Walker:
         if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub):
             sign, v = -1, v.operand
         if not (isinstance(v, ast.Constant) and type(v.value) is int):
-            raise self.fail(f"{what} takes integers, True/False or tuples of integers, "
-                            "like reshape(x, (2, -1))", v)
+            raise self.fail(f"{what} takes integers, True/False or tuples of integers", v)
         return sign * v.value
 
     def keyword(self, name: str, k: ast.keyword, allowed: list[str]) -> Any:
@@ -243,11 +247,17 @@ class _Walker:
             shown = "**" if k.arg is None else f"{k.arg}="
             takes = f"only {', '.join(a + '=' for a in allowed)}" if allowed else "no keyword arguments"
             raise self.fail(f"{name}() takes {takes}, got {shown}", k)
-        kind, example = KEYWORDS[k.arg]
         try:
             value = self.literal(k.value, f"{k.arg}=")
         except ParseError:
             value = None
+        return self.checked(k, value)
+
+    def checked(self, k: ast.keyword, value: Any) -> Any:
+        """``value`` if it is of the kind keyword ``k`` (``axis``, ``keepdims``) takes."""
+        if k.arg not in KEYWORDS:
+            return value
+        kind, example = KEYWORDS[k.arg]
         fits = isinstance(value, bool) if k.arg == "keepdims" else \
             isinstance(value, tuple) or (isinstance(value, int) and not isinstance(value, bool))
         if not fits:

@@ -19,13 +19,16 @@ things side by side:
   and check every ``vjp`` against it.
 
 The helpers after the operations (``outer``, ``expand_dims``, ``broadcast_to``,
-``onehot``) only appear inside vector-Jacobian products.  Keyword parameters
-(``axis``, ``keepdims``) are trailing SymPy arguments: ``axis`` is a Tuple of
-axes (empty for all axes), ``keepdims`` a SymPy boolean.
+``onehot``, ``equal``) only appear inside vector-Jacobian products.  Keyword
+parameters (``axis``, ``keepdims``, ``shape``, ``axes``) are trailing SymPy
+arguments: ``axis`` is a Tuple of axes (empty for all axes), ``keepdims`` a
+SymPy boolean, ``shape`` (of ``reshape``) a Tuple of sizes as the user wrote
+them (one may be -1), ``axes`` (of ``permute_dims``) a Tuple permutation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -313,11 +316,11 @@ class permute_dims(ArrayFunction):
 
 def reshaped(op: str, shape: Shape, target: Shape) -> Shape:
     """``target`` with its one ``-1`` worked out from ``shape``'s size, or a ShapeError."""
-    size = int(np.prod(shape, dtype=int))
+    size = math.prod(shape)
     unknown = [i for i, n in enumerate(target) if n == -1]
     if len(unknown) > 1 or any(n < -1 for n in target):
         raise ShapeError(f"{op}: new shape {tuple(target)}: sizes are positive, with at most one -1")
-    known = int(np.prod([n for n in target if n != -1], dtype=int))
+    known = math.prod(n for n in target if n != -1)
     if unknown and known and size % known == 0:
         return tuple(size // known if n == -1 else n for n in target)
     if not unknown and known == size:
@@ -443,24 +446,6 @@ class amin(amax):
         return x - amin(x, axes, sp.true)
 
 
-class equal(sp.Function):
-    """``equal(a, b)``: 1 where ``a == b`` entry by entry, else 0 (the ties of a max)."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
-        if a.is_number and b.is_number:
-            return sp.S.One if (a - b).is_zero else sp.S.Zero
-        return None
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
-
-
 class pick(ArrayFunction):
     """``pick(s, y)``: row i's entry in column y[i], ``s[arange(N), y]`` (y: integer labels)."""
 
@@ -552,6 +537,24 @@ class onehot(ArrayFunction):
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return np.eye(int(self.args[1]), dtype=int).astype(object)[np.asarray(values[0], dtype=int)]
+
+
+class equal(sp.Function):
+    """``equal(a, b)``: 1 where ``a == b`` entry by entry, else 0 (the ties of a max)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
+        if a.is_number and b.is_number:
+            return sp.S.One if (a - b).is_zero else sp.S.Zero
+        return None
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
 
 
 # --------------------------------------------------------------------------

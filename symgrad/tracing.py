@@ -8,6 +8,7 @@ The same functions applied to SymPy expressions return SymPy expressions.
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -202,8 +203,8 @@ def _ndim(x: Any, name: str) -> int:
 def _permutation(x: Any, axes: Any, name: str) -> tuple[int, ...]:
     """``axes`` as non-negative ints (negative axes count from the end, as in NumPy)."""
     try:
-        axes = tuple(int(a) for a in axes)
-    except (TypeError, ValueError):
+        axes = tuple(operator.index(a) for a in axes)
+    except TypeError:
         raise SymgradError(f"{name}(): axes {axes!r} are not a tuple of integers") from None
     if all(a >= 0 for a in axes):
         return axes

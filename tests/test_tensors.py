@@ -177,6 +177,26 @@ def test_keyword_axis_reaches_the_graph_from_every_front_end():
     ("x + y", "add: shapes (2, 3) and (2,) do not broadcast"),
     ("x @ 2", "matmul: shapes (2, 3) and (): @ takes vectors and matrices"),
     ("pick(x, y)", "pick: operand 2 takes integer labels, but got input 'y'"),
+    ("x @ y", "matmul: shapes (2, 3) and (2,) do not align (3 ≠ 2) "
+              "(operands: input 'x' of shape (2, 3), input 'y' of shape (2,))"),
+    ("reshape(x, (4, -1))", "reshape: cannot reshape an array of shape (2, 3) (6 entries) into "
+                            "shape (4, -1) (operand: input 'x' of shape (2, 3))"),
+    ("x.reshape(-1, -1)", "reshape: new shape (-1, -1): sizes are positive, with at most one -1"),
+    ("reshape(x, (10**30, -1))", "reshape() takes integers, True/False or tuples of integers"),
+    ("reshape(x, (1000000000000000000000, -1))", "into shape (1000000000000000000000, -1)"),
+    ("reshape(x, y)", "reshape() takes integers, True/False or tuples of integers"),
+    ("reshape(x, True)", "shape True is not a tuple of integers"),
+    ("reshape()", "reshape() takes an array, then literals"),
+    ("swapaxes(x, 0)", "swapaxes(): missing a required argument"),
+    ("swapaxes(x, 0, 2)", "swapaxes: axes (0, 2) are out of range (operand: input 'x' of shape (2, 3))"),
+    ("transpose(x, (0, 0))", "transpose: axes (0, 0) are not a permutation of the 2 axes"),
+    ("transpose(x, 1)", "transpose(): axes 1 are not a tuple of integers"),
+    ("y.mT", "matrix_transpose (.mT) needs two axes or more (operand: input 'y' of shape (2,))"),
+    ("x.sum(keepdims=2)", "keepdims= takes True or False"),
+    ("x.sum(axis=y)", "axis= takes an integer or a tuple of integers, like axis=0"),
+    ("max(x, y, axis=0)", "max() takes no keyword arguments, got axis="),
+    ("max(x, axis=2)", "max: axis 2 is out of range for shape (2, 3)"),
+    ("x.shape[0]", "subscripts are not allowed"),
 ])
 def test_bad_tensor_expressions_name_op_and_shapes(text, message):
     with pytest.raises(sg.SymgradError) as e:
