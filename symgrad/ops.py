@@ -401,7 +401,8 @@ def label(op: Op, constants: tuple[sp.Expr | None, ...]) -> str:
     """
     if op.params:
         values = op.param_values(tuple(constants))
-        shown = [f"{k}={v}" if v is not True else k for k, v in values.items() if v not in (None, False)]
+        shown = [f"{k}={v}" if v is not True else k for k, v in values.items()
+                 if v is not None and v is not False]
         return f"{op.label}({', '.join(shown)})" if shown else op.label
     if all(c is None for c in constants):
         return op.label

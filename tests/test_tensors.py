@@ -352,3 +352,9 @@ def test_max_over_an_axis_shares_the_gradient_among_ties(text, x, expected):
     np.testing.assert_allclose(g.backprop(x=x).grads["x"], expected)
     np.testing.assert_allclose(g.compile().value_and_grad(x=x)[1]["x"], expected)
     assert sg.check_grad(g, x=np.array(x)).ok  # ties are kinks, not failures
+
+
+def test_labels_show_every_parameter_that_is_not_a_default():
+    g = sg.graph("sum(max(x, axis=0, keepdims=True)) + sum(sum(x, axis=0))", shapes={"x": (2, 3)})
+    labels = [g.nx.nodes[n]["label"] for n in g.operations]
+    assert "max(axis=0, keepdims)" in labels and "sum(axis=0)" in labels and "sum" in labels
