@@ -251,8 +251,9 @@ class Op:
     associative: merged into one n-ary node at granularity "nary" (``sympy``
              then takes any number of operands)
     params:  keyword parameters (``axis``, ``keepdims``), trailing SymPy arguments
-    shapes:  operand shapes tests draw from, one letter per axis (``("nk", "km")``);
-             empty for elementwise ops, which broadcast any shapes
+    shapes:  operand shapes tests draw from, one letter per axis (``("nk", "km")``;
+             equal letters are equal sizes, ``1`` is an axis of size 1, as in
+             ``("1nk", "bkm")``); empty for elementwise ops, which broadcast any shapes
 
     An op whose SymPy class has a ``vjp`` method (see :mod:`symgrad.tensors`)
     is not elementwise: it states its shape rule and vector-Jacobian products;

@@ -50,7 +50,8 @@ SPELLINGS: dict[str, Callable[..., Any]] = {
 # methods of arrays accepted in strings (``x.reshape(64, -1)``), and attributes
 METHODS: dict[str, Callable[..., Any]] = {
     "reshape": Traced.reshape, "transpose": Traced.transpose, "swapaxes": Traced.swapaxes,
-    "sum": Traced.sum, "mean": Traced.mean,
+    "sum": Traced.sum, "mean": Traced.mean, "max": Traced.max, "min": Traced.min,
+    "flatten": Traced.flatten,
 }
 ATTRIBUTES = {"T": "transpose", "mT": "matrix_transpose"}
 # of one operand, max and min reduce it (as np.max); of two, they compare entries (as np.maximum)

@@ -85,6 +85,16 @@ class Traced:
     def mean(self, axis: Any = None, keepdims: bool = False) -> Traced:
         return apply("mean", self, axis=axis, keepdims=keepdims)
 
+    def max(self, axis: Any = None, keepdims: bool = False) -> Traced:
+        return apply("amax", self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Traced:
+        return apply("amin", self, axis=axis, keepdims=keepdims)
+
+    def flatten(self) -> Traced:
+        """All entries in one axis, as ``x.flatten()`` in NumPy."""
+        return reshape(self, -1)
+
     def __bool__(self) -> bool:
         raise TracingError(
             "a traced value was used as a truth value (in an if, while, and/or, or a comparison); "
