@@ -313,6 +313,10 @@ class permute_dims(ArrayFunction):
     def _sympystr(self, printer: Any) -> str:
         return f"transpose({printer._print(self.args[0])}, {decode_shape(self.args[1])})"
 
+    def _latex(self, printer: Any) -> str:
+        operand = printer._print(self.args[0])
+        return rf"\operatorname{{transpose}}\left({operand}, {decode_shape(self.args[1])}\right)"
+
 
 def reshaped(op: str, shape: Shape, target: Shape) -> Shape:
     """``target`` with its one ``-1`` worked out from ``shape``'s size, or a ShapeError."""
@@ -346,6 +350,10 @@ class reshape(ArrayFunction):
 
     def _sympystr(self, printer: Any) -> str:
         return f"reshape({printer._print(self.args[0])}, {decode_shape(self.args[1])})"
+
+    def _latex(self, printer: Any) -> str:
+        operand = printer._print(self.args[0])
+        return rf"\operatorname{{reshape}}\left({operand}, {decode_shape(self.args[1])}\right)"
 
 
 class reduce_sum(Reduction):
@@ -555,6 +563,9 @@ class equal(sp.Function):
 
     def _numpycode(self, printer: Any) -> str:
         return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
+
+    def _latex(self, printer: Any) -> str:
+        return rf"\left[{printer._print(self.args[0])} = {printer._print(self.args[1])}\right]"
 
 
 # --------------------------------------------------------------------------
