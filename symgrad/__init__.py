@@ -31,6 +31,8 @@ from .ops import OPS
 from .picture import render
 from .tracing import (
     absolute,
+    amax,
+    amin,
     cos,
     exp,
     log,
@@ -38,23 +40,28 @@ from .tracing import (
     logsigmoid,
     logsumexp,
     matmul,
+    matrix_transpose,
+    max_,
     maximum,
     mean,
+    min_,
     minimum,
     pick,
     reduce_sum,
     relu,
+    reshape,
     sigmoid,
     sin,
     softplus,
     sqrt,
+    swapaxes,
     tanh,
     transpose,
 )
 
 abs = absolute
-max = maximum
-min = minimum
+max = max_
+min = min_
 sum = reduce_sum
 
 __version__ = "0.1.0"
@@ -73,3 +80,4 @@ __all__ = [
     "codegen",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
+__all__ += ["amax", "amin", "matrix_transpose", "reshape", "swapaxes"]

@@ -154,10 +154,13 @@ class Builder:
         self._check_labels(op, operands)
         shapes = [self.specs[o.index].shape if isinstance(o, Ref) else () for o in operands]
         extra = op.param_args(**params)
-        if "axis" in op.params:
-            i = op.params.index("axis")
-            extra = extra[:i] + (normalize_axes(name, extra[i], shapes[0]),) + extra[i + 1:]  # type: ignore[arg-type]
-        shape = op.result_shape(shapes, extra)
+        try:
+            if "axis" in op.params:
+                i = op.params.index("axis")
+                extra = extra[:i] + (normalize_axes(name, extra[i], shapes[0]),) + extra[i + 1:]  # type: ignore[arg-type]
+            shape = op.result_shape(shapes, extra)
+        except ShapeError as e:
+            raise ShapeError(f"{e} ({self.describe(operands)})") from None
         if all(not isinstance(o, Ref) for o in operands):
             return fold(op, [*operands, *extra])  # type: ignore[list-item]
         operands = (*operands, *extra)
@@ -167,6 +170,16 @@ class Builder:
         ref = self._add(Spec("op", op=name, operands=tuple(operands), shape=shape))
         self._shared[key] = ref
         return ref
+
+    def describe(self, operands: tuple[Operand, ...]) -> str:
+        """``input 'W' of shape (2, 3), a computed value of shape (2,)``: the operands, for errors."""
+        shown = []
+        for o in operands:
+            spec = self.specs[o.index] if isinstance(o, Ref) else None
+            what = "the constant " + str(o) if spec is None else \
+                f"input {spec.name!r}" if spec.kind == "input" else "a computed value"
+            shown.append(f"{what} of shape {self.shape_of(o)}")
+        return ("operands: " if len(shown) > 1 else "operand: ") + ", ".join(shown)
 
     def _check_labels(self, op: Op, operands: tuple[Operand, ...]) -> None:
         """Integer-label inputs go where an op takes labels, and nowhere else."""
@@ -186,6 +199,10 @@ class Builder:
                 else:
                     what = "a computed value"
                 raise InputError(f"{op.name}: operand {i + 1} takes integer labels, but got {what}")
+
+    def shape_of(self, operand: Operand) -> Shape:
+        """The shape of a node under construction (a constant's is ())."""
+        return self.specs[operand.index].shape if isinstance(operand, Ref) else ()
 
     def _add(self, spec: Spec) -> Ref:
         self.specs.append(spec)

@@ -326,6 +326,9 @@ def kink_expressions(expr: sp.Expr) -> list[tuple[str, sp.Expr]]:
     for atom in sorted(expr.atoms(*classes), key=sp.default_sort_key) if classes else []:
         op = BY_CLASS[type(atom)]
         args = atom.args
+        if op.params:  # a reduction (max over an axis): operands and parameters
+            found.append((op.name, op.kink(*args)))  # type: ignore[misc]
+            continue
         pairs = [(p, q) for i, p in enumerate(args) for q in args[i + 1:]]
         groups = [args] if len(args) == op.arity else pairs  # SymPy's Max and Min are n-ary
         found += [(op.name, op.kink(*group)) for group in groups]  # type: ignore[misc]

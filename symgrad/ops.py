@@ -28,7 +28,20 @@ from mpmath.libmp import prec_to_dps
 from sympy.core.logic import fuzzy_and
 
 from .errors import ShapeError, SymgradError
-from .tensors import PARAMS, Shape, logsumexp, matmul, mean, pick, reduce_sum, transpose
+from .tensors import (
+    PARAMS,
+    Shape,
+    amax,
+    amin,
+    logsumexp,
+    matmul,
+    mean,
+    permute_dims,
+    pick,
+    reduce_sum,
+    reshape,
+    transpose,
+)
 
 # --------------------------------------------------------------------------
 # SymPy functions for the activations SymPy does not have
@@ -233,13 +246,14 @@ class Op:
              ``{axis}`` prints as ``, axis=1`` (or nothing for the default).
              A callable gets the printed operands and the parameters' values.
     domain:  per operand, where tests sample it
-    kink:    an expression of the operands that is zero where the op is not
-             differentiable (relu, abs, max, min); None when smooth
+    kink:    an expression of the operands (then the parameters, if any) whose sign
+             changes where the op is not differentiable (relu, abs, max, min); None when smooth
     associative: merged into one n-ary node at granularity "nary" (``sympy``
              then takes any number of operands)
     params:  keyword parameters (``axis``, ``keepdims``), trailing SymPy arguments
-    shapes:  operand shapes tests draw from, one letter per axis (``("nk", "km")``);
-             empty for elementwise ops, which broadcast any shapes
+    shapes:  operand shapes tests draw from, one letter per axis (``("nk", "km")``;
+             equal letters are equal sizes, ``1`` is an axis of size 1, as in
+             ``("1nk", "bkm")``); empty for elementwise ops, which broadcast any shapes
 
     An op whose SymPy class has a ``vjp`` method (see :mod:`symgrad.tensors`)
     is not elementwise: it states its shape rule and vector-Jacobian products;
@@ -297,6 +311,14 @@ class Op:
         return tuple(probe.array_shape(*shapes))
 
 
+def _print_permutation(a: Any, axes: tuple[int, ...]) -> str:
+    """``np.swapaxes(a, 1, 2)`` for a swap of two axes, ``np.transpose(a, axes)`` otherwise."""
+    moved = [i for i, j in enumerate(axes) if i != j]
+    if len(moved) == 2:
+        return f"np.swapaxes({a}, {moved[0]}, {moved[1]})"
+    return f"np.transpose({a}, {axes})"
+
+
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
@@ -324,8 +346,15 @@ OPS: dict[str, Op] = {
            kink=lambda a, b: a - b),
         # operations on whole arrays: shape rules and vector-Jacobian products in tensors.py
         Op("matmul", 2, matmul, "@", infix="@", numpy="{0:a} @ {1:a}", domain=(REAL, REAL),
-           shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"))),
-        Op("transpose", 1, transpose, ".T", numpy="{0:a}.T", shapes=(("nm",), ("n",))),
+           shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"),
+                   ("bnk", "bkm"), ("bnk", "km"), ("nk", "bkm"), ("cbnk", "bkm"), ("1nk", "bkm"),
+                   ("bnk", "k"), ("k", "bkm"))),
+        Op("transpose", 1, transpose, ".T", numpy="{0:a}.T", shapes=(("nm",), ("n",), ("bnm",))),
+        Op("permute_dims", 1, permute_dims, "transpose", params=("axes",),
+           numpy=_print_permutation, shapes=(("bnm",), ("nm",), ("cbnm",))),
+        Op("reshape", 1, reshape, "reshape", params=("shape",),
+           numpy=lambda a, shape: f"np.reshape({a}, {shape})",
+           shapes=(("bnm",), ("nm",), ("n",), ("cbnm",))),
         Op("sum", 1, reduce_sum, "sum", numpy="np.sum({0}{axis}{keepdims})",
            params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",))),
         Op("mean", 1, mean, "mean", numpy="np.mean({0}{axis}{keepdims})",
@@ -334,6 +363,10 @@ OPS: dict[str, Op] = {
            numpy="np.log(np.sum(np.exp({0:p} - np.max({0}{axis}, keepdims=True)){axis}{keepdims}))"
                  " + np.max({0}{axis}{keepdims})",
            shapes=(("n",), ("nm",), ("nmk",))),
+        Op("amax", 1, amax, "max", params=("axis", "keepdims"), kink=amax.kink,
+           numpy="np.max({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",))),
+        Op("amin", 1, amin, "min", params=("axis", "keepdims"), kink=amin.kink,
+           numpy="np.min({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",))),
         Op("pick", 2, pick, "pick", params=("keepdims",), domain=(REAL, LABELS),
            numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
                                         + ("[:, None]" if keepdims else ""),
@@ -369,7 +402,8 @@ def label(op: Op, constants: tuple[sp.Expr | None, ...]) -> str:
     """
     if op.params:
         values = op.param_values(tuple(constants))
-        shown = [f"{k}={v}" if v is not True else k for k, v in values.items() if v not in (None, False)]
+        shown = [f"{k}={v}" if v is not True else k for k, v in values.items()
+                 if v is not None and v is not False]
         return f"{op.label}({', '.join(shown)})" if shown else op.label
     if all(c is None for c in constants):
         return op.label

@@ -2,24 +2,31 @@
 
 Nothing in the text is ever evaluated: the string is parsed by :func:`ast.parse`
 and only numbers, names, the arithmetic operators (with ``@``), unary minus,
-parentheses, the transpose ``.T``, and calls to functions in the op table or
-in :mod:`symgrad.derived` are accepted; the only keyword is ``axis`` with an
-integer literal (``sum(x, axis=0)``).  Every other construct is refused with a
+parentheses, the transposes ``.T`` and ``.mT``, and calls to functions in the
+op table, in :mod:`symgrad.derived` and in :data:`SPELLINGS` (NumPy's names:
+``reshape``, ``swapaxes``, …, also as methods, ``x.reshape(64, -1)``) are
+accepted.  Keywords (``axis=0``, ``keepdims=True``) and the arguments that are
+not arrays (``reshape(x, (64, -1))``) are literals: integers, True/False and
+tuples of integers.  Every other construct is refused with a
 :class:`ParseError` that points at its column.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
+from . import tracing
 from .build import Builder, Operand
 from .derived import DERIVED
 from .errors import ParseError, ShapeError, SymgradError
-from .ops import FUNCTIONS, INFIX
+from .ops import FUNCTIONS, INFIX, OPS
 from .tracing import Traced
 
 MAX_LENGTH = 100_000
@@ -27,7 +34,28 @@ MAX_LENGTH = 100_000
 BINARY: dict[type, str] = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
 }
-KEYWORDS = ("axis",)  # keyword arguments accepted in strings, each an integer literal
+# keyword arguments of ops accepted in strings: what literal each takes
+KEYWORDS: dict[str, tuple[str, str]] = {
+    "axis": ("an integer or a tuple of integers", "axis=0"),
+    "keepdims": ("True or False", "keepdims=True"),
+}
+# NumPy's names for ops of the table, accepted in strings as well
+ALIASES = {"absolute": "abs", "maximum": "max", "minimum": "min", "matmul": "matmul",
+           "reduce_sum": "sum"}
+# NumPy spellings that are functions of one array and literals: name → function
+SPELLINGS: dict[str, Callable[..., Any]] = {
+    "reshape": tracing.reshape, "transpose": tracing.transpose, "permute_dims": tracing.transpose,
+    "swapaxes": tracing.swapaxes, "matrix_transpose": tracing.matrix_transpose,
+}
+# methods of arrays accepted in strings (``x.reshape(64, -1)``), and attributes
+METHODS: dict[str, Callable[..., Any]] = {
+    "reshape": Traced.reshape, "transpose": Traced.transpose, "swapaxes": Traced.swapaxes,
+    "sum": Traced.sum, "mean": Traced.mean, "max": Traced.max, "min": Traced.min,
+    "flatten": Traced.flatten,
+}
+ATTRIBUTES = {"T": "transpose", "mT": "matrix_transpose"}
+# of one operand, max and min reduce it (as np.max); of two, they compare entries (as np.maximum)
+REDUCING = {"max": "amax", "min": "amin"}
 SHOWN: dict[type, str] = {
     ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
     ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
@@ -86,7 +114,9 @@ class _Walker:
     def __init__(self, builder: Builder, text: str):
         self.builder = builder
         self.text = text
-        self.keywords: dict[int, dict[str, int]] = {}
+        self.keywords: dict[int, dict[str, Any]] = {}
+        self.literals: dict[int, tuple[list[Any], dict[str, Any]]] = {}
+        self.reducing: set[int] = set()  # max(x, axis=...) calls: reductions
 
     def walk(self, root: ast.expr) -> Operand:
         done: dict[int, Operand] = {}
@@ -136,49 +166,104 @@ class _Walker:
         if isinstance(node, (ast.Constant, ast.Name)):
             return []
         if isinstance(node, ast.Attribute):
-            if node.attr != "T":
-                raise self.fail(
-                    f"attribute access (.{node.attr}) is not allowed; only .T, the transpose", node
-                )
+            if node.attr not in ATTRIBUTES:
+                raise self.fail(f"attribute access (.{node.attr}) is not allowed; only .T and .mT, "
+                                "the transposes", node)
             return [node.value]
         what = CONSTRUCTS.get(type(node), type(node).__name__)
         raise self.fail(f"{what} are not allowed in expressions", node)
 
     def call_arguments(self, node: ast.Call) -> list[ast.expr]:
-        if not isinstance(node.func, ast.Name):
-            raise self.fail("only calls of named functions are allowed (like exp(x))", node)
-        name = node.func.id
-        if name in FUNCTIONS:
-            arity, params = FUNCTIONS[name].arity, FUNCTIONS[name].params
-        elif name in DERIVED:
-            arity, params = DERIVED[name].arity, DERIVED[name].params
-        else:
-            known = ", ".join(sorted({*FUNCTIONS, *DERIVED}))
-            raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
-        allowed = [k for k in KEYWORDS if k in params]
-        self.keywords[id(node)] = {k.arg: self.keyword(name, k, allowed) for k in node.keywords}  # type: ignore[misc]
+        """The array operands of a call; its literal arguments are read into ``self.literals``."""
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise self.fail("starred arguments are not allowed", arg)
+        if isinstance(node.func, ast.Attribute) and node.func.attr in METHODS:
+            self.read_literals(node, f".{node.func.attr}", node.args, METHODS[node.func.attr], 1)
+            return [node.func.value]
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only calls of named functions are allowed (like exp(x))", node)
+        name = node.func.id
+        if name in SPELLINGS:
+            if not node.args:
+                raise self.fail(f"{name}() takes an array, then literals", node)
+            self.read_literals(node, name, node.args[1:], SPELLINGS[name], 1)
+            return node.args[:1]
+        if name in REDUCING and len(node.args) == 1:
+            self.reducing.add(id(node))
+            name = REDUCING[name]
+        if name in FUNCTIONS or name in ALIASES:
+            op = OPS[ALIASES.get(name, name)]
+            arity, params = op.arity, op.params
+        elif name in DERIVED:
+            arity, params = DERIVED[name].arity, DERIVED[name].params
+        else:
+            known = ", ".join(sorted({*FUNCTIONS, *DERIVED, *ALIASES, *SPELLINGS}))
+            raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
+        allowed = [k for k in KEYWORDS if k in params]
+        self.keywords[id(node)] = {k.arg: self.keyword(name, k, allowed) for k in node.keywords}  # type: ignore[misc]
         if len(node.args) != arity:
             plural = "s" if arity != 1 else ""
             hint = " (give the axis as axis=k)" if allowed and len(node.args) == arity + 1 else ""
             raise self.fail(f"{name}() takes {arity} argument{plural}, got {len(node.args)}{hint}", node)
         return list(node.args)
 
-    def keyword(self, name: str, k: ast.keyword, allowed: list[str]) -> int:
-        """The value of ``axis=k``: an integer literal, possibly negative."""
-        if k.arg not in allowed:
-            shown = "**" if k.arg is None else f"{k.arg}="
-            takes = f"only {', '.join(a + '=' for a in allowed)}" if allowed else "no keyword arguments"
-            raise self.fail(f"{name}() takes {takes}, got {shown}", k)
-        v = k.value
+    def read_literals(self, node: ast.Call, name: str, args: list[ast.expr],
+                      function: Callable[..., Any], operands: int) -> None:
+        """The literal arguments of a NumPy spelling, checked against ``function``'s signature."""
+        values = [self.literal(a, f"{name}()") for a in args]
+        keywords = {}
+        for k in node.keywords:
+            if k.arg is None:
+                raise self.fail(f"{name}() takes no ** arguments", k)
+            if k.arg in KEYWORDS:
+                keywords[k.arg] = self.keyword(name, k, list(KEYWORDS))
+            else:
+                keywords[k.arg] = self.literal(k.value, f"{k.arg}=")
+        try:
+            inspect.signature(function).bind(*range(operands), *values, **keywords)
+        except TypeError as e:
+            raise self.fail(f"{name}(): {e}", node) from None
+        self.literals[id(node)] = (values, keywords)
+
+    def literal(self, v: ast.expr, what: str) -> Any:
+        """An integer, True/False or a tuple of integers, written as a literal."""
+        if isinstance(v, ast.Tuple):
+            return tuple(self.literal_int(e, what) for e in v.elts)
+        if isinstance(v, ast.Constant) and type(v.value) is bool:
+            return v.value
+        return self.literal_int(v, what)
+
+    def literal_int(self, v: ast.expr, what: str) -> int:
         sign = 1
         if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub):
             sign, v = -1, v.operand
         if not (isinstance(v, ast.Constant) and type(v.value) is int):
-            raise self.fail(f"{k.arg}= takes an integer, like {k.arg}=0", k.value)
+            raise self.fail(f"{what} takes integers, True/False or tuples of integers", v)
         return sign * v.value
+
+    def keyword(self, name: str, k: ast.keyword, allowed: list[str]) -> Any:
+        """The value of ``axis=k`` or ``keepdims=True``: a literal of the keyword's kind."""
+        if k.arg not in allowed:
+            shown = "**" if k.arg is None else f"{k.arg}="
+            takes = f"only {', '.join(a + '=' for a in allowed)}" if allowed else "no keyword arguments"
+            raise self.fail(f"{name}() takes {takes}, got {shown}", k)
+        try:
+            value = self.literal(k.value, f"{k.arg}=")
+        except ParseError:
+            value = None
+        return self.checked(k, value)
+
+    def checked(self, k: ast.keyword, value: Any) -> Any:
+        """``value`` if it is of the kind keyword ``k`` (``axis``, ``keepdims``) takes."""
+        if k.arg not in KEYWORDS:
+            return value
+        kind, example = KEYWORDS[k.arg]
+        fits = isinstance(value, bool) if k.arg == "keepdims" else \
+            isinstance(value, tuple) or (isinstance(value, int) and not isinstance(value, bool))
+        if not fits:
+            raise self.fail(f"{k.arg}= takes {kind}, like {example}", k.value)
+        return value
 
     def apply(self, node: ast.expr, args: list[Operand]) -> Operand:
         b = self.builder
@@ -187,9 +272,18 @@ class _Walker:
         if isinstance(node, ast.UnaryOp):
             return b.apply("mul", sp.Integer(-1), args[0]) if isinstance(node.op, ast.USub) else args[0]
         if isinstance(node, ast.Attribute):
-            return b.apply("transpose", *args)
+            return getattr(Traced(b, args[0]), node.attr).operand
+        if isinstance(node, ast.Call) and id(node) in self.literals:
+            values, literal_keywords = self.literals[id(node)]
+            if isinstance(node.func, ast.Attribute):
+                function = METHODS[node.func.attr]
+            else:
+                function = SPELLINGS[node.func.id]  # type: ignore[attr-defined]
+            return function(Traced(b, args[0]), *values, **literal_keywords).operand
         if isinstance(node, ast.Call):
-            name = node.func.id  # type: ignore[attr-defined]
+            assert isinstance(node.func, ast.Name)
+            name = ALIASES.get(node.func.id, node.func.id)
+            name = REDUCING[name] if id(node) in self.reducing else name
             keywords = self.keywords[id(node)]
             if name in DERIVED:
                 result = DERIVED[name].function(*(Traced(b, a) for a in args), **keywords)

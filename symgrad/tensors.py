@@ -19,13 +19,16 @@ things side by side:
   and check every ``vjp`` against it.
 
 The helpers after the operations (``outer``, ``expand_dims``, ``broadcast_to``,
-``onehot``) only appear inside vector-Jacobian products.  Keyword parameters
-(``axis``, ``keepdims``) are trailing SymPy arguments: ``axis`` is a Tuple of
-axes (empty for all axes), ``keepdims`` a SymPy boolean.
+``onehot``, ``equal``) only appear inside vector-Jacobian products.  Keyword
+parameters (``axis``, ``keepdims``, ``shape``, ``axes``) are trailing SymPy
+arguments: ``axis`` is a Tuple of axes (empty for all axes), ``keepdims`` a
+SymPy boolean, ``shape`` (of ``reshape``) a Tuple of sizes as the user wrote
+them (one may be -1), ``axes`` (of ``permute_dims``) a Tuple permutation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,10 +71,26 @@ def decode_axis(axes: sp.Tuple) -> int | tuple[int, ...] | None:
     return int(axes[0]) if len(axes) == 1 else tuple(int(a) for a in axes)
 
 
+def encode_shape(shape: int | tuple[int, ...] | None) -> sp.Tuple:
+    """A new shape or an axis permutation: ``(N, -1)`` → ``Tuple(N, -1)``, ``6`` → ``Tuple(6)``."""
+    if shape is None:
+        raise ShapeError("a shape is required, like (2, -1)")
+    sizes = (shape,) if isinstance(shape, (int, sp.Integer)) else tuple(shape)
+    if not all(isinstance(n, (int, sp.Integer, np.integer)) and not isinstance(n, bool) for n in sizes):
+        raise ShapeError(f"shape {shape!r} is not a tuple of integers")
+    return sp.Tuple(*(sp.Integer(int(n)) for n in sizes))
+
+
+def decode_shape(sizes: sp.Tuple) -> tuple[int, ...]:
+    return tuple(int(n) for n in sizes)
+
+
 PARAMS: dict[str, tuple[Any, Any, Any]] = {
     # name: (default, Python value → SymPy argument, SymPy argument → Python value)
     "axis": (None, encode_axis, decode_axis),
     "keepdims": (False, lambda k: sp.true if k else sp.false, lambda k: bool(k)),
+    "shape": (None, encode_shape, decode_shape),
+    "axes": (None, encode_shape, decode_shape),
 }
 
 
@@ -157,25 +176,38 @@ class Reduction(ArrayFunction):
 
 
 class matmul(ArrayFunction):
-    """``a @ b`` for vectors and matrices, as NumPy defines it."""
+    """``a @ b`` as NumPy defines it: vectors, matrices and stacks of matrices.
+
+    Leading (batch) axes broadcast; a vector operand is a row (left) or a
+    column (right) whose axis the result drops.  The gradient of an operand
+    broadcast over batch axes is summed over them.
+    """
 
     nargs = 2
     operands_count = 2
     precedence = PRECEDENCE["Mul"] - 1  # printed ``a @ b`` needs parentheses inside a product
 
     def array_shape(self, *shapes: Shape) -> Shape:
-        sa, sb = shapes
-        if not (1 <= len(sa) <= 2 and 1 <= len(sb) <= 2):
-            raise ShapeError(f"matmul: shapes {_shapes(shapes)}: @ takes vectors and matrices")
-        if sa[-1] != sb[0]:
-            raise ShapeError(
-                f"matmul: shapes {_shapes(shapes)} do not align ({sa[-1]} ≠ {sb[0]})"
-            )
-        return sa[:-1] + sb[1:]
+        sa, sb = (tuple(s) for s in shapes)
+        if not sa or not sb:
+            raise ShapeError(f"matmul: shapes {_shapes(shapes)}: @ takes vectors and matrices, "
+                             "not scalars")
+        k = sb[-2] if len(sb) > 1 else sb[0]
+        if sa[-1] != k:
+            raise ShapeError(f"matmul: shapes {_shapes(shapes)} do not align ({sa[-1]} ≠ {k})")
+        try:
+            batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+        except ValueError:
+            raise ShapeError(f"matmul: shapes {_shapes(shapes)}: the batch axes {sa[:-2]} and "
+                             f"{sb[:-2]} do not broadcast") from None
+        return batch + sa[-2:-1] + sb[-1:] if len(sb) > 1 else batch + sa[-2:-1]
 
     def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
         a, b = self.args
-        ma, mb = (len(s) == 2 for s in shapes)
+        sa, sb = (tuple(s) for s in shapes)
+        if len(sa) > 2 or len(sb) > 2:
+            return _batched_matmul_vjp(a, b, g, sa, sb)
+        ma, mb = len(sa) == 2, len(sb) == 2
         if ma and mb:  # (n,k) @ (k,m)
             return matmul(g, transpose(b)), matmul(transpose(a), g)
         if ma:  # (n,k) @ (k,): g has shape (n,)
@@ -189,6 +221,48 @@ class matmul(ArrayFunction):
 
     def _sympystr(self, printer: Any) -> str:
         return " @ ".join(printer.parenthesize(a, PRECEDENCE["Mul"]) for a in self.args)
+
+
+def _batched_matmul_vjp(a: sp.Expr, b: sp.Expr, g: sp.Expr, sa: Shape, sb: Shape
+                        ) -> tuple[sp.Expr, sp.Expr]:
+    """``a @ b`` with a stack of matrices on either side: dA = G·Bᵀ, dB = Aᵀ·G per matrix,
+    a vector's dropped axis put back as size 1, summed over the axes ``a`` or ``b`` was
+    broadcast along."""
+    if len(sa) == 1:  # (k,) @ (..., k, m): g is (..., m)
+        row = expand_dims(g, sp.Tuple(len(sb) - 2))  # (..., 1, m)
+        da = matmul(row, matrix_transpose(b, len(sb)))  # (..., 1, k)
+        db = expand_dims(a, sp.Tuple(1)) * row  # (k, 1) * (..., 1, m)
+        have_a, have_b = sb[:-2] + (1, sa[0]), sb
+    elif len(sb) == 1:  # (..., n, k) @ (k,): g is (..., n)
+        da = expand_dims(g, sp.Tuple(len(sa) - 1)) * b  # (..., n, 1) * (k,)
+        db = matmul(expand_dims(g, sp.Tuple(len(sa) - 2)), a)  # (..., 1, n) @ (..., n, k)
+        have_a, have_b = sa, sa[:-2] + (1, sb[0])
+    else:
+        da = matmul(g, matrix_transpose(b, len(sb)))
+        db = matmul(matrix_transpose(a, len(sa)), g)
+        batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+        have_a, have_b = batch + sa[-2:], batch + sb[-2:]
+    return sum_back(da, have_a, sa), sum_back(db, have_b, sb)
+
+
+def matrix_transpose(a: sp.Expr, ndim: int) -> sp.Expr:
+    """``a`` with its last two axes swapped (NumPy's ``a.mT``), ``a`` of ``ndim`` axes."""
+    if ndim <= 2:
+        return transpose(a)
+    axes = list(range(ndim))
+    axes[-2:] = axes[-1], axes[-2]
+    return permute_dims(a, sp.Tuple(*axes))
+
+
+def sum_back(g: sp.Expr, have: Shape, want: Shape) -> sp.Expr:
+    """``g``, of shape ``have``, summed to ``want`` over the axes broadcasting added or stretched."""
+    lead = len(have) - len(want)
+    stretched = tuple(i for i, n in enumerate(want) if n == 1 and have[lead + i] != 1)
+    if lead:
+        g = reduce_sum(g, sp.Tuple(*range(lead)), sp.false)
+    if stretched:
+        g = reduce_sum(g, sp.Tuple(*stretched), sp.true)
+    return g
 
 
 class transpose(ArrayFunction):
@@ -213,6 +287,73 @@ class transpose(ArrayFunction):
         if isinstance(a, transpose):
             return a.args[0]
         return a if a.is_number else None
+
+
+class permute_dims(ArrayFunction):
+    """``permute_dims(a, axes)``: axis i of the result is axis ``axes[i]`` of ``a``
+    (NumPy's ``np.transpose(a, axes)``; ``swapaxes`` and ``a.mT`` are permutations too)."""
+
+    nargs = 2
+
+    def array_shape(self, *shapes: Shape) -> Shape:
+        (shape,) = shapes
+        axes = tuple(int(a) for a in self.args[1])
+        if sorted(axes) != list(range(len(shape))):
+            raise ShapeError(f"transpose: axes {axes} are not a permutation of the "
+                             f"{len(shape)} axes of shape {tuple(shape)}")
+        return tuple(shape[a] for a in axes)
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        axes = [int(a) for a in self.args[1]]
+        return (permute_dims(g, sp.Tuple(*(axes.index(i) for i in range(len(axes))))),)
+
+    def explicit(self, *values: np.ndarray) -> np.ndarray:
+        return _obj(np.transpose(values[0], tuple(int(a) for a in self.args[1])))
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"transpose({printer._print(self.args[0])}, {decode_shape(self.args[1])})"
+
+    def _latex(self, printer: Any) -> str:
+        operand = printer._print(self.args[0])
+        return rf"\operatorname{{transpose}}\left({operand}, {decode_shape(self.args[1])}\right)"
+
+
+def reshaped(op: str, shape: Shape, target: Shape) -> Shape:
+    """``target`` with its one ``-1`` worked out from ``shape``'s size, or a ShapeError."""
+    size = math.prod(shape)
+    unknown = [i for i, n in enumerate(target) if n == -1]
+    if len(unknown) > 1 or any(n < -1 for n in target):
+        raise ShapeError(f"{op}: new shape {tuple(target)}: sizes are positive, with at most one -1")
+    known = math.prod(n for n in target if n != -1)
+    if unknown and known and size % known == 0:
+        return tuple(size // known if n == -1 else n for n in target)
+    if not unknown and known == size:
+        return tuple(target)
+    raise ShapeError(f"{op}: cannot reshape an array of shape {tuple(shape)} ({size} entries) "
+                     f"into shape {tuple(target)}")
+
+
+class reshape(ArrayFunction):
+    """``reshape(a, shape)``: the entries of ``a`` in row-major order, in ``shape``
+    (one size may be -1: whatever is left, as in ``reshape(X, (N, -1))``)."""
+
+    nargs = 2
+
+    def array_shape(self, *shapes: Shape) -> Shape:
+        return reshaped("reshape", shapes[0], decode_shape(self.args[1]))
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        return (reshape(g, sp.Tuple(*shapes[0])),)
+
+    def explicit(self, *values: np.ndarray) -> np.ndarray:
+        return _obj(np.reshape(values[0], decode_shape(self.args[1])))
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"reshape({printer._print(self.args[0])}, {decode_shape(self.args[1])})"
+
+    def _latex(self, printer: Any) -> str:
+        operand = printer._print(self.args[0])
+        return rf"\operatorname{{reshape}}\left({operand}, {decode_shape(self.args[1])}\right)"
 
 
 class reduce_sum(Reduction):
@@ -266,6 +407,51 @@ class logsumexp(Reduction):
     @classmethod
     def eval(cls, x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr | None:
         return x if x.is_number and len(axes) == 0 else None
+
+
+class amax(Reduction):
+    """``max(x, axis)``: the largest entry, over ``axis`` or all of them (NumPy's ``np.max``).
+
+    Where several entries tie for the largest, the gradient is shared equally among them
+    (as the elementwise max shares it at a tie).
+    """
+
+    label = "max"
+    extreme = sp.Max
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        mask = equal(self.args[0], self.unreduce(out))
+        return (self.unreduce(g) * mask / reduce_sum(mask, self.args[1], sp.true),)
+
+    def explicit(self, *values: np.ndarray) -> np.ndarray:
+        x = _obj(values[0])
+        axes = self.reduced(x.shape)
+        kept = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+        rows = np.moveaxis(x, axes, tuple(range(-len(axes), 0))).reshape(kept + (-1,))
+        out = np.empty(kept, dtype=object)
+        for index in np.ndindex(*kept):
+            out[index] = self.extreme(*rows[index])
+        return np.expand_dims(out, axes) if self.keepdims else out
+
+    @classmethod
+    def eval(cls, x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr | None:
+        return x if x.is_number and len(axes) == 0 else None
+
+    @staticmethod
+    def kink(x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr:
+        """Each entry's gap to the largest: its signs change where the largest entry changes."""
+        return x - amax(x, axes, sp.true)
+
+
+class amin(amax):
+    """``min(x, axis)``: the smallest entry, over ``axis`` or all of them (NumPy's ``np.min``)."""
+
+    label = "min"
+    extreme = sp.Min
+
+    @staticmethod
+    def kink(x: sp.Expr, axes: sp.Tuple, keepdims: BooleanAtom) -> sp.Expr:
+        return x - amin(x, axes, sp.true)
 
 
 class pick(ArrayFunction):
@@ -359,6 +545,27 @@ class onehot(ArrayFunction):
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return np.eye(int(self.args[1]), dtype=int).astype(object)[np.asarray(values[0], dtype=int)]
+
+
+class equal(sp.Function):
+    """``equal(a, b)``: 1 where ``a == b`` entry by entry, else 0 (the ties of a max)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
+        if a.is_number and b.is_number:
+            return sp.S.One if (a - b).is_zero else sp.S.Zero
+        return None
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
+
+    def _latex(self, printer: Any) -> str:
+        return rf"\left[{printer._print(self.args[0])} = {printer._print(self.args[1])}\right]"
 
 
 # --------------------------------------------------------------------------

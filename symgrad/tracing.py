@@ -8,13 +8,14 @@ The same functions applied to SymPy expressions return SymPy expressions.
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
 
 from .build import Builder, Operand, Ref
-from .errors import SymgradError, TracingError
+from .errors import ShapeError, SymgradError, TracingError
 from .ops import OPS
 
 
@@ -52,6 +53,47 @@ class Traced:
     def T(self) -> Traced:
         """The transpose, as ``x.T`` in NumPy."""
         return apply("transpose", self)
+
+    @property
+    def mT(self) -> Traced:
+        """The last two axes swapped, as ``x.mT`` in NumPy (a stack of matrices, each transposed)."""
+        return matrix_transpose(self)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the value (so ``x.reshape(x.shape[0], -1)`` flattens a batch)."""
+        return self.builder.shape_of(self.operand)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def reshape(self, *shape: Any) -> Traced:
+        """``x.reshape(N, -1)`` or ``x.reshape((N, -1))``, as in NumPy."""
+        return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes: Any) -> Traced:
+        """``x.transpose()`` reverses the axes; ``x.transpose(0, 2, 1)`` permutes them."""
+        return transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Traced:
+        return swapaxes(self, axis1, axis2)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Traced:
+        return apply("sum", self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Traced:
+        return apply("mean", self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Traced:
+        return apply("amax", self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Traced:
+        return apply("amin", self, axis=axis, keepdims=keepdims)
+
+    def flatten(self) -> Traced:
+        """All entries in one axis, as ``x.flatten()`` in NumPy."""
+        return reshape(self, -1)
 
     def __bool__(self) -> bool:
         raise TracingError(
@@ -132,12 +174,86 @@ logaddexp = _function("logaddexp")
 absolute = _function("abs")
 maximum = _function("max")
 minimum = _function("min")
+amax = _function("amax")
+amin = _function("amin")
+
+
+def _max_or_min(name: str, elementwise: Callable[..., Any], reduction: Callable[..., Any]
+                ) -> Callable[..., Any]:
+    def f(a: Any, *others: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        if not others:
+            return reduction(a, axis=axis, keepdims=keepdims)
+        if axis is not None or keepdims:
+            raise SymgradError(f"{name}(a, b) is elementwise; {name}(a, axis=k, keepdims=True) "
+                               "reduces one operand")
+        return elementwise(a, *others)
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = (f"symgrad's {name}: of two operands entry by entry (as np.{name}imum), or of "
+                 f"one operand's entries over ``axis`` (as np.{name}).")
+    return f
+
+
+max_ = _max_or_min("max", maximum, amax)
+min_ = _max_or_min("min", minimum, amin)
 matmul = _function("matmul")
-transpose = _function("transpose")
 reduce_sum = _function("sum")
 mean = _function("mean")
 logsumexp = _function("logsumexp")
 pick = _function("pick")
+
+
+def _ndim(x: Any, name: str) -> int:
+    if isinstance(x, Traced):
+        return x.ndim
+    raise SymgradError(f"{name}() needs the shape of its operand: use it inside a traced "
+                       "function or a string, or give transpose(x, axes) with every axis")
+
+
+def _permutation(x: Any, axes: Any, name: str) -> tuple[int, ...]:
+    """``axes`` as non-negative ints (negative axes count from the end, as in NumPy)."""
+    try:
+        axes = tuple(operator.index(a) for a in axes)
+    except TypeError:
+        raise SymgradError(f"{name}(): axes {axes!r} are not a tuple of integers") from None
+    if all(a >= 0 for a in axes):
+        return axes
+    ndim = _ndim(x, name)
+    return tuple(a % ndim if -ndim <= a < 0 else a for a in axes)
+
+
+def transpose(x: Any, axes: Any = None) -> Any:
+    """``transpose(x)`` (``x.T``) reverses the axes; ``transpose(x, axes)`` permutes them,
+    as ``np.transpose``: axis i of the result is axis ``axes[i]`` of ``x``."""
+    if axes is None:
+        return apply("transpose", x)
+    return apply("permute_dims", x, axes=_permutation(x, axes, "transpose"))
+
+
+def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
+    """``x`` with two axes exchanged, as ``np.swapaxes`` (``swapaxes(K, -1, -2)`` = ``K.mT``)."""
+    ndim = _ndim(x, "swapaxes")
+    i, j = _permutation(x, (axis1, axis2), "swapaxes")
+    if not (0 <= i < ndim and 0 <= j < ndim):
+        raise ShapeError(f"swapaxes: axes ({axis1}, {axis2}) are out of range "
+                         f"({x.builder.describe((x.operand,))})")
+    axes = list(range(ndim))
+    axes[i], axes[j] = axes[j], axes[i]
+    return apply("permute_dims", x, axes=tuple(axes))
+
+
+def matrix_transpose(x: Any) -> Any:
+    """The last two axes swapped (``x.mT``): every matrix of a stack transposed."""
+    if _ndim(x, "matrix_transpose") < 2:
+        raise ShapeError(f"matrix_transpose (.mT) needs two axes or more "
+                         f"({x.builder.describe((x.operand,))})")
+    return swapaxes(x, -1, -2)
+
+
+def reshape(x: Any, shape: Any) -> Any:
+    """``x``'s entries in a new ``shape`` (row-major, as ``np.reshape``); one size may be -1:
+    ``reshape(X, (N, -1))`` flattens each of N images."""
+    return apply("reshape", x, shape=shape)
 
 
 def trace(fn: Callable[..., Any], builder: Builder):

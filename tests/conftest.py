@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import sympy as sp
 
@@ -37,3 +39,18 @@ def central_differences(f, point: dict[str, float], h: float = 1e-6) -> dict[str
 
 def rel_error(a: float, b: float) -> float:
     return float(np.abs(a - b) / max(np.abs(a) + np.abs(b), 1e-12))
+
+
+def param_choices(params: tuple[str, ...], shape: tuple[int, ...], negative_axis: bool = True
+                  ) -> list[dict]:
+    """Every combination of test values for an op's keyword parameters, on an operand of ``shape``."""
+    ndim = len(shape)
+    identity = tuple(range(ndim))
+    swapped = identity[:-2] + identity[:-3:-1] if ndim > 1 else identity
+    choices = {
+        "axis": [None, *range(ndim)] + ([-1] if negative_axis and ndim else []),
+        "keepdims": [False, True],
+        "axes": list(dict.fromkeys([identity[::-1], swapped, identity[1:] + identity[:1]])),
+        "shape": list(dict.fromkeys([(-1,), (*shape[:1], -1), (-1, *shape[-1:]), shape[::-1]])),
+    }
+    return [dict(zip(params, combo)) for combo in itertools.product(*(choices[p] for p in params))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import re
 
 import numpy as np
 import pytest
@@ -11,8 +11,10 @@ import symgrad as sg
 from symgrad import tracing
 from symgrad.ops import OPS
 
+from .conftest import param_choices
+
 ARRAY_OPS = sorted(name for name, op in OPS.items() if not op.elementwise)
-SIZES = {"n": 2, "k": 3, "m": 4, "c": 3}
+SIZES = {"n": 2, "k": 3, "m": 4, "c": 3, "b": 2, "1": 1}
 
 
 def cases():
@@ -21,10 +23,8 @@ def cases():
         op = OPS[name]
         for pattern in op.shapes:
             shapes = [tuple(SIZES[ch] for ch in p) for p in pattern]
-            ndim = len(shapes[0])
-            choices = {"axis": [None, *range(ndim)] if ndim else [None], "keepdims": [False, True]}
-            for combo in itertools.product(*(choices[p] for p in op.params)):
-                yield name, shapes, dict(zip(op.params, combo))
+            for params in param_choices(op.params, shapes[0], negative_axis=False):
+                yield name, shapes, params
 
 
 def sample(op, shapes, rng):
@@ -38,19 +38,28 @@ def sample(op, shapes, rng):
     return values
 
 
-@pytest.mark.parametrize("name, shapes, params", list(cases()),
-                         ids=lambda c: str(c).replace(" ", ""))
-def test_every_array_op_compiles_and_matches_the_trace(name, shapes, params):
+def case_graph(name, shapes, params):
+    """The op on operands a (and b), then a smooth elementwise op, so the output is not the op alone;
+    and a point to evaluate it at."""
     op = OPS[name]
     names = ["a", "b"][: op.arity]
     dtypes = {n: int for n, d in zip(names, op.domain) if d.labels}
 
-    def body(*args):  # then a smooth elementwise op, so the output is not the op alone
+    def body(*args):
         return tracing.sin(tracing.apply(name, *args, **params))
 
     fn = {1: lambda a: body(a), 2: lambda a, b: body(a, b)}[op.arity]
     g = sg.graph(fn, shapes=dict(zip(names, shapes)), dtypes=dtypes)
     point = dict(zip(names, sample(op, shapes, np.random.default_rng(len(shapes) + len(params)))))
+    return g, point
+
+
+CASES = list(cases())
+
+
+@pytest.mark.parametrize("name, shapes, params", CASES, ids=lambda c: str(c).replace(" ", ""))
+def test_every_array_op_compiles_and_matches_the_trace(name, shapes, params):
+    g, point = case_graph(name, shapes, params)
     t = g.backprop(**point)
     f = g.compile()
     value, grads = f.value_and_grad(**point)
@@ -64,6 +73,50 @@ def test_every_array_op_compiles_and_matches_the_trace(name, shapes, params):
     for n, grad in f.backward(dout, cache).items():
         assert np.allclose(grad, expected[n], rtol=1e-12)
     assert sg.check_grad(f, **point).ok
+
+
+@pytest.mark.parametrize("name, shapes, params", [c for c in CASES if not OPS[c[0]].label_operands],
+                         ids=lambda c: str(c).replace(" ", ""))
+def test_every_array_op_shows_in_tables_explanations_and_pictures(name, shapes, params):
+    g, point = case_graph(name, shapes, params)
+    t = g.backprop(**point)
+    op_node = g.operands(g.output)[0]
+    for text in (str(g), str(g.table()), str(t.table()), str(t.explain())):
+        assert op_node in text
+    assert f"{op_node[0]}_{{{op_node[1:]}}}" in t.explain()._repr_markdown_()  # q1 as LaTeX: q_{1}
+    for picture in (sg.render(g), sg.render(t)):
+        assert picture.startswith("<svg") and re.search(f">{op_node}[ <]", picture)
+
+
+def test_every_array_op_runs_in_a_standalone_module(tmp_path):
+    """One module per case of the op table, imported by a Python that has NumPy and not symgrad."""
+    from .test_compile import run_without_symgrad
+
+    expected = {}
+    for i, (name, shapes, params) in enumerate(CASES):
+        g, point = case_graph(name, shapes, params)
+        sg.codegen(g, tmp_path / f"case{i}.py")
+        t = g.backprop(**point)
+        np.savez(tmp_path / f"case{i}.npz", **point)
+        expected[i] = (t.value, t.grads, list(point))
+    out = run_without_symgrad(tmp_path, (
+        "import importlib, numpy as np\n"
+        f"for i in range({len(CASES)}):\n"
+        "    m = importlib.import_module(f'case{i}')\n"
+        "    point = dict(np.load(f'case{i}.npz'))\n"
+        "    value, grads = m.value_and_grad(**point)\n"
+        "    out, cache = m.forward(**point)\n"
+        "    back = m.backward(np.ones(np.shape(out)), cache)\n"
+        "    assert all(np.array_equal(back[n], grads[n]) for n in grads)\n"
+        "    np.savez(f'out{i}.npz', value=value, **{'d_' + n: g for n, g in grads.items()})\n"
+        "print('done')\n"))
+    assert out.strip() == "done"
+    for i, (value, grads, names) in expected.items():
+        got = np.load(tmp_path / f"out{i}.npz")
+        np.testing.assert_allclose(got["value"], value, rtol=1e-12, err_msg=str(CASES[i]))
+        assert {n for n in names if "d_" + n in got} == set(grads)
+        for n, grad in grads.items():
+            np.testing.assert_allclose(got["d_" + n], grad, rtol=1e-12, atol=1e-15, err_msg=str(CASES[i]))
 
 
 def test_norm_of_w_x_lecture_numbers():

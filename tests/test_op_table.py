@@ -38,7 +38,7 @@ def test_row_is_complete(name):
     if op.function_class is not None:
         assert op.numpy, f"{name} needs a NumPy spelling"
     if op.kink is not None:
-        assert len(inspect.signature(op.kink).parameters) == op.arity
+        assert len(inspect.signature(op.kink).parameters) == op.arity + len(op.params)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, op in OPS.items() if op.elementwise))

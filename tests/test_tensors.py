@@ -165,10 +165,11 @@ def test_keyword_axis_reaches_the_graph_from_every_front_end():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("x.shape", "attribute access (.shape) is not allowed; only .T, the transpose"),
+    ("x.shape", "attribute access (.shape) is not allowed; only .T and .mT, the transposes"),
     ("sum(x, axis=y)", "axis= takes an integer"),
     ("sum(x, axis=1.5)", "axis= takes an integer"),
-    ("sum(x, keepdims=True)", "sum() takes only axis=, got keepdims="),
+    ("sum(x, keepdims=1)", "keepdims= takes True or False"),
+    ("pick(x, y, axis=0)", "pick() takes only keepdims=, got axis="),
     ("exp(x, axis=0)", "exp() takes no keyword arguments"),
     ("sum(x, 0)", "sum() takes 1 argument, got 2 (give the axis as axis=k)"),
     ("sum(x, axis=5)", "sum: axis 5 is out of range for shape (2, 3)"),
@@ -176,6 +177,26 @@ def test_keyword_axis_reaches_the_graph_from_every_front_end():
     ("x + y", "add: shapes (2, 3) and (2,) do not broadcast"),
     ("x @ 2", "matmul: shapes (2, 3) and (): @ takes vectors and matrices"),
     ("pick(x, y)", "pick: operand 2 takes integer labels, but got input 'y'"),
+    ("x @ y", "matmul: shapes (2, 3) and (2,) do not align (3 ≠ 2) "
+              "(operands: input 'x' of shape (2, 3), input 'y' of shape (2,))"),
+    ("reshape(x, (4, -1))", "reshape: cannot reshape an array of shape (2, 3) (6 entries) into "
+                            "shape (4, -1) (operand: input 'x' of shape (2, 3))"),
+    ("x.reshape(-1, -1)", "reshape: new shape (-1, -1): sizes are positive, with at most one -1"),
+    ("reshape(x, (10**30, -1))", "reshape() takes integers, True/False or tuples of integers"),
+    ("reshape(x, (1000000000000000000000, -1))", "into shape (1000000000000000000000, -1)"),
+    ("reshape(x, y)", "reshape() takes integers, True/False or tuples of integers"),
+    ("reshape(x, True)", "shape True is not a tuple of integers"),
+    ("reshape()", "reshape() takes an array, then literals"),
+    ("swapaxes(x, 0)", "swapaxes(): missing a required argument"),
+    ("swapaxes(x, 0, 2)", "swapaxes: axes (0, 2) are out of range (operand: input 'x' of shape (2, 3))"),
+    ("transpose(x, (0, 0))", "transpose: axes (0, 0) are not a permutation of the 2 axes"),
+    ("transpose(x, 1)", "transpose(): axes 1 are not a tuple of integers"),
+    ("y.mT", "matrix_transpose (.mT) needs two axes or more (operand: input 'y' of shape (2,))"),
+    ("x.sum(keepdims=2)", "keepdims= takes True or False"),
+    ("x.sum(axis=y)", "axis= takes an integer or a tuple of integers, like axis=0"),
+    ("max(x, y, axis=0)", "max() takes no keyword arguments, got axis="),
+    ("max(x, axis=2)", "max: axis 2 is out of range for shape (2, 3)"),
+    ("x.shape[0]", "subscripts are not allowed"),
 ])
 def test_bad_tensor_expressions_name_op_and_shapes(text, message):
     with pytest.raises(sg.SymgradError) as e:
@@ -188,8 +209,8 @@ def test_shape_errors_are_shape_errors():
         sg.graph("W @ x", shapes={"W": (2, 3), "x": (2,)})
     with pytest.raises(sg.ShapeError, match=r"matmul: shapes \(2, 3\) and \(2,\) do not align"):
         sg.graph(lambda W, x: W @ x, shapes={"W": (2, 3), "x": (2,)})
-    with pytest.raises(sg.ShapeError, match="takes vectors and matrices"):
-        sg.graph("A @ B", shapes={"A": (2, 2, 2), "B": (2, 2)})
+    with pytest.raises(sg.ShapeError, match=r"the batch axes \(2,\) and \(3,\) do not broadcast"):
+        sg.graph("A @ B", shapes={"A": (2, 2, 2), "B": (3, 2, 2)})
     with pytest.raises(sg.ShapeError, match="dout has shape"):
         sg.graph("W @ x", shapes=SHAPES).backprop(dout=np.ones(3), W=W0, x=X0)
     with pytest.raises(sg.ShapeError, match=r"value of 'x' has shape \(3,\)"):
@@ -317,3 +338,23 @@ def test_a_rule_giving_the_wrong_shape_is_caught(monkeypatch):
     with pytest.raises(sg.ShapeError, match=r"transpose: the gradient for x has shape \(3, 2\), "
                                             r"but x has shape \(2, 3\)"):
         sg.graph("sum(x.T)", shapes={"x": (2, 3)})
+
+
+@pytest.mark.parametrize("text, x, expected", [
+    ("max(x)", [1.0, 2.0, 2.0], [0.0, 0.5, 0.5]),
+    ("min(x)", [1.0, 1.0, 2.0], [0.5, 0.5, 0.0]),
+    ("sum(max(x, axis=0))", [[1.0, 3.0, 3.0], [1.0, 0.0, 4.0]], [[0.5, 1.0, 0.0], [0.5, 0.0, 1.0]]),
+    ("sum(min(x, axis=1, keepdims=True))", [[1.0, 1.0, 3.0], [2.0, 0.0, 4.0]],
+     [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]),
+])
+def test_max_over_an_axis_shares_the_gradient_among_ties(text, x, expected):
+    g = sg.graph(text, shapes={"x": np.shape(x)})
+    np.testing.assert_allclose(g.backprop(x=x).grads["x"], expected)
+    np.testing.assert_allclose(g.compile().value_and_grad(x=x)[1]["x"], expected)
+    assert sg.check_grad(g, x=np.array(x)).ok  # ties are kinks, not failures
+
+
+def test_labels_show_every_parameter_that_is_not_a_default():
+    g = sg.graph("sum(max(x, axis=0, keepdims=True)) + sum(sum(x, axis=0))", shapes={"x": (2, 3)})
+    labels = [g.nx.nodes[n]["label"] for n in g.operations]
+    assert "max(axis=0, keepdims)" in labels and "sum(axis=0)" in labels and "sum" in labels

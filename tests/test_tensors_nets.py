@@ -197,3 +197,84 @@ def test_slides_regularized_cost():
     assert t.value == pytest.approx(J, rel=1e-12)
     assert_grads_close(t.grads, finite_differences(g, values, 1.0))
     np.testing.assert_allclose(t.grads["T2"], (h - Y) @ h1.T / m + 0.3 / m * T2, rtol=1e-12)
+
+
+# -- CS231n on images: a batch (N, 3, H, W) flattened to (N, 3·H·W) before the first affine layer ----
+
+
+def image_net(X, W1, b1, W2, b2, y, reg):
+    h = sg.relu(X.reshape(X.shape[0], -1) @ W1 + b1)
+    return sg.softmax_cross_entropy(h @ W2 + b2, y) + 0.5 * reg * (sg.l2(W1) + sg.l2(W2))
+
+
+IMAGE_NET_TEXT = ("softmax_cross_entropy(relu(reshape(X, (4, -1)) @ W1 + b1) @ W2 + b2, y)"
+                  " + 0.5*reg*(l2(W1) + l2(W2))")
+
+
+@pytest.mark.parametrize("source", [image_net, IMAGE_NET_TEXT], ids=["callable", "string"])
+def test_cs231n_net_on_a_batch_of_images(source):
+    """CS231n's affine_backward reshapes dx back to the images' shape; so does the graph."""
+    N, image = 4, (3, 2, 2)
+    shapes, values = two_layer_case(N=N, D=12, seed=9)
+    shapes["X"] = (N, *image)
+    values["X"] = values["X"].reshape(N, *image)
+    g = sg.graph(source, shapes=shapes, dtypes={"y": int})
+    flat = {**values, "X": values["X"].reshape(N, -1)}
+    loss, by_hand = two_layer_by_hand(**flat)
+    by_hand["X"] = by_hand["X"].reshape(N, *image)
+    for value, grads in (astuple(g.backprop(**values)), g.compile().value_and_grad(**values)):
+        assert value == pytest.approx(loss, rel=1e-12)
+        assert_grads_close(grads, by_hand, rtol=1e-10, atol=1e-12)
+    assert_grads_close(g.backprop(**values).grads, finite_differences(g, values, 1.0))
+
+
+def astuple(t):
+    return t.value, t.grads
+
+
+# -- attention scores over a batch: softmax(Q Kᵀ / √d) V for each of B sequences ----------------------
+
+
+def attention_by_hand(Q, K, V, dout):
+    """Forward and backward written out per batch entry, with the batched transposes of NumPy."""
+    d, mT = Q.shape[-1], lambda a: np.swapaxes(a, -1, -2)  # NumPy ≥ 2 spells it a.mT
+    S = Q @ mT(K) / np.sqrt(d)
+    P = np.exp(S - S.max(axis=-1, keepdims=True))
+    P /= P.sum(axis=-1, keepdims=True)
+    out = P @ V
+    dP = dout @ mT(V)
+    dS = P * (dP - np.sum(dP * P, axis=-1, keepdims=True)) / np.sqrt(d)
+    return out, {"Q": dS @ K, "K": mT(dS) @ Q, "V": mT(P) @ dout}
+
+
+@pytest.mark.parametrize("text", [
+    "softmax(Q @ K.mT / 2, axis=-1) @ V",
+    "softmax(matmul(Q, swapaxes(K, -1, -2)) / 2) @ V",
+    "exp(Q @ transpose(K, (0, 2, 1)) / 2 - logsumexp(Q @ K.mT / 2, axis=2, keepdims=True)) @ V",
+])
+def test_batched_attention(text):
+    B, T, d, e = 3, 4, 4, 2
+    rng = np.random.default_rng(5)
+    values = {"Q": rng.normal(size=(B, T, d)), "K": rng.normal(size=(B, T, d)),
+              "V": rng.normal(size=(B, T, e))}
+    dout = rng.normal(size=(B, T, e))
+    g = sg.graph(text, shapes={n: v.shape for n, v in values.items()})
+    out, by_hand = attention_by_hand(**values, dout=dout)
+    t = g.backprop(dout=dout, **values)
+    np.testing.assert_allclose(t.value, out, rtol=1e-12)
+    assert_grads_close(t.grads, by_hand, rtol=1e-10, atol=1e-12)
+    f = g.compile()
+    _, cache = f.forward(**values)
+    assert_grads_close(f.backward(dout, cache), by_hand, rtol=1e-10, atol=1e-12)
+    assert_grads_close(t.grads, finite_differences(g, values, dout))
+
+
+def test_one_weight_matrix_for_a_batch_gets_the_batch_sum():
+    rng = np.random.default_rng(1)
+    A, W, x = rng.normal(size=(5, 2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(4,))
+    g = sg.graph("sum(tanh(A @ W) @ x)", shapes={"A": A.shape, "W": W.shape, "x": x.shape})
+    t = g.backprop(A=A, W=W, x=x)
+    dZ = (1 - np.tanh(A @ W) ** 2) * x                  # (5, 2, 4)
+    np.testing.assert_allclose(t.grads["W"], sum(A[i].T @ dZ[i] for i in range(5)), rtol=1e-12)
+    np.testing.assert_allclose(t.grads["x"], np.tanh(A @ W).sum(axis=(0, 1)), rtol=1e-12)
+    assert t.grads["W"].shape == W.shape and t.grads["x"].shape == x.shape
