@@ -82,6 +82,7 @@ class Graph:
             else:
                 count += 1
                 names.append(f"{prefix}{count}")
+        _check_dimension_names(specs, names)
         g = nx.DiGraph()
         derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
         spec_of = dict(zip(names, specs))
@@ -407,6 +408,16 @@ class Graph:
 
 def _symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
+
+
+def _check_dimension_names(specs: list[Spec], names: list[str]) -> None:
+    """A named dimension is a variable of the generated code: no node or gradient may share its name."""
+    taken = set(names) | {f"{p}{n}" for n in names for p in ("d", "d_", "grad_", "adj_")}
+    for s in specs:
+        for n in s.shape if s.kind == "input" else ():
+            if str(n) in taken and not isinstance(n, int):
+                raise ShapeError(f"dimension {str(n)!r} of input {s.name!r} has the name of a node "
+                                 "or gradient in the graph; please rename it")
 
 
 def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
