@@ -320,6 +320,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
+    free |= {code for code in results.values() if code.isidentifier()}  # a gradient folded to a copy
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 
@@ -467,7 +468,9 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         head = [f"    if _unknown or not _floats(({args},)):", f"        {check}"]
     else:
         head = [f"    {check}"]
-    text = []
+    text = [f"def unchecked_value({args}):",
+            '    """The output, with no check of the inputs (complex steps pass)."""',
+            *_indent(functions["value"].body), "", ""]
     for name, doc in ENTRY_DOCS.items():
         text += [f"def {name}({signature}):", f'    """{doc}"""', *head, "    try:",
                  *_indent(_indent(functions[name].body)),
@@ -539,6 +542,7 @@ class Compiled:
         })
         self._files = {self.module.__file__, entries.__file__}
         self._value = entries.value
+        self._unchecked_value = entries.unchecked_value
         self.forward = entries.forward
         self.value_and_grad = entries.value_and_grad
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"

@@ -146,8 +146,8 @@ def _check(values, declared, shape_error=ValueError, value_error=ValueError):
             elif n != want:
                 raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "
                                   f"{_text(shape)}: dimension {axis} is {n}, not {want}")
-        kind = np.asarray(value).dtype  # complex passes: check_grad's complex step uses it
-        if classes is None and kind.kind not in "fiuc":
+        kind = np.asarray(value).dtype
+        if classes is None and kind.kind not in "fiu":
             raise value_error(f"value of {name!r} must be real numbers, not {kind} data")
         if classes is not None and kind.kind not in "iu":
             raise value_error(f"value of {name!r} must be integer labels, not {kind} data")
