@@ -61,6 +61,7 @@ class Trace:
         The rows go in topological order.  For each operand of a node, the row
         shows the local derivative ∂node/∂operand (symbolic and its value) and
         the gradient sent back to the operand: local × the node's gradient.
+        Named dimensions are listed beneath, with the sizes the inputs gave them.
         """
         from .explain import Table, trace_table_latex
         from .picture import check_digits
@@ -68,7 +69,10 @@ class Trace:
 
         check_digits(digits)
 
-        return Table(trace_table(self, digits), lambda: trace_table_latex(self, digits))
+        text = trace_table(self, digits)
+        if self.sizes:
+            text += "\nnamed dimensions: " + ", ".join(f"{d} = {n}" for d, n in self.sizes.items())
+        return Table(text, lambda: trace_table_latex(self, digits))
 
     def explain(self, wrt: str | Iterable[str] | None = None, *, digits: int = 4,
                 max_paths: int = MAX_PATHS) -> Explanation:

@@ -102,7 +102,7 @@ def test_named_dimensions_show_in_graph_text_tables_pictures_and_explanations():
     assert "broadcast_to(dq3/(H*N), (N, H))" in str(g.table())
     t = g.backprop(X=np.ones((4, 3)), W=np.ones((3, 2)))
     assert t.sizes == {"N": 4, "H": 2}
-    assert "(N, H)" in str(t.table())
+    assert "(N, H)" in str(t.table()) and "named dimensions: N = 4, H = 2" in str(t.table())
     assert "(N, 3)" in sg.render(t) and "q1 · (N, H)" in sg.render(g)
     assert "N" in str(t.explain("W"))
 
@@ -333,3 +333,16 @@ def test_a_gradient_that_is_a_copy_of_a_forward_value_is_not_deleted_before_it_i
     X, W, b, v = np.ones((2, 2)), np.ones((2, 3)), np.ones(3), np.ones(2)
     grads = g.compile().value_and_grad(X=X, W=W, b=b, v=v)[1]
     assert np.allclose(grads["v"], g.backprop(X=X, W=W, b=b, v=v).grads["v"])
+
+
+def test_a_sympy_matrix_of_symbolic_size_has_a_named_dimension():
+    import sympy as sp
+
+    N = sp.Symbol("N")
+    g = sg.graph(sp.MatrixSymbol("X", N, 3) * sp.MatrixSymbol("W", 3, 2))
+    assert g.shape("X") == g.shape(g.output)[:1] + (3,) and str(g.shape("X")[0]) == "N"
+    assert g.backprop(X=np.ones((5, 3)), W=np.ones((3, 2))).value.shape == (5, 2)
+    with pytest.raises(sg.ShapeError, match=r"matrix X is \(N, 3\), but shapes gives \(4, 3\)"):
+        sg.graph(sp.MatrixSymbol("X", N, 3) * sp.MatrixSymbol("W", 3, 2), shapes={"X": (4, 3)})
+    with pytest.raises(sg.ShapeError, match="give whole numbers or names"):
+        sg.graph(sp.MatrixSymbol("X", N + 1, 3) * sp.MatrixSymbol("W", 3, 2))
