@@ -25,7 +25,11 @@ In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
 broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
 is summed back to its input's shape by the module's ``_sum_to``.  The scalar
 path pays one ``ndarray`` test for this.  Graphs with array-shaped nodes take
-inputs of exactly their declared shapes.
+inputs of exactly their declared shapes: the module's ``_check`` (NumPy only,
+the text of :data:`symgrad.dims.CHECK`) compares each input with the table
+``_DECLARED`` first and raises ValueError naming the input and the dimension.
+A named dimension (``("N", 3)``) is read once at the top of each function
+that uses it (``N = X.shape[0]``) and travels in the cache to ``backward``.
 
 :class:`Compiled` runs that text: it registers it in :mod:`linecache`, so
 tracebacks and :func:`inspect.getsource` show the generated lines, and puts
@@ -525,6 +529,7 @@ class Compiled:
         self.program = build_program(graph, wrt)
         self.wrt: tuple[str, ...] = self.program.wrt
         self.batchable = _batchable(graph)
+        self._scalar_out = self.batchable or graph.shape(graph.output) == ()
         classes = label_classes(graph)
         labels = set(graph.labels)
         self._declared = tuple((graph.shape(n), classes.get(n, 0) if n in labels else None)
@@ -553,7 +558,7 @@ class Compiled:
 
     def backward(self, dout: Any, cache: Any) -> dict[str, Any]:
         """``{input: gradient}`` of ``sum(dout * value)``, from ``cache`` as :meth:`forward` returned it."""
-        if dout.__class__ is not float and dout.__class__ is not np.float64:
+        if (dout.__class__ is not float and dout.__class__ is not np.float64) or not self._scalar_out:
             dout = as_array("dout", dout)
             out_shape = self.graph.shape(self.graph.output)
             if self._cached_dims:

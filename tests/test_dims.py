@@ -282,6 +282,7 @@ def test_backward_checks_dout_against_the_named_output_shape(tmp_path):
     X, W = np.ones((4, 3)), np.ones((3, 2))
     out, cache = f.forward(X=X, W=W)
     assert f.backward(np.ones((4, 2)), cache)["W"].shape == (3, 2)
+    assert np.array_equal(f.backward(1.0, cache)["W"], f.backward(np.ones((4, 2)), cache)["W"])
     with pytest.raises(sg.ShapeError, match=r"dout has shape \(2, 4\), but the output has shape \(4, 2\)"):
         f.backward(np.ones((2, 4)), cache)
     out, cache = module.forward(X, W)
