@@ -491,7 +491,9 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
         ``{input name: shape}``; inputs not named are scalars.  Shaped inputs
         follow NumPy: ``@`` multiplies matrices, ``*`` and the functions act
         entry by entry and broadcast, ``.T`` transposes, ``sum``/``mean``
-        reduce (over ``axis=k`` if given).
+        reduce (over ``axis=k`` if given).  A size may be a name, a dimension
+        whose size the inputs give when the code runs: ``{"X": ("N", 3),
+        "y": ("N",)}`` (equal names, equal sizes).
     granularity:
         ``"primitive"`` (binary ``+`` and ``*``, the lecture's level) or
         ``"nary"`` (chains of ``+`` or ``*`` merged into one node).
