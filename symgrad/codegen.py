@@ -325,6 +325,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
     free |= {code for code in results.values() if code.isidentifier()}  # a gradient folded to a copy
+    free |= {str(n) for a in program.backward if a.target in zeros for n in a.shape if named(n)}
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 

@@ -347,3 +347,25 @@ def test_a_sympy_matrix_of_symbolic_size_has_a_named_dimension():
         sg.graph(sp.MatrixSymbol("X", N, 3) * sp.MatrixSymbol("W", 3, 2), shapes={"X": (4, 3)})
     with pytest.raises(sg.ShapeError, match="give whole numbers or names"):
         sg.graph(sp.MatrixSymbol("X", N + 1, 3) * sp.MatrixSymbol("W", 3, 2))
+
+
+def test_a_zero_gradient_of_named_shape_reads_its_size(tmp_path):
+    g = sg.graph(lambda x, X: sg.sum(x * 2), shapes={"x": ("M",), "X": ("N", 3)})
+    f, module = g.compile(), load(sg.codegen(g), tmp_path)
+    x, X = np.ones(2), np.ones((4, 3))
+    out, cache = f.forward(x=x, X=X)
+    assert np.array_equal(f.backward(1.0, cache)["X"], np.zeros((4, 3)))
+    assert np.array_equal(f.value_and_grad(x=x, X=X)[1]["X"], np.zeros((4, 3)))
+    assert np.array_equal(module.backward(1.0, module.forward(x, X)[1])["X"], np.zeros((4, 3)))
+    assert np.array_equal(g.backprop(x=x, X=X).grads["X"], np.zeros((4, 3)))
+
+
+def test_check_grad_and_jacobians_with_named_dimensions(net):
+    g, f, module, point = net
+    for n in (1, 5):
+        p = {**point, "X": point["X"][:n], "y": point["y"][:n]}
+        assert sg.check_grad(f, **p).ok
+        assert sg.check_local(g, **p).ok
+    t = sg.graph("tanh(X @ W)", shapes={"X": ("N", 2), "W": (2, "H")}).backprop(X=np.ones((3, 2)),
+                                                                             W=np.ones((2, 4)))
+    assert t.jacobian("q1", "W").shape == (3, 4, 2, 4)
