@@ -132,6 +132,9 @@ def _check(values, declared, shape_error=ValueError, value_error=ValueError):
     """
     sizes = {}
     for value, (name, shape, classes) in zip(values, declared):
+        if shape and not isinstance(value, np.ndarray):
+            raise value_error(f"value of {name!r} must be a NumPy array of shape {_text(shape)}, "
+                              f"not {type(value).__name__}")
         got = np.shape(value)
         if len(got) != len(shape):
             raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "

@@ -369,3 +369,11 @@ def test_check_grad_and_jacobians_with_named_dimensions(net):
     t = sg.graph("tanh(X @ W)", shapes={"X": ("N", 2), "W": (2, "H")}).backprop(X=np.ones((3, 2)),
                                                                              W=np.ones((2, 4)))
     assert t.jacobian("q1", "W").shape == (3, 4, 2, 4)
+
+
+def test_a_written_module_takes_arrays_for_array_inputs(net):
+    g, f, module, point = net
+    args = [point[n].tolist() if n == "b2" else point[n] for n in g.inputs]
+    with pytest.raises(ValueError, match=r"value of 'b2' must be a NumPy array of shape \(C,\), not list"):
+        module.value_and_grad(*args)
+    assert f.value_and_grad(**{**point, "b2": point["b2"].tolist()})[0] == f.value_and_grad(**point)[0]
