@@ -12,7 +12,9 @@
 3. Backward time / forward time of the generated code, on a batch of points.
 4. The compiled CS231n two-layer net (affine → ReLU → affine → softmax cross-entropy +
    ½·reg·ΣW², fused into its layer and loss gates, and unfused) against the same net's
-   forward and backward written by hand in NumPy, on the same data (goal: within 1.15x).
+   forward and backward written by hand in NumPy, on the same data (goal: within 1.15x);
+   and the input checks (shapes, named dimensions, kinds) against the whole call at N=64,
+   with concrete and with named sizes (goal: below 5%).
 
 Timings take the best of several interleaved repeats, so other load on the machine
 inflates both sides of a ratio alike; BLAS runs on one thread unless OPENBLAS_NUM_THREADS
@@ -396,6 +398,39 @@ def two_layer_net(quick: bool) -> None:
     print("   value_and_grad: the compiled entry point (with input checks); generated: the module's")
     print("   own functions; forward+backward: forward(...) then backward(1.0, cache), against the")
     print("   hand-written forward and backward called the same way")
+    check_cost(quick)
+
+
+def check_cost(quick: bool) -> None:
+    """The input checks (shapes, named dimensions, kinds, label ranges) against the whole call."""
+    N, D, H, C = NETS[0]
+    print(f"\n   the input checks, against value_and_grad of the fused net at N={N} (goal: below 5%)")
+    rows = []
+    for named in (False, True):
+        sizes = {"N": "N", "D": "D", "H": "H", "C": "C"} if named else {"N": N, "D": D, "H": H, "C": C}
+        shapes = {"X": (sizes["N"], sizes["D"]), "W1": (sizes["D"], sizes["H"]), "b1": (sizes["H"],),
+                  "W2": (sizes["H"], sizes["C"]), "b2": (sizes["C"],), "y": (sizes["N"],)}
+        rng = np.random.default_rng(0)
+        point = {k: rng.normal(size=(N, D) if k == "X" else (D, H) if k == "W1" else (H,) if k == "b1"
+                               else (H, C) if k == "W2" else (C,)) for k in ("X", "W1", "b1", "W2", "b2")}
+        point["y"] = rng.integers(0, C, size=N)
+        point["reg"] = 0.1
+        args = tuple(point.values())
+        g = sg.graph(two_layer, shapes=shapes, dtypes={"y": int})
+        g = g.fuse("affine_relu").fuse("softmax_cross_entropy")
+        f = g.compile(wrt=["W1", "b1", "W2", "b2"])
+        m = f.module
+        t = best({"call": lambda m=m, a=args: m.value_and_grad(*a),  # type: ignore[misc]
+                  "module check": lambda m=m, a=args: m._check(a, m._DECLARED),  # type: ignore[misc]
+                  "compiled check": lambda f=f, a=args: f._as_checked(a)},  # type: ignore[misc]
+                 number=20, rounds=10 if quick else 50)
+        rows.append(["named (N, D, H, C)" if named else "concrete", f"{t['call'] * 1e3:.2f}",
+                     f"{t['module check'] * 1e6:.1f}", f"{t['module check'] / t['call'] * 100:.2f}%",
+                     f"{t['compiled check'] * 1e6:.1f}", f"{t['compiled check'] / t['call'] * 100:.2f}%"])
+    table(["shapes", "generated value_and_grad ms", "module check µs", "share",
+           "compiled entry check µs", "share"], rows)
+    print("   module check: the written module's _check; compiled entry check: what compile()'s entry")
+    print("   points run before the generated lines (kinds, finite sums, then the same _check)")
 
 
 def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:

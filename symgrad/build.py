@@ -18,11 +18,11 @@ from typing import TypeAlias
 
 import sympy as sp
 
-from .errors import EvaluationError, InputError, ShapeError, SymgradError
+from .dims import Shape, read_shape
+from .errors import EvaluationError, InputError, SymgradError
 from .ops import OPS, Op
 from .tensors import normalize_axes
 
-Shape = tuple[int, ...]
 GRANULARITIES = ("primitive", "nary")
 RESERVED_NAMES = frozenset({"np", "numpy", "dout", "cache"})
 
@@ -120,14 +120,7 @@ class Builder:
         return ref
 
     def _shape_of(self, name: str) -> Shape:
-        shape = self.shapes.get(name, ())
-        try:
-            shape = tuple(int(n) for n in shape)
-        except (TypeError, ValueError):
-            raise ShapeError(f"shape {shape!r} of input {name!r} is not a tuple of sizes") from None
-        if any(n < 0 for n in shape):
-            raise ShapeError(f"shape {shape} of input {name!r} has a negative size")
-        return shape
+        return read_shape(name, self.shapes.get(name, ()))
 
     def constant(self, value: object) -> sp.Expr:
         """A numeric constant as an exact or floating SymPy number."""

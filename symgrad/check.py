@@ -28,13 +28,14 @@ import numpy as np
 import sympy as sp
 
 from .codegen import Compiled, load_module
+from .dims import concrete
 from .errors import EvaluationError, InputError
 from .graph import Graph
 from .ops import BY_CLASS
 from .printing import evaluate, numpy_code
 from .program import build_program
 from .tables import number, render
-from .values import as_array, check_labels, coerce
+from .values import as_array, check_labels, coerce, sizes
 
 TOL = 1e-5
 STEP = 1e-5
@@ -229,7 +230,7 @@ class _Target:
     def complex_value(self, point: dict[str, Any]) -> complex:
         with np.errstate(all="ignore"):
             if self.compiled:
-                out = self.compiled.module.forward(*(point[n] for n in self.compiled.graph.inputs))[0]
+                out = self.compiled._unchecked_value(*(point[n] for n in self.compiled.graph.inputs))
             else:
                 out = self.vg(**point)[0]
         return complex(np.sum(out))
@@ -600,9 +601,11 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     if not isinstance(g, Graph):
         raise InputError(f"check_local needs a Graph, not {type(g).__name__}")
     dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
-    env: dict[str, Any] = coerce(g.inputs, {n: g.shape(n) for n in g.inputs}, {**(inputs or {}), **values},
-                                 dtypes)
+    declared = {n: g.shape(n) for n in g.inputs}
+    env: dict[str, Any] = coerce(g.inputs, declared, {**(inputs or {}), **values}, dtypes)
     check_labels(g, env)
+    known = sizes(declared, env)
+    env.update(known)  # expressions read a named dimension by its name
     program = build_program(g)
     for a in program.forward:
         env[a.node] = _evaluate(a.expr, env, f"{a.node} = {a.expr}")
@@ -613,7 +616,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
         if g.nx.nodes[v]["kind"] not in ("op", "gate"):
             continue
         expr = g.expr(v)
-        upstream = 1.0 if g.shape(v) == () else rng.standard_normal(g.shape(v))
+        upstream = 1.0 if g.shape(v) == () else rng.standard_normal(concrete(g.shape(v), known))
         kinks = [k for _, k in kink_expressions(expr)]
         tiny = FLOOR * max(1.0, float(np.max(np.abs(env[v]))))
         for u in g.operands(v):
@@ -622,7 +625,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
             term = next(t for t in adjoints[u].terms if t.consumer == v)
             dv = adjoints[v].target
             analytic = np.broadcast_to(
-                _evaluate(term.expr, {**env, dv.name: upstream}, f"∂{v}/∂{u}"), g.shape(u))
+                _evaluate(term.expr, {**env, dv.name: upstream}, f"∂{v}/∂{u}"), concrete(g.shape(u), known))
             rows.append(_edge(g, v, u, expr, kinks, env, upstream, analytic, rng, sample, step, tol, tiny))
     wrong = tuple(dict.fromkeys(r.node for r in rows if r.status == "WRONG"))
     return LocalCheck(tol, tuple(rows), wrong)

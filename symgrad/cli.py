@@ -36,9 +36,12 @@ examples:
   symgrad codegen "1/(1+exp(-(w0*x0+w1*x1+w2)))" -o grads.py    # write it
   symgrad codegen "(x + y) * z" --wrt x,y -o xy.py              # gradients for x and y only
   symgrad codegen "sum((W @ x)**2)" --shape "W=(2,2),x=(2,)" -o norm2.py
+  symgrad codegen "mean(relu(X @ W))" --shape "X=(N,3),W=(3,H)" -o layer.py   # any N and H
 
 The module needs only NumPy: forward(...) -> (out, cache), backward(dout, cache) -> {input:
-gradient}, value_and_grad(...) -> (out, {input: gradient}).
+gradient}, value_and_grad(...) -> (out, {input: gradient}).  A size named in --shape (N) is read
+from the inputs when the module runs; every input's shape is checked against the declared one
+(ValueError naming the input and the dimension).
 """
 
 
@@ -66,18 +69,41 @@ def parse_values(specs: Sequence[str], option: str = "--at") -> dict[str, Any]:
             if name in values:
                 raise InputError(f"{name!r} is given twice in {option}")
             try:
-                values[name] = ast.literal_eval(text.strip())
+                read = _shape_literal if what == "shape" else ast.literal_eval
+                values[name] = read(text.strip())
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                expected = "like (2, 3)" if what == "shape" else "a number or a list of numbers"
+                expected = "like (2, 3) or (N, 3)" if what == "shape" else "a number or a list of numbers"
                 raise InputError(f"{what} of {name!r} is not {expected}: {text!r}") from None
     return values
 
 
-def parse_shapes(specs: Sequence[str], values: dict[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
+def _shape_literal(text: str) -> Any:
+    """``(N, 3)`` → ``("N", 3)``: a tuple (or list) of whole numbers and names, or one of them.
+
+    Read from the syntax tree; nothing is evaluated.
+    """
+    node = ast.parse(text, mode="eval").body
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List)) else None
+
+    def size(n: ast.expr) -> Any:
+        if isinstance(n, ast.Name):
+            return n.id
+        if isinstance(n, ast.Constant) and isinstance(n.value, int):
+            return n.value
+        raise ValueError(text)
+
+    return tuple(size(n) for n in items) if items is not None else size(node)
+
+
+def parse_shapes(specs: Sequence[str], values: dict[str, Any] | None = None) -> dict[str, tuple[Any, ...]]:
     """The shapes of ``--shape "W=(2,3),x=(3,)"``, and of the array values given with ``--at``.
+
+    A size may be a name, a dimension whose size the values give: ``--shape "X=(N,3)"``.
 
     >>> parse_shapes(["W=(2,3),x=3"], {"b": [1.0, 2.0], "c": 1.5})
     {'b': (2,), 'W': (2, 3), 'x': (3,)}
+    >>> parse_shapes(["X=(N,3),y=N"])
+    {'X': ('N', 3), 'y': ('N',)}
     """
     import numpy as np
 
@@ -91,8 +117,10 @@ def parse_shapes(specs: Sequence[str], values: dict[str, Any] | None = None) -> 
             shapes[name] = tuple(int(n) for n in shape)
     for name, shape in parse_values(specs, "--shape").items():
         dims = shape if isinstance(shape, (tuple, list)) else (shape,)
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in dims):
-            raise InputError(f"shape of {name!r} must be positive whole numbers like (2, 3), not {shape!r}")
+        if not all(isinstance(n, str) or (isinstance(n, int) and not isinstance(n, bool) and n >= 1)
+                   for n in dims):
+            raise InputError(f"shape of {name!r} must be positive whole numbers or names like (2, 3) "
+                             f"or (N, 3), not {shape!r}")
         shapes[name] = tuple(dims)
     return shapes
 
@@ -185,7 +213,9 @@ EXPR_HELP = ("an expression in Python syntax, such as \"(x + y) * z\": numbers, 
              "logaddexp abs max min sum mean logsumexp norm softmax log_softmax l2 (parsed, never run)")
 AT_HELP = ("input values, e.g. x=-2,y=5,z=-4 or W=[[1,2],[3,4]] (a list gives the input its shape); "
            "repeatable")
-SHAPE_HELP = "input shapes without values, e.g. \"W=(2,3),x=(3,)\"; inputs not named are scalars"
+SHAPE_HELP = ("input shapes without values, e.g. \"W=(2,3),x=(3,)\"; a size may be a name, "
+              "\"X=(N,3),y=(N,)\": the same name is the same size, read from the inputs when the code "
+              "runs; inputs not named are scalars")
 
 
 def build_parser() -> argparse.ArgumentParser:

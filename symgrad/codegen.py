@@ -25,7 +25,11 @@ In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
 broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
 is summed back to its input's shape by the module's ``_sum_to``.  The scalar
 path pays one ``ndarray`` test for this.  Graphs with array-shaped nodes take
-inputs of exactly their declared shapes.
+inputs of exactly their declared shapes: the module's ``_check`` (NumPy only,
+the text of :data:`symgrad.dims.CHECK`) compares each input with the table
+``_DECLARED`` first and raises ValueError naming the input and the dimension.
+A named dimension (``("N", 3)``) is read once at the top of each function
+that uses it (``N = X.shape[0]``) and travels in the cache to ``backward``.
 
 :class:`Compiled` runs that text: it registers it in :mod:`linecache`, so
 tracebacks and :func:`inspect.getsource` show the generated lines, and puts
@@ -37,9 +41,10 @@ from __future__ import annotations
 import hashlib
 import linecache
 import math
+import re
 import types
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
+from .dims import CHECK, check_values, concrete, declared, named, show
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
 from .printing import numpy_code
@@ -101,23 +107,58 @@ def module_source(program: Program) -> str:
 
 
 def _module_text(program: Program, functions: dict[str, _Function]) -> str:
-    lines = _header(program, _batchable(program.graph)) + ["import numpy as np", "", ""]
+    g = program.graph
+    checked = not _batchable(g) and bool(g.inputs)
+    lines = _header(program, _batchable(g)) + ["import numpy as np", "", ""]
+    if checked:
+        lines += _declared_table(g) + ["", ""]
     for name in ("forward", "backward", "value_and_grad"):
         fn = functions[name]
-        lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent(fn.body), "", ""]
+        lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent([*fn.check, *fn.body]), "", ""]
     if functions["backward"].batch_helpers:
         lines += [SUM_TO, "", BACKWARD_ALIAS]
+    if checked:
+        lines += [CHECK]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _declared_table(g: Graph) -> list[str]:
+    """``_DECLARED``: each input's name, declared shape and label classes, for ``_check``."""
+    classes = label_classes(g)
+    rows = [f"    ({n!r}, {declared(g.shape(n))!r}, {classes.get(n, 0) if n in g.labels else None!r}),"
+            for n in g.inputs]
+    return ["# each input: its name, its shape (named dimensions as strings), and the number of",
+            "# classes its integer labels pick from (None for real numbers); _check reads it",
+            "_DECLARED = (", *rows, ")"]
 
 
 @dataclass(frozen=True)
 class _Function:
-    """A generated function: parameters, docstring and body lines (not indented)."""
+    """A generated function: parameters, docstring, the module's input check and body lines
+    (not indented)."""
 
     params: str
     doc: str
     body: list[str]
     batch_helpers: bool = False
+    check: list[str] = field(default_factory=list)
+    cache: tuple[str, ...] = ()  # forward: the names of the values the cache holds
+
+
+def graph_dims(g: Graph) -> dict[str, tuple[str, int]]:
+    """``{dimension name: (the first input that names it, the axis)}``."""
+    found: dict[str, tuple[str, int]] = {}
+    for n in g.inputs:
+        for axis, size_ in enumerate(g.shape(n)):
+            if named(size_):
+                found.setdefault(str(size_), (n, axis))
+    return found
+
+
+def _reading(lines: list[str], dims: dict[str, tuple[str, int]]) -> list[str]:
+    """``N = X.shape[0]`` for each named dimension ``lines`` use."""
+    return [f"{d} = {n}.shape[{axis}]" for d, (n, axis) in dims.items()
+            if any(re.search(rf"\b{d}\b", line) for line in lines)]
 
 
 def _functions(program: Program) -> dict[str, _Function]:
@@ -140,7 +181,12 @@ def _functions(program: Program) -> dict[str, _Function]:
 
     guard = [out] + _batch_blind(program) if batchable and program.wrt else []
     position = {n: i for i, n in enumerate(g.nodes)}
+    dims = graph_dims(g)
+    out_dims = [str(d) for d in g.shape(out) if named(d)]
+    cached_dims = [d for d in dims if d in used or d in out_dims]  # backward reads them from the cache
+    used = used - set(dims)
     cache = sorted(used | set(guard) | (set(program.wrt) if guard else set()), key=position.__getitem__)
+    cache += cached_dims
     names = ", ".join(cache) + ("," if len(cache) == 1 else "")
     unpack = [f"{names} = cache"] if cache else []
     rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
@@ -149,16 +195,26 @@ def _functions(program: Program) -> dict[str, _Function]:
               f"    dout = dout * np.ones_like({out})"] if guard else []
     delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
                 f"    return {out}, _backward(np.ones_like({out}), ({names}))"] if guard else []
+    check = [f"_check(({args}{',' if len(g.inputs) == 1 else ''}), _DECLARED)"] \
+        if not batchable and g.inputs else []
+    out_shape = show(g.shape(out))
+    shown = f"{{{out_shape}}}" if out_dims else out_shape  # the sizes of named dimensions
+    dout_check = [f"if np.shape(dout) != {out_shape}:",
+                  f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
+                  f'{shown}")'] if not batchable else []
+    forward_body = [*forward, f"return {out}, ({names})"]
+    together_body = [*forward, *delegate, *together, *_returns(folded, [], out)]
+    value_body = [*forward, f"return {out}"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
-                             [*forward, f"return {out}, ({names})"]),
+                             [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
         "backward": _Function("dout, cache", f"The gradients of sum(dout * {out}): {{input: gradient}}.",
-                              [*unpack, *spread, *rename, *backward, *_returns(results, guard, None)],
-                              bool(guard)),
+                              [*unpack, *dout_check, *spread, *rename, *backward,
+                               *_returns(results, guard, None)], bool(guard)),
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
-            [*forward, *delegate, *together, *_returns(folded, [], out)]),
-        "value": _Function(args, f"The output {out}.", [*forward, f"return {out}"]),
+            [*_reading(together_body, dims), *together_body], check=check),
+        "value": _Function(args, f"The output {out}.", [*_reading(value_body, dims), *value_body]),
     }
 
 
@@ -260,16 +316,16 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
             lines.append(f"{s} = {_code(shared_expr[s], str(target), shapes, ints)}")
             placed.add(s)
         if target in gradients and isinstance(expr, broadcast_to):  # a fresh array, not a read-only view
-            shape = tuple(int(n) for n in expr.args[1])
             value = expr.args[0]
             fill = repr(float(value)) if value.is_Number else _code(value, str(target), shapes, ints)
-            code = f"np.full({shape}, {fill})"
+            code = f"np.full({show(expr.array_shape())}, {fill})"
         else:
             code = repr(float(expr)) if expr.is_Number else _code(expr, str(target), shapes, ints)
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
-    free |= set(results.values())  # a gradient folded to a forward value (d(a.T * b)/db = q1) reads it
+    free |= {code for code in results.values() if code.isidentifier()}  # a gradient folded to a copy
+    free |= {str(n) for a in program.backward if a.target in zeros for n in a.shape if named(n)}
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 
@@ -417,7 +473,9 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         head = [f"    if _unknown or not _floats(({args},)):", f"        {check}"]
     else:
         head = [f"    {check}"]
-    text = []
+    text = [f"def unchecked_value({args}):",
+            '    """The output, with no check of the inputs (complex steps pass)."""',
+            *_indent(functions["value"].body), "", ""]
     for name, doc in ENTRY_DOCS.items():
         text += [f"def {name}({signature}):", f'    """{doc}"""', *head, "    try:",
                  *_indent(_indent(functions[name].body)),
@@ -472,11 +530,15 @@ class Compiled:
         self.program = build_program(graph, wrt)
         self.wrt: tuple[str, ...] = self.program.wrt
         self.batchable = _batchable(graph)
+        self._scalar_out = self.batchable or graph.shape(graph.output) == ()
         classes = label_classes(graph)
         labels = set(graph.labels)
         self._declared = tuple((graph.shape(n), classes.get(n, 0) if n in labels else None)
                                for n in graph.inputs)
+        self._table = tuple((n, declared(shape), c) for n, (shape, c) in zip(graph.inputs, self._declared))
         functions = _functions(self.program)
+        cache = functions["forward"].cache
+        self._cached_dims = {d: cache.index(d) for d in graph_dims(graph) if d in cache}
         self.source = _module_text(self.program, functions)
         self.module = load_module(self.source, "code", {})
         entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
@@ -486,6 +548,7 @@ class Compiled:
         })
         self._files = {self.module.__file__, entries.__file__}
         self._value = entries.value
+        self._unchecked_value = entries.unchecked_value
         self.forward = entries.forward
         self.value_and_grad = entries.value_and_grad
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
@@ -496,9 +559,15 @@ class Compiled:
 
     def backward(self, dout: Any, cache: Any) -> dict[str, Any]:
         """``{input: gradient}`` of ``sum(dout * value)``, from ``cache`` as :meth:`forward` returned it."""
-        if dout.__class__ is not float and dout.__class__ is not np.float64:
+        if (dout.__class__ is not float and dout.__class__ is not np.float64) or not self._scalar_out:
             dout = as_array("dout", dout)
             out_shape = self.graph.shape(self.graph.output)
+            if self._cached_dims:
+                try:
+                    known = {d: int(cache[i]) for d, i in self._cached_dims.items()}
+                except (TypeError, IndexError, ValueError):
+                    raise InputError("cache is not one that forward(...) returned") from None
+                out_shape = concrete(out_shape, known)
             if dout.ndim == 0:
                 dout = float(dout) if out_shape == () else np.full(out_shape, float(dout))
             elif not self.batchable and dout.shape != out_shape:
@@ -530,19 +599,21 @@ class Compiled:
         return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
 
     def _as_checked(self, values: tuple[Any, ...]) -> bool:
-        """Every input already as the checks make it: a float64 array of its declared shape
-        whose sum is finite (a finite float for a scalar), or int64 labels in range."""
+        """Every input already as the checks make it: a float64 array whose sum is finite (a
+        finite float for a scalar), or int64 labels; then shapes, named dimensions and label
+        ranges checked as the generated module checks them (a ShapeError or InputError)."""
         for v, (shape, classes) in zip(values, self._declared):
             if v.__class__ is float and shape == () and classes is None:
                 if not math.isfinite(v):
                     return False
-            elif v.__class__ is not np.ndarray or v.shape != shape or shape == ():
+            elif v.__class__ is not np.ndarray or shape == ():
                 return False
             elif classes is None:
                 if v.dtype != np.float64 or not math.isfinite(v.sum()):
                     return False
-            elif v.dtype != np.int64 or (v.size and (v.min() < 0 or v.max() >= classes)):
+            elif v.dtype != np.int64:
                 return False
+        check_values(values, self._table)
         return True
 
     def _evaluation_error(self, e: BaseException) -> EvaluationError:

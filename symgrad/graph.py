@@ -82,6 +82,7 @@ class Graph:
             else:
                 count += 1
                 names.append(f"{prefix}{count}")
+        _check_dimension_names(specs, names)
         g = nx.DiGraph()
         derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
         spec_of = dict(zip(names, specs))
@@ -409,6 +410,16 @@ def _symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
+def _check_dimension_names(specs: list[Spec], names: list[str]) -> None:
+    """A named dimension is a variable of the generated code: no node or gradient may share its name."""
+    taken = set(names) | {f"{p}{n}" for n in names for p in ("d", "d_", "grad_", "adj_")}
+    for s in specs:
+        for n in s.shape if s.kind == "input" else ():
+            if str(n) in taken and not isinstance(n, int):
+                raise ShapeError(f"dimension {str(n)!r} of input {s.name!r} has the name of a node "
+                                 "or gradient in the graph; please rename it")
+
+
 def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
                 derived: dict[tuple, list[dict[str, sp.Expr]]] | None = None) -> None:
     """Add an operation node and its edges, deriving each edge's local derivative.
@@ -480,7 +491,9 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
         ``{input name: shape}``; inputs not named are scalars.  Shaped inputs
         follow NumPy: ``@`` multiplies matrices, ``*`` and the functions act
         entry by entry and broadcast, ``.T`` transposes, ``sum``/``mean``
-        reduce (over ``axis=k`` if given).
+        reduce (over ``axis=k`` if given).  A size may be a name, a dimension
+        whose size the inputs give when the code runs: ``{"X": ("N", 3),
+        "y": ("N",)}`` (equal names, equal sizes).
     granularity:
         ``"primitive"`` (binary ``+`` and ``*``, the lecture's level) or
         ``"nary"`` (chains of ``+`` or ``*`` merged into one node).

@@ -9,11 +9,12 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
+from .dims import concrete
 from .errors import EvaluationError, ShapeError, SymgradError
 from .graph import MAX_PATHS, Graph
 from .printing import evaluate
 from .program import Program, build_program
-from .values import as_array, check_labels, coerce
+from .values import as_array, check_labels, coerce, sizes
 
 if TYPE_CHECKING:
     from .explain import Explanation, Table
@@ -30,13 +31,15 @@ class Trace:
     local:      ``{(node, operand): ∂node/∂operand}`` at this point
     node_grads: ``{node: ∂output/∂node}``, the upstream gradient of the node's edges
     sent:       ``{(node, operand): local × node_grads[node]}``, what each edge carries back
+    sizes:      ``{dimension name: size}`` of the named dimensions, as the inputs gave them
     """
 
     def __init__(self, program: Program, values: dict[str, np.ndarray],
                  local: dict[tuple[str, str], np.ndarray],
                  node_grads: dict[str, np.ndarray], sent: dict[tuple[str, str], np.ndarray],
-                 dout: np.ndarray):
+                 dout: np.ndarray, sizes: dict[str, int] | None = None):
         self.program = program
+        self.sizes = dict(sizes or {})
         self.graph: Graph = program.graph
         self.values = {k: _plain(v) for k, v in values.items()}
         self.local = {k: _plain(v) for k, v in local.items()}
@@ -58,6 +61,7 @@ class Trace:
         The rows go in topological order.  For each operand of a node, the row
         shows the local derivative ∂node/∂operand (symbolic and its value) and
         the gradient sent back to the operand: local × the node's gradient.
+        Named dimensions are listed beneath, with the sizes the inputs gave them.
         """
         from .explain import Table, trace_table_latex
         from .picture import check_digits
@@ -65,7 +69,10 @@ class Trace:
 
         check_digits(digits)
 
-        return Table(trace_table(self, digits), lambda: trace_table_latex(self, digits))
+        text = trace_table(self, digits)
+        if self.sizes:
+            text += "\nnamed dimensions: " + ", ".join(f"{d} = {n}" for d, n in self.sizes.items())
+        return Table(text, lambda: trace_table_latex(self, digits))
 
     def explain(self, wrt: str | Iterable[str] | None = None, *, digits: int = 4,
                 max_paths: int = MAX_PATHS) -> Explanation:
@@ -120,14 +127,17 @@ def _short(v: Any) -> str:
 def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
     """Forward and backward pass of ``graph`` at ``values``; see :meth:`Graph.backprop`."""
     dtypes = {n: graph.nx.nodes[n].get("dtype", "float") for n in graph.inputs}
-    env = coerce(graph.inputs, {n: graph.shape(n) for n in graph.inputs}, values, dtypes)
+    declared = {n: graph.shape(n) for n in graph.inputs}
+    env = coerce(graph.inputs, declared, values, dtypes)
     check_labels(graph, env)
+    known = sizes(declared, env)
     program = build_program(graph)
-    out_shape = graph.shape(graph.output)
+    out_shape = concrete(graph.shape(graph.output), known)
     upstream = np.broadcast_to(as_array("dout", dout), out_shape).copy() \
         if np.ndim(dout) == 0 else as_array("dout", dout)
     if upstream.shape != out_shape:
         raise ShapeError(f"dout has shape {upstream.shape}, but the output has shape {out_shape}")
+    env.update(known)  # type: ignore[arg-type]  # expressions read a named dimension by its name
     with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
         for step in program.forward:
             env[step.target.name] = _run(step.expr, env, graph, f"{step.node} = {step.expr}",
@@ -138,25 +148,27 @@ def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
                 continue  # no local Jacobian is formed; the edge's vjp goes straight to `sent`
             for u, d in graph.local_derivatives(v, form="numeric").items():
                 local[(v, u)] = _run(d, env, graph, f"∂{v}/∂{u} = {d}", operands=[u, v])
-        node_grads, sent = _backward(program, env, upstream)
+        node_grads, sent = _backward(program, env, upstream, known)
     for n in graph.nodes:
         if n not in graph.labels:
-            node_grads.setdefault(n, np.zeros(graph.shape(n)))
+            node_grads.setdefault(n, np.zeros(concrete(graph.shape(n), known)))
     values_by_node = {n: env[n] for n in graph.nodes}
-    return Trace(program, values_by_node, local, node_grads, sent, upstream)
+    return Trace(program, values_by_node, local, node_grads, sent, upstream, known)
 
 
-def _backward(program: Program, env: dict[str, np.ndarray], upstream: np.ndarray
-              ) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
-    """The adjoint assignments of ``program`` evaluated at ``env`` (forward values filled in)."""
+def _backward(program: Program, env: dict[str, np.ndarray], upstream: np.ndarray,
+              known: dict[str, int]) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
+    """The adjoint assignments of ``program`` evaluated at ``env`` (forward values and the
+    sizes ``known`` of named dimensions filled in)."""
     graph = program.graph
     env[program.dout.name] = upstream
     node_grads, sent = {}, {}
     for adj in program.backward:
-        total = np.zeros(adj.shape)
+        shape = concrete(adj.shape, known)
+        total = np.zeros(shape)
         for term in adj.terms:
             flow = _run(term.expr, env, graph, f"the gradient of {adj.node}", operands=[adj.node])
-            if flow.shape != adj.shape:
+            if flow.shape != shape:
                 op = graph.nx.nodes[term.consumer]["op"] if term.consumer else "dout"
                 raise ShapeError(f"{op}: the gradient sent to {adj.node} has shape {flow.shape}, "
                                  f"but {adj.node} has shape {adj.shape}")
@@ -175,7 +187,7 @@ def jacobian(trace: Trace, node: str, wrt: str, limit: int = 10_000) -> np.ndarr
     small shapes only (at most ``limit`` entries).
     """
     graph = trace.graph
-    shape, wrt_shape = graph.shape(node), graph.shape(wrt)
+    shape, wrt_shape = concrete(graph.shape(node), trace.sizes), concrete(graph.shape(wrt), trace.sizes)
     if wrt in graph.labels:
         raise SymgradError(f"{wrt!r} holds integer labels; labels have no gradient")
     size = int(np.prod(shape, dtype=int)) * int(np.prod(wrt_shape, dtype=int))
@@ -190,11 +202,12 @@ def jacobian(trace: Trace, node: str, wrt: str, limit: int = 10_000) -> np.ndarr
         return jac
     program = build_program(sub, [wrt])
     env = {n: np.asarray(v) for n, v in trace.values.items()}
+    env.update(trace.sizes)  # type: ignore[arg-type]
     with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
         for index in np.ndindex(*shape):
             unit = np.zeros(shape)
             unit[index] = 1.0
-            jac[index] = _backward(program, dict(env), unit)[0][wrt]
+            jac[index] = _backward(program, dict(env), unit, trace.sizes)[0][wrt]
     return jac
 
 

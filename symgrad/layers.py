@@ -33,6 +33,7 @@ import networkx as nx
 import sympy as sp
 
 from .build import Shape
+from .dims import broadcast
 from .gates import canonical
 from .graph import Graph
 from .ops import relu
@@ -127,7 +128,7 @@ def _tidy_step(e: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr | None:
         if coeff != 1:
             return coeff * expand_dims(rest, axes)
         if isinstance(x, broadcast_to) and shape_of(x.args[0], shapes) == ():
-            return broadcast_to(x.args[0], sp.Tuple(*e.array_shape(tuple(int(n) for n in x.args[1]))))
+            return broadcast_to(x.args[0], sp.Tuple(*e.array_shape(x.array_shape())))
         if isinstance(x, Reduction) and not x.keepdims and tuple(x.args[1]) == tuple(axes):
             return type(x)(x.args[0], x.args[1], sp.true)
         return None
@@ -144,10 +145,8 @@ def _tidy_step(e: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr | None:
 
 
 def _broadcast(shapes: list[Shape]) -> Shape | None:
-    import numpy as np
-
     try:
-        return tuple(int(n) for n in np.broadcast_shapes(*shapes))
+        return broadcast(*shapes)
     except ValueError:
         return None
 

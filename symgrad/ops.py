@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import sympy as sp
 from mpmath.libmp import prec_to_dps
 from sympy.core.logic import fuzzy_and
 
+from .dims import broadcast
 from .errors import ShapeError, SymgradError
 from .tensors import (
     PARAMS,
@@ -303,7 +303,7 @@ class Op:
         """The shape of the op's value on operands of ``shapes``; a ShapeError naming both."""
         if self.elementwise:
             try:
-                return tuple(int(n) for n in np.broadcast_shapes(*shapes))
+                return broadcast(*shapes)
             except ValueError:
                 shown = " and ".join(str(s) for s in shapes)
                 raise ShapeError(f"{self.name}: shapes {shown} do not broadcast") from None

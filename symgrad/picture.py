@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dims import show
 from .errors import SymgradError
 from .layout import Layout, Point, layout, midpoint
 from .tables import expression_text, number, vjp_text, written
@@ -101,7 +102,7 @@ def text_width(text: str, size: float = FONT) -> float:
 
 def shape_text(shape: tuple[int, ...]) -> str:
     """``(2, 3)`` and ``(2,)`` as NumPy writes them; scalars → ``""``."""
-    return str(tuple(int(n) for n in shape)) if shape else ""
+    return show(shape) if shape else ""
 
 
 @dataclass

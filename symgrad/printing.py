@@ -14,6 +14,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from .dims import show
 from .errors import SymgradError
 from .ops import BY_CLASS, OPS
 from .tensors import shape_of
@@ -179,13 +180,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"np.expand_dims({self._print(expr.args[0])}, {axes[0] if len(axes) == 1 else axes})"
 
     def _print_broadcast_to(self, expr: sp.Function) -> str:
-        shape = tuple(int(n) for n in expr.args[1])
         a = expr.args[0]
         value = repr(float(a)) if a.is_Number else self._print(a)  # 1.0, not 1: gradients are floats
-        return f"np.broadcast_to({value}, {shape})"
+        return f"np.broadcast_to({value}, {self.shape(expr.args[1])})"
+
+    def shape(self, shape: Any) -> str:
+        """A shape as a tuple: ``(3, 2)``, ``(N,)``, sizes and named dimensions as they are."""
+        return show(tuple(shape))
 
     def _print_onehot(self, expr: sp.Function) -> str:
-        return f"np.eye({int(expr.args[1])})[{self._print(expr.args[0])}]"
+        return f"np.eye({self._print(expr.args[1])})[{self._print(expr.args[0])}]"
 
 
 def _step(e: sp.Expr) -> bool:

@@ -24,7 +24,7 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
-from .build import Shape
+from .dims import Shape, broadcast, named
 from .errors import ShapeError, SymgradError
 from .graph import Graph
 from .tensors import broadcast_to, shape_of
@@ -41,13 +41,13 @@ class sum_to(sp.Function):
 
     def axes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(leading axes to sum away, axes to sum keeping their dimension)."""
-        target, source = (tuple(int(n) for n in t) for t in self.args[1:])
+        target, source = (tuple(self.args[1]), tuple(self.args[2]))
         lead = len(source) - len(target)
         kept = tuple(i for i, n in enumerate(target) if n == 1 and source[lead + i] != 1)
         return tuple(range(lead)), kept
 
     def array_shape(self, *shapes: Shape) -> Shape:
-        return tuple(int(n) for n in self.args[1])
+        return tuple(n if named(n) else int(n) for n in self.args[1])
 
     def explicit(self, value: np.ndarray) -> np.ndarray:
         lead, kept = self.axes()
@@ -202,11 +202,19 @@ def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp
     have, want = shape_of(term, shapes), graph.shape(node)
     if have == want:
         return term
-    if rule is None and tuple(np.broadcast_shapes(have, want)) == have:
+    both = _broadcast(have, want)
+    if rule is None and both == have:
         return sum_to(term, sp.Tuple(*want), sp.Tuple(*have))
-    if rule is None and tuple(np.broadcast_shapes(have, want)) == want:
+    if rule is None and both == want:
         return broadcast_to(term, sp.Tuple(*want))
     op = graph.nx.nodes[consumer]["op"]
     raise ShapeError(
         f"{op}: the gradient for {node} has shape {have}, but {node} has shape {want}"
     )
+
+
+def _broadcast(a: Shape, b: Shape) -> Shape | None:
+    try:
+        return broadcast(a, b)
+    except ValueError:
+        return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .build import Builder, Operand
+from .dims import read_shape, show
 from .errors import ShapeError, UnsupportedError
 from .ops import BY_CLASS, FUNCTIONS
 
@@ -48,10 +49,13 @@ class _Converter:
         return self.done[root]
 
     def matrix_input(self, e: sp.MatrixSymbol) -> Operand:
-        shape = (int(e.rows), int(e.cols))
-        given = self.b.shapes.setdefault(e.name, shape)
-        if tuple(given) != shape:
-            raise ShapeError(f"matrix {e.name} is {shape}, but shapes gives {tuple(given)}")
+        sizes = (e.rows, e.cols)
+        if not all(n.is_Integer or n.is_Symbol for n in sizes):
+            raise ShapeError(f"matrix {e.name} has sizes {sizes}: give whole numbers or names")
+        shape = read_shape(e.name, tuple(str(n) if n.is_Symbol else int(n) for n in sizes))
+        given = read_shape(e.name, self.b.shapes.setdefault(e.name, shape))
+        if given != shape:
+            raise ShapeError(f"matrix {e.name} is {show(shape)}, but shapes gives {show(given)}")
         return self.b.input(e.name)
 
     def parts(self, e: sp.Expr) -> list[sp.Expr]:

@@ -37,9 +37,8 @@ import sympy as sp
 from sympy.logic.boolalg import BooleanAtom
 from sympy.printing.precedence import PRECEDENCE
 
+from .dims import Shape, broadcast, named, size
 from .errors import ShapeError
-
-Shape = tuple[int, ...]
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:
@@ -143,9 +142,9 @@ class Reduction(ArrayFunction):
     def reduced(self, shape: Shape) -> tuple[int, ...]:
         return self.axes if self.axes is not None else tuple(range(len(shape)))
 
-    def count(self, shape: Shape) -> int:
-        """How many entries each result entry reduces."""
-        return int(np.prod([shape[a] for a in self.reduced(shape)], dtype=int))
+    def count(self, shape: Shape) -> Any:
+        """How many entries each result entry reduces: a number, or a product of named dimensions."""
+        return size(tuple(shape[a] for a in self.reduced(shape)))
 
     def array_shape(self, *shapes: Shape) -> Shape:
         (shape,) = shapes
@@ -529,7 +528,7 @@ class broadcast_to(ArrayFunction):
     nargs = 2
 
     def array_shape(self, *shapes: Shape) -> Shape:
-        return tuple(int(n) for n in self.args[1])
+        return tuple(n if named(n) else int(n) for n in self.args[1])
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return _obj(np.broadcast_to(_obj(values[0]), self.array_shape()))
@@ -541,7 +540,8 @@ class onehot(ArrayFunction):
     nargs = 2
 
     def array_shape(self, *shapes: Shape) -> Shape:
-        return tuple(shapes[0]) + (int(self.args[1]),)
+        classes = self.args[1]
+        return tuple(shapes[0]) + (classes if named(classes) else int(classes),)
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return np.eye(int(self.args[1]), dtype=int).astype(object)[np.asarray(values[0], dtype=int)]
@@ -594,7 +594,7 @@ def shape_of(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> Shape:
         return ()
     parts = [shape_of(a, shapes) for a in expr.args if isinstance(a, sp.Expr)]
     try:
-        return tuple(int(n) for n in np.broadcast_shapes(*parts))
+        return broadcast(*parts)
     except ValueError:
         raise ShapeError(f"{type(expr).__name__}: shapes {_shapes(tuple(parts))} do not broadcast") \
             from None

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ShapeError
+from .dims import Shape, check_values, declared, named
+from .errors import InputError
 from .ops import OPS
 
 if TYPE_CHECKING:
@@ -47,31 +48,40 @@ def check_inputs(inputs: tuple[str, ...], values: Mapping[str, Any]) -> None:
         raise InputError(f"missing value for input {', '.join(map(repr, missing))}")
 
 
-def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
+def coerce(inputs: tuple[str, ...], shapes: Mapping[str, Shape],
            values: Mapping[str, Any], dtypes: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Every input's value as an array of its declared shape: float64, or int64 for labels."""
+    """Every input's value as an array of its declared shape: float64, or int64 for labels.
+
+    Named dimensions take their sizes from the values, the same in every input
+    that names them; :func:`sizes` reads them back.
+    """
     check_inputs(inputs, values)
     out = {}
     for name in inputs:
         array = as_array(name, values[name])
-        if array.shape != tuple(shapes[name]):
-            raise ShapeError(
-                f"value of {name!r} has shape {array.shape}, but the graph declares {tuple(shapes[name])}"
-            )
         if (dtypes or {}).get(name) == "int":
             if not np.all(array == np.round(array)):
                 raise InputError(f"value of {name!r} must be integer labels, got {values[name]!r}")
             array = array.astype(np.int64)
         out[name] = array
+    check_values(list(out.values()), [(n, declared(shapes[n]), None) for n in inputs])
     return out
+
+
+def sizes(shapes: Mapping[str, Shape], arrays: Mapping[str, Any]) -> dict[str, int]:
+    """``{dimension name: its size}`` as the arrays (already checked) give them."""
+    return {str(n): np.shape(arrays[name])[axis]
+            for name, shape in shapes.items() for axis, n in enumerate(shape) if named(n)}
 
 
 def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
     """Refuse labels outside 0 … C−1, where C is the number of scores they pick from."""
+    known = sizes({n: graph.shape(n) for n in graph.inputs}, env)
     for g, data in _operations(graph.nx):
         for i in OPS[data["op"]].label_operands:
             scores, labels = data["operands"][0], data["operands"][i]
             classes = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
+            classes = known[str(classes)] if named(classes) else classes
             bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
             if bad.size:
                 raise InputError(
@@ -80,14 +90,18 @@ def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
                 )
 
 
-def label_classes(graph: Graph) -> dict[str, int]:
-    """``{labels input: the number of classes its labels pick from}`` (the fewest, if several)."""
-    classes: dict[str, int] = {}
+def label_classes(graph: Graph) -> dict[str, int | str]:
+    """``{labels input: the number of classes its labels pick from}`` (the fewest, if several),
+    or the name of the dimension that gives it."""
+    classes: dict[str, int | str] = {}
     for g, data in _operations(graph.nx):
         for i in OPS[data["op"]].label_operands:
             scores, labels = data["operands"][0], data["operands"][i]
             n = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
-            classes[labels] = min(n, classes.get(labels, n))
+            n = str(n) if named(n) else int(n)
+            have = classes.get(labels, n)
+            numbers_ = [c for c in (n, have) if isinstance(c, int)]
+            classes[labels] = min(numbers_) if numbers_ else n
     return classes
 
 

@@ -1,0 +1,379 @@
+"""Named dimensions and checked shapes, in the interpreter, compile() and the written module.
+
+Code for a graph with named dimensions is generated once and run at several
+sizes; its gradients must equal central finite differences at each.  Every
+input of the wrong shape, rank or kind must get one error naming the input,
+in every path, before anything is computed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symgrad as sg
+from symgrad.cli import main
+
+SHAPES = {"X": ("N", "K"), "W": ("K", "M"), "b": ("M",), "v": ("N",)}
+
+
+def load(text: str, tmp_path, name: str = "generated"):
+    """A written module, imported from its file."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def finite_differences(value, point: dict[str, np.ndarray], names, h: float = 1e-6) -> dict[str, np.ndarray]:
+    """Central differences of ``value(**point)`` for every entry of each input in ``names``."""
+    grads = {}
+    for n in names:
+        x = np.asarray(point[n], dtype=float)
+        g = np.zeros_like(x)
+        for ix in np.ndindex(x.shape):
+            hi, lo = x.copy(), x.copy()
+            hi[ix] += h
+            lo[ix] -= h
+            g[ix] = (value(**{**point, n: hi}) - value(**{**point, n: lo})) / (2 * h)
+        grads[n] = g
+    return grads
+
+
+def close(got, want) -> bool:
+    return np.allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+# -- the case a new user meets -------------------------------------------------------
+
+
+def test_a_mean_over_a_named_batch_divides_by_the_batch_it_meets(tmp_path):
+    text = sg.codegen(sg.graph("mean(relu(X @ W))", shapes={"X": ("N", 3), "W": (3, "H")}))
+    assert "N = X.shape[0]" in text and "H = W.shape[1]" in text
+    assert "1/(H*N)" in text and "128" not in text
+    module = load(text, tmp_path)
+    rng = np.random.default_rng(0)
+    X, W = rng.normal(size=(64, 3)), rng.normal(size=(3, 2))
+    for batch in (X, X[:32], X[:1]):
+        value, grads = module.value_and_grad(batch, W)
+        assert value == pytest.approx(np.maximum(batch @ W, 0).mean())
+        want = finite_differences(lambda X, W: float(np.maximum(X @ W, 0).mean()), {"X": batch, "W": W},
+                                  ["X", "W"])
+        assert close(grads["W"], want["W"]) and close(grads["X"], want["X"])
+
+
+def test_concrete_sizes_refuse_another_batch(tmp_path):
+    module = load(sg.codegen(sg.graph("mean(relu(X @ W))", shapes={"X": (64, 3), "W": (3, 2)})), tmp_path)
+    X, W = np.ones((64, 3)), np.ones((3, 2))
+    with pytest.raises(ValueError, match=r"value of 'X' has shape \(32, 3\), but the graph declares "
+                                         r"\(64, 3\): dimension 0 is 32, not 64"):
+        module.value_and_grad(X[:32], W)
+    f = sg.graph("mean(relu(X @ W))", shapes={"X": (64, 3), "W": (3, 2)}).compile()
+    with pytest.raises(sg.ShapeError, match="dimension 0 is 32, not 64"):
+        f.value_and_grad(X=X[:32], W=W)
+
+
+def test_generated_code_reads_each_named_size_once_at_the_top():
+    g = sg.graph(lambda X, y: sg.softmax_cross_entropy(X, y), shapes={"X": ("N", "C"), "y": ("N",)},
+                 dtypes={"y": int})
+    text = sg.codegen(g)
+    for name in ("forward", "value_and_grad"):
+        body = text[text.index(f"def {name}("):].split("\n\n\n")[0].splitlines()
+        assert body[2].strip() == "_check((X, y), _DECLARED)"
+        reads = [line.strip() for line in body if re.search(r"^\s*[NC] = ", line)]
+        assert reads == ["N = X.shape[0]", "C = X.shape[1]"][: len(reads)] and reads
+        assert all(not re.match(r"\s*[NC] = ", line) for line in body[3 + len(reads):])
+    assert "('y', ('N',), 'C')" in text  # labels pick from C classes, however many C is
+
+
+def test_named_dimensions_show_in_graph_text_tables_pictures_and_explanations():
+    g = sg.graph("mean(relu(X @ W))", shapes={"X": ("N", 3), "W": (3, "H")})
+    assert "graph(X (N, 3), W (3, H))" in str(g) and "(N, H)" in str(g)
+    assert "broadcast_to(dq3/(H*N), (N, H))" in str(g.table())
+    t = g.backprop(X=np.ones((4, 3)), W=np.ones((3, 2)))
+    assert t.sizes == {"N": 4, "H": 2}
+    assert "(N, H)" in str(t.table()) and "named dimensions: N = 4, H = 2" in str(t.table())
+    assert "(N, 3)" in sg.render(t) and "q1 · (N, H)" in sg.render(g)
+    assert "N" in str(t.explain("W"))
+
+
+def test_equal_names_are_the_same_size_and_names_do_not_broadcast_against_sizes():
+    sg.graph("x * y", shapes={"x": ("N",), "y": ("N",)})
+    sg.graph("x * y", shapes={"x": ("N", 1), "y": ("M",)})  # a 1 stretches to any size
+    with pytest.raises(sg.ShapeError, match="do not broadcast"):
+        sg.graph("x * y", shapes={"x": ("N",), "y": ("M",)})
+    with pytest.raises(sg.ShapeError, match="do not broadcast"):
+        sg.graph("x * y", shapes={"x": ("N",), "y": (3,)})
+    with pytest.raises(sg.ShapeError, match="do not align"):
+        sg.graph("A @ B", shapes={"A": ("N", "K"), "B": ("M", 2)})
+
+
+@pytest.mark.parametrize("shape, words", [
+    (("_N",), "not a usable name"), (("np",), "not a usable name"), (("for",), "not a usable name"),
+    (("x",), "name of a node"), (("q1",), "name of a node"), (("dx",), "name of a node"),
+    ("N", "not a tuple of sizes"), (("N", 2.5), "not a tuple of sizes"), ((True,), "not a tuple"),
+])
+def test_bad_dimension_names_are_named_errors(shape, words):
+    with pytest.raises(sg.ShapeError, match=words):
+        sg.graph("sum(2 * x)", shapes={"x": shape})
+
+
+# -- the property: one code, every size ---------------------------------------------------
+
+UNARY = ("tanh", "sigmoid", "softplus", "sin", "logsigmoid")
+
+
+@st.composite
+def by_n_m(draw, depth: int = 2) -> str:
+    """An expression of shape (N, M) over X (N, K), W (K, M), b (M,), v (N,)."""
+    if depth == 0:
+        return draw(st.sampled_from(["(X @ W)", "(X @ tanh(W))"]))
+    inner = draw(by_n_m(depth - 1))
+    kind = draw(st.integers(0, 5))
+    if kind == 0:
+        return f"{draw(st.sampled_from(UNARY))}({inner})"
+    if kind == 1:
+        return f"({inner} + b)"
+    if kind == 2:
+        return f"({inner} * {draw(by_n_m(depth - 1))})"
+    if kind == 3:
+        return f"(tanh({inner}) @ {draw(st.sampled_from(['W.T', 'tanh(W).T']))} @ W)"
+    if kind == 4:
+        return f"({inner}.T - {draw(st.sampled_from(['mean', 'logsumexp', 'sum']))}({inner}, axis=1)).T"
+    return f"(v * {inner}.T).T"
+
+
+@st.composite
+def scalar(draw) -> str:
+    body = draw(by_n_m())
+    return draw(st.sampled_from([
+        f"mean({body})", f"sum(mean({body}, axis=0))", f"mean(v * logsumexp({body}, axis=1))",
+        f"0.5 * l2(mean({body}, axis=1))", f"sum(mean({body}, axis=1) * v)",
+    ]))
+
+
+SIZES = [{"N": 1, "K": 2, "M": 3}, {"N": 4, "K": 1, "M": 2}, {"N": 3, "K": 3, "M": 1}]
+
+
+@settings(max_examples=20, deadline=None)
+@given(scalar(), st.integers(0, 2**16))
+def test_code_for_named_dimensions_is_right_at_every_size(tmp_path_factory, text, seed):
+    shapes = {n: s for n, s in SHAPES.items() if re.search(rf"\b{n}\b", text)}
+    g = sg.graph(text, shapes=shapes)
+    f = g.compile()
+    module = load(sg.codegen(g), tmp_path_factory.mktemp("m"))
+    rng = np.random.default_rng(seed)
+    for sizes in SIZES:
+        point = {n: rng.uniform(-1, 1, tuple(sizes[d] for d in shapes[n])) for n in g.inputs}
+        want = finite_differences(lambda **p: f(**p), point, g.inputs)
+        value, grads = f.value_and_grad(**point)
+        m_value, m_grads = module.value_and_grad(*(point[n] for n in g.inputs))
+        t = g.backprop(**point)
+        for n in g.inputs:
+            for got in (t.grads[n], grads[n], m_grads[n]):
+                assert np.shape(got) == point[n].shape and close(got, want[n]), (text, sizes, n)
+        assert value == pytest.approx(t.value, rel=1e-12) and m_value == pytest.approx(t.value, rel=1e-12)
+
+
+# -- every wrong input: one clear error, in every path -----------------------------------
+
+
+def two_layer(X, W1, b1, W2, b2, y, reg):
+    h = sg.relu(X @ W1 + b1)
+    return sg.softmax_cross_entropy(h @ W2 + b2, y) + 0.5 * reg * (sg.l2(W1) + sg.l2(W2))
+
+
+NET = {"X": ("N", "D"), "W1": ("D", 4), "b1": (4,), "W2": (4, "C"), "b2": ("C",), "y": ("N",)}
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    g = sg.graph(two_layer, shapes=NET, dtypes={"y": int})
+    module = load(sg.codegen(g), tmp_path_factory.mktemp("net"), "net")
+    rng = np.random.default_rng(1)
+    point = {"X": rng.normal(size=(5, 3)), "W1": rng.normal(size=(3, 4)), "b1": rng.normal(size=4),
+             "W2": rng.normal(size=(4, 2)), "b2": rng.normal(size=2), "y": rng.integers(0, 2, 5), "reg": 0.1}
+    return g, g.compile(), module, point
+
+
+def paths(g, f, module):
+    """Each way to run the graph: (name, function of the inputs by name, the error it raises)."""
+    return [
+        ("backprop", lambda p: g.backprop(**p).value, sg.SymgradError),
+        ("value_and_grad", lambda p: f.value_and_grad(**p), sg.SymgradError),
+        ("forward", lambda p: f.forward(**p), sg.SymgradError),
+        ("call", lambda p: f(**p), sg.SymgradError),
+        ("module value_and_grad", lambda p: module.value_and_grad(*(p[n] for n in g.inputs)), ValueError),
+        ("module forward", lambda p: module.forward(*(p[n] for n in g.inputs)), ValueError),
+    ]
+
+
+def wrong_values(point):
+    """(input, wrong value, words the error must hold) for every input."""
+    out = []
+    for name, value in point.items():
+        v = np.asarray(value)
+        out.append((name, v[..., None] if v.ndim else np.ones(2), "dimensional"))  # rank
+        if name != "y":
+            out.append((name, v.astype(bool), "must be real numbers, not bool"))
+            out.append((name, v.astype(complex), "must be real numbers, not complex"))
+        if v.ndim:
+            out.append((name, np.concatenate([v, v[:1]]), "dimension 0"))  # size
+    out.append(("y", np.full(5, 2), "labels 'y' must lie in 0 … 1"))
+    out.append(("y", np.full(5, -1), "labels 'y' must lie in 0 … 1"))
+    out.append(("y", np.full(5, 0.5), "integer labels"))
+    return out
+
+
+def test_the_net_runs_at_every_batch_size_the_same_in_every_path(net):
+    g, f, module, point = net
+    for n in (1, 5):
+        p = {**point, "X": point["X"][:n], "y": point["y"][:n]}
+        values = [fn(p) for name, fn, _ in paths(g, f, module)]
+        firsts = [v[0] if isinstance(v, tuple) else v for v in values]
+        assert np.allclose(firsts, firsts[0], rtol=1e-12)
+
+
+def test_every_wrong_input_is_one_error_naming_it_in_every_path(net):
+    g, f, module, point = net
+    for name, value, words in wrong_values(point):
+        for path, run, error in paths(g, f, module):
+            with pytest.raises(error) as info:
+                run({**point, name: value})
+            message = str(info.value)
+            assert f"'{name}'" in message and words in message, (path, name, message)
+
+
+def test_a_named_dimension_must_agree_across_inputs(net):
+    g, f, module, point = net
+    bad = {**point, "y": point["y"][:4]}
+    for _, run, error in paths(g, f, module):
+        with pytest.raises(error, match=r"value of 'y' has shape \(4,\), but the graph declares \(N,\): "
+                                        r"dimension 0 \(N\) is 4, but N is 5 in 'X'"):
+            run(bad)
+
+
+def test_the_same_message_from_compile_and_from_the_module(net):
+    g, f, module, point = net
+    bad = {**point, "W2": point["W2"][:, :1]}
+    with pytest.raises(sg.ShapeError) as compiled:
+        f.value_and_grad(**bad)
+    with pytest.raises(ValueError) as written:
+        module.value_and_grad(*(bad[n] for n in g.inputs))
+    assert str(compiled.value) == str(written.value)
+    assert "dimension 1 (C) is 1, but C is 2 in 'W2'" not in str(written.value)  # b2 comes later
+    with pytest.raises(ValueError, match=r"'b2' has shape \(2,\).*: dimension 0 \(C\) is 2, but C is 1"):
+        module.value_and_grad(*(bad[n] for n in g.inputs))
+
+
+def test_backward_checks_dout_against_the_named_output_shape(tmp_path):
+    g = sg.graph("tanh(X @ W)", shapes={"X": ("N", 3), "W": (3, "H")})
+    f, module = g.compile(), load(sg.codegen(g), tmp_path)
+    X, W = np.ones((4, 3)), np.ones((3, 2))
+    out, cache = f.forward(X=X, W=W)
+    assert f.backward(np.ones((4, 2)), cache)["W"].shape == (3, 2)
+    assert np.array_equal(f.backward(1.0, cache)["W"], f.backward(np.ones((4, 2)), cache)["W"])
+    with pytest.raises(sg.ShapeError, match=r"dout has shape \(2, 4\), but the output has shape \(4, 2\)"):
+        f.backward(np.ones((2, 4)), cache)
+    out, cache = module.forward(X, W)
+    with pytest.raises(ValueError, match=r"dout has shape \(\), but the output has shape \(4, 2\)"):
+        module.backward(1.0, cache)
+
+
+def test_a_written_module_needs_only_numpy(tmp_path):
+    text = sg.codegen(sg.graph(two_layer, shapes=NET, dtypes={"y": int}))
+    (tmp_path / "net.py").write_text(text)
+    script = textwrap.dedent("""
+        import sys, numpy as np
+        sys.modules["sympy"] = sys.modules["symgrad"] = None  # not importable
+        import net
+        X = np.ones((3, 2)); y = np.array([0, 1, 1])
+        value, grads = net.value_and_grad(X, np.ones((2, 4)), np.ones(4), np.ones((4, 2)), np.ones(2), y, 0.1)
+        assert grads["W1"].shape == (2, 4)
+        try:
+            net.value_and_grad(X, np.ones((2, 4)), np.ones(4), np.ones((4, 2)), np.ones(3), y, 0.1)
+        except ValueError as e:
+            print(e)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "value of 'b2' has shape (3,), but the graph declares (C,)" in done.stdout
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_codegen_with_named_dimensions(tmp_path, capsys):
+    path = tmp_path / "layer.py"
+    assert main(["codegen", "mean(relu(X @ W))", "--shape", "X=(N,3),W=(3,H)", "-o", str(path)]) == 0
+    module = load(path.read_text(), tmp_path, "layer")
+    X, W = np.random.default_rng(2).normal(size=(7, 3)), np.ones((3, 2))
+    assert module.value_and_grad(X, W)[0] == pytest.approx(np.maximum(X @ W, 0).mean())
+    assert main(["derive", "mean(2 * X)", "--shape", "X=(N,3)", "--at", "X=[[1,2,3],[4,5,6]]"]) == 0
+    assert "dX = 2*dq1 = [[0.3333, 0.3333, 0.3333], [0.3333, 0.3333, 0.3333]]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", ["X=(N,f(1))", "X=(N,__import__)", "X=(N,'a')", "X=(N,0)"])
+def test_cli_bad_named_shapes_are_errors(shape, capsys):
+    assert main(["codegen", "mean(2 * X)", "--shape", shape]) == 2
+    assert "symgrad: error:" in capsys.readouterr().err
+
+
+def test_a_gradient_that_is_a_copy_of_a_forward_value_is_not_deleted_before_it_is_returned():
+    g = sg.graph("sum(mean(sigmoid(X @ W + b), axis=1) * v)", shapes=SHAPES)
+    X, W, b, v = np.ones((2, 2)), np.ones((2, 3)), np.ones(3), np.ones(2)
+    grads = g.compile().value_and_grad(X=X, W=W, b=b, v=v)[1]
+    assert np.allclose(grads["v"], g.backprop(X=X, W=W, b=b, v=v).grads["v"])
+
+
+def test_a_sympy_matrix_of_symbolic_size_has_a_named_dimension():
+    import sympy as sp
+
+    N = sp.Symbol("N")
+    g = sg.graph(sp.MatrixSymbol("X", N, 3) * sp.MatrixSymbol("W", 3, 2))
+    assert g.shape("X") == g.shape(g.output)[:1] + (3,) and str(g.shape("X")[0]) == "N"
+    assert g.backprop(X=np.ones((5, 3)), W=np.ones((3, 2))).value.shape == (5, 2)
+    with pytest.raises(sg.ShapeError, match=r"matrix X is \(N, 3\), but shapes gives \(4, 3\)"):
+        sg.graph(sp.MatrixSymbol("X", N, 3) * sp.MatrixSymbol("W", 3, 2), shapes={"X": (4, 3)})
+    with pytest.raises(sg.ShapeError, match="give whole numbers or names"):
+        sg.graph(sp.MatrixSymbol("X", N + 1, 3) * sp.MatrixSymbol("W", 3, 2))
+
+
+def test_a_zero_gradient_of_named_shape_reads_its_size(tmp_path):
+    g = sg.graph(lambda x, X: sg.sum(x * 2), shapes={"x": ("M",), "X": ("N", 3)})
+    f, module = g.compile(), load(sg.codegen(g), tmp_path)
+    x, X = np.ones(2), np.ones((4, 3))
+    out, cache = f.forward(x=x, X=X)
+    assert np.array_equal(f.backward(1.0, cache)["X"], np.zeros((4, 3)))
+    assert np.array_equal(f.value_and_grad(x=x, X=X)[1]["X"], np.zeros((4, 3)))
+    assert np.array_equal(module.backward(1.0, module.forward(x, X)[1])["X"], np.zeros((4, 3)))
+    assert np.array_equal(g.backprop(x=x, X=X).grads["X"], np.zeros((4, 3)))
+
+
+def test_check_grad_and_jacobians_with_named_dimensions(net):
+    g, f, module, point = net
+    for n in (1, 5):
+        p = {**point, "X": point["X"][:n], "y": point["y"][:n]}
+        assert sg.check_grad(f, **p).ok
+        assert sg.check_local(g, **p).ok
+    t = sg.graph("tanh(X @ W)", shapes={"X": ("N", 2), "W": (2, "H")}).backprop(X=np.ones((3, 2)),
+                                                                             W=np.ones((2, 4)))
+    assert t.jacobian("q1", "W").shape == (3, 4, 2, 4)
+
+
+def test_a_written_module_takes_arrays_for_array_inputs(net):
+    g, f, module, point = net
+    args = [point[n].tolist() if n == "b2" else point[n] for n in g.inputs]
+    with pytest.raises(ValueError, match=r"value of 'b2' must be a NumPy array of shape \(C,\), not list"):
+        module.value_and_grad(*args)
+    assert f.value_and_grad(**{**point, "b2": point["b2"].tolist()})[0] == f.value_and_grad(**point)[0]
