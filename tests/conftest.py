@@ -54,3 +54,11 @@ def param_choices(params: tuple[str, ...], shape: tuple[int, ...], negative_axis
         "shape": list(dict.fromkeys([(-1,), (*shape[:1], -1), (-1, *shape[-1:]), shape[::-1]])),
     }
     return [dict(zip(params, combo)) for combo in itertools.product(*(choices[p] for p in params))]
+
+
+def required_params(params: tuple[str, ...], shape: tuple[int, ...]) -> str:
+    """Keyword text (``", shape=(-1,)"``) for the parameters an op cannot do without."""
+    needed = tuple(p for p in params if p in ("shape", "axes"))
+    if not needed:
+        return ""
+    return "".join(f", {k}={v}" for k, v in param_choices(needed, shape)[0].items())

@@ -25,8 +25,10 @@ from symgrad.layers import LAYERS
 from symgrad.ops import OPS, Domain
 from symgrad.tables import local_text, vjp_text, written
 
+from .conftest import required_params
+
 NAMES = "ab"
-SIZES = {"n": 2, "m": 3, "k": 4, "c": 3}
+SIZES = {"n": 2, "m": 3, "k": 4, "c": 3, "b": 2, "1": 1}
 
 
 @dataclass
@@ -75,8 +77,9 @@ def op_cases() -> dict[str, Case]:
         for i, letters in enumerate(op.shapes):
             shapes = {a: tuple(SIZES[c] for c in s) for a, s in zip(args, letters)}
             dtypes = {a: int for a, d in zip(args, op.domain) if d.labels}
-            cases[f"{name}-array{i}"] = Case(f"sum({call(name, args)})", shapes, dtypes)
-            cases[f"{name}-array{i}-out"] = Case(call(name, args), shapes, dtypes)
+            needed = required_params(op.params, shapes[args[0]])
+            cases[f"{name}-array{i}"] = Case(f"sum({call(name, args, needed)})", shapes, dtypes)
+            cases[f"{name}-array{i}-out"] = Case(call(name, args, needed), shapes, dtypes)
             if "axis" in op.params and len(letters[0]) > 1:
                 cases[f"{name}-array{i}-axis"] = Case(f"sum({call(name, args, ', axis=1')})", shapes, dtypes)
     return cases
