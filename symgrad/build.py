@@ -19,7 +19,7 @@ from typing import TypeAlias
 import sympy as sp
 
 from .dims import Shape, read_shape
-from .errors import EvaluationError, InputError, SymgradError
+from .errors import EvaluationError, InputError, ShapeError, SymgradError
 from .ops import OPS, Op
 from .tensors import normalize_axes
 
