@@ -22,15 +22,19 @@ NAMES = "ab"
 LIMITS = Limits(wall_seconds=5, cpu_seconds=2, memory_mb=512, output_kb=64, answer_seconds=120)
 
 # Array ops: (expression, shapes, {input: a right answer}); SymPy does not differentiate
-# these, so the numbers alone decide.  pick has none: no answer in the grammar builds a one-hot.
+# these, so the numbers alone decide.
 ARRAY_PROBLEMS = {
     "matmul": ("sum(a @ b)", {"a": (2, 3), "b": (3,)}, {"a": "b + 0*a", "b": "sum(a, axis=0)"}),
     "transpose": ("sum(a.T * b)", {"a": (2, 3), "b": (3, 2)}, {"a": "b.T", "b": "a.T"}),
     "sum": ("sum(a)", {"a": (2, 3)}, {"a": "1"}),
     "mean": ("mean(a)", {"a": (2, 3)}, {"a": "1/6"}),
     "logsumexp": ("logsumexp(a)", {"a": (3,)}, {"a": "exp(a - logsumexp(a))"}),
+    "permute_dims": ("sum(transpose(a, (1, 0)) * b)", {"a": (2, 3), "b": (3, 2)},
+                     {"a": "b.T", "b": "transpose(a, (1, 0))"}),
+    "reshape": ("sum(reshape(a, (6,)) * b)", {"a": (2, 3), "b": (6,)},
+                {"a": "reshape(b, (2, 3))", "b": "reshape(a, (6,))"}),
 }
-NO_ANSWER = {"pick"}
+NO_ANSWER = {"pick", "amax", "amin"}  # one-hot gradients: no answer in the grammar builds them
 
 
 class AnswerText(StrPrinter):
