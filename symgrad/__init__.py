@@ -1,6 +1,7 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
-from . import homework
+from typing import Any
+
 from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
 from .codegen import Compiled, codegen
 from .derived import (
@@ -73,3 +74,12 @@ __all__ = [
     "codegen",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
+
+
+def __getattr__(name: str) -> Any:
+    """``sg.homework``, imported on first use: ``import symgrad`` stays quick."""
+    if name == "homework":
+        import importlib
+
+        return importlib.import_module(".homework", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
