@@ -71,11 +71,6 @@ def check_dtype(name: str, dtype: object) -> str:
         ) from None
 
 
-def broadcast(op: Op, shapes: list[Shape]) -> Shape:
-    """The result shape of an elementwise op, or a ShapeError naming op and shapes."""
-    return op.result_shape(shapes, ())
-
-
 def fold(op: Op, constants: list[sp.Expr]) -> sp.Expr:
     """Evaluate an op whose operands are all constants, refusing non-real results."""
     if op.name == "pow":
