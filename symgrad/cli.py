@@ -172,7 +172,7 @@ def backward_lines(t: Any, digits: int) -> str:
     lines = []
     for adj in t.program.backward:
         value = number(t.node_grads[adj.node], digits)
-        lines.append(f"{adj.target} = {adj.expr} = {value}")
+        lines.append(f"{t.program.adjoint_text(adj)} = {value}")
     return "\n".join(lines)
 
 

@@ -70,6 +70,11 @@ def expression_text(graph: Graph, node: str, expr: sp.Expr | None = None) -> str
     return _AsWritten(order).doprint(graph.expr(node) if expr is None else expr)
 
 
+def written(order: list[sp.Symbol], expr: sp.Expr) -> str:
+    """``expr`` as text, the operands of +, ·, max and min following ``order``."""
+    return _AsWritten(order).doprint(expr)
+
+
 def vjp_text(rule: Any) -> str:
     """A vector-Jacobian product ``Lambda(g, expr)`` as ``g ↦ expr``; labels get none."""
     return "labels (no gradient)" if rule is None else f"{rule.variables[0]} ↦ {rule.expr}"
