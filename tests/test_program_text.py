@@ -33,7 +33,7 @@ def test_the_text_reads_operands_as_written():
     text = str(build_program(sg.graph("max(z, w) - (y - x)")))
     got = assignments(text)
     assert got["q1"] == "Max(z, w)" and got["q2"] == "y - x"
-    assert got["dz"] == "dq3*Heaviside(z - w)" and got["dw"] == "dq3*Heaviside(w - z)"
+    assert got["dz"] == "dq1*Heaviside(z - w)" and got["dw"] == "dq1*Heaviside(w - z)"
 
 
 def test_the_text_is_the_same_in_another_interpreter():
