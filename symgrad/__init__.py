@@ -4,6 +4,7 @@ from typing import Any
 
 from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
 from .codegen import Compiled, codegen
+from .define import DefinedOp, define_op, undefine_op
 from .derived import (
     binary_cross_entropy,
     l2,
@@ -74,6 +75,7 @@ __all__ = [
     "codegen",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
+__all__ += ["DefinedOp", "define_op", "undefine_op"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """NumPy code from a Program: compiled functions and standalone modules.
 
-The generated text is a module that imports only NumPy: a header naming the
-expression and its inputs, then three straight-line functions.
+The generated text is a module that imports only NumPy (and what the op table
+declares for the ops it uses, such as ``from scipy.special import erf``): a
+header naming the expression and its inputs, then three straight-line functions.
 
 - ``forward(x, ...)`` computes every node, one assignment a line, named after
   the graph's nodes (``q1 = x + y``), and returns the output and a cache of
@@ -49,7 +50,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
-from .printing import numpy_code
+from .printing import import_namespace, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import broadcast_to, shape_of
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
@@ -83,7 +84,7 @@ def module_source(program: Program) -> str:
     Returns
     -------
     str
-        Python source that imports only NumPy.
+        Python source that imports only NumPy (and the imports its ops declare).
 
     >>> import symgrad as sg
     >>> from symgrad.program import build_program
@@ -100,8 +101,14 @@ def module_source(program: Program) -> str:
     return _module_text(program, _functions(program))
 
 
+def program_imports(program: Program) -> tuple[str, ...]:
+    """The import statements beyond NumPy the program's text needs: those its ops declare."""
+    return imports_of(*(a.expr for a in program.forward), *(a.expr for a in program.backward))
+
+
 def _module_text(program: Program, functions: dict[str, _Function]) -> str:
-    lines = _header(program, _batchable(program.graph)) + ["import numpy as np", "", ""]
+    imports = ["import numpy as np", *program_imports(program)]
+    lines = _header(program, _batchable(program.graph)) + [*imports, "", ""]
     for name in ("forward", "backward", "value_and_grad"):
         fn = functions[name]
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent(fn.body), "", ""]
@@ -477,9 +484,10 @@ class Compiled:
                                for n in graph.inputs)
         functions = _functions(self.program)
         self.source = _module_text(self.program, functions)
+        namespace = import_namespace(program_imports(self.program))  # a named error if one fails
         self.module = load_module(self.source, "code", {})
         entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
-            "np": np, "_backward": self.module.backward, "_MISSING": _MISSING,
+            **namespace, "_backward": self.module.backward, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
         })

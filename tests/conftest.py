@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from symgrad.ops import CUSTOM_FUNCTIONS
+from symgrad.ops import CUSTOM_FUNCTIONS, Defined
 
 
 def elementary(expr: sp.Expr) -> sp.Expr:
     """``expr`` with symgrad's own functions (sigmoid, relu, softplus, …) written out,
     so that SymPy's derivative of it does not use symgrad's declared rules."""
     return expr.replace(
-        lambda e: isinstance(e, CUSTOM_FUNCTIONS),
+        lambda e: isinstance(e, (*CUSTOM_FUNCTIONS, Defined)),
         lambda e: type(e).elementary(*e.args),
     )
 
