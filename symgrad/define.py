@@ -20,7 +20,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .build import RESERVED_NAMES
 from .errors import SymgradError
-from .ops import OPS, Domain, declare, function
+from .ops import OPS, Defined, Domain, declare, function
 from .printing import numpy_code
 from .tracing import OpFunction
 
@@ -152,7 +152,8 @@ def _check_printable(op: Any) -> None:
         try:
             numpy_code(e)
         except PrintMethodNotImplementedError:
-            missing = sorted({type(f).__name__ for f in e.atoms(sp.Function)} - {
+            written = e.replace(lambda f: isinstance(f, Defined), lambda f: f.elementary(*f.args))
+            missing = sorted({type(f).__name__ for f in written.atoms(sp.Function)} - {
                 c.__name__ for c in OPS.by_class})
             raise SymgradError(
                 f"{op.name}: its {what} ({e}) uses {', '.join(missing) or 'a function'}, which has no "

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
@@ -61,6 +62,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _module_format(self, fqn: str, register: bool = True) -> str:
         if fqn.startswith("numpy."):
             return "np." + fqn[len("numpy."):]
+        if fqn.startswith("math."):  # Python's scalar math (erf): not for arrays, and not imported
+            raise PrintMethodNotImplementedError(f"no NumPy spelling for {fqn}")
         return super()._module_format(fqn, register)
 
     def _print(self, expr: Any, **kwargs: Any) -> str:
