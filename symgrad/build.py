@@ -56,6 +56,9 @@ def check_name(name: str) -> None:
         raise InputError(
             f"input name {name!r} is reserved (generated code uses it); please rename it"
         )
+    if OPS.imports() and name in (imported := OPS.imported_names()):
+        raise InputError(f"input name {name!r} is the name {imported[name]!r} binds in generated code; "
+                         "please rename it")
 
 
 DTYPES = {int: "int", "int": "int", float: "float", "float": "float"}

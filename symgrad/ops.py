@@ -386,6 +386,16 @@ class OpTable(Mapping[str, Op]):
         """Whether any op declares imports."""
         return any(op.imports for op in self._ops.values())
 
+    def imported_names(self) -> dict[str, str]:
+        """``{name: import statement}`` for the names the ops' imports bind (``erf``)."""
+        found: dict[str, str] = {}
+        for line in (line for op in self._ops.values() for line in op.imports):
+            statement = ast.parse(line).body[0]
+            assert isinstance(statement, (ast.Import, ast.ImportFrom))
+            for alias in statement.names:
+                found[alias.asname or alias.name.split(".")[0]] = line
+        return found
+
 
 OPS = OpTable()
 INFIX: dict[str, Op] = OPS.infix

@@ -259,3 +259,10 @@ def test_the_cli_help_and_the_docs_list_every_function_of_the_table():
     section = api[api.index("### Functions for expressions"):api.index("```python", api.index(
         "### Functions for expressions"))]
     assert names <= set(re.findall(r"\w+", " ".join(re.findall(r"`([^`]*)`", section))))
+
+
+def test_an_input_may_not_take_the_name_an_import_binds():
+    with sg.define_op("erfc", sp.erfc, numpy="erfc({0})", imports=["from math import erfc"]):
+        with pytest.raises(sg.SymgradError, match="'erfc' is the name 'from math import erfc' binds"):
+            sg.graph("erfc(erfc)")
+    assert list(sg.graph("erfc * 2").inputs) == ["erfc"]
