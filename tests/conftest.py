@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import sympy as sp
 
-from symgrad.ops import CUSTOM_FUNCTIONS, Defined
+from symgrad.ops import CUSTOM_FUNCTIONS, OPS, Defined
+
+
+@pytest.fixture(autouse=True)
+def op_table_is_left_as_found():
+    """Ops a test defines (sg.define_op) are undefined by its end: none leaks into another test."""
+    before = dict(OPS)
+    yield
+    assert dict(OPS) == before, f"a test left ops defined: {sorted(set(OPS) - set(before))}"
 
 
 def elementary(expr: sp.Expr) -> sp.Expr:

@@ -1,7 +1,7 @@
 """Ops defined outside the package, through every stage: gelu (tanh and erf forms) and arctan.
 
 Each op is defined with :func:`symgrad.define_op` inside a ``with`` block, so
-nothing leaks into other tests (the autouse fixture checks the table).
+nothing leaks into other tests (conftest's autouse fixture checks the table).
 """
 
 from __future__ import annotations
@@ -42,13 +42,6 @@ def has_scipy() -> bool:
     except ImportError:
         return False
     return True
-
-
-@pytest.fixture(autouse=True)
-def table_is_left_as_found():
-    before = dict(OPS)
-    yield
-    assert dict(OPS) == before, "a test left an op defined"
 
 
 def define(stack: ExitStack, kind: str) -> dict[str, sg.DefinedOp]:
