@@ -259,3 +259,16 @@ def test_an_input_may_not_take_the_name_an_import_binds():
         with pytest.raises(sg.SymgradError, match="'erfc' is the name 'from math import erfc' binds"):
             sg.graph("erfc(erfc)")
     assert list(sg.graph("erfc * 2").inputs) == ["erfc"]
+
+
+def test_a_defined_op_of_two_operands_with_a_derivative_through_its_output():
+    with sg.define_op("lse2", lambda a, b: sp.log(sp.exp(a) + sp.exp(b)), numpy="np.logaddexp({0}, {1})",
+                      derivative=lambda a, b, out: (sp.exp(a - out), sp.exp(b - out))) as lse2:
+        check_row(lse2.op)
+        for front in ("string", "callable", "sympy"):
+            check_gradient(lse2.op, front, lse2)
+        assert sg.graph("lse2(x, y)").local_derivatives("q1", form="cached") == {
+            "x": sp.exp(sp.Symbol("x", real=True) - sp.Symbol("q1", real=True)),
+            "y": sp.exp(sp.Symbol("y", real=True) - sp.Symbol("q1", real=True))}
+        value, grads = sg.graph("lse2(x, y)").compile().value_and_grad(x=1000.0, y=0.0)  # no overflow
+        assert value == 1000.0 and grads == {"x": 1.0, "y": pytest.approx(np.exp(-1000.0))}
