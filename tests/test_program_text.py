@@ -43,3 +43,11 @@ def test_the_text_is_the_same_in_another_interpreter():
                            check=True).stdout for _ in range(2)}
     assert len(runs) == 1
     assert runs.pop().strip() == str(build_program(sg.graph("x*y + sigmoid(x) + y", granularity="nary")))
+
+
+def test_derive_prints_the_backward_pass_as_the_program_does(capsys):
+    from symgrad.cli import main
+
+    assert main(["derive", "max(z, w)", "--at", "z=2,w=-1"]) == 0
+    out = capsys.readouterr().out
+    assert "dz = dq1*Heaviside(z - w) = 1" in out and "dw = dq1*Heaviside(w - z) = 0" in out
