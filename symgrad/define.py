@@ -20,7 +20,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .build import RESERVED_NAMES
 from .errors import SymgradError
-from .ops import OPS, Defined, Domain, declare, function
+from .ops import OPS, Defined, Domain, Op, declare, function
 from .printing import numpy_code
 from .tracing import OpFunction
 
@@ -33,16 +33,27 @@ class DefinedOp(OpFunction):
     table, as leaving ``with define_op(...) as gelu:`` does.
     """
 
+    def __init__(self, name: str):
+        super().__init__(name)
+        self._row = OPS[name]
+
+    @property
+    def op(self) -> Op:
+        """The op's row in the table; a SymgradError once it is undefined (or defined anew)."""
+        if OPS.get(self.name) is not self._row:
+            raise SymgradError(f"the op {self.name!r} is not defined (any more)")
+        return self._row
+
     def undefine(self) -> None:
         """Take the op out of the op table; strings and callables no longer know it."""
-        undefine_op(self.name)
+        undefine_op(self.op.name)
 
     def __enter__(self) -> DefinedOp:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.name in OPS:
-            self.undefine()
+        if OPS.get(self.name) is self._row:  # not an op defined anew under the same name
+            undefine_op(self.name)
 
 
 def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | None = None,

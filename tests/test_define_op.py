@@ -194,6 +194,10 @@ def test_defining_and_undefining():
     again = sg.define_op("gelu", lambda x: x * sg.sigmoid(sp.Float(1.702) * x))  # defined anew
     try:
         assert sg.graph("gelu(x)").compile()(x=1.0) == pytest.approx(1 / (1 + np.exp(-1.702)))
+        with pytest.raises(sg.SymgradError, match="not defined"):
+            gelu(sp.Symbol("x"))  # the first definition's function does not call the second's
+        with pytest.raises(sg.SymgradError, match="not defined"):
+            gelu.undefine()
     finally:
         sg.undefine_op("gelu")
     with pytest.raises(sg.SymgradError, match="not defined"):
