@@ -60,7 +60,7 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
               imports: Iterable[str] = (), derivative: Callable[..., Any] | None = None,
               stable: Iterable[Callable[..., tuple[sp.Expr, sp.Expr]]] = (),
               kink: Callable[..., sp.Expr] | None = None,
-              domain: Iterable[Domain | tuple[float, float]] | None = None,
+              domain: Iterable[Domain | Iterable[float]] | None = None,
               label: str | None = None, latex: str | None = None) -> DefinedOp:
     """Add an op to the op table, the way the built-in ops are declared.
 
@@ -111,8 +111,7 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
     """
     _check_name(name)
     imports = tuple(imports)
-    domains = None if domain is None else tuple(
-        d if isinstance(d, Domain) else Domain(float(d[0]), float(d[1])) for d in domain)
+    domains = None if domain is None else tuple(_domain(name, d) for d in domain)
     if isinstance(sympy_form, type) and issubclass(sympy_form, sp.Function):
         if derivative is not None or latex is not None:
             raise SymgradError(f"{name}: SymPy's {sympy_form.__name__} has its own derivative and LaTeX")
@@ -142,6 +141,19 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
 def undefine_op(name: str) -> None:
     """Take the op ``name``, added by :func:`define_op`, out of the op table."""
     OPS.remove(name)
+
+
+def _domain(name: str, d: Any) -> Domain:
+    """An operand's domain: a Domain, or ``(lo, hi)`` with lo < hi."""
+    if isinstance(d, Domain):
+        return d
+    try:
+        lo, hi = (float(v) for v in d)
+    except (TypeError, ValueError):
+        raise SymgradError(f"{name}: domain= takes (lo, hi) or a Domain per operand, not {d!r}") from None
+    if not lo < hi:
+        raise SymgradError(f"{name}: the domain ({lo}, {hi}) is empty")
+    return Domain(lo, hi)
 
 
 def _check_name(name: str) -> None:

@@ -419,6 +419,8 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
     if arity is None:
         nargs = getattr(sympy, "nargs", None)
         arity = min(nargs) if isinstance(nargs, sp.FiniteSet) else len(inspect.signature(sympy).parameters)
+    if domain is not None and len(domain) != arity:
+        raise SymgradError(f"{name}: give one domain per operand ({arity}), not {len(domain)}")
     for line in imports:
         if not _is_import(line):
             raise SymgradError(f"{name}: {line!r} is not an import statement")

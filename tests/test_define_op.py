@@ -223,6 +223,10 @@ def test_what_the_table_cannot_use_is_refused_when_defined():
         sg.define_op("arctan", sp.atan)
     with pytest.raises(sg.SymgradError, match="cannot be filled in"):
         sg.define_op("arctan", sp.atan, numpy="np.arctan({1})")
+    with pytest.raises(sg.SymgradError, match="domain= takes"):
+        sg.define_op("f", gelu_tanh, domain=["wide"])
+    with pytest.raises(sg.SymgradError, match="one domain per operand"):
+        sg.define_op("f", gelu_tanh, domain=[(0, 1), (0, 1)])
     with pytest.raises(sg.SymgradError, match="SymPy expression"):
         sg.define_op("f", lambda x: "x + 1")
     with pytest.raises(sg.SymgradError, match="already the op 'tanh'"):
