@@ -1,8 +1,10 @@
 """symgrad: derive gradients the way backpropagation is taught, then make them fast."""
 
-from . import homework
+from typing import Any
+
 from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
 from .codegen import Compiled, codegen
+from .define import DefinedOp, define_op, undefine_op
 from .derived import (
     binary_cross_entropy,
     l2,
@@ -81,3 +83,13 @@ __all__ = [
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
 __all__ += ["amax", "amin", "matrix_transpose", "reshape", "swapaxes"]
+__all__ += ["DefinedOp", "define_op", "undefine_op"]
+
+
+def __getattr__(name: str) -> Any:
+    """``sg.homework``, imported on first use: ``import symgrad`` stays quick."""
+    if name == "homework":
+        import importlib
+
+        return importlib.import_module(".homework", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,6 +56,9 @@ def check_name(name: str) -> None:
         raise InputError(
             f"input name {name!r} is reserved (generated code uses it); please rename it"
         )
+    if OPS.imports() and name in (imported := OPS.imported_names()):
+        raise InputError(f"input name {name!r} is the name {imported[name]!r} binds in generated code; "
+                         "please rename it")
 
 
 DTYPES = {int: "int", "int": "int", float: "float", "float": "float"}
@@ -69,11 +72,6 @@ def check_dtype(name: str, dtype: object) -> str:
         raise InputError(
             f"dtype {dtype!r} of input {name!r} is not supported; use float, or int for labels"
         ) from None
-
-
-def broadcast(op: Op, shapes: list[Shape]) -> Shape:
-    """The result shape of an elementwise op, or a ShapeError naming op and shapes."""
-    return op.result_shape(shapes, ())
 
 
 def fold(op: Op, constants: list[sp.Expr]) -> sp.Expr:

@@ -32,7 +32,7 @@ from .dims import concrete
 from .errors import EvaluationError, InputError
 from .graph import Graph
 from .ops import BY_CLASS
-from .printing import evaluate, numpy_code
+from .printing import evaluate, import_namespace, imports_of, numpy_code
 from .program import build_program
 from .tables import number, render
 from .values import as_array, check_labels, coerce, sizes
@@ -353,7 +353,8 @@ class _Kinks:
             body = [f"    {a.target} = {numpy_code(a.expr)}" for a in program.forward]
             text = "\n".join([f"def kinks({', '.join(graph.inputs)}):", *body,
                               f"    return [{', '.join(numpy_code(e) for e in exprs)}]", ""])
-            self.fn = load_module(text, "kinks", {"np": np}).kinks
+            used = imports_of(*(a.expr for a in program.forward), *exprs)
+            self.fn = load_module(text, "kinks", import_namespace(used)).kinks
 
     def signs(self, point: dict[str, Any]) -> list[np.ndarray]:
         assert self.fn is not None

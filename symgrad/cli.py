@@ -200,7 +200,7 @@ def backward_lines(t: Any, digits: int) -> str:
     lines = []
     for adj in t.program.backward:
         value = number(t.node_grads[adj.node], digits)
-        lines.append(f"{adj.target} = {adj.expr} = {value}")
+        lines.append(f"{t.program.adjoint_text(adj)} = {value}")
     return "\n".join(lines)
 
 
@@ -208,9 +208,15 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line if line else line for line in text.splitlines())
 
 
-EXPR_HELP = ("an expression in Python syntax, such as \"(x + y) * z\": numbers, names, + - * / ** @, "
-             ".T, and the functions exp log sqrt sin cos tanh sigmoid relu softplus logsigmoid "
-             "logaddexp abs max min sum mean logsumexp norm softmax log_softmax l2 (parsed, never run)")
+def expr_help() -> str:
+    """The help of EXPR, naming every function of the op table and every composition."""
+    from .derived import DERIVED
+    from .ops import FUNCTIONS
+
+    return ("an expression in Python syntax, such as \"(x + y) * z\": numbers, names, + - * / ** @, "
+            f".T, and the functions {' '.join([*FUNCTIONS, *DERIVED])} (parsed, never run)")
+
+
 AT_HELP = ("input values, e.g. x=-2,y=5,z=-4 or W=[[1,2],[3,4]] (a list gives the input its shape); "
            "repeatable")
 SHAPE_HELP = ("input shapes without values, e.g. \"W=(2,3),x=(3,)\"; a size may be a name, "
@@ -233,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "SymPy and, given --at, run the forward and backward pass with numbers.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
     )
-    p.add_argument("expression", metavar="EXPR", help=EXPR_HELP)
+    p.add_argument("expression", metavar="EXPR", help=expr_help())
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...", help=AT_HELP)
     p.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     p.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
@@ -258,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "gradient sent back along it (red).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RENDER_EXAMPLES,
     )
-    r.add_argument("expression", metavar="EXPR", help=EXPR_HELP)
+    r.add_argument("expression", metavar="EXPR", help=expr_help())
     r.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...", help=AT_HELP)
     r.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     r.add_argument("-o", "--output", metavar="FILE.svg",
@@ -278,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "backward and value_and_grad functions for EXPR.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CODEGEN_EXAMPLES,
     )
-    c.add_argument("expression", metavar="EXPR", help=EXPR_HELP)
+    c.add_argument("expression", metavar="EXPR", help=expr_help())
     c.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     c.add_argument("-o", "--output", metavar="FILE", help="the module to write (default: print it)")
     c.add_argument("--wrt", metavar="NAME,...",

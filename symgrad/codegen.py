@@ -1,7 +1,8 @@
 """NumPy code from a Program: compiled functions and standalone modules.
 
-The generated text is a module that imports only NumPy: a header naming the
-expression and its inputs, then three straight-line functions.
+The generated text is a module that imports only NumPy (and what the op table
+declares for the ops it uses, such as ``from scipy.special import erf``): a
+header naming the expression and its inputs, then three straight-line functions.
 
 - ``forward(x, ...)`` computes every node, one assignment a line, named after
   the graph's nodes (``q1 = x + y``), and returns the output and a cache of
@@ -55,7 +56,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from .dims import CHECK, check_values, concrete, declared, named, show
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
-from .printing import numpy_code
+from .printing import import_namespace, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import broadcast_to, shape_of
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
@@ -89,7 +90,7 @@ def module_source(program: Program) -> str:
     Returns
     -------
     str
-        Python source that imports only NumPy.
+        Python source that imports only NumPy (and the imports its ops declare).
 
     >>> import symgrad as sg
     >>> from symgrad.program import build_program
@@ -106,10 +107,16 @@ def module_source(program: Program) -> str:
     return _module_text(program, _functions(program))
 
 
+def program_imports(program: Program) -> tuple[str, ...]:
+    """The import statements beyond NumPy the program's text needs: those its ops declare."""
+    return imports_of(*(a.expr for a in program.forward), *(a.expr for a in program.backward))
+
+
 def _module_text(program: Program, functions: dict[str, _Function]) -> str:
     g = program.graph
     checked = not _batchable(g) and bool(g.inputs)
-    lines = _header(program, _batchable(g)) + ["import numpy as np", "", ""]
+    imports = ["import numpy as np", *program_imports(program)]
+    lines = _header(program, _batchable(g)) + [*imports, "", ""]
     if checked:
         lines += _declared_table(g) + ["", ""]
     for name in ("forward", "backward", "value_and_grad"):
@@ -540,9 +547,10 @@ class Compiled:
         cache = functions["forward"].cache
         self._cached_dims = {d: cache.index(d) for d in graph_dims(graph) if d in cache}
         self.source = _module_text(self.program, functions)
+        namespace = import_namespace(program_imports(self.program))  # a named error if one fails
         self.module = load_module(self.source, "code", {})
         entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
-            "np": np, "_backward": self.module.backward, "_MISSING": _MISSING,
+            **namespace, "_backward": self.module.backward, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
         })

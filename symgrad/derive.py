@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .ops import STABLE_DERIVATIVES
+from .ops import OPS
 
 
 def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
@@ -54,9 +54,11 @@ def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.S
     q*sigmoid(-a)
     """
     spellings = {}
-    if plain.has(*_STABLE_HEADS):
-        for e in plain.atoms(*{type(s) for s, _ in STABLE_DERIVATIVES}):
-            for spelling, replacement in STABLE_DERIVATIVES:
+    stable = OPS.stable_derivatives()
+    heads = OPS.stable_heads()
+    if heads and plain.has(*heads):
+        for e in plain.atoms(*{type(s) for s, _ in stable}):
+            for spelling, replacement in stable:
                 m = e.match(spelling) if type(e) is type(spelling) else None
                 if m is not None:
                     spellings[e] = replacement.xreplace(m)
@@ -65,9 +67,6 @@ def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.S
         return cached
     stable = plain.xreplace(spellings)
     return stable.subs(expr, out) if expr.free_symbols else stable
-
-
-_STABLE_HEADS = tuple({type(f) for s, _ in STABLE_DERIVATIVES for f in s.atoms(sp.Function)})
 
 
 def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,

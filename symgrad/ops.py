@@ -1,15 +1,17 @@
 """The op table: every operation symgrad knows, declared once.
 
-Each row says how the operation is built in SymPy, how many operands it
-takes, how it is shown in tables and pictures, how it prints in NumPy, where
-tests may sample its operands and where it has a kink.  Local derivatives are
-not declared: SymPy derives them from the row's expression.  The functions
-SymPy lacks (sigmoid, relu, softplus, logsigmoid, logaddexp) are SymPy
-functions defined below by their elementary form; their derivatives are
-stated in terms of themselves (``sigmoid' = sigmoid·(1 − sigmoid)``) and the
-tests check each one against SymPy's derivative of the elementary form.
-Where such a derivative loses precision as written, :data:`STABLE_DERIVATIVES`
-declares the spelling the backward pass evaluates instead.
+Each row (:func:`declare`) says how the operation is built in SymPy, how
+many operands it takes, how it is shown in tables and pictures, how it
+prints in NumPy (and what that spelling imports), where tests may sample its
+operands and where it has a kink.  Local derivatives are not declared: SymPy
+derives them from the row's expression.  The functions SymPy lacks (sigmoid,
+relu, softplus, logsigmoid) are SymPy functions defined by their elementary
+form (:func:`function`); their derivatives are stated in terms of themselves
+(``sigmoid' = sigmoid·(1 − sigmoid)``) and the tests check each one against
+SymPy's derivative of the elementary form.  Where such a derivative loses
+precision as written, the row declares the spelling the backward pass
+evaluates instead (``stable``).  :func:`symgrad.define_op` adds a user's
+op through the same :func:`function` and :func:`declare`.
 
 The lecture's unary gates are binary operations with one constant operand:
 ``·a`` is ``mul`` with a constant, ``+c`` is ``add`` with a constant, ``1/x``
@@ -18,8 +20,11 @@ is ``div`` with the constant 1 on top.  Negation is the ``·(−1)`` gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sympy as sp
@@ -44,111 +49,116 @@ from .tensors import (
 )
 
 # --------------------------------------------------------------------------
-# SymPy functions for the activations SymPy does not have
+# SymPy functions defined by their elementary form
 
 
-class _Unary(sp.Function):
-    """A custom elementwise function of one argument, defined by its ``elementary`` form.
+class Defined(sp.Function):
+    """A SymPy function defined by its elementary form; :func:`function` makes one.
 
-    It is real for real arguments and evaluates numerically through that form;
-    ``sigmoid(0.5)`` becomes a Float and ``sigmoid(2)`` is ``1/(1 + exp(-2))``,
-    so constant sub-expressions fold and cancel (``3*sigmoid(0) - 3/2`` is 0)
-    instead of staying symbolic.
+    It is real, positive, … where its elementary form is, and evaluates
+    numerically through that form; ``sigmoid(0.5)`` becomes a Float and
+    ``sigmoid(2)`` is ``1/(1 + exp(-2))``, so constant sub-expressions fold and
+    cancel (``3*sigmoid(0) - 3/2`` is 0) instead of staying symbolic.  Its
+    derivative is the declared one, else SymPy's derivative of the form.
     """
 
-    nargs = 1
-
     @staticmethod
-    def elementary(a: sp.Expr) -> sp.Expr:
+    def form(*args: sp.Expr) -> sp.Expr:
         raise NotImplementedError
 
+    derivative: Callable[..., Any] | None = None
+    latex_name: str | None = None
+
     @classmethod
-    def eval(cls, a: sp.Expr) -> sp.Expr | None:
-        if a.is_Float:
-            return cls.elementary(a).evalf(prec_to_dps(a._prec))
-        if a.is_Rational:
-            return cls.elementary(a)
+    def elementary(cls, *args: sp.Expr) -> sp.Expr:
+        """The function's value at ``args`` in elementary functions."""
+        return cls.form(*args)
+
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        if all(a.is_Rational for a in args):
+            return cls.form(*args)
+        if all(a.is_Rational or a.is_Float for a in args):
+            return cls.form(*args).evalf(prec_to_dps(min(a._prec for a in args if a.is_Float)))
         return None
 
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        rule = type(self).derivative
+        if rule is not None:
+            found = rule(*self.args, self)
+            return found[argindex - 1] if isinstance(found, (tuple, list)) else found
+        dummies = [sp.Dummy(real=True) for _ in self.args]
+        plain = sp.diff(self.form(*dummies), dummies[argindex - 1])
+        return plain.xreplace(dict(zip(dummies, self.args)))
+
     def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.elementary(self.args[0])._eval_evalf(prec)
-
-
-class sigmoid(_Unary):
-    """The logistic function σ(a) = 1 / (1 + e^(−a))."""
-
-    @staticmethod
-    def elementary(a: sp.Expr) -> sp.Expr:
-        return 1 / (1 + sp.exp(-a))
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return self * (1 - self)
+        return self.form(*self.args).is_real
 
     def _eval_is_positive(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
-        return self.elementary(a)
-
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
-
-
-class relu(_Unary):
-    """The rectifier relu(a) = max(0, a); its derivative at 0 is taken to be 0."""
-
-    @staticmethod
-    def elementary(a: sp.Expr) -> sp.Expr:
-        return sp.Max(0, a)
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Heaviside(self.args[0], 0)
-
-    def _eval_is_nonnegative(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_rewrite_as_Max(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
-        return self.elementary(a)
-
-
-class softplus(_Unary):
-    """softplus(a) = log(1 + e^a), a smooth relu."""
-
-    @staticmethod
-    def elementary(a: sp.Expr) -> sp.Expr:
-        return sp.log(1 + sp.exp(a))
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sigmoid(self.args[0])
-
-    def _eval_is_positive(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
-        return self.elementary(a)
-
-
-class logsigmoid(_Unary):
-    """log σ(a) = −log(1 + e^(−a)), the log-likelihood of a logistic output."""
-
-    @staticmethod
-    def elementary(a: sp.Expr) -> sp.Expr:
-        return -sp.log(1 + sp.exp(-a))
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sigmoid(-self.args[0])
+        return self.form(*self.args).is_positive
 
     def _eval_is_negative(self) -> bool | None:
-        return self.args[0].is_real
+        return self.form(*self.args).is_negative
 
-    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
-        return self.elementary(a)
+    def _eval_is_nonnegative(self) -> bool | None:
+        return self.form(*self.args).is_nonnegative
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.form(*self.args)._eval_evalf(prec)
+
+    def _eval_rewrite_as_elementary(self, *args: sp.Expr, **kwargs: object) -> sp.Expr:
+        return self.form(*args)
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\log\sigma\left({printer._print(self.args[0])}\right)"
+        if self.latex_name is None:
+            return printer._print_Function(self)
+        return rf"{self.latex_name}\left({', '.join(printer._print(a) for a in self.args)}\right)"
+
+
+def function(name: str, form: Callable[..., sp.Expr], *, derivative: Callable[..., Any] | None = None,
+             latex: str | None = None, doc: str | None = None) -> type[Defined]:
+    """A new SymPy function ``name`` whose value is ``form(*operands)``.
+
+    ``derivative(*operands, out)`` gives its derivative (one expression, or
+    one per operand), where ``out`` stands for the function's own value
+    (``out*(1 - out)`` for the sigmoid); without it SymPy differentiates
+    ``form``.  ``expr.rewrite(head)`` gives the form back, for each function
+    ``head`` the form uses (``rewrite(sp.exp)``), and ``rewrite("elementary")``.
+    ``latex`` is its LaTeX name (``\\sigma``).
+
+    >>> a = sp.Symbol("a", real=True)
+    >>> swish = function("swish", lambda a: a / (1 + sp.exp(-a)))
+    >>> swish(a).diff(a).rewrite(sp.exp) == (a / (1 + sp.exp(-a))).diff(a)
+    True
+    >>> swish(a).is_real, swish(2).rewrite(sp.exp)
+    (True, 2/(exp(-2) + 1))
+    """
+    arity = len(inspect.signature(form).parameters)
+    probe = form(*(sp.Dummy(real=True) for _ in range(arity)))
+    if not isinstance(probe, sp.Expr):
+        raise SymgradError(f"the form of {name} must give a SymPy expression, not {type(probe).__name__}")
+    body: dict[str, Any] = {
+        "nargs": arity, "form": staticmethod(form), "latex_name": latex,
+        "derivative": None if derivative is None else staticmethod(derivative),
+        "__module__": __name__, "__doc__": doc or f"{name}: a function defined by its elementary form.",
+    }
+    for head in probe.atoms(sp.Function, sp.Max, sp.Min):  # rewrite(sp.exp), rewrite(sp.Max), …
+        body[f"_eval_rewrite_as_{type(head).__name__}"] = Defined._eval_rewrite_as_elementary
+    return type(name, (Defined,), body)
+
+
+sigmoid = function(
+    "sigmoid", lambda a: 1 / (1 + sp.exp(-a)), derivative=lambda a, out: out * (1 - out), latex=r"\sigma",
+    doc="The logistic function σ(a) = 1 / (1 + e^(−a)).")
+relu = function(
+    "relu", lambda a: sp.Max(0, a), derivative=lambda a, out: sp.Heaviside(a, 0),
+    doc="The rectifier relu(a) = max(0, a); its derivative at 0 is taken to be 0.")
+softplus = function(
+    "softplus", lambda a: sp.log(1 + sp.exp(a)), derivative=lambda a, out: sigmoid(a),
+    doc="softplus(a) = log(1 + e^a), a smooth relu.")
+logsigmoid = function(
+    "logsigmoid", lambda a: -sp.log(1 + sp.exp(-a)), derivative=lambda a, out: sigmoid(-a),
+    latex=r"\log\sigma", doc="log σ(a) = −log(1 + e^(−a)), the log-likelihood of a logistic output.")
 
 
 class logaddexp(sp.Function):
@@ -189,21 +199,6 @@ class logaddexp(sp.Function):
 
 CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (
     sigmoid, relu, softplus, logsigmoid, logaddexp,
-)
-
-# Stable spellings of derivatives, one pair per gate whose derivative needs one.
-# The usual spelling can lose every digit where the derivative is still
-# representable: 1 − σ(a) rounds to 0 once a > 37, while σ'(a) ≈ e^(−a) is
-# representable up to a ≈ 709.  The tables show the usual spelling (σ·(1 − σ));
-# the backward pass evaluates the right-hand side (σ(a)·σ(−a)), which the
-# NumPy templates below compute without overflow.  ``_a``, ``_b`` are Wilds.
-_a, _b = sp.Wild("a"), sp.Wild("b")
-STABLE_DERIVATIVES: tuple[tuple[sp.Expr, sp.Expr], ...] = (
-    (1 - sigmoid(_a), sigmoid(-_a)),
-    (sigmoid(_a) - 1, -sigmoid(-_a)),
-    (1 - sp.tanh(_a) ** 2, 4 * sigmoid(2 * _a) * sigmoid(-2 * _a)),
-    (1 - sp.exp(_a - logaddexp(_a, _b)), sp.exp(_b - logaddexp(_a, _b))),
-    (1 - sp.exp(_a - logaddexp(_b, _a)), sp.exp(_b - logaddexp(_b, _a))),
 )
 
 # --------------------------------------------------------------------------
@@ -254,6 +249,11 @@ class Op:
     shapes:  operand shapes tests draw from, one letter per axis (``("nk", "km")``;
              equal letters are equal sizes, ``1`` is an axis of size 1, as in
              ``("1nk", "bkm")``); empty for elementwise ops, which broadcast any shapes
+    imports: the import statements its NumPy spelling needs beyond ``np``
+             (``"from scipy.special import erf"``); generated code imports them
+    stable:  stable spellings of derivatives, each ``rule(f, a, …)`` giving a
+             (spelling, replacement) pair in the Wilds ``a, …`` for the op's
+             function ``f`` (see :meth:`stable_derivatives`)
 
     An op whose SymPy class has a ``vjp`` method (see :mod:`symgrad.tensors`)
     is not elementwise: it states its shape rule and vector-Jacobian products;
@@ -271,6 +271,26 @@ class Op:
     associative: bool = False
     params: tuple[str, ...] = ()
     shapes: tuple[tuple[str, ...], ...] = ()
+    imports: tuple[str, ...] = ()
+    stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = ()
+
+    @cached_property
+    def stable_derivatives(self) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
+        """The (spelling, replacement) pairs of :attr:`stable`, in the Wilds ``a``, ``b``, …
+
+        The usual spelling of a derivative can lose every digit where the
+        derivative is still representable: 1 − σ(a) rounds to 0 once a > 37,
+        while σ'(a) ≈ e^(−a) is representable up to a ≈ 709.  The tables show
+        the usual spelling (σ·(1 − σ)); the backward pass evaluates the
+        replacement (σ(a)·σ(−a)), which the NumPy spellings compute without
+        overflow.
+        """
+        return tuple(rule(self.sympy, *WILDS[: self.arity]) for rule in self.stable)
+
+    @cached_property
+    def stable_heads(self) -> frozenset[type]:
+        """The SymPy functions in the spellings of :attr:`stable_derivatives`."""
+        return frozenset(type(f) for s, _ in self.stable_derivatives for f in s.atoms(sp.Function))
 
     @property
     def function_class(self) -> type | None:
@@ -311,6 +331,159 @@ class Op:
         return tuple(probe.array_shape(*shapes))
 
 
+class OpTable(Mapping[str, Op]):
+    """The op table: ``{name: Op}``, with the indexes the front ends and printers read.
+
+    :data:`OPS` is the one table.  ``functions`` (ops called by name),
+    ``infix`` (operators) and ``by_class`` (ops by SymPy function class) are
+    dicts kept up to date as ops are declared (:func:`declare`) or removed.
+    """
+
+    def __init__(self) -> None:
+        self._ops: dict[str, Op] = {}
+        self.functions: dict[str, Op] = {}
+        self.infix: dict[str, Op] = {}
+        self.by_class: dict[type, Op] = {}
+        self.builtin: frozenset[str] = frozenset()
+
+    def __getitem__(self, name: str) -> Op:
+        return self._ops[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __repr__(self) -> str:
+        return f"<OpTable: {', '.join(self._ops)}>"
+
+    def add(self, op: Op) -> Op:
+        """Declare ``op``; a SymgradError if its name or SymPy function is taken."""
+        if op.name in self._ops:
+            raise SymgradError(f"an op named {op.name!r} is already declared")
+        cls = op.function_class
+        if cls is not None and cls in self.by_class:
+            taken = self.by_class[cls].name
+            raise SymgradError(f"{op.name}: SymPy's {cls.__name__} is already the op {taken!r}")
+        self._ops[op.name] = op
+        if op.infix:
+            self.infix[op.infix] = op
+        else:
+            self.functions[op.name] = op
+        if cls is not None:
+            self.by_class[cls] = op
+        return op
+
+    def remove(self, name: str) -> None:
+        """Take op ``name`` out of the table (not a built-in one)."""
+        if name in self.builtin:
+            raise SymgradError(f"{name!r} is a built-in op; only ops defined with define_op can be removed")
+        op = self._ops.pop(name, None)
+        if op is None:
+            raise SymgradError(f"no op named {name!r} is defined")
+        self.functions.pop(name, None)
+        if op.infix:
+            self.infix.pop(op.infix, None)
+        if op.function_class is not None:
+            self.by_class.pop(op.function_class, None)
+
+    def stable_derivatives(self) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
+        """Every op's stable derivative spellings, in table order."""
+        return tuple(pair for op in self._ops.values() for pair in op.stable_derivatives)
+
+    def stable_heads(self) -> frozenset[type]:
+        """The SymPy functions in any op's stable derivative spellings."""
+        return frozenset().union(*(op.stable_heads for op in self._ops.values()))
+
+    def imports(self) -> bool:
+        """Whether any op declares imports."""
+        return any(op.imports for op in self._ops.values())
+
+    def imported_names(self) -> dict[str, str]:
+        """``{name: import statement}`` for the names the ops' imports bind (``erf``)."""
+        found: dict[str, str] = {}
+        for line in (line for op in self._ops.values() for line in op.imports):
+            statement = ast.parse(line).body[0]
+            assert isinstance(statement, (ast.Import, ast.ImportFrom))
+            for alias in statement.names:
+                found[alias.asname or alias.name.split(".")[0]] = line
+        return found
+
+
+OPS = OpTable()
+INFIX: dict[str, Op] = OPS.infix
+FUNCTIONS: dict[str, Op] = OPS.functions
+BY_CLASS: dict[type, Op] = OPS.by_class
+WILDS = tuple(sp.Wild(n) for n in "abcd")
+
+
+def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = None, label: str | None = None,
+            infix: str | None = None, numpy: str | Callable[..., str] | None = None,
+            imports: tuple[str, ...] = (), domain: tuple[Domain, ...] | None = None,
+            kink: Callable[..., sp.Expr] | None = None, associative: bool = False,
+            params: tuple[str, ...] = (), shapes: tuple[tuple[str, ...], ...] = (),
+            stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = ()) -> Op:
+    """Add a row to :data:`OPS`; the built-in rows and :func:`symgrad.define_op` both come here.
+
+    The fields are :class:`Op`'s; ``arity`` defaults to the SymPy function's
+    number of arguments, ``label`` to ``name``, ``domain`` to REAL for each
+    operand.  Import statements are checked to be imports (nothing else runs).
+    """
+    if arity is None:
+        nargs = getattr(sympy, "nargs", None)
+        arity = min(nargs) if isinstance(nargs, sp.FiniteSet) else len(inspect.signature(sympy).parameters)
+    if domain is not None and len(domain) != arity:
+        raise SymgradError(f"{name}: give one domain per operand ({arity}), not {len(domain)}")
+    for line in imports:
+        if not _is_import(line):
+            raise SymgradError(f"{name}: {line!r} is not an import statement")
+    op = Op(name, arity, sympy, name if label is None else label, infix=infix, numpy=numpy,
+            domain=(REAL,) * arity if domain is None else tuple(domain), kink=kink,
+            associative=associative, params=params, shapes=shapes, imports=tuple(imports),
+            stable=tuple(stable))
+    return OPS.add(op)
+
+
+def _is_import(line: str) -> bool:
+    try:
+        body = ast.parse(line).body
+    except SyntaxError:
+        return False
+    return len(body) == 1 and isinstance(body[0], (ast.Import, ast.ImportFrom))
+
+
+declare("add", lambda *xs: sp.Add(*xs), arity=2, label="+", infix="+", associative=True)
+declare("sub", lambda a, b: a - b, label="-", infix="-")
+declare("mul", lambda *xs: sp.Mul(*xs), arity=2, label="*", infix="*", associative=True)
+declare("div", lambda a, b: a / b, label="/", infix="/", domain=(REAL, NONZERO))
+declare("pow", lambda a, b: a**b, label="**", infix="**", domain=(POSITIVE, SMALL))
+declare("exp", sp.exp, numpy="np.exp({0})", domain=(SMALL,))
+declare("log", sp.log, arity=1, numpy="np.log({0})", domain=(POSITIVE,))
+declare("sqrt", sp.sqrt, arity=1, domain=(POSITIVE,))
+declare("sin", sp.sin, numpy="np.sin({0})")
+declare("cos", sp.cos, numpy="np.cos({0})")
+declare("tanh", sp.tanh, numpy="np.tanh({0})",
+        stable=(lambda f, a: (1 - f(a) ** 2, 4 * sigmoid(2 * a) * sigmoid(-2 * a)),))
+declare("sigmoid", sigmoid, label="σ", numpy="np.exp(-np.logaddexp(0, {0:n}))",
+        stable=(lambda f, a: (1 - f(a), f(-a)), lambda f, a: (f(a) - 1, -f(-a))))
+declare("relu", relu, numpy="np.maximum({0}, 0)", kink=lambda a: a)
+declare("softplus", softplus, numpy="np.logaddexp(0, {0})")
+declare("logsigmoid", logsigmoid, label="logσ", numpy="(-np.logaddexp(0, {0:n}))")
+declare("logaddexp", logaddexp, arity=2, numpy="np.logaddexp({0}, {1})",
+        stable=(lambda f, a, b: (1 - sp.exp(a - f(a, b)), sp.exp(b - f(a, b))),
+                lambda f, a, b: (1 - sp.exp(a - f(b, a)), sp.exp(b - f(b, a)))))
+declare("abs", sp.Abs, numpy="np.abs({0})", kink=lambda a: a)
+declare("max", sp.Max, arity=2, numpy="np.maximum({0}, {1})", kink=lambda a, b: a - b)
+declare("min", sp.Min, arity=2, numpy="np.minimum({0}, {1})", kink=lambda a, b: a - b)
+# operations on whole arrays: shape rules and vector-Jacobian products in tensors.py
+declare("matmul", matmul, arity=2, label="@", infix="@", numpy="{0:a} @ {1:a}",
+        shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"),
+                ("bnk", "bkm"), ("bnk", "km"), ("nk", "bkm"), ("cbnk", "bkm"), ("1nk", "bkm"),
+                ("bnk", "k"), ("k", "bkm")))
+declare("transpose", transpose, arity=1, label=".T", numpy="{0:a}.T", shapes=(("nm",), ("n",), ("bnm",)))
+
+
 def _print_permutation(a: Any, axes: tuple[int, ...]) -> str:
     """``np.swapaxes(a, 1, 2)`` for a swap of two axes, ``np.transpose(a, axes)`` otherwise."""
     moved = [i for i, j in enumerate(axes) if i != j]
@@ -319,66 +492,31 @@ def _print_permutation(a: Any, axes: tuple[int, ...]) -> str:
     return f"np.transpose({a}, {axes})"
 
 
-OPS: dict[str, Op] = {
-    op.name: op
-    for op in (
-        Op("add", 2, lambda *xs: sp.Add(*xs), "+", infix="+", domain=(REAL, REAL), associative=True),
-        Op("sub", 2, lambda a, b: a - b, "-", infix="-", domain=(REAL, REAL)),
-        Op("mul", 2, lambda *xs: sp.Mul(*xs), "*", infix="*", domain=(REAL, REAL), associative=True),
-        Op("div", 2, lambda a, b: a / b, "/", infix="/", domain=(REAL, NONZERO)),
-        Op("pow", 2, lambda a, b: a**b, "**", infix="**", domain=(POSITIVE, SMALL)),
-        Op("exp", 1, sp.exp, "exp", numpy="np.exp({0})", domain=(SMALL,)),
-        Op("log", 1, sp.log, "log", numpy="np.log({0})", domain=(POSITIVE,)),
-        Op("sqrt", 1, sp.sqrt, "sqrt", domain=(POSITIVE,)),
-        Op("sin", 1, sp.sin, "sin", numpy="np.sin({0})"),
-        Op("cos", 1, sp.cos, "cos", numpy="np.cos({0})"),
-        Op("tanh", 1, sp.tanh, "tanh", numpy="np.tanh({0})"),
-        Op("sigmoid", 1, sigmoid, "σ", numpy="np.exp(-np.logaddexp(0, {0:n}))"),
-        Op("relu", 1, relu, "relu", numpy="np.maximum({0}, 0)", kink=lambda a: a),
-        Op("softplus", 1, softplus, "softplus", numpy="np.logaddexp(0, {0})"),
-        Op("logsigmoid", 1, logsigmoid, "logσ", numpy="(-np.logaddexp(0, {0:n}))"),
-        Op("logaddexp", 2, logaddexp, "logaddexp", numpy="np.logaddexp({0}, {1})",
-           domain=(REAL, REAL)),
-        Op("abs", 1, sp.Abs, "abs", numpy="np.abs({0})", kink=lambda a: a),
-        Op("max", 2, sp.Max, "max", numpy="np.maximum({0}, {1})", domain=(REAL, REAL),
-           kink=lambda a, b: a - b),
-        Op("min", 2, sp.Min, "min", numpy="np.minimum({0}, {1})", domain=(REAL, REAL),
-           kink=lambda a, b: a - b),
-        # operations on whole arrays: shape rules and vector-Jacobian products in tensors.py
-        Op("matmul", 2, matmul, "@", infix="@", numpy="{0:a} @ {1:a}", domain=(REAL, REAL),
-           shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"),
-                   ("bnk", "bkm"), ("bnk", "km"), ("nk", "bkm"), ("cbnk", "bkm"), ("1nk", "bkm"),
-                   ("bnk", "k"), ("k", "bkm"))),
-        Op("transpose", 1, transpose, ".T", numpy="{0:a}.T", shapes=(("nm",), ("n",), ("bnm",))),
-        Op("permute_dims", 1, permute_dims, "transpose", params=("axes",),
-           numpy=_print_permutation, shapes=(("bnm",), ("nm",), ("cbnm",))),
-        Op("reshape", 1, reshape, "reshape", params=("shape",),
-           numpy=lambda a, shape: f"np.reshape({a}, {shape})",
-           shapes=(("bnm",), ("nm",), ("n",), ("cbnm",))),
-        Op("sum", 1, reduce_sum, "sum", numpy="np.sum({0}{axis}{keepdims})",
-           params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",))),
-        Op("mean", 1, mean, "mean", numpy="np.mean({0}{axis}{keepdims})",
-           params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",))),
-        Op("logsumexp", 1, logsumexp, "logsumexp", params=("axis", "keepdims"),
-           numpy="np.log(np.sum(np.exp({0:p} - np.max({0}{axis}, keepdims=True)){axis}{keepdims}))"
-                 " + np.max({0}{axis}{keepdims})",
-           shapes=(("n",), ("nm",), ("nmk",))),
-        Op("amax", 1, amax, "max", params=("axis", "keepdims"), kink=amax.kink,
-           numpy="np.max({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",))),
-        Op("amin", 1, amin, "min", params=("axis", "keepdims"), kink=amin.kink,
-           numpy="np.min({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",))),
-        Op("pick", 2, pick, "pick", params=("keepdims",), domain=(REAL, LABELS),
-           numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
-                                        + ("[:, None]" if keepdims else ""),
-           shapes=(("nc", "n"),)),
-    )
-}
+declare("permute_dims", permute_dims, arity=1, label="transpose", params=("axes",),
+        numpy=_print_permutation, shapes=(("bnm",), ("nm",), ("cbnm",)))
+declare("reshape", reshape, arity=1, params=("shape",),
+        numpy=lambda a, shape: f"np.reshape({a}, {shape})",
+        shapes=(("bnm",), ("nm",), ("n",), ("cbnm",)))
+declare("sum", reduce_sum, arity=1, numpy="np.sum({0}{axis}{keepdims})",
+        params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",)))
+declare("mean", mean, arity=1, numpy="np.mean({0}{axis}{keepdims})",
+        params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",)))
+declare("logsumexp", logsumexp, arity=1, params=("axis", "keepdims"),
+        numpy="np.log(np.sum(np.exp({0:p} - np.max({0}{axis}, keepdims=True)){axis}{keepdims}))"
+              " + np.max({0}{axis}{keepdims})",
+        shapes=(("n",), ("nm",), ("nmk",)))
+declare("amax", amax, arity=1, label="max", params=("axis", "keepdims"), kink=amax.kink,
+        numpy="np.max({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",)))
+declare("amin", amin, arity=1, label="min", params=("axis", "keepdims"), kink=amin.kink,
+        numpy="np.min({0}{axis}{keepdims})", shapes=(("n",), ("nm",), ("nmk",)))
+declare("pick", pick, arity=2, params=("keepdims",), domain=(REAL, LABELS),
+        numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
+                                     + ("[:, None]" if keepdims else ""),
+        shapes=(("nc", "n"),))
+OPS.builtin = frozenset(OPS)
 
-INFIX: dict[str, Op] = {op.infix: op for op in OPS.values() if op.infix}
-FUNCTIONS: dict[str, Op] = {name: op for name, op in OPS.items() if op.infix is None}
-BY_CLASS: dict[type, Op] = {
-    cls: op for op in OPS.values() if (cls := op.function_class) is not None
-}
+# The built-in stable spellings of derivatives (see Op.stable_derivatives); ``_a``, ``_b`` are Wilds.
+STABLE_DERIVATIVES: tuple[tuple[sp.Expr, sp.Expr], ...] = OPS.stable_derivatives()
 
 
 def format_constant(c: sp.Expr) -> str:

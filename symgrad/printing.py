@@ -11,23 +11,20 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from .dims import show
-from .errors import SymgradError
-from .ops import BY_CLASS, OPS
+from .errors import SymgradError, UnsupportedError
+from .ops import BY_CLASS, OPS, Defined, Op
 from .tensors import shape_of
 
-TEMPLATES: dict[type, Any] = {
-    cls: op.numpy for op in OPS.values()
-    if (cls := op.function_class) is not None and op.numpy is not None
-}
-# Binary functions SymPy lets take more operands (Max, Min, logaddexp): printed nested.
-NARY: frozenset[type] = frozenset(
-    cls for op in OPS.values()
-    if (cls := op.function_class) and op.arity == 2 and op.elementwise and not op.params
-)
+
+def _spelled(expr: Any) -> Op | None:
+    """The row of ``expr``'s function if the op table spells it (``numpy``), else None."""
+    op = BY_CLASS.get(type(expr))
+    return op if op is not None and op.numpy is not None else None
 
 
 class _Arg:
@@ -66,22 +63,28 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _module_format(self, fqn: str, register: bool = True) -> str:
         if fqn.startswith("numpy."):
             return "np." + fqn[len("numpy."):]
+        if fqn.startswith("math."):  # Python's scalar math (erf): not for arrays, and not imported
+            raise PrintMethodNotImplementedError(f"no NumPy spelling for {fqn}")
         return super()._module_format(fqn, register)
 
     def _print(self, expr: Any, **kwargs: Any) -> str:
-        template = TEMPLATES.get(type(expr))
-        if template is None:
+        op = _spelled(expr)
+        if op is None:
+            if isinstance(expr, Defined) and type(expr) in BY_CLASS:  # no spelling: its elementary form
+                return self._print(expr.elementary(*expr.args), **kwargs)
             return super()._print(expr, **kwargs)
+        template = op.numpy
+        assert template is not None
         args = expr.args
-        if len(args) > 2 and type(expr) in NARY:  # n-ary: nest
+        if len(args) > op.arity and op.arity == 2 and op.elementwise and not op.params:
+            # binary functions SymPy lets take more operands (Max, Min, logaddexp): nested
             return self._print(type(expr)(type(expr)(*args[:-1]), args[-1], evaluate=False))
-        op = BY_CLASS.get(type(expr))
-        params = op.param_values(args) if op is not None else {}
+        params = op.param_values(args)
         printed = [
             _Arg(self._print(a), self.parenthesize(a, PRECEDENCE["Mul"]),
                  self.parenthesize(a, PRECEDENCE["Func"], strict=True),
                  self._print(-a) if "{0:n}" in str(template) else "")
-            for a in (args[: op.arity] if op is not None and op.params else args)
+            for a in (args[: op.arity] if op.params else args)
         ]
         if callable(template):
             return template(*printed, **params)
@@ -91,7 +94,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         """SymPy's rule, and parentheses around a template that prints as a sum (logsumexp)
         wherever an operand binds tighter than + (``q5 - (np.log(…) + np.max(…))``)."""
         text = super().parenthesize(item, level, strict)
-        if type(item) in TEMPLATES and level > PRECEDENCE["Add"] and _top_level_sum(text):
+        if _spelled(item) is not None and level > PRECEDENCE["Add"] and _top_level_sum(text):
             return f"({text})"
         return text
 
@@ -226,7 +229,43 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, tuple[int, ...]] | None
     return NumPyPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 
 
+def imports_of(*exprs: sp.Expr) -> tuple[str, ...]:
+    """The import statements the NumPy text of ``exprs`` needs beyond ``np``, as the op table
+    declares them (sorted).
+
+    >>> imports_of(sp.exp(sp.Symbol("x")))
+    ()
+    """
+    if not OPS.imports():
+        return ()
+    found: set[str] = set()
+    todo = list(exprs)
+    while todo:
+        for f in todo.pop().atoms(sp.Function):
+            op = BY_CLASS.get(type(f))
+            if op is not None:
+                found.update(op.imports)
+                if op.numpy is None and isinstance(f, Defined):  # printed as its elementary form
+                    todo.append(f.elementary(*f.args))
+    return tuple(sorted(found))
+
+
+def import_namespace(imports: tuple[str, ...]) -> dict[str, Any]:
+    """``np`` and the names ``imports`` bind; an UnsupportedError naming the op whose import fails."""
+    namespace: dict[str, Any] = {"np": np}
+    for line in imports:
+        try:
+            exec(compile(line, "<symgrad imports>", "exec"), namespace)  # an import: checked by ops.declare
+        except ImportError as e:
+            ops = ", ".join(op.name for op in OPS.values() if line in op.imports)
+            extra = " (pip install 'symgrad[scipy]')" if "scipy" in line else ""
+            raise UnsupportedError(f"{ops} needs {line!r}, which fails: {e}{extra}") from None
+    namespace.pop("__builtins__", None)
+    return namespace
+
+
 def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
     """The value of ``expr`` with NumPy, symbols taken from ``env`` by name."""
     code = compile(numpy_code(expr), "<symgrad>", "eval")
-    return np.asarray(eval(code, {"np": np, "__builtins__": {}}, dict(env)), dtype=float)
+    namespace = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
+    return np.asarray(eval(code, {**namespace, "__builtins__": {}}, dict(env)), dtype=float)

@@ -88,6 +88,28 @@ class Adjoint:
 
 @dataclass(frozen=True)
 class Program:
+    """The forward and adjoint assignments of a graph (see :func:`build_program`).
+
+    ``str(program)`` is its text: the forward assignments, then the adjoint
+    ones, with the graph's node names (the names the tables, pictures and
+    generated code use), operands in the order written and, for a graph with
+    arrays, each value's shape.
+
+    >>> import symgrad as sg
+    >>> print(build_program(sg.graph("max(z, w) * x")))
+    forward(z, w, x):
+      q1 = Max(z, w)
+      q2 = q1*x
+      return q2
+    backward(dout):
+      dq2 = dout
+      dq1 = dq2*x
+      dx = dq2*q1
+      dw = dq1*Heaviside(w - z)
+      dz = dq1*Heaviside(z - w)
+      return {z: dz, w: dw, x: dx}
+    """
+
     graph: Graph
     forward: tuple[Assign, ...]
     backward: tuple[Adjoint, ...]
@@ -105,6 +127,33 @@ class Program:
         """``{input: the symbol holding its gradient}``."""
         wrt = set(self.wrt)
         return {a.node: a.target for a in self.backward if a.node in wrt}
+
+    def adjoint_text(self, adjoint: Adjoint) -> str:
+        """``dq1 = dq2*x``: an adjoint assignment as text, upstream adjoints first in products."""
+        from .tables import in_order
+
+        order = [self.dout, *(a.target for a in self.backward), *map(self.graph.symbol, self.graph.nodes)]
+        return f"{adjoint.target} = {in_order(order, adjoint.expr)}"
+
+    def __str__(self) -> str:
+        from .tables import expression_text
+
+        g = self.graph
+        tensors = any(g.shape(n) != () for n in g.nodes)
+        inputs = ", ".join(g._declared(n) if tensors else n for n in g.inputs)
+        forward = [(f"{a.target} = {expression_text(g, a.node, a.expr)}", g.shape(a.node))
+                   for a in self.forward]
+        backward = [(self.adjoint_text(a), a.shape) for a in self.backward]
+        width = max([len(text) for text, _ in forward + backward] + [0])
+
+        def line(text: str, shape: Shape) -> str:
+            return f"  {text:<{width}}   {shape}" if tensors else f"  {text}"
+
+        grads = ", ".join(f"{n}: {self.adjoint(n).target}" for n in self.wrt)
+        return "\n".join([
+            f"forward({inputs}):", *(line(t, s) for t, s in forward), f"  return {g.output}",
+            f"backward({self.dout}):", *(line(t, s) for t, s in backward), f"  return {{{grads}}}",
+        ])
 
 
 def adjoint_prefix(names: Iterable[str]) -> str:

@@ -141,6 +141,11 @@ def expression_text(graph: Graph, node: str, expr: sp.Expr | None = None, latex:
     return written(graph, graph.expr(node) if expr is None else expr, [node], latex)
 
 
+def in_order(order: list[sp.Symbol], expr: sp.Expr) -> str:
+    """``expr`` as text, the operands of +, ·, max and min following ``order``."""
+    return _AsWritten(order).doprint(expr)
+
+
 def vjp_text(rule: Any, graph: Graph | None = None, node: str | None = None, latex: bool = False) -> str:
     """A vector-Jacobian product ``Lambda(g, expr)`` as ``g ↦ expr``; labels get none."""
     if rule is None:

@@ -16,7 +16,7 @@ import sympy as sp
 
 from .build import Builder, Operand, Ref
 from .errors import ShapeError, SymgradError, TracingError
-from .ops import OPS
+from .ops import OPS, Op
 
 
 class Traced:
@@ -136,28 +136,52 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     """
     traced = next((a for a in args if isinstance(a, Traced)), None)
     if traced is not None:
+        _op(name)
         b = traced.builder
         return Traced(b, b.apply(name, *[_operand(b, a) for a in args], **params))
     if all(isinstance(a, (int, float, sp.Expr)) and not isinstance(a, bool) for a in args):
-        op = OPS[name]
+        op = _op(name)
         return op.sympy(*[sp.sympify(a) for a in args], *op.param_args(**params))
     shown = ", ".join(type(a).__name__ for a in args)
     raise SymgradError(f"{name}() expects traced values, numbers or SymPy expressions, got {shown}")
 
 
-def _function(name: str) -> Callable[..., Any]:
-    op = OPS[name]
+def _op(name: str) -> Op:
+    if name not in OPS:
+        raise SymgradError(f"the op {name!r} is not defined (any more)")
+    return OPS[name]
 
-    def f(*args: Any, **params: Any) -> Any:
-        if len(args) != op.arity:
-            raise SymgradError(f"{name}() takes {op.arity} argument(s), got {len(args)}")
-        return apply(name, *args, **params)
 
-    f.__name__ = f.__qualname__ = name
-    f.__doc__ = f"symgrad's {name}: records a '{op.label}' node on traced values, builds SymPy otherwise."
-    if op.params:
-        f.__doc__ += f" Keywords: {', '.join(op.params)}."
-    return f
+class OpFunction:
+    """An op of the table as a function: it records a node on traced values, builds SymPy otherwise.
+
+    ``sg.exp``, ``sg.sigmoid``, … are these, and so is what :func:`symgrad.define_op` returns.
+    """
+
+    def __init__(self, name: str):
+        op = _op(name)
+        self.name = self.__name__ = self.__qualname__ = name
+        self.__doc__ = (f"symgrad's {name}: records a '{op.label}' node on traced values, "
+                        "builds SymPy otherwise.")
+        if op.params:
+            self.__doc__ += f" Keywords: {', '.join(op.params)}."
+
+    @property
+    def op(self) -> Op:
+        """The op's row in the table."""
+        return _op(self.name)
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        arity = self.op.arity
+        if len(args) != arity:
+            raise SymgradError(f"{self.name}() takes {arity} argument(s), got {len(args)}")
+        return apply(self.name, *args, **params)
+
+    def __repr__(self) -> str:
+        return f"<symgrad op {self.name}>"
+
+
+_function = OpFunction
 
 
 exp = _function("exp")

@@ -5,16 +5,25 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import sympy as sp
 
-from symgrad.ops import CUSTOM_FUNCTIONS
+from symgrad.ops import CUSTOM_FUNCTIONS, OPS, Defined
+
+
+@pytest.fixture(autouse=True)
+def op_table_is_left_as_found():
+    """Ops a test defines (sg.define_op) are undefined by its end: none leaks into another test."""
+    before = dict(OPS)
+    yield
+    assert dict(OPS) == before, f"a test left ops defined: {sorted(set(OPS) - set(before))}"
 
 
 def elementary(expr: sp.Expr) -> sp.Expr:
     """``expr`` with symgrad's own functions (sigmoid, relu, softplus, …) written out,
     so that SymPy's derivative of it does not use symgrad's declared rules."""
     return expr.replace(
-        lambda e: isinstance(e, CUSTOM_FUNCTIONS),
+        lambda e: isinstance(e, (*CUSTOM_FUNCTIONS, Defined)),
         lambda e: type(e).elementary(*e.args),
     )
 

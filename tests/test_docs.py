@@ -65,7 +65,7 @@ def workdir(tmp_path, monkeypatch):
 def test_every_page_is_found():
     names = {p.name for p in PAGES}
     assert {"README.md", "getting-started.md", "concepts.md", "api.md", "cli.md", "homework.md",
-            "stability.md"} <= names
+            "stability.md", "architecture.md"} <= names
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

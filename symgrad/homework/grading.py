@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputError
 from .answers import AnswerPool, agreed
 from .diagnose import diagnose
-from .reference import Reference, point_text, reference_gradients, witness
+from .reference import Codes, Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
 from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
 from .spec import Limits, Problem, Spec, SpecError, load_spec, tomllib
@@ -71,12 +71,13 @@ def prepare(problem: Problem, seed: int) -> Prepared:
     upstream: list[np.ndarray | None] = list(douts) if douts else [None] * len(points)
     where = [", ".join(f"{n}={float(v):.4g}" for n, v in p.items()) if all(np.ndim(v) == 0
              for v in p.values()) else f"test point {i + 1}" for i, p in enumerate(points)]
+    codes: Codes = {}  # each graph compiled once for this plan
     try:
-        refs = [reference_gradients(problem, p, d) for p, d in zip(points, upstream)]
+        refs = [reference_gradients(problem, p, d, codes=codes) for p, d in zip(points, upstream)]
     except SpecError as e:
         return Prepared(problem, points, douts, [], [], where, spec_problem=str(e))
     for i, (p, d, ref) in enumerate(zip(points, upstream, refs)):
-        why = witness(problem, p, ref, d)
+        why = witness(problem, p, ref, d, codes)
         if why is not None:
             return Prepared(problem, points, douts, [], [], where, spec_problem=(
                 f"problem {problem.id!r}: the reference failed its check at test point {i + 1} "
@@ -84,7 +85,7 @@ def prepare(problem: Problem, seed: int) -> Prepared:
     alternatives = []
     try:
         if problem.unregularized is not None:
-            data = [reference_gradients(problem, p, d, graph=problem.unregularized)
+            data = [reference_gradients(problem, p, d, graph=problem.unregularized, codes=codes)
                     for p, d in zip(points, upstream)]
             alternatives.append((f"missing the gradient of the regularization term {problem.regularization}",
                                  data))
@@ -92,7 +93,7 @@ def prepare(problem: Problem, seed: int) -> Prepared:
                 alternatives += _batch_alternatives(problem.batch, refs, data)
         if layer:
             alternatives.append(("ignores dout: multiply by the upstream gradient",
-                                 [reference_gradients(problem, p, np.ones(problem.output_shape))
+                                 [reference_gradients(problem, p, np.ones(problem.output_shape), codes=codes)
                                   for p in points]))
     except SpecError:
         pass  # a diagnosis the less

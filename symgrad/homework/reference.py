@@ -11,9 +11,7 @@ at fault, not the student.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +27,7 @@ CENTRAL_MAX = 64  # at most this many differentiable elements: central differenc
 DIRECTIONS = 2
 WITNESS_TOL = 1e-3  # references that are wrong are wrong by far more; rounding stays far below
 
-_compiled: weakref.WeakKeyDictionary[Graph, Compiled] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+Codes = MutableMapping[Graph, Compiled]  # compiled code by graph, kept by one grading run's plan
 
 
 @dataclass(frozen=True)
@@ -41,19 +38,19 @@ class Reference:
     grads: dict[str, np.ndarray]
 
 
-def compiled(problem: Problem, graph: Graph | None = None) -> Compiled:
-    """The compiled code of ``problem``'s graph (or of ``graph``), built once per graph."""
+def compiled(problem: Problem, graph: Graph | None = None, codes: Codes | None = None) -> Compiled:
+    """The compiled code of ``problem``'s graph (or of ``graph``), built once per graph in ``codes``."""
     g = problem.graph if graph is None else graph
-    with _lock:
-        f = _compiled.get(g)
-        if f is None:
-            wrt = [n for n in g.inputs if problem.inputs[n].differentiable]
-            f = _compiled[g] = g.compile(wrt)
+    f = None if codes is None else codes.get(g)
+    if f is None:
+        f = g.compile([n for n in g.inputs if problem.inputs[n].differentiable])
+        if codes is not None:
+            codes[g] = f
     return f
 
 
 def reference_gradients(problem: Problem, inputs: Mapping[str, Any], dout: Any = None,
-                        graph: Graph | None = None) -> Reference:
+                        graph: Graph | None = None, codes: Codes | None = None) -> Reference:
     """The value and gradients of ``problem``'s expression at ``inputs``, from its compiled code.
 
     Parameters
@@ -69,6 +66,9 @@ def reference_gradients(problem: Problem, inputs: Mapping[str, Any], dout: Any =
     graph:
         Another graph over the same inputs (the expression without its
         regularization term, for the diagnoses); default ``problem.graph``.
+    codes:
+        Compiled code by graph, shared by the calls of one grading run (its
+        plan); None compiles the graph anew.
 
     Returns
     -------
@@ -87,7 +87,7 @@ def reference_gradients(problem: Problem, inputs: Mapping[str, Any], dout: Any =
     (-12.0, {'x': -4.0, 'y': -4.0, 'z': 3.0})
     """
     g = problem.graph if graph is None else graph
-    f = compiled(problem, g)
+    f = compiled(problem, g, codes)
     values = {n: inputs[n] for n in g.inputs}
     try:
         with np.errstate(all="ignore"):
@@ -120,7 +120,8 @@ def _why_not_finite(g: Graph, values: Mapping[str, Any]) -> str:
     return ""
 
 
-def witness(problem: Problem, inputs: Mapping[str, Any], ref: Reference, dout: Any = None) -> str | None:
+def witness(problem: Problem, inputs: Mapping[str, Any], ref: Reference, dout: Any = None,
+            codes: Codes | None = None) -> str | None:
     """Why finite differences do not confirm ``ref`` at ``inputs``, or None when they do.
 
     The function checked is ``sum(dout · f)`` (``sum(f)`` without ``dout``), its
@@ -141,7 +142,7 @@ def witness(problem: Problem, inputs: Mapping[str, Any], ref: Reference, dout: A
     >>> print(witness(p, point, wrong))
     finite differences disagree with the reference's ∂x: 4 from the graph, -4 by differences
     """
-    f = compiled(problem)
+    f = compiled(problem, codes=codes)
     names = [n for n in problem.wrt if n in problem.graph.inputs]  # the gradients graded
     if not names:
         return None
