@@ -2,8 +2,13 @@
 
 import ast
 import contextlib
+import importlib.metadata
 import io
+import json
+import re
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +16,7 @@ import pytest
 import symgrad as sg
 from symgrad.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
 NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
 POINT = dict(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)
 
@@ -178,3 +184,40 @@ def test_labels_are_declared_on_the_command_line():
     assert run(["render", "pick(s, y)", "--shape", "s=(2,3),y=(2,)", "--labels", "y"])[0] == 0
     status, _, err = run(["derive", "s * y", "--labels", "y"])
     assert status == 2 and "holds integer labels" in err
+
+
+# -- notebooks ready to run --------------------------------------------------------
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_the_notebooks_extra_brings_jupyter_and_everything_the_notebooks_import():
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extra = _requirement_names(project["optional-dependencies"]["notebooks"])
+    assert extra & {"jupyterlab", "notebook"}, "the notebooks extra must bring Jupyter"
+    available = extra | _requirement_names(project["dependencies"])
+    imported = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                for node in ast.walk(ast.parse("".join(cell["source"]))):
+                    if isinstance(node, ast.Import):
+                        imported |= {(path.name, a.name.split(".")[0]) for a in node.names}
+                    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                        imported.add((path.name, node.module.split(".")[0]))
+    assert {m for _, m in imported} >= {"symgrad", "numpy", "matplotlib", "tqdm"}
+    distributions = importlib.metadata.packages_distributions()
+    for notebook, module in sorted(imported):
+        if module in sys.stdlib_module_names or module == "symgrad":
+            continue
+        names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        assert names & available, f"{notebook} imports {module}, which symgrad[notebooks] does not install"
+
+
+def test_the_readme_and_the_docs_say_how_to_open_the_notebooks():
+    for page in (ROOT / "README.md", ROOT / "docs" / "getting-started.md"):
+        text = page.read_text(encoding="utf-8")
+        assert '".[notebooks]"' in text and "jupyter lab notebooks/" in text, page.name
