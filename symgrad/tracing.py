@@ -70,6 +70,11 @@ class Traced:
         """The number of axes, as NumPy's ``x.ndim``."""
         return len(self.shape)
 
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TracingError("len() of a scalar traced value; give the input a shape with shapes=")
+        return self.shape[0]
+
     def sum(self, axis: Any = None, dtype: None = None, out: None = None, keepdims: bool = False) -> Traced:
         """``x.sum(axis=1)``: the ``sum`` node, as ``np.sum``."""
         return _reduce(np.sum, self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
@@ -289,6 +294,8 @@ _ARRAY_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {
     np.transpose: _transpose,
     np.dot: _dot,
     np.linalg.norm: _norm,
+    np.shape: lambda a: a.shape,
+    np.ndim: lambda a: a.ndim,
 }
 
 # The ops NumPy has no function for: the symgrad spelling to use

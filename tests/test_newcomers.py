@@ -221,3 +221,10 @@ def test_the_readme_and_the_docs_say_how_to_open_the_notebooks():
     for page in (ROOT / "README.md", ROOT / "docs" / "getting-started.md"):
         text = page.read_text(encoding="utf-8")
         assert '".[notebooks]"' in text and "jupyter lab notebooks/" in text, page.name
+
+
+def test_an_unknown_fusion_pattern_suggests_the_nearest_one():
+    with pytest.raises(sg.FusionError, match=r"unknown pattern 'sigmod'; did you mean 'sigmoid'\?"):
+        sg.graph(NEURON).fuse("sigmod")
+    status, _, err = run(["derive", NEURON, "--fuse", "softplu"])
+    assert status == 2 and "did you mean 'softplus'?" in err

@@ -156,8 +156,12 @@ def test_numpy_scalars_and_dot_with_a_scalar():
     g = sg.graph(lambda x: np.float64(2.0) * x + x * np.int64(3) + np.dot(2, x) + np.exp(np.float64(0.0)))
     assert str(g) == str(sg.graph(lambda x: 2.0 * x + x * 3 + 2 * x + 1.0))
     assert g.backprop(x=1.5).grads["x"] == pytest.approx(7.0)
-    x = sg.graph(lambda x: x.shape[0] * np.mean(x) + x.ndim, shapes={"x": (4,)})
-    assert x.backprop(x=np.arange(4.0)).value == pytest.approx(7.0)
+    g = sg.graph(lambda x: x.shape[0] * np.mean(x) + x.ndim, shapes={"x": (4,)})
+    assert g.backprop(x=np.arange(4.0)).value == pytest.approx(7.0)
+    g = sg.graph(lambda x: np.sum(x) / len(x) + np.shape(x)[1] * np.ndim(x), shapes={"x": (2, 3)})
+    assert g.backprop(x=np.ones((2, 3))).value == pytest.approx(9.0)
+    with pytest.raises(sg.TracingError, match="len"):
+        sg.graph(lambda x: len(x))
 
 
 def test_np_linalg_norm_is_the_norm():
