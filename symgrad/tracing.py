@@ -322,6 +322,8 @@ NUMPY_HINTS: dict[str, str] = {
     "np.tensordot": "@ (np.matmul), .T and np.sum(..., axis=k)",
     "np.average": "np.mean(x, axis=k)",
     "np.prod": "the product written out, a * b * c",
+    **{f"np.{c}": "np.maximum, np.minimum, np.abs or sg.relu (comparisons cannot be traced)"
+       for c in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")},
 }
 
 

@@ -177,6 +177,7 @@ def test_np_linalg_norm_is_the_norm():
     (lambda x: np.log1p(x), ["np.log1p", "np.log(1 + x)"]),
     (lambda x: np.max(x), ["np.max", "np.maximum(a, b)", "sg.logsumexp"]),
     (lambda x: np.where(x, x, 0), ["np.where", "np.maximum"]),
+    (lambda x: np.greater(x, 0), ["np.greater", "np.maximum", "comparisons cannot be traced"]),
     (lambda x: np.clip(x, 0, 1), ["np.minimum(np.maximum(x, lo), hi)"]),
     (lambda x: x[0], ["indexing", "sg.pick(s, y)"]),
     (lambda x: np.exp(x, out=np.empty(3)), ["np.exp(..., out=...)"]),
