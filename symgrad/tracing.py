@@ -27,7 +27,19 @@ from .ops import OPS
 
 
 class Traced:
-    """A value inside a traced function: it records the operations applied to it."""
+    """A value inside a traced function: it records the operations applied to it.
+
+    NumPy's functions record the same nodes as symgrad's:
+
+    >>> import numpy as np
+    >>> import symgrad as sg
+    >>> print(sg.graph(lambda X, W: np.mean(np.maximum(X @ W, 0)), shapes={"X": (4, 3), "W": (3, 2)}))
+    graph(X (4, 3), W (3, 2)): q3
+      q1 = X @ W        [@]          (4, 2)
+      q2 = Max(q1, 0)   [max(x,0)]   (4, 2)
+      q3 = mean(q2)     [mean]       ()
+      return q3
+    """
 
     __slots__ = ("builder", "operand")
 
@@ -328,10 +340,15 @@ NUMPY_HINTS: dict[str, str] = {
 
 
 def numpy_spellings() -> list[str]:
-    """The NumPy functions and methods a traced value understands, by name."""
+    """The NumPy functions and methods a traced value understands, by name.
+
+    >>> numpy_spellings()[:4], numpy_spellings()[-2:]
+    (['np.abs', 'np.absolute', 'np.add', 'np.cos'], ['x.dot', 'x @ W'])
+    """
     functions: list[Any] = [*NUMPY_UFUNCS, *NUMPY_GATES, *NUMPY_FUNCTIONS]
     names = {f"np.{f.__name__}" for f in functions}
-    return sorted(names | {"np.abs", "np.linalg.norm"}) + ["x.T", "x.sum", "x.mean", "x.dot", "x @ W"]
+    names |= {"np.abs", "np.linalg.norm", "np.shape", "np.ndim"}
+    return sorted(names) + ["x.T", "x.sum", "x.mean", "x.dot", "x @ W"]
 
 
 def _unsupported(name: str) -> str:
