@@ -14,16 +14,18 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import sympy as sp
 
 from .dims import Shape, read_shape
 from .errors import EvaluationError, InputError, ShapeError, SymgradError
+from .hints import did_you_mean
 from .ops import OPS, Op
 from .tensors import normalize_axes
 
 GRANULARITIES = ("primitive", "nary")
+SIZES = {"n": 2, "k": 3, "m": 4, "c": 3}  # sizes of the example shapes in messages
 RESERVED_NAMES = frozenset({"np", "numpy", "dout", "cache"})
 
 
@@ -151,7 +153,11 @@ class Builder:
                 extra = extra[:i] + (normalize_axes(name, extra[i], shapes[0]),) + extra[i + 1:]  # type: ignore[arg-type]
             shape = op.result_shape(shapes, extra)
         except ShapeError as e:
-            raise ShapeError(f"{e} ({self.describe(operands)})") from None
+            axis: Any = params.get("axis")
+            axes = () if axis is None else axis if isinstance(axis, tuple) else (axis,)
+            rank = max((int(a) + 1 if int(a) >= 0 else -int(a) for a in axes), default=0)
+            hint = self._shape_hint(op, operands, rank)
+            raise ShapeError(f"{e} ({self.describe(operands)}){hint}") from None
         if all(not isinstance(o, Ref) for o in operands):
             return fold(op, [*operands, *extra])  # type: ignore[list-item]
         operands = (*operands, *extra)
@@ -172,6 +178,35 @@ class Builder:
             shown.append(f"{what} of shape {self.shape_of(o)}")
         return ("operands: " if len(shown) > 1 else "operand: ") + ", ".join(shown)
 
+    def _shape_hint(self, op: Op, operands: tuple[Operand, ...], rank: int) -> str:
+        """Where an array op meets inputs of no declared shape: how to declare theirs.
+
+        The example shapes fit the op (a pattern of its ``shapes`` with the
+        sizes of the operands that have shapes, and at least ``rank`` axes).
+        """
+        specs = [self.specs[o.index] if isinstance(o, Ref) else None for o in operands]
+        scalars = [i for i, s in enumerate(specs) if s and s.kind == "input" and s.name not in self.shapes]
+        if op.elementwise or not scalars:
+            return ""
+        for words in op.shapes:
+            fits = [i in scalars or len(w) == len(s.shape if s else ())
+                    for i, (w, s) in enumerate(zip(words, specs))]
+            if all(fits) and all(len(w) >= rank for w in words):
+                break
+        else:
+            return ""
+        sizes = dict(SIZES)
+        for i, (w, s) in enumerate(zip(words, specs)):
+            if i not in scalars and s is not None:
+                sizes.update(zip(w, s.shape))
+        shown = {str(specs[i].name): tuple(sizes[c] for c in words[i]) for i in scalars}  # type: ignore[union-attr]
+        example = ", ".join(f"{n!r}: {shape}" for n, shape in shown.items())
+        flag = ",".join(f"{n}={shape}".replace(" ", "") for n, shape in shown.items())
+        unused = [n for n in self.shapes if n not in self._inputs]
+        typo = "".join(did_you_mean(n, unused, f" (a shape was given for {{!r}}, not {n!r})") for n in shown)
+        return (f"; inputs without a shape are scalars: declare {', '.join(map(repr, shown))} with "
+                f"shapes={{{example}}} (on the command line: --shape \"{flag}\"){typo}")
+
     def _check_labels(self, op: Op, operands: tuple[Operand, ...]) -> None:
         """Integer-label inputs go where an op takes labels, and nowhere else."""
         for i, o in enumerate(operands):
@@ -186,7 +221,8 @@ class Builder:
                 if spec is None:
                     what = f"the constant {o}"
                 elif spec.kind == "input":
-                    what = f"input {spec.name!r}; declare it with dtypes={{{spec.name!r}: int}}"
+                    what = (f"input {spec.name!r}; declare it with dtypes={{{spec.name!r}: int}} "
+                            f"(on the command line: --labels {spec.name})")
                 else:
                     what = "a computed value"
                 raise InputError(f"{op.name}: operand {i + 1} takes integer labels, but got {what}")
@@ -206,9 +242,9 @@ class Builder:
         for what, given in (("shapes", self.shapes), ("dtypes", self.dtypes)):
             unknown = sorted(set(given) - set(self._inputs))
             if unknown:
-                raise InputError(
-                    f"{what} given for {', '.join(map(repr, unknown))}, which the expression does not use"
-                )
+                hint = did_you_mean(unknown[0], self._inputs, " (did you mean {!r}?)")
+                raise InputError(f"{what} given for {', '.join(map(repr, unknown))}, "
+                                 f"which the expression does not use{hint if len(unknown) == 1 else ''}")
         if not isinstance(output, Ref):
             output = self._add(Spec("const", value=output))
         specs, output = _live(self.specs, output)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import __version__
 from .errors import InputError, SymgradError
 from .graph import Graph, graph
 from .homework.command import add_parser as add_check_parser
@@ -26,7 +28,9 @@ examples:
 
 Array values given with --at declare the input's shape; --shape declares it without a value.
 
-An expression that starts with '-' goes after '--':  symgrad derive -- "-x*y" --at x=1,y=2
+An expression may start with '-':  symgrad derive "-x*y" --at x=1,y=2
+Integer class labels are declared with --labels:
+  symgrad derive "softmax_cross_entropy(s, y)" --at "s=[[1,2,3],[0,0,1]],y=[2,0]" --labels y
 """
 
 
@@ -137,13 +141,30 @@ def _split_top_level(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def parse_labels(specs: Sequence[str]) -> dict[str, type]:
+    """``--labels y,t``: the inputs that hold integer class labels.
+
+    >>> parse_labels(["y", "t"])
+    {'y': <class 'int'>, 't': <class 'int'>}
+    """
+    labels: dict[str, type] = {}
+    for spec in specs:
+        for name in (n.strip() for n in spec.split(",")):
+            if name:
+                labels[name] = int
+    return labels
+
+
 def derive(args: argparse.Namespace) -> str:
     """The text of ``symgrad derive``."""
     from .picture import check_digits
 
     check_digits(args.digits)
     values = parse_values(args.at)
-    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values))
+    if args.brief and not args.at:
+        raise InputError("--brief prints the gradients at a point: give the input values with --at")
+    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values),
+              dtypes=parse_labels(args.labels))
     for name in args.fuse:
         g = g.fuse_all() if name == "all" else g.fuse_stable() if name == "stable" else g.fuse(name)
     out = [f"Graph ({args.granularity})", _indent(str(g)), "",
@@ -154,13 +175,14 @@ def derive(args: argparse.Namespace) -> str:
     if not args.at:
         return "\n".join(out)
     t = g.backprop(dout=args.dout, **values)
+    gradients = [f"∂{g.output}/∂{n} = {number(v, args.digits)}" for n, v in t.grads.items()]
+    if args.brief:
+        return "\n".join(gradients)
     out += ["", "Forward pass", _indent(forward_lines(g, t.values, args.digits)),
             "", f"Backward pass (d<node> = ∂{g.output}/∂node, dout = {number(t.dout)})",
             _indent(backward_lines(t, args.digits)),
             "", "Trace", _indent(t.table(args.digits)),
-            "", "Gradients", _indent("\n".join(
-                f"∂{g.output}/∂{n} = {number(v, args.digits)}" for n, v in t.grads.items()
-            ))]
+            "", "Gradients", _indent("\n".join(gradients))]
     return "\n".join(out)
 
 
@@ -169,19 +191,25 @@ def render_command(args: argparse.Namespace) -> str:
     from .picture import render
 
     values = parse_values(args.at)
-    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values))
+    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values),
+              dtypes=parse_labels(args.labels))
     drawn = g.backprop(dout=args.dout, **values) if args.at else g
     if args.output in (None, "-"):
         return render(drawn, layout=args.layout, digits=args.digits)
-    render(drawn, args.output, layout=args.layout, digits=args.digits)
-    return ""
+    svg = render(drawn, args.output, layout=args.layout, digits=args.digits)
+    what = "values and gradients" if args.at else "local derivatives"
+    size = re.search(r'width="([\d.]+)" height="([\d.]+)"', svg)
+    shown = f", {float(size[1]):.0f}×{float(size[2]):.0f} px" if size else ""
+    return (f"wrote {args.output}: the graph of {args.expression.strip()} with its {what}\n"
+            f"  {g.nx.number_of_nodes()} nodes{shown}")
 
 
 def codegen_command(args: argparse.Namespace) -> str:
     """The text of ``symgrad codegen``: the module's source, or where it was written."""
     from .codegen import codegen
 
-    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape))
+    g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape),
+              dtypes=parse_labels(args.labels))
     wrt = [n.strip() for n in args.wrt.split(",") if n.strip()] if args.wrt is not None else None
     text = codegen(g, args.output, wrt=wrt)
     if args.output is None:
@@ -222,6 +250,8 @@ AT_HELP = ("input values, e.g. x=-2,y=5,z=-4 or W=[[1,2],[3,4]] (a list gives th
 SHAPE_HELP = ("input shapes without values, e.g. \"W=(2,3),x=(3,)\"; a size may be a name, "
               "\"X=(N,3),y=(N,)\": the same name is the same size, read from the inputs when the code "
               "runs; inputs not named are scalars")
+LABELS_HELP = ("inputs that hold integer class labels, e.g. y (as softmax_cross_entropy(s, y) and "
+               "pick(s, y) take them); they get no gradient")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLES,
     )
+    parser.add_argument("--version", action="version", version=f"symgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser(
         "derive", help="show the graph, local derivatives, forward and backward pass",
@@ -255,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the whole expression as one gate); repeatable")
     p.add_argument("--lint", action="store_true",
                    help="list numerically fragile spellings and the stable gate for each")
+    p.add_argument("--brief", action="store_true", help="print only the gradients (needs --at)")
+    p.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
     p.set_defaults(run=derive)
 
     r = sub.add_parser(
@@ -276,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
     r.add_argument("--layout", choices=["layers", "dot"], default="layers",
                    help="layers: networkx, always available (default); dot: Graphviz, if installed")
+    r.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
     r.set_defaults(run=render_command)
 
     c = sub.add_parser(
@@ -291,14 +325,67 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the inputs to differentiate, e.g. x,y (default: all)")
     c.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
                    help="primitive: binary + and * (default); nary: chains of + or * in one node")
+    c.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
     c.set_defaults(run=codegen_command)
     add_check_parser(sub)
     return parser
 
 
+def leading_minus(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``derive -x*y`` reads ``-x*y`` as the expression, not as an unknown option.
+
+    After ``derive``, ``render`` or ``codegen``, the expression and the values
+    of options (``--dout -1e-3``) may start with ``-``: such a word, where no
+    option is known by that name, gets a leading space, which argparse takes
+    for a value (the expression parser and ``float`` strip it).  ``--`` before
+    the expression is dropped: ``derive -- -x*y --at x=1,y=2`` works too.
+
+    >>> p = build_parser()
+    >>> leading_minus(p, ["derive", "-x*y", "--at", "x=1,y=2", "--dout", "-1e-3"])
+    ['derive', ' -x*y', '--at', 'x=1,y=2', '--dout', ' -1e-3']
+    >>> leading_minus(p, ["render", "--at", "x=1", "--", "-x", "-o", "x.svg", "-z"])
+    ['render', '--at', 'x=1', ' -x', '-o', 'x.svg', '-z']
+    """
+    argv = list(argv)
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if command is None or argv[command] not in ("derive", "render", "codegen") or not subparsers:
+        return argv
+    actions = subparsers[0].choices[argv[command]]._actions
+    options = {o: a.nargs != 0 for a in actions for o in a.option_strings}  # does it take a value
+
+    def option(word: str) -> str | None:
+        """The option ``word`` names (``--gran`` for ``--granularity``, ``-ofile`` for ``-o``), if any."""
+        name = word.split("=", 1)[0]
+        if name in options:
+            return name
+        if word.startswith("--"):
+            matches = [o for o in options if o.startswith(name)]
+            return matches[0] if len(matches) == 1 else None
+        return word[:2] if word[:2] in options else None
+
+    out, expression, dashes, value_next = argv[: command + 1], False, False, False
+    for word in argv[command + 1:]:
+        if word == "--" and not expression and not dashes:
+            dashes = True  # the next word is the expression
+            continue
+        named = option(word) if word.startswith("-") and len(word) > 1 else None
+        if value_next:
+            value_next = False
+            out.append(" " + word if word.startswith("-") and named is None else word)
+        elif dashes or not word.startswith("-") or (named is None and not expression):
+            out.append(" " + word if word.startswith("-") and not expression else word)
+            expression, dashes = True, False
+        else:
+            value_next = (named is not None and options[named] and "=" not in word
+                          and (word.startswith("--") or len(word) == 2))  # not --at=..., -oFILE
+            out.append(word)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(leading_minus(parser, sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2

@@ -44,7 +44,7 @@ import linecache
 import math
 import re
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -561,8 +561,11 @@ class Compiled:
         self.value_and_grad = entries.value_and_grad
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
 
-    def __call__(self, **inputs: Any) -> Any:
+    def __call__(self, *args: Any, **inputs: Any) -> Any:
         """The output's value at ``inputs``."""
+        if args:
+            what = "a dict; unpack it: f(**values)" if isinstance(args[0], Mapping) else "f(x=..., y=...)"
+            raise InputError(f"a compiled function takes its inputs by name, not positionally: {what}")
         return self._value(**inputs)
 
     def backward(self, dout: Any, cache: Any) -> dict[str, Any]:

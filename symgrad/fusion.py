@@ -21,6 +21,7 @@ from .derive import edge_derivatives
 from .errors import FusionError
 from .gates import BY_NAME, PATTERNS, Pattern, canonical
 from .graph import Graph
+from .hints import did_you_mean
 
 DEFAULT_NAME = "gate"
 
@@ -295,7 +296,9 @@ def fuse_patterns(graph: Graph, names: Iterable[str], label: str | None = None) 
     for name in (n for n in names if n not in LAYERS):
         if name not in BY_NAME:
             hint = f"; to fuse nodes, pass a set: g.fuse({{{name!r}}})" if name in graph.nx else ""
-            raise FusionError(f"unknown pattern {name!r} (patterns: {', '.join([*BY_NAME, *LAYERS])}){hint}")
+            known = [*BY_NAME, *LAYERS]
+            raise FusionError(f"unknown pattern {name!r}{did_you_mean(name, known)} "
+                              f"(patterns: {', '.join(known)}){hint}")
         patterns.append(BY_NAME[name])
     for m in find(graph, patterns):
         graph = m.apply(graph, label)

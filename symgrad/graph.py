@@ -40,7 +40,7 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .derive import edge_derivatives
-from .errors import ShapeError, SymgradError
+from .errors import InputError, ShapeError, SymgradError
 from .ops import OPS, label
 from .tensors import shape_of
 
@@ -283,6 +283,11 @@ class Graph:
         """
         from .interpret import backprop
 
+        if isinstance(dout, Mapping):
+            raise InputError(
+                "backprop takes the input values as keywords: g.backprop(**values) for a dict, "
+                "or g.backprop(x=..., y=...); its one positional argument is dout"
+            )
         return backprop(self, values, dout)
 
     def compile(self, wrt: Iterable[str] | None = None) -> Compiled:

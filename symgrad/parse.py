@@ -26,6 +26,7 @@ from . import tracing
 from .build import Builder, Operand
 from .derived import DERIVED
 from .errors import ParseError, ShapeError, SymgradError
+from .hints import did_you_mean
 from .ops import FUNCTIONS, INFIX, OPS
 from .tracing import Traced
 
@@ -198,8 +199,9 @@ class _Walker:
         elif name in DERIVED:
             arity, params = DERIVED[name].arity, DERIVED[name].params
         else:
-            known = ", ".join(sorted({*FUNCTIONS, *DERIVED, *ALIASES, *SPELLINGS}))
-            raise self.fail(f"unknown function {name!r} (known functions: {known})", node)
+            known = sorted({*FUNCTIONS, *DERIVED, *ALIASES, *SPELLINGS})
+            raise self.fail(f"unknown function {name!r}{did_you_mean(name, known)} "
+                            f"(known functions: {', '.join(known)})", node)
         allowed = [k for k in KEYWORDS if k in params]
         self.keywords[id(node)] = {k.arg: self.keyword(name, k, allowed) for k in node.keywords}  # type: ignore[misc]
         if len(node.args) != arity:

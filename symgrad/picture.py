@@ -40,8 +40,32 @@ MAX_INLINE = 400  # nodes; larger graphs do not draw themselves in Jupyter (sg.r
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+class SVG(str):
+    """SVG text that Jupyter shows as a picture: ``sg.render(t)`` as a cell's last line.
+
+    It is a ``str`` (write it, search it, parse it, ``print`` it); its ``repr``
+    is one line naming its size, so a terminal does not fill with markup.
+
+    >>> import symgrad as sg
+    >>> svg = sg.render(sg.graph("x * y"))
+    >>> isinstance(svg, str), svg._repr_svg_() == svg, repr(svg).startswith("<SVG picture")
+    (True, True, True)
+    """
+
+    def _repr_svg_(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        size = re.search(r'width="([\d.]+)" height="([\d.]+)"', self[:1000])
+        shown = f"{float(size[1]):.0f}×{float(size[2]):.0f} px, " if size else ""
+        return f"<SVG picture, {shown}{len(self)} characters; print() it for the text>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+
 def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
-           layout: str = "layers", digits: int = 4) -> str:
+           layout: str = "layers", digits: int = 4) -> SVG:
     """An SVG picture of a graph, or of a trace with its numbers; written to ``path`` if given.
 
     Parameters
@@ -59,8 +83,8 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
 
     Returns
     -------
-    str
-        the SVG text.
+    SVG
+        the SVG text, a ``str`` that Jupyter draws as a picture.
 
     >>> import symgrad as sg
     >>> t = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4)
@@ -86,7 +110,7 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
                 f.write(text)
         except OSError as e:
             raise SymgradError(f"cannot write {os.fspath(path)!r}: {e.strerror}") from None
-    return text
+    return SVG(text)
 
 
 def check_digits(digits: object) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .dims import Shape, check_values, declared, named
 from .errors import InputError
+from .hints import did_you_mean
 from .ops import OPS
 
 if TYPE_CHECKING:
@@ -36,16 +37,20 @@ def as_array(name: str, value: Any) -> np.ndarray:
 
 
 def check_inputs(inputs: tuple[str, ...], values: Mapping[str, Any]) -> None:
-    """Refuse missing and unknown input names, naming them."""
+    """Refuse missing and unknown input names, naming them (and the input a typo meant)."""
+    hint = ""
     unknown = [n for n in values if n not in inputs]
+    missing = [n for n in inputs if n not in values]
     if unknown:
+        if len(unknown) == 1:
+            hint = did_you_mean(unknown[0], missing or inputs, " (did you mean {!r}?)")
         raise InputError(
-            f"unknown input {', '.join(map(repr, unknown))}; "
+            f"unknown input {', '.join(map(repr, unknown))}{hint}; "
             f"the inputs are {', '.join(inputs) or 'none'}"
         )
-    missing = [n for n in inputs if n not in values]
     if missing:
-        raise InputError(f"missing value for input {', '.join(map(repr, missing))}")
+        hint = "; e is an input here: for Euler's number, write exp(x), not e**x" if "e" in missing else ""
+        raise InputError(f"missing value for input {', '.join(map(repr, missing))}{hint}")
 
 
 def coerce(inputs: tuple[str, ...], shapes: Mapping[str, Shape],

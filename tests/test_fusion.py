@@ -282,7 +282,7 @@ def test_fuse_all_then_expand_is_the_original():
     (NEURON, {"w0", "q1"}, "w0 is an input, not an operation"),
     (NEURON, {"q1", "q99"}, "no node 'q99' in this graph"),
     (NEURON, set(), "nothing to fuse: the set of nodes is empty"),
-    (NEURON, "sigmoids", "unknown pattern 'sigmoids' (patterns: sigmoid, softplus"),
+    (NEURON, "sigmoids", "unknown pattern 'sigmoids'; did you mean 'sigmoid'? (patterns: sigmoid, softplus"),
     (NEURON, "q3", "to fuse nodes, pass a set: g.fuse({'q3'})"),
     (NEURON, 3, "give the nodes to fuse as a set of names, not 3"),
 ])
