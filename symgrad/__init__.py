@@ -26,6 +26,7 @@ from .explain import Explanation, explain
 from .fusion import Finding
 from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
+from .higher import Derivative, grad, hessian, hvp, jacobian
 from .interpret import Trace
 from .ops import OPS
 from .picture import render
@@ -73,3 +74,4 @@ __all__ = [
     "codegen",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
+__all__ += ["Derivative", "grad", "hessian", "hvp", "jacobian"]

@@ -41,7 +41,7 @@ import sympy as sp
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .derive import edge_derivatives
 from .errors import ShapeError, SymgradError
-from .ops import OPS, label
+from .ops import label, op_of
 from .tensors import shape_of
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class Graph:
         data = self._node(node)
         if data["kind"] == "gate":  # a gate over arrays carries vector-Jacobian products
             return data.get("elementwise", True)
-        return data["op"] is None or OPS[data["op"]].elementwise
+        return data["op"] is None or op_of(data["op"]).elementwise
 
     def vjps(self, node: str) -> dict[str, sp.Lambda]:
         """``{operand: upstream ↦ gradient sent to the operand}`` as SymPy Lambdas.
@@ -416,7 +416,7 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     ``derived`` remembers the derivatives of each op and constant pattern, in
     placeholder symbols, so a graph of many alike nodes asks SymPy once per pattern.
     """
-    op = OPS[op_name]
+    op = op_of(op_name)
     args = [g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands]
     out = _symbol(name)
     expr = op.sympy(*args)

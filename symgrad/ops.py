@@ -341,6 +341,18 @@ OPS: dict[str, Op] = {
     )
 }
 
+
+
+def op_of(name: str) -> Op:
+    """The row of op ``name``: in :data:`OPS`, or one only gradient graphs use
+    (:data:`symgrad.higher.GRADIENT_OPS`)."""
+    if name in OPS:
+        return OPS[name]
+    from .higher import GRADIENT_OPS
+
+    return GRADIENT_OPS[name]
+
+
 INFIX: dict[str, Op] = {op.infix: op for op in OPS.values() if op.infix}
 FUNCTIONS: dict[str, Op] = {name: op for name, op in OPS.items() if op.infix is None}
 BY_CLASS: dict[type, Op] = {

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .ops import OPS
+from .ops import op_of
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -69,7 +69,7 @@ def coerce(inputs: tuple[str, ...], shapes: Mapping[str, tuple[int, ...]],
 def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
     """Refuse labels outside 0 … C−1, where C is the number of scores they pick from."""
     for g, data in _operations(graph.nx):
-        for i in OPS[data["op"]].label_operands:
+        for i in op_of(data["op"]).label_operands:
             scores, labels = data["operands"][0], data["operands"][i]
             classes = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
             bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
@@ -84,7 +84,7 @@ def label_classes(graph: Graph) -> dict[str, int]:
     """``{labels input: the number of classes its labels pick from}`` (the fewest, if several)."""
     classes: dict[str, int] = {}
     for g, data in _operations(graph.nx):
-        for i in OPS[data["op"]].label_operands:
+        for i in op_of(data["op"]).label_operands:
             scores, labels = data["operands"][0], data["operands"][i]
             n = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
             classes[labels] = min(n, classes.get(labels, n))

@@ -1,0 +1,534 @@
+"""The gradient is a graph too: gradient graphs, higher derivatives, Hessians, Jacobians.
+
+:func:`grad` turns the adjoint program of a graph (:mod:`symgrad.program`)
+into a :class:`~symgrad.graph.Graph` whose output is the gradient.  The
+forward nodes the backward pass reads are the same nodes, with the same names
+and attributes (``q3`` is ``q3`` in both graphs); the backward nodes are new,
+each adjoint named as in the generated code (``dq3``), their intermediates
+numbered after the forward ones.  Every node carries ``order``: 0 for the
+forward pass, 1 for the first backward pass, 2 for a gradient of a gradient, …;
+pictures colour the backward nodes by it.
+
+A gradient graph is a graph like any other: it backpropagates, compiles,
+fuses, renders, explains and checks, and :func:`grad` of it is the second
+derivative.  :func:`hvp` is reverse-over-reverse: the graph of
+``sum(grad · v)`` differentiated once more, so it needs nothing beyond the
+vector-Jacobian products the op table already has (forward mode would need a
+second rule per op); ``benchmarks/bench_higher.py`` times it against
+Hessian-times-vector.  :func:`hessian` and :func:`jacobian` evaluate those
+graphs, compiled, column by column (a Hessian-vector product per column, a
+vector-Jacobian product per output entry).
+
+The backward pass uses a few functions the forward op table does not offer
+(a step function, the sign, ``sum_to``, ``broadcast_to``, …).  They are the
+rows of :data:`GRADIENT_OPS`, each with its own vector-Jacobian product, so
+gradient graphs can be differentiated again.  The step and the sign have
+derivative 0: the subgradient convention at a kink, extended to second order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import sympy as sp
+
+from .build import Builder, Ref, Spec, intermediate_prefix
+from .errors import InputError, ShapeError, SymgradError, UnsupportedError
+from .graph import Graph, add_op_node
+from .ops import REAL, Op
+from .program import build_program, sum_to
+from .sympy_input import _Converter
+from .tensors import broadcast_to, expand_dims, onehot, outer, reduce_sum
+
+
+class step(sp.Function):
+    """``step(a, h)``: 1 where a > 0, 0 where a < 0, ``h`` at 0; its derivative is taken as 0."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sp.Expr, h: sp.Expr) -> sp.Expr | None:
+        return sp.Heaviside(a, h) if a.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"np.heaviside({printer._print(self.args[0])}, {float(self.args[1])!r})"
+
+
+class sgn(sp.Function):
+    """The sign of ``a`` (0 at 0); its derivative is taken as 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, a: sp.Expr) -> sp.Expr | None:
+        return sp.sign(a) if a.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"np.sign({printer._print(self.args[0])})"
+
+
+GRADIENT_OPS: dict[str, Op] = {
+    op.name: op
+    for op in (
+        Op("step", 2, step, "step", numpy="np.heaviside({0}, {1})", domain=(REAL, REAL)),
+        Op("sgn", 1, sgn, "sign", numpy="np.sign({0})"),
+        Op("outer", 2, outer, "outer", numpy="np.outer({0}, {1})", domain=(REAL, REAL)),
+        Op("expand_dims", 1, expand_dims, "expand_dims", numpy="np.expand_dims({0})"),
+        Op("broadcast_to", 1, broadcast_to, "broadcast_to", numpy="np.broadcast_to({0})"),
+        Op("sum_to", 1, sum_to, "sum_to", numpy="np.sum({0})"),
+        Op("onehot", 1, onehot, "onehot", numpy="np.eye()[{0}]"),
+    )
+}
+"""Ops that only gradient graphs use; their nodes keep the trailing constant arguments
+(axes, shapes, the step's value at 0) as constant operands."""
+
+_GRADIENT_CLASSES: dict[type, Op] = {op.sympy: op for op in GRADIENT_OPS.values()}  # type: ignore[misc]
+_GRADIENT_TYPES = tuple(_GRADIENT_CLASSES)
+
+
+def _prepare(expr: sp.Expr) -> sp.Expr:
+    """An adjoint expression in gradient ops: Heaviside → step, sign → sgn, DiracDelta → 0."""
+    return expr.replace(sp.DiracDelta, lambda *a: sp.S.Zero).replace(
+        sp.Heaviside, lambda a, h=sp.S.Half: step(a, h)).replace(sp.sign, sgn)
+
+
+class _Convert(_Converter):
+    """SymPy → nodes, knowing the gradient ops and arrays of constants."""
+
+    def __init__(self, builder: Builder, shapes: dict[sp.Symbol, tuple[int, ...]]):
+        super().__init__(builder)
+        self.shapes = shapes
+
+    def convert(self, root: sp.Expr) -> Any:
+        stack: list[tuple[sp.Expr, bool]] = [(root, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in self.done:
+                continue
+            if not e.free_symbols and not isinstance(e, _GRADIENT_TYPES) \
+                    and not _has_array(e):
+                self.done[e] = self.b.constant(e)
+            elif isinstance(e, sp.Symbol):
+                self.done[e] = self.b.input(e.name)
+            elif not ready:
+                stack.append((e, True))
+                stack.extend((a, False) for a in reversed(self.parts(e)) if a.free_symbols
+                             or not _constant_argument(e, a))
+            else:
+                self.done[e] = self.apply(e)
+        return self.done[root]
+
+    def parts(self, e: sp.Expr) -> list[sp.Expr]:
+        op = _GRADIENT_CLASSES.get(type(e))
+        if op is not None:
+            return list(e.args[: _node_operands(op)])
+        return super().parts(e)
+
+    def apply(self, e: sp.Expr) -> Any:
+        op = _GRADIENT_CLASSES.get(type(e))
+        if op is None and not (_has_array(e) and not e.free_symbols):
+            return super().apply(e)
+        if op is None:
+            raise UnsupportedError(f"cannot build a node for {e}")
+        count = _node_operands(op)
+        operands = tuple(self.done[a] if i < count and (a.free_symbols or _has_array(a)) else a
+                         for i, a in enumerate(e.args))
+        key = (op.name, operands)
+        if key in self.b._shared:
+            return self.b._shared[key]
+        known = dict(self.shapes)
+        stand_in = []
+        for o in operands:
+            if isinstance(o, Ref):
+                s = sp.Symbol(f"_o{o.index}", real=True)
+                known[s] = self.b.specs[o.index].shape
+                stand_in.append(s)
+            else:
+                stand_in.append(o)
+        shape = tuple(int(n) for n in _shape(op.sympy(*stand_in), known))
+        ref = self.b._add(Spec("op", op=op.name, operands=operands, shape=shape))
+        self.b._shared[key] = ref
+        return ref
+
+
+def _node_operands(op: Op) -> int:
+    """How many leading arguments of a gradient op are values (the rest are constants)."""
+    return 2 if op.name == "outer" else 1
+
+
+def _constant_argument(e: sp.Expr, a: sp.Expr) -> bool:
+    op = _GRADIENT_CLASSES.get(type(e))
+    return op is not None and e.args.index(a) >= _node_operands(op)
+
+
+def _has_array(e: sp.Expr) -> bool:
+    return any(isinstance(f, _GRADIENT_TYPES) for f in sp.preorder_traversal(e))
+
+
+def _shape(e: sp.Expr, known: dict[sp.Symbol, tuple[int, ...]]) -> tuple[int, ...]:
+    from .tensors import shape_of
+
+    return shape_of(e, known)
+
+
+class _Extension:
+    """New nodes built on top of a graph whose nodes stay as they are."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.order = max((d.get("order", 0) for _, d in graph.nx.nodes(data=True)), default=0) + 1
+        self.b = Builder(graph.granularity)
+        shapes = {graph.symbol(n): graph.shape(n) for n in graph.nodes}
+        self.conv = _Convert(self.b, shapes)
+        self.constants: dict[sp.Symbol, sp.Expr] = {}
+        self.names: dict[int, str] = {}
+        index = {}
+        for i, n in enumerate(graph.nodes):
+            data = graph.nx.nodes[n]
+            kind = "input" if data["kind"] == "input" else "forward"
+            ref = self.b._add(Spec(kind, name=n, shape=data["shape"], dtype=data.get("dtype", "float")))
+            index[n] = ref
+            self.names[i] = n
+            if kind == "input":
+                self.b._inputs[n] = ref
+                self.b.shapes[n] = data["shape"]
+            elif data["kind"] == "op":
+                operands = tuple(index[o] if isinstance(o, str) else o for o in data["operands"])
+                self.b._shared[(data["op"], operands)] = ref
+            self.conv.done[data["symbol"]] = ref
+        self.forward = len(self.b.specs)
+
+    def input(self, name: str, shape: tuple[int, ...]) -> sp.Symbol:
+        """A new float input called ``name``, of ``shape``."""
+        if name in self.graph.nx.nodes:
+            raise InputError(f"the graph already has a node called {name!r}; choose another name")
+        self.b.shapes[name] = shape
+        symbol = sp.Symbol(name, real=True)
+        self.conv.done[symbol] = self.b.input(name)
+        self.conv.shapes[symbol] = shape
+        return symbol
+
+    def add(self, expr: sp.Expr, target: sp.Symbol, shape: tuple[int, ...]) -> None:
+        """Nodes computing ``expr``, whose value ``target`` then stands for."""
+        expr = _prepare(expr.xreplace(self.constants))
+        if not expr.free_symbols and not _has_array(expr):
+            if shape == ():
+                self.constants[target] = self.b.constant(expr)
+                return
+            expr = broadcast_to(expr, sp.Tuple(*shape))
+        out = self.conv.convert(expr)
+        if isinstance(out, Ref) and out.index >= self.forward:
+            self.names.setdefault(out.index, target.name)
+        self.conv.done[target] = out
+        self.conv.shapes[target] = shape
+
+    def graph_of(self, target: sp.Symbol, source: str) -> Graph:
+        """The graph whose output is ``target``, keeping only the nodes it needs."""
+        if target in self.constants:  # a constant gradient: one node of its own
+            out = self.b._add(Spec("const", value=self.constants[target]))
+            self.names[out.index] = target.name
+        else:
+            out = self.conv.done[target]
+        return self._finish(out, source)
+
+    def _finish(self, out: Ref, source: str) -> Graph:
+        g = self.graph
+        live: set[int] = set()
+        stack = [out.index]
+        position = {n: i for i, n in enumerate(g.nodes)}
+        while stack:
+            i = stack.pop()
+            if i in live:
+                continue
+            live.add(i)
+            if i < self.forward:
+                stack.extend(position[p] for p in g.nx.predecessors(self.names[i]))
+            else:
+                stack.extend(o.index for o in self.b.specs[i].operands if isinstance(o, Ref))
+        names = self._name_new()
+        G = nx.DiGraph()
+        inputs = list(g.inputs)
+        for n in g.inputs:
+            G.add_node(n, **{**g.nx.nodes[n], "order": g.nx.nodes[n].get("order", 0)})
+        for i in range(self.forward, len(self.b.specs)):
+            s = self.b.specs[i]
+            if s.kind == "input":
+                symbol = sp.Symbol(s.name, real=True)  # type: ignore[arg-type]
+                G.add_node(s.name, kind="input", op=None, operands=(), symbol=symbol, expr=symbol,
+                           label=s.name, shape=s.shape, dtype="float", order=self.order)
+                inputs.append(s.name)  # type: ignore[arg-type]
+        for n in g.operations:
+            if position[n] in live:
+                G.add_node(n, **{**g.nx.nodes[n], "order": g.nx.nodes[n].get("order", 0)})
+                for p in g.nx.predecessors(n):
+                    G.add_edge(p, n, **g.nx.edges[p, n])
+        derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
+        for i in range(self.forward, len(self.b.specs)):
+            s = self.b.specs[i]
+            if s.kind == "const" and i in live:
+                G.add_node(names[i], kind="const", op=None, operands=(),
+                           symbol=sp.Symbol(names[i], real=True), expr=s.value, label=str(s.value),
+                           shape=(), order=self.order)
+            if s.kind != "op" or i not in live:
+                continue
+            operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
+            add_op_node(G, names[i], s.op, operands, s.shape, derived)  # type: ignore[arg-type]
+            G.nodes[names[i]]["order"] = self.order
+            if s.op in GRADIENT_OPS and s.op != "step":  # shapes and axes are in the expression
+                G.nodes[names[i]]["label"] = GRADIENT_OPS[s.op].label
+        return Graph(G, names[out.index], tuple(inputs), g.granularity, source)
+
+    def _name_new(self) -> dict[int, str]:
+        """Names of every node: the given ones, then the graph's prefix numbered on."""
+        g = self.graph
+        prefix = intermediate_prefix([n for n in g.inputs])
+        taken = set(g.nodes) | set(self.names.values())
+        numbers = [int(m.group(1)) for n in taken if (m := re.fullmatch(rf"{prefix}(\d+)", n))]
+        count = max(numbers, default=0)
+        names = dict(self.names)
+        for i in range(self.forward, len(self.b.specs)):
+            s = self.b.specs[i]
+            if s.kind == "input":
+                names[i] = s.name  # type: ignore[assignment]
+            elif i not in names:
+                count += 1
+                while f"{prefix}{count}" in taken:
+                    count += 1
+                names[i] = f"{prefix}{count}"
+        return names
+
+
+# --------------------------------------------------------------------------
+# The public functions
+
+
+def _names(graph: Graph, wrt: str | Iterable[str] | None) -> tuple[tuple[str, ...], bool]:
+    """(the names, whether one name was given as a string)."""
+    if not isinstance(graph, Graph):
+        raise SymgradError(f"expected a symgrad Graph, got {type(graph).__name__}")
+    if isinstance(wrt, str):
+        return (wrt,), True
+    if wrt is None:
+        return tuple(n for n in graph.inputs if n not in graph.labels), False
+    names = tuple(wrt)
+    for n in names:
+        if not isinstance(n, str):
+            raise SymgradError(f"wrt takes input names, not {n!r}")
+    if not names:
+        raise SymgradError("wrt names no input; give at least one")
+    return names, False
+
+
+def _source(graph: Graph) -> str:
+    return graph.source or str(graph.expression())
+
+
+def _gradients(graph: Graph, names: tuple[str, ...],
+               seed: str | None) -> tuple[_Extension, dict[str, sp.Symbol]]:
+    """The adjoint program of ``graph`` built onto it, and each name's gradient symbol."""
+    program = build_program(graph, names)
+    ext = _Extension(graph)
+    shape = graph.shape(graph.output)
+    if seed is not None:
+        ext.conv.done[program.dout] = ext.conv.done[ext.input(seed, shape)]
+        ext.conv.shapes[program.dout] = shape
+    elif shape != ():
+        raise ShapeError(
+            f"the output {graph.output} has shape {shape}, not a scalar: give seed='name' for the "
+            "graph of a vector-Jacobian product, or use sg.jacobian"
+        )
+    else:
+        ext.constants[program.dout] = sp.Integer(1)
+    for a in program.backward:
+        ext.add(a.expr, a.target, a.shape)
+    return ext, program.grads
+
+
+def grad(graph: Graph, wrt: str | Iterable[str] | None = None, *,
+         seed: str | None = None) -> Graph | tuple[Graph, ...]:
+    """The gradient as a graph: its output is ∂output/∂``wrt``.
+
+    Parameters
+    ----------
+    graph:
+        A graph with a scalar output (or any output, with ``seed``).
+    wrt:
+        One input name: that gradient's graph.  Several names (or None, every
+        float input): a tuple of graphs, one per name, in that order, all
+        sharing the same forward nodes.
+    seed:
+        For an output that is not a scalar: the name of a new input of the
+        output's shape, the upstream gradient; the graph then computes the
+        vector-Jacobian product seed · ∂output/∂wrt.
+
+    Returns
+    -------
+    Graph, or a tuple of Graphs
+
+    >>> import symgrad as sg
+    >>> dx = sg.grad(sg.graph("x * y + exp(x)"), "x")
+    >>> print(dx)
+    graph(x, y): dx = grad(x * y + exp(x), x)
+      q2 = exp(x)    [exp]
+      dx = q2 + y    [+]
+      return dx
+    >>> dx.backprop(x=0.0, y=2.0).grads
+    {'x': 1.0, 'y': 1.0}
+    """
+    names, single = _names(graph, wrt)
+    ext, grads = _gradients(graph, names, seed)
+    source = _source(graph)
+    graphs = tuple(ext.graph_of(grads[n], f"grad({source}, {n})") for n in names)
+    return graphs[0] if single else graphs
+
+
+def _default_vectors(names: tuple[str, ...], single: bool, v: str | Sequence[str] | None) -> tuple[str, ...]:
+    if v is None:
+        return ("v",) if single else tuple(f"v_{n}" for n in names)
+    vs = (v,) if isinstance(v, str) else tuple(v)
+    if len(vs) != len(names):
+        raise SymgradError(f"v names {len(vs)} input(s) for {len(names)} wrt name(s); give one each")
+    return vs
+
+
+def hvp(graph: Graph, wrt: str | Iterable[str] | None = None,
+        v: str | Sequence[str] | None = None) -> Graph | tuple[Graph, ...]:
+    """The Hessian-vector product H·v as a graph (reverse over reverse).
+
+    The graph gets new inputs, the vector ``v`` (named ``v``, or ``v_<name>``
+    for each of several names; or as given), of the shapes of the ``wrt``
+    inputs.  Its output is ∂(∇f · v)/∂``wrt``: one graph, or a tuple of graphs
+    for several names, as :func:`grad`.
+
+    >>> import symgrad as sg
+    >>> hv = sg.hvp(sg.graph("x**3 * y"), "x")
+    >>> hv.inputs
+    ('x', 'y', 'v')
+    >>> hv.compile()(x=2.0, y=1.0, v=1.0)   # 6 x y v
+    12.0
+    """
+    names, single = _names(graph, wrt)
+    vs = _default_vectors(names, single, v)
+    ext, grads = _gradients(graph, names, None)
+    total = sp.S.Zero
+    for n, vn in zip(names, vs):
+        shape = graph.shape(n)
+        product = grads[n] * ext.input(vn, shape)
+        total += reduce_sum(product, sp.Tuple(), sp.false) if shape != () else product
+    dot = sp.Symbol("gv", real=True)
+    ext.add(total, dot, ())
+    inner = ext.graph_of(dot, f"grad({_source(graph)}) · {', '.join(vs)}")
+    result = grad(inner, names)
+    return result[0] if single else result  # type: ignore[index]
+
+
+class Derivative:
+    """A Jacobian or Hessian, evaluated from compiled graphs column by column.
+
+    ``d(**inputs)`` gives the matrix as a NumPy array; ``d.graphs`` are the
+    graphs it evaluates (vector-Jacobian or Hessian-vector products).
+    """
+
+    def __init__(self, kind: str, graphs: tuple[Graph, ...], names: tuple[str, ...],
+                 vectors: tuple[str, ...], row_shape: tuple[int, ...], single: bool):
+        self.kind, self.graphs, self.names, self.vectors = kind, graphs, names, vectors
+        self._row_shape, self._single = row_shape, single
+        self._compiled = [g.compile(wrt=[n for n in g.inputs if n not in g.labels][:1]) for g in graphs]
+
+    def __call__(self, **inputs: Any) -> np.ndarray:
+        first = self.graphs[0]
+        missing = [n for n in first.inputs if n not in inputs and n not in self.vectors]
+        if missing:
+            raise InputError(f"no value given for {', '.join(map(repr, missing))}")
+        shapes = [first.shape(v) for v in self.vectors]
+        sizes = [int(np.prod(s, dtype=int)) for s in shapes]
+        rows = []
+        for k in range(sum(sizes)):
+            values = dict(inputs)
+            offset = 0
+            for v, s, size in zip(self.vectors, shapes, sizes):
+                unit = np.zeros(size)
+                if offset <= k < offset + size:
+                    unit[k - offset] = 1.0
+                values[v] = unit.reshape(s) if s else float(unit[0])
+                offset += size
+            rows.append(np.concatenate([np.ravel(f(**values)) for f in self._compiled]))
+        matrix = np.array(rows)
+        if self.kind == "hessian":
+            matrix = matrix.T  # column k is H e_k; H is symmetric where it is smooth
+        if self._single:
+            out = self.graphs[0].shape(self.names[0])
+            return matrix.reshape(self._row_shape + out)
+        return matrix
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} with respect to {', '.join(self.names)}: {len(self.graphs)} graph(s)>"
+
+
+def hessian(graph: Graph, wrt: str | Iterable[str] | None = None) -> Derivative:
+    """The Hessian of a scalar graph, evaluated by Hessian-vector products of its :func:`hvp` graphs.
+
+    ``h(**inputs)`` has shape ``s + s`` for one input of shape ``s``, or
+    ``(N, N)`` for several names (their entries flattened, in order).
+
+    >>> import symgrad as sg
+    >>> h = sg.hessian(sg.graph("x**2 * y"), ["x", "y"])
+    >>> h(x=1.0, y=3.0)
+    array([[6., 2.],
+           [2., 0.]])
+    """
+    names, single = _names(graph, wrt)
+    vs = _free_names(graph, names, single, "v")
+    graphs = hvp(graph, names, vs)
+    shape = graph.shape(names[0]) if single else ()
+    return Derivative("hessian", graphs, names, vs, shape, single)  # type: ignore[arg-type]
+
+
+def jacobian(graph: Graph, wrt: str | Iterable[str] | None = None) -> Derivative:
+    """The Jacobian of the output with respect to ``wrt``, one vector-Jacobian product per output entry.
+
+    ``j(**inputs)`` has shape ``out + s`` for one input of shape ``s``, or
+    ``(M, N)`` for several names (output and input entries flattened).
+
+    >>> import symgrad as sg
+    >>> j = sg.jacobian(sg.graph("exp(x)", shapes={"x": (2,)}), "x")
+    >>> j(x=[0.0, 1.0]).round(4)
+    array([[1.    , 0.    ],
+           [0.    , 2.7183]])
+    """
+    names, single = _names(graph, wrt)
+    (seed,) = _free_names(graph, ("out",), True, "u")
+    graphs = grad(graph, names, seed=seed)
+    shape = graph.shape(graph.output) if single else ()
+    return Derivative("jacobian", graphs, names, (seed,), shape, single)  # type: ignore[arg-type]
+
+
+def _free_names(graph: Graph, names: tuple[str, ...], single: bool, stem: str) -> tuple[str, ...]:
+    """Names for new inputs that no node of ``graph`` has."""
+    taken = set(graph.nodes)
+    out = []
+    for n in names:
+        base = stem if single else f"{stem}_{n}"
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}{k}"
+        taken.add(name)
+        out.append(name)
+    return tuple(out)
