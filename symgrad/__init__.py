@@ -26,7 +26,7 @@ from .explain import Explanation, explain
 from .fusion import Finding
 from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
-from .higher import Derivative, grad, hessian, hvp, jacobian
+from .higher import Derivative, grad, hessian, hvp, jacobian, jvp
 from .interpret import Trace
 from .ops import OPS
 from .picture import render
@@ -74,4 +74,4 @@ __all__ = [
     "codegen",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
-__all__ += ["Derivative", "grad", "hessian", "hvp", "jacobian"]
+__all__ += ["Derivative", "grad", "hessian", "hvp", "jacobian", "jvp"]

@@ -408,13 +408,18 @@ def _default_vectors(names: tuple[str, ...], single: bool, v: str | Sequence[str
 
 
 def hvp(graph: Graph, wrt: str | Iterable[str] | None = None,
-        v: str | Sequence[str] | None = None) -> Graph | tuple[Graph, ...]:
-    """The Hessian-vector product H·v as a graph (reverse over reverse).
+        v: str | Sequence[str] | None = None, *, mode: str = "reverse") -> Graph | tuple[Graph, ...]:
+    """The Hessian-vector product H·v as a graph.
 
     The graph gets new inputs, the vector ``v`` (named ``v``, or ``v_<name>``
     for each of several names; or as given), of the shapes of the ``wrt``
-    inputs.  Its output is ∂(∇f · v)/∂``wrt``: one graph, or a tuple of graphs
-    for several names, as :func:`grad`.
+    inputs.  Its output is H·v restricted to ``wrt``: one graph, or a tuple of
+    graphs for several names, as :func:`grad`.
+
+    ``mode="reverse"`` (the default) differentiates ∇f · v once more
+    (reverse over reverse); ``mode="forward"`` pushes the tangent ``v``
+    forward through the gradient graph (forward over reverse).  Both give the
+    same numbers; ``benchmarks/bench_higher.py`` compares their cost.
 
     >>> import symgrad as sg
     >>> hv = sg.hvp(sg.graph("x**3 * y"), "x")
@@ -425,6 +430,14 @@ def hvp(graph: Graph, wrt: str | Iterable[str] | None = None,
     """
     names, single = _names(graph, wrt)
     vs = _default_vectors(names, single, v)
+    if mode == "forward":
+        ext, grads = _gradients(graph, names, None)
+        source = _source(graph)
+        result = tuple(jvp(ext.graph_of(grads[n], f"grad({source}, {n})"), dict(zip(names, vs)))
+                       for n in names)
+        return result[0] if single else result
+    if mode != "reverse":
+        raise SymgradError(f"unknown mode {mode!r}; choose reverse or forward")
     ext, grads = _gradients(graph, names, None)
     total = sp.S.Zero
     for n, vn in zip(names, vs):
@@ -434,8 +447,80 @@ def hvp(graph: Graph, wrt: str | Iterable[str] | None = None,
     dot = sp.Symbol("gv", real=True)
     ext.add(total, dot, ())
     inner = ext.graph_of(dot, f"grad({_source(graph)}) · {', '.join(vs)}")
-    result = grad(inner, names)
-    return result[0] if single else result  # type: ignore[index]
+    second = grad(inner, names)
+    return second[0] if single else second  # type: ignore[index]
+
+
+def jvp(graph: Graph, tangents: dict[str, str]) -> Graph:
+    """The directional derivative of the output along ``tangents`` as a graph (forward mode).
+
+    ``tangents`` maps inputs to the names of new inputs, of the same shapes,
+    holding the direction.  Every node the direction reaches gets a tangent
+    node (``t_q3`` for ``q3``): the sum over its operands of the local
+    derivative times the operand's tangent, or, for an op that mixes entries,
+    the op applied to the tangents (they are linear or bilinear; logsumexp
+    weighs the tangent by the softmax).
+
+    >>> import symgrad as sg
+    >>> t = sg.jvp(sg.graph("sum(x * x)", shapes={"x": (2,)}), {"x": "u"})
+    >>> t.compile()(x=[1.0, 2.0], u=[1.0, 0.0])
+    2.0
+    """
+    if not isinstance(graph, Graph):
+        raise SymgradError(f"expected a symgrad Graph, got {type(graph).__name__}")
+    ext = _Extension(graph)
+    prefix = _tangent_prefix(graph.nodes)
+    tangent: dict[str, sp.Symbol] = {}
+    for name, t in tangents.items():
+        if name not in graph.inputs or name in graph.labels:
+            raise SymgradError(f"{name!r} is not a float input of this graph (inputs: "
+                               f"{', '.join(graph.inputs)})")
+        tangent[name] = ext.input(t, graph.shape(name))
+    for n in graph.operations:
+        reached = {u: tangent[u] for u in graph.operands(n) if u in tangent}
+        if not reached:
+            continue
+        if graph.elementwise(n):
+            edges = graph.nx.edges
+            expr = sp.Add(*(edges[u, n].get("numeric", edges[u, n]["cached"]) * t
+                            for u, t in reached.items()))
+        else:
+            expr = _tangent_rule(graph, n, reached)
+        tangent[n] = sp.Symbol(prefix + n, real=True)
+        ext.add(expr, tangent[n], graph.shape(n))
+    out = tangent.get(graph.output)
+    if out is None:  # the direction does not reach the output
+        out = sp.Symbol(prefix + graph.output, real=True)
+        ext.add(sp.S.Zero, out, graph.shape(graph.output))
+    return ext.graph_of(out, f"jvp({_source(graph)}, {', '.join(tangents.values())})")
+
+
+def _tangent_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol]) -> sp.Expr:
+    """The tangent of an op that mixes entries: linear in each operand, but logsumexp."""
+    data = graph.nx.nodes[node]
+    if data["kind"] != "op":
+        raise UnsupportedError(
+            f"forward mode cannot pass through the gate {node} ({data['label']}); expand it first"
+        )
+    expr = data["expr"]
+    symbols = {graph.symbol(u): t for u, t in reached.items()}
+    if data["op"] == "logsumexp":
+        (x,) = expr.args[:1]
+        weights = sp.exp(x - expr.unreduce(data["symbol"]))
+        return reduce_sum(weights * symbols[x], *expr.args[1:])
+    terms = []
+    for i, a in enumerate(expr.args):
+        if a in symbols:  # product rule: one operand at a time
+            terms.append(expr.func(*expr.args[:i], symbols[a], *expr.args[i + 1:]))
+    return sp.Add(*terms)
+
+
+def _tangent_prefix(names: Iterable[str]) -> str:
+    names = set(names)
+    for prefix in ("t_", "tan_", "dot_"):
+        if not any(prefix + n in names for n in names):
+            return prefix
+    raise SymgradError("node names clash with every naming scheme for tangents")
 
 
 class Derivative:

@@ -195,8 +195,9 @@ def test_hessians_are_symmetric_equal_differences_of_the_gradient_and_hvps_agree
     assume(np.all(np.isfinite(numeric)) and np.abs(numeric).max() < 1e4)
     np.testing.assert_allclose(h, numeric, rtol=1e-4, atol=1e-5)
     vs = dict(zip([f"v_{n}" for n in g.inputs], v))
-    hv = [value(d, {**point, **vs}) for d in sg.hvp(g, g.inputs)]
-    np.testing.assert_allclose(hv, h @ np.array(v[: len(g.inputs)]), rtol=1e-9, atol=1e-11)
+    for mode in ("reverse", "forward"):
+        hv = [value(d, {**point, **vs}) for d in sg.hvp(g, g.inputs, mode=mode)]
+        np.testing.assert_allclose(hv, h @ np.array(v[: len(g.inputs)]), rtol=1e-9, atol=1e-11)
 
 
 # -- arrays -----------------------------------------------------------------
@@ -220,10 +221,11 @@ def test_logistic_regression_hessian_equals_differences_of_the_gradient_and_the_
     s = 1 / (1 + np.exp(-y * (X @ w)))
     np.testing.assert_allclose(h, X.T @ np.diag(s * (1 - s)) @ X / len(y), rtol=1e-10)
     v = np.arange(4.0) - 1.5
-    hv = sg.hvp(g, "w", v="u")
-    assert hv.inputs[-1] == "u"
-    np.testing.assert_allclose(hv.compile()(**at, u=v), h @ v, rtol=1e-10)
-    np.testing.assert_allclose(hv.backprop(**at, u=v).value, h @ v, rtol=1e-10)
+    for mode in ("reverse", "forward"):
+        hv = sg.hvp(g, "w", v="u", mode=mode)
+        assert hv.inputs[-1] == "u"
+        np.testing.assert_allclose(hv.compile()(**at, u=v), h @ v, rtol=1e-10)
+        np.testing.assert_allclose(hv.backprop(**at, u=v).value, h @ v, rtol=1e-10)
 
 
 def test_array_hessians_with_matrices_and_several_names():
@@ -273,3 +275,33 @@ def test_gradient_graph_of_pick_and_labels():
     f = g.compile()
     numeric = central(lambda z: f.value_and_grad(**{**at, "s": z})[1]["s"], at["s"])
     np.testing.assert_allclose(h, numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("text, shapes", [
+    ("sum(tanh(W @ x))", {"W": (2, 3), "x": (3,)}),
+    ("logsumexp(W @ x) + sum(x.T * x)", {"W": (2, 3), "x": (3,)}),
+    ("mean(softplus(x @ W + b) * (x @ W), axis=0)", {"x": (4, 3), "W": (3, 2), "b": (2,)}),
+    ("max(x, y) * exp(x)", None),
+])
+def test_tangents_equal_differences_along_the_direction(text, shapes):
+    g = sg.graph(text, shapes=shapes)
+    rng = np.random.default_rng(3)
+    at = {n: rng.normal(size=g.shape(n)) for n in g.inputs}
+    direction = {n: rng.normal(size=g.shape(n)) for n in g.inputs}
+    t = sg.jvp(g, {n: f"u_{n}" for n in g.inputs})
+    assert all(t.nx.nodes[n]["order"] == 1 for n in t.nodes if n.startswith("t_"))
+    got = t.compile()(**at, **{f"u_{n}": u for n, u in direction.items()})
+    f = g.compile()
+    h = 1e-6
+    numeric = (f(**{n: at[n] + h * direction[n] for n in at})
+               - f(**{n: at[n] - h * direction[n] for n in at})) / (2 * h)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_forward_mode_refuses_array_gates_and_bad_modes():
+    g = sg.graph("mean(softmax_cross_entropy(s, y))", shapes={"s": (3, 4), "y": (3,)},
+                 dtypes={"y": int})
+    with pytest.raises(sg.SymgradError, match="mode"):
+        sg.hvp(g, "s", mode="sideways")
+    with pytest.raises(sg.SymgradError, match="'y'"):
+        sg.jvp(g, {"y": "u"})
