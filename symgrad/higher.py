@@ -42,7 +42,7 @@ from .graph import Graph, add_op_node
 from .ops import REAL, Op
 from .program import build_program, sum_to
 from .sympy_input import _Converter
-from .tensors import broadcast_to, expand_dims, onehot, outer, reduce_sum
+from .tensors import ArrayFunction, broadcast_to, expand_dims, onehot, outer, reduce_sum
 
 
 class step(sp.Function):
@@ -83,6 +83,25 @@ class sgn(sp.Function):
         return f"np.sign({printer._print(self.args[0])})"
 
 
+class eye(ArrayFunction):
+    """``eye(k)``: the k × k identity, the directions of a whole Jacobian (:mod:`symgrad.jacobians`)."""
+
+    nargs = 1
+    operands_count = 0
+
+    def array_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+        return (int(self.args[0]), int(self.args[0]))
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[tuple[int, ...], ...]) -> tuple[sp.Expr, ...]:
+        return ()
+
+    def explicit(self, *values: np.ndarray) -> np.ndarray:
+        return np.eye(int(self.args[0]), dtype=int).astype(object)
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"np.eye({int(self.args[0])})"
+
+
 GRADIENT_OPS: dict[str, Op] = {
     op.name: op
     for op in (
@@ -93,6 +112,7 @@ GRADIENT_OPS: dict[str, Op] = {
         Op("broadcast_to", 1, broadcast_to, "broadcast_to", numpy="np.broadcast_to({0})"),
         Op("sum_to", 1, sum_to, "sum_to", numpy="np.sum({0})"),
         Op("onehot", 1, onehot, "onehot", numpy="np.eye()[{0}]"),
+        Op("eye", 1, eye, "eye", numpy="np.eye({0})"),
     )
 }
 """Ops that only gradient graphs use; their nodes keep the trailing constant arguments
@@ -169,7 +189,7 @@ class _Convert(_Converter):
 
 def _node_operands(op: Op) -> int:
     """How many leading arguments of a gradient op are values (the rest are constants)."""
-    return 2 if op.name == "outer" else 1
+    return {"outer": 2, "eye": 0}.get(op.name, 1)
 
 
 def _constant_argument(e: sp.Expr, a: sp.Expr) -> bool:
@@ -463,7 +483,7 @@ def jvp(graph: Graph, tangents: dict[str, str]) -> Graph:
 
     >>> import symgrad as sg
     >>> t = sg.jvp(sg.graph("sum(x * x)", shapes={"x": (2,)}), {"x": "u"})
-    >>> t.compile()(x=[1.0, 2.0], u=[1.0, 0.0])
+    >>> float(t.compile()(x=[1.0, 2.0], u=[1.0, 0.0]))
     2.0
     """
     if not isinstance(graph, Graph):
@@ -524,23 +544,35 @@ def _tangent_prefix(names: Iterable[str]) -> str:
 
 
 class Derivative:
-    """A Jacobian or Hessian, evaluated from compiled graphs column by column.
+    """A Jacobian or Hessian, evaluated from compiled graphs.
 
     ``d(**inputs)`` gives the matrix as a NumPy array; ``d.graphs`` are the
-    graphs it evaluates (vector-Jacobian or Hessian-vector products).
+    graphs it evaluates: vector-Jacobian or Hessian-vector products, one
+    evaluation per row, or (``method="matrix"``) one graph whose output is the
+    whole matrix.
     """
 
     def __init__(self, kind: str, graphs: tuple[Graph, ...], names: tuple[str, ...],
-                 vectors: tuple[str, ...], row_shape: tuple[int, ...], single: bool):
+                 vectors: tuple[str, ...], row_shape: tuple[int, ...], single: bool,
+                 method: str = "columns"):
         self.kind, self.graphs, self.names, self.vectors = kind, graphs, names, vectors
+        self.method = method
         self._row_shape, self._single = row_shape, single
-        self._compiled = [g.compile(wrt=[n for n in g.inputs if n not in g.labels][:1]) for g in graphs]
+        self._compiled = [g.compile(wrt=[]) for g in graphs]
+
+    @property
+    def source(self) -> str:
+        """The generated NumPy code of the (first) graph it evaluates."""
+        return self._compiled[0].source
 
     def __call__(self, **inputs: Any) -> np.ndarray:
         first = self.graphs[0]
         missing = [n for n in first.inputs if n not in inputs and n not in self.vectors]
         if missing:
             raise InputError(f"no value given for {', '.join(map(repr, missing))}")
+        if self.method == "matrix":
+            matrix = np.asarray(self._compiled[0](**inputs), dtype=float)
+            return matrix.reshape(self._row_shape + first.shape(self.names[0]))
         shapes = [first.shape(v) for v in self.vectors]
         sizes = [int(np.prod(s, dtype=int)) for s in shapes]
         rows = []
@@ -566,19 +598,46 @@ class Derivative:
         return f"<{self.kind} with respect to {', '.join(self.names)}: {len(self.graphs)} graph(s)>"
 
 
-def hessian(graph: Graph, wrt: str | Iterable[str] | None = None) -> Derivative:
-    """The Hessian of a scalar graph, evaluated by Hessian-vector products of its :func:`hvp` graphs.
+def hessian(graph: Graph, wrt: str | Iterable[str] | None = None, *,
+            method: str = "auto") -> Derivative:
+    """The Hessian of a scalar graph.
 
     ``h(**inputs)`` has shape ``s + s`` for one input of shape ``s``, or
     ``(N, N)`` for several names (their entries flattened, in order).
+
+    ``method="matrix"`` compiles one graph whose output is the whole Hessian:
+    every direction pushed at once through the gradient graph (see
+    :mod:`symgrad.jacobians`), so the Hessian of logistic regression is a few
+    matrix products.  It takes one input, a scalar or a vector, and graphs
+    that reach matrices only through their other inputs.  ``method="columns"``
+    evaluates one :func:`hvp` per column; it takes anything.  ``"auto"``
+    (the default) tries ``"matrix"`` for one input and falls back to ``"columns"``.
 
     >>> import symgrad as sg
     >>> h = sg.hessian(sg.graph("x**2 * y"), ["x", "y"])
     >>> h(x=1.0, y=3.0)
     array([[6., 2.],
            [2., 0.]])
+    >>> sg.hessian(sg.graph("sum(exp(w) * w)", shapes={"w": (2,)}), "w").method
+    'matrix'
     """
     names, single = _names(graph, wrt)
+    if method not in ("auto", "matrix", "columns"):
+        raise SymgradError(f"unknown method {method!r}; choose auto, matrix or columns")
+    if method != "columns" and single and len(graph.shape(names[0])) <= 1:
+        from .jacobians import forward_jacobian
+
+        try:
+            dg = grad(graph, names[0])
+            h = forward_jacobian(dg, names[0])  # type: ignore[arg-type]
+        except UnsupportedError:
+            if method == "matrix":
+                raise
+        else:
+            shape = graph.shape(names[0])
+            return Derivative("hessian", (h,), names, (), shape, True, method="matrix")
+    elif method == "matrix":
+        raise UnsupportedError("method='matrix' takes one input, a scalar or a vector")
     vs = _free_names(graph, names, single, "v")
     graphs = hvp(graph, names, vs)
     shape = graph.shape(names[0]) if single else ()

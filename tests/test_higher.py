@@ -305,3 +305,68 @@ def test_forward_mode_refuses_array_gates_and_bad_modes():
         sg.hvp(g, "s", mode="sideways")
     with pytest.raises(sg.SymgradError, match="'y'"):
         sg.jvp(g, {"y": "u"})
+
+
+# -- whole Hessians as matrix products -----------------------------------------
+
+
+@pytest.mark.parametrize("text, shapes, wrt", [
+    ("mean(logaddexp(0, -y*(X@w)))", {"X": (8, 3), "y": (8,), "w": (3,)}, "w"),
+    ("mean((tanh(X @ W1) @ w2 - y)**2)", {"X": (5, 3), "W1": (3, 4), "w2": (4,), "y": (5,)}, "w2"),
+    ("mean((tanh(X @ W1) @ w2 - y)**2)", {"X": (5, 3), "W1": (3, 4), "w2": (4,), "y": (5,)}, "y"),
+    ("logsumexp(W @ x) + sum(sigmoid(x) * x) / 2", {"W": (3, 2), "x": (2,)}, "x"),
+    ("sum(exp(w) * w) + w @ w * sum(w)", {"w": (3,)}, "w"),
+    ("mean(softplus(X @ w + b))", {"X": (6, 3), "w": (3,), "b": ()}, "b"),
+    ("x * exp(x * y) + relu(x) * x", None, "x"),
+])
+def test_matrix_hessians_equal_hvp_columns_and_differences_of_the_gradient(text, shapes, wrt):
+    g = sg.graph(text, shapes=shapes)
+    rng = np.random.default_rng(4)
+    at = {n: rng.normal(size=g.shape(n)) for n in g.inputs}
+    h = sg.hessian(g, wrt)
+    assert h.method == "matrix" and "@" in h.source or g.shape(wrt) == () or "W" not in text
+    got = h(**at)
+    assert got.shape == g.shape(wrt) * 2
+    np.testing.assert_allclose(got, sg.hessian(g, wrt, method="columns")(**at), rtol=1e-10, atol=1e-12)
+    f = g.compile()
+    numeric = central(lambda z: f.value_and_grad(**{**at, wrt: z})[1][wrt], at[wrt])
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_logistic_regression_hessian_compiles_to_matrix_products():
+    g, at = logistic(N=30, d=5)
+    h = sg.hessian(g, "w", method="matrix")
+    body = h.source.split("def forward")[1].split("return")[0]
+    assert body.count("@") == 2  # X @ w, and the Hessian's one product; the identity is never multiplied
+    assert "np.eye" not in body
+    X, y, w = at["X"], at["y"], at["w"]
+    s = 1 / (1 + np.exp(-y * (X @ w)))
+    np.testing.assert_allclose(h(**at), X.T @ np.diag(s * (1 - s)) @ X / 30, rtol=1e-10)
+
+
+def test_forward_jacobians_equal_reverse_jacobians():
+    from symgrad.jacobians import forward_jacobian
+
+    g = sg.graph("sigmoid(W @ x + b) * sum(x)", shapes={"W": (3, 2), "x": (2,), "b": (3,)})
+    rng = np.random.default_rng(5)
+    at = {n: rng.normal(size=g.shape(n)) for n in g.inputs}
+    for n in ("x", "b"):
+        forward = forward_jacobian(g, n).compile()(**at)  # rows: input entries
+        np.testing.assert_allclose(forward.T, sg.jacobian(g, n)(**at), rtol=1e-12)
+    dW = sg.grad(sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)}), "W")  # outer(dq1, x)
+    at = {"W": rng.normal(size=(2, 2)), "x": rng.normal(size=2)}
+    forward = forward_jacobian(dW, "x").compile()(**at)
+    np.testing.assert_allclose(np.moveaxis(forward, 0, -1), sg.jacobian(dW, "x")(**at), rtol=1e-12)
+
+
+def test_matrix_hessians_refuse_matrices_and_fall_back():
+    g = sg.graph("mean((tanh(X @ W1) @ w2 - y)**2)",
+                 shapes={"X": (5, 3), "W1": (3, 4), "w2": (4,), "y": (5,)})
+    with pytest.raises(sg.UnsupportedError, match="scalar or a vector"):
+        sg.hessian(g, "W1", method="matrix")
+    with pytest.raises(sg.UnsupportedError, match="3-D"):
+        sg.hessian(sg.graph("sum((x * A) @ x)", shapes={"x": (2,), "A": (2, 2)}), "x",
+                   method="matrix")
+    assert sg.hessian(g, "W1").method == "columns"
+    with pytest.raises(sg.SymgradError, match="method"):
+        sg.hessian(g, "w2", method="fast")
