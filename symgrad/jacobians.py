@@ -17,6 +17,8 @@ matmul or transpose must be at most a vector (an UnsupportedError says so).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import sympy as sp
 
 from .errors import SymgradError, UnsupportedError
@@ -50,28 +52,85 @@ def forward_jacobian(graph: Graph, wrt: str) -> Graph:
         raise UnsupportedError(f"{wrt} has shape {shape}: forward Jacobians take scalars and "
                                "vectors (a matrix's tangents would be 3-D)")
     k = 1 if shape == () else shape[0]
-    ext = _Extension(graph)
-    prefix = _tangent_prefix(graph.nodes)
-    identity = sp.Symbol(prefix + wrt, real=True)
-    ext.add(eye(k) if shape else sp.Integer(1), identity, (k, *shape))
-    tangent = {wrt: identity}
-    for n in graph.operations:
-        reached = {u: tangent[u] for u in graph.operands(n) if u in tangent}
-        if not reached:
-            continue
-        if graph.elementwise(n):
-            edges = graph.nx.edges
-            expr = sp.Add(*(edges[u, n].get("numeric", edges[u, n]["cached"])
-                            * _lift(t, graph.shape(u), graph.shape(n)) for u, t in reached.items()))
-        else:
-            expr = _stacked_rule(graph, n, reached, k, {wrt} if shape else set())
-        tangent[n] = sp.Symbol(prefix + n, real=True)
-        ext.add(expr, tangent[n], (k, *graph.shape(n)))
-    out = tangent.get(graph.output)
-    if out is None:
-        out = sp.Symbol(prefix + graph.output, real=True)
-        ext.add(sp.S.Zero, out, (k, *graph.shape(graph.output)))
-    return ext.graph_of(out, f"jacobian({_source(graph)}, {wrt})")
+    return _Stacked(graph, wrt, k).graph()
+
+
+class _Stacked:
+    """Stacked tangents, kept factored: a node's tangent is a sum of coefficient · basis,
+    where each basis is a materialized stacked tangent (k, …) and each coefficient an
+    array of the node's own shape.  Along a chain of elementwise ops only the
+    coefficients are computed; a basis is multiplied out where an op mixes entries,
+    where shapes broadcast, and at the output."""
+
+    def __init__(self, graph: Graph, wrt: str, k: int):
+        self.g, self.wrt, self.k = graph, wrt, k
+        self.ext = _Extension(graph)
+        self.prefix = _tangent_prefix(graph.nodes)
+        self.scale = _free_prefix(graph.nodes, ("s_", "scale_", "coef_"))
+        shape = graph.shape(wrt)
+        self.identity = sp.Symbol(self.prefix + wrt, real=True)
+        self.ext.add(eye(k) if shape else sp.Integer(1), self.identity, (k, *shape))
+        self.linear: dict[str, dict[sp.Symbol, sp.Expr]] = {wrt: {self.identity: sp.S.One}}
+        self.basis_shape: dict[sp.Symbol, Shape] = {self.identity: shape}
+
+    def graph(self) -> Graph:
+        g = self.g
+        for n in g.operations:
+            reached = [u for u in g.operands(n) if u in self.linear]
+            if reached:
+                self._node(n, reached)
+        if g.output in self.linear:
+            out = self.materialize(g.output)
+        else:  # the output does not depend on wrt
+            out = sp.Symbol(self.prefix + g.output, real=True)
+            self.ext.add(sp.S.Zero, out, (self.k, *g.shape(g.output)))
+        return self.ext.graph_of(out, f"jacobian({_source(g)}, {self.wrt})")
+
+    def _node(self, n: str, reached: list[str]) -> None:
+        g = self.g
+        if not g.elementwise(n):
+            ts = {u: self.materialize(u) for u in reached}
+            identities = {u for u in reached if self.linear[u] == {self.identity: sp.S.One}}
+            self._basis(n, _stacked_rule(g, n, ts, self.k, identities & {self.wrt}))
+            return
+        edges = g.nx.edges
+        local = {u: edges[u, n].get("numeric", edges[u, n]["cached"]) for u in reached}
+        if any(self.basis_shape[b] != g.shape(n) for u in reached for b in self.linear[u]):
+            self._basis(n, sp.Add(*(local[u] * _lift(self.materialize(u), g.shape(u), g.shape(n))
+                                    for u in reached)))
+            return
+        combined: dict[sp.Symbol, sp.Expr] = {}
+        for u in reached:
+            for b, c in self.linear[u].items():
+                combined[b] = combined.get(b, sp.S.Zero) + local[u] * c
+        self.linear[n] = {}
+        for i, (b, c) in enumerate(combined.items()):
+            name = self.scale + n + (f"_{i + 1}" if len(combined) > 1 else "")
+            symbol = sp.Symbol(name, real=True)
+            self.ext.add(c, symbol, g.shape(n))
+            self.linear[n][b] = self.ext.constants.get(symbol, symbol)
+
+    def _basis(self, n: str, expr: sp.Expr) -> None:
+        symbol = sp.Symbol(self.prefix + n, real=True)
+        self.ext.add(expr, symbol, (self.k, *self.g.shape(n)))
+        self.linear[n] = {symbol: sp.S.One}
+        self.basis_shape[symbol] = self.g.shape(n)
+
+    def materialize(self, n: str) -> sp.Symbol:
+        """The stacked tangent of ``n`` as one node."""
+        terms = self.linear[n]
+        if len(terms) == 1 and next(iter(terms.values())) == 1:
+            return next(iter(terms))
+        self._basis(n, sp.Add(*(c * b for b, c in terms.items())))
+        return next(iter(self.linear[n]))
+
+
+def _free_prefix(names: Iterable[str], candidates: tuple[str, ...]) -> str:
+    names = set(names)
+    for prefix in candidates:
+        if not any(prefix + n in names for n in names):
+            return prefix
+    raise SymgradError("node names clash with every naming scheme for tangents")
 
 
 def _lift(t: sp.Expr, operand: Shape, node: Shape) -> sp.Expr:
