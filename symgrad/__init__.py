@@ -28,6 +28,7 @@ from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
 from .higher import Derivative, grad, hessian, hvp, jacobian, jvp
 from .interpret import Trace
+from .notation import MatrixNotation, matrix_notation
 from .ops import OPS
 from .picture import render
 from .tracing import (
@@ -74,4 +75,5 @@ __all__ = [
     "codegen",
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
-__all__ += ["Derivative", "grad", "hessian", "hvp", "jacobian", "jvp"]
+__all__ += ["Derivative", "MatrixNotation", "grad", "hessian", "hvp", "jacobian", "jvp",
+            "matrix_notation"]
