@@ -225,6 +225,8 @@ class Drawing:
         x0, y0, x1, y1 = self.extent
         legend = (f"green: values (forward) · red: gradients ∂{out}/∂… (backward)" if p.trace
                   else "grey: the local derivative ∂v/∂u of each edge u → v")
+        if any(d.get("order", 0) for _, d in p.graph.nx.nodes(data=True)):
+            legend += " · filled: nodes of the backward pass (a gradient graph)"
         self._text(self.root, legend, x0, y1 + SMALL + 12, GREY, "legend", size=SMALL, anchor="start")
         x0, y0, x1, y1 = self.extent
         m = 8.0
