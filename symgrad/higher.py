@@ -39,7 +39,7 @@ import sympy as sp
 from .build import Builder, Ref, Spec, intermediate_prefix
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph, add_op_node
-from .ops import REAL, Op
+from .ops import REAL, Op, format_constant
 from .program import build_program, sum_to
 from .sympy_input import _Converter
 from .tensors import ArrayFunction, broadcast_to, expand_dims, onehot, outer, reduce_sum
@@ -162,10 +162,8 @@ class _Convert(_Converter):
 
     def apply(self, e: sp.Expr) -> Any:
         op = _GRADIENT_CLASSES.get(type(e))
-        if op is None and not (_has_array(e) and not e.free_symbols):
-            return super().apply(e)
         if op is None:
-            raise UnsupportedError(f"cannot build a node for {e}")
+            return super().apply(e)
         count = _node_operands(op)
         operands = tuple(self.done[a] if i < count and (a.free_symbols or _has_array(a)) else a
                          for i, a in enumerate(e.args))
@@ -303,7 +301,8 @@ class _Extension:
             s = self.b.specs[i]
             if s.kind == "const" and i in live:
                 G.add_node(names[i], kind="const", op=None, operands=(),
-                           symbol=sp.Symbol(names[i], real=True), expr=s.value, label=str(s.value),
+                           symbol=sp.Symbol(names[i], real=True), expr=s.value,
+                           label=format_constant(s.value),  # type: ignore[arg-type]
                            shape=(), order=self.order)
             if s.kind != "op" or i not in live:
                 continue
