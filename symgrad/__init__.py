@@ -28,7 +28,7 @@ from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
 from .higher import Derivative, grad, hessian, hvp, jacobian, jvp
 from .interpret import Trace
-from .notation import MatrixNotation, matrix_notation
+from .notation import HessianNotation, MatrixNotation, hessian_notation, matrix_notation
 from .ops import OPS
 from .picture import render
 from .tracing import (
@@ -76,4 +76,4 @@ __all__ = [
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
 __all__ += ["Derivative", "MatrixNotation", "grad", "hessian", "hvp", "jacobian", "jvp",
-            "matrix_notation"]
+            "matrix_notation", "HessianNotation", "hessian_notation"]

@@ -29,7 +29,7 @@ import sympy as sp
 from .errors import SymgradError
 from .graph import Graph
 from .higher import _names, eye, sgn, step
-from .ops import logsigmoid, sigmoid, softplus
+from .ops import logaddexp, logsigmoid, sigmoid, softplus
 from .program import build_program, sum_to
 from .tensors import (
     broadcast_to,
@@ -234,6 +234,88 @@ def matrix_notation(graph: Graph, wrt: str | Iterable[str] | None = None) -> Mat
     return MatrixNotation(graph, tuple(formulas), shapes, adjoints, upstream)
 
 
+class HessianNotation:
+    """The Hessian of a graph written out in matrix notation (from its compiled matrix graph)."""
+
+    def __init__(self, graph: Graph, wrt: str, closed: sp.Expr, shapes: dict[sp.Symbol, Any]):
+        self.graph, self.wrt, self.closed, self._shapes = graph, wrt, closed, shapes
+
+    def text(self) -> str:
+        return f"∂²L/∂{self.wrt}² = {_Renderer(self._shapes, {}, False)(self.closed)}"
+
+    def latex(self) -> str:
+        name = sp.latex(sp.Symbol(self.wrt))
+        body = _Renderer(self._shapes, {}, True)(self.closed)
+        return rf"$$\frac{{\partial^2 L}}{{\partial {name}^2}} = {body}$$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_latex_(self) -> str:
+        return self.latex()
+
+    def verify(self, points: int = 2, seed: int = 0) -> bool:
+        """The formula equals SymPy's second derivatives of the loss expanded entry by entry."""
+        g, rng = self.graph, np.random.default_rng(seed)
+        env = {g.symbol(n): symbol_array(n, g.shape(n)) for n in g.inputs}
+        loss = explicit(g.expression(), env).item()
+        entries = list(np.asarray(env[g.symbol(self.wrt)]).ravel())
+        mine = np.asarray(explicit(self.closed, env)).reshape(len(entries), len(entries))
+        variables = [v for n in g.inputs for v in np.asarray(env[g.symbol(n)]).ravel()]
+        for _ in range(points):
+            at = {v: sp.Rational(int(rng.integers(-9, 10)), 7) for v in variables}
+            for i, a in enumerate(entries):
+                for j, b in enumerate(entries):
+                    exact = complex(sp.diff(loss, a, b).xreplace(at).evalf(30))
+                    got = complex(sp.sympify(mine[i, j]).xreplace(at).evalf(30))
+                    if abs(exact - got) > 1e-12 * max(1.0, abs(exact)):
+                        raise SymgradError(f"∂²/∂{self.wrt}[{i}]∂{self.wrt}[{j}]: the formula gives "
+                                           f"{got.real}, SymPy's derivative {exact.real}")
+        return True
+
+
+def hessian_notation(graph: Graph, wrt: str) -> HessianNotation:
+    """The Hessian with respect to the vector ``wrt``, written out in matrix notation.
+
+    It is read off the graph ``sg.hessian(graph, wrt, method="matrix")`` compiles,
+    so it is the matrix products that code computes.
+
+    >>> import symgrad as sg
+    >>> loss = sg.graph("mean(logaddexp(0, -y*(X@w)))", shapes={"X": (4, 2), "y": (4,), "w": (2,)})
+    >>> h = sg.hessian_notation(loss, "w")
+    >>> print(h)
+    ∂²L/∂w² = Xᵀ diag((y^2 ∘ σ(y ∘ X w) ∘ σ(-y ∘ X w))/4) X
+    >>> h.verify()
+    True
+    """
+    from .higher import hessian
+
+    matrix = hessian(graph, wrt, method="matrix").graphs[0]
+    shapes = {matrix.symbol(n): matrix.shape(n) for n in matrix.nodes}
+    return HessianNotation(graph, wrt, _tidy(matrix.expression(), shapes), shapes)
+
+
+def _shape_or_none(e: sp.Expr, shapes: dict[sp.Symbol, Any]) -> tuple[int, ...] | None:
+    try:
+        return shape_of(e, shapes)
+    except SymgradError:
+        return None
+
+
+def _complements(e: sp.Expr) -> sp.Expr:
+    """``σ(a) - 1`` as ``-σ(-a)``."""
+
+    def complement(x: sp.Expr) -> sp.Expr:
+        terms = sp.Add.make_args(x)
+        if len(terms) == 2 and -1 in terms:
+            (other,) = [t for t in terms if t != -1]
+            if isinstance(other, sigmoid):
+                return -sigmoid(-other.args[0])
+        return x
+
+    return e.replace(lambda x: isinstance(x, sp.Add), complement)
+
+
 def _stretched(e: sp.Expr) -> bool:
     """``broadcast_to(c, S)`` of a constant: put in place (``𝟙/N``)."""
     return isinstance(e, broadcast_to) and not e.args[0].free_symbols
@@ -296,8 +378,30 @@ def _tidy(e: sp.Expr, shapes: dict[sp.Symbol, Any]) -> sp.Expr:
             return broadcast_to(c * stretched[0].args[0], stretched[0].args[1])
         return m
 
+    def logistic(x: sp.Expr) -> sp.Expr:
+        """``exp(a - logaddexp(0, a))`` is σ(a)."""
+        inner = x.args[0]
+        for term in sp.Add.make_args(inner):
+            if isinstance(term, sp.Mul) and term.args[0] == -1 and isinstance(term.args[1], logaddexp) \
+                    and len(term.args) == 2 and 0 in term.args[1].args and len(term.args[1].args) == 2:
+                a = [t for t in term.args[1].args if t != 0][0]
+                if sp.expand(inner - (a - term.args[1])) == 0:
+                    return sigmoid(a)
+        return x
+
+    e = _complements(e.replace(lambda x: isinstance(x, sp.exp), logistic))
     e = e.replace(lambda x: isinstance(x, sp.Mul), fold)
+    def scaled_columns(m: sp.Expr) -> sp.Expr:
+        """A matrix times vectors: the vectors' product factored (``M diag(c)``)."""
+        matrices = [f for f in m.args if _shape_or_none(f, shapes) is not None
+                    and len(_shape_or_none(f, shapes)) == 2]  # type: ignore[arg-type]
+        if len(matrices) != 1:
+            return m
+        rest = sp.Mul(*(f for f in m.args if f is not matrices[0]))
+        return matrices[0] * _complements(sp.factor(rest))
+
     e = e.replace(lambda x: isinstance(x, (expand_dims, broadcast_to)), restretch)
+    e = e.replace(lambda x: isinstance(x, sp.Mul), scaled_columns)
     e = e.replace(lambda x: isinstance(x, (matmul, outer)), numbers_out)
     return e.replace(lambda x: isinstance(x, sp.Mul), ones_away)
 
@@ -452,6 +556,9 @@ class _Renderer:
         return " ".join(parts)
 
     def mul(self, e: sp.Mul) -> tuple[str, int]:
+        scaled = self.diagonal(e)
+        if scaled is not None:
+            return scaled, self.MUL
         coeff, rest = e.as_coeff_Mul()
         factors = list(sp.Mul.make_args(rest))
         numerators = [f for f in factors if not (isinstance(f, sp.Pow) and f.exp == -1)]
@@ -483,6 +590,22 @@ class _Renderer:
             else:
                 text, level = f"{text if single else self.wrap_text(text)}/{below}", self.HADAMARD
         return sign + text, level
+
+    def diagonal(self, e: sp.Mul) -> str | None:
+        """A matrix times vectors along its last axis: ``M diag(c)``."""
+        factors = sp.Mul.make_args(e)
+        matrices = [f for f in factors if len(self.shape(f)) == 2]
+        if len(matrices) != 1:
+            return None
+        (m,) = matrices
+        columns = self.shape(m)[1]
+        rest = [f for f in factors if f is not m]
+        if not rest or any(self.shape(f) not in ((), (columns,)) for f in rest) \
+                or all(self.shape(f) == () for f in rest):
+            return None
+        c = self(_complements(sp.factor(sp.Mul(*rest))))
+        diag = rf"\operatorname{{diag}}\left({c}\right)" if self.latex else f"diag({c})"
+        return f"{self.wrap(m, self.MUL)} {diag}"
 
     def wrap_text(self, text: str) -> str:
         return f"({text})" if " " in text else text

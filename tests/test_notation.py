@@ -68,3 +68,14 @@ def test_unknown_names_are_named_errors():
         m.text("z")
     with pytest.raises(sg.SymgradError, match="'z'"):
         sg.matrix_notation(sg.graph("sum(x * x)", shapes={"x": (2,)}), "z")
+
+
+def test_logistic_regression_hessian_in_matrix_notation():
+    loss = sg.graph("mean(logaddexp(0, -y*(X@w)))", shapes={"X": (4, 2), "y": (4,), "w": (2,)})
+    h = sg.hessian_notation(loss, "w")
+    assert str(h) == "∂²L/∂w² = Xᵀ diag((y^2 ∘ σ(y ∘ X w) ∘ σ(-y ∘ X w))/4) X"
+    assert r"\operatorname{diag}" in h.latex() and h._repr_latex_() == h.latex()
+    assert h.verify()
+    wrong = sg.HessianNotation(loss, "w", h.closed * 2, h._shapes)
+    with pytest.raises(sg.SymgradError, match="w\\[0\\]"):
+        wrong.verify()
