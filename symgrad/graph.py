@@ -4,13 +4,17 @@
 
 - ``kind``: ``"input"``, ``"const"`` (a constant output), ``"op"`` or ``"gate"``
   (a fused sub-graph; see :mod:`symgrad.fusion`)
-- ``op``: the op's name in :data:`symgrad.ops.OPS` (op nodes), else None
+- ``op``: the op's name in :data:`symgrad.ops.OPS`, or in
+  :data:`symgrad.higher.GRADIENT_OPS` for the backward pass's helpers (op nodes), else None
 - ``operands``: the node's operands in order: node names, or SymPy constants
 - ``symbol``: the SymPy symbol standing for the node's value (named like the node)
 - ``expr``: the node's SymPy expression in terms of its operands' symbols
 - ``label``: the display name in tables and pictures (``+``, ``*-1``, ``1/x``, ``σ``)
 - ``shape``: the value's shape; ``()`` for a scalar
 - ``dtype`` (inputs): ``"float"``, or ``"int"`` for integer labels, which get no gradient
+- ``order`` (gradient graphs, see :mod:`symgrad.higher`): 0 for the forward
+  pass, 1 for the backward pass, 2 for the backward pass of a gradient, …;
+  absent (read as 0) on graphs built from expressions
 
 Gate nodes also carry ``gate`` (the gate's name, also its ``label``) and
 ``body`` (a DiGraph of the fused nodes and their operands, with all their
