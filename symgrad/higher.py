@@ -123,7 +123,10 @@ _GRADIENT_TYPES = tuple(_GRADIENT_CLASSES)
 
 
 def _prepare(expr: sp.Expr) -> sp.Expr:
-    """An adjoint expression in gradient ops: Heaviside → step, sign → sgn, DiracDelta → 0."""
+    """An adjoint expression in gradient ops: Heaviside → step, sign → sgn, DiracDelta → 0,
+    and a scalar stretched to shape () is that scalar."""
+    expr = expr.replace(lambda e: isinstance(e, broadcast_to) and len(e.args[1]) == 0,
+                        lambda e: e.args[0])
     return expr.replace(sp.DiracDelta, lambda *a: sp.S.Zero).replace(
         sp.Heaviside, lambda a, h=sp.S.Half: step(a, h)).replace(sp.sign, sgn)
 

@@ -370,3 +370,24 @@ def test_matrix_hessians_refuse_matrices_and_fall_back():
     assert sg.hessian(g, "W1").method == "columns"
     with pytest.raises(sg.SymgradError, match="method"):
         sg.hessian(g, "w2", method="fast")
+
+
+def test_gradient_graphs_of_a_net_fused_into_layer_gates():
+    shapes = {"X": (4, 3), "W1": (3, 5), "b1": (5,), "W2": (5, 2), "b2": (2,), "y": (4,)}
+    net = sg.graph("mean(softmax_cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y))", shapes=shapes,
+                   dtypes={"y": int})
+    fused = net.fuse("affine_relu").fuse("softmax_cross_entropy")
+    rng = np.random.default_rng(6)
+    at = {n: rng.normal(size=shapes[n]) for n in net.inputs if n != "y"}
+    at["y"] = np.array([0, 1, 1, 0])
+    grads = net.compile().value_and_grad(**at)[1]
+    for name in ("W2", "W1", "b1"):
+        d = sg.grad(fused, name)
+        assert fused.gates[0] in d.nodes
+        np.testing.assert_allclose(d.compile()(**at), grads[name], rtol=1e-12, atol=1e-15)
+    h = sg.hessian(fused, "b2")
+    assert h.method == "matrix"
+    np.testing.assert_allclose(h(**at), sg.hessian(net, "b2", method="columns")(**at), rtol=1e-10)
+    f = net.compile()
+    numeric = central(lambda z: f.value_and_grad(**{**at, "b2": z})[1]["b2"], at["b2"])
+    np.testing.assert_allclose(h(**at), numeric, rtol=1e-6, atol=1e-9)
