@@ -218,6 +218,7 @@ class _Extension:
         shapes = {graph.symbol(n): graph.shape(n) for n in graph.nodes}
         self.conv = _Convert(self.b, shapes)
         self.constants: dict[sp.Symbol, sp.Expr] = {}
+        self.new_inputs: set[sp.Symbol] = set()
         self.names: dict[int, str] = {}
         index = {}
         for i, n in enumerate(graph.nodes):
@@ -237,16 +238,20 @@ class _Extension:
 
     def input(self, name: str, shape: tuple[int, ...]) -> sp.Symbol:
         """A new float input called ``name``, of ``shape``."""
-        if name in self.graph.nx.nodes:
-            raise InputError(f"the graph already has a node called {name!r}; choose another name")
-        self.b.shapes[name] = shape
         symbol = sp.Symbol(name, real=True)
+        if name in self.graph.nx.nodes or symbol in self.conv.done or symbol in self.constants:
+            raise InputError(f"the graph already has a node called {name!r}; choose another name")
+        self.new_inputs.add(symbol)
+        self.b.shapes[name] = shape
         self.conv.done[symbol] = self.b.input(name)
         self.conv.shapes[symbol] = shape
         return symbol
 
     def add(self, expr: sp.Expr, target: sp.Symbol, shape: tuple[int, ...]) -> None:
         """Nodes computing ``expr``, whose value ``target`` then stands for."""
+        if target in self.new_inputs:
+            raise InputError(f"the new input {target.name!r} has the name of a node of the "
+                             "derivative; choose another name")
         expr = _prepare(expr.xreplace(self.constants))
         if not expr.free_symbols and not _has_array(expr):
             if shape == ():
@@ -320,7 +325,8 @@ class _Extension:
         """Names of every node: the given ones, then the graph's prefix numbered on."""
         g = self.graph
         prefix = intermediate_prefix([n for n in g.inputs])
-        taken = set(g.nodes) | set(self.names.values())
+        new_inputs = {s.name for s in self.b.specs[self.forward:] if s.kind == "input"}
+        taken = set(g.nodes) | set(self.names.values()) | new_inputs
         numbers = [int(m.group(1)) for n in taken if (m := re.fullmatch(rf"{prefix}(\d+)", n))]
         count = max(numbers, default=0)
         names = dict(self.names)
@@ -328,7 +334,7 @@ class _Extension:
             s = self.b.specs[i]
             if s.kind == "input":
                 names[i] = s.name  # type: ignore[assignment]
-            elif i not in names:
+            elif i not in names or names[i] in new_inputs:  # an adjoint's name taken by a new input
                 count += 1
                 while f"{prefix}{count}" in taken:
                     count += 1

@@ -142,6 +142,12 @@ def test_bad_requests_are_named_errors():
         sg.grad(sg.graph("x * y"), "z")
     with pytest.raises(sg.InputError, match="'y'"):
         sg.hvp(sg.graph("x * y"), "x", v="y")
+    with pytest.raises(sg.InputError, match="'dx'"):  # the name of x's gradient node
+        sg.hvp(sg.graph("x**3 * y"), "x", v="dx")
+    with pytest.raises(sg.InputError, match="'dx'"):
+        sg.grad(sg.graph("exp(x)", shapes={"x": (2,)}), "x", seed="dx")
+    with pytest.raises(sg.InputError, match="'t_q1'"):
+        sg.jvp(sg.graph("exp(x) * y"), {"x": "t_q1"})
     with pytest.raises(sg.SymgradError, match="one each"):
         sg.hvp(sg.graph("x * y"), ["x", "y"], v="v")
     with pytest.raises(sg.SymgradError, match="Graph"):
