@@ -325,7 +325,7 @@ class _Extension:
         """Names of every node: the given ones, then the graph's prefix numbered on."""
         g = self.graph
         prefix = intermediate_prefix([n for n in g.inputs])
-        new_inputs = {s.name for s in self.b.specs[self.forward:] if s.kind == "input"}
+        new_inputs = {s.name for s in self.b.specs[self.forward:] if s.kind == "input" and s.name}
         taken = set(g.nodes) | set(self.names.values()) | new_inputs
         numbers = [int(m.group(1)) for n in taken if (m := re.fullmatch(rf"{prefix}(\d+)", n))]
         count = max(numbers, default=0)
