@@ -28,7 +28,9 @@ from .explain import Explanation, explain
 from .fusion import Finding
 from .gates import PATTERNS, Pattern
 from .graph import Graph, graph
+from .higher import Derivative, grad, hessian, hvp, jacobian, jvp
 from .interpret import Trace
+from .notation import HessianNotation, MatrixNotation, hessian_notation, matrix_notation
 from .ops import OPS
 from .picture import render
 from .tracing import (
@@ -84,6 +86,9 @@ __all__ = [
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
 __all__ += ["amax", "amin", "matrix_transpose", "reshape", "swapaxes"]
 __all__ += ["DefinedOp", "define_op", "undefine_op"]
+
+__all__ += ["Derivative", "MatrixNotation", "grad", "hessian", "hvp", "jacobian", "jvp",
+            "matrix_notation", "HessianNotation", "hessian_notation"]
 
 
 def __getattr__(name: str) -> Any:

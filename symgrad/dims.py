@@ -128,7 +128,8 @@ def _check(values, declared, shape_error=ValueError, value_error=ValueError):
 
     declared: (name, shape, classes) per input; a shape holds sizes and names of
     dimensions ("N"), and classes is None for real numbers, else the number of
-    classes (or the name of the dimension) that integer labels pick from.
+    classes (or the name of the dimension) that integer labels pick from; 0 where
+    nothing in the graph picks by them (only their sign is checked).
     """
     sizes = {}
     for value, (name, shape, classes) in zip(values, declared):
@@ -158,7 +159,7 @@ def _check(values, declared, shape_error=ValueError, value_error=ValueError):
         if classes is not None and np.size(value):
             count = sizes[classes][0] if classes.__class__ is str else classes
             low, high = np.min(value), np.max(value)
-            if low < 0 or high >= count:
+            if low < 0 or 0 < count <= high:
                 raise value_error(f"labels {name!r} must lie in 0 … {count - 1} ({count} classes), "
                                   f"got {low if low < 0 else high}")
     return {k: n for k, (n, _) in sizes.items()}

@@ -4,13 +4,17 @@
 
 - ``kind``: ``"input"``, ``"const"`` (a constant output), ``"op"`` or ``"gate"``
   (a fused sub-graph; see :mod:`symgrad.fusion`)
-- ``op``: the op's name in :data:`symgrad.ops.OPS` (op nodes), else None
+- ``op``: the op's name in :data:`symgrad.ops.OPS`, or in
+  :data:`symgrad.higher.GRADIENT_OPS` for the backward pass's helpers (op nodes), else None
 - ``operands``: the node's operands in order: node names, or SymPy constants
 - ``symbol``: the SymPy symbol standing for the node's value (named like the node)
 - ``expr``: the node's SymPy expression in terms of its operands' symbols
 - ``label``: the display name in tables and pictures (``+``, ``*-1``, ``1/x``, ``σ``)
 - ``shape``: the value's shape; ``()`` for a scalar
 - ``dtype`` (inputs): ``"float"``, or ``"int"`` for integer labels, which get no gradient
+- ``order`` (gradient graphs, see :mod:`symgrad.higher`): 0 for the forward
+  pass, 1 for the backward pass, 2 for the backward pass of a gradient, …;
+  absent (read as 0) on graphs built from expressions
 
 Gate nodes also carry ``gate`` (the gate's name, also its ``label``) and
 ``body`` (a DiGraph of the fused nodes and their operands, with all their
@@ -41,7 +45,7 @@ import sympy as sp
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .derive import edge_derivatives
 from .errors import InputError, ShapeError, SymgradError
-from .ops import OPS, label
+from .ops import label, op_of
 from .tensors import shape_of
 
 if TYPE_CHECKING:
@@ -225,7 +229,7 @@ class Graph:
         data = self._node(node)
         if data["kind"] == "gate":  # a gate over arrays carries vector-Jacobian products
             return data.get("elementwise", True)
-        return data["op"] is None or OPS[data["op"]].elementwise
+        return data["op"] is None or op_of(data["op"]).elementwise
 
     def vjps(self, node: str) -> dict[str, sp.Lambda]:
         """``{operand: upstream ↦ gradient sent to the operand}`` as SymPy Lambdas.
@@ -432,7 +436,7 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     ``derived`` remembers the derivatives of each op and constant pattern, in
     placeholder symbols, so a graph of many alike nodes asks SymPy once per pattern.
     """
-    op = OPS[op_name]
+    op = op_of(op_name)
     args = [g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands]
     out = _symbol(name)
     expr = op.sympy(*args)

@@ -519,6 +519,16 @@ OPS.builtin = frozenset(OPS)
 STABLE_DERIVATIVES: tuple[tuple[sp.Expr, sp.Expr], ...] = OPS.stable_derivatives()
 
 
+def op_of(name: str) -> Op:
+    """The row of op ``name``: in :data:`OPS`, or one only gradient graphs use
+    (:data:`symgrad.higher.GRADIENT_OPS`)."""
+    if name in OPS:
+        return OPS[name]
+    from .higher import GRADIENT_OPS
+
+    return GRADIENT_OPS[name]
+
+
 def format_constant(c: sp.Expr) -> str:
     """A constant as people write it: 0.1, not 0.100000000000000."""
     if isinstance(c, sp.Float):

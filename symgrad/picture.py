@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .interpret import Trace
 
 GREEN, RED, GREY, INK, FILL = "#1a7f37", "#cf222e", "#6e7781", "#24292f", "#f6f8fa"
+# fills of backward nodes in gradient graphs (symgrad.higher), by derivative order 1, 2, 3, …
+BACKWARD_FILLS = ("#ffe8d6", "#e8dcff", "#d6f0ff")
 FONT, SMALL = 13.0, 11.0
 FONT_FAMILY = "Helvetica, Arial, sans-serif"
 MAX_TEXT = 32  # characters of an expression shown on an edge before "…"
@@ -251,6 +253,8 @@ class Drawing:
         x0, y0, x1, y1 = self.extent
         legend = (f"green: values (forward) · red: gradients ∂{out}/∂… (backward)" if p.trace
                   else "grey: the local derivative ∂v/∂u of each edge u → v")
+        if any(d.get("order", 0) for _, d in p.graph.nx.nodes(data=True)):
+            legend += " · filled: nodes of the backward pass (a gradient graph)"
         self._text(self.root, legend, x0, y1 + SMALL + 12, GREY, "legend", size=SMALL, anchor="start")
         x0, y0, x1, y1 = self.extent
         m = 8.0
@@ -283,12 +287,15 @@ class Drawing:
     def _node(self, n: str, x: float, y: float) -> None:
         box = self.p.boxes[n]
         w, h = box.size
-        group = ET.SubElement(self.node_layer, "g", {"class": "node", "data-node": n})
+        order = self.p.graph.nx.nodes[n].get("order", 0)
+        group = ET.SubElement(self.node_layer, "g", {
+            "class": "node backward" if order else "node", "data-node": n})
         ET.SubElement(group, "title").text = box.title
         if box.round:
+            fill = BACKWARD_FILLS[(order - 1) % len(BACKWARD_FILLS)] if order else FILL
             ET.SubElement(group, "ellipse", {
                 "cx": _f(x), "cy": _f(y), "rx": _f(w / 2), "ry": _f(h / 2),
-                "fill": FILL, "stroke": INK, "stroke-width": "1.3",
+                "fill": fill, "stroke": INK, "stroke-width": "1.3",
             })
             self._text(group, box.label, x, y + FONT * 0.35, INK, "op", attrs={"data-node": n})
         else:

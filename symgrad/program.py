@@ -49,6 +49,13 @@ class sum_to(sp.Function):
     def array_shape(self, *shapes: Shape) -> Shape:
         return tuple(n if named(n) else int(n) for n in self.args[1])
 
+    @property
+    def operands(self) -> tuple[sp.Expr, ...]:
+        return self.args[:1]
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        return (broadcast_to(g, self.args[2]),)
+
     def explicit(self, value: np.ndarray) -> np.ndarray:
         lead, kept = self.axes()
         total = np.sum(np.asarray(value, dtype=object), axis=lead) if lead else value

@@ -503,6 +503,9 @@ class outer(ArrayFunction):
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return _obj(np.multiply.outer(*values))
 
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        return matmul(g, self.args[1]), matmul(self.args[0], g)
+
 
 class expand_dims(ArrayFunction):
     """``expand_dims(a, axes)``: ``a`` with new axes of size 1 at ``axes``."""
@@ -517,6 +520,9 @@ class expand_dims(ArrayFunction):
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return _obj(np.expand_dims(values[0], tuple(int(a) for a in self.args[1])))
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        return (reduce_sum(g, self.args[1], sp.false),)
 
     def _sympystr(self, printer: Any) -> str:
         return f"expand_dims({printer._print(self.args[0])}, {decode_axis(self.args[1])})"
@@ -533,6 +539,15 @@ class broadcast_to(ArrayFunction):
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return _obj(np.broadcast_to(_obj(values[0]), self.array_shape()))
 
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        """Summed back over the stretched axes (new leading ones, and those of size 1)."""
+        source, target = tuple(shapes[0]), self.array_shape()
+        lead = len(target) - len(source)
+        if lead:
+            g = reduce_sum(g, sp.Tuple(*range(lead)), sp.false)
+        kept = tuple(i for i, n in enumerate(source) if n == 1 and target[lead + i] != 1)
+        return (reduce_sum(g, sp.Tuple(*kept), sp.true) if kept else g,)
+
 
 class onehot(ArrayFunction):
     """``onehot(y, C)``: row i is the unit vector e_{y[i]} of length C."""
@@ -545,6 +560,9 @@ class onehot(ArrayFunction):
 
     def explicit(self, *values: np.ndarray) -> np.ndarray:
         return np.eye(int(self.args[1]), dtype=int).astype(object)[np.asarray(values[0], dtype=int)]
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr | None, ...]:
+        return (None,)  # labels get no gradient
 
 
 class equal(sp.Function):

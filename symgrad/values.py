@@ -11,7 +11,7 @@ import numpy as np
 from .dims import Shape, check_values, declared, named
 from .errors import InputError
 from .hints import did_you_mean
-from .ops import OPS
+from .ops import op_of
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -82,17 +82,14 @@ def sizes(shapes: Mapping[str, Shape], arrays: Mapping[str, Any]) -> dict[str, i
 def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
     """Refuse labels outside 0 … C−1, where C is the number of scores they pick from."""
     known = sizes({n: graph.shape(n) for n in graph.inputs}, env)
-    for g, data in _operations(graph.nx):
-        for i in OPS[data["op"]].label_operands:
-            scores, labels = data["operands"][0], data["operands"][i]
-            classes = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
-            classes = known[str(classes)] if named(classes) else classes
-            bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
-            if bad.size:
-                raise InputError(
-                    f"labels {labels!r} must lie in 0 … {classes - 1} ({classes} classes), "
-                    f"got {int(bad[0])}"
-                )
+    for labels, found in label_classes(graph).items():
+        classes = known[found] if isinstance(found, str) else found
+        bad = env[labels][(env[labels] < 0) | (env[labels] >= classes)]
+        if bad.size:
+            raise InputError(
+                f"labels {labels!r} must lie in 0 … {classes - 1} ({classes} classes), "
+                f"got {int(bad[0])}"
+            )
 
 
 def label_classes(graph: Graph) -> dict[str, int | str]:
@@ -100,9 +97,12 @@ def label_classes(graph: Graph) -> dict[str, int | str]:
     or the name of the dimension that gives it."""
     classes: dict[str, int | str] = {}
     for g, data in _operations(graph.nx):
-        for i in OPS[data["op"]].label_operands:
+        for i in op_of(data["op"]).label_operands:
             scores, labels = data["operands"][0], data["operands"][i]
-            n = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
+            if i == 0:  # labels spread over a class axis of the node's own (onehot)
+                n = data["shape"][-1]
+            else:
+                n = g.nodes[scores]["shape"][-1] if isinstance(scores, str) else 1
             n = str(n) if named(n) else int(n)
             have = classes.get(labels, n)
             numbers_ = [c for c in (n, have) if isinstance(c, int)]

@@ -1,0 +1,211 @@
+"""Whole Jacobians in one pass: forward mode with a leading axis of directions.
+
+:func:`symgrad.jvp` pushes one direction through a graph.  Here every node's
+tangent carries all directions at once, stacked on a new leading axis of size
+k: the input's tangent is the k × k identity, so the output's tangent is the
+whole Jacobian.  Elementwise ops broadcast over the new axis as they are;
+matmul, reductions and the backward pass's helpers take their rule on the
+stacked tangents (``T @ Aᵀ`` for ``A @ b``, axes shifted by one).  Pushed
+through the gradient graph of a scalar loss, this is the Hessian as a handful
+of matrix products: for logistic regression, ``(q1 ∘ s(1 − s) ∘ q1 ∘ Xᵀ / N) @ X``
+rather than d Hessian-vector products.
+
+Tangents of vectors are matrices; tangents of matrices would be 3-D arrays,
+which ``@`` does not take, so the input and every node it reaches through
+matmul or transpose must be at most a vector (an UnsupportedError says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sympy as sp
+
+from .errors import SymgradError, UnsupportedError
+from .graph import Graph
+from .higher import _Extension, _source, _tangent_prefix, eye
+from .tensors import broadcast_to, expand_dims, matmul, reduce_sum, transpose
+
+Shape = tuple[int, ...]
+
+
+def forward_jacobian(graph: Graph, wrt: str) -> Graph:
+    """The graph of ∂output/∂``wrt`` by forward mode, all directions at once.
+
+    The tangent of ``wrt`` is the k × k identity (k entries; 1 for a scalar),
+    so the output has shape ``(k,) + shape(output)``: row i is the derivative
+    along the i-th entry of ``wrt``.  An identity that meets ``@`` is not
+    multiplied (``eye @ A`` is ``A``).
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("exp(x) * sum(x)", shapes={"x": (2,)})
+    >>> j = forward_jacobian(g, "x").compile()
+    >>> j(x=[0.0, 1.0]).round(4)
+    array([[2.    , 2.7183],
+           [1.    , 5.4366]])
+    """
+    if wrt not in graph.inputs or wrt in graph.labels:
+        raise SymgradError(f"{wrt!r} is not a float input of this graph "
+                           f"(inputs: {', '.join(graph.inputs)})")
+    shape = graph.shape(wrt)
+    if len(shape) > 1:
+        raise UnsupportedError(f"{wrt} has shape {shape}: forward Jacobians take scalars and "
+                               "vectors (a matrix's tangents would be 3-D)")
+    k = 1 if shape == () else shape[0]
+    return _Stacked(graph, wrt, k).graph()
+
+
+class _Stacked:
+    """Stacked tangents, kept factored: a node's tangent is a sum of coefficient · basis,
+    where each basis is a materialized stacked tangent (k, …) and each coefficient an
+    array of the node's own shape.  Along a chain of elementwise ops only the
+    coefficients are computed; a basis is multiplied out where an op mixes entries,
+    where shapes broadcast, and at the output."""
+
+    def __init__(self, graph: Graph, wrt: str, k: int):
+        self.g, self.wrt, self.k = graph, wrt, k
+        self.ext = _Extension(graph)
+        self.prefix = _tangent_prefix(graph.nodes)
+        self.scale = _free_prefix(graph.nodes, ("s_", "scale_", "coef_"))
+        shape = graph.shape(wrt)
+        self.identity = sp.Symbol(self.prefix + wrt, real=True)
+        self.ext.add(eye(k) if shape else sp.Integer(1), self.identity, (k, *shape))
+        self.linear: dict[str, dict[sp.Symbol, sp.Expr]] = {wrt: {self.identity: sp.S.One}}
+        self.basis_shape: dict[sp.Symbol, Shape] = {self.identity: shape}
+
+    def graph(self) -> Graph:
+        g = self.g
+        for n in g.operations:
+            reached = [u for u in g.operands(n) if u in self.linear]
+            if reached:
+                self._node(n, reached)
+        if g.output in self.linear:
+            out = self.materialize(g.output)
+        else:  # the output does not depend on wrt
+            out = sp.Symbol(self.prefix + g.output, real=True)
+            self.ext.add(sp.S.Zero, out, (self.k, *g.shape(g.output)))
+        return self.ext.graph_of(out, f"jacobian({_source(g)}, {self.wrt})")
+
+    def _node(self, n: str, reached: list[str]) -> None:
+        g = self.g
+        if not g.elementwise(n):
+            ts = {u: self.materialize(u) for u in reached}
+            identities = {u for u in reached if self.linear[u] == {self.identity: sp.S.One}}
+            self._basis(n, _stacked_rule(g, n, ts, self.k, identities & {self.wrt}))
+            return
+        edges = g.nx.edges
+        local = {u: edges[u, n].get("numeric", edges[u, n]["cached"]) for u in reached}
+        if any(self.basis_shape[b] != g.shape(n) for u in reached for b in self.linear[u]):
+            self._basis(n, sp.Add(*(local[u] * _lift(self.materialize(u), g.shape(u), g.shape(n))
+                                    for u in reached)))
+            return
+        combined: dict[sp.Symbol, sp.Expr] = {}
+        for u in reached:
+            for b, c in self.linear[u].items():
+                combined[b] = combined.get(b, sp.S.Zero) + local[u] * c
+        self.linear[n] = {}
+        for i, (b, c) in enumerate(combined.items()):
+            name = self.scale + n + (f"_{i + 1}" if len(combined) > 1 else "")
+            symbol = sp.Symbol(name, real=True)
+            self.ext.add(c, symbol, g.shape(n))
+            self.linear[n][b] = self.ext.constants.get(symbol, symbol)
+
+    def _basis(self, n: str, expr: sp.Expr) -> None:
+        symbol = sp.Symbol(self.prefix + n, real=True)
+        self.ext.add(expr, symbol, (self.k, *self.g.shape(n)))
+        self.linear[n] = {symbol: sp.S.One}
+        self.basis_shape[symbol] = self.g.shape(n)
+
+    def materialize(self, n: str) -> sp.Symbol:
+        """The stacked tangent of ``n`` as one node."""
+        terms = self.linear[n]
+        if len(terms) == 1 and next(iter(terms.values())) == 1:
+            return next(iter(terms))
+        self._basis(n, sp.Add(*(c * b for b, c in terms.items())))
+        return next(iter(self.linear[n]))
+
+
+def _free_prefix(names: Iterable[str], candidates: tuple[str, ...]) -> str:
+    names = set(names)
+    for prefix in candidates:
+        if not any(prefix + n in names for n in names):
+            return prefix
+    raise SymgradError("node names clash with every naming scheme for tangents")
+
+
+def _lift(t: sp.Expr, operand: Shape, node: Shape) -> sp.Expr:
+    """An operand's stacked tangent with axes of size 1 after the first, so it broadcasts
+    as the operand does against the node's shape."""
+    missing = len(node) - len(operand)
+    return expand_dims(t, sp.Tuple(*range(1, missing + 1))) if missing > 0 else t
+
+
+def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int,
+                  identities: set[str]) -> sp.Expr:
+    """The stacked tangent of an op that mixes entries; ``identities``: operands whose
+    tangent is the identity."""
+    data = graph.nx.nodes[node]
+    what = data["op"] or data["label"]
+    if data["kind"] != "op":
+        raise UnsupportedError(f"forward mode cannot pass through the gate {node} ({what})")
+    expr, op = data["expr"], data["op"]
+    t = {graph.symbol(u): s for u, s in reached.items()}
+    shape = {graph.symbol(u): graph.shape(u) for u in graph.operands(node)}
+
+    def matrices() -> UnsupportedError:
+        return UnsupportedError(
+            f"{node} ({what}) has a matrix operand whose tangent would be 3-D; forward "
+            "Jacobians pass through @ and .T with vectors only")
+
+    if op == "matmul":
+        a, b = expr.args
+        terms = []
+        names = {graph.symbol(u): u for u in reached}
+        if a in t:
+            if len(shape[a]) != 1:
+                raise matrices()
+            terms.append(b if names[a] in identities else matmul(t[a], b))
+        if b in t:
+            if len(shape[b]) != 1:
+                raise matrices()
+            a_t = transpose(a) if len(shape[a]) == 2 else a
+            terms.append(a_t if names[b] in identities else matmul(t[b], a_t))
+        return sp.Add(*terms)
+    if op == "transpose":
+        (a,) = expr.args
+        if len(shape[a]) > 1:
+            raise matrices()
+        return t[a]
+    if op in ("sum", "mean", "logsumexp"):
+        x, axes, keepdims = expr.args
+        shifted = sp.Tuple(*(int(a) + 1 for a in axes)) if len(axes) else \
+            sp.Tuple(*range(1, len(shape[x]) + 1))
+        if op == "logsumexp":
+            weights = sp.exp(x - expr.unreduce(data["symbol"]))
+            return reduce_sum(weights * t[x], shifted, keepdims) if shifted else weights * t[x]
+        if not shifted:  # a scalar reduced: itself
+            return t[x]
+        return expr.func(t[x], shifted, keepdims)
+    if op == "broadcast_to":
+        a, target = expr.args
+        lifted = _lift(t[a], shape[a], tuple(int(n) for n in target))
+        return broadcast_to(lifted, sp.Tuple(k, *target))
+    if op == "sum_to":
+        a, target, source = expr.args
+        lead = len(source) - len(target)
+        total = reduce_sum(t[a], sp.Tuple(*range(1, lead + 1)), sp.false) if lead else t[a]
+        kept = tuple(i + 1 for i, n in enumerate(target) if n == 1 and source[lead + i] != 1)
+        return reduce_sum(total, sp.Tuple(*kept), sp.true) if kept else total
+    if op == "outer":  # vectors: the stacked tangent of a bᵀ is 3-D
+        a, b = expr.args
+        terms = []
+        if a in t:
+            terms.append(expand_dims(t[a], sp.Tuple(2)) * b)
+        if b in t:
+            terms.append(expand_dims(a, sp.Tuple(1)) * expand_dims(t[b], sp.Tuple(1)))
+        return sp.Add(*terms)
+    if op == "expand_dims":
+        a, axes = expr.args
+        return expand_dims(t[a], sp.Tuple(*(int(x) + 1 for x in axes)))
+    raise UnsupportedError(f"forward Jacobians do not pass through {node} ({what})")
+
