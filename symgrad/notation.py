@@ -161,7 +161,8 @@ def _classes(g: Graph, labels: str) -> int:
 
     found = label_classes(g).get(labels, 1)
     if isinstance(found, str):
-        raise UnsupportedError(f"matrix notation needs concrete shapes; {labels!r} picks from {found} classes")
+        raise UnsupportedError(f"matrix notation needs concrete shapes; {labels!r} picks from {found} "
+                               "classes")
     return found
 
 
