@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
-from .errors import EvaluationError, ShapeError, SymgradError
+from .errors import EvaluationError, ShapeError, SymgradError, UnsupportedError
 from .graph import MAX_PATHS, Graph
 from .printing import evaluate
 from .program import Program, build_program
@@ -219,6 +219,8 @@ def _run(expr: sp.Expr, env: dict[str, np.ndarray], graph: Graph, what: str,
         at = ", ".join(f"{n} = {_show(env[n])}" for n in operands if n in env)
         reason = str(e).replace("encountered in", "in")
         raise EvaluationError(f"cannot evaluate {what} at {at}: {reason}") from None
+    except (EvaluationError, UnsupportedError) as e:  # no NumPy spelling: nan, inf, an unknown name
+        raise type(e)(f"cannot evaluate {what}: {e}") from None
 
 
 def _show(v: np.ndarray) -> str:
