@@ -515,6 +515,10 @@ class Compiled:
                 dout = float(dout) if out_shape == () else np.full(out_shape, float(dout))
             elif not self.batchable and dout.shape != out_shape:
                 raise ShapeError(f"dout has shape {dout.shape}, but the output has shape {out_shape}")
+        elif not math.isfinite(dout):
+            raise InputError(f"value of 'dout' is not finite: {dout!r}")
+        if not isinstance(cache, tuple):
+            raise InputError(f"cache must be what forward(...) returned second, not {type(cache).__name__}")
         try:
             return self.module.backward(dout, cache)
         except _NUMERIC_ERRORS as e:

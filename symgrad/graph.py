@@ -40,7 +40,7 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .derive import edge_derivatives
-from .errors import ShapeError, SymgradError
+from .errors import InputError, ShapeError, SymgradError
 from .ops import OPS, label
 from .tensors import shape_of
 
@@ -500,6 +500,9 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
       q2 = q1*z    [*]
       return q2
     """
+    for what, given, like in (("shapes", shapes, "{'W': (2, 3)}"), ("dtypes", dtypes, "{'y': int}")):
+        if given is not None and not isinstance(given, Mapping):
+            raise InputError(f"{what} takes a mapping from input names, like {what}={like}, not {given!r}")
     builder = Builder(granularity, dict(shapes or {}), dict(dtypes or {}))
     if isinstance(source, str):
         from .parse import parse
