@@ -170,7 +170,7 @@ class Builder:
         )
         if c.free_symbols or not (c.is_real and c.is_finite):
             raise SymgradError(f"constant {value!r} is not a finite real number")
-        return c
+        return representable(c, f"constant {sp.sstr(c, full_prec=False)}")
 
     def apply(self, name: str, *operands: Operand, **params: object) -> Operand:
         """The node for op ``name`` on ``operands``; a constant when all are constants.

@@ -160,7 +160,11 @@ def _backward(program: Program, env: dict[str, np.ndarray], upstream: np.ndarray
                 op = graph.nx.nodes[term.consumer]["op"] if term.consumer else "dout"
                 raise ShapeError(f"{op}: the gradient sent to {adj.node} has shape {flow.shape}, "
                                  f"but {adj.node} has shape {adj.shape}")
-            total = total + flow
+            try:
+                total = total + flow
+            except FloatingPointError as e:  # the sum of the gradients it receives overflows
+                raise EvaluationError(f"cannot add up the gradient of {adj.node}: "
+                                      f"{str(e).replace('encountered in', 'in')}") from None
             if term.consumer is not None:
                 sent[(term.consumer, adj.node)] = flow
         env[adj.target.name] = node_grads[adj.node] = total

@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 
 from .build import Builder, Operand, Ref
-from .errors import SymgradError, TracingError
+from .errors import EvaluationError, SymgradError, TracingError
 from .ops import OPS
 
 
@@ -80,6 +80,8 @@ def _operand(builder: Builder, value: Any) -> Operand:
         return value.operand
     try:
         return builder.constant(value)
+    except EvaluationError:  # a number, but not one a float can hold: the reason says which
+        raise
     except SymgradError:
         raise TracingError(
             f"cannot combine a traced value with {type(value).__name__} {value!r}; "

@@ -139,3 +139,30 @@ def test_a_module_with_a_power_of_zero_runs_in_a_fresh_interpreter(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [repr(0.0996), "1.0"]
     assert np.isclose(float(out.stdout.split()[0]), 0.0996)
+
+
+def test_gradients_that_overflow_when_added_up_are_an_evaluation_error():
+    g = sg.graph("(a + abs(a)) * 1.7976931348623157e308")
+    with pytest.raises(sg.EvaluationError, match="cannot add up the gradient of a: overflow"):
+        g.backprop(a=0.5)
+
+
+@pytest.mark.parametrize("source, words", [
+    (lambda x: x + 10**400, "of 1329 bits is too large"),
+    (lambda x: x + 10**5000, "too large"),  # too long for Python to print
+    (sp.Float("1e400") * sp.Symbol("x", real=True), "too large for a 64-bit float"),
+    (sp.exp(1000) * sp.Symbol("x", real=True), "constant exp(1000) is too large"),
+    (lambda x: x / 0, "division by zero"),
+])
+def test_every_front_end_refuses_constants_a_float_cannot_hold(source, words):
+    with pytest.raises(sg.EvaluationError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        sg.graph(source)
+
+
+def test_a_sympy_constant_too_small_for_a_float_is_zero():
+    from symgrad.ops import sigmoid
+
+    x = sp.Symbol("x", real=True)
+    g = sg.graph(sigmoid(sp.Float(-1e300)) * x + x)
+    assert g.backprop(x=2.0).grads == {"x": 1.0}
+    assert sg.graph(sigmoid(sp.Float(-1e300))).backprop().value == 0.0
