@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
@@ -175,3 +176,52 @@ def test_the_command_line_never_shows_a_traceback(capsys, text, command):
     assert "Traceback" not in out.err
     if code == 2:
         assert "error:" in out.err
+
+
+TENSORS = {"W": (2, 3), "x": (3,), "b": (2,), "s": (4, 3)}
+
+
+@st.composite
+def array_expressions(draw, depth: int = 3) -> str:
+    """An expression over arrays (W 2×3, x 3, b 2, s 4×3) and scalars, any op of the table, with
+    axes and keepdims= that may not fit: the shapes decide whether it is a graph or a ShapeError."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from([*TENSORS, "a", "0.5", "2", "0", "1e-320"]))
+    name = draw(st.sampled_from(sorted(n for n in OPS if n != "pick")))
+    op = OPS[name]
+    args = [draw(array_expressions(depth - 1)) for _ in range(op.arity)]
+    if op.infix:
+        return f"({args[0]} {op.infix} {args[1]})"
+    if name == "transpose":
+        return f"({args[0]}).T"
+    keywords = ""
+    if "axis" in op.params and draw(st.booleans()):
+        keywords += f", axis={draw(st.integers(-3, 3))}"
+    if "keepdims" in op.params and draw(st.booleans()):
+        keywords += ", keepdims=True"
+    return f"{name}({', '.join(args)}{keywords})"
+
+
+@fuzz(25)
+@given(array_expressions(), st.integers(0, 2**32 - 1))
+def test_array_expressions_get_a_graph_or_a_symgrad_error_and_agree(text, seed):
+    names = set(re.findall(r"[A-Za-z_]\w*", text))
+    g = only_symgrad_errors(sg.graph, text, shapes={n: s for n, s in TENSORS.items() if n in names})
+    assume(g is not None)
+    rng = np.random.default_rng(seed)
+    point = {n: rng.uniform(-1.5, 1.5, size=g.shape(n)) for n in g.inputs}
+    t = only_symgrad_errors(g.backprop, **point)
+    f = only_symgrad_errors(g.compile)
+    only_symgrad_errors(sg.codegen, g)
+    fused = only_symgrad_errors(g.fuse_stable)
+    if t is None or not finite(t.value, *t.grads.values()):
+        return
+    if f is not None:
+        value, grads = only_symgrad_errors(f.value_and_grad, **point) or (None, None)
+        if value is not None:
+            assert np.allclose(value, t.value, rtol=1e-9, atol=1e-12), text
+            assert all(np.allclose(grads[n], t.grads[n], rtol=1e-9, atol=1e-12) for n in g.inputs), text
+    if fused is not None:
+        ft = only_symgrad_errors(fused.backprop, **point)
+        if ft is not None:
+            assert all(np.allclose(ft.grads[n], t.grads[n], rtol=1e-6, atol=1e-9) for n in g.inputs), text
