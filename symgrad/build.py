@@ -13,6 +13,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -21,7 +22,7 @@ import sympy as sp
 from .dims import Shape, read_shape
 from .errors import EvaluationError, InputError, ShapeError, SymgradError
 from .hints import did_you_mean
-from .ops import OPS, Op
+from .ops import OPS, Op, format_constant
 from .tensors import normalize_axes
 
 GRANULARITIES = ("primitive", "nary")
@@ -83,11 +84,38 @@ def fold(op: Op, constants: list[sp.Expr]) -> sp.Expr:
         if exponent > 1 and base not in (0, 1) and exponent * abs(math.log10(base)) > 300:
             shown = " ** ".join(str(c) for c in constants)
             raise EvaluationError(f"constant {shown} is too large")
-    value = op.sympy(*constants)
-    if not (value.is_real and value.is_finite):
-        shown = f"{op.name}({', '.join(str(c) for c in constants)})"
+    shown = f"{op.name}({', '.join(format_constant(c) for c in constants)})"
+    try:
+        value = op.sympy(*constants)
+        real = value.is_real and value.is_finite
+    except (ArithmeticError, ValueError) as e:  # 0.5/0.0; exp(1e300) overflows SymPy's floats too
+        reason = "division by zero" if isinstance(e, ZeroDivisionError) else "too large"
+        raise EvaluationError(f"constant {shown} is not a finite real number ({reason})") from None
+    if not real:
         raise EvaluationError(f"constant {shown} is not a finite real number ({value})")
-    return value
+    return representable(value, f"constant {shown}")
+
+
+def representable(value: sp.Expr, what: str) -> sp.Expr:
+    """``value``, a finite real constant, if float64 can hold it (a Float rounded to one);
+    an EvaluationError naming ``what`` if it is too large."""
+    try:
+        number = float(value)
+    except (ArithmeticError, ValueError, TypeError):
+        number = math.inf
+    if not math.isfinite(number):
+        raise EvaluationError(f"{what} is too large for a 64-bit float (at most {sys.float_info.max:.4g})")
+    return sp.Float(number) if isinstance(value, sp.Float) else value
+
+
+def _finite_node(op: Op, operands: tuple[Operand, ...], extra: tuple[sp.Basic, ...]) -> None:
+    """Refuse a node that is not finite for any value of its inputs: ``x/0``, ``x/1e-320``."""
+    probe = op.sympy(*(sp.Dummy("x", real=True) if isinstance(o, Ref) else o for o in operands), *extra)
+    too_large = [f for f in probe.atoms(sp.Float) if not math.isfinite(float(f))]
+    if probe.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or too_large:
+        shown = ", ".join("x" if isinstance(o, Ref) else format_constant(o) for o in operands)
+        why = "division by zero" if probe.has(sp.zoo) else "its constant is too large for a 64-bit float"
+        raise EvaluationError(f"{op.name}({shown}) is not a finite number ({why})")
 
 
 @dataclass
@@ -128,12 +156,14 @@ class Builder:
             raise SymgradError(f"constant {value!r} is not a real number")
         if isinstance(value, float) and not math.isfinite(value):
             raise EvaluationError(f"constant {value!r} is not finite")
+        if isinstance(value, int) and value.bit_length() > 1024:  # not a float64; too long to print
+            raise EvaluationError(f"constant of {value.bit_length()} bits is too large for a 64-bit float")
         c = sp.sympify(value) if isinstance(value, sp.Expr) else (
             sp.Integer(value) if isinstance(value, int) else sp.Float(value)
         )
         if c.free_symbols or not (c.is_real and c.is_finite):
             raise SymgradError(f"constant {value!r} is not a finite real number")
-        return c
+        return representable(c, f"constant {sp.sstr(c, full_prec=False)}")
 
     def apply(self, name: str, *operands: Operand, **params: object) -> Operand:
         """The node for op ``name`` on ``operands``; a constant when all are constants.
@@ -146,6 +176,8 @@ class Builder:
             raise SymgradError(f"{name} takes {op.arity} operand(s), got {len(operands)}")
         self._check_labels(op, operands)
         shapes = [self.specs[o.index].shape if isinstance(o, Ref) else () for o in operands]
+        if name == "transpose" and shapes[0] == ():  # a number is its own transpose; a float has no .T
+            return operands[0]
         extra = op.param_args(**params)
         try:
             if "axis" in op.params:
@@ -160,6 +192,8 @@ class Builder:
             raise ShapeError(f"{e} ({self.describe(operands)}){hint}") from None
         if all(not isinstance(o, Ref) for o in operands):
             return fold(op, [*operands, *extra])  # type: ignore[list-item]
+        if not all(isinstance(o, Ref) for o in operands):
+            _finite_node(op, operands, extra)
         operands = (*operands, *extra)
         key = (name, operands)
         if key in self._shared:

@@ -18,6 +18,7 @@ subgradient); see :func:`one_sided_kink`.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -155,8 +156,12 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
     >>> r.ok, r.inputs["y"].status, r.max_rel_error
     (False, 'FAIL', 1.0)
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_options(tol=tol, step=step, sample=sample, seed=seed, directions=directions)
+    if wrt is not None and not isinstance(wrt, str) and not (
+            isinstance(wrt, (list, tuple)) and all(isinstance(n, str) for n in wrt)):
+        raise InputError(f"wrt takes an input name or a list of input names, not {wrt!r}")
     target = _Target(f, graph)
     point = _point({**(inputs or {}), **values})
     if wrt is not None:
@@ -193,6 +198,29 @@ def check_grad(f: Any, inputs: Mapping[str, Any] | None = None, /, *, method: st
     order = {n: i for i, n in enumerate(point)}
     rows.sort(key=lambda r: order.get(r.name, len(order)))
     return GradCheck(method, tol, tuple(rows), note)
+
+
+def check_options(**options: Any) -> None:
+    """Refuse options of :func:`check_grad` and :func:`check_local` outside their range, naming them.
+
+    ``tol`` and ``step`` are positive finite numbers, ``sample`` (unless None)
+    and ``directions`` positive whole numbers, ``seed`` a whole number ≥ 0.
+
+    >>> check_options(tol=1e-5, sample=0)
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.InputError: sample must be a whole number ≥ 1 (or None), not 0
+    """
+    for name, value in options.items():
+        if name in ("tol", "step"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not 0 < float(value) < float("inf"):
+                raise InputError(f"{name} must be a positive finite number, not {value!r}")
+        elif value is not None or name != "sample":
+            lowest = 0 if name == "seed" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+                allowed = " (or None)" if name == "sample" else ""
+                raise InputError(f"{name} must be a whole number ≥ {lowest}{allowed}, not {value!r}")
 
 
 class _Target:
@@ -601,6 +629,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     """
     if not isinstance(g, Graph):
         raise InputError(f"check_local needs a Graph, not {type(g).__name__}")
+    check_options(tol=tol, step=step, sample=sample, seed=seed)
     dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
     declared = {n: g.shape(n) for n in g.inputs}
     env: dict[str, Any] = coerce(g.inputs, declared, {**(inputs or {}), **values}, dtypes)

@@ -56,7 +56,8 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from .dims import CHECK, check_values, concrete, declared, named, show
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
-from .printing import import_namespace, imports_of, numpy_code
+from .names import check_names
+from .printing import float_literal, import_namespace, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import broadcast_to, shape_of
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
@@ -126,7 +127,9 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
         lines += [SUM_TO, "", BACKWARD_ALIAS]
     if checked:
         lines += [CHECK]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    check_names(text)
+    return text
 
 
 def _declared_table(g: Graph) -> list[str]:
@@ -301,7 +304,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
         if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
             if adj.node in wrt:
-                results[adj.node] = repr(float(expr)) if expr.is_Number else expr.name
+                results[adj.node] = _number(expr, adj.target.name) if expr.is_Number else expr.name
             continue
         targets.append(adj.target)
         exprs.append(expr)
@@ -324,10 +327,10 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
             placed.add(s)
         if target in gradients and isinstance(expr, broadcast_to):  # a fresh array, not a read-only view
             value = expr.args[0]
-            fill = repr(float(value)) if value.is_Number else _code(value, str(target), shapes, ints)
+            fill = _number(value, str(target)) if value.is_Number else _code(value, str(target), shapes, ints)
             code = f"np.full({show(expr.array_shape())}, {fill})"
         else:
-            code = repr(float(expr)) if expr.is_Number else _code(expr, str(target), shapes, ints)
+            code = _number(expr, str(target)) if expr.is_Number else _code(expr, str(target), shapes, ints)
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
@@ -422,6 +425,16 @@ def _code(expr: sp.Expr, node: str, shapes: dict[sp.Symbol, Any] | None = None,
         return numpy_code(expr, shapes, ints or frozenset())
     except PrintMethodNotImplementedError:
         raise UnsupportedError(f"node {node}: no NumPy spelling for {expr}") from None
+    except SymgradError as e:  # a value with no spelling: nan, inf, a complex number
+        raise type(e)(f"node {node}: {e}") from None
+
+
+def _number(value: sp.Expr, node: str) -> str:
+    """A number as a float literal; an EvaluationError naming ``node`` where it is nan or inf."""
+    try:
+        return float_literal(value)
+    except EvaluationError as e:
+        raise EvaluationError(f"node {node}: {e}") from None
 
 
 def _indent(lines: list[str]) -> list[str]:
@@ -583,6 +596,10 @@ class Compiled:
                 dout = float(dout) if out_shape == () else np.full(out_shape, float(dout))
             elif not self.batchable and dout.shape != out_shape:
                 raise ShapeError(f"dout has shape {dout.shape}, but the output has shape {out_shape}")
+        elif not math.isfinite(dout):
+            raise InputError(f"value of 'dout' is not finite: {dout!r}")
+        if not isinstance(cache, tuple):
+            raise InputError(f"cache must be what forward(...) returned second, not {type(cache).__name__}")
         try:
             return self.module.backward(dout, cache)
         except _NUMERIC_ERRORS as e:

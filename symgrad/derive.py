@@ -32,7 +32,7 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
     >>> local_derivative(1 / (1 + sp.exp(-a)), a, q)[1]
     q*(1 - q)
     """
-    plain = sp.diff(expr, wrt)
+    plain = _diff(expr, wrt)
     if simplify:
         plain = min([plain, *_forms(plain)], key=sp.count_ops)
     cached = plain.subs(expr, out) if expr.free_symbols else plain
@@ -43,6 +43,20 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
     if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
         return plain, cached
     return plain, plain
+
+
+def _diff(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+    """SymPy's ``diff``, with a power of zero held constant: 0**y is 0 wherever it is
+    defined and differentiable (y > 0), so its derivative is 0, where SymPy's is nan.
+
+    >>> y = sp.Symbol("y", real=True)
+    >>> _diff(sp.Integer(0)**y * y, y)
+    0**y
+    """
+    held = {p: sp.Dummy("p") for p in expr.atoms(sp.Pow) if p.base.is_zero and wrt in p.exp.free_symbols}
+    if not held:
+        return sp.diff(expr, wrt)
+    return sp.diff(expr.xreplace(held), wrt).xreplace({d: p for p, d in held.items()})
 
 
 def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> sp.Expr:

@@ -89,12 +89,15 @@ def fuse(graph: Graph, nodes: Iterable[str] | str, name: str | None = None) -> G
     >>> s.local_derivatives("q8", cached=True)
     {'q4': q8*(1 - q8)}
     """
-    if isinstance(nodes, str):
-        return fuse_patterns(graph, [nodes], name)
-    members, out = check_fusable(graph, nodes)
-    expr, operands = compose(graph, members, out)
-    gate = canonical(expr)
-    return replace(graph, members, out, gate, operands, default_name(gate) if name is None else name)
+    try:
+        if isinstance(nodes, str):
+            return fuse_patterns(graph, [nodes], name)
+        members, out = check_fusable(graph, nodes)
+        expr, operands = compose(graph, members, out)
+        gate = canonical(expr)
+        return replace(graph, members, out, gate, operands, default_name(gate) if name is None else name)
+    except RecursionError:  # SymPy recurses into the gate's expression
+        raise FusionError("the gate's expression is nested too deeply for SymPy; fuse fewer nodes") from None
 
 
 def check_fusable(graph: Graph, nodes: Iterable[str]) -> tuple[list[str], str]:
@@ -336,15 +339,21 @@ def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
     return found
 
 
+REACH = 24  # a pattern is looked for among the operations at most this many edges above a node
+
+
 def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozenset[str] = frozenset()
             ) -> list[str]:
-    """``v`` and the unclaimed operations above it, reached without passing ``stop``.
+    """``v`` and the unclaimed operations above it (at most :data:`REACH` edges), reached
+    without passing ``stop``.  The bound keeps each composed expression, and the work per
+    node, the same size however deep the graph is (a chain of 100 sigmoids).
 
     Without ``shared``, only operations all of whose users are in the region.
     """
     order = {n: i for i, n in enumerate(graph.nodes)}
     region = {v}
-    for n in sorted(nx.ancestors(graph.nx, v), key=order.__getitem__, reverse=True):
+    near = nx.single_source_shortest_path_length(graph.nx.reverse(copy=False), v, cutoff=REACH)
+    for n in sorted(set(near) - {v}, key=order.__getitem__, reverse=True):
         if n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate") \
                 or not graph.elementwise(n):
             continue

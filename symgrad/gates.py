@@ -155,7 +155,7 @@ def _canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr], depth: int) -> sp.Ex
         return memo[expr]
     result = _rewrite(expr)
     if result is None:
-        args = [_canonical(arg, memo, depth) for arg in expr.args]
+        args = [_canonical(arg, memo, 0) for arg in expr.args]  # depth counts rewrites of one place
         rebuilt = expr.func(*args) if args != list(expr.args) else expr
         result = _rewrite(rebuilt) if rebuilt is not expr else None
         if result is None:

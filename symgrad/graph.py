@@ -522,6 +522,9 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
       q2 = q1*z    [*]
       return q2
     """
+    for what, given, like in (("shapes", shapes, "{'W': (2, 3)}"), ("dtypes", dtypes, "{'y': int}")):
+        if given is not None and not isinstance(given, Mapping):
+            raise InputError(f"{what} takes a mapping from input names, like {what}={like}, not {given!r}")
     builder = Builder(granularity, dict(shapes or {}), dict(dtypes or {}))
     if isinstance(source, str):
         from .parse import parse

@@ -10,7 +10,7 @@ import numpy as np
 import sympy as sp
 
 from .dims import concrete
-from .errors import EvaluationError, ShapeError, SymgradError
+from .errors import EvaluationError, ShapeError, SymgradError, UnsupportedError
 from .graph import MAX_PATHS, Graph
 from .printing import evaluate
 from .program import Program, build_program
@@ -172,7 +172,11 @@ def _backward(program: Program, env: dict[str, np.ndarray], upstream: np.ndarray
                 op = graph.nx.nodes[term.consumer]["op"] if term.consumer else "dout"
                 raise ShapeError(f"{op}: the gradient sent to {adj.node} has shape {flow.shape}, "
                                  f"but {adj.node} has shape {adj.shape}")
-            total = total + flow
+            try:
+                total = total + flow
+            except FloatingPointError as e:  # the sum of the gradients it receives overflows
+                raise EvaluationError(f"cannot add up the gradient of {adj.node}: "
+                                      f"{str(e).replace('encountered in', 'in')}") from None
             if term.consumer is not None:
                 sent[(term.consumer, adj.node)] = flow
         env[adj.target.name] = node_grads[adj.node] = total
@@ -232,6 +236,8 @@ def _run(expr: sp.Expr, env: dict[str, np.ndarray], graph: Graph, what: str,
         at = ", ".join(f"{n} = {_show(env[n])}" for n in operands if n in env)
         reason = str(e).replace("encountered in", "in")
         raise EvaluationError(f"cannot evaluate {what} at {at}: {reason}") from None
+    except (EvaluationError, UnsupportedError) as e:  # no NumPy spelling: nan, inf, an unknown name
+        raise type(e)(f"cannot evaluate {what}: {e}") from None
 
 
 def _show(v: np.ndarray) -> str:

@@ -16,7 +16,7 @@ from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from .dims import show
-from .errors import SymgradError, UnsupportedError
+from .errors import EvaluationError, SymgradError, UnsupportedError
 from .ops import BY_CLASS, OPS, Defined, Op
 from .tensors import shape_of
 
@@ -99,7 +99,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return text
 
     def _print_Float(self, expr: sp.Float) -> str:
-        return repr(float(expr))
+        return float_literal(expr)
+
+    def _not_a_number(self, expr: sp.Expr) -> str:
+        """nan, ±inf, zoo and I have no spelling: a value that is not a finite real number."""
+        return float_literal(expr)
+
+    _print_NaN = _print_Infinity = _print_NegativeInfinity = _not_a_number
+    _print_ComplexInfinity = _print_ImaginaryUnit = _not_a_number
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         base, exponent = expr.base, expr.exp
@@ -184,7 +191,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_broadcast_to(self, expr: sp.Function) -> str:
         a = expr.args[0]
-        value = repr(float(a)) if a.is_Number else self._print(a)  # 1.0, not 1: gradients are floats
+        value = float_literal(a) if a.is_Number else self._print(a)  # 1.0, not 1: gradients are floats
         return f"np.broadcast_to({value}, {self.shape(expr.args[1])})"
 
     def shape(self, shape: Any) -> str:
@@ -193,6 +200,30 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_onehot(self, expr: sp.Function) -> str:
         return f"np.eye({self._print(expr.args[1])})[{self._print(expr.args[0])}]"
+
+
+def float_literal(number: sp.Expr) -> str:
+    """A SymPy number as a Python float literal (``0.5``, ``2.0``), or an EvaluationError when
+    it is not one: ``nan``, ``inf`` or ``1j`` would be names the generated code does not define.
+
+    >>> float_literal(sp.Rational(1, 2)), float_literal(sp.Integer(2))
+    ('0.5', '2.0')
+    >>> float_literal(sp.zoo)
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.EvaluationError: the value is infinite (a division by zero): zoo
+    """
+    if number.has(sp.nan):
+        raise EvaluationError(f"the value is undefined: {number}")
+    if number.has(sp.zoo):
+        raise EvaluationError(f"the value is infinite (a division by zero): {number}")
+    if number.has(sp.I) or number.is_extended_real is False:
+        raise EvaluationError(f"the value is complex, not real: {number}")
+    value = float(number)
+    if not np.isfinite(value):
+        shown = "infinite" if number.is_infinite else "too large for a 64-bit float"
+        raise EvaluationError(f"the value is {shown}: {sp.sstr(number)}")
+    return repr(value)
 
 
 def _step(e: sp.Expr) -> bool:
@@ -268,4 +299,7 @@ def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
     """The value of ``expr`` with NumPy, symbols taken from ``env`` by name."""
     code = compile(numpy_code(expr), "<symgrad>", "eval")
     namespace = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
-    return np.asarray(eval(code, {**namespace, "__builtins__": {}}, dict(env)), dtype=float)
+    try:
+        return np.asarray(eval(code, {**namespace, "__builtins__": {}}, dict(env)), dtype=float)
+    except NameError as e:  # a spelling that uses a name nothing defines
+        raise UnsupportedError(f"no NumPy spelling for {expr}: {e}") from None

@@ -17,7 +17,7 @@ is a ShapeError naming the op and both shapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -181,15 +181,18 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
     labels = graph.labels
     if isinstance(wrt, str):  # one name, not its letters
         wrt = (wrt,)
+    if wrt is not None and (not isinstance(wrt, Iterable) or isinstance(wrt, Mapping)):
+        raise SymgradError(f"wrt takes an input name or a list of input names, not {wrt!r}")
     wrt = tuple(tuple(n for n in graph.inputs if n not in labels) if wrt is None else wrt)
     for name in wrt:
-        if name not in graph.inputs:
+        if not isinstance(name, str) or name not in graph.inputs:
             raise SymgradError(
                 f"cannot differentiate with respect to {name!r}: the inputs are "
                 f"{', '.join(graph.inputs) or 'none'}"
             )
         if name in labels:
             raise SymgradError(f"{name!r} holds integer labels; labels have no gradient")
+    wrt = tuple(dict.fromkeys(wrt))  # each input once
     g = graph.nx
     forward = tuple(
         Assign(n, graph.symbol(n), _forward(graph, n)) for n in graph.operations

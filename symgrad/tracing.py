@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from .build import Builder, Operand, Ref
-from .errors import ShapeError, SymgradError, TracingError
+from .errors import EvaluationError, ShapeError, SymgradError, TracingError
 from .ops import OPS, Op
 
 
@@ -189,6 +189,8 @@ def _operand(builder: Builder, value: Any) -> Operand:
         )
     try:
         return builder.constant(value)
+    except EvaluationError:  # a number, but not one a float can hold: the reason says which
+        raise
     except SymgradError:
         raise TracingError(
             f"cannot combine a traced value with {type(value).__name__} {value!r}; "
