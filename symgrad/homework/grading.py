@@ -624,7 +624,9 @@ def grade_answers(prep: Prepared, copy: Path, single: bool, answers_file: str, l
         elif "error" in values.get(var, {}):
             result.checks.append(Check(label, False, f"cannot read the answer: {values[var]['error']}"))
         elif var not in values:
-            why = "took too long to check" if status.get(var) == "timeout" else "could not be checked"
+            failed = [str(r["failed"])[:200] for r in replies if r.get("var") == var and "failed" in r]
+            why = "took too long to check" if status.get(var) == "timeout" else \
+                f"could not be checked ({failed[0]})" if failed else "could not be checked"
             result.checks.append(Check(label, False, why))
         else:
             got = [_decode({"kind": "array", **v}) for v in values[var]["values"]]
@@ -643,7 +645,7 @@ def _ask_each(pool: AnswerPool, request: dict[str, Any],
     replies, status = [], {}
     for var, text in request["answers"].items():
         got, status[var] = pool.ask({**request, "answers": {var: text}}, seconds)
-        replies += [r for r in got if r.get("var") == var]
+        replies += [r for r in got if r.get("var") == var] + [{"var": var, **r} for r in got if "failed" in r]
     return replies, status
 
 
