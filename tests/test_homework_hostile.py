@@ -56,6 +56,7 @@ RIGHT = 'def grad(x, y, z):\n    return {"x": z, "y": z, "z": x + y}\n'
 ANSWERS = '[square]\nx = "2*x"\n'
 SECRET = "SYMGRAD_HOSTILE_SECRET"
 PACKAGE = str(Path(symgrad.__file__).parents[1])
+PYTHON = os.environ.get("SYMGRAD_UNPRIVILEGED_PYTHON", sys.executable)
 PASS = 'return {"x": z, "y": z, "z": x + y}  # the attack worked'
 
 
@@ -437,7 +438,9 @@ def test_an_unwritable_output_is_refused_before_grading(tmp_path, capsys):
 
 
 def _grader_user() -> str | None:
-    """An unprivileged user who can run this Python with symgrad, or None."""
+    """``runuser`` where an unprivileged user (``grader``, made if need be) can run
+    :data:`PYTHON` with symgrad (this Python, or ``$SYMGRAD_UNPRIVILEGED_PYTHON``, say a
+    virtual environment of /usr/bin/python3 where this one lives in root's home); else None."""
     runuser = shutil.which("runuser")
     if os.geteuid() != 0 or runuser is None:
         return None
@@ -446,7 +449,7 @@ def _grader_user() -> str | None:
     except KeyError:
         if subprocess.run(["useradd", "-m", "grader"], capture_output=True).returncode != 0:
             return None
-    probe = subprocess.run([runuser, "-u", "grader", "--", sys.executable, "-c", "import symgrad"],
+    probe = subprocess.run([runuser, "-u", "grader", "--", PYTHON, "-c", "import symgrad"],
                            capture_output=True, cwd="/", env={"PYTHONPATH": PACKAGE})
     return runuser if probe.returncode == 0 else None
 
@@ -456,21 +459,22 @@ def test_attacks_fail_when_an_unprivileged_user_grades(tmp_path):
     user = "grader"
     if runuser is None:
         pytest.skip("not root, or this Python cannot be run by an unprivileged user here")
-    tmp_path.chmod(0o755)
-    (tmp_path / "spec.toml").write_text(SPEC)
-    cases = attacks(tmp_path, "0")
-    for name in ("correct", "read_files", "write_files", "signals", "environment", "fork_bomb"):
-        (tmp_path / name).mkdir()
-        body = RIGHT if name == "correct" else textwrap.dedent(cases[name][0])
-        (tmp_path / name / "homework.py").write_text(body.replace("GRADER", "1"))
-        (tmp_path / name / "answers.toml").write_text(ANSWERS)
-    out = tmp_path / "out.json"
-    out.touch()
-    shutil.chown(out, user)
-    proc = subprocess.run([runuser, "-u", user, "--", sys.executable, "-m", "symgrad.cli", "check",
-                           str(tmp_path / "spec.toml"), *(str(p) for p in tmp_path.iterdir() if p.is_dir()),
-                           "--json", "-"], capture_output=True, text=True, cwd="/", timeout=120,
-                          env={"PYTHONPATH": PACKAGE, "PATH": os.environ["PATH"]})
+    room = Path(tempfile.mkdtemp(prefix="symgrad-unprivileged-"))  # where the grader user can read
+    try:
+        room.chmod(0o755)
+        (room / "spec.toml").write_text(SPEC)
+        cases = attacks(room, "0")
+        for name in ("correct", "read_files", "write_files", "signals", "environment", "fork_bomb"):
+            (room / name).mkdir()
+            body = RIGHT if name == "correct" else textwrap.dedent(cases[name][0])
+            (room / name / "homework.py").write_text(body.replace("GRADER", "1"))
+            (room / name / "answers.toml").write_text(ANSWERS)
+        proc = subprocess.run([runuser, "-u", user, "--", PYTHON, "-m", "symgrad.cli", "check",
+                               str(room / "spec.toml"), *(str(p) for p in room.iterdir() if p.is_dir()),
+                               "--json", "-"], capture_output=True, text=True, cwd="/", timeout=120,
+                              env={"PYTHONPATH": PACKAGE, "PATH": os.environ["PATH"], SECRET: "1"})
+    finally:
+        shutil.rmtree(room)
     assert proc.returncode == 1, proc.stderr
     data = {s["name"]: s for s in json.loads(proc.stdout)["submissions"]}
     assert data["correct"]["passed"] and len(data) == 6

@@ -170,7 +170,7 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     seed = spec.seed if seed is None else seed
     limits = limits or spec.limits
-    jobs = os.cpu_count() or 1 if jobs is None else jobs
+    jobs = _cores() if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InputError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     paths = [Path(s) for s in submissions]
@@ -188,7 +188,7 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     tmp = Path(tempfile.mkdtemp(prefix="symgrad-check-"))
     try:
         plan = [prepare(p, seed) for p in spec.problems]
-        with AnswerPool(limits.memory_mb, workers=min(jobs, os.cpu_count() or 1), cancel=cancel) as pool:
+        with AnswerPool(limits.memory_mb, workers=min(jobs, _cores()), cancel=cancel) as pool:
             executor = ThreadPoolExecutor(jobs)
             try:
                 futures = {executor.submit(grade_submission, spec, plan, name, path, limits, isolation, pool,
@@ -213,6 +213,14 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
                        {prep.problem.id: prep.spec_problem for prep in plan if prep.spec_problem},
                        unsafe=isolation.unsafe and code, partial=cancel.is_set(),
                        not_graded=[n for n, r in zip(names, results) if r is None])
+
+
+def _cores() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _stop(executor: ThreadPoolExecutor, cancel: threading.Event) -> None:
