@@ -282,3 +282,36 @@ def test_the_student_works_in_a_fresh_copy_of_the_submission(tmp_path):
     cwd = Path(result.output.split("cwd ", 1)[1].split()[0])
     assert cwd != Path.cwd() and not cwd.exists() and tmp_path not in cwd.parents
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.py"]
+
+
+JUNK = [5, "x", None, [], {}, [1, [2]], {"kind": "array", "shape": [10**6, 10**6], "data": []},
+        {"kind": "array", "shape": "3", "data": "abc"}, {"kind": "tuple", "items": 5, "length": "3"},
+        {"kind": "dict", "items": [1, 2]}, {"kind": "scalar", "data": True}, {"kind": {"a": 1}},
+        {"kind": "list", "items": [{}, None], "length": 10**30}, 1e308, -0.0, "\x1b[2J"]
+
+
+@pytest.mark.parametrize("style", ["grad", "layer"])
+def test_forged_values_in_valid_messages_fail_only_the_student(style):
+    """Messages the protocol allows, holding any JSON at all: each read as the student's failure,
+    with a reason, never an exception in the grader."""
+    from symgrad.homework import grading
+
+    text = SPEC if style == "grad" else SPEC.replace('function = "grad"', 'style = "layer"')
+    prep = grading.prepare(sg.homework.load_spec(text).problems[0], 0)
+    limits = Limits()
+    fields = {"trial": ["returned", "out", "mutated", "mutated_in", "forward_returned", "mutated_dout",
+                        "trial"],
+              "error": ["message", "kind", "file", "line", "function", "stage", "trial"],
+              "stage": ["stage", "trial", "function", "file"]}
+    for event, names in fields.items():
+        for name in names:
+            for junk in JUNK:
+                events = [{"event": "stage", "problem": 0, "stage": "call", "trial": 0},
+                          {"event": event, "problem": 0, "trial": 0, name: junk}]
+                events += [{"event": "trial", "problem": 0, "trial": i, "returned": junk}
+                           for i in range(1, len(prep.points))]
+                reason = grading._problem_error(events, limits) or grading._mutation(prep.problem, events)
+                checks, why = grading._code_checks(prep, events)
+                assert reason or why or not all(c.ok for c in checks), (event, name, junk)
+                outcome = sandbox.Outcome(events=events, current=0, stopped="protocol", violation="x")
+                assert grading._run_end(outcome, 0, limits)

@@ -476,7 +476,8 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
     for e in events:
         if e.get("event") != "trial":
             continue
-        mutated = [str(n) for n in e.get("mutated") or [] if n in p.inputs]
+        named = e.get("mutated") if isinstance(e.get("mutated"), list) else []
+        mutated = [n for n in named if isinstance(n, str) and n in p.inputs]
         function = str(e.get("mutated_in"))[:40]
         if mutated:
             return (f"modified its input {', '.join(mutated)} in place in {function}() "
@@ -489,7 +490,7 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
 def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> tuple[list[Check], str | None]:
     """A check for each gradient (and the forward output), or why the results cannot be read."""
     p = prep.problem
-    trials = {e.get("trial"): e for e in events if e.get("event") == "trial"}
+    trials = {e["trial"]: e for e in events if e.get("event") == "trial" and isinstance(e.get("trial"), int)}
     found = [trials.get(i) for i in range(len(prep.points))]
     if any(e is None for e in found):
         return [], "some test points returned no results"
@@ -565,9 +566,11 @@ def _describe(v: Any) -> str:
     if kind == "scalar":
         return "a single number"
     if kind == "array":
-        return f"an array of shape {tuple(v.get('shape') or ())}"
+        shape = v.get("shape")
+        return f"an array of shape {tuple(shape) if isinstance(shape, list) else '?'}"[:80]
     if kind in ("tuple", "list", "dict"):
-        return f"a {kind} of {len(v.get('items') or ())} items"
+        items = v.get("items")
+        return f"a {kind} of {len(items) if isinstance(items, (list, dict)) else '?'} items"
     t = str(v.get("type"))[:60]
     return "None" if t == "NoneType" else t if t.startswith("an ") else f"a {t}"
 
