@@ -476,8 +476,9 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
     for e in events:
         if e.get("event") != "trial":
             continue
-        named = e.get("mutated") if isinstance(e.get("mutated"), list) else []
-        mutated = [n for n in named if isinstance(n, str) and n in p.inputs]
+        named = e.get("mutated")
+        mutated = [n for n in named if isinstance(n, str) and n in p.inputs] if isinstance(named, list) \
+            else []
         function = str(e.get("mutated_in"))[:40]
         if mutated:
             return (f"modified its input {', '.join(mutated)} in place in {function}() "
