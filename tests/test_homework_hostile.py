@@ -395,7 +395,8 @@ def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_pat
         folders.append(str(folder))
     (tmp_path / "tmp").mkdir()
     out = tmp_path / "out.json"
-    proc = cli([str(tmp_path / "spec.toml"), *folders, "-j", "1", "--json", str(out), "--progress"],
+    proc = cli([str(tmp_path / "spec.toml"), *folders, "-j", "1", "--json", str(out), "--progress",
+                "--csv", str(tmp_path / "out.csv"), "--junit", str(tmp_path / "junit.xml")],
                env={"TMPDIR": str(tmp_path / "tmp")})
     assert proc.stderr is not None
     seen = ""
@@ -415,6 +416,10 @@ def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_pat
     assert len(data["submissions"]) + len(data["not_graded"]) == 6
     assert data["submissions"][0]["name"] == "s0" and data["submissions"][0]["passed"]
     assert "interrupted" in err
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[1] == "s0,2,1,3" and rows[-1] == "s5,,,"
+    junit = (tmp_path / "junit.xml").read_text()
+    assert junit.count('message="grading was interrupted"') == len(data["not_graded"])
     time.sleep(0.3)
     assert [p for p in processes() if marker in p] == []
     assert os.listdir(tmp_path / "tmp") == []

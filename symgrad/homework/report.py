@@ -192,7 +192,8 @@ class ClassReport:
                                    json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
 
     def csv(self) -> str:
-        """One row per student, one column per problem (empty when not graded), and the total."""
+        """One row per student, one column per problem (empty when not graded), and the total;
+        after an interruption, the students not graded have rows of empty cells."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         unsafe = ["sandbox"] if self.unsafe else []
@@ -201,10 +202,14 @@ class ClassReport:
             writer.writerow([_cell(s.name), *(_pts(s.problem(i).score) if i not in self.spec_problems else ""
                                               for i, _ in self.problems), _pts(s.score),
                              *(["UNSAFE: no sandbox"] if self.unsafe else [])])
+        for name in self.not_graded:
+            writer.writerow([_cell(name), *("" for _ in self.problems), "",
+                             *(["UNSAFE: no sandbox"] if self.unsafe else [])])
         return buffer.getvalue()
 
     def junit(self) -> str:
-        """JUnit XML: a test suite per student, a test case per problem (skipped when not graded)."""
+        """JUnit XML: a test suite per student, a test case per problem (skipped when not graded);
+        after an interruption, a suite of skipped cases for the students not graded."""
         def failures(problems: list[ProblemResult]) -> str:
             return str(sum(p.graded and not p.passed for p in problems))
 
@@ -232,6 +237,13 @@ class ClassReport:
                     failure.text = "\n".join(hints)
                 if p.output:
                     ET.SubElement(case, "system-out").text = escape(p.output, keep="\n\t")
+        if self.not_graded:
+            suite = ET.SubElement(root, "testsuite", name="not graded (interrupted)",
+                                  tests=str(len(self.not_graded)), failures="0",
+                                  skipped=str(len(self.not_graded)))
+            for name in self.not_graded:
+                case = ET.SubElement(suite, "testcase", classname=escape(name), name="all problems")
+                ET.SubElement(case, "skipped", message="grading was interrupted")
         return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
