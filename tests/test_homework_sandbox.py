@@ -315,3 +315,21 @@ def test_forged_values_in_valid_messages_fail_only_the_student(style):
                 assert reason or why or not all(c.ok for c in checks), (event, name, junk)
                 outcome = sandbox.Outcome(events=events, current=0, stopped="protocol", violation="x")
                 assert grading._run_end(outcome, 0, limits)
+
+
+@pytest.mark.skipif(sandbox.seccomp_program() is None, reason="the seccomp filter is for x86-64")
+def test_the_seccomp_filter_refuses_what_a_gradient_has_no_use_for(tmp_path):
+    """ptrace and the kernel keyrings get EPERM (without the filter: ESRCH, and a keyring id)."""
+    outcome = run_code(tmp_path, """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(*args):
+            ctypes.set_errno(0)
+            return libc.syscall(*args), os.strerror(ctypes.get_errno())
+        print(call(101, 16, 999999, 0, 0), call(250, 0, -4, 0, 0), call(39))  # ptrace, keyctl, getpid
+        def grad(x):
+            return x
+    """)
+    assert outcome.output(0).split("\n")[0] == (
+        "(-1, 'Operation not permitted') (-1, 'Operation not permitted') (3, 'Success')")
+    assert outcome.last("problem_done") is not None

@@ -12,8 +12,10 @@ sandbox Flatpak uses):
   which ``child.py`` copies the submission); the rest is read-only;
 - with its own PID, network (no network at all: no TCP, no UNIX sockets of
   the host, abstract or named), IPC, UTS and user namespaces, uid 65534, no
-  capabilities, no further user namespaces, a new session (no terminal), and
-  ``--die-with-parent``;
+  capabilities, no further user namespaces, a new session (no terminal),
+  ``--die-with-parent``, and on x86-64 a seccomp filter that refuses the
+  system calls a gradient has no use for (:data:`DENIED`: ptrace, keyrings,
+  mounts, namespaces, BPF, io_uring, kernel modules, ...);
 - with a clean environment, one BLAS thread, and limits: CPU time, address
   space and file size (``setrlimit`` in the child); memory and process count
   per submission from a cgroup where the grader may create one (v2 or v1),
@@ -37,9 +39,11 @@ import functools
 import itertools
 import json
 import os
+import platform
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -65,6 +69,38 @@ CHILD_INSIDE = "/run/symgrad/child.py"
 INSTALL = ("install bubblewrap (Debian, Ubuntu: `apt-get install bubblewrap`; Fedora: "
            "`dnf install bubblewrap`; Arch: `pacman -S bubblewrap`), or pass --unsafe-no-sandbox "
            "(unsafe=True) to run submissions without isolation, for code you trust")
+
+
+# x86-64 numbers of the system calls the seccomp filter refuses (EPERM)
+DENIED = {
+    "ptrace": 101, "syslog": 103, "personality": 135, "pivot_root": 155, "acct": 163, "mount": 165,
+    "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "init_module": 175,
+    "delete_module": 176, "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250,
+    "unshare": 272, "perf_event_open": 298, "name_to_handle_at": 303, "open_by_handle_at": 304,
+    "setns": 308, "process_vm_readv": 310, "process_vm_writev": 311, "finit_module": 313,
+    "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425,
+    "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
+    "fsconfig": 431, "fsmount": 432, "fspick": 433,
+}
+
+
+def seccomp_program() -> bytes | None:
+    """The seccomp filter (classic BPF) bwrap installs, or None off x86-64.
+
+    Any other architecture's calls, x32 calls and the calls in :data:`DENIED`
+    get EPERM; the rest are allowed.
+    """
+    if platform.machine() not in ("x86_64", "AMD64") or sys.byteorder != "little":
+        return None
+    load, equal, at_least, give = 0x20, 0x15, 0x35, 0x06
+    allow, denied = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    numbers = sorted(DENIED.values())
+    deny = 5 + len(numbers)  # the index of the last instruction
+    program = [(load, 0, 0, 4), (equal, 0, deny - 2, 0xC000003E),  # AUDIT_ARCH_X86_64
+               (load, 0, 0, 0), (at_least, deny - 4, 0, 0x40000000)]  # x32
+    program += [(equal, deny - (5 + k), 0, n) for k, n in enumerate(numbers)]
+    program += [(give, 0, 0, allow), (give, 0, 0, denied)]
+    return b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
 
 
 class SandboxUnavailable(SymgradError):
@@ -189,13 +225,16 @@ class Isolation:
                     "that could read and change the grader's files")
         limits = (f"memory and {MAX_PROCESSES} processes per submission (cgroup v{self.cgroups.version})"
                   if self.cgroups else f"memory per process, {MAX_PROCESSES} processes (rlimits)")
+        filtered = ", seccomp filter" if seccomp_program() is not None else ""
         return (f"bubblewrap: own file system (read-only runtime, {DISK_MB} MB tmpfs), no network, "
-                f"own processes, uid {SANDBOX_UID}; {limits}")
+                f"own processes, uid {SANDBOX_UID}{filtered}; {limits}")
 
-    def argv(self, submission: Path | None, env: dict[str, str]) -> list[str]:
-        """The bwrap command line that runs what follows it inside the sandbox."""
+    def argv(self, submission: Path | None, env: dict[str, str], seccomp: int | None = None) -> list[str]:
+        """The bwrap command line that runs what follows it inside the sandbox (with the seccomp
+        filter read from file descriptor ``seccomp``)."""
         assert self.bwrap is not None
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+        args = [self.bwrap, *(("--seccomp", str(seccomp)) if seccomp is not None else ()),
+                "--unshare-all", "--unshare-user", "--disable-userns",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
                 "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
         for name, value in env.items():
@@ -241,12 +280,17 @@ def probe_isolation(unsafe: bool = False) -> Isolation:
 @functools.lru_cache(maxsize=4)
 def _probe(bwrap: str, executable: str) -> Isolation:
     isolation = Isolation(bwrap, *_runtime(), cgroups=Cgroups.find())
-    argv = [*isolation.argv(None, clean_env(HOME)), executable, "-I", "-c", "import numpy"]
+    seccomp = _seccomp_fd()
+    argv = [*isolation.argv(None, clean_env(HOME), seccomp), executable, "-I", "-c", "import numpy"]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=60)
+                              stderr=subprocess.STDOUT, timeout=60,
+                              pass_fds=() if seccomp is None else (seccomp,))
     except (OSError, subprocess.SubprocessError) as e:
         raise SandboxUnavailable(f"bubblewrap ({bwrap}) cannot start a sandbox here: {e}") from None
+    finally:
+        if seccomp is not None:
+            os.close(seccomp)
     if done.returncode != 0:
         said = done.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
         raise SandboxUnavailable(
@@ -254,6 +298,19 @@ def _probe(bwrap: str, executable: str) -> Isolation:
             "namespaces (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0, "
             "or an AppArmor profile that allows bwrap), or pass --unsafe-no-sandbox to grade code you trust")
     return isolation
+
+
+def _seccomp_fd() -> int | None:
+    """A pipe's read end holding the seccomp filter, for bwrap's --seccomp; None off x86-64."""
+    program = seccomp_program()
+    if program is None:
+        return None
+    read, write = os.pipe()
+    try:
+        os.write(write, program)  # a few hundred bytes: far less than a pipe holds
+    finally:
+        os.close(write)
+    return read
 
 
 def _runtime() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]:
@@ -341,12 +398,14 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
     child_limits: dict[str, Any] = {"cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
                                     "file_mb": DISK_MB}
     made: list[str] = []
+    seccomp = None
     if isolation.unsafe:
         argv, cwd, env = [sys.executable, "-I", str(CHILD)], workdir, clean_env(str(workdir))
     else:
         child_limits.update(source=SUBMISSION, processes=MAX_PROCESSES)
         env = clean_env(HOME)
-        argv = [*isolation.argv(workdir, env), sys.executable, "-I", CHILD_INSIDE]
+        seccomp = _seccomp_fd()
+        argv = [*isolation.argv(workdir, env, seccomp), sys.executable, "-I", CHILD_INSIDE]
         cwd = workdir.parent
         if isolation.cgroups is not None:
             made = isolation.cgroups.create(limits.memory_mb + DISK_MB + 64, MAX_PROCESSES)
@@ -358,7 +417,8 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                                pass_fds=(write_end,), start_new_session=True)
+                                pass_fds=(write_end,) if seccomp is None else (write_end, seccomp),
+                                start_new_session=True)
     except BaseException:
         os.close(read_end)
         if isolation.cgroups is not None:
@@ -366,6 +426,8 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
         raise
     finally:
         os.close(write_end)
+        if seccomp is not None:
+            os.close(seccomp)
     outcome = Outcome()
     try:
         assert proc.stdin is not None and proc.stdout is not None
