@@ -485,3 +485,30 @@ def test_attacks_fail_when_an_unprivileged_user_grades(tmp_path):
     assert data["correct"]["passed"] and len(data) == 6
     for name in ("read_files", "write_files", "signals", "environment", "fork_bomb"):
         assert cases[name][1] in data[name]["problems"][0]["hints"][0], data[name]
+
+
+def test_a_root_grader_runs_sandboxes_as_nobody(tmp_path):
+    """Where the runtime is within nobody's reach, a root grader's sandboxes are uid 65534 on
+    the host too; a student's file the grader alone may read (mode 600) is still graded."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("the grader is not root here")
+    (tmp_path / "spec.toml").write_text(SPEC)
+    cases = attacks(tmp_path, "0")
+    for name in ("correct", "read_files", "fork_bomb"):
+        (tmp_path / name).mkdir()
+        body = RIGHT if name == "correct" else textwrap.dedent(cases[name][0])
+        (tmp_path / name / "homework.py").write_text(body)
+        (tmp_path / name / "homework.py").chmod(0o600)
+        (tmp_path / name / "answers.toml").write_text(ANSWERS)
+    names = ("correct", "read_files", "fork_bomb")
+    proc = subprocess.run([PYTHON, "-m", "symgrad.cli", "check", str(tmp_path / "spec.toml"),
+                           *(str(tmp_path / n) for n in names), "--json", "-"],
+                          capture_output=True, text=True, cwd="/", timeout=120,
+                          env={"PYTHONPATH": PACKAGE, "PATH": os.environ["PATH"]})
+    data = json.loads(proc.stdout)
+    if "nobody on the host too" not in data["sandbox"]:
+        pytest.skip("this Python is out of nobody's reach (try SYMGRAD_UNPRIVILEGED_PYTHON)")
+    results = {s["name"]: s for s in data["submissions"]}
+    assert results["correct"]["passed"] and proc.returncode == 1
+    for name in ("read_files", "fork_bomb"):
+        assert cases[name][1] in results[name]["problems"][0]["hints"][0], results[name]

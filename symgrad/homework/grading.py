@@ -186,6 +186,7 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     cancel = threading.Event()
     plan: list[Prepared] = []
     tmp = Path(tempfile.mkdtemp(prefix="symgrad-check-"))
+    tmp.chmod(0o711)
     try:
         plan = [prepare(p, seed) for p in spec.problems]
         with AnswerPool(limits.memory_mb, workers=min(jobs, _cores()), cancel=cancel) as pool:
@@ -257,6 +258,7 @@ def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, li
     if cancel is not None and cancel.is_set():
         return None
     with tempfile.TemporaryDirectory(prefix="symgrad-submission-", dir=tmp) as folder:
+        os.chmod(folder, 0o711)  # a sandbox running as nobody reaches its copy, and lists nothing
         copy = Path(folder) / "submission"
         refused = copy_submission(path, copy)
         single = path.is_file() and not path.is_symlink()
@@ -296,6 +298,7 @@ def copy_submission(path: Path, copy: Path) -> dict[str, str]:
             if source.name in ("__pycache__", ".git") and relative:
                 return
             target.mkdir(exist_ok=True)
+            target.chmod(0o755)
             for entry in sorted(os.listdir(source)):
                 one(source / entry, target / entry, f"{relative}/{entry}" if relative else entry)
         elif stat.S_ISREG(info.st_mode):
@@ -306,6 +309,7 @@ def copy_submission(path: Path, copy: Path) -> dict[str, str]:
             fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             with os.fdopen(fd, "rb") as f, open(target, "wb") as out:
                 out.write(f.read(info.st_size + 1)[:info.st_size])
+            target.chmod(0o644)
         else:
             refused[relative] = f"{relative} is not a regular file"
 

@@ -11,11 +11,13 @@ sandbox Flatpak uses):
 - in a private tmpfs of :data:`DISK_MB` (its home and working directory, into
   which ``child.py`` copies the submission); the rest is read-only;
 - with its own PID, network (no network at all: no TCP, no UNIX sockets of
-  the host, abstract or named), IPC, UTS and user namespaces, uid 65534, no
-  capabilities, no further user namespaces, a new session (no terminal),
-  ``--die-with-parent``, and on x86-64 a seccomp filter that refuses the
-  system calls a gradient has no use for (:data:`DENIED`: ptrace, keyrings,
-  mounts, namespaces, BPF, io_uring, kernel modules, ...);
+  the host, abstract or named), IPC, UTS and user namespaces, uid 65534 (and,
+  when the grader is root and the runtime is within nobody's reach, uid 65534
+  on the host too, through ``setpriv``), no capabilities, no further user
+  namespaces, a new session (no terminal), ``--die-with-parent``, and on
+  x86-64 a seccomp filter that refuses the system calls a gradient has no
+  use for (:data:`DENIED`: ptrace, keyrings, mounts, namespaces, BPF,
+  io_uring, kernel modules, ...);
 - with a clean environment, one BLAS thread, and limits: CPU time, address
   space and file size (``setrlimit`` in the child); memory and process count
   per submission from a cgroup where the grader may create one (v2 or v1),
@@ -35,6 +37,7 @@ run never more than ``wall_seconds`` per problem it covers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -213,6 +216,7 @@ class Isolation:
     masks: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
     cgroups: Cgroups | None = None
+    user: tuple[str, ...] = ()
 
     @property
     def unsafe(self) -> bool:
@@ -227,13 +231,14 @@ class Isolation:
                   if self.cgroups else f"memory per process, {MAX_PROCESSES} processes (rlimits)")
         filtered = ", seccomp filter" if seccomp_program() is not None else ""
         return (f"bubblewrap: own file system (read-only runtime, {DISK_MB} MB tmpfs), no network, "
-                f"own processes, uid {SANDBOX_UID}{filtered}; {limits}")
+                f"own processes, uid {SANDBOX_UID}{' (nobody on the host too)' if self.user else ''}"
+                f"{filtered}; {limits}")
 
     def argv(self, submission: Path | None, env: dict[str, str], seccomp: int | None = None) -> list[str]:
         """The bwrap command line that runs what follows it inside the sandbox (with the seccomp
         filter read from file descriptor ``seccomp``)."""
         assert self.bwrap is not None
-        args = [self.bwrap, *(("--seccomp", str(seccomp)) if seccomp is not None else ()),
+        args = [*self.user, self.bwrap, *(("--seccomp", str(seccomp)) if seccomp is not None else ()),
                 "--unshare-all", "--unshare-user", "--disable-userns",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
                 "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
@@ -280,6 +285,20 @@ def probe_isolation(unsafe: bool = False) -> Isolation:
 @functools.lru_cache(maxsize=4)
 def _probe(bwrap: str, executable: str) -> Isolation:
     isolation = Isolation(bwrap, *_runtime(), cgroups=Cgroups.find())
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() == 0 and setpriv is not None:  # root: run the sandbox as nobody, where it can
+        as_nobody = dataclasses.replace(isolation, user=(
+            setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"))
+        try:
+            return _try(as_nobody, executable)
+        except SandboxUnavailable:
+            pass  # the runtime is out of nobody's reach (say, in root's home)
+    return _try(isolation, executable)
+
+
+def _try(isolation: Isolation, executable: str) -> Isolation:
+    """The isolation, once a sandbox has imported NumPy under it."""
+    bwrap = isolation.bwrap
     seccomp = _seccomp_fd()
     argv = [*isolation.argv(None, clean_env(HOME), seccomp), executable, "-I", "-c", "import numpy"]
     try:
