@@ -407,9 +407,10 @@ def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_pat
     start = time.monotonic()
     for sig in signals:
         proc.send_signal(sig)
-        time.sleep(0.05)
+        time.sleep(0.01)
     _, err = proc.communicate(timeout=20)
-    assert proc.returncode == status, err
+    # a signal that comes once the reports are out, as Python exits, may end it by that signal
+    assert proc.returncode in (status, -signals[-1]), err
     assert time.monotonic() - start < 5
     data = json.loads(out.read_text())
     assert data["partial"] and 1 <= len(data["submissions"]) < 6

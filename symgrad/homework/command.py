@@ -198,5 +198,7 @@ class _Signals:
         self.received = self.received or 0
 
     def __exit__(self, *exc: object) -> None:
+        if self.received:  # interrupted: the process ends once the reports are out; more signals wait
+            return
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -173,10 +173,14 @@ class Cgroups:
                 break
             time.sleep(0.02)
         for folder in made:
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+            for _ in range(20):  # a v1 cgroup may stay busy for a moment after its last process
+                try:
+                    os.rmdir(folder)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
 
 
 def _cgroup_candidates() -> list[Cgroups]:
