@@ -127,6 +127,8 @@ def test_console_examples(page, command, shown, workdir):
         else:
             lines.append(line)
     text = out.getvalue() + err.getvalue()
+    if "symgrad: error: the grader's sandbox needs" in text or "cannot start a sandbox here" in text:
+        pytest.skip(f"no sandbox here: {text.strip()}")
     assert status == expected, f"{page.name}: `{command}` exited with {status}, not {expected}:\n{text}"
     assert_lines_in_order("\n".join(lines), text, f"{page.name}: `{command}`")
 

@@ -1,5 +1,7 @@
 """The sandbox: a clean environment, no network, no stray processes, limits that hold,
-and a grader that reads what the student's process sends without trusting it."""
+a grader that reads what the student's process sends without trusting it, and a
+refusal to grade where submissions cannot be isolated.  (Attacks by a whole hostile
+class: test_homework_hostile.py.)"""
 
 from __future__ import annotations
 
@@ -12,9 +14,14 @@ from pathlib import Path
 import pytest
 
 import symgrad as sg
+from symgrad.cli import main
 from symgrad.homework import Isolation, Limits, probe_isolation, sandbox
+from symgrad.homework.sandbox import SandboxUnavailable
 
-ISOLATION = probe_isolation()
+try:
+    ISOLATION: Isolation | None = probe_isolation()
+except SandboxUnavailable as e:
+    ISOLATION, WHY = None, str(e)
 LIMITS = Limits(wall_seconds=3, cpu_seconds=1, memory_mb=512, output_kb=64)
 SPEC = """
 [[problem]]
@@ -23,12 +30,14 @@ function = "grad"
 expression = "(x + y) * z"
 trials = 2
 """
-needs_namespaces = pytest.mark.skipif(not ISOLATION.processes, reason="unshare is not permitted here")
+needs_sandbox = pytest.mark.skipif(ISOLATION is None, reason="no sandbox here (bubblewrap)")
 
 
 def run_code(tmp_path: Path, source: str, limits: Limits = LIMITS,
-             isolation: Isolation = ISOLATION) -> sandbox.Outcome:
+             isolation: Isolation | None = ISOLATION) -> sandbox.Outcome:
     """Run ``grad(x)`` of ``source`` once in the sandbox."""
+    if isolation is None:
+        pytest.skip(f"no sandbox here: {WHY}")
     work = tmp_path / "work"
     work.mkdir()
     (work / "m.py").write_text(textwrap.dedent(source))
@@ -53,12 +62,11 @@ def test_the_student_sees_a_clean_environment(tmp_path, monkeypatch):
             return x
     """)
     env = json.loads(outcome.output(0))
-    assert set(env) == set(sandbox.clean_env("/")) and env["HOME"] == str(tmp_path / "work")
+    assert env == {**sandbox.clean_env(sandbox.HOME), "PWD": sandbox.HOME}
     assert "s3cret-value" not in outcome.output(0)
     assert outcome.last("problem_done") is not None
 
 
-@pytest.mark.skipif(not ISOLATION.network, reason="no network namespace here")
 def test_the_student_has_no_network(tmp_path):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -75,10 +83,9 @@ def test_the_student_has_no_network(tmp_path):
     finally:
         server.close()
     error = outcome.last("error", 0)
-    assert error is not None and error["message"].startswith(("ConnectionRefusedError", "OSError"))
+    assert error is not None and error["message"].startswith("ConnectionRefusedError")
 
 
-@needs_namespaces
 def test_the_graders_processes_are_invisible(tmp_path):
     outcome = run_code(tmp_path, """
         import os
@@ -86,7 +93,7 @@ def test_the_graders_processes_are_invisible(tmp_path):
         def grad(x):
             return x
     """)
-    assert outcome.output(0).strip() == "[1, 2]"  # the supervisor and the student's process
+    assert outcome.output(0).strip() == "[1, 2, 3]"  # bwrap's init, the supervisor, the student's process
 
 
 def stray_processes(marker: str) -> list[str]:
@@ -102,11 +109,10 @@ def stray_processes(marker: str) -> list[str]:
 
 def test_processes_the_student_starts_die_with_the_run(tmp_path):
     marker = f"{time.time() % 1000:.6f}"
-    escape = "start_new_session=True" if ISOLATION.processes else "start_new_session=False"
     outcome = run_code(tmp_path, f"""
         import subprocess
         def grad(x):
-            subprocess.Popen(["sleep", "{marker}"], {escape})
+            subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
             return x
     """)
     assert outcome.last("problem_done") is not None
@@ -124,16 +130,26 @@ def test_the_wall_time_limit_stops_a_sleeping_student(tmp_path):
     assert outcome.stopped == "timeout" and time.monotonic() - start < 3
 
 
-def test_forged_messages_do_not_fool_the_grader(tmp_path):
-    result = grade_one(tmp_path, """
+@pytest.mark.parametrize("forged, reason", [
+    (b'not json\n', "sent the grader a line that is not JSON in grad() at test point 1: stopped"),
+    (b'[1, 2]\n', "sent the grader a message that is not a JSON object in grad()"),
+    (b'{"event": "bogus"}\n', "sent the grader an unknown message 'bogus' in grad()"),
+    (b'{"event": "problem", "problem": 0}\n', "sent the grader a start of problem 0 out of order"),
+    (b'{"event": "problem_done", "problem": 0}\n{"event": "trial", "problem": 0, "trial": 0}\n',
+     "sent the grader a trial message outside its problem"),
+    (b'{"event": "exit", "status": 0}\n', "sent the grader an exit message that is not the supervisor's"),
+    (b"x" * 100, "sent the grader a line of more than 8 MB"),
+])
+def test_forged_messages_fail_the_student_not_the_grader(tmp_path, forged, reason):
+    """A message against the protocol stops the run and fails the problem it was on."""
+    data = f"{forged!r} * (100_000 if len({forged!r}) == 100 else 1)"
+    result = grade_one(tmp_path, f"""
         import os, sys
         def grad(x, y, z):
-            fd = int(sys.argv[1])
-            os.write(fd, b'not json\\n[1, 2]\\n{"event": "problem_done", "problem": 0}\\n')
-            os.write(fd, b'{"event": "trial", "problem": 0, "trial": 0, "returned": 7}\\n')
+            os.write(int(sys.argv[1]), {data})
             raise RuntimeError("caught")
     """)
-    assert not result.passed and result.reason.startswith("raised RuntimeError: caught")
+    assert not result.passed and reason in result.reason, result.reason
 
 
 def test_a_broken_return_value_is_a_clear_failure(tmp_path):
@@ -149,15 +165,38 @@ def test_a_broken_return_value_is_a_clear_failure(tmp_path):
         "a list, not a NumPy array: return np.array(...)"]
 
 
-def test_grading_goes_on_without_isolation(tmp_path, monkeypatch):
+def test_without_bubblewrap_the_grader_refuses_unless_told_it_is_unsafe(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
-    plain = probe_isolation()
-    assert plain == Isolation() and "not isolated" in plain.note
-    result = grade_one(tmp_path, """
-        def grad(x, y, z):
-            return {"x": z, "y": z, "z": x + y}
-    """, isolation=plain)
-    assert result.passed
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        probe_isolation()
+    file = tmp_path / "student.py"
+    file.write_text('def grad(x, y, z):\n    return {"x": z, "y": z, "z": x + y}\n')
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    assert main(["check", str(spec), str(file), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "symgrad: error: the grader's sandbox needs bubblewrap (bwrap)" in err
+    assert "--unsafe-no-sandbox" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml", "student.py"]  # no r.json
+    assert main(["check", str(spec), str(file), "--unsafe-no-sandbox", "--csv", str(tmp_path / "r.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("[UNSAFE: no sandbox] ") for line in lines)
+    assert (tmp_path / "r.csv").read_text().splitlines() == [
+        "student,circuit,total,sandbox", "student,1,1,UNSAFE: no sandbox"]
+    unsafe = probe_isolation(unsafe=True)
+    assert unsafe == Isolation() and unsafe.unsafe and "UNSAFE" in unsafe.note
+    report = sg.homework.grade(SPEC, [file], limits=LIMITS, unsafe_no_sandbox=True)
+    assert report.submissions[0].passed and report.unsafe and '"unsafe_no_sandbox": true' in report.json()
+
+
+def test_answer_problems_need_no_sandbox(tmp_path, monkeypatch):
+    """Answers are read by symgrad's parser, never run: they are graded without bubblewrap."""
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    (folder / "answers.toml").write_text('[d]\nx = "2*x"\n')
+    report = sg.homework.grade('[[problem]]\nid = "d"\nkind = "answer"\nexpression = "x**2"\n', [folder])
+    assert report.submissions[0].passed and not report.unsafe
 
 
 def test_a_missing_function_and_a_missing_file(tmp_path):
@@ -243,3 +282,54 @@ def test_the_student_works_in_a_fresh_copy_of_the_submission(tmp_path):
     cwd = Path(result.output.split("cwd ", 1)[1].split()[0])
     assert cwd != Path.cwd() and not cwd.exists() and tmp_path not in cwd.parents
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.py"]
+
+
+JUNK = [5, "x", None, [], {}, [1, [2]], {"kind": "array", "shape": [10**6, 10**6], "data": []},
+        {"kind": "array", "shape": "3", "data": "abc"}, {"kind": "tuple", "items": 5, "length": "3"},
+        {"kind": "dict", "items": [1, 2]}, {"kind": "scalar", "data": True}, {"kind": {"a": 1}},
+        {"kind": "list", "items": [{}, None], "length": 10**30}, 1e308, -0.0, "\x1b[2J"]
+
+
+@pytest.mark.parametrize("style", ["grad", "layer"])
+def test_forged_values_in_valid_messages_fail_only_the_student(style):
+    """Messages the protocol allows, holding any JSON at all: each read as the student's failure,
+    with a reason, never an exception in the grader."""
+    from symgrad.homework import grading
+
+    text = SPEC if style == "grad" else SPEC.replace('function = "grad"', 'style = "layer"')
+    prep = grading.prepare(sg.homework.load_spec(text).problems[0], 0)
+    limits = Limits()
+    fields = {"trial": ["returned", "out", "mutated", "mutated_in", "forward_returned", "mutated_dout",
+                        "trial"],
+              "error": ["message", "kind", "file", "line", "function", "stage", "trial"],
+              "stage": ["stage", "trial", "function", "file"]}
+    for event, names in fields.items():
+        for name in names:
+            for junk in JUNK:
+                events = [{"event": "stage", "problem": 0, "stage": "call", "trial": 0},
+                          {"event": event, "problem": 0, "trial": 0, name: junk}]
+                events += [{"event": "trial", "problem": 0, "trial": i, "returned": junk}
+                           for i in range(1, len(prep.points))]
+                reason = grading._problem_error(events, limits) or grading._mutation(prep.problem, events)
+                checks, why = grading._code_checks(prep, events)
+                assert reason or why or not all(c.ok for c in checks), (event, name, junk)
+                outcome = sandbox.Outcome(events=events, current=0, stopped="protocol", violation="x")
+                assert grading._run_end(outcome, 0, limits)
+
+
+@pytest.mark.skipif(sandbox.seccomp_program() is None, reason="the seccomp filter is for x86-64")
+def test_the_seccomp_filter_refuses_what_a_gradient_has_no_use_for(tmp_path):
+    """ptrace and the kernel keyrings get EPERM (without the filter: ESRCH, and a keyring id)."""
+    outcome = run_code(tmp_path, """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(*args):
+            ctypes.set_errno(0)
+            return libc.syscall(*args), os.strerror(ctypes.get_errno())
+        print(call(101, 16, 999999, 0, 0), call(250, 0, -4, 0, 0), call(39))  # ptrace, keyctl, getpid
+        def grad(x):
+            return x
+    """)
+    assert outcome.output(0).split("\n")[0] == (
+        "(-1, 'Operation not permitted') (-1, 'Operation not permitted') (3, 'Success')")
+    assert outcome.last("problem_done") is not None

@@ -9,11 +9,11 @@ from .diagnose import diagnose
 from .grading import grade, prepare
 from .reference import Reference, reference_gradients
 from .report import Check, ClassReport, ProblemResult, SubmissionResult
-from .sandbox import Isolation, probe_isolation
+from .sandbox import Isolation, SandboxUnavailable, probe_isolation
 from .spec import InputSpec, Limits, Problem, Spec, SpecError, load_spec
 
 __all__ = [
     "Check", "ClassReport", "InputSpec", "Isolation", "Limits", "Problem", "ProblemResult", "Reference",
-    "Spec", "SpecError", "SubmissionResult", "diagnose", "grade", "load_spec", "prepare",
-    "probe_isolation", "reference_gradients",
+    "SandboxUnavailable", "Spec", "SpecError", "SubmissionResult", "diagnose", "grade", "load_spec",
+    "prepare", "probe_isolation", "reference_gradients",
 ]

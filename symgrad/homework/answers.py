@@ -25,6 +25,7 @@ import queue
 import selectors
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -202,15 +203,30 @@ def main() -> None:
 
 
 class AnswerPool:
-    """Worker processes shared by the grading threads; a worker that overruns is killed."""
+    """At most ``workers`` worker processes, shared by the grading threads (a thread waits for
+    a free one); a worker that overruns or fails is killed, and the next request gets a new one.
+    ``cancel`` set: every request ends at once, "cancelled"."""
 
-    def __init__(self, memory_mb: int):
+    def __init__(self, memory_mb: int, workers: int = 1, cancel: threading.Event | None = None):
         self.memory_mb = max(memory_mb, 768)
+        self.cancel = cancel
+        self._slots = threading.BoundedSemaphore(max(1, workers))
         self._idle: queue.SimpleQueue[subprocess.Popen] = queue.SimpleQueue()
         self._all: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
 
     def ask(self, request: Mapping[str, Any], timeout: float) -> tuple[list[dict[str, Any]], str]:
-        """The reply lines to ``request``, and how it ended: "done", "timeout" or "failed"."""
+        """The reply lines to ``request``, and how it ended: "done", "timeout", "failed" or
+        "cancelled"; the timeout starts when a worker has the request."""
+        while not self._slots.acquire(timeout=0.1):
+            if self.cancel is not None and self.cancel.is_set():
+                return [], "cancelled"
+        try:
+            return self._ask(request, timeout)
+        finally:
+            self._slots.release()
+
+    def _ask(self, request: Mapping[str, Any], timeout: float) -> tuple[list[dict[str, Any]], str]:
         try:
             worker: subprocess.Popen | None = self._idle.get_nowait()
         except queue.Empty:
@@ -222,14 +238,27 @@ class AnswerPool:
             worker.stdin.write((json.dumps(request) + "\n").encode())
             worker.stdin.flush()
         except OSError:
-            return [], "failed"
-        replies, status = _read_replies(worker.stdout.fileno(), time.monotonic() + timeout)
+            status = "failed"
+        else:
+            replies, status = _read_replies(worker.stdout.fileno(), time.monotonic() + timeout, self.cancel)
         if status == "done":
             self._idle.put(worker)
-        else:
-            worker.kill()
-            worker.wait()
-        return replies, status
+            return replies, status
+        self._retire(worker)
+        return ([] if status == "failed" else replies), status
+
+    def _retire(self, worker: subprocess.Popen) -> None:
+        worker.kill()
+        worker.wait()
+        for stream in (worker.stdin, worker.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
 
     def _start(self) -> subprocess.Popen | None:
         """A new worker, once it has imported SymPy (which is not charged to any student)."""
@@ -239,22 +268,28 @@ class AnswerPool:
         worker = subprocess.Popen([sys.executable, "-m", "symgrad.homework.answers", str(self.memory_mb)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, env=env)
-        self._all.append(worker)
+        with self._lock:
+            self._all.append(worker)
         assert worker.stdout is not None
-        _, status = _read_replies(worker.stdout.fileno(), time.monotonic() + STARTUP_SECONDS)
+        _, status = _read_replies(worker.stdout.fileno(), time.monotonic() + STARTUP_SECONDS, self.cancel)
         if status != "done":
-            worker.kill()
+            self._retire(worker)
             return None
         return worker
 
     def close(self) -> None:
-        for worker in self._all:
+        with self._lock:
+            workers, self._all = self._all, []
+        for worker in workers:
             if worker.poll() is None:
                 worker.kill()
             worker.wait()
             for stream in (worker.stdin, worker.stdout):
                 if stream is not None:
-                    stream.close()
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
 
     def __enter__(self) -> AnswerPool:
         return self
@@ -263,13 +298,16 @@ class AnswerPool:
         self.close()
 
 
-def _read_replies(fd: int, deadline: float) -> tuple[list[dict[str, Any]], str]:
+def _read_replies(fd: int, deadline: float,
+                  cancel: threading.Event | None = None) -> tuple[list[dict[str, Any]], str]:
     replies: list[dict[str, Any]] = []
     buffer = b""
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
         while (left := deadline - time.monotonic()) > 0:
-            if not sel.select(timeout=left):
+            if cancel is not None and cancel.is_set():
+                return replies, "cancelled"
+            if not sel.select(timeout=min(left, 0.1)):
                 continue
             data = os.read(fd, 1 << 16)
             if not data:

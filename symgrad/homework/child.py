@@ -1,8 +1,10 @@
 """Runs a student's functions at the test points, inside the sandbox.
 
 Started by :mod:`symgrad.homework.sandbox` as ``python -I child.py FD LIMITS``
-in the submission's temporary copy, with the task (JSON) on stdin: a list of
-problems, each naming the file, the function(s) and the test points.  This
+in its working directory, with the task (JSON) on stdin: a list of problems,
+each naming the file, the function(s) and the test points.  In the sandbox,
+LIMITS names a read-only ``source`` folder: the submission, copied into the
+working directory (a private tmpfs) before any of the student's code runs.  This
 file imports nothing from symgrad (only the standard library, and NumPy when
 the inputs are arrays), so the student's process never needs symgrad.
 
@@ -40,7 +42,7 @@ import sys
 import traceback
 from typing import Any
 
-MAX_ELEMENTS = 1_000_000
+MAX_ELEMENTS = 100_000
 MAX_ITEMS = 100
 HERE = os.getcwd()
 
@@ -50,6 +52,10 @@ def main() -> None:
     limits = json.loads(sys.argv[2])
     task = json.loads(sys.stdin.read())
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    if limits.get("source"):
+        import shutil
+
+        shutil.copytree(limits["source"], HERE, dirs_exist_ok=True, copy_function=shutil.copyfile)
     channel = Channel(fd)
     pid = os.fork()
     if pid == 0:
@@ -84,13 +90,17 @@ class Channel:
 
 
 def set_limits(limits: dict[str, Any], problems: int) -> None:
-    """Memory and file-size limits, and a CPU-time ceiling for all the problems."""
+    """Memory, file-size and process-count limits, and a CPU-time ceiling for all the problems."""
     import resource
 
     memory = int(limits["memory_mb"]) << 20
+    file = int(limits.get("file_mb", 64)) << 20
     ceiling = math.ceil(cpu_used() + problems * (limits["cpu_seconds"] + 1)) + 1
-    for kind, value in ((resource.RLIMIT_CPU, (ceiling, ceiling)), (resource.RLIMIT_AS, (memory, memory)),
-                        (resource.RLIMIT_FSIZE, (64 << 20, 64 << 20)), (resource.RLIMIT_CORE, (0, 0))):
+    chosen = [(resource.RLIMIT_CPU, (ceiling, ceiling)), (resource.RLIMIT_AS, (memory, memory)),
+              (resource.RLIMIT_FSIZE, (file, file)), (resource.RLIMIT_CORE, (0, 0))]
+    if limits.get("processes"):  # in the sandbox's own user namespace: counts this run only
+        chosen.append((resource.RLIMIT_NPROC, (limits["processes"], limits["processes"])))
+    for kind, value in chosen:
         try:
             resource.setrlimit(kind, value)
         except (ValueError, OSError):  # a platform that does not enforce this one

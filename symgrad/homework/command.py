@@ -1,17 +1,32 @@
-"""``symgrad check``: the homework checker on the command line."""
+"""``symgrad check``: the homework checker on the command line.
+
+Output files are checked before grading starts (a temporary file is made
+beside each, so an unwritable path is refused at once) and replaced
+atomically at the end.  Ctrl-C or SIGTERM stop grading promptly: every
+sandbox is killed, temporary folders are removed, and the reports are
+written for the submissions finished, marked partial (exit status 130 or
+143).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
+from types import FrameType
 
+from ..errors import InputError
 from .grading import grade
 from .spec import load_spec
 
 DESCRIPTION = """\
 Grade every SUBMISSION against the assignment SPEC.  Students' gradient code runs in a
-sandbox (time, CPU and memory limits, a clean environment) at random test points and is
+bubblewrap sandbox (its own read-only view of the Python runtime, no network, time, CPU,
+memory, process and disk limits, a clean environment) at random test points and is
 compared with the gradients symgrad derives from the spec's expressions, themselves
 confirmed by finite differences; symbolic answers are compared with SymPy's derivatives.
 Every failure gets a one-line diagnosis.
@@ -48,7 +63,10 @@ Each submission is a folder (holding the files the spec names), or a single .py 
 used for every code problem, or a single answers .toml file.  The exit status is 0 when
 every submission passed, 1 when some did not, 2 on a bad spec (one that cannot be read,
 or a problem whose reference gradients finite differences do not confirm: that problem
-is graded for nobody); always 0 with --report-only.
+is graded for nobody), on an output file that cannot be written, or when this machine
+cannot isolate submissions (install bubblewrap: apt-get install bubblewrap); always 0
+with --report-only.  Interrupted (Ctrl-C, SIGTERM): the reports of the submissions
+finished, marked partial, and status 130 (143 for SIGTERM).
 """
 
 
@@ -61,8 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("spec", metavar="SPEC", help="the assignment spec (a TOML file)")
     p.add_argument("submissions", metavar="SUBMISSION", nargs="+", help="a submission folder or file")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="grade N submissions at the same time (default 1)")
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="grade N submissions at the same time, with at most N answer workers "
+                        "(default: the number of cores)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON (- for stdout)")
     p.add_argument("--csv", metavar="FILE",
                    help="write one row per student, one column per problem, and the total (- for stdout)")
@@ -71,6 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true",
                    help="exit with status 0 even when submissions fail")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run submissions without isolation, where bubblewrap is missing: only for code "
+                        "you trust (every line of the report says so)")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show a progress bar on stderr (default: when stderr is a terminal)")
@@ -81,20 +103,102 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def check(args: argparse.Namespace) -> str:
     """Grade, write the requested files, and return the terminal report."""
     spec = load_spec(Path(args.spec))
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs must be at least 1, not {args.jobs}")
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    report = grade(spec, args.submissions, jobs=args.jobs, seed=args.seed, progress=progress)
-    to_stdout = False
-    for destination, text in ((args.json, report.json), (args.csv, report.csv), (args.junit, report.junit)):
-        if destination is None:
-            continue
-        content = text()
-        if destination == "-":
-            sys.stdout.write(content if content.endswith("\n") else content + "\n")
-            to_stdout = True
-        else:
-            Path(destination).write_text(content, encoding="utf-8")
+    outputs = [(_Output(destination, option), form) for destination, option, form in
+               ((args.json, "--json", "json"), (args.csv, "--csv", "csv"), (args.junit, "--junit", "junit"))
+               if destination is not None]
+    try:
+        with _Signals() as signals:
+            report = grade(spec, args.submissions, jobs=args.jobs, seed=args.seed, progress=progress,
+                           unsafe_no_sandbox=args.unsafe_no_sandbox)
+            signals.stop()
+        to_stdout = False
+        for output, form in outputs:
+            content = getattr(report, form)()
+            output.write(content if content.endswith("\n") else content + "\n")
+            to_stdout = to_stdout or output.stdout
+    finally:
+        for output, _ in outputs:
+            output.discard()
     if report.spec_problems:
         for message in report.spec_problems.values():
             print(f"symgrad: spec problem: {message}", file=sys.stderr)
-    args.exit_code = 0 if args.report_only else 2 if report.spec_problems else 0 if report.passed else 1
+    if report.partial:
+        print(f"symgrad: interrupted: the reports hold {len(report.submissions)} submission(s); "
+              f"{len(report.not_graded)} not graded", file=sys.stderr)
+    args.exit_code = 128 + (signals.received or signal.SIGINT) if report.partial else 0 if args.report_only \
+        else 2 if report.spec_problems else 0 if report.passed else 1
     return "" if args.quiet or to_stdout else report.text()
+
+
+class _Output:
+    """An output file, checked now (a temporary file beside it) and replaced atomically later."""
+
+    def __init__(self, destination: str, option: str):
+        self.stdout = destination == "-"
+        self.path = Path(destination)
+        self.temporary: str | None = None
+        if self.stdout:
+            return
+        if self.path.is_dir():
+            raise InputError(f"{option} {destination}: is a folder")
+        try:
+            fd, self.temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                                  dir=self.path.parent)
+            os.close(fd)
+        except OSError as e:
+            raise InputError(f"{option} {destination}: cannot be written: {e.strerror}") from None
+
+    def write(self, content: str) -> None:
+        if self.stdout:
+            sys.stdout.write(content)
+            return
+        assert self.temporary is not None
+        with open(self.temporary, "w", encoding="utf-8") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(self.temporary, 0o644)
+        os.replace(self.temporary, self.path)
+        self.temporary = None
+
+    def discard(self) -> None:
+        if self.temporary is not None:
+            try:
+                os.unlink(self.temporary)
+            except OSError:
+                pass
+            self.temporary = None
+
+
+class _Signals:
+    """SIGTERM as Ctrl-C while grading (the grader then stops every run and reports what was
+    graded); after that, further signals are noted, not acted on, until the reports are out."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self.interrupt)
+        return self
+
+    def interrupt(self, sig: int, frame: FrameType | None) -> None:
+        first = self.received is None
+        self.received = self.received or sig
+        if first:
+            raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        """From now on (writing the reports), a signal is only noted."""
+        self.received = self.received or 0
+
+    def __exit__(self, *exc: object) -> None:
+        if self.received:  # interrupted: the process ends once the reports are out; more signals wait
+            return
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]

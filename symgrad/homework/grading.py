@@ -2,16 +2,25 @@
 
 :func:`grade` draws each problem's test points once, computes the reference
 there (:func:`~symgrad.homework.reference.reference_gradients`), then grades
-the submissions in parallel threads: code problems run in the sandbox, one
-process per submission and problem; answer problems go to a worker process.
-Whatever one submission does, the others are graded.
+the submissions in parallel threads (at most ``jobs`` at a time): code
+problems run in the sandbox (:mod:`symgrad.homework.sandbox`), all of a
+submission's problems in one run; answer problems go to worker processes (at
+most ``jobs`` of them, and no more than the cores).  Each submission is first
+copied, regular files and folders only (no symbolic links, devices or pipes)
+and within a size, into a temporary folder that the sandbox shows read-only.
+Whatever one submission does, the others are graded; Ctrl-C (KeyboardInterrupt)
+stops every run and returns the report of the submissions finished, marked
+partial.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -30,6 +39,8 @@ from .spec import Limits, Problem, Spec, SpecError, load_spec, tomllib
 
 Progress = Callable[[int, int, str], None]
 MAX_ANSWERS_BYTES = 1 << 20
+MAX_SUBMISSION_BYTES = 16 << 20
+MAX_SUBMISSION_FILES = 1000
 
 
 @dataclass
@@ -115,9 +126,10 @@ def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
              "a mean where the sum is taken?", scaled(1 / n))]
 
 
-def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: int = 1,
+def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: int | None = None,
           seed: int | None = None, limits: Limits | None = None,
-          progress: Progress | bool = False, isolation: Isolation | None = None) -> ClassReport:
+          progress: Progress | bool = False, isolation: Isolation | None = None,
+          unsafe_no_sandbox: bool = False) -> ClassReport:
     """Grade every submission against the spec.
 
     Parameters
@@ -127,7 +139,8 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     submissions:
         Paths of submissions: each a folder, or a single ``.py`` or answers ``.toml`` file.
     jobs:
-        How many submissions are graded at the same time.
+        How many submissions are graded at the same time, and the most answer
+        workers (default: the number of cores).
     seed:
         The seed of the random test points (default: the spec's).
     limits:
@@ -135,13 +148,19 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     progress:
         True for a progress bar on stderr, or a callable ``(done, total, name)``.
     isolation:
-        How runs are isolated (default: the strongest this machine allows).
+        How runs are isolated (default: :func:`~symgrad.homework.sandbox.probe_isolation`,
+        which raises :class:`~symgrad.homework.sandbox.SandboxUnavailable` when this
+        machine cannot isolate submissions and the spec has code problems).
+    unsafe_no_sandbox:
+        Run code problems as plain processes, without isolation (code you trust only);
+        the report says so on every line.
 
     Returns
     -------
     ClassReport
         Its ``spec_problems`` names the problems graded for nobody, and why: a
         reference that cannot be evaluated, or that finite differences do not confirm.
+        After Ctrl-C it holds the submissions finished, with ``partial`` set.
 
     >>> import symgrad as sg
     >>> report = sg.homework.grade("examples/homework/assignment.toml",
@@ -155,32 +174,74 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise InputError(f"{name} must be a whole number ≥ {lowest}, not {value!r}")
     limits = limits or spec.limits
+    jobs = _cores() if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     paths = [Path(s) for s in submissions]
     for p in paths:
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():
             raise InputError(f"no such submission: {str(p)!r}")
+    code = any(p.kind == "code" for p in spec.problems)
+    if isolation is None:
+        isolation = probe_isolation(unsafe=True) if unsafe_no_sandbox or not code else probe_isolation()
     names = _names(paths)
-    plan = [prepare(p, seed) for p in spec.problems]
-    isolation = isolation or probe_isolation()
     report = progress if callable(progress) else ProgressBar() if progress else None
     results: list[SubmissionResult | None] = [None] * len(paths)
-    with AnswerPool(limits.memory_mb) as pool, ThreadPoolExecutor(max(1, jobs)) as executor:
-        futures = {executor.submit(grade_submission, spec, plan, name, path, limits, isolation, pool): i
-                   for i, (name, path) in enumerate(zip(names, paths))}
-        for done, future in enumerate(as_completed(futures), 1):
-            i = futures[future]
-            results[i] = future.result()
-            if report is not None:
-                report(done, len(paths), names[i])
+    cancel = threading.Event()
+    plan: list[Prepared] = []
+    tmp = Path(tempfile.mkdtemp(prefix="symgrad-check-"))
+    tmp.chmod(0o711)
+    try:
+        plan = [prepare(p, seed) for p in spec.problems]
+        with AnswerPool(limits.memory_mb, workers=min(jobs, _cores()), cancel=cancel) as pool:
+            executor = ThreadPoolExecutor(jobs)
+            try:
+                futures = {executor.submit(grade_submission, spec, plan, name, path, limits, isolation, pool,
+                                           tmp, cancel): i
+                           for i, (name, path) in enumerate(zip(names, paths))}
+                for done, future in enumerate(as_completed(futures), 1):
+                    i = futures[future]
+                    results[i] = future.result()
+                    if report is not None:
+                        report(done, len(paths), names[i])
+            except KeyboardInterrupt:
+                cancel.set()
+            finally:
+                _stop(executor, cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return ClassReport(spec.title, [(p.id, p.points) for p in spec.problems],
-                       [r for r in results if r is not None], isolation.note, seed,
-                       {prep.problem.id: prep.spec_problem for prep in plan if prep.spec_problem})
+                       [r for r in results if r is not None],
+                       isolation.note if code else "none needed (no code problems)", seed,
+                       {prep.problem.id: prep.spec_problem for prep in plan if prep.spec_problem},
+                       unsafe=isolation.unsafe and code, partial=cancel.is_set(),
+                       not_graded=[n for n, r in zip(names, results) if r is None])
+
+
+def _cores() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _stop(executor: ThreadPoolExecutor, cancel: threading.Event) -> None:
+    """Wait for the running submissions (quick once ``cancel`` is set), even through more Ctrl-C."""
+    while True:
+        try:
+            executor.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            cancel.set()
 
 
 def _names(paths: list[Path]) -> list[str]:
     names: list[str] = []
     for p in paths:
-        name = p.resolve().name if p.is_dir() else p.stem
+        name = p.resolve().name if p.is_dir() and not p.is_symlink() else p.stem
         n, k = name, 2
         while n in names:
             n, k = f"{name} ({k})", k + 1
@@ -189,24 +250,85 @@ def _names(paths: list[Path]) -> list[str]:
 
 
 def grade_submission(spec: Spec, plan: list[Prepared], name: str, path: Path, limits: Limits,
-                     isolation: Isolation, pool: AnswerPool) -> SubmissionResult:
-    """One submission's results; a problem the grader cannot finish fails with the reason."""
+                     isolation: Isolation, pool: AnswerPool, tmp: Path | None = None,
+                     cancel: threading.Event | None = None) -> SubmissionResult | None:
+    """One submission's results (None when ``cancel`` stopped it); a problem the grader
+    cannot finish fails with the reason."""
     results: dict[str, ProblemResult] = {
         prep.problem.id: ProblemResult(prep.problem.id, prep.problem.points, spec_problem=prep.spec_problem)
         for prep in plan if prep.spec_problem is not None}
     plan = [prep for prep in plan if prep.spec_problem is None]
     code = [prep for prep in plan if prep.problem.kind == "code"]
-    try:
-        results.update(grade_code(code, path, limits, isolation))
-    except Exception as e:  # a grader bug must not stop the class
-        results.update({prep.problem.id: _grader_failed(prep, e) for prep in code})
-    for prep in plan:
-        if prep.problem.kind == "answer":
-            try:
-                results[prep.problem.id] = grade_answers(prep, path, spec.answers_file, limits, pool)
-            except Exception as e:
-                results[prep.problem.id] = _grader_failed(prep, e)
+    if cancel is not None and cancel.is_set():
+        return None
+    with tempfile.TemporaryDirectory(prefix="symgrad-submission-", dir=tmp) as folder:
+        os.chmod(folder, 0o711)  # a sandbox running as nobody reaches its copy, and lists nothing
+        copy = Path(folder) / "submission"
+        refused = copy_submission(path, copy)
+        single = path.is_file() and not path.is_symlink()
+        try:
+            results.update(grade_code(code, copy, single, limits, isolation, refused, cancel))
+        except Exception as e:  # a grader bug must not stop the class
+            results.update({prep.problem.id: _grader_failed(prep, e) for prep in code})
+        for prep in plan:
+            if prep.problem.kind == "answer":
+                try:
+                    results[prep.problem.id] = grade_answers(prep, copy, single, spec.answers_file, limits,
+                                                             pool, refused)
+                except Exception as e:
+                    results[prep.problem.id] = _grader_failed(prep, e)
+    if cancel is not None and cancel.is_set():
+        return None
     return SubmissionResult(name, str(path), [results[p.id] for p in spec.problems])
+
+
+def copy_submission(path: Path, copy: Path) -> dict[str, str]:
+    """Copy the submission's folders and regular files into ``copy``; what was left out, and why.
+
+    Symbolic links, devices, pipes and sockets are left out (a link would show
+    the grader's files to the student); a submission over
+    :data:`MAX_SUBMISSION_BYTES` or :data:`MAX_SUBMISSION_FILES` is left out
+    whole, under the key ``""``.
+    """
+    copy.mkdir()
+    refused: dict[str, str] = {}
+    budget = [MAX_SUBMISSION_BYTES, MAX_SUBMISSION_FILES]
+
+    def one(source: Path, target: Path, relative: str) -> None:
+        info = source.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            refused[relative] = f"{relative} is a symbolic link: hand in the file itself"
+        elif stat.S_ISDIR(info.st_mode):
+            if source.name in ("__pycache__", ".git") and relative:
+                return
+            target.mkdir(exist_ok=True)
+            target.chmod(0o755)
+            for entry in sorted(os.listdir(source)):
+                one(source / entry, target / entry, f"{relative}/{entry}" if relative else entry)
+        elif stat.S_ISREG(info.st_mode):
+            budget[0] -= info.st_size
+            budget[1] -= 1
+            if budget[0] < 0 or budget[1] < 0:
+                raise OverflowError
+            fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f, open(target, "wb") as out:
+                out.write(f.read(info.st_size + 1)[:info.st_size])
+            target.chmod(0o644)
+        else:
+            refused[relative] = f"{relative} is not a regular file"
+
+    try:
+        if path.is_symlink():
+            return {"": f"{path.name} is a symbolic link: hand in the submission itself"}
+        one(path, copy / path.name if path.is_file() else copy, "" if path.is_dir() else path.name)
+    except OverflowError:
+        shutil.rmtree(copy)
+        copy.mkdir()
+        return {"": f"the submission is larger than {MAX_SUBMISSION_BYTES >> 20} MB "
+                    f"or holds more than {MAX_SUBMISSION_FILES} files"}
+    except OSError as e:
+        return {"": f"the submission cannot be read: {type(e).__name__}: {e.strerror}"}
+    return refused
 
 
 def _grader_failed(prep: Prepared, e: Exception) -> ProblemResult:
@@ -217,36 +339,48 @@ def _grader_failed(prep: Prepared, e: Exception) -> ProblemResult:
 # -- code problems ----------------------------------------------------------------
 
 
-def grade_code(preps: list[Prepared], path: Path, limits: Limits,
-               isolation: Isolation) -> dict[str, ProblemResult]:
+def grade_code(preps: list[Prepared], copy: Path, single: bool, limits: Limits, isolation: Isolation,
+               refused: dict[str, str] | None = None,
+               cancel: threading.Event | None = None) -> dict[str, ProblemResult]:
     """Run the student's functions in the sandbox and compare them with the references.
 
-    All problems go in one run; when a run is stopped (a limit, a crash), the
-    problem it was on fails with the reason and a new run takes the rest.
+    ``copy`` is the submission's copy (:func:`copy_submission`, which left out
+    ``refused``); ``single`` says it is one file.  All problems go in one run;
+    when a run is stopped (a limit, a crash), the problem it was on fails with
+    the reason and a new run takes the rest.
     """
+    refused = refused or {}
+    files = sorted(os.listdir(copy)) if single else []
     results = {}
     pending = []
     for prep in preps:
         p = prep.problem
-        filename = path.name if path.is_file() else p.file
-        if path.is_file() and path.suffix != ".py":
+        filename = (files[0] if files else next(iter(refused), p.file)) if single else p.file
+        if "" in refused:
+            results[p.id] = ProblemResult(p.id, p.points, reason=refused[""])
+        elif single and not filename.endswith(".py"):
             reason = f"no {p.file} in the submission ({filename} is not a .py file)"
             results[p.id] = ProblemResult(p.id, p.points, reason=reason)
-        elif (path if path.is_file() else path / filename).is_file():
-            pending.append(prep)
+        elif filename in refused:
+            results[p.id] = ProblemResult(p.id, p.points, reason=refused[filename])
+        elif (copy / filename).is_file():
+            pending.append((prep, filename))
         else:
             results[p.id] = ProblemResult(p.id, p.points, reason=f"no {filename} in the submission")
     while pending:
-        outcome = _run(pending, path, limits, isolation)
-        done = {e.get("problem") for e in outcome.events if e.get("event") == "problem_done"}
+        if cancel is not None and cancel.is_set():
+            break
+        outcome = _run(pending, copy, limits, isolation, cancel)
+        done = outcome.done
         stopped = min(k for k in range(len(pending) + 1) if k not in done)
-        for k, prep in enumerate(pending[:stopped + 1]):
+        for k, (prep, _) in enumerate(pending[:stopped + 1]):
             result = results[prep.problem.id] = ProblemResult(
                 prep.problem.id, prep.problem.points, output=outcome.output(k),
                 seconds=outcome.seconds.get(k, 0.0))
             events = outcome.of(k)
-            if k == stopped:
-                result.reason = _problem_error(events, limits) or _run_end(outcome, k, limits)
+            if k == stopped:  # a message against the protocol outweighs the error it may hide
+                error = None if outcome.stopped == "protocol" else _problem_error(events, limits)
+                result.reason = error or _run_end(outcome, k, limits)
             else:
                 result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
                 if result.reason is None:
@@ -256,25 +390,24 @@ def grade_code(preps: list[Prepared], path: Path, limits: Limits,
     return results
 
 
-def _run(preps: list[Prepared], path: Path, limits: Limits, isolation: Isolation) -> Outcome:
-    """One sandboxed run of the given problems, in a fresh copy of the submission."""
+def _run(preps: list[tuple[Prepared, str]], copy: Path, limits: Limits, isolation: Isolation,
+         cancel: threading.Event | None) -> Outcome:
+    """One sandboxed run of the given problems, on the submission's copy (read-only in the
+    sandbox; without one, a fresh copy of it)."""
     problems = []
-    for prep in preps:
+    for prep, filename in preps:
         p = prep.problem
         problems.append({
-            "file": path.name if path.is_file() else p.file, "style": p.style, "function": p.function,
+            "file": filename, "style": p.style, "function": p.function,
             "forward": p.forward, "backward": p.backward,
             "trials": [{n: _encode(v) for n, v in pt.items()} for pt in prep.points],
             "douts": [_encode(d) for d in prep.douts or []]})
-    with tempfile.TemporaryDirectory(prefix="symgrad-check-") as tmp:
+    if not isolation.unsafe:
+        return run({"problems": problems}, copy, limits, isolation, cancel)
+    with tempfile.TemporaryDirectory(prefix="symgrad-run-", dir=copy.parent) as tmp:
         workdir = Path(tmp) / "work"
-        if path.is_file():
-            workdir.mkdir()
-            shutil.copy2(path, workdir / path.name)
-        else:
-            shutil.copytree(path, workdir, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", ".git"))
-        return run({"problems": problems}, workdir, limits, isolation)
+        shutil.copytree(copy, workdir)
+        return run({"problems": problems}, workdir, limits, isolation, cancel)
 
 
 def _encode(v: np.ndarray) -> dict[str, Any]:
@@ -325,6 +458,10 @@ def _run_end(outcome: Outcome, k: int, limits: Limits) -> str:
         return f"printed more than {limits.output_kb} kB {where}: stopped"
     if outcome.stopped == "channel":
         return f"sent more than {MAX_CHANNEL_BYTES >> 20} MB of results {where}: stopped"
+    if outcome.stopped == "protocol":
+        return f"sent the grader {outcome.violation} {where}: stopped"
+    if outcome.stopped == "cancelled":
+        return "grading was interrupted"
     end = outcome.last("exit")
     if end is None:
         tail = outcome.output(k).strip().splitlines()[-1:] or ["no output"]
@@ -347,7 +484,9 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
     for e in events:
         if e.get("event") != "trial":
             continue
-        mutated = [str(n) for n in e.get("mutated") or [] if n in p.inputs]
+        named = e.get("mutated")
+        mutated = [n for n in named if isinstance(n, str) and n in p.inputs] if isinstance(named, list) \
+            else []
         function = str(e.get("mutated_in"))[:40]
         if mutated:
             return (f"modified its input {', '.join(mutated)} in place in {function}() "
@@ -360,7 +499,7 @@ def _mutation(p: Problem, events: list[dict[str, Any]]) -> str | None:
 def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> tuple[list[Check], str | None]:
     """A check for each gradient (and the forward output), or why the results cannot be read."""
     p = prep.problem
-    trials = {e.get("trial"): e for e in events if e.get("event") == "trial"}
+    trials = {e["trial"]: e for e in events if e.get("event") == "trial" and isinstance(e.get("trial"), int)}
     found = [trials.get(i) for i in range(len(prep.points))]
     if any(e is None for e in found):
         return [], "some test points returned no results"
@@ -436,9 +575,11 @@ def _describe(v: Any) -> str:
     if kind == "scalar":
         return "a single number"
     if kind == "array":
-        return f"an array of shape {tuple(v.get('shape') or ())}"
+        shape = v.get("shape")
+        return f"an array of shape {tuple(shape) if isinstance(shape, list) else '?'}"[:80]
     if kind in ("tuple", "list", "dict"):
-        return f"a {kind} of {len(v.get('items') or ())} items"
+        items = v.get("items")
+        return f"a {kind} of {len(items) if isinstance(items, (list, dict)) else '?'} items"
     t = str(v.get("type"))[:60]
     return "None" if t == "NoneType" else t if t.startswith("an ") else f"a {t}"
 
@@ -476,12 +617,13 @@ def _score(result: ProblemResult) -> None:
 # -- answer problems ---------------------------------------------------------------
 
 
-def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
-                  pool: AnswerPool) -> ProblemResult:
-    """Read the student's answers for this problem and compare them with the derivatives."""
+def grade_answers(prep: Prepared, copy: Path, single: bool, answers_file: str, limits: Limits,
+                  pool: AnswerPool, refused: dict[str, str] | None = None) -> ProblemResult:
+    """Read the student's answers for this problem (from the submission's copy, see
+    :func:`copy_submission`) and compare them with the derivatives."""
     p = prep.problem
     result = ProblemResult(p.id, p.points)
-    answers, problem = _read_answers(path, answers_file, p)
+    answers, problem = _read_answers(copy, single, answers_file, p, refused or {})
     if problem is not None:
         result.reason = problem
         return result
@@ -490,7 +632,7 @@ def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
                "answers": {v: answers[v] for v in p.wrt if isinstance(answers.get(v), str)},
                "points": [{n: {"shape": list(np.shape(v)), "data": np.ravel(v).astype(float).tolist()}
                            for n, v in pt.items()} for pt in prep.points]}
-    replies, status = pool.ask(request, limits.answer_seconds) if request["answers"] else ([], "done")
+    replies, status = _ask_each(pool, request, limits.answer_seconds)
     values = {r["var"]: r for r in replies if "values" in r or "error" in r}
     symbolic = {r["var"]: r["symbolic"] for r in replies if "symbolic" in r}
     for var in p.wrt:
@@ -502,7 +644,9 @@ def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
         elif "error" in values.get(var, {}):
             result.checks.append(Check(label, False, f"cannot read the answer: {values[var]['error']}"))
         elif var not in values:
-            why = "took too long to check" if status == "timeout" else "could not be checked"
+            failed = [str(r["failed"])[:200] for r in replies if r.get("var") == var and "failed" in r]
+            why = "took too long to check" if status.get(var) == "timeout" else \
+                f"could not be checked ({failed[0]})" if failed else "could not be checked"
             result.checks.append(Check(label, False, why))
         else:
             got = [_decode({"kind": "array", **v}) for v in values[var]["values"]]
@@ -512,8 +656,24 @@ def grade_answers(prep: Prepared, path: Path, answers_file: str, limits: Limits,
     return result
 
 
-def _read_answers(path: Path, answers_file: str, p: Problem) -> tuple[dict[str, Any], str | None]:
-    file = path if path.is_file() else path / answers_file
+def _ask_each(pool: AnswerPool, request: dict[str, Any],
+              seconds: float) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The worker's replies, one request per answer (an answer that crashes its worker fails
+    only itself); and how each ended."""
+    replies, status = [], {}
+    for var, text in request["answers"].items():
+        got, status[var] = pool.ask({**request, "answers": {var: text}}, seconds)
+        replies += [r for r in got if r.get("var") == var] + [{"var": var, **r} for r in got if "failed" in r]
+    return replies, status
+
+
+def _read_answers(copy: Path, single: bool, answers_file: str, p: Problem,
+                  refused: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    names = sorted(os.listdir(copy)) if single else []
+    name = (names[0] if names else next(iter(refused), answers_file)) if single else answers_file
+    if "" in refused or name in refused:
+        return {}, refused.get("", refused.get(name))
+    file = copy / name
     if file.suffix != ".toml" or not file.is_file():
         return {}, f"no {answers_file} in the submission"
     try:

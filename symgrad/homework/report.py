@@ -1,4 +1,10 @@
-"""Grading results and their forms: terminal text, JSON, CSV and JUnit XML."""
+"""Grading results and their forms: terminal text, JSON, CSV and JUnit XML.
+
+Everything a student's code produced (messages, printed output, file and
+folder names) is shown with its control characters escaped (``\x1b``,
+``\r``, ``\n``, bidirectional overrides), so that no report can be made to
+show lines the grader did not write.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +96,9 @@ class ClassReport:
     isolation: str = ""
     seed: int = 0
     spec_problems: dict[str, str] = field(default_factory=dict)
+    unsafe: bool = False
+    partial: bool = False
+    not_graded: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -105,29 +114,39 @@ class ClassReport:
         return next(s for s in self.submissions if s.name == name)
 
     def text(self) -> str:
-        """A readable report: one block per student, then the class summary."""
+        """A readable report: one block per student, then the class summary.
+
+        Without a sandbox, every line says so; after an interruption, the report
+        opens with the submissions not graded.
+        """
         total = self.max_points
-        width = max([len(s.name) for s in self.submissions] + [10])
+        width = max([len(escape(s.name)) for s in self.submissions] + [10])
         ids = max([len(i) for i, _ in self.problems] + [7])
-        lines = [f"{self.title}: {len(self.submissions)} submission(s)", ""]
+        lines = [f"{escape(self.title)}: {len(self.submissions)} submission(s)", ""]
+        if self.partial:
+            lines += [f"PARTIAL: grading was interrupted; {len(self.not_graded)} submission(s) not graded: "
+                      + ", ".join(escape(n) for n in self.not_graded), ""]
         if self.spec_problems:
             lines += ["Not graded (a problem in the spec, not in the submissions; fix the spec):"]
-            lines += [f"  {message}" for message in self.spec_problems.values()]
+            lines += [f"  {escape(message)}" for message in self.spec_problems.values()]
             lines.append("")
         for s in self.submissions:
-            lines.append(f"{s.name:<{width}}  {_pts(s.score):>5}/{_pts(total):<5}  "
+            lines.append(f"{escape(s.name):<{width}}  {_pts(s.score):>5}/{_pts(total):<5}  "
                          f"{'passed' if s.passed else 'FAILED'}")
             for p in s.problems:
                 if p.passed or not p.graded:
                     continue
-                hints = p.hints()
+                hints = [escape(h) for h in p.hints()]
                 head = f"  {p.problem:<{ids}}  {_pts(p.score):>5}/{_pts(p.points):<4} "
                 lines.append(head + hints[0])
                 lines.extend(" " * len(head) + h for h in hints[1:])
         lines += ["", "Class summary", self.summary()]
         if self.isolation:
             lines += ["", f"Sandbox: {self.isolation}"]
-        return "\n".join(lines)
+        text = "\n".join(lines)
+        if self.unsafe:
+            text = "\n".join(f"[UNSAFE: no sandbox] {line}" for line in text.split("\n"))
+        return text
 
     def summary(self) -> str:
         from ..tables import render
@@ -150,12 +169,13 @@ class ClassReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "assignment": self.title, "seed": self.seed, "sandbox": self.isolation,
+            "unsafe_no_sandbox": self.unsafe, "partial": self.partial, "not_graded": self.not_graded,
             "max_points": self.max_points, "passed": self.passed,
             "problems": [{"id": i, "points": p, "spec_problem": self.spec_problems.get(i)}
                          for i, p in self.problems],
             "submissions": [{
                 "name": s.name, "path": s.path, "score": s.score, "max_points": s.max_points,
-                "passed": s.passed,
+                "passed": s.passed, **({"sandbox": self.isolation} if self.unsafe else {}),
                 "problems": [{
                     "id": p.problem, "score": p.score, "points": p.points, "passed": p.passed,
                     "graded": p.graded,
@@ -167,44 +187,63 @@ class ClassReport:
         }
 
     def json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        """JSON, with every control character escaped (C1 and bidirectional ones too)."""
+        return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                   json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
 
     def csv(self) -> str:
-        """One row per student, one column per problem (empty when not graded), and the total."""
+        """One row per student, one column per problem (empty when not graded), and the total;
+        after an interruption, the students not graded have rows of empty cells."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["student", *(i for i, _ in self.problems), "total"])
+        unsafe = ["sandbox"] if self.unsafe else []
+        writer.writerow(["student", *(i for i, _ in self.problems), "total", *unsafe])
         for s in self.submissions:
-            writer.writerow([s.name, *(_pts(s.problem(i).score) if i not in self.spec_problems else ""
-                                       for i, _ in self.problems), _pts(s.score)])
+            writer.writerow([_cell(s.name), *(_pts(s.problem(i).score) if i not in self.spec_problems else ""
+                                              for i, _ in self.problems), _pts(s.score),
+                             *(["UNSAFE: no sandbox"] if self.unsafe else [])])
+        for name in self.not_graded:
+            writer.writerow([_cell(name), *("" for _ in self.problems), "",
+                             *(["UNSAFE: no sandbox"] if self.unsafe else [])])
         return buffer.getvalue()
 
     def junit(self) -> str:
-        """JUnit XML: a test suite per student, a test case per problem (skipped when not graded)."""
+        """JUnit XML: a test suite per student, a test case per problem (skipped when not graded);
+        after an interruption, a suite of skipped cases for the students not graded."""
         def failures(problems: list[ProblemResult]) -> str:
             return str(sum(p.graded and not p.passed for p in problems))
 
-        root = ET.Element("testsuites", name=_xml(self.title),
+        root = ET.Element("testsuites", name=escape(self.title),
                           tests=str(len(self.submissions) * len(self.problems)),
                           failures=failures([p for s in self.submissions for p in s.problems]))
         for s in self.submissions:
-            suite = ET.SubElement(root, "testsuite", name=_xml(s.name), tests=str(len(s.problems)),
+            suite = ET.SubElement(root, "testsuite", name=escape(s.name), tests=str(len(s.problems)),
                                   failures=failures(s.problems),
                                   skipped=str(sum(not p.graded for p in s.problems)),
                                   time=f"{sum(p.seconds for p in s.problems):.3f}")
             for p in s.problems:
-                case = ET.SubElement(suite, "testcase", classname=_xml(s.name), name=p.problem,
+                case = ET.SubElement(suite, "testcase", classname=escape(s.name), name=p.problem,
                                      time=f"{p.seconds:.3f}")
-                ET.SubElement(case, "properties").append(
-                    ET.Element("property", name="score", value=f"{_pts(p.score)}/{_pts(p.points)}"))
+                properties = ET.SubElement(case, "properties")
+                score = f"{_pts(p.score)}/{_pts(p.points)}"
+                properties.append(ET.Element("property", name="score", value=score))
+                if self.unsafe:
+                    properties.append(ET.Element("property", name="sandbox", value="UNSAFE: no sandbox"))
                 if p.spec_problem is not None:
-                    ET.SubElement(case, "skipped", message=_xml(p.spec_problem))
+                    ET.SubElement(case, "skipped", message=escape(p.spec_problem))
                 elif not p.passed:
-                    hints = p.hints()
-                    failure = ET.SubElement(case, "failure", message=_xml(hints[0]))
-                    failure.text = _xml("\n".join(hints))
+                    hints = [escape(h) for h in p.hints()]
+                    failure = ET.SubElement(case, "failure", message=hints[0])
+                    failure.text = "\n".join(hints)
                 if p.output:
-                    ET.SubElement(case, "system-out").text = _xml(p.output)
+                    ET.SubElement(case, "system-out").text = escape(p.output, keep="\n\t")
+        if self.not_graded:
+            suite = ET.SubElement(root, "testsuite", name="not graded (interrupted)",
+                                  tests=str(len(self.not_graded)), failures="0",
+                                  skipped=str(len(self.not_graded)))
+            for name in self.not_graded:
+                case = ET.SubElement(suite, "testcase", classname=escape(name), name="all problems")
+                ET.SubElement(case, "skipped", message="grading was interrupted")
         return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
@@ -213,11 +252,30 @@ def _pts(x: float) -> str:
 
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
-def _xml(text: str) -> str:
-    """Text with the characters XML 1.0 cannot hold replaced."""
-    return _NOT_XML.sub("\ufffd", text)
+def escape(text: str, keep: str = "") -> str:
+    """Text safe for a terminal, CSV or XML: control characters (but those in ``keep``) escaped.
+
+    >>> escape("\\x1b[2K\\r9/9 passed\\n")
+    '\\\\x1b[2K\\\\r9/9 passed\\\\n'
+    """
+    def one(m: re.Match[str]) -> str:
+        c = m.group()
+        if c in keep:
+            return c
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or \
+            (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+    return _NOT_XML.sub("\ufffd", _CONTROL.sub(one, text))
+
+
+def _cell(text: str) -> str:
+    """A CSV cell: escaped, and never a formula (=, +, -, @ first) for a spreadsheet."""
+    text = escape(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 class ProgressBar:
