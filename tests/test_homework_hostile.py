@@ -366,7 +366,7 @@ def test_results_are_the_same_at_any_number_of_jobs(tmp_path):
     score, hints = dict(seen[0])["crash"][1]
     assert score == 0.5 and len(hints) == 1 and hints[0].startswith("∂x: could not be checked (")
     assert dict(seen[0])["right"] == [(2.0, []), (1.0, [])]
-    with pytest.raises(sg.SymgradError, match="jobs must be a whole number of at least 1"):
+    with pytest.raises(sg.SymgradError, match="jobs must be a whole number ≥ 1"):
         sg.homework.grade(spec, folders, jobs=0)
 
 

@@ -170,13 +170,11 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     seed = spec.seed if seed is None else seed
+    limits = limits or spec.limits
+    jobs = _cores() if jobs is None else jobs
     for name, value, lowest in (("seed", seed, 0), ("jobs", jobs, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise InputError(f"{name} must be a whole number ≥ {lowest}, not {value!r}")
-    limits = limits or spec.limits
-    jobs = _cores() if jobs is None else jobs
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     paths = [Path(s) for s in submissions]
     for p in paths:
         if not p.exists() and not p.is_symlink():
