@@ -30,7 +30,8 @@ MISTAKES = {
     "ignores_dout": {"neuron_layer": "∂w2: ignores dout at the output q5"},
     "mean_not_sum": {"sigmoid_layer": "∂b: the gradient of b, broadcast at q1 (add), averaged over axis 0 "
                                       "instead of summed"},
-    "not_summed": {"sigmoid_layer": "∂b: the gradient of b, broadcast at q1 (add), not summed back over axis 0"},
+    "not_summed": {"sigmoid_layer": "∂b: the gradient of b, broadcast at q1 (add), not summed back over "
+                                    "axis 0"},
     "transposed": {"sigmoid_layer": "∂X: shape (3, 4) where X is (4, 3): a missing transpose?"},
     "some_elements": {"sigmoid_layer": "∂X: right at 9 of 12 elements; wrong at [3, 0], [3, 1], [3, 2]"},
     "list_not_array": {"sigmoid_layer": "∂X: a list, not a NumPy array"},
@@ -42,7 +43,8 @@ MISTAKES = {
     "softmax_transposed": {"softmax_loss": "∂W: transposed: the transpose of this is ∂W"},
     "softmax_missing_regularization": {
         "softmax_loss": "∂W: missing the gradient of the regularization term reg * sum(W * W)"},
-    "softmax_sum_not_mean": {"softmax_loss": "∂W: missing 1/5 at q5 (mean): the mean's gradient taken as a sum's"},
+    "softmax_sum_not_mean": {"softmax_loss": "∂W: missing 1/5 at q5 (mean): the mean's gradient taken "
+                                             "as a sum's"},
     "softmax_some_elements": {
         "softmax_loss": "∂W: right at 6 of 9 elements; wrong at [0, 2], [1, 2], [2, 2]"},
 }

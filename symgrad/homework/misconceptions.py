@@ -134,7 +134,7 @@ def explain(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray],
     """The hint for a wrong ``∂name`` that matches misconceptions at every test point, or None.
 
     The first match is named; up to ``shown`` matches giving the same numbers
-    are listed.  The counterexample is the test point and element where the
+    are listed (the others by their first clause).  The counterexample is the test point and element where the
     student's gradient differs most from the right one.
     """
     def same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
@@ -146,7 +146,8 @@ def explain(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray],
     if not hits:
         return None
     texts = list(dict.fromkeys(m.text for m in hits))
-    head = texts[0] + "".join(f"; or equally: {t}" for t in texts[1:shown])
+    also = [t.split(":")[0] for t in texts[1:shown]]
+    head = texts[0] + (f" (or equally: {'; '.join(also)})" if also else "")
     return f"{head} — {counterexample(got, want, where)}"
 
 
@@ -255,8 +256,8 @@ def _candidates(graph: Graph, program: Program, regularization: str | None,
             key = (u, v)
             op = graph.nx.nodes[v].get("op") or "gate"
             at = f"{v} ({op})"
-            out["sign"].append(("sign", v, f"sign flipped on the path through {v}: the gradient {v} "
-                                f"({op}) sends to {u} negated", {key: _scaled(-1.0)}, False))
+            out["sign"].append(("sign", v, f"sign flipped on the path through {at}: the gradient it "
+                                f"sends to {u} negated", {key: _scaled(-1.0)}, False))
             up = sp.Symbol(f"{program.dout.name[:-3]}{v}", real=True)
             out["upstream"].append(("upstream", v, f"the upstream gradient d{v} ignored at {at}: "
                                     f"{u} got only the local derivative", {key: _ones(up)}, False))
