@@ -133,9 +133,16 @@ def explain(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray],
             rtol: float = 1e-6, atol: float = 1e-9, shown: int = 3) -> str | None:
     """The hint for a wrong ``∂name`` that matches misconceptions at every test point, or None.
 
-    The first match is named; up to ``shown`` matches giving the same numbers
-    are listed (the others by their first clause).  The counterexample is the test point and element where the
-    student's gradient differs most from the right one.
+    The first match is named in full; other nodes where the same kind of
+    mistake gives the same numbers are listed, and up to ``shown`` other kinds
+    by their first clause.  The counterexample is the test point and element
+    where the student's gradient differs most from the right one.
+
+    >>> import symgrad as sg
+    >>> found = catalogue(sg.graph("(x + y) * z"), [{"x": 1.0, "y": 2.0, "z": 3.0}])
+    >>> print(explain("x", [np.asarray(-3.0)], [np.asarray(3.0)], found, ["x=1, y=2, z=3"]))
+    sign flipped on the path through q2 (mul): the gradient it sends to q1 negated (the same numbers at q1) \
+— counterexample at x=1, y=2, z=3: expected 3, received -3
     """
     def same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
         return len(a) == len(b) and all(_same(x, y, rtol, atol) for x, y in zip(a, b))
@@ -145,9 +152,13 @@ def explain(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray],
     hits = [m for m in found if name in m.values and same(got, m.values[name])]
     if not hits:
         return None
-    texts = list(dict.fromkeys(m.text for m in hits))
-    also = [t.split(":")[0] for t in texts[1:shown]]
-    head = texts[0] + (f" (or equally: {'; '.join(also)})" if also else "")
+    first, rest = hits[0], hits[1:]
+    nodes = [m.node for m in rest if m.kind == first.kind != "wrt" and m.node != first.node]
+    others = [m.text.split(":")[0] for m in rest if m.kind != first.kind or first.kind == "wrt"]
+    notes = [f"the same numbers at {', '.join(dict.fromkeys(nodes))}"] if nodes else []
+    if others:
+        notes.append("or equally: " + "; ".join(list(dict.fromkeys(others))[:shown]))
+    head = first.text + (f" ({'; '.join(notes)})" if notes else "")
     return f"{head} — {counterexample(got, want, where)}"
 
 
