@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -91,9 +92,9 @@ def catalogue(graph: Graph, points: Sequence[Mapping[str, Any]], *,
     program = build_program(graph, wrt)
     upstream = list(douts) if douts is not None else [1.0] * len(points)
     runs = [_Run(program, p, d) for p, d in zip(points, upstream)]
-    right = [r.grads({}) for r in runs]
-    if any(g is None for g in right):
+    if any(r.right is None for r in runs):
         return []
+    right = [r.grads({}) for r in runs]
     found: list[Misconception] = []
     for kind, node, text, edits, ignore_dout in _candidates(graph, program, regularization, runs):
         values: dict[str, list[np.ndarray]] = {}
@@ -193,7 +194,8 @@ def counterexample(got: Sequence[np.ndarray], want: Sequence[np.ndarray],
 
 
 class _Run:
-    """The forward values at one test point, and the adjoint program run with edits."""
+    """The forward values and right adjoints at one test point, and the adjoint program run
+    again with edits: only the adjoints an edit changes are computed again."""
 
     def __init__(self, program: Program, point: Mapping[str, Any], dout: Any):
         self.program = program
@@ -204,16 +206,35 @@ class _Run:
                          for n, v in trace.values.items()}
         self.env.update(trace.sizes)
         self.dout = np.asarray(trace.dout, dtype=float)
+        self.env[program.dout.name] = self.dout
+        self.right = self._adjoints(self.env, {}, set(), everything=True)
+        if self.right is not None:
+            self.env = self.right
 
     def grads(self, edits: Mapping[tuple[str, str | None], Edit],
               ignore_dout: bool = False) -> dict[str, np.ndarray] | None:
         """``{input: gradient}`` with ``edits[(node, consumer)]`` computing those terms; None
-        when the edited program cannot run (a shape that does not fit)."""
+        when the program cannot run (a shape that does not fit)."""
         env = dict(self.env)
-        env[self.program.dout.name] = np.ones_like(self.dout) if ignore_dout else self.dout
+        changed: set[str | None] = set()
+        if ignore_dout:
+            env[self.program.dout.name] = np.ones_like(self.dout)
+            changed.add(None)
+        done = self._adjoints(env, edits, changed)
+        if done is None:
+            return None
+        grads = self.program.grads
+        return {n: np.asarray(done[grads[n].name], dtype=float) for n in self.program.wrt}
+
+    def _adjoints(self, env: Env, edits: Mapping[tuple[str, str | None], Edit], changed: set[str | None],
+                  everything: bool = False) -> Env | None:
+        """``env`` with the adjoints that an edit or a changed consumer touches computed again."""
         try:
             with np.errstate(all="ignore"):
                 for adj in self.program.backward:
+                    if not everything and not any(
+                            t.consumer in changed or (adj.node, t.consumer) in edits for t in adj.terms):
+                        continue
                     total = None
                     for term in adj.terms:
                         edit = edits.get((adj.node, term.consumer))
@@ -221,20 +242,19 @@ class _Run:
                         if flow is not None:
                             total = flow if total is None else total + flow
                     env[adj.target.name] = np.zeros(np.shape(env[adj.node])) if total is None else total
+                    changed.add(adj.node)
         except (ValueError, TypeError, IndexError, SymgradError):
             return None
-        grads = self.program.grads
-        return {n: np.asarray(env[grads[n].name], dtype=float) for n in self.program.wrt}
+        return env
 
 
-_codes: dict[sp.Expr, Any] = {}
+@lru_cache(maxsize=4096)
+def _code(expr: sp.Expr) -> Any:
+    return compile(numpy_code(expr), "<symgrad>", "eval")
 
 
 def _evaluate(expr: sp.Expr, env: Env) -> np.ndarray:
-    code = _codes.get(expr)
-    if code is None:
-        code = _codes[expr] = compile(numpy_code(expr), "<symgrad>", "eval")
-    return np.asarray(eval(code, {"np": np, "__builtins__": {}}, env), dtype=float)
+    return np.asarray(eval(_code(expr), {"np": np, "__builtins__": {}}, env), dtype=float)
 
 
 def _same(a: np.ndarray, b: np.ndarray, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
