@@ -275,6 +275,22 @@ def test_catalogue_values_agree_with_compiled_mutations(preps):
         np.testing.assert_allclose(m.values[name], values[name], rtol=1e-12)
 
 
+def test_a_missing_transpose_in_a_square_matmul_adjoint():
+    g = sg.graph("sum((X @ W)**2)", shapes={"X": (4, 3), "W": (3, 3)})
+    rng = np.random.default_rng(1)
+    points = [{"X": rng.normal(size=(4, 3)), "W": rng.normal(size=(3, 3))} for _ in range(2)]
+    found = catalogue(g, points)
+    right = [2 * (p["X"] @ p["W"]) @ p["W"].T for p in points]
+    student = [2 * (p["X"] @ p["W"]) @ p["W"] for p in points]  # dX = dout @ W
+    text = diagnose("X", student, right, misconceptions=found)
+    assert text.startswith("a transpose missing in the matmul adjoint at q1 (matmul): the gradient sent to X "
+                           "computed as dq1 @ W, not dq1 @ W.T — counterexample at test point ")
+    student = [(2 * p["X"].T @ (p["X"] @ p["W"])).T for p in points]  # dW transposed
+    right = [2 * p["X"].T @ (p["X"] @ p["W"]) for p in points]
+    assert diagnose("W", student, right, misconceptions=found).startswith(
+        "transposed matmul adjoint at q1 (matmul): the gradient sent to W is the transpose of X.T @ dq1")
+
+
 def test_counterexample_names_the_worst_element():
     got = [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [3.0, 9.0]])]
     want = [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [3.0, 4.0]])]

@@ -9,7 +9,7 @@ running the program with one edit:
 - ``value``: a local derivative written as the gate's own value (σ′ as σ);
 - ``dropped``: one edge's local derivative taken as 1;
 - ``fan-out``: a node used by several nodes keeps one consumer's gradient;
-- ``transpose``: a matmul's adjoint transposed;
+- ``transpose``: a matmul's adjoint transposed, or a transpose in it missing;
 - ``mean`` / ``sum``: a mean's 1/N missing, or a sum's gradient divided by N;
 - ``axis``: a broadcast operand's gradient not summed back, or summed over the wrong axis;
 - ``regularization``: the regularization term's gradient missing or doubled;
@@ -38,8 +38,10 @@ from ..graph import Graph
 from ..interpret import backprop
 from ..printing import numpy_code
 from ..program import Program, Term, build_program, edge_flow, sum_to
+from ..tensors import transpose
 from .spec import Problem, graph_of
 
+MAX_CANDIDATES = 2000  # more edits than this on a large graph: the first ones, in order of preference
 KINDS = ("sign", "value", "dropped", "regularization", "fan-out", "transpose", "mean", "sum", "axis",
          "dout", "upstream", "wrt", "operand")  # the order of preference
 Env = dict[str, Any]
@@ -298,6 +300,11 @@ def _candidates(graph: Graph, program: Program, regularization: str | None,
                 out["transpose"].append(("transpose", v, f"transposed matmul adjoint at {at}: the "
                                          f"gradient sent to {u} is the transpose of {term.expr}",
                                          {key: _transposed}, False))
+                plain = term.expr.replace(lambda e: isinstance(e, transpose), lambda e: e.args[0])
+                if plain != term.expr:
+                    out["transpose"].append(("transpose", v, f"a transpose missing in the matmul adjoint at "
+                                             f"{at}: the gradient sent to {u} computed as {plain}, not "
+                                             f"{term.expr}", {key: _expression(plain)}, False))
             elif op == "mean":
                 n = _ratio(graph, u, v)
                 out["mean"].append(("mean", v, f"missing 1/{n} at {at}: the mean's gradient taken as "
@@ -323,7 +330,7 @@ def _candidates(graph: Graph, program: Program, regularization: str | None,
                                        edits, False))
     out["dout"].append(("dout", graph.output, f"ignores dout at the output {graph.output}: the upstream "
                         "gradient taken as 1 (multiply by dout)", {}, True))
-    return [c for kind in out.values() for c in kind]
+    return [c for kind in out.values() for c in kind][:MAX_CANDIDATES]
 
 
 def _local_edits(graph: Graph, u: str, v: str, at: str, up: sp.Symbol,
