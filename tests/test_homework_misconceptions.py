@@ -340,3 +340,18 @@ def test_end_to_end_through_grade(tmp_path):
     assert hints["logistic"][0].startswith("∂s: a local derivative dropped at q5 (log)")
     for h in (*hints["neuron"], *hints["ridge"], *hints["sigmoid_prime"], *hints["logistic"]):
         assert re.search(r"— counterexample at .+: expected .+, received .+$", h), h
+
+
+def test_named_dimensions_take_their_sizes_from_the_test_points():
+    g = sg.graph("mean(sigmoid(X @ W + b))", shapes={"X": ("N", 3), "W": (3, 2), "b": (2,)})
+    rng = np.random.default_rng(0)
+    points = [{"X": rng.normal(size=(5, 3)), "W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}
+              for _ in range(2)]
+    found = {m.text: m for m in catalogue(g, points)}
+    mean = found["missing 1/10 at q4 (mean): the mean's gradient taken as a sum's"]
+    right = g.compile()
+    for point, values in zip(points, mean.values["b"]):
+        np.testing.assert_allclose(values, 10 * right.value_and_grad(**point)[1]["b"])
+    averaged = found["the gradient of b, broadcast at q2 (add), averaged over axis 0 instead of summed"]
+    for point, values in zip(points, averaged.values["b"]):
+        np.testing.assert_allclose(values, right.value_and_grad(**point)[1]["b"] / 5)

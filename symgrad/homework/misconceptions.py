@@ -306,11 +306,11 @@ def _candidates(graph: Graph, program: Program, regularization: str | None,
                                              f"{at}: the gradient sent to {u} computed as {plain}, not "
                                              f"{term.expr}", {key: _expression(plain)}, False))
             elif op == "mean":
-                n = _ratio(graph, u, v)
+                n = _ratio(runs[0], u, v)
                 out["mean"].append(("mean", v, f"missing 1/{n} at {at}: the mean's gradient taken as "
                                     "a sum's", {key: _scaled(float(n))}, False))
             elif op == "sum":
-                n = _ratio(graph, u, v)
+                n = _ratio(runs[0], u, v)
                 out["sum"].append(("sum", v, f"an extra 1/{n} at {at}: the sum's gradient taken as a "
                                    "mean's", {key: _scaled(1.0 / n)}, False))
             if isinstance(term.expr, sum_to):
@@ -370,9 +370,8 @@ def _axis_edits(flow: sum_to, u: str, at: str, key: tuple[str, str],
     others = tuple(i for i in range(ndim) if i not in summed)
     out["axis"].append(("axis", key[1], f"the gradient of {u}, broadcast at {at}, not summed back over "
                         f"axis {_axes(summed)}", {key: _expression(inner)}, False))
-    n = int(np.prod([int(flow.args[2][i]) for i in summed], dtype=int))
     out["axis"].append(("axis", key[1], f"the gradient of {u}, broadcast at {at}, averaged over axis "
-                        f"{_axes(summed)} instead of summed", {key: _scaled(1.0 / n)}, False))
+                        f"{_axes(summed)} instead of summed", {key: _averaged(inner, summed)}, False))
     if others:
         out["axis"].append(("axis", key[1], f"the gradient of {u}, broadcast at {at}, summed over axis "
                             f"{_axes(others)} instead of axis {_axes(summed)}",
@@ -385,35 +384,27 @@ def _axes(axes: tuple[int, ...]) -> str:
 
 def _regularization_nodes(graph: Graph, regularization: str | None,
                           runs: list[_Run]) -> dict[tuple[str, str], str]:
-    """``{(node, sum): term}``: the first node whose value is a constant multiple of the
-    regularization term and that is added to the rest (ridge's ``lam*w**2`` in ``(… + lam*w**2)/2``)."""
+    """``{(node, sum): term}``: the first node that is a constant multiple of the regularization
+    term (SymPy says so) and is added to the rest (ridge's ``lam*w**2`` in ``(… + lam*w**2)/2``)."""
     if regularization is None:
         return {}
     try:
         shapes = {n: graph.shape(n) for n in graph.inputs}
         term = graph_of(regularization, shapes, graph.labels).expression()  # type: ignore[arg-type]
-        reg = [float(_evaluate(term, r.env)) for r in runs]
-    except (SymgradError, ValueError, TypeError, KeyError, NameError):
-        return {}
-    if any(r == 0 for r in reg):
-        return {}
-    for n in graph.operations:
-        values = [np.asarray(r.env[n], dtype=float) for r in runs]
-        if any(v.shape != () for v in values):
-            continue
-        ratios = [float(v) / r for v, r in zip(values, reg)]
-        if ratios[0] == 0 or not np.allclose(ratios, ratios[0], rtol=1e-9):
-            continue
-        sums = [c for c in graph.consumers(n) if graph.nx.nodes[c].get("op") in ("add", "sub")]
-        if sums:
-            return {(n, sums[0]): regularization}
+        for n in graph.operations:
+            sums = [c for c in graph.consumers(n) if graph.nx.nodes[c].get("op") in ("add", "sub")]
+            if sums and graph.shape(n) == ():
+                ratio = sp.simplify(graph.expression(n) / term)
+                if ratio.is_number and ratio != 0:
+                    return {(n, sums[0]): regularization}
+    except (SymgradError, ValueError, TypeError):
+        pass
     return {}
 
 
-def _ratio(graph: Graph, u: str, v: str) -> int:
-    """How many entries of ``u`` make one entry of ``v`` (the N of a mean)."""
-    size = int(np.prod([int(n) for n in graph.shape(u)], dtype=int))
-    return max(1, size // int(np.prod([int(n) for n in graph.shape(v)], dtype=int)))
+def _ratio(run: _Run, u: str, v: str) -> int:
+    """How many entries of ``u`` make one entry of ``v`` (the N of a mean), at a test point."""
+    return max(1, int(np.size(run.env[u])) // max(1, int(np.size(run.env[v]))))
 
 
 def _scaled(c: float) -> Edit:
@@ -430,6 +421,11 @@ def _transposed(term: Term, env: Env) -> np.ndarray:
 
 def _expression(expr: sp.Expr) -> Edit:
     return lambda term, env: _evaluate(expr, env)
+
+
+def _averaged(expr: sp.Expr, axes: tuple[int, ...]) -> Edit:
+    return lambda term, env: np.mean(_evaluate(expr, env), axis=axes).reshape(
+        np.shape(_evaluate(term.expr, env)))
 
 
 def _summed(expr: sp.Expr, axes: tuple[int, ...]) -> Edit:
