@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import InputError
 from .answers import AnswerPool, agreed
 from .diagnose import diagnose
+from .misconceptions import Misconception, for_problem
 from .reference import Codes, Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
 from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
@@ -58,6 +59,7 @@ class Prepared:
     alternatives: list[tuple[str, list[Reference]]]
     where: list[str]
     spec_problem: str | None = None
+    misconceptions: list[Misconception] = field(default_factory=list)
 
     def want(self, name: str) -> list[np.ndarray]:
         return [r.grads[name] for r in self.refs]
@@ -108,7 +110,8 @@ def prepare(problem: Problem, seed: int) -> Prepared:
                                   for p in points]))
     except SpecError:
         pass  # a diagnosis the less
-    return Prepared(problem, points, douts, refs, alternatives, where)
+    return Prepared(problem, points, douts, refs, alternatives, where,
+                    misconceptions=for_problem(problem, points, douts))
 
 
 def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
@@ -536,7 +539,8 @@ def _check(label: str, got: list[tuple[np.ndarray | None, str | None]], want: li
     values = [v for v, _ in got]
     p = prep.problem
     hint = diagnose(label.lstrip("∂"), values, want, others=others, alternatives=alternatives,
-                    batch=p.batch, where=prep.where, rtol=p.rtol, atol=p.atol)
+                    batch=p.batch, where=prep.where, rtol=p.rtol, atol=p.atol,
+                    misconceptions=prep.misconceptions if label.startswith("∂") else ())
     return Check(label, hint is None, hint)
 
 
