@@ -50,32 +50,54 @@ class Layout:
 
 
 def layout(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
-           engine: str = "layers") -> Layout:
+           engine: str = "layers", *, label_widths: Mapping[Edge, float] | None = None,
+           max_width: float | None = None) -> Layout:
     """Place the nodes of the DAG ``g``, each of ``sizes[node] = (width, height)`` pixels.
 
     ``label_size`` is the size of the largest edge label, which the gap between
-    layers must hold.
+    layers must hold; ``label_widths`` (``{edge: width}``), if given, lets each gap
+    hold only the labels of the edges that end past it.  With ``max_width``, the
+    ``"layers"`` engine folds a graph wider than that into rows, read like lines of
+    text: an edge from one row to the next leaves its row on the right, runs
+    back beneath it and enters the next row from the left.
 
     >>> g = nx.DiGraph([("x", "q1"), ("y", "q1"), ("q1", "q2"), ("z", "q2")])
     >>> sizes = {n: (40.0, 30.0) for n in g}
     >>> lay = layout(g, sizes, (50.0, 30.0))
-    >>> sorted({x for x, _ in lay.centres.values()})  # inputs, then q1, then q2
+    >>> sorted({x for x, _ in lay.centres.values()})  # x, y, then q1; z next to q2, its first use
     [0.0, 114.0, 228.0]
-    >>> len(lay.routes["z", "q2"]), lay.curved  # z → q2 passes q1 with room: a straight line
-    (2, False)
+    >>> lay.centres["z"][0], len(lay.routes["z", "q2"])
+    (114.0, 2)
     """
     if engine not in LAYOUTS:
         raise SymgradError(f"unknown layout {engine!r}; choose one of {', '.join(LAYOUTS)}")
     if engine == "dot":
         return _dot(g, sizes, label_size)
-    return _layers(g, sizes, label_size)
+    return _layers(g, sizes, label_size, label_widths or {}, max_width)
 
 
 # -- layers ------------------------------------------------------------------------
 
 
-def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Layout:
-    layer = {n: i for i, generation in enumerate(nx.topological_generations(g)) for n in generation}
+def ranks(g: nx.DiGraph) -> dict[Hashable, int]:
+    """Each node's layer: as far right as it can go, so that a node sits just before its first use.
+
+    The layer is the longest path to the output counted from the right, so the
+    output is rightmost and an input is placed next to the operation that reads it first.
+
+    >>> ranks(nx.DiGraph([("x", "q1"), ("y", "q1"), ("q1", "q2"), ("z", "q2")]))
+    {'q2': 2, 'q1': 1, 'z': 1, 'x': 0, 'y': 0}
+    """
+    depth: dict[Hashable, int] = {}
+    for n in reversed(list(nx.topological_sort(g))):
+        depth[n] = max((depth[s] + 1 for s in g.successors(n)), default=0)
+    deepest = max(depth.values(), default=0)
+    return {n: deepest - d for n, d in depth.items()}
+
+
+def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
+            label_widths: Mapping[Edge, float], max_width: float | None) -> Layout:
+    layer = ranks(g)
     # Long edges pass through one placeholder per layer they skip.
     h = nx.DiGraph()
     h.add_nodes_from(g)
@@ -87,31 +109,119 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Lay
         for i, p in enumerate(chain[1:-1], start=layer[u] + 1):
             layer[p] = i
     layers: list[list[Hashable]] = [[] for _ in range(max(layer.values(), default=0) + 1)]
-    for n in h:  # graph order first: inputs as given, operations as written
+    for n in sorted(h, key=_first_use(g)):  # inputs by their first use, operations as written
         layers[layer[n]].append(n)
     layers = _order(h, layers)
 
-    width = max((w for w, _ in sizes.values()), default=0.0)
     height = max((hh for _, hh in sizes.values()), default=0.0)
-    dx = width + label_size[0] + 24
     dy = max(height, 2 * label_size[1]) + 32
+    # Each gap holds the widest nodes on its two sides and the labels of the edges ending past it.
+    half = [max((sizes[n][0] / 2 for n in nodes if n in sizes), default=0.0) for nodes in layers]
+    label = [0.0] * len(layers)
+    for (u, v), w in label_widths.items():
+        label[layer[v]] = max(label[layer[v]], w)
+    gap = [half[i - 1] + half[i] + (label[i] if label_widths else label_size[0]) + 24
+           if i else 0.0 for i in range(len(layers))]
     grid = nx.multipartite_layout(h, subset_key=dict(enumerate(layers)))
     tallest = max(len(nodes) for nodes in layers)
-    xs, ys = (np.array([p[k] for p in grid.values()]) for k in (0, 1))
+    ys = np.array([p[1] for p in grid.values()])
     scale = (tallest - 1) * dy / np.ptp(ys) if tallest > 1 else 0.0
     y = {n: float(p[1] - ys.mean()) * scale for n, p in grid.items()}
     _straighten(h, layers, y, dy)
-    at = {n: (round(layer[n] * dx, 2), round(float(y[n]), 2)) for n in h}
+
+    exit_room = label_size[0] + 30  # right of a row: where an edge leaving it shows its label
+    rows = _rows(gap, half, None if max_width is None else max_width - exit_room)
+    if len(rows) > 1:  # each row straightened on its own, so that it is no taller than it needs
+        for first, last in rows:
+            part = {n: y[n] for i in range(first, last + 1) for n in layers[i]}
+            _straighten(h, layers[first:last + 1], part, dy)
+            y.update(part)
+    column = [0.0] * len(layers)
+    row_of = [0] * len(layers)
+    top = 0.0
+    shift: list[float] = []
+    for r, (first, last) in enumerate(rows):
+        x = gap[first] if r else 0.0  # a later row opens with room for the labels coming in
+        for i in range(first, last + 1):
+            x += gap[i] if i > first else 0.0
+            column[i] = x
+            row_of[i] = r
+        in_row = [y[n] for i in range(first, last + 1) for n in layers[i]]
+        shift.append(top - min(in_row))
+        top += max(in_row) - min(in_row) + dy + (len(rows) > 1) * 3 * dy / 2
+    at = {n: (round(column[layer[n]], 2), round(y[n] + shift[row_of[layer[n]]], 2)) for n in h}
 
     routes = {}
     for e, chain in chains.items():
         points = [at[p] for p in chain]
-        if len(points) > 2 and _clear(points[0], points[-1], chain[1:-1], layers, layer, at, sizes):
+        if len(points) > 2 and row_of[layer[e[0]]] == row_of[layer[e[1]]] and \
+                _clear(points[0], points[-1], chain[1:-1], layers, layer, at, sizes):
             points = [points[0], points[-1]]
         routes[e] = points
+    wraps = _wrap(routes, chains, layer, row_of, column, half, gap, at, rows, dy, exit_room)
     room = {(u, v): (sizes[u][0] / 2, sizes[v][0] / 2) for u, v in chains}
-    labels = _label_places(routes, room, label_size)
+    labels = _label_places({e: r for e, r in routes.items() if e not in wraps}, room, label_size)
+    for e, (a, b) in wraps.items():  # a label sits on the straight stretch leaving the row
+        labels[e] = ((a[0] + b[0]) / 2 + (room[e][0] if a == at[e[0]] else 0) / 2, a[1])
     return Layout({n: at[n] for n in g}, routes, labels, curved=False)
+
+
+def _first_use(g: nx.DiGraph) -> Any:
+    order = {n: i for i, n in enumerate(g)}
+
+    def key(n: Hashable) -> float:
+        if n not in order:
+            return float("inf")
+        users = [order[s] for s in g.successors(n)]
+        return min(users) - 0.5 if users and g.in_degree(n) == 0 else order[n]
+    return key
+
+
+def _rows(gap: list[float], half: list[float], max_width: float | None) -> list[tuple[int, int]]:
+    """Consecutive layers grouped into rows no wider than ``max_width``."""
+    rows: list[tuple[int, int]] = []
+    first, width = 0, half[0] if half else 0.0
+    for i in range(1, len(gap)):
+        if max_width is not None and width + gap[i] + half[i] > max_width and i > first:
+            rows.append((first, i - 1))
+            first, width = i, gap[i]  # a row after the first opens with the room of a gap
+        else:
+            width += gap[i]
+    rows.append((first, len(gap) - 1))
+    return rows
+
+
+def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], layer: dict[Hashable, int],
+          row_of: list[int], column: list[float], half: list[float], gap: list[float],
+          at: dict[Hashable, Point], rows: list[tuple[int, int]], dy: float,
+          exit_room: float) -> dict[Edge, tuple[Point, Point]]:
+    """Route the edges that pass from one row to the next: out to the right, back beneath,
+    in from the left; returns the stretch of each where its label goes (leaving its first row)."""
+    wrapped: dict[Edge, tuple[Point, Point]] = {}
+    lanes: dict[int, int] = {}
+    entering: dict[Hashable, int] = {}
+    for e, chain in chains.items():
+        if row_of[layer[e[0]]] == row_of[layer[e[1]]]:
+            continue
+        points = [at[chain[0]]]
+        for a, b in zip(chain, chain[1:]):
+            ra, rb = row_of[layer[a]], row_of[layer[b]]
+            if ra != rb:
+                lane = lanes[ra] = lanes.get(ra, 0) + 1
+                out_x = column[rows[ra][1]] + half[rows[ra][1]] + exit_room - 24 + 5 * lane
+                in_x = column[layer[b]] - gap[layer[b]] + half[layer[b]] + 5 * lane
+                below = max(at[n][1] for n in at if row_of[layer[n]] == ra)
+                lane_y = below + dy / 2 + 6 * lane
+                k = entering[b] = entering.get(b, -1) + 1
+                enter_y = at[b][1] + (8 * k if b == e[1] else 0)
+                if e not in wrapped:
+                    wrapped[e] = (at[a], (out_x, at[a][1]))
+                points += [(out_x, at[a][1]), (out_x, lane_y), (in_x, lane_y), (in_x, enter_y)]
+                if b == e[1] and k:
+                    points.append((in_x + 12, enter_y))
+            points.append(at[b])
+        routes[e] = points
+    return wrapped
 
 
 def _straighten(h: nx.DiGraph, layers: list[list[Hashable]], y: dict[Hashable, float], gap: float,
@@ -124,6 +234,7 @@ def _straighten(h: nx.DiGraph, layers: list[list[Hashable]], y: dict[Hashable, f
             for n in layers[i]:
                 near = list(h.predecessors(n)) if down or both else []
                 near += list(h.successors(n)) if not down or both else []
+                near = [m for m in near if m in y]
                 wanted.append(sum(y[m] for m in near) / len(near) if near else y[n])
             for n, placed in zip(layers[i], _spread(wanted, gap)):
                 y[n] = placed
@@ -284,3 +395,90 @@ def _dot(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Layout
             labels[u, v] = ((float(rest[1]) * inch, (top - float(rest[2])) * inch) if len(rest) >= 5
                             else midpoint(routes[u, v][0], routes[u, v][-1]))
     return Layout(centres, routes, labels, curved=True)
+
+
+# -- measures ------------------------------------------------------------------------
+
+Box2 = tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+def polyline(route: list[Point], curved: bool) -> list[Point]:
+    """The route as straight segments (a curved route sampled along its Bézier pieces)."""
+    if not curved or len(route) < 4:
+        return list(route)
+    t = np.linspace(0, 1, 9)[:, None]
+    out: list[Point] = [route[0]]
+    for i in range(0, len(route) - 3, 3):
+        p0, p1, p2, p3 = (np.array(q) for q in route[i:i + 4])
+        piece = (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
+        out += [(float(x), float(y)) for x, y in piece[1:]]
+    return out
+
+
+def _cross(a: Point, b: Point, c: Point, d: Point) -> bool:
+    """Whether the segments a-b and c-d cross at a point inside both."""
+    def side(p: Point, q: Point, r: Point) -> float:
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+    d1, d2, d3, d4 = side(c, d, a), side(c, d, b), side(a, b, c), side(a, b, d)
+    return d1 * d2 < 0 and d3 * d4 < 0
+
+
+def crossings(lay: Layout) -> int:
+    """How many pairs of edges cross, counting each pair once; edges sharing a node never do.
+
+    >>> at = {"a": (0, 0), "b": (0, 50), "c": (100, 0), "d": (100, 50)}
+    >>> routes = {(u, v): [at[u], at[v]] for u, v in [("a", "d"), ("b", "c")]}
+    >>> crossings(Layout(at, routes, {}, False))
+    1
+    """
+    lines = {e: polyline(r, lay.curved) for e, r in lay.routes.items()}
+    edges = list(lines)
+    total = 0
+    for i, e in enumerate(edges):
+        for f in edges[i + 1:]:
+            if set(e) & set(f):
+                continue
+            if any(_cross(a, b, c, d) for a, b in zip(lines[e], lines[e][1:])
+                   for c, d in zip(lines[f], lines[f][1:])):
+                total += 1
+    return total
+
+
+def _meet(p: Box2, q: Box2) -> bool:
+    return p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]
+
+
+def _through(a: Point, b: Point, box: Box2) -> bool:
+    """Whether the segment a-b passes through the inside of ``box``."""
+    for s in np.linspace(0, 1, 25):
+        x, y = a[0] + (b[0] - a[0]) * s, a[1] + (b[1] - a[1]) * s
+        if box[0] < x < box[2] and box[1] < y < box[3]:
+            return True
+    return False
+
+
+def overlaps(lay: Layout, nodes: Mapping[str, Box2], labels: Mapping[Edge, Box2]) -> int:
+    """How many things drawn over each other: pairs of overlapping boxes (nodes with the
+    text beneath them, edge labels), and edges running through a label or node not their own.
+
+    ``nodes`` and ``labels`` are the boxes the picture drew, ``(x0, y0, x1, y1)``.
+
+    >>> lay = Layout({"a": (0, 0), "b": (100, 0)}, {("a", "b"): [(0, 0), (100, 0)]}, {}, False)
+    >>> overlaps(lay, {"a": (-10, -10, 10, 10), "b": (90, -10, 110, 10)},
+    ...          {("a", "b"): (40, -20, 60, -2)})
+    0
+    >>> overlaps(lay, {"a": (-10, -10, 10, 10), "b": (5, -10, 110, 10)}, {})
+    1
+    """
+    boxes: list[tuple[Any, Box2]] = [(n, b) for n, b in nodes.items()] + [(e, b) for e, b in labels.items()]
+    total = 0
+    for i, (_, p) in enumerate(boxes):
+        for _, q in boxes[i + 1:]:
+            total += _meet(p, q)
+    for e, r in lay.routes.items():
+        line = polyline(r, lay.curved)
+        for key, box in boxes:
+            if key == e or key in e:
+                continue
+            total += any(_through(a, b, box) for a, b in zip(line, line[1:]))
+    return total
