@@ -37,6 +37,7 @@ FONT_FAMILY = "Helvetica, Arial, sans-serif"
 MAX_TEXT = 32  # characters of an expression shown on an edge before "…"
 MAX_INLINE = 400  # nodes; larger graphs do not draw themselves in Jupyter (sg.render still does)
 PAGE = 900.0  # pixels: a notebook's width; a wider picture folds into rows to keep its text readable
+MIN_TEXT = 10.0  # pixels: the smallest text once a picture is shrunk to the page
 MAX_SHOWN = 4  # elements of an array written out on an edge; larger arrays show their range
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -214,7 +215,7 @@ class Picture:
         widths = {e: max(text_width(t.above), text_width(t.below), 24.0) for e, t in self.edges.items()}
         stub = max(text_width(self.stub.above), text_width(self.stub.below), 24.0) + 24
         lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
-                     max_width=PAGE - stub - 40)
+                     max_width=PAGE * SMALL / MIN_TEXT - stub - 30)
         return Drawing(self, lay, stub)
 
     def measure(self, engine: str = "layers", page: float = 900.0) -> Measures:
