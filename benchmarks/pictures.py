@@ -69,7 +69,8 @@ def main() -> None:
         folder = Path(__file__).resolve().parent.parent / "docs" / "images"
         folder.mkdir(parents=True, exist_ok=True)
         for name, t in traces().items():
-            cairosvg.svg2png(bytestring=sg.render(t).encode(), write_to=str(folder / f"{name}.png"), scale=1.5)
+            png = str(folder / f"{name}.png")
+            cairosvg.svg2png(bytestring=sg.render(t).encode(), write_to=png, scale=1.5)
             print("wrote", folder / f"{name}.png")
 
 

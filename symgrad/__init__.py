@@ -29,6 +29,7 @@ from .graph import Graph, graph
 from .interpret import Trace
 from .ops import OPS
 from .picture import render
+from .player import Player, player
 from .tracing import (
     absolute,
     amax,
@@ -81,3 +82,4 @@ __all__ = [
 ]
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
 __all__ += ["amax", "amin", "matrix_transpose", "reshape", "swapaxes"]
+__all__ += ["Player", "player"]

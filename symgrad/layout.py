@@ -85,8 +85,8 @@ def ranks(g: nx.DiGraph) -> dict[Hashable, int]:
     The layer is the longest path to the output counted from the right, so the
     output is rightmost and an input is placed next to the operation that reads it first.
 
-    >>> ranks(nx.DiGraph([("x", "q1"), ("y", "q1"), ("q1", "q2"), ("z", "q2")]))
-    {'q2': 2, 'q1': 1, 'z': 1, 'x': 0, 'y': 0}
+    >>> sorted(ranks(nx.DiGraph([("x", "q1"), ("y", "q1"), ("q1", "q2"), ("z", "q2")])).items())
+    [('q1', 1), ('q2', 2), ('x', 0), ('y', 0), ('z', 1)]
     """
     depth: dict[Hashable, int] = {}
     for n in reversed(list(nx.topological_sort(g))):
@@ -116,9 +116,9 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
     height = max((hh for _, hh in sizes.values()), default=0.0)
     dy = max(height, 2 * label_size[1]) + 32
     # Each gap holds the widest nodes on its two sides and the labels of the edges ending past it.
-    half = [max((sizes[n][0] / 2 for n in nodes if n in sizes), default=0.0) for nodes in layers]
+    half = [max((sizes[str(n)][0] / 2 for n in nodes if n in sizes), default=0.0) for nodes in layers]
     label = [0.0] * len(layers)
-    for (u, v), w in label_widths.items():
+    for (_, v), w in label_widths.items():
         label[layer[v]] = max(label[layer[v]], w)
     gap = [half[i - 1] + half[i] + (label[i] if label_widths else label_size[0]) + 24
            if i else 0.0 for i in range(len(layers))]
@@ -130,7 +130,9 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
     _straighten(h, layers, y, dy)
 
     exit_room = label_size[0] + 30  # right of a row: where an edge leaving it shows its label
-    rows = _rows(gap, half, None if max_width is None else max_width - exit_room)
+    rows = _rows(gap, half, max_width)
+    if len(rows) > 1 and max_width is not None:  # folded: each row keeps room on its right
+        rows = _rows(gap, half, max_width - exit_room)
     if len(rows) > 1:  # each row straightened on its own, so that it is no taller than it needs
         for first, last in rows:
             part = {n: y[n] for i in range(first, last + 1) for n in layers[i]}

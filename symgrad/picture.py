@@ -363,7 +363,8 @@ class Drawing:
             attrs["transform"] = f"rotate({_f(angle)} {_f(x)} {_f(y)})"
         found = [self._text(group, label.above, x, y - 4, GREEN, "value", attrs=attrs)]
         cls = "grad" if label.below_colour == RED else "local"
-        found.append(self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls, attrs=attrs))
+        found.append(self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls,
+                                attrs=attrs))
         if v is not None and (label.above or label.below):
             self.label_boxes[u, v] = _union([b for b in found if b[0] < b[2]])
 
