@@ -2,6 +2,7 @@
 
     python benchmarks/pictures.py            # a table: crossings, overlaps, width, smallest text
     python benchmarks/pictures.py --png      # also write docs/images/*.png (needs cairosvg)
+                                             # and docs/images/xyz-player.html
 
 The graphs are the lectures' three circuits, a 30-node expression and the CS231n
 two-layer net on a batch of 64 CIFAR-10 images; each is drawn as a trace (values and
@@ -72,6 +73,13 @@ def main() -> None:
             png = str(folder / f"{name}.png")
             cairosvg.svg2png(bytestring=sg.render(t).encode(), write_to=png, scale=1.5)
             print("wrote", folder / f"{name}.png")
+        # The player of (x + y)·z: one backward step as a picture, and the whole as a page.
+        p = sg.player(traces()["xyz"])
+        step = next(i for i, f in enumerate(p.frames) if f.edge == ("q1", "q2"))
+        cairosvg.svg2png(bytestring=p.frames[step].svg.encode(), write_to=str(folder / "player-step.png"),
+                         scale=1.5)
+        p.save(folder / "xyz-player.html")
+        print("wrote", folder / "player-step.png", "and", folder / "xyz-player.html")
 
 
 if __name__ == "__main__":

@@ -200,7 +200,15 @@ def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], l
     """Route the edges that pass from one row to the next: out to the right, back beneath,
     in from the left; returns the stretch of each where its label goes (leaving its first row)."""
     wrapped: dict[Edge, tuple[Point, Point]] = {}
-    lanes: dict[int, int] = {}
+    # Lanes nest like brackets: the edge leaving a row highest runs outermost on the right,
+    # lowest in the gap beneath and innermost on the left, so that lanes do not cross.
+    leaving = sorted(((row_of[layer[a]], -at[a][1], e, a) for e, chain in chains.items()
+                      for a, b in zip(chain, chain[1:]) if row_of[layer[a]] != row_of[layer[b]]),
+                     key=lambda item: (item[0], item[1]))
+    lanes: dict[tuple[Edge, Hashable], int] = {}
+    for r in {item[0] for item in leaving}:
+        for k, (_, _, e, a) in enumerate(item for item in leaving if item[0] == r):
+            lanes[e, a] = k + 1
     entering: dict[Hashable, int] = {}
     for e, chain in chains.items():
         if row_of[layer[e[0]]] == row_of[layer[e[1]]]:
@@ -209,7 +217,7 @@ def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], l
         for a, b in zip(chain, chain[1:]):
             ra, rb = row_of[layer[a]], row_of[layer[b]]
             if ra != rb:
-                lane = lanes[ra] = lanes.get(ra, 0) + 1
+                lane = lanes[e, a]
                 out_x = column[rows[ra][1]] + half[rows[ra][1]] + exit_room - 24 + 5 * lane
                 in_x = column[layer[b]] - gap[layer[b]] + half[layer[b]] + 5 * lane
                 below = max(at[n][1] for n in at if row_of[layer[n]] == ra)

@@ -141,6 +141,13 @@ class Box:
             return (max(40.0, text_width(self.label) + 22), 36.0)
         return (text_width(self.label, FONT + 1) + 6, 22.0)
 
+    @property
+    def footprint(self) -> Point:
+        """The room the node takes with the lines beneath it, as wide and about as tall."""
+        w, h = self.size
+        widest = max((text_width(text, SMALL) for text, _, _ in self.below), default=0.0)
+        return (max(w, widest), h + len(self.below) * (SMALL + 2))
+
 
 @dataclass
 class EdgeText:
@@ -211,7 +218,7 @@ class Picture:
         """The nodes placed by the layout ``engine``, ready to draw."""
         texts = [*self.edges.values(), self.stub]
         widest = max([text_width(s) for e in texts for s in (e.above, e.below)] + [24.0])
-        sizes = {n: b.size for n, b in self.boxes.items()}
+        sizes = {n: b.footprint for n, b in self.boxes.items()}
         widths = {e: max(text_width(t.above), text_width(t.below), 24.0) for e, t in self.edges.items()}
         stub = max(text_width(self.stub.above), text_width(self.stub.below), 24.0) + 24
         lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,

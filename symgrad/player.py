@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from .errors import SymgradError
-from .picture import Drawing, EdgeText, Picture, check_digits
+from .picture import INK, Drawing, EdgeText, Picture, _f, check_digits, text_width
 from .tables import vjp_text
 
 if TYPE_CHECKING:
@@ -116,11 +116,15 @@ class Player:
                         label.set("fill", HIGHLIGHT)
             if edge is not None and group.get("data-edge") == f"{edge[0]}→{edge[1]}":
                 group.set("data-current", "edge")
-                for path in group.iter(f"{ns}path"):
+                path = group.find(f"{ns}path")
+                if path is not None:  # a broad band under the line, the line itself in the same colour
+                    band = ET.Element("path", {"d": path.get("d", ""), "fill": "none", "stroke": HIGHLIGHT,
+                                               "stroke-width": "7", "stroke-opacity": "0.35"})
+                    group.insert(0, band)
                     path.set("stroke", HIGHLIGHT)
-                    path.set("stroke-width", "3")
         caption = ET.SubElement(root, f"{ns}desc")
         caption.text = text
+        _caption(root, text)
         return Frame(direction, node, edge, text, ET.tostring(root, encoding="unicode"))
 
     # -- outputs -----------------------------------------------------------------------
@@ -186,6 +190,24 @@ class Player:
         slider.observe(show, names="value")
         show()
         display(w.VBox([w.HBox([play, slider]), view]))
+
+
+def _caption(root: ET.Element, text: str) -> None:
+    """Write the step beneath the picture, widening the picture if the step is wider."""
+    x, y, w, h = (float(v) for v in root.get("viewBox", "0 0 0 0").split())
+    size = 13.0
+    width = max(w, text_width(text, size) + 16)
+    label = ET.SubElement(root, "text", {"x": _f(x + 8), "y": _f(y + h + size), "class": "step",
+                                         "font-size": f"{size:g}", "fill": INK})
+    label.text = text
+    h += size + 8
+    root.set("viewBox", f"{_f(x)} {_f(y)} {_f(width)} {_f(h)}")
+    root.set("width", _f(width))
+    root.set("height", _f(h))
+    background = root.find("rect")
+    if background is not None:
+        background.set("width", _f(width))
+        background.set("height", _f(h))
 
 
 def player(trace: Trace, digits: int = 4) -> Player:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from pictures import traces  # noqa: E402
 
 # graph: (crossings, overlaps) at most; every picture fits 900 px with text of 10 px or more.
-BOUNDS = {"xyz": (0, 0), "neuron": (0, 0), "max": (0, 0), "thirty": (24, 11), "two_layer": (2, 19)}
+BOUNDS = {"xyz": (0, 0), "neuron": (0, 0), "max": (0, 0), "thirty": (14, 10), "two_layer": (0, 0)}
 TRACES = traces()
 
 
