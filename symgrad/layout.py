@@ -2,16 +2,18 @@
 
 Two engines give the same :class:`Layout`:
 
-- ``"layers"`` (always available): networkx's topological generations give
-  each node its layer (inputs on the left, the output on the right); an edge
-  that skips layers passes through placeholder points in the layers between,
-  so it never runs through a node; a few barycenter sweeps order each layer to
-  keep crossings down; :func:`networkx.multipartite_layout` spaces the layers
-  and the nodes in them.
+- ``"layers"`` (always available): each node's layer is its longest path to
+  the output counted from the right, so an input sits just before its first
+  use; an edge that skips layers passes through placeholder points in the
+  layers between, so it never runs through a node; barycenter sweeps and then
+  swaps of neighbours order each layer to keep crossings down; each gap is as
+  wide as the labels crossing it.  Given a ``max_width``, a wider graph folds
+  into rows, read like lines of text.
 - ``"dot"``: Graphviz's ``dot`` program, when it is installed, places the
   nodes and routes the edges as splines.
 
 Both read only the node sizes given to them; drawing is :mod:`symgrad.picture`'s job.
+:func:`crossings` and :func:`overlaps` measure how readable a layout is.
 """
 
 from __future__ import annotations
@@ -514,4 +516,4 @@ def overlaps(lay: Layout, nodes: Mapping[str, Box2], labels: Mapping[Edge, Box2]
             if key == e or key in e:
                 continue
             total += any(_through(a, b, box) for a, b in zip(line, line[1:]))
-    return total
+    return int(total)

@@ -9,6 +9,11 @@ several others, the red numbers on its edges add up to its gradient, written
 under the node (``Σ = …``).  On a Graph, each edge carries its local
 derivative in grey.
 
+Shapes read ``64×3072`` and an array of more than four numbers shows its
+range; a picture wider than a notebook (:data:`PAGE`) folds into rows so that
+its smallest text stays :data:`MIN_TEXT` pixels or more once shrunk to the page.
+:meth:`Picture.measure` tells how readable a picture is.
+
 The SVG is built with :mod:`xml.etree.ElementTree`, so every text is escaped.
 Node placement is :mod:`symgrad.layout`'s; no Graphviz program is needed.
 """

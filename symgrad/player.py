@@ -76,7 +76,12 @@ class Player:
                 shown = {e: EdgeText(full.above, full.below if e in done else "")
                          for e, full in p.edges.items()}
                 totals = {n for n in g.nodes if all((n, c) in done for c in g.consumers(n))}
-                frames.append(self._frame("backward", None, (u, v), self._step(u, v), shown, p.stub, totals))
+                text = self._step(u, v)
+                users = g.consumers(u)
+                if len(users) > 1 and u in totals and t.node_grads.get(u) is not None:
+                    total = p._num(t.node_grads[u])
+                    text += f"; all {len(users)} edges of {u} done: ∂{g.output}/∂{u} = Σ = {total}"
+                frames.append(self._frame("backward", None, (u, v), text, shown, p.stub, totals))
         return frames
 
     def _step(self, u: str, v: str) -> str:

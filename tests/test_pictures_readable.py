@@ -31,6 +31,14 @@ def test_pictures_read_at_notebook_width(name):
     assert m.width * 10.0 / 11.0 <= 900.0
 
 
+@pytest.mark.parametrize("name", list(BOUNDS))
+def test_graphs_without_numbers_read_at_notebook_width_too(name):
+    g = TRACES[name].graph
+    m = Picture(g, None).measure()
+    print(f"{name} (graph): {m}")
+    assert m.smallest_text >= 10.0 and m.overlaps <= 4
+
+
 @pytest.mark.skipif(not dot_available(), reason="Graphviz's dot is not installed")
 @pytest.mark.parametrize("name", list(BOUNDS))
 def test_compared_with_graphviz(name):

@@ -90,11 +90,19 @@ def test_each_backward_step_is_upstream_times_local():
         if f.direction != "backward":
             continue
         u, v = f.edge
-        up, local, down = (float(x) for x in re.findall(r"(?:= |downstream )(-?\d[\d.e+-]*)", f.text))
+        step = f.text.split(";")[0]
+        up, local, down = (float(x) for x in re.findall(r"(?:= |downstream )(-?\d[\d.e+-]*)", step))
         assert up == pytest.approx(t.node_grads[v], rel=1e-3, abs=1e-4)
         assert local == pytest.approx(t.local[v, u], rel=1e-3, abs=1e-4)
         assert down == pytest.approx(t.sent[v, u], rel=1e-3, abs=1e-4)
         assert down == pytest.approx(up * local, rel=1e-3, abs=1e-4)
+
+
+def test_a_node_with_several_edges_sums_them_when_the_last_is_done():
+    t = sg.graph("x*y + x").backprop(x=3, y=2)
+    steps = [s for s in sg.player(t).steps() if "Σ" in s]
+    assert len(steps) == 1 and steps[0].startswith("backward: q1 → x")
+    assert float(steps[0].rsplit("Σ = ", 1)[1]) == pytest.approx(t.grads["x"]) == pytest.approx(2 + 1)
 
 
 def test_shaped_steps_name_their_vector_jacobian_product():
