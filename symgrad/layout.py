@@ -53,7 +53,7 @@ class Layout:
 
 def layout(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
            engine: str = "layers", *, label_widths: Mapping[Edge, float] | None = None,
-           max_width: float | None = None) -> Layout:
+           max_width: float | None = None, ranking: str = "late") -> Layout:
     """Place the nodes of the DAG ``g``, each of ``sizes[node] = (width, height)`` pixels.
 
     ``label_size`` is the size of the largest edge label, which the gap between
@@ -61,7 +61,9 @@ def layout(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
     hold only the labels of the edges that end past it.  With ``max_width``, the
     ``"layers"`` engine folds a graph wider than that into rows, read like lines of
     text: an edge from one row to the next leaves its row on the right, runs
-    back beneath it and enters the next row from the left.
+    back beneath it and enters the next row from the left.  ``ranking`` is
+    ``"late"`` (each operation as far right as it can go, see :func:`ranks`) or
+    ``"early"`` (as far left; see :func:`early_ranks`).
 
     >>> g = nx.DiGraph([("x", "q1"), ("y", "q1"), ("q1", "q2"), ("z", "q2")])
     >>> sizes = {n: (40.0, 30.0) for n in g}
@@ -75,7 +77,10 @@ def layout(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
         raise SymgradError(f"unknown layout {engine!r}; choose one of {', '.join(LAYOUTS)}")
     if engine == "dot":
         return _dot(g, sizes, label_size)
-    return _layers(g, sizes, label_size, label_widths or {}, max_width)
+    if ranking not in ("late", "early"):
+        raise SymgradError(f"unknown ranking {ranking!r}; choose 'late' or 'early'")
+    layer = ranks(g) if ranking == "late" else early_ranks(g)
+    return _layers(g, layer, sizes, label_size, label_widths or {}, max_width)
 
 
 # -- layers ------------------------------------------------------------------------
@@ -97,9 +102,27 @@ def ranks(g: nx.DiGraph) -> dict[Hashable, int]:
     return {n: deepest - d for n, d in depth.items()}
 
 
-def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
+def early_ranks(g: nx.DiGraph) -> dict[Hashable, int]:
+    """Each operation as far left as it can go, each input just before its first use.
+
+    >>> sorted(early_ranks(nx.DiGraph([("x", "q1"), ("q1", "q2"), ("q2", "q3"), ("y", "q4"),
+    ...                                 ("q4", "q3")])).items())
+    [('q1', 1), ('q2', 2), ('q3', 3), ('q4', 1), ('x', 0), ('y', 0)]
+    """
+    layer: dict[Hashable, int] = {}
+    for n in nx.topological_sort(g):
+        operands = [layer[p] + 1 for p in g.predecessors(n) if g.in_degree(p) > 0]
+        layer[n] = max(operands, default=1 if g.in_degree(n) else 0)
+    for n in g:
+        if g.in_degree(n) == 0 and g.out_degree(n):
+            layer[n] = min(layer[s] for s in g.successors(n)) - 1
+    low = min(layer.values(), default=0)
+    return {n: i - low for n, i in layer.items()}
+
+
+def _layers(g: nx.DiGraph, ranked: Mapping[Hashable, int], sizes: Mapping[str, Point], label_size: Point,
             label_widths: Mapping[Edge, float], max_width: float | None) -> Layout:
-    layer = ranks(g)
+    layer = dict(ranked)
     # Long edges pass through one placeholder per layer they skip.
     h = nx.DiGraph()
     h.add_nodes_from(g)
@@ -131,10 +154,14 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
     y = {n: float(p[1] - ys.mean()) * scale for n, p in grid.items()}
     _straighten(h, layers, y, dy)
 
-    exit_room = label_size[0] + 30  # right of a row: where an edge leaving it shows its label
-    rows = _rows(gap, half, max_width)
-    if len(rows) > 1 and max_width is not None:  # folded: each row keeps room on its right
-        rows = _rows(gap, half, max_width - exit_room)
+    # Right of a row ending at layer i: room for the labels of the edges leaving it, one lane each.
+    leaving, lanes = [0.0] * len(layers), [0] * len(layers)
+    for e in chains:
+        for i in range(layer[e[0]], layer[e[1]]):
+            leaving[i] = max(leaving[i], label_widths.get(e, label_size[0]) + 30 + 5 * lanes[i])
+            lanes[i] += 1
+    leaving[-1] = 0.0
+    rows = _rows(gap, half, max_width, leaving)
     if len(rows) > 1:  # each row straightened on its own, so that it is no taller than it needs
         for first, last in rows:
             part = {n: y[n] for i in range(first, last + 1) for n in layers[i]}
@@ -152,7 +179,7 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
             row_of[i] = r
         in_row = [y[n] for i in range(first, last + 1) for n in layers[i]]
         shift.append(top - min(in_row))
-        top += max(in_row) - min(in_row) + dy + (len(rows) > 1) * 3 * dy / 2
+        top += max(in_row) - min(in_row) + dy + (len(rows) > 1) * (dy / 2 + 6 * lanes[last])
     at = {n: (round(column[layer[n]], 2), round(y[n] + shift[row_of[layer[n]]], 2)) for n in h}
 
     routes = {}
@@ -162,7 +189,7 @@ def _layers(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point,
                 _clear(points[0], points[-1], chain[1:-1], layers, layer, at, sizes):
             points = [points[0], points[-1]]
         routes[e] = points
-    wraps = _wrap(routes, chains, layer, row_of, column, half, gap, at, rows, dy, exit_room)
+    wraps = _wrap(routes, chains, layer, row_of, column, half, gap, at, rows, dy, leaving)
     room = {(u, v): (sizes[u][0] / 2, sizes[v][0] / 2) for u, v in chains}
     labels = _label_places({e: r for e, r in routes.items() if e not in wraps}, room, label_size)
     for e, (a, b) in wraps.items():  # a label sits on the straight stretch leaving the row
@@ -181,36 +208,44 @@ def _first_use(g: nx.DiGraph) -> Any:
     return key
 
 
-def _rows(gap: list[float], half: list[float], max_width: float | None) -> list[tuple[int, int]]:
-    """Consecutive layers grouped into rows no wider than ``max_width``."""
+def _rows(gap: list[float], half: list[float], max_width: float | None,
+          leaving: list[float]) -> list[tuple[int, int]]:
+    """Consecutive layers grouped into rows no wider than ``max_width``, each with room on its
+    right for ``leaving[i]``, the labels of the edges that leave a row ending at layer ``i``."""
+    if max_width is None or sum(gap) + half[0] + half[-1] <= max_width:
+        return [(0, len(gap) - 1)]
     rows: list[tuple[int, int]] = []
-    first, width = 0, half[0] if half else 0.0
-    for i in range(1, len(gap)):
-        if max_width is not None and width + gap[i] + half[i] > max_width and i > first:
-            rows.append((first, i - 1))
-            first, width = i, gap[i]  # a row after the first opens with the room of a gap
-        else:
-            width += gap[i]
-    rows.append((first, len(gap) - 1))
+    first = 0
+    while first < len(gap):
+        width, last = (gap[first] if rows else 0.0) + half[first], first
+        for i in range(first, len(gap)):
+            width += gap[i] if i > first else 0.0
+            if i > first and width + half[i] + leaving[i] > max_width:
+                continue
+            if width + half[i] + leaving[i] <= max_width:
+                last = i
+        rows.append((first, last))
+        first = last + 1
     return rows
 
 
 def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], layer: dict[Hashable, int],
           row_of: list[int], column: list[float], half: list[float], gap: list[float],
           at: dict[Hashable, Point], rows: list[tuple[int, int]], dy: float,
-          exit_room: float) -> dict[Edge, tuple[Point, Point]]:
+          leaving: list[float]) -> dict[Edge, tuple[Point, Point]]:
     """Route the edges that pass from one row to the next: out to the right, back beneath,
     in from the left; returns the stretch of each where its label goes (leaving its first row)."""
     wrapped: dict[Edge, tuple[Point, Point]] = {}
     # Lanes nest like brackets: the edge leaving a row highest runs outermost on the right,
     # lowest in the gap beneath and innermost on the left, so that lanes do not cross.
-    leaving = sorted(((row_of[layer[a]], -at[a][1], e, a) for e, chain in chains.items()
+    out = sorted(((row_of[layer[a]], -at[a][1], e, a) for e, chain in chains.items()
                       for a, b in zip(chain, chain[1:]) if row_of[layer[a]] != row_of[layer[b]]),
                      key=lambda item: (item[0], item[1]))
     lanes: dict[tuple[Edge, Hashable], int] = {}
-    for r in {item[0] for item in leaving}:
-        for k, (_, _, e, a) in enumerate(item for item in leaving if item[0] == r):
-            lanes[e, a] = k + 1
+    lanes_in: dict[int, int] = {}
+    for r in {item[0] for item in out}:
+        for k, (_, _, e, a) in enumerate(item for item in out if item[0] == r):
+            lanes[e, a] = lanes_in[r] = k + 1
     entering: dict[Hashable, int] = {}
     for e, chain in chains.items():
         if row_of[layer[e[0]]] == row_of[layer[e[1]]]:
@@ -220,7 +255,8 @@ def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], l
             ra, rb = row_of[layer[a]], row_of[layer[b]]
             if ra != rb:
                 lane = lanes[e, a]
-                out_x = column[rows[ra][1]] + half[rows[ra][1]] + exit_room - 24 + 5 * lane
+                last = rows[ra][1]
+                out_x = column[last] + half[last] + leaving[last] - 5 * (lanes_in[ra] - lane) - 20
                 in_x = column[layer[b]] - gap[layer[b]] + half[layer[b]] + 5 * lane
                 below = max(at[n][1] for n in at if row_of[layer[n]] == ra)
                 lane_y = below + dy / 2 + 6 * lane

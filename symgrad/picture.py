@@ -226,8 +226,20 @@ class Picture:
         sizes = {n: b.footprint for n, b in self.boxes.items()}
         widths = {e: max(text_width(t.above), text_width(t.below), 24.0) for e, t in self.edges.items()}
         stub = max(text_width(self.stub.above), text_width(self.stub.below), 24.0) + 24
-        lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
-                     max_width=PAGE * SMALL / MIN_TEXT - stub - 30)
+        # Operations as far right as they go and, for graphs of a size to try it, as far left:
+        # the one that crosses and overlaps least, then the shorter.
+        tries = ("late", "early") if engine == "layers" and len(sizes) <= 150 else ("late",)
+        scored: list[tuple[int, float, int, Layout]] = []
+        for ranking in tries:
+            lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
+                         max_width=PAGE * SMALL / MIN_TEXT - stub - 30, ranking=ranking)
+            if len(tries) == 1:
+                return Drawing(self, lay, stub)
+            trial = Drawing(self, lay, stub)
+            height = float(ET.fromstring(trial.finish()).get("height", "0"))
+            scored.append((crossings(lay) + overlaps(lay, trial.node_boxes, trial.label_boxes), height,
+                           len(scored), lay))
+        lay = min(scored, key=lambda s: s[:3])[3]
         return Drawing(self, lay, stub)
 
     def measure(self, engine: str = "layers", page: float = 900.0) -> Measures:

@@ -9,6 +9,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from symgrad.errors import SymgradError
 from symgrad.layout import Layout, crossings, dot_available, layout, overlaps, ranks
 from symgrad.picture import Picture
 
@@ -79,3 +80,16 @@ def test_a_long_chain_folds_into_rows_that_fit():
     assert crossings(lay) == 0
     unfolded = layout(g, sizes, (60.0, 26.0))
     assert max(x for x, _ in unfolded.centres.values()) > 900.0
+
+
+def test_rankings_late_and_early():
+    g = nx.DiGraph([("x", "q1"), ("q1", "q2"), ("q2", "q3"), ("y", "q4"), ("q4", "q3")])
+    sizes = {n: (40.0, 36.0) for n in g}
+    late, early = (layout(g, sizes, (40.0, 26.0), ranking=r) for r in ("late", "early"))
+    # q4 (y's only operation) sits next to its use late, next to its input early; y before q4 in both.
+    assert late.centres["q4"][0] == late.centres["q2"][0]
+    assert early.centres["q4"][0] == early.centres["q1"][0]
+    for lay in (late, early):
+        assert lay.centres["y"][0] < lay.centres["q4"][0]
+    with pytest.raises(SymgradError, match="unknown ranking 'middle'"):
+        layout(g, sizes, (40.0, 26.0), ranking="middle")
