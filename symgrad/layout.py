@@ -21,7 +21,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,7 +191,8 @@ def _layers(g: nx.DiGraph, ranked: Mapping[Hashable, int], sizes: Mapping[str, P
         routes[e] = points
     wraps = _wrap(routes, chains, layer, row_of, column, half, gap, at, rows, dy, leaving)
     room = {(u, v): (sizes[u][0] / 2, sizes[v][0] / 2) for u, v in chains}
-    labels = _label_places({e: r for e, r in routes.items() if e not in wraps}, room, label_size)
+    labels = _label_places({e: r for e, r in routes.items() if e not in wraps}, room, label_size,
+                           label_widths)
     for e, (a, b) in wraps.items():  # a label sits on the straight stretch leaving the row
         labels[e] = ((a[0] + b[0]) / 2 + (room[e][0] if a == at[e[0]] else 0) / 2, a[1])
     return Layout({n: at[n] for n in g}, routes, labels, curved=False)
@@ -380,30 +381,34 @@ def _crossings(h: nx.DiGraph, layers: list[list[Hashable]]) -> int:
 
 
 def _label_places(routes: dict[Edge, list[Point]], ends: dict[Edge, tuple[float, float]],
-                  label_size: Point) -> dict[Edge, Point]:
+                  label_size: Point, widths: Mapping[Edge, float] | None = None) -> dict[Edge, Point]:
     """Where each edge's labels go: on its last segment, away from the segments near it.
 
     The middle is first choice; a label moves along the segment, as far as the
     nodes at its ends leave room, when another segment between the same layers
-    crosses it or comes near there.  A bent route keeps its label on the
-    straight second half of its last segment.
+    crosses it or comes near there, or a label placed before it is there.  A bent
+    route keeps its label on the straight second half of its last segment.
     """
+    widths = widths or {}
     gaps: dict[float, list[tuple[Point, Point]]] = {}
     for r in routes.values():
         for a, b in zip(r, r[1:]):
             gaps.setdefault(a[0], []).append((a, b))
-    places = {}
+    places: dict[Edge, Point] = {}
     for e, r in routes.items():
         (ax, ay), (bx, by) = a, b = r[-2], r[-1]
         others = [(p, q) for p, q in gaps[ax] if (p, q) != (a, b)] if len(gaps[ax]) < 200 else []
-        left = (ends[e][0] if len(r) == 2 else (bx - ax) / 2) + label_size[0] / 2 + 4
-        right = ends[e][1] + label_size[0] / 2 + 4
+        w = widths.get(e, label_size[0])
+        left = (ends[e][0] if len(r) == 2 else (bx - ax) / 2) + w / 2 + 4
+        right = ends[e][1] + w / 2 + 4
+        placed = [(places[f], widths.get(f, label_size[0])) for f in places] if len(places) < 200 else []
         best, widest = 0.5, -1.0
         for s in (0.5, 0.6, 0.4, 0.7, 0.3):
             x, y = ax + (bx - ax) * s, ay + (by - ay) * s
             if not (ax + left <= x <= bx - right) and s != 0.5:
                 continue
             gap = min((abs(p[1] + (q[1] - p[1]) * s - y) for p, q in others), default=np.inf)
+            gap = min([gap] + [abs(y - py) for (px, py), pw in placed if abs(x - px) < (w + pw) / 2])
             if gap > widest:
                 best, widest = s, gap
             if gap >= 2 * label_size[1]:
@@ -504,10 +509,11 @@ def crossings(lay: Layout) -> int:
     """
     lines = {e: polyline(r, lay.curved) for e, r in lay.routes.items()}
     edges = list(lines)
+    reach = {e: _span(line) for e, line in lines.items()}
     total = 0
     for i, e in enumerate(edges):
         for f in edges[i + 1:]:
-            if set(e) & set(f):
+            if set(e) & set(f) or not _meet(reach[e], reach[f]):
                 continue
             if any(_cross(a, b, c, d) for a, b in zip(lines[e], lines[e][1:])
                    for c, d in zip(lines[f], lines[f][1:])):
@@ -515,41 +521,94 @@ def crossings(lay: Layout) -> int:
     return total
 
 
+def _span(line: list[Point]) -> Box2:
+    xs, ys = [p[0] for p in line], [p[1] for p in line]
+    return (min(xs) - 1, min(ys) - 1, max(xs) + 1, max(ys) + 1)
+
+
 def _meet(p: Box2, q: Box2) -> bool:
     return p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]
 
 
-def _through(a: Point, b: Point, box: Box2) -> bool:
-    """Whether the segment a-b passes through the inside of ``box``."""
-    for s in np.linspace(0, 1, 25):
-        x, y = a[0] + (b[0] - a[0]) * s, a[1] + (b[1] - a[1]) * s
-        if box[0] < x < box[2] and box[1] < y < box[3]:
-            return True
-    return False
+Shape = Sequence[Point]  # a convex polygon: a box, or a label turned along its edge
 
 
-def overlaps(lay: Layout, nodes: Mapping[str, Box2], labels: Mapping[Edge, Box2]) -> int:
-    """How many things drawn over each other: pairs of overlapping boxes (nodes with the
+def rect(box: Box2) -> list[Point]:
+    """The corners of ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = box
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def turned(box: Box2, degrees: float, centre: Point) -> list[Point]:
+    """The corners of ``box`` turned by ``degrees`` about ``centre``, as SVG's rotate() turns them."""
+    c, s = float(np.cos(np.radians(degrees))), float(np.sin(np.radians(degrees)))
+    return [(centre[0] + (x - centre[0]) * c - (y - centre[1]) * s,
+             centre[1] + (x - centre[0]) * s + (y - centre[1]) * c) for x, y in rect(box)]
+
+
+def _normals(shape: Shape) -> list[tuple[Point, Point]]:
+    """Each side's first corner and its normal pointing inwards."""
+    area = sum(p[0] * q[1] - q[0] * p[1] for p, q in zip(shape, [*shape[1:], shape[0]]))
+    sign = 1.0 if area > 0 else -1.0
+    return [(p, (-(q[1] - p[1]) * sign, (q[0] - p[0]) * sign)) for p, q in zip(shape, [*shape[1:], shape[0]])]
+
+
+def _through(a: Point, b: Point, shape: Shape) -> bool:
+    """Whether the segment a-b passes through the inside of the convex ``shape`` (Cyrus–Beck)."""
+    low, high = 0.0, 1.0
+    d = (b[0] - a[0], b[1] - a[1])
+    for p, n in _normals(shape):
+        inside = n[0] * (a[0] - p[0]) + n[1] * (a[1] - p[1])  # > 0 inside, along t: inside + t·rate
+        rate = n[0] * d[0] + n[1] * d[1]
+        if rate == 0:
+            if inside <= 0:
+                return False
+            continue
+        t = -inside / rate
+        if rate > 0:
+            low = max(low, t)
+        else:
+            high = min(high, t)
+        if low >= high:
+            return False
+    return True
+
+
+def _overlap(p: Shape, q: Shape) -> bool:
+    """Whether two convex shapes share inside points (no side of either separates them)."""
+    for corner, n in _normals(p) + _normals(q):
+        along_p = [n[0] * (x - corner[0]) + n[1] * (y - corner[1]) for x, y in p]
+        along_q = [n[0] * (x - corner[0]) + n[1] * (y - corner[1]) for x, y in q]
+        if max(along_p) <= min(along_q) or max(along_q) <= min(along_p):
+            return False
+    return True
+
+
+def overlaps(lay: Layout, nodes: Mapping[str, Shape], labels: Mapping[Edge, Shape]) -> int:
+    """How many things drawn over each other: pairs of overlapping shapes (nodes with the
     text beneath them, edge labels), and edges running through a label or node not their own.
 
-    ``nodes`` and ``labels`` are the boxes the picture drew, ``(x0, y0, x1, y1)``.
+    ``nodes`` and ``labels`` are the convex shapes the picture drew, as lists of corners
+    (:func:`rect` of a box, :func:`turned` for a label along a sloping edge).
 
     >>> lay = Layout({"a": (0, 0), "b": (100, 0)}, {("a", "b"): [(0, 0), (100, 0)]}, {}, False)
-    >>> overlaps(lay, {"a": (-10, -10, 10, 10), "b": (90, -10, 110, 10)},
-    ...          {("a", "b"): (40, -20, 60, -2)})
+    >>> overlaps(lay, {"a": rect((-10, -10, 10, 10)), "b": rect((90, -10, 110, 10))},
+    ...          {("a", "b"): rect((40, -20, 60, -2))})
     0
-    >>> overlaps(lay, {"a": (-10, -10, 10, 10), "b": (5, -10, 110, 10)}, {})
+    >>> overlaps(lay, {"a": rect((-10, -10, 10, 10)), "b": rect((5, -10, 110, 10))}, {})
     1
     """
-    boxes: list[tuple[Any, Box2]] = [(n, b) for n, b in nodes.items()] + [(e, b) for e, b in labels.items()]
+    drawn: list[tuple[Any, Shape]] = [*nodes.items(), *labels.items()]
+    shapes = [(k, v, _span(list(v))) for k, v in drawn]
     total = 0
-    for i, (_, p) in enumerate(boxes):
-        for _, q in boxes[i + 1:]:
-            total += _meet(p, q)
+    for i, (_, p, bp) in enumerate(shapes):
+        for _, q, bq in shapes[i + 1:]:
+            total += _meet(bp, bq) and _overlap(p, q)
     for e, r in lay.routes.items():
         line = polyline(r, lay.curved)
-        for key, box in boxes:
-            if key == e or key in e:
+        reach = _span(line)
+        for key, shape, box in shapes:
+            if key == e or key in e or not _meet(reach, box):
                 continue
-            total += any(_through(a, b, box) for a, b in zip(line, line[1:]))
+            total += any(_through(a, b, shape) for a, b in zip(line, line[1:]))
     return int(total)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import SymgradError
-from .layout import Box2, Edge, Layout, Point, crossings, layout, midpoint, overlaps
+from .layout import Box2, Edge, Layout, Point, Shape, crossings, layout, midpoint, overlaps, rect, turned
 from .tables import expression_text, number, vjp_text, written
 
 if TYPE_CHECKING:
@@ -288,8 +288,8 @@ class Drawing:
         self.edge_layer = ET.SubElement(self.root, "g", {"class": "edges"})
         self.node_layer = ET.SubElement(self.root, "g", {"class": "nodes"})
         self.stub = stub
-        self.node_boxes: dict[str, Box2] = {}
-        self.label_boxes: dict[Edge, Box2] = {}
+        self.node_boxes: dict[str, Shape] = {}
+        self.label_boxes: dict[Edge, Shape] = {}
 
     def finish(self) -> str:
         p, lay = self.p, self.lay
@@ -356,7 +356,7 @@ class Drawing:
         for text, colour, cls in box.below:
             found.append(self._text(group, text, x, below, colour, cls, size=SMALL, attrs={"data-node": n}))
             below += SMALL + 2
-        self.node_boxes[n] = _union(found)
+        self.node_boxes[n] = rect(_union(found))
 
     def _edge(self, u: str, v: str | None, points: list[Point], at: Point, label: EdgeText,
               curved: bool) -> None:
@@ -390,7 +390,8 @@ class Drawing:
         found.append(self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls,
                                 attrs=attrs))
         if v is not None and (label.above or label.below):
-            self.label_boxes[u, v] = _union([b for b in found if b[0] < b[2]])
+            self.label_boxes[u, v] = turned(_union([b for b in found if b[0] < b[2]]),
+                                            angle if abs(angle) > 0.5 else 0.0, (x, y))
 
     def _clip(self, u: str, v: str, route: list[Point]) -> list[Point]:
         """The route with its ends moved from the node centres to their outlines."""

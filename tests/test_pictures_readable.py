@@ -10,14 +10,14 @@ import networkx as nx
 import pytest
 
 from symgrad.errors import SymgradError
-from symgrad.layout import Layout, crossings, dot_available, layout, overlaps, ranks
+from symgrad.layout import Layout, crossings, dot_available, layout, overlaps, ranks, rect, turned
 from symgrad.picture import Picture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from pictures import traces  # noqa: E402
 
 # graph: (crossings, overlaps) at most; every picture fits 900 px with text of 10 px or more.
-BOUNDS = {"xyz": (0, 0), "neuron": (0, 0), "max": (0, 0), "thirty": (14, 10), "two_layer": (0, 0)}
+BOUNDS = {"xyz": (0, 0), "neuron": (0, 0), "max": (0, 0), "thirty": (13, 10), "two_layer": (1, 1)}
 TRACES = traces()
 
 
@@ -64,10 +64,15 @@ def test_crossings_and_overlaps_count_what_they_say():
     crossed = Layout(at, {("a", "d"): [at["a"], at["d"]], ("b", "c"): [at["b"], at["c"]]}, {}, False)
     straight = Layout(at, {("a", "c"): [at["a"], at["c"]], ("b", "d"): [at["b"], at["d"]]}, {}, False)
     assert crossings(crossed) == 1 and crossings(straight) == 0
-    boxes = {n: (x - 5, y - 5, x + 5, y + 5) for n, (x, y) in at.items()}
+    boxes = {n: rect((x - 5, y - 5, x + 5, y + 5)) for n, (x, y) in at.items()}
     assert overlaps(straight, boxes, {}) == 0
-    assert overlaps(straight, boxes, {("a", "c"): (40, 40, 60, 60)}) == 1  # b → d runs through it
-    assert overlaps(straight, {**boxes, "e": (95, -5, 120, 5)}, {}) == 2  # e covers c, a → c enters e
+    assert overlaps(straight, boxes, {("a", "c"): rect((40, 40, 60, 60))}) == 1  # b → d runs through it
+    assert overlaps(straight, {**boxes, "e": rect((95, -5, 120, 5))}, {}) == 2  # e covers c, a → c enters e
+    # A label turned along a sloping edge: its box would overlap the node, the turned label does not.
+    label = (40.0, -4.0, 80.0, 4.0)
+    assert overlaps(straight, {"n": rect((72, -8, 90, -1))}, {("a", "c"): rect(label)}) == 1
+    assert overlaps(straight, {"n": rect((72, -8, 90, -1))},
+                    {("a", "c"): turned(label, 20.0, (60.0, 0.0))}) == 0
 
 
 def test_a_long_chain_folds_into_rows_that_fit():
