@@ -379,8 +379,9 @@ class Drawing:
         # The texts run along the line, the value above it and the gradient below it.
         if curved:  # from the spline's point nearest the place the layout chose
             (x, y), (ax, ay), (bx, by) = _nearest_on_curve(points, at)
-        else:
-            (x, y), ((ax, ay), (bx, by)) = at, points[-2:]
+        else:  # along the segment the label sits on (the last, or the one leaving a row)
+            (ax, ay), (bx, by) = min(zip(points, points[1:]), key=lambda s: _distance(at, *s))
+            x, y = at
         angle = 0.0 if bx <= ax else float(np.degrees(np.arctan2(by - ay, bx - ax)))
         attrs = {"data-node": u}
         if abs(angle) > 0.5:
@@ -424,6 +425,14 @@ def _nearest_on_curve(points: list[Point], target: Point) -> tuple[Point, Point,
     k = int(np.argmin(np.hypot(*(curve - np.array(target)).T)))
     a, b = curve[max(k - 1, 0)], curve[min(k + 1, len(curve) - 1)]
     return (float(curve[k][0]), float(curve[k][1])), (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
+
+
+def _distance(p: Point, a: Point, b: Point) -> float:
+    """How far ``p`` is from the segment a-b."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    along = ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy) if dx or dy else 0.0
+    t = max(0.0, min(1.0, along))
+    return float(np.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy))
 
 
 def _toward(corner: Point, other: Point, radius: float = 14.0) -> Point:
