@@ -33,6 +33,7 @@ from .interpret import Trace
 from .notation import HessianNotation, MatrixNotation, hessian_notation, matrix_notation
 from .ops import OPS
 from .picture import render
+from .player import Player, player
 from .tracing import (
     absolute,
     amax,
@@ -86,6 +87,7 @@ __all__ = [
 __all__ += ["Finding", "PATTERNS", "Pattern", "logaddexp", "logsigmoid"]
 __all__ += ["amax", "amin", "matrix_transpose", "reshape", "swapaxes"]
 __all__ += ["DefinedOp", "define_op", "undefine_op"]
+__all__ += ["Player", "player"]
 
 __all__ += ["Derivative", "MatrixNotation", "grad", "hessian", "hvp", "jacobian", "jvp",
             "matrix_notation", "HessianNotation", "hessian_notation"]

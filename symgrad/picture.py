@@ -9,6 +9,11 @@ several others, the red numbers on its edges add up to its gradient, written
 under the node (``Σ = …``).  On a Graph, each edge carries its local
 derivative in grey.
 
+Shapes read ``64×3072`` and an array of more than four numbers shows its
+range; a picture wider than a notebook (:data:`PAGE`) folds into rows so that
+its smallest text stays :data:`MIN_TEXT` pixels or more once shrunk to the page.
+:meth:`Picture.measure` tells how readable a picture is.
+
 The SVG is built with :mod:`xml.etree.ElementTree`, so every text is escaped.
 Node placement is :mod:`symgrad.layout`'s; no Graphviz program is needed.
 """
@@ -23,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dims import show
 from .errors import SymgradError
-from .layout import Layout, Point, layout, midpoint
+from .layout import Box2, Edge, Layout, Point, Shape, crossings, layout, midpoint, overlaps, rect, turned
 from .tables import expression_text, number, vjp_text, written
 
 if TYPE_CHECKING:
@@ -39,6 +43,9 @@ FONT, SMALL = 13.0, 11.0
 FONT_FAMILY = "Helvetica, Arial, sans-serif"
 MAX_TEXT = 32  # characters of an expression shown on an edge before "…"
 MAX_INLINE = 400  # nodes; larger graphs do not draw themselves in Jupyter (sg.render still does)
+PAGE = 900.0  # pixels: a notebook's width; a wider picture folds into rows to keep its text readable
+MIN_TEXT = 10.0  # pixels: the smallest text once a picture is shrunk to the page
+MAX_SHOWN = 4  # elements of an array written out on an edge; larger arrays show their range
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -126,9 +133,28 @@ def text_width(text: str, size: float = FONT) -> float:
     return 0.62 * size * len(text)
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
-    """``(2, 3)`` and ``(2,)`` as NumPy writes them; scalars → ``""``."""
-    return show(shape) if shape else ""
+def shape_text(shape: tuple[Any, ...]) -> str:
+    """A shape as the slides write it: ``64×3072``, ``N×3``, ``100``; scalars → ``""``.
+
+    >>> shape_text((64, 3072)), shape_text((100,)), shape_text(())
+    ('64×3072', '100', '')
+    """
+    return "×".join(str(n) for n in shape) if shape else ""
+
+
+def short_number(v: Any, digits: int = 4) -> str:
+    """A value as a picture writes it: numbers and small arrays in full, larger arrays as their range.
+
+    >>> short_number(-0.19661193), short_number(np.array([0.22, 0.26]))
+    ('-0.1966', '[0.22, 0.26]')
+    >>> short_number(np.linspace(-1, 2, 300).reshape(3, 100))
+    '-1 … 2'
+    """
+    if np.ndim(v) == 0 or np.size(v) <= MAX_SHOWN:
+        return number(v, digits)
+    a = np.asarray(v, dtype=float)
+    low, high = number(a.min(), min(digits, 3)), number(a.max(), min(digits, 3))
+    return f"all {low}" if low == high else f"{low} … {high}"
 
 
 @dataclass
@@ -145,6 +171,13 @@ class Box:
         if self.round:
             return (max(40.0, text_width(self.label) + 22), 36.0)
         return (text_width(self.label, FONT + 1) + 6, 22.0)
+
+    @property
+    def footprint(self) -> Point:
+        """The room the node takes with the lines beneath it, as wide and about as tall."""
+        w, h = self.size
+        widest = max((text_width(text, SMALL) for text, _, _ in self.below), default=0.0)
+        return (max(w, widest), h + len(self.below) * (SMALL + 2))
 
 
 @dataclass
@@ -164,7 +197,7 @@ class Picture:
         self.stub = self._edge(graph.output, None)
 
     def _num(self, v: Any) -> str:
-        return _clean(number(v, self.digits))
+        return _clean(short_number(v, self.digits))
 
     def _box(self, n: str) -> Box:
         g, t = self.graph, self.trace
@@ -174,6 +207,9 @@ class Picture:
         box = Box(_clean(str(data.get("label", n))), round=kind not in ("input", "const"))
         if box.round:
             box.below.append((f"{n} · {shape_text(shape)}" if shape else n, GREY, "name"))
+            if "(" in box.label and text_width(box.label) > 120:  # sum(axis=1, keepdims): two lines
+                box.label, rest = box.label.split("(", 1)
+                box.below.insert(0, ("(" + rest, INK, "op-args"))
         elif shape:
             box.below.append((shape_text(shape), GREY, "shape"))
         lines = [f"{n}: input" if kind == "input" else f"{n} = {expression_text(self.graph, n)}"]
@@ -181,9 +217,9 @@ class Picture:
             grad = t.node_grads.get(n)
             if len(g.consumers(n)) > 1 and grad is not None:
                 box.below.append((f"Σ = {self._num(grad)}", RED, "grad total"))
-            lines.append(f"value {self._num(t.values[n])}")
+            lines.append(f"value {_clean(number(t.values[n], self.digits))}")
             if grad is not None:
-                lines.append(f"∂{g.output}/∂{n} = {self._num(grad)}")
+                lines.append(f"∂{g.output}/∂{n} = {_clean(number(grad, self.digits))}")
         box.title = _clean("\n".join(lines))
         return box
 
@@ -207,17 +243,58 @@ class Picture:
 
     def svg(self, engine: str = "layers") -> str:
         """The picture as SVG text, placed by the layout ``engine``."""
+        return self.drawing(engine).finish()
+
+    def drawing(self, engine: str = "layers") -> Drawing:
+        """The nodes placed by the layout ``engine``, ready to draw."""
         texts = [*self.edges.values(), self.stub]
         widest = max([text_width(s) for e in texts for s in (e.above, e.below)] + [24.0])
-        sizes = {n: b.size for n, b in self.boxes.items()}
-        lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine)
-        return Drawing(self, lay, widest).finish()
+        sizes = {n: b.footprint for n, b in self.boxes.items()}
+        widths = {e: max(text_width(t.above), text_width(t.below), 24.0) for e, t in self.edges.items()}
+        stub = max(text_width(self.stub.above), text_width(self.stub.below), 24.0) + 24
+        # Operations as far right as they go and, for graphs of a size to try it, as far left:
+        # the one that crosses and overlaps least, then the shorter.
+        tries = ("late", "early") if engine == "layers" and len(sizes) <= 150 else ("late",)
+        scored: list[tuple[int, float, int, Layout]] = []
+        for ranking in tries:
+            lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
+                         max_width=PAGE * SMALL / MIN_TEXT - stub - 30, ranking=ranking)
+            if len(tries) == 1:
+                return Drawing(self, lay, stub)
+            trial = Drawing(self, lay, stub)
+            height = float(ET.fromstring(trial.finish()).get("height", "0"))
+            scored.append((crossings(lay) + overlaps(lay, trial.node_boxes, trial.label_boxes), height,
+                           len(scored), lay))
+        lay = min(scored, key=lambda s: s[:3])[3]
+        return Drawing(self, lay, stub)
+
+    def measure(self, engine: str = "layers", page: float = 900.0) -> Measures:
+        """How readable the picture is: crossings, overlaps, its size, its smallest text on ``page`` px."""
+        d = self.drawing(engine)
+        root = ET.fromstring(d.finish())
+        width, height = float(root.get("width", "0")), float(root.get("height", "0"))
+        scale = min(1.0, page / width) if width else 1.0
+        sizes = [float(el.get("font-size") or root.get("font-size") or FONT)
+                 for el in root.iter("{http://www.w3.org/2000/svg}text")]
+        return Measures(crossings(d.lay), overlaps(d.lay, d.node_boxes, d.label_boxes),
+                        width, height, round(min(sizes) * scale, 2))
+
+
+@dataclass(frozen=True)
+class Measures:
+    """How readable a picture is (see :meth:`Picture.measure`)."""
+
+    crossings: int  # pairs of edges that cross
+    overlaps: int  # boxes drawn over each other, and edges through labels or nodes
+    width: float  # pixels
+    height: float
+    smallest_text: float  # pixels, once the picture is shrunk to fit the page
 
 
 class Drawing:
     """An SVG document under construction, tracking the extent of what is drawn."""
 
-    def __init__(self, picture: Picture, lay: Layout, widest: float):
+    def __init__(self, picture: Picture, lay: Layout, stub: float):
         self.p, self.lay = picture, lay
         self.root = ET.Element("svg", {
             "xmlns": "http://www.w3.org/2000/svg", "role": "img",
@@ -236,7 +313,9 @@ class Drawing:
         self.extent = [np.inf, np.inf, -np.inf, -np.inf]
         self.edge_layer = ET.SubElement(self.root, "g", {"class": "edges"})
         self.node_layer = ET.SubElement(self.root, "g", {"class": "nodes"})
-        self.widest = widest
+        self.stub = stub
+        self.node_boxes: dict[str, Shape] = {}
+        self.label_boxes: dict[Edge, Shape] = {}
 
     def finish(self) -> str:
         p, lay = self.p, self.lay
@@ -246,7 +325,7 @@ class Drawing:
         out = p.graph.output
         x, y = lay.centres[out]
         start = x + p.boxes[out].size[0] / 2
-        length = self.widest + 24
+        length = self.stub
         self._edge(out, None, [(start, y), (start + length, y)], (start + length / 2, y), p.stub, False)
         for n, (x, y) in lay.centres.items():
             self._node(n, x, y)
@@ -271,9 +350,9 @@ class Drawing:
         self.extent = [min(e[0], x0), min(e[1], y0), max(e[2], x1), max(e[3], y1)]
 
     def _text(self, parent: ET.Element, text: str, x: float, y: float, colour: str, cls: str,
-              size: float = FONT, anchor: str = "middle", attrs: dict[str, str] | None = None) -> None:
+              size: float = FONT, anchor: str = "middle", attrs: dict[str, str] | None = None) -> Box2:
         if not text:
-            return
+            return (x, y, x, y)
         el = ET.SubElement(parent, "text", {
             "x": _f(x), "y": _f(y), "fill": colour, "class": cls, "text-anchor": anchor, **(attrs or {}),
         })
@@ -283,6 +362,7 @@ class Drawing:
         w = text_width(text, size)
         left = x - w / 2 if anchor == "middle" else x - w if anchor == "end" else x
         self._grow(left, y - size, left + w, y + size * 0.3)
+        return (left, y - size * 0.8, left + w, y + size * 0.25)
 
     def _node(self, n: str, x: float, y: float) -> None:
         box = self.p.boxes[n]
@@ -302,10 +382,12 @@ class Drawing:
             self._text(group, box.label, x, y + FONT * 0.35, INK, "input", size=FONT + 1,
                        attrs={"font-weight": "bold", "data-node": n})
         self._grow(x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+        found = [(x - w / 2, y - h / 2, x + w / 2, y + h / 2)]
         below = y + h / 2 + SMALL + 1
         for text, colour, cls in box.below:
-            self._text(group, text, x, below, colour, cls, size=SMALL, attrs={"data-node": n})
+            found.append(self._text(group, text, x, below, colour, cls, size=SMALL, attrs={"data-node": n}))
             below += SMALL + 2
+        self.node_boxes[n] = rect(_union(found))
 
     def _edge(self, u: str, v: str | None, points: list[Point], at: Point, label: EdgeText,
               curved: bool) -> None:
@@ -313,11 +395,11 @@ class Drawing:
         group = ET.SubElement(self.edge_layer, "g", {"class": "edge", "data-edge": name})
         if curved:
             d = f"M{_p(points[0])} C" + " ".join(_p(q) for q in points[1:])
-        else:  # straight, with bends rounded off through the middles of the segments
+        else:  # straight, with bends rounded off near the corners
             d = f"M{_p(points[0])}"
             for i in range(1, len(points) - 1):
-                d += f" L{_p(midpoint(points[i - 1], points[i]))} Q{_p(points[i])}"
-                d += f" {_p(midpoint(points[i], points[i + 1]))}"
+                d += f" L{_p(_toward(points[i], points[i - 1]))} Q{_p(points[i])}"
+                d += f" {_p(_toward(points[i], points[i + 1]))}"
             d += f" L{_p(points[-1])}"
         ET.SubElement(group, "path", {
             "d": d, "fill": "none", "stroke": INK, "stroke-width": "1.2",
@@ -328,15 +410,20 @@ class Drawing:
         # The texts run along the line, the value above it and the gradient below it.
         if curved:  # from the spline's point nearest the place the layout chose
             (x, y), (ax, ay), (bx, by) = _nearest_on_curve(points, at)
-        else:
-            (x, y), ((ax, ay), (bx, by)) = at, points[-2:]
+        else:  # along the segment the label sits on (the last, or the one leaving a row)
+            (ax, ay), (bx, by) = min(zip(points, points[1:]), key=lambda s: _distance(at, *s))
+            x, y = at
         angle = 0.0 if bx <= ax else float(np.degrees(np.arctan2(by - ay, bx - ax)))
         attrs = {"data-node": u}
         if abs(angle) > 0.5:
             attrs["transform"] = f"rotate({_f(angle)} {_f(x)} {_f(y)})"
-        self._text(group, label.above, x, y - 4, GREEN, "value", attrs=attrs)
+        found = [self._text(group, label.above, x, y - 4, GREEN, "value", attrs=attrs)]
         cls = "grad" if label.below_colour == RED else "local"
-        self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls, attrs=attrs)
+        found.append(self._text(group, label.below, x, y + 4 + FONT * 0.75, label.below_colour, cls,
+                                attrs=attrs))
+        if v is not None and (label.above or label.below):
+            self.label_boxes[u, v] = turned(_union([b for b in found if b[0] < b[2]]),
+                                            angle if abs(angle) > 0.5 else 0.0, (x, y))
 
     def _clip(self, u: str, v: str, route: list[Point]) -> list[Point]:
         """The route with its ends moved from the node centres to their outlines."""
@@ -369,6 +456,28 @@ def _nearest_on_curve(points: list[Point], target: Point) -> tuple[Point, Point,
     k = int(np.argmin(np.hypot(*(curve - np.array(target)).T)))
     a, b = curve[max(k - 1, 0)], curve[min(k + 1, len(curve) - 1)]
     return (float(curve[k][0]), float(curve[k][1])), (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
+
+
+def _distance(p: Point, a: Point, b: Point) -> float:
+    """How far ``p`` is from the segment a-b."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    along = ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy) if dx or dy else 0.0
+    t = max(0.0, min(1.0, along))
+    return float(np.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy))
+
+
+def _toward(corner: Point, other: Point, radius: float = 14.0) -> Point:
+    """The point ``radius`` from ``corner`` towards ``other`` (at most halfway)."""
+    length = float(np.hypot(other[0] - corner[0], other[1] - corner[1]))
+    if length <= 2 * radius:
+        return midpoint(corner, other)
+    s = radius / length
+    return (corner[0] + (other[0] - corner[0]) * s, corner[1] + (other[1] - corner[1]) * s)
+
+
+def _union(boxes: list[Box2]) -> Box2:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
 
 
 def _f(x: float) -> str:

@@ -103,7 +103,7 @@ def test_named_dimensions_show_in_graph_text_tables_pictures_and_explanations():
     t = g.backprop(X=np.ones((4, 3)), W=np.ones((3, 2)))
     assert t.sizes == {"N": 4, "H": 2}
     assert "(N, H)" in str(t.table()) and "named dimensions: N = 4, H = 2" in str(t.table())
-    assert "(N, 3)" in sg.render(t) and "q1 · (N, H)" in sg.render(g)
+    assert "N×3" in sg.render(t) and "q1 · N×H" in sg.render(g)
     assert "N" in str(t.explain("W"))
 
 

@@ -1,0 +1,86 @@
+"""How readable symgrad's pictures are, and the PNGs of them in docs/images.
+
+    python benchmarks/pictures.py            # a table: crossings, overlaps, width, smallest text
+    python benchmarks/pictures.py --png      # also write docs/images/*.png (needs cairosvg)
+                                             # and docs/images/xyz-player.html
+
+The graphs are the lectures' three circuits, a 30-node expression and the CS231n
+two-layer net on a batch of 64 CIFAR-10 images; each is drawn as a trace (values and
+gradients).  "smallest text" is the smallest font in pixels once the picture is shrunk
+to 900 px, a notebook's width.  Graphviz's ``dot`` layout is measured too where installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import symgrad as sg
+from symgrad.layout import dot_available
+from symgrad.picture import Picture
+
+THIRTY = ("sigmoid(w1*x1 + w2*x2 + b1) * tanh(w3*x1 - w4*x2)"
+          " + log(1 + exp(w5*x3 + w6*x4)) / (x3*x3 + x4*x4 + 1) + max(x1, x2) * relu(b2 - x4)")
+TWO_LAYER = ("-mean(log(pick(softmax(relu(X @ W1 + b1) @ W2 + b2), y)))"
+             " + 0.5*reg*(sum(W1*W1) + sum(W2*W2))")
+TWO_LAYER_SHAPES = {"X": (64, 3072), "W1": (3072, 100), "b1": (100,), "W2": (100, 10), "b2": (10,),
+                    "y": (64,)}
+
+
+def traces() -> dict[str, sg.Trace]:
+    """The graphs the docs show, each with numbers on every node."""
+    rng = np.random.default_rng(0)
+    out = {
+        "xyz": sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4),
+        "neuron": sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))").backprop(w0=2, x0=-1, w1=-3, x1=-2, w2=-3),
+        "max": sg.graph("max(z, w)").backprop(z=2, w=-1, dout=2),
+    }
+    g = sg.graph(THIRTY)
+    out["thirty"] = g.backprop(**{n: float(v) for n, v in zip(g.inputs, rng.normal(size=len(g.inputs)))})
+    g = sg.graph(TWO_LAYER, shapes=TWO_LAYER_SHAPES, dtypes={"y": int})
+    values = {k: 0.01 * rng.normal(size=s) for k, s in TWO_LAYER_SHAPES.items() if k != "y"}
+    out["two_layer"] = g.backprop(**values, y=rng.integers(0, 10, size=64), reg=0.1)
+    return out
+
+
+def measures() -> list[tuple[str, str, int, object]]:
+    """``(graph, layout, nodes, Measures)`` for every graph and every layout at hand."""
+    engines = ["layers"] + (["dot"] if dot_available() else [])
+    rows = []
+    for name, t in traces().items():
+        for engine in engines:
+            rows.append((name, engine, t.graph.nx.number_of_nodes(), Picture(t.graph, t).measure(engine)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--png", action="store_true", help="write docs/images/<graph>.png")
+    args = parser.parse_args()
+    print(f"{'graph':<10} {'layout':<7} {'nodes':>5} {'crossings':>9} {'overlaps':>8} "
+          f"{'width':>6} {'height':>6} {'text@900':>8}")
+    for name, engine, n, m in measures():
+        print(f"{name:<10} {engine:<7} {n:>5} {m.crossings:>9} {m.overlaps:>8} "
+              f"{m.width:>6.0f} {m.height:>6.0f} {m.smallest_text:>8.1f}")
+    if args.png:
+        import cairosvg  # only here: not a dependency of symgrad
+
+        folder = Path(__file__).resolve().parent.parent / "docs" / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, t in traces().items():
+            png = str(folder / f"{name}.png")
+            cairosvg.svg2png(bytestring=sg.render(t).encode(), write_to=png, scale=1.5)
+            print("wrote", folder / f"{name}.png")
+        # The player of (x + y)·z: one backward step as a picture, and the whole as a page.
+        p = sg.player(traces()["xyz"])
+        step = next(i for i, f in enumerate(p.frames) if f.edge == ("q1", "q2"))
+        cairosvg.svg2png(bytestring=p.frames[step].svg.encode(), write_to=str(folder / "player-step.png"),
+                         scale=1.5)
+        p.save(folder / "xyz-player.html")
+        print("wrote", folder / "player-step.png", "and", folder / "xyz-player.html")
+
+
+if __name__ == "__main__":
+    main()
