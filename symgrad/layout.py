@@ -425,6 +425,11 @@ def midpoint(a: Point, b: Point) -> Point:
 # -- dot -----------------------------------------------------------------------------
 
 
+def dot_available() -> bool:
+    """Whether Graphviz's ``dot`` program is on the PATH (``layout="dot"`` needs it)."""
+    return shutil.which("dot") is not None
+
+
 def _dot(g: nx.DiGraph, sizes: Mapping[str, Point], label_size: Point) -> Layout:
     program = shutil.which("dot")
     if program is None:
