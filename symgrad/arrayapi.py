@@ -116,8 +116,8 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     out_dims = [str(d) for d in g.shape(out) if named(d)]
     cached_dims = [d for d in dims if d in used or d in out_dims]
     used = used - set(dims)
-    kept = used | ({out, *program.wrt} if batch else set())
-    cache = sorted(kept, key=position.__getitem__) + cached_dims
+    kept = used | ({out, *program.wrt} if batch else set()) | {dims[d][0] for d in cached_dims}
+    cache = sorted(kept, key=position.__getitem__)  # named dimensions: read from the arrays (jit traces them)
     names = ", ".join(cache) + ("," if len(cache) == 1 else "")
     namespace = ["if xp is None:", f"    xp = _namespace({args})"] if g.inputs else \
         ["if xp is None:", "    import numpy as xp"]
@@ -147,7 +147,8 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
                              [*namespace, *_reading(forward_body, dims), *forward_body], cache=tuple(cache)),
         "backward": _Function("dout, cache, xp=None", f"The gradients of sum(dout * {out}): "
                               "{input: gradient}.",
-                              [*(["if xp is None:", "    xp = _namespace(dout)"]), *unpack, *spread,
+                              [*(["if xp is None:", "    xp = _namespace(dout)"]), *unpack,
+                               *_reading(backward, {d: dims[d] for d in cached_dims}), *spread,
                                *rename, *backward, *returns], batch),
         "value_and_grad": _Function(
             with_xp, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",

@@ -331,7 +331,8 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             value = expr.args[0]
             fill = _number(value, str(target)) if value.is_Number else \
                 _code(value, str(target), shapes, ints, xp)
-            code = f"{lib}.full({show(expr.array_shape())}, {fill})"
+            code = f"{lib}.full({show(expr.array_shape())}, {fill})" if not xp or value.is_Number else \
+                f"xp.zeros({show(expr.array_shape())}) + {fill}"  # the standard fills with numbers only
         else:
             code = _number(expr, str(target)) if expr.is_Number else \
                 _code(expr, str(target), shapes, ints, xp)

@@ -215,7 +215,14 @@ class ArrayAPIPrinter(NumPyPrinter):
     (steps, helpers of vector-Jacobian products) use the standard's functions
     (``xp.take``, ``xp.permute_dims``, ``xp.astype``).  A mask is a float
     array (``xp.astype(q > 0, q.dtype)``): the standard does not multiply by booleans.
+    Functions that print themselves in NumPy (``_numpycode``) get their spelling here.
     """
+
+    def __init__(self, settings: dict[str, Any] | None = None,
+                 shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+                 ints: Set[sp.Symbol] = frozenset()):
+        super().__init__(settings, shapes, ints)
+        self.printmethod = "_arrayapicode"
 
     def _template(self, op: Op) -> str | Any:
         if op.xp is not None:
@@ -280,6 +287,20 @@ class ArrayAPIPrinter(NumPyPrinter):
     def _print_onehot(self, expr: sp.Function) -> str:
         return f"xp.take(xp.eye({self._print(expr.args[1])}), {self._print(expr.args[0])}, axis=0)"
 
+    def _print_equal(self, expr: sp.Function) -> str:
+        a, b = (self._print(x) for x in expr.args)
+        operand = a if a.isidentifier() else f"({a})"
+        return f"xp.astype({a} == {b}, {operand}.dtype)"
+
+    def _print_step(self, expr: sp.Function) -> str:
+        return self._print_Heaviside(sp.Heaviside(*expr.args, evaluate=False))
+
+    def _print_sgn(self, expr: sp.Function) -> str:
+        return f"xp.sign({self._print(expr.args[0])})"
+
+    def _print_eye(self, expr: sp.Function) -> str:
+        return f"xp.eye({int(expr.args[0])})"
+
 
 _NP = re.compile(r"\bnp\.")
 
@@ -291,8 +312,8 @@ def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, tuple[int, ...]] | 
     >>> import sympy as sp
     >>> from symgrad.ops import relu
     >>> a = sp.Symbol("a")
-    >>> array_api_code(relu(a) + sp.sqrt(a))
-    'xp.maximum(a, 0.0) + xp.sqrt(a)'
+    >>> array_api_code(relu(a)), array_api_code(sp.Symbol("d") * sp.Heaviside(a, 0))
+    ('xp.maximum(a, 0.0)', 'd*xp.astype(a > 0, a.dtype)')
     """
     return ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 
