@@ -52,8 +52,11 @@ def loss_kind(g: Graph, batch: str) -> str:
         count = sum(1 for d in g.shape(n) if named(d) and str(d) == batch)
         op = g.nx.nodes[n]["op"]
         rows = all(any(named(d) and str(d) == batch for d in g.shape(p)) for p in inside)
-        if count == 1:
+        if count == 1 and rows:
             continue
+        if count == 1:
+            raise UnsupportedError(f"batch={batch!r}: node {n} ({op}) spreads a value reduced over {batch} "
+                                   "back over the batch: it mixes the examples of the batch")
         if count > 1:
             raise UnsupportedError(f"batch={batch!r}: node {n} has the dimension {batch} twice, "
                                    f"{g.shape(n)}: it mixes the examples of the batch")

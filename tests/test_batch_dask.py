@@ -105,6 +105,7 @@ def test_bad_labels_in_a_chunk_are_an_input_error():
     ("exp(mean(X * w))", {"X": ("N", 2), "w": (2,)}, "is not linear"),
     ("sum(X.T @ X)", {"X": ("N", 2)}, "only a sum or a mean"),
     ("sum(X) + mean(X)", {"X": ("N", 2)}, "mixes sums and means"),
+    ("mean((X - mean(X, axis=0))**2)", {"X": ("N", 2)}, "spreads a value reduced over N"),
     ("sum(w * w)", {"w": (2,)}, "no input has the dimension N"),
 ])
 def test_losses_that_do_not_split_into_chunks(text, shapes, message):
