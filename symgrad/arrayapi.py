@@ -211,9 +211,7 @@ def namespace(xp: Any) -> Any:
 
 def library(ns: Any) -> str:
     """The short name of a namespace's library: ``array_api_strict``, ``torch``, ``numpy``."""
-    name = getattr(ns, "__name__", str(ns))
-    return name.removeprefix("array_api_compat.").removesuffix(".numpy") if "jax" in name else \
-        name.removeprefix("array_api_compat.")
+    return str(getattr(ns, "__name__", ns)).removeprefix("array_api_compat.")
 
 
 class ArrayCompiled:
@@ -253,7 +251,6 @@ class ArrayCompiled:
         check_inputs(g.inputs, inputs)
         native: dict[str, Any] = {}
         plain: dict[str, Any] = {}
-        n: str | None
         for n in g.inputs:
             v = inputs[n]
             if array_api_compat.is_array_api_obj(v) and not isinstance(v, (np.ndarray, np.generic)):
@@ -264,13 +261,11 @@ class ArrayCompiled:
                 native[n] = v
             else:
                 plain[n] = v
-        if native and plain:
-            n = next(n for n in plain if isinstance(plain[n], np.ndarray)) if any(
-                isinstance(v, np.ndarray) for v in plain.values()) else None
-            if n is not None:
-                raise InputError(f"value of {n!r} is a NumPy array, but {', '.join(map(repr, native))} "
-                                 f"{'is' if len(native) == 1 else 'are'} {library(xp)} arrays: "
-                                 "one array library per call")
+        mixed = [n for n, v in plain.items() if isinstance(v, np.ndarray)] if native else []
+        if mixed:
+            raise InputError(f"value of {mixed[0]!r} is a NumPy array, but {', '.join(map(repr, native))} "
+                             f"{'is' if len(native) == 1 else 'are'} {library(xp)} arrays: "
+                             "one array library per call")
         dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
         shapes = {n: g.shape(n) for n in g.inputs}
         if _batchable(g):
