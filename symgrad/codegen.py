@@ -57,7 +57,7 @@ from .dims import CHECK, check_values, concrete, declared, named, show
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
 from .names import check_names
-from .printing import float_literal, import_namespace, imports_of, numpy_code
+from .printing import array_api_code, float_literal, import_namespace, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import broadcast_to, shape_of
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
@@ -275,15 +275,17 @@ def _header(program: Program, batchable: bool) -> list[str]:
     ]
 
 
-def _adjoint_lines(program: Program, dout: sp.Expr,
-                   fold: bool = False) -> tuple[list[str], set[str], dict[str, str]]:
+def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
+                   xp: bool = False) -> tuple[list[str], set[str], dict[str, str]]:
     """The adjoint assignments with ``dout`` substituted, sharing common sub-expressions.
 
     Returns the lines, the names of the forward values they read, and the
     code of each input's gradient.  With ``fold``, an adjoint that is a
     constant or a copy of another name (``dq8 = 1``, ``dq3 = dq4``) is not
-    assigned but substituted where it is used.
+    assigned but substituted where it is used.  With ``xp``, the text is
+    array-API code (:func:`symgrad.printing.array_api_code`).
     """
+    lib = "xp" if xp else "np"
     subs: dict[sp.Symbol, sp.Expr] = {program.dout: dout}
     shapes, ints = _shapes(program), {program.graph.symbol(n) for n in program.graph.labels}
     stretched = _stretched(program, shapes)
@@ -297,7 +299,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
         if adj.node in wrt:
             results[adj.node] = adj.target.name
         if not adj.terms:  # an input the output does not depend on
-            zeros[adj.target] = "0.0" if adj.shape == () else f"np.zeros({adj.shape})"
+            zeros[adj.target] = "0.0" if adj.shape == () else f"{lib}.zeros({show(adj.shape)})"
             targets.append(adj.target)
             continue
         expr = stretched.get(adj.target, adj.expr).xreplace(subs)
@@ -323,14 +325,17 @@ def _adjoint_lines(program: Program, dout: sp.Expr,
         expr = next(reduced_iter)
         for s in _needed(expr, shared_expr, position, placed):
             shapes[s] = _shape(shared_expr[s], shapes) or ()
-            lines.append(f"{s} = {_code(shared_expr[s], str(target), shapes, ints)}")
+            lines.append(f"{s} = {_code(shared_expr[s], str(target), shapes, ints, xp)}")
             placed.add(s)
         if target in gradients and isinstance(expr, broadcast_to):  # a fresh array, not a read-only view
             value = expr.args[0]
-            fill = _number(value, str(target)) if value.is_Number else _code(value, str(target), shapes, ints)
-            code = f"np.full({show(expr.array_shape())}, {fill})"
+            fill = _number(value, str(target)) if value.is_Number else \
+                _code(value, str(target), shapes, ints, xp)
+            code = f"{lib}.full({show(expr.array_shape())}, {fill})" if not xp or value.is_Number else \
+                f"xp.zeros({show(expr.array_shape())}) + {fill}"  # the standard fills with numbers only
         else:
-            code = _number(expr, str(target)) if expr.is_Number else _code(expr, str(target), shapes, ints)
+            code = _number(expr, str(target)) if expr.is_Number else \
+                _code(expr, str(target), shapes, ints, xp)
         lines.append(f"{target} = {code}")
     adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
     free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
@@ -420,11 +425,12 @@ def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list
 
 
 def _code(expr: sp.Expr, node: str, shapes: dict[sp.Symbol, Any] | None = None,
-          ints: set[sp.Symbol] | None = None) -> str:
+          ints: set[sp.Symbol] | None = None, xp: bool = False) -> str:
     try:
-        return numpy_code(expr, shapes, ints or frozenset())
+        return (array_api_code if xp else numpy_code)(expr, shapes, ints or frozenset())
     except PrintMethodNotImplementedError:
-        raise UnsupportedError(f"node {node}: no NumPy spelling for {expr}") from None
+        what = "array-API" if xp else "NumPy"
+        raise UnsupportedError(f"node {node}: no {what} spelling for {expr}") from None
     except SymgradError as e:  # a value with no spelling: nan, inf, a complex number
         raise type(e)(f"node {node}: {e}") from None
 
@@ -665,7 +671,8 @@ def compile_graph(graph: Graph, wrt: Iterable[str] | None = None) -> Compiled:
     return Compiled(graph, wrt)
 
 
-def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] | None = None) -> str:
+def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] | None = None,
+            xp: Any = None) -> str:
     """Write a standalone module (NumPy only) with ``forward``, ``backward`` and ``value_and_grad``.
 
     Parameters
@@ -676,6 +683,10 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
         Where to write the module; ``None`` only returns the text.
     wrt:
         The inputs to differentiate with respect to (default: all).
+    xp:
+        True (or an array library, whose functions are then checked) for
+        array-API code (:mod:`symgrad.arrayapi`): each function takes the
+        library as ``xp``.  None: NumPy code.
 
     Returns
     -------
@@ -695,7 +706,12 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
     from .graph import graph as build_graph
 
     g = source if isinstance(source, Graph) else build_graph(source)
-    text = module_source(build_program(g, wrt))
+    if xp is None or xp is False:
+        text = module_source(build_program(g, wrt))
+    else:
+        from .arrayapi import ArrayCompiled, array_api_source
+
+        text = array_api_source(build_program(g, wrt)) if xp is True else ArrayCompiled(g, wrt, xp).source
     if path is not None:
         try:
             Path(path).write_text(text)

@@ -61,7 +61,7 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
               stable: Iterable[Callable[..., tuple[sp.Expr, sp.Expr]]] = (),
               kink: Callable[..., sp.Expr] | None = None,
               domain: Iterable[Domain | Iterable[float]] | None = None,
-              label: str | None = None, latex: str | None = None) -> DefinedOp:
+              label: str | None = None, latex: str | None = None, xp: str | None = None) -> DefinedOp:
     """Add an op to the op table, the way the built-in ops are declared.
 
     Parameters
@@ -92,6 +92,9 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
         Per operand, where tests sample it: :class:`symgrad.ops.Domain` or ``(lo, hi)``.
     label, latex:
         The label in tables and pictures (default ``name``); the LaTeX name.
+    xp:
+        Its spelling in the Python array API standard (``"xp.atan({0})"``), where the
+        NumPy one, read with ``xp.`` for ``np.``, is not in it; for ``compile(xp=...)``.
 
     Returns
     -------
@@ -129,7 +132,7 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
     else:
         raise SymgradError(f"{name}: the form must be a function of SymPy operands or a SymPy function class")
     op = declare(name, cls, label=label, numpy=numpy, imports=imports, domain=domains, kink=kink,
-                 stable=tuple(stable))
+                 stable=tuple(stable), xp=xp)
     try:
         _check_printable(op)
     except BaseException:

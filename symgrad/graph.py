@@ -49,7 +49,6 @@ from .ops import label, op_of
 from .tensors import shape_of
 
 if TYPE_CHECKING:
-    from .codegen import Compiled
     from .explain import Explanation, Table
     from .fusion import Finding
     from .interpret import Trace
@@ -294,17 +293,30 @@ class Graph:
             )
         return backprop(self, values, dout)
 
-    def compile(self, wrt: Iterable[str] | None = None) -> Compiled:
+    def compile(self, wrt: Iterable[str] | None = None, *, xp: Any = None,
+                batch: str | None = None) -> Any:
         """NumPy forward/backward code for this graph, generated and compiled.
 
         ``wrt`` names the inputs to differentiate with respect to (default: all).
-        See :class:`symgrad.codegen.Compiled`.
+        See :class:`symgrad.codegen.Compiled`.  ``xp`` (an array library:
+        ``array_api_strict``, ``torch``, ``jax.numpy``, ...) compiles array-API code
+        for it instead (:class:`symgrad.arrayapi.ArrayCompiled`); ``batch`` (a named
+        dimension) gives gradients over Dask arrays chunked along it
+        (:class:`symgrad.batch.BatchCompiled`).
 
         >>> import symgrad as sg
         >>> f = sg.graph("(x + y) * z").compile()
         >>> f(x=-2, y=5, z=-4)
         -12.0
         """
+        if batch is not None:
+            from .batch import BatchCompiled
+
+            return BatchCompiled(self, batch, wrt, xp)
+        if xp is not None:
+            from .arrayapi import ArrayCompiled
+
+            return ArrayCompiled(self, wrt, xp)
         from .codegen import compile_graph
 
         return compile_graph(self, wrt)

@@ -254,6 +254,9 @@ class Op:
     stable:  stable spellings of derivatives, each ``rule(f, a, …)`` giving a
              (spelling, replacement) pair in the Wilds ``a, …`` for the op's
              function ``f`` (see :meth:`stable_derivatives`)
+    xp:      the spelling in the Python array API standard (``xp.`` for the array
+             library), where the NumPy one is not in it; None: the NumPy spelling
+             with ``xp.`` for ``np.`` (:class:`symgrad.printing.ArrayAPIPrinter`)
 
     An op whose SymPy class has a ``vjp`` method (see :mod:`symgrad.tensors`)
     is not elementwise: it states its shape rule and vector-Jacobian products;
@@ -273,6 +276,7 @@ class Op:
     shapes: tuple[tuple[str, ...], ...] = ()
     imports: tuple[str, ...] = ()
     stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = ()
+    xp: str | Callable[..., str] | None = None
 
     @cached_property
     def stable_derivatives(self) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
@@ -423,7 +427,8 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
             imports: tuple[str, ...] = (), domain: tuple[Domain, ...] | None = None,
             kink: Callable[..., sp.Expr] | None = None, associative: bool = False,
             params: tuple[str, ...] = (), shapes: tuple[tuple[str, ...], ...] = (),
-            stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = ()) -> Op:
+            stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = (),
+            xp: str | Callable[..., str] | None = None) -> Op:
     """Add a row to :data:`OPS`; the built-in rows and :func:`symgrad.define_op` both come here.
 
     The fields are :class:`Op`'s; ``arity`` defaults to the SymPy function's
@@ -441,7 +446,7 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
     op = Op(name, arity, sympy, name if label is None else label, infix=infix, numpy=numpy,
             domain=(REAL,) * arity if domain is None else tuple(domain), kink=kink,
             associative=associative, params=params, shapes=shapes, imports=tuple(imports),
-            stable=tuple(stable))
+            stable=tuple(stable), xp=xp)
     return OPS.add(op)
 
 
@@ -467,7 +472,7 @@ declare("tanh", sp.tanh, numpy="np.tanh({0})",
         stable=(lambda f, a: (1 - f(a) ** 2, 4 * sigmoid(2 * a) * sigmoid(-2 * a)),))
 declare("sigmoid", sigmoid, label="σ", numpy="np.exp(-np.logaddexp(0, {0:n}))",
         stable=(lambda f, a: (1 - f(a), f(-a)), lambda f, a: (f(a) - 1, -f(-a))))
-declare("relu", relu, numpy="np.maximum({0}, 0)", kink=lambda a: a)
+declare("relu", relu, numpy="np.maximum({0}, 0)", xp="xp.maximum({0}, 0.0)", kink=lambda a: a)
 declare("softplus", softplus, numpy="np.logaddexp(0, {0})")
 declare("logsigmoid", logsigmoid, label="logσ", numpy="(-np.logaddexp(0, {0:n}))")
 declare("logaddexp", logaddexp, arity=2, numpy="np.logaddexp({0}, {1})",
@@ -481,7 +486,8 @@ declare("matmul", matmul, arity=2, label="@", infix="@", numpy="{0:a} @ {1:a}",
         shapes=(("nk", "km"), ("nk", "k"), ("k", "km"), ("k", "k"),
                 ("bnk", "bkm"), ("bnk", "km"), ("nk", "bkm"), ("cbnk", "bkm"), ("1nk", "bkm"),
                 ("bnk", "k"), ("k", "bkm")))
-declare("transpose", transpose, arity=1, label=".T", numpy="{0:a}.T", shapes=(("nm",), ("n",), ("bnm",)))
+declare("transpose", transpose, arity=1, label=".T", numpy="{0:a}.T", shapes=(("nm",), ("n",), ("bnm",)),
+        xp="xp.permute_dims({0}, tuple(range({0:a}.ndim - 1, -1, -1)))")
 
 
 def _print_permutation(a: Any, axes: tuple[int, ...]) -> str:
@@ -493,9 +499,10 @@ def _print_permutation(a: Any, axes: tuple[int, ...]) -> str:
 
 
 declare("permute_dims", permute_dims, arity=1, label="transpose", params=("axes",),
-        numpy=_print_permutation, shapes=(("bnm",), ("nm",), ("cbnm",)))
+        numpy=_print_permutation, shapes=(("bnm",), ("nm",), ("cbnm",)),
+        xp=lambda a, axes: f"xp.permute_dims({a}, {axes})")
 declare("reshape", reshape, arity=1, params=("shape",),
-        numpy=lambda a, shape: f"np.reshape({a}, {shape})",
+        numpy=lambda a, shape: f"np.reshape({a}, {shape})", xp=lambda a, shape: f"xp.reshape({a}, {shape})",
         shapes=(("bnm",), ("nm",), ("n",), ("cbnm",)))
 declare("sum", reduce_sum, arity=1, numpy="np.sum({0}{axis}{keepdims})",
         params=("axis", "keepdims"), shapes=(("n",), ("nm",), ("nmk",)))
@@ -512,6 +519,9 @@ declare("amin", amin, arity=1, label="min", params=("axis", "keepdims"), kink=am
 declare("pick", pick, arity=2, params=("keepdims",), domain=(REAL, LABELS),
         numpy=lambda s, y, keepdims: f"{s:a}[np.arange({y:a}.shape[0]), {y}]"
                                      + ("[:, None]" if keepdims else ""),
+        xp=lambda s, y, keepdims: f"xp.take(xp.reshape({s}, (-1,)), "
+                                  f"xp.arange({y:a}.shape[0])*{s:a}.shape[1] + {y})"
+                                  + ("[:, None]" if keepdims else ""),
         shapes=(("nc", "n"),))
 OPS.builtin = frozenset(OPS)
 

@@ -6,6 +6,7 @@ the interpreter (numbers on every node) and the code generator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Set
 from typing import Any
 
@@ -73,7 +74,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             if isinstance(expr, Defined) and type(expr) in BY_CLASS:  # no spelling: its elementary form
                 return self._print(expr.elementary(*expr.args), **kwargs)
             return super()._print(expr, **kwargs)
-        template = op.numpy
+        template = self._template(op)
         assert template is not None
         args = expr.args
         if len(args) > op.arity and op.arity == 2 and op.elementwise and not op.params:
@@ -89,6 +90,10 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if callable(template):
             return template(*printed, **params)
         return template.format(*printed, **{k: _keyword(k, v) for k, v in params.items()})
+
+    def _template(self, op: Op) -> str | Any:
+        """The op's spelling for this printer: its NumPy one."""
+        return op.numpy
 
     def parenthesize(self, item: Any, level: int, strict: bool = False) -> str:
         """SymPy's rule, and parentheses around a template that prints as a sum (logsumexp)
@@ -200,6 +205,117 @@ class NumPyPrinter(_SymPyNumPyPrinter):
 
     def _print_onehot(self, expr: sp.Function) -> str:
         return f"np.eye({self._print(expr.args[1])})[{self._print(expr.args[0])}]"
+
+
+class ArrayAPIPrinter(NumPyPrinter):
+    """Code for any array library of the Python array API standard, called ``xp``.
+
+    An op prints as its row declares for the standard (``xp``), else as its
+    NumPy spelling read with ``xp.`` for ``np.``; the printer's own spellings
+    (steps, helpers of vector-Jacobian products) use the standard's functions
+    (``xp.take``, ``xp.permute_dims``, ``xp.astype``).  A mask is a float
+    array (``xp.astype(q > 0, q.dtype)``): the standard does not multiply by booleans.
+    Functions that print themselves in NumPy (``_numpycode``) get their spelling here.
+    """
+
+    def __init__(self, settings: dict[str, Any] | None = None,
+                 shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+                 ints: Set[sp.Symbol] = frozenset()):
+        super().__init__(settings, shapes, ints)
+        self.printmethod = "_arrayapicode"
+
+    def _template(self, op: Op) -> str | Any:
+        if op.xp is not None:
+            return op.xp
+        template = op.numpy
+        if isinstance(template, str):
+            return _NP.sub("xp.", template)
+        assert template is not None
+        return lambda *args, **params: _NP.sub("xp.", template(*args, **params))
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        if fqn.startswith("numpy."):
+            return "xp." + fqn[len("numpy."):]
+        return super()._module_format(fqn, register)
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Integer or expr.exp in (-1, sp.S.Half, -sp.S.Half):
+            return _NP.sub("xp.", super()._print_Pow(expr, rational))
+        return f"{self._operand(expr.base)}**{self._operand(expr.exp)}"
+
+    def _mask(self, a: sp.Expr, test: str) -> str:
+        text = self._print(a)
+        operand = text if text.isidentifier() else f"({text})"
+        return f"xp.astype({text} {test} 0, {operand}.dtype)"
+
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        h = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        a = expr.args[0]
+        if h in (0, 1):
+            return self._mask(a, ">" if h == 0 else ">=")
+        return f"({self._mask(a, '>')} + {float_literal(h)}*{self._mask(a, '==')})"
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        text = super()._print_Mul(expr)
+        for f in (f for f in expr.as_ordered_factors() if _step(f)):  # masks: (q > 0) → a float array
+            a = self._print(f.args[0])
+            test = ">" if f.args[1] == 0 else ">="
+            text = text.replace(f"({a} {test} 0)", self._mask(f.args[0], test))
+        return text
+
+    def _print_sum_to(self, expr: sp.Function) -> str:
+        return _NP.sub("xp.", super()._print_sum_to(expr))
+
+    def _print_sign(self, expr: sp.sign) -> str:
+        return f"xp.sign({self._print(expr.args[0])})"
+
+    def _print_outer(self, expr: sp.Function) -> str:
+        a, b = (self.parenthesize(x, PRECEDENCE["Func"], strict=True) for x in expr.args)
+        return f"xp.reshape({a}, (-1, 1))*xp.reshape({b}, (1, -1))"
+
+    def _print_expand_dims(self, expr: sp.Function) -> str:
+        text = self._print(expr.args[0])
+        for axis in sorted(int(a) for a in expr.args[1]):
+            text = f"xp.expand_dims({text}, axis={axis})"
+        return text
+
+    def _print_broadcast_to(self, expr: sp.Function) -> str:
+        a = expr.args[0]
+        value = float_literal(a) if a.is_Number else self._print(a)
+        return f"xp.broadcast_to(xp.asarray({value}), {self.shape(expr.args[1])})"
+
+    def _print_onehot(self, expr: sp.Function) -> str:
+        return f"xp.take(xp.eye({self._print(expr.args[1])}), {self._print(expr.args[0])}, axis=0)"
+
+    def _print_equal(self, expr: sp.Function) -> str:
+        a, b = (self._print(x) for x in expr.args)
+        operand = a if a.isidentifier() else f"({a})"
+        return f"xp.astype({a} == {b}, {operand}.dtype)"
+
+    def _print_step(self, expr: sp.Function) -> str:
+        return self._print_Heaviside(sp.Heaviside(*expr.args, evaluate=False))
+
+    def _print_sgn(self, expr: sp.Function) -> str:
+        return f"xp.sign({self._print(expr.args[0])})"
+
+    def _print_eye(self, expr: sp.Function) -> str:
+        return f"xp.eye({int(expr.args[0])})"
+
+
+_NP = re.compile(r"\bnp\.")
+
+
+def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+                   ints: Set[sp.Symbol] = frozenset()) -> str:
+    """Array-API source text for ``expr``, the array library named ``xp``; see :func:`numpy_code`.
+
+    >>> import sympy as sp
+    >>> from symgrad.ops import relu
+    >>> a = sp.Symbol("a")
+    >>> array_api_code(relu(a)), array_api_code(sp.Symbol("d") * sp.Heaviside(a, 0))
+    ('xp.maximum(a, 0.0)', 'd*xp.astype(a > 0, a.dtype)')
+    """
+    return ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 
 
 def float_literal(number: sp.Expr) -> str:
