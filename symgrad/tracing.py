@@ -89,6 +89,9 @@ class Traced:
     def __len__(self) -> int:
         if not self.shape:
             raise TracingError("len() of a scalar traced value; give the input a shape with shapes=")
+        if not isinstance(self.shape[0], int):  # Python wants an int; a named size is a symbol
+            raise TracingError(f"len() of a traced value whose first dimension is named "
+                               f"({self.shape[0]}); use x.shape[0]")
         return self.shape[0]
 
     def reshape(self, *shape: Any) -> Traced:

@@ -139,7 +139,7 @@ def by_n_m(draw, depth: int = 2) -> str:
     if depth == 0:
         return draw(st.sampled_from(["(X @ W)", "(X @ tanh(W))"]))
     inner = draw(by_n_m(depth - 1))
-    kind = draw(st.integers(0, 5))
+    kind = draw(st.integers(0, 6))
     if kind == 0:
         return f"{draw(st.sampled_from(UNARY))}({inner})"
     if kind == 1:
@@ -150,7 +150,9 @@ def by_n_m(draw, depth: int = 2) -> str:
         return f"(tanh({inner}) @ {draw(st.sampled_from(['W.T', 'tanh(W).T']))} @ W)"
     if kind == 4:
         return f"({inner}.T - {draw(st.sampled_from(['mean', 'logsumexp', 'sum']))}({inner}, axis=1)).T"
-    return f"(v * {inner}.T).T"
+    if kind == 5:
+        return f"(v * {inner}.T).T"
+    return f"reshape({inner}.T, {draw(st.sampled_from(['(N, -1)', '(-1, M)', '(N, M)']))})"
 
 
 @st.composite
@@ -183,6 +185,58 @@ def test_code_for_named_dimensions_is_right_at_every_size(tmp_path_factory, text
             for got in (t.grads[n], grads[n], m_grads[n]):
                 assert np.shape(got) == point[n].shape and close(got, want[n]), (text, sizes, n)
         assert value == pytest.approx(t.value, rel=1e-12) and m_value == pytest.approx(t.value, rel=1e-12)
+
+
+def flatten_by_name(X, W):
+    N = X.shape[0]
+    return sg.mean(sg.tanh(X.reshape(N, -1) @ W))
+
+
+@pytest.mark.parametrize("source", [
+    "mean(tanh(reshape(X, (N, -1)) @ W))", "mean(tanh(X.reshape(N, -1) @ W))",
+    "mean(tanh(X.reshape((-1, 6)) @ W))",
+    lambda X, W: sg.mean(sg.tanh(X.reshape(X.shape[0], -1) @ W)),
+    lambda X, W: np.mean(np.tanh(np.reshape(X, (X.shape[0], -1)) @ W)), flatten_by_name,
+], ids=["string", "string method", "string -1 first", "callable", "callable np", "callable N"])
+def test_a_batch_flattened_by_its_named_size_is_right_at_every_size(source, tmp_path):
+    """reshape(X, (N, -1)) reshapes with the size N the inputs give; the gradient comes back in
+    X's shape."""
+    g = sg.graph(source, shapes={"X": ("N", 2, 3), "W": (6, "H")})
+    assert g.shape(g.operations[0]) == (sg.graph("x", shapes={"x": ("N",)}).shape("x")[0], 6)
+    text = sg.codegen(g)
+    assert "N = X.shape[0]" in text and re.search(r"np\.reshape\(X, \((N, -1|-1, 6)\)\)", text)
+    assert re.search(r"np\.reshape\(\w+, \(N, 2, 3\)\)", text)  # the gradient, in X's shape
+    f, module = g.compile(), load(text, tmp_path)
+    rng = np.random.default_rng(3)
+    for n, h in ((1, 2), (4, 1), (7, 3)):
+        point = {"X": rng.normal(size=(n, 2, 3)), "W": rng.normal(size=(6, h))}
+        want = finite_differences(lambda X, W: float(np.tanh(X.reshape(len(X), -1) @ W).mean()),
+                                  point, ["X", "W"])
+        for value, grads in ((g.backprop(**point).value, g.backprop(**point).grads),
+                             f.value_and_grad(**point), module.value_and_grad(point["X"], point["W"])):
+            assert value == pytest.approx(float(np.tanh(point["X"].reshape(n, -1) @ point["W"]).mean()))
+            for name in ("X", "W"):
+                assert grads[name].shape == point[name].shape and close(grads[name], want[name])
+
+
+@pytest.mark.parametrize("text, words", [
+    ("sum(reshape(X, (M, -1)))", "reshape() takes integers or the named dimensions N, not 'M'"),
+    ("sum(X.reshape(-1))", "-1 would stand for 6*N, and a size must be a number or one named dimension"),
+    ("sum(reshape(X, (2, -1)))", "-1 would stand for 3*N"),
+    ("sum(reshape(X, (N, 5)))", "cannot reshape an array of shape (N, 2, 3) (6*N entries) into shape (N, 5)"),
+    ("sum(transpose(X, (N, 0, 1)))", "transpose() takes integers"),
+    ("sum(reshape(X, (N, N)))", "into shape (N, N)"),
+])
+def test_a_new_shape_names_only_declared_dimensions_that_fit(text, words):
+    with pytest.raises(sg.SymgradError, match=re.escape(words)):
+        sg.graph(text, shapes={"X": ("N", 2, 3)})
+
+
+def test_a_traced_reshape_by_a_product_of_names_or_len_of_a_named_axis_is_a_named_error():
+    with pytest.raises(sg.ShapeError, match=r"shape \(3\*N, 2\) is not a tuple of integers or named"):
+        sg.graph(lambda X: X.reshape(X.shape[0] * 3, 2).sum(), shapes={"X": ("N", 3, 2)})
+    with pytest.raises(sg.SymgradError, match=r"len\(\) of a traced value whose first dimension is named"):
+        sg.graph(lambda X: X.reshape(len(X), -1).sum(), shapes={"X": ("N", 3, 2)})
 
 
 # -- every wrong input: one clear error, in every path -----------------------------------
