@@ -431,3 +431,44 @@ def test_a_written_module_takes_arrays_for_array_inputs(net):
     with pytest.raises(ValueError, match=r"value of 'b2' must be a NumPy array of shape \(C,\), not list"):
         module.value_and_grad(*args)
     assert f.value_and_grad(**{**point, "b2": point["b2"].tolist()})[0] == f.value_and_grad(**point)[0]
+
+
+# -- a written module for scalars: floats or a batch of points, real numbers only ---------------
+
+
+@pytest.mark.parametrize("text", ["(x + y) * z", "max(z, w)", "sigmoid(x)"])
+def test_a_scalar_module_refuses_values_that_are_not_real_numbers_in_every_path(text, tmp_path):
+    g = sg.graph(text)
+    f, module = g.compile(), load(sg.codegen(g), tmp_path)
+    good = {n: 0.5 + i for i, n in enumerate(g.inputs)}
+    wrong = [(True, "bool"), (1j, "complex"), ("2", "str"), (None, "NoneType"), ([1.0, 2.0], "list"),
+             (np.array([True, False]), "bool data"), (np.ones(2, complex), "complex128 data"),
+             (np.array(["a"]), "<U1 data"), (np.array([1.0, None]), "object data"), (np.bool_(True), "bool")]
+    for name in g.inputs:
+        for value, words in wrong:
+            point = {**good, name: value}
+            args = [point[n] for n in g.inputs]
+            for run in (module.value_and_grad, module.forward):
+                with pytest.raises(ValueError, match=rf"value of '{name}' must be .*real numbers, not "
+                                                     rf"{re.escape(words)}"):
+                    run(*args)
+            for run in (f.value_and_grad, f.forward, f, lambda **p: g.backprop(**p).value):
+                if isinstance(value, list):
+                    continue  # symgrad's own entry points convert lists of numbers
+                with pytest.raises(sg.SymgradError, match=f"'{name}'"):
+                    run(**point)
+    if len(g.inputs) > 1:
+        first, second = g.inputs[:2]
+        args = [np.ones(2) if n == first else np.ones(3) if n == second else 1.0 for n in g.inputs]
+        with pytest.raises(ValueError, match=rf"input shapes do not broadcast together: {first} \(2,\), "
+                                             rf"{second} \(3,\)"):
+            module.value_and_grad(*args)
+    # what the module accepts it computes as compile() does: floats, ints, NumPy scalars, batches
+    for value in (2.0, 2, np.float64(2.0), np.int64(2), np.float32(2.0), np.array([0.5, 2.0]),
+                  np.array([1, 2])):
+        point = {**good, g.inputs[0]: value}
+        got, grads = module.value_and_grad(*(point[n] for n in g.inputs))
+        want, want_grads = f.value_and_grad(**point)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        for n in g.inputs:
+            np.testing.assert_allclose(grads[n], want_grads[n], rtol=1e-6)
