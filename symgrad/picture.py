@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dims import show
+from .dims import text as dims_text
 from .errors import SymgradError
 from .layout import Layout, Point, layout, midpoint
 from .tables import expression_text, number, vjp_text, written
@@ -127,8 +127,8 @@ def text_width(text: str, size: float = FONT) -> float:
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    """``(2, 3)`` and ``(2,)`` as NumPy writes them; scalars → ``""``."""
-    return show(shape) if shape else ""
+    """``2×3``, ``N×3`` and ``2`` (a vector), as :func:`symgrad.dims.text`; scalars → ``""``."""
+    return dims_text(shape) if shape else ""
 
 
 @dataclass
@@ -173,7 +173,7 @@ class Picture:
         shape = tuple(data.get("shape") or ())
         box = Box(_clean(str(data.get("label", n))), round=kind not in ("input", "const"))
         if box.round:
-            box.below.append((f"{n} · {shape_text(shape)}" if shape else n, GREY, "name"))
+            box.below.append((f"{n}: {shape_text(shape)}" if shape else n, GREY, "name"))
         elif shape:
             box.below.append((shape_text(shape), GREY, "shape"))
         lines = [f"{n}: input" if kind == "input" else f"{n} = {expression_text(self.graph, n)}"]
