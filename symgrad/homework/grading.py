@@ -170,7 +170,7 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     seed = spec.seed if seed is None else seed
-    for name, value, lowest in (("seed", seed, 0), ("jobs", 1 if jobs is None else jobs, 1)):
+    for name, value, lowest in (("seed", seed, 0),):  # jobs: checked below, once defaulted
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise InputError(f"{name} must be a whole number ≥ {lowest}, not {value!r}")
     limits = limits or spec.limits
