@@ -398,6 +398,22 @@ def test_cli_codegen_with_named_dimensions(tmp_path, capsys):
     assert "dX = 2*dq1 = [[0.3333, 0.3333, 0.3333], [0.3333, 0.3333, 0.3333]]" in capsys.readouterr().out
 
 
+def test_cli_codegen_flattens_a_batch_by_its_named_size(tmp_path, capsys):
+    path = tmp_path / "flat.py"
+    assert main(["codegen", "sum(reshape(X, (N, -1)) @ W)", "--shape", "X=(N,2,3),W=(6,H)",
+                 "-o", str(path)]) == 0
+    module = load(path.read_text(), tmp_path, "flat")
+    X, W = np.random.default_rng(4).normal(size=(5, 2, 3)), np.ones((6, 2))
+    value, grads = module.value_and_grad(X, W)
+    assert value == pytest.approx(np.sum(X.reshape(5, -1) @ W)) and grads["X"].shape == X.shape
+    assert np.allclose(grads["X"], 2.0)  # each entry meets every column of W once
+    capsys.readouterr()
+    assert main(["codegen", "sum(reshape(X, (M, -1)))", "--shape", "X=(N,2,3)"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("symgrad: error: reshape() takes integers or the named dimensions N, not 'M'")
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("shape", ["X=(N,f(1))", "X=(N,__import__)", "X=(N,'a')", "X=(N,0)"])
 def test_cli_bad_named_shapes_are_errors(shape, capsys):
     assert main(["codegen", "mean(2 * X)", "--shape", shape]) == 2
