@@ -131,6 +131,23 @@ def text(shape: Shape) -> str:
     return "×".join(map(str, shape)) if shape else "scalar"
 
 
+def legend(shapes: Mapping[str, Shape], sizes: Mapping[str, int] | None = None) -> str:
+    """The line under a table that names the dimensions: ``named dimensions: N = 4 (X: N×3)``.
+
+    ``shapes`` are the inputs' shapes; only those with named dimensions are
+    listed, and ``""`` when there are none.  ``sizes`` adds each name's size.
+
+    >>> legend({"X": (dim("N"), 3), "b": (3,)}, {"N": 4})
+    'named dimensions: N = 4 (X: N×3)'
+    """
+    found = names(list(shapes.values()))
+    if not found:
+        return ""
+    dims_ = ", ".join(f"{d} = {sizes[d]}" if sizes and d in sizes else d for d in found)
+    inputs = ", ".join(f"{n}: {text(s)}" for n, s in shapes.items() if any(named(d) for d in s))
+    return f"named dimensions: {dims_} ({inputs})"
+
+
 def declared(shape: Shape) -> tuple[Any, ...]:
     """A shape for :data:`CHECK`'s table: sizes as ints, names as strings."""
     return tuple(str(n) if named(n) else int(n) for n in shape)

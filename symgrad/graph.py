@@ -44,6 +44,7 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .derive import edge_derivatives
+from .dims import legend
 from .dims import text as shape_text
 from .errors import InputError, ShapeError, SymgradError
 from .ops import label, op_of
@@ -377,7 +378,9 @@ class Graph:
         from .explain import Table, derivative_table_latex
         from .tables import derivative_table
 
-        return Table(derivative_table(self), lambda: derivative_table_latex(self))
+        named = legend({n: self.shape(n) for n in self.inputs})
+        return Table(derivative_table(self) + (f"\n{named}" if named else ""),
+                     lambda: derivative_table_latex(self))
 
     def _repr_svg_(self) -> str | None:
         from .picture import MAX_INLINE, render
