@@ -25,7 +25,10 @@ In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
 (a batch of points): the value is computed point by point, as NumPy
 broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
 is summed back to its input's shape by the module's ``_sum_to``.  The scalar
-path pays one ``ndarray`` test for this.  Graphs with array-shaped nodes take
+path pays one ``ndarray`` test for this, and one class test per input: inputs
+that are not all Python floats go through the module's ``_points`` first, which
+raises ValueError naming an input that is not real numbers (a bool, a complex
+number, a string, a list) or shapes that do not broadcast.  Graphs with array-shaped nodes take
 inputs of exactly their declared shapes: the module's ``_check`` (NumPy only,
 the text of :data:`symgrad.dims.CHECK`) compares each input with the table
 ``_DECLARED`` first and raises ValueError naming the input and the dimension.
@@ -74,6 +77,23 @@ def _sum_to(g, x):
     return np.sum(g, axis=tuple(range(lead)) + stretched).reshape(shape)
 '''
 
+POINTS = '''\
+def _points(values, names):
+    """Each value a real number or a NumPy array of them, and their shapes broadcast together."""
+    for value, name in zip(values, names):
+        real = isinstance(value, (int, float, np.integer, np.floating, np.ndarray))
+        if not real or value.__class__ is bool:
+            raise ValueError(f"value of {name!r} must be a real number or a NumPy array of real "
+                             f"numbers, not {type(value).__name__}")
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "fiu":
+            raise ValueError(f"value of {name!r} must be real numbers, not {value.dtype} data")
+    try:
+        np.broadcast_shapes(*(np.shape(v) for v in values))
+    except ValueError:
+        shown = ", ".join(f"{n} {np.shape(v)}" for v, n in zip(values, names) if np.ndim(v))
+        raise ValueError(f"input shapes do not broadcast together: {shown}") from None
+'''
+
 BACKWARD_ALIAS = "_backward = backward  # for value_and_grad, whose inputs may be named backward"
 
 
@@ -99,6 +119,8 @@ def module_source(program: Program) -> str:
     >>> print(text[text.index("def forward"):text.index("def backward")])
     def forward(x, y, z):
         \"\"\"The output q2, and the cache of forward values backward reads.\"\"\"
+        if not x.__class__ is y.__class__ is z.__class__ is float:
+            _points((x, y, z), ('x', 'y', 'z'))
         q1 = x + y
         q2 = q1*z
         return q2, (x, y, z, q1, q2)
@@ -125,6 +147,8 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent([*fn.check, *fn.body]), "", ""]
     if functions["backward"].batch_helpers:
         lines += [SUM_TO, "", BACKWARD_ALIAS]
+    if _batchable(g) and g.inputs:
+        lines += ["", "", POINTS] if functions["backward"].batch_helpers else [POINTS]
     if checked:
         lines += [CHECK]
     text = "\n".join(lines).rstrip("\n") + "\n"
@@ -205,8 +229,12 @@ def _functions(program: Program) -> dict[str, _Function]:
               f"    dout = dout * np.ones_like({out})"] if guard else []
     delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
                 f"    return {out}, _backward(np.ones_like({out}), ({names}))"] if guard else []
-    check = [f"_check(({args}{',' if len(g.inputs) == 1 else ''}), _DECLARED)"] \
-        if not batchable and g.inputs else []
+    values = f"({args}{',' if len(g.inputs) == 1 else ''})"
+    check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
+    if batchable and g.inputs:  # floats go straight through; anything else is checked first
+        floats = " is ".join(f"{n}.__class__" for n in g.inputs)
+        test = f"{floats} is not float" if len(g.inputs) == 1 else f"not {floats} is float"
+        check = [f"if {test}:", f"    _points({values}, {tuple(g.inputs)!r})"]
     out_shape = show(g.shape(out))
     shown = f"{{{out_shape}}}" if out_dims else out_shape  # the sizes of named dimensions
     dout_check = [f"if np.shape(dout) != {out_shape}:",
@@ -698,6 +726,8 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
     >>> print(text[text.index("def value_and_grad"):].split("\\n\\n\\n")[0])
     def value_and_grad(x, y):
         \"\"\"The output q1 and the gradients of its sum: (value, {input: gradient}).\"\"\"
+        if not x.__class__ is y.__class__ is float:
+            _points((x, y), ('x', 'y'))
         q1 = x*y
         if q1.__class__ is np.ndarray:  # a batch of points: the gradients of the value's sum over it
             return q1, _backward(np.ones_like(q1), (x, y, q1))

@@ -37,9 +37,9 @@ def log_softmax(x: Any, *, axis: int = -1) -> Any:
 
     >>> import symgrad as sg
     >>> print(sg.graph("log_softmax(s)", shapes={"s": (2, 3)}))
-    graph(s (2, 3)): q2 = log_softmax(s)
-      q1 = logsumexp(s, axis=1, keepdims=True)   [logsumexp(axis=1, keepdims)]   (2, 1)
-      q2 = s - q1                                [-]                             (2, 3)
+    graph(s: 2×3): q2 = log_softmax(s)
+      q1 = logsumexp(s, axis=1, keepdims=True)   [logsumexp(axis=1, keepdims)]   2×1
+      q2 = s - q1                                [-]                             2×3
       return q2
     """
     return x - logsumexp(x, axis=axis, keepdims=True)

@@ -16,6 +16,8 @@ interpreter and a written module refuse a value with the same message.
 (N, 3)
 >>> broadcast(read_shape("X", X), (3,)), size(read_shape("X", X))
 ((N, 3), 3*N)
+>>> text(read_shape("X", X))
+'N×3'
 """
 
 from __future__ import annotations
@@ -115,6 +117,35 @@ def concrete(shape: Shape, sizes: Mapping[str, int]) -> tuple[int, ...]:
 def show(shape: Shape) -> str:
     """A shape as NumPy writes it, names as they are: ``(N, 3)``, ``(3,)``."""
     return str(tuple(shape))
+
+
+def text(shape: Shape) -> str:
+    """A shape for people to read: ``N×3``, ``3×H``, ``N`` (a vector), ``scalar``.
+
+    Graph text and pictures show shapes this way; generated code and error
+    messages keep NumPy's tuples (:func:`show`).
+
+    >>> text((dim("N"), 3)), text((2,)), text(())
+    ('N×3', '2', 'scalar')
+    """
+    return "×".join(map(str, shape)) if shape else "scalar"
+
+
+def legend(shapes: Mapping[str, Shape], sizes: Mapping[str, int] | None = None) -> str:
+    """The line under a table that names the dimensions: ``named dimensions: N = 4 (X: N×3)``.
+
+    ``shapes`` are the inputs' shapes; only those with named dimensions are
+    listed, and ``""`` when there are none.  ``sizes`` adds each name's size.
+
+    >>> legend({"X": (dim("N"), 3), "b": (3,)}, {"N": 4})
+    'named dimensions: N = 4 (X: N×3)'
+    """
+    found = names(list(shapes.values()))
+    if not found:
+        return ""
+    dims_ = ", ".join(f"{d} = {sizes[d]}" if sizes and d in sizes else d for d in found)
+    inputs = ", ".join(f"{n}: {text(s)}" for n, s in shapes.items() if any(named(d) for d in s))
+    return f"named dimensions: {dims_} ({inputs})"
 
 
 def declared(shape: Shape) -> tuple[Any, ...]:

@@ -26,6 +26,7 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
+from .dims import legend
 from .errors import SymgradError
 from .graph import MAX_PATHS
 from .picture import check_digits
@@ -384,7 +385,7 @@ class Explanation:
             else:
                 body = "\n".join(f"- {r.label + ': ' if r.label else ''}{' = '.join(r.sides)}" for r in rows)
             blocks.append(f"**{head}**\n\n{body}")
-        return "\n\n".join(blocks)
+        return "\n\n".join(blocks + self._legend())
 
     def __repr__(self) -> str:
         return f"<Explanation of {', '.join(c.wrt for c in self.chains)}>"
@@ -395,7 +396,13 @@ class Explanation:
         for chain in self.chains:
             head, rows = _rows(chain, w)
             blocks.append(f"**{head}**\n\n$$\n{_aligned(rows)}\n$$")
-        return "\n\n".join(blocks)
+        return "\n\n".join(blocks + self._legend())
+
+    def _legend(self) -> list[str]:
+        """The named dimensions and the inputs' shapes that use them, as the tables list them."""
+        g = self.graph
+        named = legend({n: g.shape(n) for n in g.inputs}) if g is not None else ""
+        return [named] if named else []
 
     def _repr_latex_(self) -> str:
         w = LatexNotation(self.digits, self.graph)

@@ -44,6 +44,8 @@ import sympy as sp
 
 from .build import Builder, Ref, Shape, Spec, intermediate_prefix
 from .derive import edge_derivatives
+from .dims import legend
+from .dims import text as shape_text
 from .errors import InputError, ShapeError, SymgradError
 from .ops import label, op_of
 from .tensors import shape_of
@@ -388,7 +390,9 @@ class Graph:
         from .explain import Table, derivative_table_latex
         from .tables import derivative_table
 
-        return Table(derivative_table(self), lambda: derivative_table_latex(self))
+        named = legend({n: self.shape(n) for n in self.inputs})
+        return Table(derivative_table(self) + (f"\n{named}" if named else ""),
+                     lambda: derivative_table_latex(self))
 
     def _repr_svg_(self) -> str | None:
         from .picture import MAX_INLINE, render
@@ -411,15 +415,15 @@ class Graph:
             text = shown[n]
             line = f"  {text:<{width}}   [{self.nx.nodes[n]['label']}]"
             if tensors:
-                line = f"{line:<{width + label_width + 7}}   {self.shape(n)}"
+                line = f"{line:<{width + label_width + 7}}   {shape_text(self.shape(n))}"
             lines.append(line)
         lines.append(f"  return {self.output}")
         return "\n".join(lines)
 
     def _declared(self, name: str) -> str:
-        """An input with its shape and, for labels, its dtype: ``W (2, 3)``, ``y (4,) int``."""
+        """An input with its shape and, for labels, its dtype: ``W: 2×3``, ``y: N int``."""
         dtype = " int" if self.nx.nodes[name].get("dtype") == "int" else ""
-        return f"{name} {self.shape(name)}{dtype}"
+        return f"{name}: {shape_text(self.shape(name))}{dtype}"
 
     def __repr__(self) -> str:
         what = self.source or str(self.expression())

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
-from .dims import concrete
+from .dims import concrete, legend
 from .errors import EvaluationError, ShapeError, SymgradError, UnsupportedError
 from .graph import MAX_PATHS, Graph
 from .printing import evaluate
@@ -71,7 +71,8 @@ class Trace:
 
         text = trace_table(self, digits)
         if self.sizes:
-            text += "\nnamed dimensions: " + ", ".join(f"{d} = {n}" for d, n in self.sizes.items())
+            graph = self.graph
+            text += "\n" + legend({n: graph.shape(n) for n in graph.inputs}, self.sizes)
         return Table(text, lambda: trace_table_latex(self, digits))
 
     def explain(self, wrt: str | Iterable[str] | None = None, *, digits: int = 4,

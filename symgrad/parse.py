@@ -7,8 +7,9 @@ op table, in :mod:`symgrad.derived` and in :data:`SPELLINGS` (NumPy's names:
 ``reshape``, ``swapaxes``, …, also as methods, ``x.reshape(64, -1)``) are
 accepted.  Keywords (``axis=0``, ``keepdims=True``) and the arguments that are
 not arrays (``reshape(x, (64, -1))``) are literals: integers, True/False and
-tuples of integers.  Every other construct is refused with a
-:class:`ParseError` that points at its column.
+tuples of integers; a new shape may also name a declared dimension
+(``reshape(X, (N, -1))``), looked up among the names in ``shapes=``.  Every
+other construct is refused with a :class:`ParseError` that points at its column.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sympy as sp
 from . import tracing
 from .build import Builder, Operand
 from .derived import DERIVED
+from .dims import dim
 from .errors import ParseError, ShapeError, SymgradError
 from .hints import did_you_mean
 from .ops import FUNCTIONS, INFIX, OPS
@@ -118,6 +120,9 @@ class _Walker:
         self.keywords: dict[int, dict[str, Any]] = {}
         self.literals: dict[int, tuple[list[Any], dict[str, Any]]] = {}
         self.reducing: set[int] = set()  # max(x, axis=...) calls: reductions
+        # the named dimensions of shapes=, which a new shape may use (reshape(X, (N, -1)))
+        self.dims = {n for s in builder.shapes.values() if isinstance(s, (tuple, list))
+                     for n in s if isinstance(n, str)}
 
     def walk(self, root: ast.expr) -> Operand:
         done: dict[int, Operand] = {}
@@ -213,7 +218,8 @@ class _Walker:
     def read_literals(self, node: ast.Call, name: str, args: list[ast.expr],
                       function: Callable[..., Any], operands: int) -> None:
         """The literal arguments of a NumPy spelling, checked against ``function``'s signature."""
-        values = [self.literal(a, f"{name}()") for a in args]
+        sizes = function in (tracing.reshape, Traced.reshape)  # a new shape may name dimensions
+        values = [self.literal(a, f"{name}()", sizes) for a in args]
         keywords = {}
         for k in node.keywords:
             if k.arg is None:
@@ -228,15 +234,21 @@ class _Walker:
             raise self.fail(f"{name}(): {e}", node) from None
         self.literals[id(node)] = (values, keywords)
 
-    def literal(self, v: ast.expr, what: str) -> Any:
-        """An integer, True/False or a tuple of integers, written as a literal."""
+    def literal(self, v: ast.expr, what: str, sizes: bool = False) -> Any:
+        """An integer, True/False or a tuple of integers, written as a literal; with ``sizes``,
+        the name of a declared dimension stands for its size."""
         if isinstance(v, ast.Tuple):
-            return tuple(self.literal_int(e, what) for e in v.elts)
+            return tuple(self.literal_int(e, what, sizes) for e in v.elts)
         if isinstance(v, ast.Constant) and type(v.value) is bool:
             return v.value
-        return self.literal_int(v, what)
+        return self.literal_int(v, what, sizes)
 
-    def literal_int(self, v: ast.expr, what: str) -> int:
+    def literal_int(self, v: ast.expr, what: str, sizes: bool = False) -> Any:
+        if sizes and self.dims and isinstance(v, ast.Name):
+            if v.id in self.dims:
+                return dim(v.id)
+            raise self.fail(f"{what} takes integers or the named dimensions "
+                            f"{', '.join(sorted(self.dims))}, not {v.id!r}", v)
         sign = 1
         if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub):
             sign, v = -1, v.operand

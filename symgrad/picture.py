@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dims import text as dims_text
 from .errors import SymgradError
 from .layout import Box2, Edge, Layout, Point, Shape, crossings, layout, midpoint, overlaps, rect, turned
 from .tables import expression_text, number, vjp_text, written
@@ -133,13 +134,9 @@ def text_width(text: str, size: float = FONT) -> float:
     return 0.62 * size * len(text)
 
 
-def shape_text(shape: tuple[Any, ...]) -> str:
-    """A shape as the slides write it: ``64×3072``, ``N×3``, ``100``; scalars → ``""``.
-
-    >>> shape_text((64, 3072)), shape_text((100,)), shape_text(())
-    ('64×3072', '100', '')
-    """
-    return "×".join(str(n) for n in shape) if shape else ""
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``2×3``, ``N×3`` and ``2`` (a vector), as :func:`symgrad.dims.text`; scalars → ``""``."""
+    return dims_text(shape) if shape else ""
 
 
 def short_number(v: Any, digits: int = 4) -> str:

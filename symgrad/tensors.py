@@ -28,7 +28,6 @@ them (one may be -1), ``axes`` (of ``permute_dims``) a Tuple permutation.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,18 +69,29 @@ def decode_axis(axes: sp.Tuple) -> int | tuple[int, ...] | None:
     return int(axes[0]) if len(axes) == 1 else tuple(int(a) for a in axes)
 
 
-def encode_shape(shape: int | tuple[int, ...] | None) -> sp.Tuple:
-    """A new shape or an axis permutation: ``(N, -1)`` → ``Tuple(N, -1)``, ``6`` → ``Tuple(6)``."""
+def encode_shape(shape: Any, names: bool = True) -> sp.Tuple:
+    """A new shape or an axis permutation: ``(N, -1)`` → ``Tuple(N, -1)``, ``6`` → ``Tuple(6)``.
+
+    With ``names``, a size may be a named dimension (``X.shape[0]`` of an input
+    of shape ``("N", 3)``); axes (``names=False``) are integers only.
+    """
     if shape is None:
         raise ShapeError("a shape is required, like (2, -1)")
-    sizes = (shape,) if isinstance(shape, (int, sp.Integer)) else tuple(shape)
-    if not all(isinstance(n, (int, sp.Integer, np.integer)) and not isinstance(n, bool) for n in sizes):
-        raise ShapeError(f"shape {shape!r} is not a tuple of integers")
-    return sp.Tuple(*(sp.Integer(int(n)) for n in sizes))
+    sizes = (shape,) if isinstance(shape, (int, sp.Integer, sp.Symbol)) else tuple(shape)
+    if not all((isinstance(n, (int, sp.Integer, np.integer)) and not isinstance(n, bool))
+               or (names and named(n)) for n in sizes):
+        kind = "integers or named dimensions" if names else "integers"
+        raise ShapeError(f"shape {_shown(shape)} is not a tuple of {kind}")
+    return sp.Tuple(*(n if named(n) else sp.Integer(int(n)) for n in sizes))
 
 
-def decode_shape(sizes: sp.Tuple) -> tuple[int, ...]:
-    return tuple(int(n) for n in sizes)
+def _shown(shape: Any) -> str:
+    return str(tuple(shape)) if isinstance(shape, (tuple, list)) else repr(shape)
+
+
+def decode_shape(sizes: sp.Tuple) -> tuple[Any, ...]:
+    """The sizes of an encoded shape: ints, and named dimensions as they are."""
+    return tuple(n if named(n) else int(n) for n in sizes)
 
 
 PARAMS: dict[str, tuple[Any, Any, Any]] = {
@@ -89,7 +99,7 @@ PARAMS: dict[str, tuple[Any, Any, Any]] = {
     "axis": (None, encode_axis, decode_axis),
     "keepdims": (False, lambda k: sp.true if k else sp.false, lambda k: bool(k)),
     "shape": (None, encode_shape, decode_shape),
-    "axes": (None, encode_shape, decode_shape),
+    "axes": (None, lambda axes: encode_shape(axes, names=False), decode_shape),
 }
 
 
@@ -318,18 +328,25 @@ class permute_dims(ArrayFunction):
 
 
 def reshaped(op: str, shape: Shape, target: Shape) -> Shape:
-    """``target`` with its one ``-1`` worked out from ``shape``'s size, or a ShapeError."""
-    size = math.prod(shape)
+    """``target`` with its one ``-1`` worked out from ``shape``'s size, or a ShapeError.
+
+    Sizes may be named dimensions: ``(N, 3, 4)`` into ``(N, -1)`` is ``(N, 12)``;
+    what is left for ``-1`` must be a size or one named dimension.
+    """
+    total = size(shape)
     unknown = [i for i, n in enumerate(target) if n == -1]
-    if len(unknown) > 1 or any(n < -1 for n in target):
+    if len(unknown) > 1 or any(not named(n) and n < -1 for n in target):
         raise ShapeError(f"{op}: new shape {tuple(target)}: sizes are positive, with at most one -1")
-    known = math.prod(n for n in target if n != -1)
-    if unknown and known and size % known == 0:
-        return tuple(size // known if n == -1 else n for n in target)
-    if not unknown and known == size:
+    known = size(tuple(n for n in target if n != -1))
+    left = sp.cancel(sp.sympify(total) / known) if unknown and known != 0 else None
+    if left is not None and ((left.is_Integer and left >= 0) or named(left)):
+        return tuple((left if named(left) else int(left)) if n == -1 else n for n in target)
+    if not unknown and sp.expand(sp.sympify(known) - total) == 0:
         return tuple(target)
-    raise ShapeError(f"{op}: cannot reshape an array of shape {tuple(shape)} ({size} entries) "
-                     f"into shape {tuple(target)}")
+    why = "" if left is None or not left.free_symbols else \
+        f": -1 would stand for {left}, and a size must be a number or one named dimension"
+    raise ShapeError(f"{op}: cannot reshape an array of shape {tuple(shape)} ({total} entries) "
+                     f"into shape {tuple(target)}{why}")
 
 
 class reshape(ArrayFunction):

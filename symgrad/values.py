@@ -55,7 +55,8 @@ def check_inputs(inputs: tuple[str, ...], values: Mapping[str, Any]) -> None:
 
 def coerce(inputs: tuple[str, ...], shapes: Mapping[str, Shape],
            values: Mapping[str, Any], dtypes: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Every input's value as an array of its declared shape: float64, or int64 for labels.
+    """Every input's value as an array of its declared shape: float64, or int64 for labels
+    (which must come as integers: 1.0 is refused, as a written module refuses it).
 
     Named dimensions take their sizes from the values, the same in every input
     that names them; :func:`sizes` reads them back.
@@ -64,10 +65,11 @@ def coerce(inputs: tuple[str, ...], shapes: Mapping[str, Shape],
     out = {}
     for name in inputs:
         array = as_array(name, values[name])
-        if (dtypes or {}).get(name) == "int":
-            if not np.all(array == np.round(array)):
-                raise InputError(f"value of {name!r} must be integer labels, got {values[name]!r}")
-            array = array.astype(np.int64)
+        if (dtypes or {}).get(name) == "int":  # as a written module's _check: integer dtypes only
+            kind = np.asarray(values[name]).dtype
+            if kind.kind not in "iu":
+                raise InputError(f"value of {name!r} must be integer labels, not {kind} data")
+            array = np.asarray(values[name]).astype(np.int64)
         out[name] = array
     check_values(list(out.values()), [(n, declared(shapes[n]), None) for n in inputs])
     return out

@@ -98,13 +98,16 @@ def test_generated_code_reads_each_named_size_once_at_the_top():
 
 def test_named_dimensions_show_in_graph_text_tables_pictures_and_explanations():
     g = sg.graph("mean(relu(X @ W))", shapes={"X": ("N", 3), "W": (3, "H")})
-    assert "graph(X (N, 3), W (3, H))" in str(g) and "(N, H)" in str(g)
+    assert "graph(X: N×3, W: 3×H)" in str(g) and re.search(r"\[@\] +N×H\n", str(g))
     assert "broadcast_to(dq3/(H*N), (N, H))" in str(g.table())
     t = g.backprop(X=np.ones((4, 3)), W=np.ones((3, 2)))
     assert t.sizes == {"N": 4, "H": 2}
-    assert "(N, H)" in str(t.table()) and "named dimensions: N = 4, H = 2" in str(t.table())
-    assert "N×3" in sg.render(t) and "q1 · N×H" in sg.render(g)
-    assert "N" in str(t.explain("W"))
+    assert "(N, H)" in str(t.table())
+    assert str(t.table()).splitlines()[-1] == "named dimensions: N = 4, H = 2 (X: N×3, W: 3×H)"
+    assert str(g.table()).splitlines()[-1] == "named dimensions: N, H (X: N×3, W: 3×H)"
+    assert ">N×3<" in sg.render(t) and ">q1 · N×H<" in sg.render(g)
+    assert str(t.explain("W")).splitlines()[-1] == "named dimensions: N, H (X: N×3, W: 3×H)"
+    assert t.explain("W")._repr_markdown_().endswith("\n\nnamed dimensions: N, H (X: N×3, W: 3×H)")
 
 
 def test_equal_names_are_the_same_size_and_names_do_not_broadcast_against_sizes():
@@ -139,7 +142,7 @@ def by_n_m(draw, depth: int = 2) -> str:
     if depth == 0:
         return draw(st.sampled_from(["(X @ W)", "(X @ tanh(W))"]))
     inner = draw(by_n_m(depth - 1))
-    kind = draw(st.integers(0, 5))
+    kind = draw(st.integers(0, 6))
     if kind == 0:
         return f"{draw(st.sampled_from(UNARY))}({inner})"
     if kind == 1:
@@ -150,7 +153,9 @@ def by_n_m(draw, depth: int = 2) -> str:
         return f"(tanh({inner}) @ {draw(st.sampled_from(['W.T', 'tanh(W).T']))} @ W)"
     if kind == 4:
         return f"({inner}.T - {draw(st.sampled_from(['mean', 'logsumexp', 'sum']))}({inner}, axis=1)).T"
-    return f"(v * {inner}.T).T"
+    if kind == 5:
+        return f"(v * {inner}.T).T"
+    return f"reshape({inner}.T, {draw(st.sampled_from(['(N, -1)', '(-1, M)', '(N, M)']))})"
 
 
 @st.composite
@@ -183,6 +188,58 @@ def test_code_for_named_dimensions_is_right_at_every_size(tmp_path_factory, text
             for got in (t.grads[n], grads[n], m_grads[n]):
                 assert np.shape(got) == point[n].shape and close(got, want[n]), (text, sizes, n)
         assert value == pytest.approx(t.value, rel=1e-12) and m_value == pytest.approx(t.value, rel=1e-12)
+
+
+def flatten_by_name(X, W):
+    N = X.shape[0]
+    return sg.mean(sg.tanh(X.reshape(N, -1) @ W))
+
+
+@pytest.mark.parametrize("source", [
+    "mean(tanh(reshape(X, (N, -1)) @ W))", "mean(tanh(X.reshape(N, -1) @ W))",
+    "mean(tanh(X.reshape((-1, 6)) @ W))",
+    lambda X, W: sg.mean(sg.tanh(X.reshape(X.shape[0], -1) @ W)),
+    lambda X, W: np.mean(np.tanh(np.reshape(X, (X.shape[0], -1)) @ W)), flatten_by_name,
+], ids=["string", "string method", "string -1 first", "callable", "callable np", "callable N"])
+def test_a_batch_flattened_by_its_named_size_is_right_at_every_size(source, tmp_path):
+    """reshape(X, (N, -1)) reshapes with the size N the inputs give; the gradient comes back in
+    X's shape."""
+    g = sg.graph(source, shapes={"X": ("N", 2, 3), "W": (6, "H")})
+    assert g.shape(g.operations[0]) == (sg.graph("x", shapes={"x": ("N",)}).shape("x")[0], 6)
+    text = sg.codegen(g)
+    assert "N = X.shape[0]" in text and re.search(r"np\.reshape\(X, \((N, -1|-1, 6)\)\)", text)
+    assert re.search(r"np\.reshape\(\w+, \(N, 2, 3\)\)", text)  # the gradient, in X's shape
+    f, module = g.compile(), load(text, tmp_path)
+    rng = np.random.default_rng(3)
+    for n, h in ((1, 2), (4, 1), (7, 3)):
+        point = {"X": rng.normal(size=(n, 2, 3)), "W": rng.normal(size=(6, h))}
+        want = finite_differences(lambda X, W: float(np.tanh(X.reshape(len(X), -1) @ W).mean()),
+                                  point, ["X", "W"])
+        for value, grads in ((g.backprop(**point).value, g.backprop(**point).grads),
+                             f.value_and_grad(**point), module.value_and_grad(point["X"], point["W"])):
+            assert value == pytest.approx(float(np.tanh(point["X"].reshape(n, -1) @ point["W"]).mean()))
+            for name in ("X", "W"):
+                assert grads[name].shape == point[name].shape and close(grads[name], want[name])
+
+
+@pytest.mark.parametrize("text, words", [
+    ("sum(reshape(X, (M, -1)))", "reshape() takes integers or the named dimensions N, not 'M'"),
+    ("sum(X.reshape(-1))", "-1 would stand for 6*N, and a size must be a number or one named dimension"),
+    ("sum(reshape(X, (2, -1)))", "-1 would stand for 3*N"),
+    ("sum(reshape(X, (N, 5)))", "cannot reshape an array of shape (N, 2, 3) (6*N entries) into shape (N, 5)"),
+    ("sum(transpose(X, (N, 0, 1)))", "transpose() takes integers"),
+    ("sum(reshape(X, (N, N)))", "into shape (N, N)"),
+])
+def test_a_new_shape_names_only_declared_dimensions_that_fit(text, words):
+    with pytest.raises(sg.SymgradError, match=re.escape(words)):
+        sg.graph(text, shapes={"X": ("N", 2, 3)})
+
+
+def test_a_traced_reshape_by_a_product_of_names_or_len_of_a_named_axis_is_a_named_error():
+    with pytest.raises(sg.ShapeError, match=r"shape \(3\*N, 2\) is not a tuple of integers or named"):
+        sg.graph(lambda X: X.reshape(X.shape[0] * 3, 2).sum(), shapes={"X": ("N", 3, 2)})
+    with pytest.raises(sg.SymgradError, match=r"len\(\) of a traced value whose first dimension is named"):
+        sg.graph(lambda X: X.reshape(len(X), -1).sum(), shapes={"X": ("N", 3, 2)})
 
 
 # -- every wrong input: one clear error, in every path -----------------------------------
@@ -254,6 +311,27 @@ def test_every_wrong_input_is_one_error_naming_it_in_every_path(net):
             assert f"'{name}'" in message and words in message, (path, name, message)
 
 
+@pytest.mark.parametrize("labels", [np.array([0.0, 1.0, 1.0, 0.0, 1.0]), np.array([0, 1, 1, 0, 1.0]),
+                                    [0.0, 1.0, 1.0, 0.0, 1.0], np.array([0, 1, 1, 0, 1], np.float32)],
+                         ids=["float64", "mixed", "list of floats", "float32"])
+def test_labels_that_are_floats_are_refused_the_same_way_in_every_path(net, labels):
+    """Whole numbers stored as floats are not labels: every path says so with one message."""
+    g, f, module, point = net
+    kind = np.asarray(labels).dtype
+    messages = set()
+    for path, run, error in paths(g, f, module):
+        if path.startswith("module") and isinstance(labels, list):
+            continue  # a written module takes NumPy arrays for array inputs
+        with pytest.raises(error) as info:
+            run({**point, "y": labels})
+        messages.add(str(info.value))
+    assert messages == {f"value of 'y' must be integer labels, not {kind} data"}
+    for ints in (point["y"].astype(np.int32), point["y"].tolist(), point["y"].astype(np.uint8)):
+        want = f.value_and_grad(**point)[0]
+        assert f.value_and_grad(**{**point, "y": ints})[0] == want
+        assert g.backprop(**{**point, "y": ints}).value == pytest.approx(want, rel=1e-12)
+
+
 def test_a_named_dimension_must_agree_across_inputs(net):
     g, f, module, point = net
     bad = {**point, "y": point["y"][:4]}
@@ -323,6 +401,22 @@ def test_cli_codegen_with_named_dimensions(tmp_path, capsys):
     assert "dX = 2*dq1 = [[0.3333, 0.3333, 0.3333], [0.3333, 0.3333, 0.3333]]" in capsys.readouterr().out
 
 
+def test_cli_codegen_flattens_a_batch_by_its_named_size(tmp_path, capsys):
+    path = tmp_path / "flat.py"
+    assert main(["codegen", "sum(reshape(X, (N, -1)) @ W)", "--shape", "X=(N,2,3),W=(6,H)",
+                 "-o", str(path)]) == 0
+    module = load(path.read_text(), tmp_path, "flat")
+    X, W = np.random.default_rng(4).normal(size=(5, 2, 3)), np.ones((6, 2))
+    value, grads = module.value_and_grad(X, W)
+    assert value == pytest.approx(np.sum(X.reshape(5, -1) @ W)) and grads["X"].shape == X.shape
+    assert np.allclose(grads["X"], 2.0)  # each entry meets every column of W once
+    capsys.readouterr()
+    assert main(["codegen", "sum(reshape(X, (M, -1)))", "--shape", "X=(N,2,3)"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("symgrad: error: reshape() takes integers or the named dimensions N, not 'M'")
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("shape", ["X=(N,f(1))", "X=(N,__import__)", "X=(N,'a')", "X=(N,0)"])
 def test_cli_bad_named_shapes_are_errors(shape, capsys):
     assert main(["codegen", "mean(2 * X)", "--shape", shape]) == 2
@@ -377,3 +471,44 @@ def test_a_written_module_takes_arrays_for_array_inputs(net):
     with pytest.raises(ValueError, match=r"value of 'b2' must be a NumPy array of shape \(C,\), not list"):
         module.value_and_grad(*args)
     assert f.value_and_grad(**{**point, "b2": point["b2"].tolist()})[0] == f.value_and_grad(**point)[0]
+
+
+# -- a written module for scalars: floats or a batch of points, real numbers only ---------------
+
+
+@pytest.mark.parametrize("text", ["(x + y) * z", "max(z, w)", "sigmoid(x)"])
+def test_a_scalar_module_refuses_values_that_are_not_real_numbers_in_every_path(text, tmp_path):
+    g = sg.graph(text)
+    f, module = g.compile(), load(sg.codegen(g), tmp_path)
+    good = {n: 0.5 + i for i, n in enumerate(g.inputs)}
+    wrong = [(True, "bool"), (1j, "complex"), ("2", "str"), (None, "NoneType"), ([1.0, 2.0], "list"),
+             (np.array([True, False]), "bool data"), (np.ones(2, complex), "complex128 data"),
+             (np.array(["a"]), "<U1 data"), (np.array([1.0, None]), "object data"), (np.bool_(True), "bool")]
+    for name in g.inputs:
+        for value, words in wrong:
+            point = {**good, name: value}
+            args = [point[n] for n in g.inputs]
+            for run in (module.value_and_grad, module.forward):
+                with pytest.raises(ValueError, match=rf"value of '{name}' must be .*real numbers, not "
+                                                     rf"{re.escape(words)}"):
+                    run(*args)
+            for run in (f.value_and_grad, f.forward, f, lambda **p: g.backprop(**p).value):
+                if isinstance(value, list):
+                    continue  # symgrad's own entry points convert lists of numbers
+                with pytest.raises(sg.SymgradError, match=f"'{name}'"):
+                    run(**point)
+    if len(g.inputs) > 1:
+        first, second = g.inputs[:2]
+        args = [np.ones(2) if n == first else np.ones(3) if n == second else 1.0 for n in g.inputs]
+        with pytest.raises(ValueError, match=rf"input shapes do not broadcast together: {first} \(2,\), "
+                                             rf"{second} \(3,\)"):
+            module.value_and_grad(*args)
+    # what the module accepts it computes as compile() does: floats, ints, NumPy scalars, batches
+    for value in (2.0, 2, np.float64(2.0), np.int64(2), np.float32(2.0), np.array([0.5, 2.0]),
+                  np.array([1, 2])):
+        point = {**good, g.inputs[0]: value}
+        got, grads = module.value_and_grad(*(point[n] for n in g.inputs))
+        want, want_grads = f.value_and_grad(**point)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        for n in g.inputs:
+            np.testing.assert_allclose(grads[n], want_grads[n], rtol=1e-6)

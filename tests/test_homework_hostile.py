@@ -364,7 +364,9 @@ def test_results_are_the_same_at_any_number_of_jobs(tmp_path):
         seen.append([(s.name, [(p.score, p.hints()) for p in s.problems]) for s in report.submissions])
     assert seen[0] == seen[1] == seen[2]
     score, hints = dict(seen[0])["crash"][1]
-    assert score == 0.5 and len(hints) == 1 and "0.5" in hints[0] and hints[0].startswith("∂x: ")
+    # 0.5/0.0 is a named error now, read in the worker like any answer; either way it fails only itself
+    assert score == 0.5 and len(hints) == 1
+    assert hints[0].startswith(("∂x: could not be checked (", "∂x: cannot read the answer: "))
     assert dict(seen[0])["right"] == [(2.0, []), (1.0, [])]
     with pytest.raises(sg.SymgradError, match="jobs must be a whole number ≥ 1"):
         sg.homework.grade(spec, folders, jobs=0)

@@ -220,7 +220,7 @@ def test_shape_errors_are_shape_errors():
 def test_integer_labels_get_no_gradient():
     g = sg.graph("softmax_cross_entropy(s, y)", shapes={"s": (3, 4), "y": (3,)}, dtypes={"y": int})
     assert g.labels == ("y",)
-    assert "y (3,) int" in str(g)
+    assert "y: 3 int" in str(g)
     s = np.arange(12.0).reshape(3, 4) / 5
     t = g.backprop(s=s, y=[3, 0, 1])
     assert set(t.grads) == {"s"}
@@ -298,8 +298,9 @@ def test_trace_table_shows_arrays_and_rules():
 
 def test_graph_text_lists_shapes():
     text = str(sg.graph("sum((W @ x)**2)", shapes=SHAPES))
-    assert text.splitlines()[0] == "graph(W (2, 2), x (2,)): q3 = sum((W @ x)**2)"
-    assert text.splitlines()[1].split() == ["q1", "=", "W", "@", "x", "[@]", "(2,)"]
+    assert text.splitlines()[0] == "graph(W: 2×2, x: 2): q3 = sum((W @ x)**2)"
+    assert text.splitlines()[1].split() == ["q1", "=", "W", "@", "x", "[@]", "2"]
+    assert text.splitlines()[3].split()[-1] == "scalar"
     assert str(sg.graph("(x + y) * z")).splitlines()[0] == "graph(x, y, z): q2 = (x + y) * z"
 
 
