@@ -59,6 +59,8 @@ from .graph import Graph
 from .names import check_names
 from .printing import float_literal, import_namespace, imports_of, numpy_code
 from .program import Program, build_program
+from .scalar import FALLBACK, scalar_body
+from .scalar import NAMESPACE as SCALAR_NAMESPACE
 from .tensors import broadcast_to, shape_of
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
 
@@ -476,9 +478,12 @@ ENTRY_DOCS = {
 def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool) -> str:
     """Keyword-only versions of value, forward and value_and_grad that check their inputs first.
 
-    The bodies are the generated ones.  With ``fast``, Python and NumPy floats
-    that add up to a finite number go straight through; anything else is
-    checked and converted by ``_arguments``.
+    The bodies are the generated ones.  With ``fast`` (a graph of scalars),
+    Python and NumPy floats that add up to a finite number go straight
+    through, to the body rewritten for floats (:func:`symgrad.scalar.scalar_body`),
+    as do inputs that ``_arguments`` (which checks and converts anything else)
+    turns into floats; arrays take the NumPy body, as does a point where the
+    float body raises one of :data:`symgrad.scalar.FALLBACK`.
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
@@ -488,19 +493,32 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         floats = [f"({n}.__class__ is _float or {n}.__class__ is _float64)" for n in inputs]
         floats.append(f"0.0 * ({' + '.join(inputs)}) == 0.0")  # false for inf and nan
         test = "".join(f"\n            and {c}" if i else c for i, c in enumerate(floats))
-        head = [f"    if _unknown or not ({test}):", f"        {check}"]
+        head = [f"    _scalar = not _unknown and ({test})"]
     elif fast and inputs:  # too many for one expression: Python's compiler recurses into long sums
-        head = [f"    if _unknown or not _floats(({args},)):", f"        {check}"]
+        head = [f"    _scalar = not _unknown and _floats(({args},))"]
     else:
         head = [f"    {check}"]
+    if fast and inputs:
+        every = " and ".join(f"{n}.__class__ is _float" for n in inputs) if len(inputs) <= INLINE_CHECKS \
+            else f"_all_floats(({args},))"
+        head += ["    if not _scalar:", f"        {check}", f"        _scalar = {every}"]
     text = [f"def unchecked_value({args}):",
             '    """The output, with no check of the inputs (complex steps pass)."""',
             *_indent(functions["value"].body), "", ""]
     for name, doc in ENTRY_DOCS.items():
-        text += [f"def {name}({signature}):", f'    """{doc}"""', *head, "    try:",
+        scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
+                  *_indent(_indent(_indent(scalar_body(functions[name].body)))),
+                  "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
+                  "            pass"] if fast and inputs else []
+        text += [f"def {name}({signature}):", f'    """{doc}"""', *head, *scalar, "    try:",
                  *_indent(_indent(functions[name].body)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
     return "\n".join(text)
+
+
+def _all_floats(values: tuple[Any, ...]) -> bool:
+    """All Python floats (what ``_arguments`` makes of scalars)."""
+    return all(v.__class__ is float for v in values)
 
 
 def load_module(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
@@ -566,6 +584,7 @@ class Compiled:
             **namespace, "_backward": self.module.backward, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
+            "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
         })
         self._files = {self.module.__file__, entries.__file__}
         self._value = entries.value
