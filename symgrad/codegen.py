@@ -591,6 +591,10 @@ class Compiled:
         self._unchecked_value = entries.unchecked_value
         self.forward = entries.forward
         self.value_and_grad = entries.value_and_grad
+        if not self.batchable and graph.inputs:  # arrays: finiteness checked where the output shows it
+            self._value = self._finite_where_shown(entries.value, False)
+            self.forward = self._finite_where_shown(entries.forward, True)
+            self.value_and_grad = self._finite_where_shown(entries.value_and_grad, True)
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
 
     def __call__(self, *args: Any, **inputs: Any) -> Any:
@@ -646,9 +650,11 @@ class Compiled:
         return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
 
     def _as_checked(self, values: tuple[Any, ...]) -> bool:
-        """Every input already as the checks make it: a float64 array whose sum is finite (a
-        finite float for a scalar), or int64 labels; then shapes, named dimensions and label
-        ranges checked as the generated module checks them (a ShapeError or InputError)."""
+        """Every input already as the checks make it: a float64 array (a finite float for a
+        scalar), or int64 labels; then shapes, named dimensions and label ranges checked as the
+        generated module checks them (a ShapeError or InputError).  The arrays' entries are not
+        read here: :meth:`_finite_where_shown` looks for one that is not finite only when the
+        output is not finite."""
         for v, (shape, classes) in zip(values, self._declared):
             if v.__class__ is float and shape == () and classes is None:
                 if not math.isfinite(v):
@@ -656,12 +662,34 @@ class Compiled:
             elif v.__class__ is not np.ndarray or shape == ():
                 return False
             elif classes is None:
-                if v.dtype != np.float64 or not math.isfinite(v.sum()):
+                if v.dtype != np.float64:
                     return False
             elif v.dtype != np.int64:
                 return False
         check_values(values, self._table)
         return True
+
+    def _finite_where_shown(self, entry: Callable[..., Any], pair: bool) -> Callable[..., Any]:
+        """``entry``, followed by a test of its output: where that is not finite, an input that
+        is not finite is refused by name (an InputError); otherwise the output is NumPy's.
+
+        One test of the output per call instead of a pass over every input array.
+        """
+        names = self.graph.inputs
+
+        def checked(**inputs: Any) -> Any:
+            result = entry(**inputs)
+            out = result[0] if pair else result
+            if not (math.isfinite(out) if isinstance(out, float) else np.isfinite(out).all()):
+                for n in names:
+                    v = inputs.get(n)
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
+                        raise InputError(f"value of {n!r} is not finite: {v!r}")
+            return result
+
+        checked.__doc__ = entry.__doc__
+        checked.__name__ = entry.__name__
+        return checked
 
     def _evaluation_error(self, e: BaseException) -> EvaluationError:
         """An EvaluationError naming the generated line where Python's float arithmetic failed."""
