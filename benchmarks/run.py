@@ -19,6 +19,8 @@
    with cse) and JAX, PyTorch, PyTensor and autograd where installed (skipped otherwise); the
    two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch and the
    import time, as one table of the performance goals with a "now" column.
+6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
+   a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
 
 Every timing warms its contenders up, then runs them interleaved (a different one first each
 round) and reports the min and the median, so other load on the machine inflates both sides
@@ -158,12 +160,17 @@ def lecture_latency(quick: bool) -> None:
 
 def traced(names: list[str], body: Callable[..., Any]) -> sg.Graph:
     """The graph of ``body(*inputs)`` for inputs named ``names``."""
+    return sg.graph(signed(names, body))
+
+
+def signed(names: list[str], body: Callable[..., Any]) -> Callable[..., Any]:
+    """``body`` as a function whose parameters are named ``names``."""
     def fn(*args):
         return body(*args)
 
     fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
-    return sg.graph(fn)
+    return fn
 
 
 def chain(n: int, sigmoid: Callable[[Any], Any]):
@@ -628,6 +635,81 @@ def _installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+# -- 6. growth exponents ----------------------------------------------------------------------
+
+
+def chain_text(n: int) -> str:
+    """The depth-n sigmoid chain as a string."""
+    h = "x"
+    for i in range(1, n + 1):
+        h = f"sigmoid(w{i}*{h} + b{i})"
+    return h
+
+
+FRONT_ENDS: dict[str, Callable[[int], Any]] = {
+    "string": chain_text,
+    "SymPy expression": sympy_chain,
+    "callable": lambda n: signed(*chain(n, sg.sigmoid)),
+}
+
+
+def stage_times(front: str, n: int) -> dict[str, float]:
+    """Seconds of each stage for the depth-n chain from ``front``: graph, backprop, compile, call."""
+    made = FRONT_ENDS[front](n)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    g = made if isinstance(made, sg.Graph) else sg.graph(made)
+    times["graph"] = time.perf_counter() - start
+    point = {name: 0.1 for name in g.inputs}
+    start = time.perf_counter()
+    g.backprop(**point)
+    times["backprop"] = time.perf_counter() - start
+    start = time.perf_counter()
+    f = g.compile()
+    times["compile"] = time.perf_counter() - start
+    start = time.perf_counter()
+    f.value_and_grad(**point)
+    times["call"] = time.perf_counter() - start
+    times["nodes"] = len(g.nodes)
+    return times
+
+
+def exponent(ns: list[int], ts: list[float]) -> float:
+    """The least-squares slope of log t against log n: 1.0 is linear, 2.0 quadratic."""
+    xs, ys = [math.log(n) for n in ns], [math.log(max(t, 1e-9)) for t in ts]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def growth(quick: bool) -> None:
+    sizes = [100, 200, 400] if quick else [100, 300, 1000, 3000, 10_000]
+    budget = 30.0 if quick else 300.0  # a front end stops growing once one size took this long
+    print("\n6. growth with graph size: the sigmoid chain of depth n from every front end")
+    print(f"   (seconds per stage; a front end stops after a size whose stages took over {budget:g} s;")
+    print("   the exponent is the slope of log time against log n: 1.0 is linear)")
+    for front in FRONT_ENDS:
+        stage_times(front, 10)  # warm-up: first calls load and cache what later ones reuse
+        rows, done = [], []
+        for n in sizes:
+            try:
+                t = stage_times(front, n)
+            except (sg.SymgradError, RecursionError, MemoryError) as e:
+                rows.append([str(n), "-", f"{type(e).__name__}: {str(e)[:60]}", "", "", ""])
+                break
+            done.append((n, t))
+            rows.append([str(n), str(int(t["nodes"])), *(f"{t[s]:.3f}" for s in STAGES)])
+            if sum(t[s] for s in STAGES) > budget:
+                break
+        if len(done) >= 2:
+            ns = [n for n, _ in done]
+            rows.append(["exponent", "", *(f"{exponent(ns, [t[s] for _, t in done]):.2f}" for s in STAGES)])
+        print(f"\n   {front}")
+        table(["n", "nodes", *STAGES], rows, indent="   ")
+
+
+STAGES = ("graph", "backprop", "compile", "call")
+
+
 def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
@@ -637,10 +719,10 @@ def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer repeats")
-    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5], action="append",
+    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5, 6], action="append",
                         help="run only this section (repeatable; 3 needs 2's graphs and runs it too)")
     args = parser.parse_args(argv)
-    sections = set(args.section or [1, 2, 3, 4, 5])
+    sections = set(args.section or [1, 2, 3, 4, 5, 6])
     if 1 in sections:
         lecture_latency(args.quick)
     if sections & {2, 3}:
@@ -652,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
         two_layer_net(args.quick)
     if 5 in sections:
         peers(args.quick)
+    if 6 in sections:
+        growth(args.quick)
     return 0
 
 

@@ -135,6 +135,12 @@ def scalar_body(lines: list[str]) -> list[str]:
     >>> scalar_body(["q1 = np.exp(-np.logaddexp(0, -(x + y)))", "q2 = np.log(q1)*np.exp(y)"])
     ['q1 = _sigmoid(x + y)', 'q2 = _log(q1) * _exp(y)']
     """
-    tree = ast.parse("\n".join(lines))
-    tree = ast.fix_missing_locations(_Scalar().visit(tree))
-    return [line for s in tree.body for line in ast.unparse(s).splitlines()]
+    out: list[str] = []
+    for statement in ast.parse("\n".join(lines)).body:
+        try:
+            rewritten = _Scalar().visit(statement)
+            for s in rewritten if isinstance(rewritten, list) else [rewritten]:
+                out += ast.unparse(ast.fix_missing_locations(s)).splitlines()
+        except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
+            out += lines[statement.lineno - 1:statement.end_lineno]
+    return out
