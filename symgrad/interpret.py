@@ -140,14 +140,14 @@ def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
     env.update(known)  # type: ignore[arg-type]  # expressions read a named dimension by its name
     with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
         for step in program.forward:
-            env[step.target.name] = _run(step.expr, env, graph, lambda s=step: f"{s.node} = {s.expr}",
+            env[step.target.name] = _run(step.expr, env, graph, _shown(step.node, " = ", step.expr),
                                          operands=graph.operands(step.node))
         local = {}
         for v in graph.operations:
             if not graph.elementwise(v):
                 continue  # no local Jacobian is formed; the edge's vjp goes straight to `sent`
             for u, d in graph.local_derivatives(v, form="numeric").items():
-                local[(v, u)] = _run(d, env, graph, lambda v=v, u=u, d=d: f"∂{v}/∂{u} = {d}",
+                local[(v, u)] = _run(d, env, graph, _shown("∂", v, "/∂", u, " = ", d),
                                      operands=[u, v])
         node_grads, sent = _backward(program, env, upstream, known)
     for n in graph.nodes:
@@ -226,6 +226,11 @@ def _cut(graph: Graph, node: str, wrt: str) -> Graph | None:
     g.add_edges_from((u, v, d) for u, v, d in graph.nx.edges(data=True)
                      if u in keep and v in keep and v != wrt)
     return Graph(g, node, (wrt,), graph.granularity)
+
+
+def _shown(*parts: Any) -> Callable[[], str]:
+    """The text of ``parts``, written out when asked for (an expression prints slowly)."""
+    return lambda: "".join(str(p) for p in parts)
 
 
 def _run(expr: sp.Expr, env: dict[str, np.ndarray], graph: Graph, what: str | Callable[[], str],
