@@ -474,7 +474,8 @@ def check_cost(quick: bool) -> None:
     table(["shapes", "generated value_and_grad ms", "module check µs", "share",
            "compiled entry check µs", "share"], rows)
     print("   module check: the written module's _check; compiled entry check: what compile()'s entry")
-    print("   points run before the generated lines (kinds, finite sums, then the same _check)")
+    print("   points run before the generated lines (kinds, then the same _check; the arrays' entries")
+    print("   are read only when the output is not finite)")
 
 
 # -- 5. against the peers -----------------------------------------------------------------------
