@@ -473,7 +473,7 @@ def numpy_spellings() -> list[str]:
     """The NumPy functions and methods a traced value understands, by name.
 
     >>> numpy_spellings()[:4], numpy_spellings()[-2:]
-    (['np.abs', 'np.absolute', 'np.add', 'np.cos'], ['x.dot', 'x @ W'])
+    (['np.abs', 'np.absolute', 'np.add', 'np.amax'], ['x.dot', 'x @ W'])
     """
     functions: list[Any] = [*NUMPY_UFUNCS, *NUMPY_GATES, *NUMPY_FUNCTIONS]
     names = {f"np.{f.__name__}" for f in functions}

@@ -79,12 +79,13 @@ def test_json_junit_and_text(tmp_path, spec, capsys):
     data = json.loads(out)
     assert data["assignment"] == "Tiny circuit" and data["max_points"] == 3 and not data["passed"]
     by_name = {s["name"]: s for s in data["submissions"]}
-    assert by_name["student000"]["problems"][0]["hints"] == ["∂x: sign flipped"]
+    hints = by_name["student000"]["problems"][0]["hints"]
+    assert len(hints) == 1 and hints[0].startswith("∂x: sign flipped on the path through")
     assert by_name["student001"]["passed"] and by_name["student001"]["score"] == 3
     root = ET.parse(junit).getroot()
     assert root.tag == "testsuites" and root.get("tests") == "3" and root.get("failures") == "2"
     failures = root.findall(".//failure")
-    assert [f.get("message") for f in failures] == ["∂x: sign flipped"] * 2
+    assert len(failures) == 2 and all(f.get("message").startswith("∂x: sign flipped") for f in failures)
     assert "Class summary" not in out  # the report on stdout is the JSON alone
 
 

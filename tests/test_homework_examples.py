@@ -23,27 +23,28 @@ PWNED = Path("/tmp/symgrad-pwned")
 MISTAKES = {
     "correct": {},
     "sign_flipped": {"circuit": "∂x: sign flipped"},
-    "factor_two": {"ridge": "∂w, ∂b: twice the right value: an extra factor of 2?"},
+    "factor_two": {"ridge": "∂w: a local derivative dropped at q8 (div): ∂q8/∂q7 = 1/2 taken as 1"},
     "missing_regularization": {"ridge": "∂w: missing the gradient of the regularization term lam*w**2 / 2"},
-    "other_variable": {"neuron": "∂w0: this is ∂x0: the gradient of another variable?"},
+    "other_variable": {"neuron": "∂w0: this is ∂x0: the gradient with respect to the wrong input"},
     "nan_placeholder": {"neuron_layer": "∂x1: NaN at every test point"},
-    "ignores_dout": {"neuron_layer": "∂w0, ∂x0, ∂w1, ∂x1, ∂w2: ignores dout"},
-    "mean_not_sum": {"sigmoid_layer": "∂b: 1/4 of the right value (N = 4, the batch size): "
-                                      "a mean where the sum is taken?"},
-    "not_summed": {"sigmoid_layer": "∂b: shape (4, 3) where b is (3,): a missing sum over the batch axis"},
+    "ignores_dout": {"neuron_layer": "∂w2: ignores dout at the output q5"},
+    "mean_not_sum": {"sigmoid_layer": "∂b: the gradient of b, broadcast at q1 (add), averaged over axis 0 "
+                                      "instead of summed"},
+    "not_summed": {"sigmoid_layer": "∂b: the gradient of b, broadcast at q1 (add), not summed back over "
+                                    "axis 0"},
     "transposed": {"sigmoid_layer": "∂X: shape (3, 4) where X is (4, 3): a missing transpose?"},
     "some_elements": {"sigmoid_layer": "∂X: right at 9 of 12 elements; wrong at [3, 0], [3, 1], [3, 2]"},
     "list_not_array": {"sigmoid_layer": "∂X: a list, not a NumPy array"},
     "no_return": {"neuron": "neuron_grad() returned None; expected a dict"},
     "answer_sign": {"sigmoid_prime": "∂x: sign flipped"},
-    "answer_other_variable": {"logistic": "∂s: this is ∂y: the gradient of another variable?"},
+    "answer_other_variable": {"logistic": "∂s: this is ∂y: the gradient with respect to the wrong input"},
     "affine_missing_transpose": {
-        "affine_backward": "∂W: shape (3, 2) where W is (2, 3): a missing transpose?"},
+        "affine_backward": "∂W: transposed matmul adjoint at q1 (matmul)"},
     "softmax_transposed": {"softmax_loss": "∂W: transposed: the transpose of this is ∂W"},
     "softmax_missing_regularization": {
         "softmax_loss": "∂W: missing the gradient of the regularization term reg * sum(W * W)"},
-    "softmax_sum_not_mean": {"softmax_loss": "∂W: the data term is 5 times the right value (N = 5, the batch "
-                                             "size): a sum where the mean is taken?"},
+    "softmax_sum_not_mean": {"softmax_loss": "∂W: missing 1/5 at q5 (mean): the mean's gradient taken "
+                                             "as a sum's"},
     "softmax_some_elements": {
         "softmax_loss": "∂W: right at 6 of 9 elements; wrong at [0, 2], [1, 2], [2, 2]"},
 }

@@ -7,13 +7,14 @@
 
 from .diagnose import diagnose
 from .grading import grade, prepare
+from .misconceptions import Misconception, catalogue
 from .reference import Reference, reference_gradients
 from .report import Check, ClassReport, ProblemResult, SubmissionResult
 from .sandbox import Isolation, SandboxUnavailable, probe_isolation
 from .spec import InputSpec, Limits, Problem, Spec, SpecError, load_spec
 
 __all__ = [
-    "Check", "ClassReport", "InputSpec", "Isolation", "Limits", "Problem", "ProblemResult", "Reference",
-    "SandboxUnavailable", "Spec", "SpecError", "SubmissionResult", "diagnose", "grade", "load_spec",
-    "prepare", "probe_isolation", "reference_gradients",
+    "Check", "ClassReport", "InputSpec", "Isolation", "Limits", "Misconception", "Problem", "ProblemResult",
+    "Reference", "SandboxUnavailable", "Spec", "SpecError", "SubmissionResult", "catalogue", "diagnose",
+    "grade", "load_spec", "prepare", "probe_isolation", "reference_gradients",
 ]

@@ -2,7 +2,9 @@
 
 :func:`diagnose` compares what a student returned with the reference at
 every test point (plain NumPy arrays, one per point) and names the first
-explanation that fits all of them: a wrong shape, NaN or inf, all zeros, a
+explanation that fits all of them: a mistake of the problem's misconception
+catalogue (:mod:`symgrad.homework.misconceptions`, named with its node and
+a counterexample), a wrong shape, NaN or inf, all zeros, a
 flipped sign, a transpose, another variable's gradient, a known alternative
 (a missing regularization term, an ignored ``dout``), a constant factor (2,
 ½, the batch size), or right at only some elements or test points.
@@ -15,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .misconceptions import Misconception, explain
+
 Arrays = Sequence[Any]
 
 
@@ -23,6 +27,7 @@ def diagnose(name: str, got: Arrays, want: Arrays, *,
              alternatives: Sequence[tuple[str, Arrays]] = (),
              batch: tuple[str, int] | None = None,
              where: Sequence[str] | None = None,
+             misconceptions: Sequence[Misconception] = (),
              rtol: float = 1e-6, atol: float = 1e-9) -> str | None:
     """One hint line for a wrong gradient of ``name``, or None when it is right.
 
@@ -40,6 +45,9 @@ def diagnose(name: str, got: Arrays, want: Arrays, *,
         ``(dimension name, size)`` of the batch, for the sum-vs-mean hint.
     where:
         A short description of each test point (``"x=1.5, y=-2"``).
+    misconceptions:
+        The problem's catalogue (:func:`~symgrad.homework.misconceptions.catalogue`):
+        a match is named before any other hint.
     rtol, atol:
         Tolerances, as in :func:`numpy.isclose`.
 
@@ -58,6 +66,8 @@ def diagnose(name: str, got: Arrays, want: Arrays, *,
     got = [np.asarray(g, dtype=float) for g in got]
     want = [np.asarray(w, dtype=float) for w in want]
     shape = want[0].shape
+    if misconceptions and (named := explain(name, got, want, misconceptions, where, rtol, atol)):
+        return named
 
     def same(a: Arrays, b: Arrays) -> bool:
         return all(x.shape == y.shape and bool(np.all(np.isclose(x, y, rtol, atol)))
@@ -90,8 +100,8 @@ def diagnose(name: str, got: Arrays, want: Arrays, *,
         if not same(values, want) and same(got, values):
             return hint
     factor = _constant_factor(got, want, rtol, atol)
-    if factor is not None and (named := _factor_hint(factor, batch)) is not None:
-        return named
+    if factor is not None and (by_factor := _factor_hint(factor, batch)) is not None:
+        return by_factor
     return _partly_right(name, got, want, where, rtol, atol)
 
 

@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import InputError
 from .answers import AnswerPool, agreed
 from .diagnose import diagnose
+from .misconceptions import Misconception, for_problem
 from .reference import Codes, Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
 from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
@@ -58,6 +59,7 @@ class Prepared:
     alternatives: list[tuple[str, list[Reference]]]
     where: list[str]
     spec_problem: str | None = None
+    misconceptions: list[Misconception] = field(default_factory=list)
 
     def want(self, name: str) -> list[np.ndarray]:
         return [r.grads[name] for r in self.refs]
@@ -108,7 +110,8 @@ def prepare(problem: Problem, seed: int) -> Prepared:
                                   for p in points]))
     except SpecError:
         pass  # a diagnosis the less
-    return Prepared(problem, points, douts, refs, alternatives, where)
+    return Prepared(problem, points, douts, refs, alternatives, where,
+                    misconceptions=for_problem(problem, points, douts))
 
 
 def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
@@ -170,13 +173,11 @@ def grade(spec: Spec | str | Path, submissions: Iterable[str | Path], *, jobs: i
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     seed = spec.seed if seed is None else seed
+    limits = limits or spec.limits
+    jobs = _cores() if jobs is None else jobs
     for name, value, lowest in (("seed", seed, 0), ("jobs", jobs, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise InputError(f"{name} must be a whole number ≥ {lowest}, not {value!r}")
-    limits = limits or spec.limits
-    jobs = _cores() if jobs is None else jobs
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     paths = [Path(s) for s in submissions]
     for p in paths:
         if not p.exists() and not p.is_symlink():
@@ -538,7 +539,8 @@ def _check(label: str, got: list[tuple[np.ndarray | None, str | None]], want: li
     values = [v for v, _ in got]
     p = prep.problem
     hint = diagnose(label.lstrip("∂"), values, want, others=others, alternatives=alternatives,
-                    batch=p.batch, where=prep.where, rtol=p.rtol, atol=p.atol)
+                    batch=p.batch, where=prep.where, rtol=p.rtol, atol=p.atol,
+                    misconceptions=prep.misconceptions if label.startswith("∂") else ())
     return Check(label, hint is None, hint)
 
 
