@@ -15,9 +15,16 @@
    forward and backward written by hand in NumPy, on the same data (goal: within 1.15x);
    and the input checks (shapes, named dimensions, kinds) against the whole call at N=64,
    with concrete and with named sizes (goal: below 5%).
+5. Against the peers: the lectures' scalars against SymPy's lambdify (math and NumPy modules,
+   with cse) and JAX, PyTorch, PyTensor and autograd where installed (skipped otherwise); the
+   two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch and the
+   import time, as one table of the performance goals with a "now" column.
+6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
+   a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
 
-Timings take the best of several interleaved repeats, so other load on the machine
-inflates both sides of a ratio alike; BLAS runs on one thread unless OPENBLAS_NUM_THREADS
+Every timing warms its contenders up, then runs them interleaved (a different one first each
+round) and reports the min and the median, so other load on the machine inflates both sides
+of a ratio alike; BLAS runs on one thread unless OPENBLAS_NUM_THREADS
 (or OMP_NUM_THREADS, MKL_NUM_THREADS) says otherwise.
 """
 
@@ -29,6 +36,7 @@ import inspect
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 import timeit
@@ -89,16 +97,29 @@ LECTURE = [
 ]
 
 
-def best(fns: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict[str, float]:
-    """Seconds per call, the best of ``rounds`` short interleaved repeats.
+def timings(fns: dict[str, Callable[[], Any]], number: int, rounds: int,
+            warmup: int = 3) -> dict[str, tuple[float, float]]:
+    """Seconds per call of each function: (min, median) over ``rounds`` short interleaved repeats.
 
-    Many short rounds give every function the same chances of a quiet moment on a busy machine.
+    Every function is called ``warmup`` times first (caches, allocator, branch predictors), then
+    each round runs all of them, starting from a different one each round, so no contender is
+    always first or always right after another; many short rounds give every function the same
+    chances of a quiet moment on a busy machine.
     """
-    times = {k: math.inf for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k] = min(times[k], timeit.timeit(fn, number=number) / number)
-    return times
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            samples[k].append(timeit.timeit(fns[k], number=number) / number)
+    return {k: (min(v), statistics.median(v)) for k, v in samples.items()}
+
+
+def best(fns: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict[str, float]:
+    """Seconds per call, the best of ``rounds`` warmed-up, interleaved repeats (see :func:`timings`)."""
+    return {k: low for k, (low, _) in timings(fns, number, rounds).items()}
 
 
 def latency_row(text: str, hand: Callable[..., Any], plain: Callable[..., Any], point: dict[str, float],
@@ -106,12 +127,21 @@ def latency_row(text: str, hand: Callable[..., Any], plain: Callable[..., Any], 
     f = sg.graph(text).compile()
     for got, want in zip(f.value_and_grad(**point)[1].values(), hand(**point)[1].values()):
         assert math.isclose(got, want, abs_tol=1e-12), (text, got, want)
-    t = best({"hand": lambda: hand(**point), "compiled": lambda: f.value_and_grad(**point),
-              "generated": lambda: f.module.value_and_grad(**point), "plain": lambda: plain(**point)},
-             number=200, rounds=40 if quick else 200)
-    return [text, f"{t['hand'] * 1e6:.2f}", f"{t['compiled'] * 1e6:.2f}",
-            f"{t['compiled'] / t['hand']:.2f}x", f"{t['generated'] / t['hand']:.2f}x",
-            f"{t['compiled'] / t['plain']:.2f}x"]
+    t = timings({"hand": lambda: hand(**point), "compiled": lambda: f.value_and_grad(**point),
+                 "generated": lambda: f.module.value_and_grad(**point), "plain": lambda: plain(**point)},
+                number=200, rounds=40 if quick else 200)
+    return [text, pair(t["hand"], 1e6), pair(t["compiled"], 1e6), ratios(t["compiled"], t["hand"]),
+            ratios(t["generated"], t["hand"]), ratios(t["compiled"], t["plain"])]
+
+
+def pair(t: tuple[float, float], scale: float) -> str:
+    """A (min, median) time pair, scaled (1e6: µs, 1e3: ms): ``0.41/0.44``."""
+    return f"{t[0] * scale:.2f}/{t[1] * scale:.2f}"
+
+
+def ratios(a: tuple[float, float], b: tuple[float, float]) -> str:
+    """Same-run ratios of two (min, median) pairs: ``1.10x/1.12x``."""
+    return f"{a[0] / b[0]:.2f}x/{a[1] / b[1]:.2f}x"
 
 
 def lecture_latency(quick: bool) -> None:
@@ -120,6 +150,7 @@ def lecture_latency(quick: bool) -> None:
     rows = [latency_row(text, hand, plain, point, quick) for text, hand, plain, point in LECTURE]
     table(["case", "hand µs", "compiled µs", "compiled/hand", "generated/hand",
            "compiled/floats-only hand"], rows)
+    print("   each cell: min/median over interleaved rounds")
     print("   generated: the module's own function, without symgrad's input checks;")
     print("   floats-only hand: written with the math module and if/else, so it takes no arrays")
 
@@ -129,12 +160,17 @@ def lecture_latency(quick: bool) -> None:
 
 def traced(names: list[str], body: Callable[..., Any]) -> sg.Graph:
     """The graph of ``body(*inputs)`` for inputs named ``names``."""
+    return sg.graph(signed(names, body))
+
+
+def signed(names: list[str], body: Callable[..., Any]) -> Callable[..., Any]:
+    """``body`` as a function whose parameters are named ``names``."""
     def fn(*args):
         return body(*args)
 
     fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
-    return sg.graph(fn)
+    return fn
 
 
 def chain(n: int, sigmoid: Callable[[Any], Any]):
@@ -353,6 +389,15 @@ NETS = [(64, 3072, 100, 10), (128, 784, 256, 10)]
 
 def net_rows(size: tuple[int, int, int, int], quick: bool) -> list[list[str]]:
     N, D, H, C = size
+    t = net_times(size, quick)
+    return [[f"N={N} D={D} H={H} C={C}", name, pair(t["hand"], 1e3),
+             ratios(t[f"{name} compiled"], t["hand"]), ratios(t[f"{name} generated"], t["hand"]),
+             ratios(t[f"{name} generated steps"], t["hand steps"])] for name in ("fused", "unfused")]
+
+
+def net_times(size: tuple[int, int, int, int], quick: bool) -> dict[str, tuple[float, float]]:
+    """(min, median) seconds of the hand-written net and the compiled nets, fused and unfused."""
+    N, D, H, C = size
     shapes = {"X": (N, D), "W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,), "y": (N,)}
     rng = np.random.default_rng(0)
     point = {k: rng.normal(size=s) * (0.01 if k[0] == "W" else 1.0) for k, s in shapes.items() if k != "y"}
@@ -361,7 +406,7 @@ def net_rows(size: tuple[int, int, int, int], quick: bool) -> list[list[str]]:
     args = list(point.values())
     g = sg.graph(two_layer, shapes=shapes, dtypes={"y": int})
     expected = hand_value_and_grad(**point)
-    rows = []
+    contenders: dict[str, Callable[[], Any]] = {}
     for name, graph in (("fused", g.fuse("affine_relu").fuse("softmax_cross_entropy")), ("unfused", g)):
         f = graph.compile(wrt=["W1", "b1", "W2", "b2"])
         value, grads = f.value_and_grad(**point)
@@ -374,19 +419,18 @@ def net_rows(size: tuple[int, int, int, int], quick: bool) -> list[list[str]]:
             out, cache = m.forward(*args)
             return m.backward(1.0, cache)
 
-        def hand_steps():
-            out, cache = hand_forward(*args)
-            return hand_backward(1.0, cache)
+        contenders[f"{name} compiled"] = lambda f=f: f.value_and_grad(**point)  # type: ignore[misc]
+        contenders[f"{name} generated"] = lambda m=module: m.value_and_grad(*args)  # type: ignore[misc]
+        contenders[f"{name} generated steps"] = generated_steps
 
-        t = best({"hand": lambda: hand_value_and_grad(*args),
-                  "compiled": lambda f=f: f.value_and_grad(**point),  # type: ignore[misc]
-                  "generated": lambda m=module: m.value_and_grad(*args),  # type: ignore[misc]
-                  "hand steps": hand_steps, "generated steps": generated_steps},
-                 number=1, rounds=40 if quick else 200)
-        rows.append([f"N={N} D={D} H={H} C={C}", name, f"{t['hand'] * 1e3:.2f}",
-                     f"{t['compiled'] / t['hand']:.2f}x", f"{t['generated'] / t['hand']:.2f}x",
-                     f"{t['generated steps'] / t['hand steps']:.2f}x"])
-    return rows
+    def hand_steps():
+        out, cache = hand_forward(*args)
+        return hand_backward(1.0, cache)
+
+    # one run for both graphs and the hand-written baseline: every ratio shares its baseline's samples
+    number = 1 if N * D > 10_000 else 100
+    return timings({"hand": lambda: hand_value_and_grad(*args), "hand steps": hand_steps, **contenders},
+                   number=number, rounds=40 if quick else 200)
 
 
 def two_layer_net(quick: bool) -> None:
@@ -397,7 +441,7 @@ def two_layer_net(quick: bool) -> None:
            "generated forward+backward"], rows)
     print("   value_and_grad: the compiled entry point (with input checks); generated: the module's")
     print("   own functions; forward+backward: forward(...) then backward(1.0, cache), against the")
-    print("   hand-written forward and backward called the same way")
+    print("   hand-written forward and backward called the same way; each cell: min/median")
     check_cost(quick)
 
 
@@ -430,7 +474,241 @@ def check_cost(quick: bool) -> None:
     table(["shapes", "generated value_and_grad ms", "module check µs", "share",
            "compiled entry check µs", "share"], rows)
     print("   module check: the written module's _check; compiled entry check: what compile()'s entry")
-    print("   points run before the generated lines (kinds, finite sums, then the same _check)")
+    print("   points run before the generated lines (kinds, then the same _check; the arrays' entries")
+    print("   are read only when the output is not finite)")
+
+
+# -- 5. against the peers -----------------------------------------------------------------------
+
+
+def lambdify_scalar(text: str, names: list[str], module: str) -> Callable[..., Any]:
+    """SymPy's own answer: the value and every derivative, lambdified with ``cse`` (positional)."""
+    symbols = [sp.Symbol(n, real=True) for n in names]
+    expr = sp.parse_expr(text.replace("max", "Max"), local_dict=dict(zip(names, symbols)))  # our own text
+    return sp.lambdify(symbols, [expr, *(sp.diff(expr, s) for s in symbols)], modules=module, cse=True)
+
+
+def peer_scalar_calls(text: str, names: list[str], point: dict[str, float]) -> dict[str, Callable[[], Any]]:
+    """Whatever of JAX, PyTorch, PyTensor and autograd is installed, each computing value and grads."""
+    args = [point[n] for n in names]
+    found: dict[str, Callable[[], Any]] = {}
+    expr_fn = lambdify_scalar(text, names, "math")
+    found["lambdify(math, cse)"] = lambda: expr_fn(*args)
+    np_fn = lambdify_scalar(text, names, "numpy")
+    found["lambdify(numpy, cse)"] = lambda: np_fn(*args)
+
+    def body(lib: Any, sigmoid_exp: Callable[[Any], Any]) -> Callable[..., Any]:
+        if text.startswith("(x + y)"):
+            return lambda x, y, z: (x + y) * z
+        return lambda w0, x0, w1, x1, w2: 1 / (1 + sigmoid_exp(-(w0 * x0 + w1 * x1 + w2)))
+
+    try:
+        import jax
+        import jax.numpy as jnp
+        jax_fn = jax.jit(jax.value_and_grad(body(jnp, jnp.exp), argnums=tuple(range(len(args)))))
+        found["JAX jit(value_and_grad)"] = lambda: jax.block_until_ready(jax_fn(*args))
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        def torch_call() -> Any:
+            xs = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in args]
+            out = body(torch, torch.exp)(*xs)
+            return out.item(), [g.item() for g in torch.autograd.grad(out, xs)]
+        found["PyTorch autograd"] = torch_call
+    except ImportError:
+        pass
+    try:
+        import autograd
+        import autograd.numpy as anp
+        ag_fn = autograd.value_and_grad(lambda v: body(anp, anp.exp)(*v))
+        found["autograd"] = lambda: ag_fn(np.array(args))
+    except ImportError:
+        pass
+    try:
+        import pytensor
+        import pytensor.tensor as pt
+        xs = [pt.dscalar(n) for n in names]
+        out = body(pt, pt.exp)(*xs)
+        pt_fn = pytensor.function(xs, [out, *pytensor.grad(out, xs)])
+        found["PyTensor"] = lambda: pt_fn(*args)
+    except ImportError:
+        pass
+    return found
+
+
+PEER_PACKAGES = ("jax", "torch", "pytensor", "autograd")
+
+TINY = (5, 4, 10, 3)
+
+
+def sympy_chain(n: int) -> sp.Expr:
+    """The depth-n sigmoid chain as one SymPy expression, built unevaluated (SymPy's own
+    evaluation of a deep expression is slow, and recursive for symbols with assumptions)."""
+    h: sp.Expr = sp.Symbol("x")
+    one = sp.Integer(1)
+    for i in range(1, n + 1):
+        a = sp.Add(sp.Mul(sp.Symbol(f"w{i}"), h, evaluate=False), sp.Symbol(f"b{i}"), evaluate=False)
+        h = sp.Pow(sp.Add(one, sp.exp(sp.Mul(-1, a, evaluate=False), evaluate=False), evaluate=False), -1,
+                   evaluate=False)
+    return h
+
+
+def sympy_front_end(n: int) -> str:
+    """``sg.graph`` of a depth-n chain given as a SymPy expression: seconds, or what stopped it."""
+    expr = sympy_chain(n)
+    start = time.perf_counter()
+    try:
+        within(60, lambda: sg.graph(expr))
+    except RecursionError:
+        return "RecursionError"
+    except TimeLimit:
+        return "> 60 s"
+    return f"{time.perf_counter() - start:.2f} s"
+
+
+def batch_sigmoid(quick: bool) -> dict[str, tuple[float, float]]:
+    """A 100k-point batch through the sigmoid neuron: hand-written NumPy, fused and unfused."""
+    rng = np.random.default_rng(0)
+    point = {n: rng.normal(size=100_000) for n in ("w0", "x0", "w1", "x1", "w2")}
+    g = sg.graph(LECTURE[1][0])
+    fused, unfused = g.fuse("sigmoid").compile(), g.compile()
+    return timings({"hand": lambda: hand_neuron(**point), "fused": lambda: fused.value_and_grad(**point),
+                    "unfused": lambda: unfused.value_and_grad(**point)}, number=1, rounds=10 if quick else 40)
+
+
+def import_time() -> float:
+    """Seconds of ``import symgrad`` in a fresh interpreter, less the interpreter's own start."""
+    import subprocess
+
+    def run(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+        return time.perf_counter() - start
+    return min(run("import symgrad") for _ in range(3)) - min(run("pass") for _ in range(3))
+
+
+def peers(quick: bool) -> None:
+    print("\n5. against the peers: the table of the performance goals, with a 'now' column")
+    missing = [p for p in PEER_PACKAGES if not _installed(p)]
+    if missing:
+        print(f"   not installed, skipped: {', '.join(missing)}")
+    rows = []
+    scalar_now, scalar_peer = [], []
+    for text, _, plain, point in LECTURE[:2]:
+        names = list(point)
+        f = sg.graph(text).compile()
+        fns = {"hand (math)": lambda plain=plain, point=point: plain(**point),
+               "compiled": lambda f=f, point=point: f.value_and_grad(**point)}
+        if "exp" in text:
+            fused = sg.graph(text).fuse("sigmoid").compile()
+            fns["compiled, fused"] = lambda f=fused, point=point: f.value_and_grad(**point)
+        fns.update(peer_scalar_calls(text, names, point))
+        t = timings(fns, number=200, rounds=40 if quick else 200)
+        print(f"\n   {text}: µs per value-and-gradient call, min/median")
+        table(["contender", "µs", "/ lambdify(math, cse)"],
+              [[k, pair(v, 1e6), ratios(v, t["lambdify(math, cse)"])] for k, v in t.items()], indent="     ")
+        scalar_now.append("/".join(pair(t[k], 1e6) for k in fns if k.startswith("compiled")))
+        scalar_peer.append(pair(t["lambdify(math, cse)"], 1e6))
+    rows.append(["lecture scalars: (x+y)z / sigmoid neuron (unfused/fused), µs min/median",
+                 " ; ".join(scalar_now), "lambdify(math, cse) " + " ; ".join(scalar_peer), "≤ lambdify"])
+    for size in [TINY, *NETS]:
+        t = net_times(size, quick)
+        rows.append([f"two-layer net {size}, fwd+bwd, / hand",
+                     f"fused {ratios(t['fused compiled'], t['hand'])}, "
+                     f"unfused {ratios(t['unfused compiled'], t['hand'])} (hand {pair(t['hand'], 1e3)} ms)",
+                     "PyTensor-Numba 0.64x-0.84x (issue)", "≤ 0.6x / 0.8x hand"])
+    depths = [65, 300] if quick else [65, 1000, 10_000]
+    rows.append(["sg.graph(sympy_expr), sigmoid chain of depth " + "/".join(map(str, depths)),
+                 " / ".join(sympy_front_end(n) for n in depths), "string front end linear",
+                 "< 10 s at 10,000"])
+    t = batch_sigmoid(quick)
+    rows.append(["sigmoid neuron, 100k-point batch, / hand", f"fused {ratios(t['fused'], t['hand'])}, "
+                 f"unfused {ratios(t['unfused'], t['hand'])}", "-", "fused ≤ unfused ≤ 1.1x"])
+    rows.append(["import symgrad", f"{import_time():.2f} s", "-", "≤ 0.3 s"])
+    print()
+    table(["work", "now", "fastest peer", "goal"], rows)
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(package) is not None
+
+
+# -- 6. growth exponents ----------------------------------------------------------------------
+
+
+def chain_text(n: int) -> str:
+    """The depth-n sigmoid chain as a string."""
+    h = "x"
+    for i in range(1, n + 1):
+        h = f"sigmoid(w{i}*{h} + b{i})"
+    return h
+
+
+FRONT_ENDS: dict[str, Callable[[int], Any]] = {
+    "string": chain_text,
+    "SymPy expression": sympy_chain,
+    "callable": lambda n: signed(*chain(n, sg.sigmoid)),
+}
+
+
+def stage_times(front: str, n: int) -> dict[str, float]:
+    """Seconds of each stage for the depth-n chain from ``front``: graph, backprop, compile, call."""
+    made = FRONT_ENDS[front](n)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    g = made if isinstance(made, sg.Graph) else sg.graph(made)
+    times["graph"] = time.perf_counter() - start
+    point = {name: 0.1 for name in g.inputs}
+    start = time.perf_counter()
+    g.backprop(**point)
+    times["backprop"] = time.perf_counter() - start
+    start = time.perf_counter()
+    f = g.compile()
+    times["compile"] = time.perf_counter() - start
+    start = time.perf_counter()
+    f.value_and_grad(**point)
+    times["call"] = time.perf_counter() - start
+    times["nodes"] = len(g.nodes)
+    return times
+
+
+def exponent(ns: list[int], ts: list[float]) -> float:
+    """The least-squares slope of log t against log n: 1.0 is linear, 2.0 quadratic."""
+    xs, ys = [math.log(n) for n in ns], [math.log(max(t, 1e-9)) for t in ts]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def growth(quick: bool) -> None:
+    sizes = [100, 200, 400] if quick else [100, 300, 1000, 3000, 10_000]
+    budget = 30.0 if quick else 300.0  # a front end stops growing once one size took this long
+    print("\n6. growth with graph size: the sigmoid chain of depth n from every front end")
+    print(f"   (seconds per stage; a front end stops after a size whose stages took over {budget:g} s;")
+    print("   the exponent is the slope of log time against log n: 1.0 is linear)")
+    for front in FRONT_ENDS:
+        stage_times(front, 10)  # warm-up: first calls load and cache what later ones reuse
+        rows, done = [], []
+        for n in sizes:
+            try:
+                t = stage_times(front, n)
+            except (sg.SymgradError, RecursionError, MemoryError) as e:
+                rows.append([str(n), "-", f"{type(e).__name__}: {str(e)[:60]}", "", "", ""])
+                break
+            done.append((n, t))
+            rows.append([str(n), str(int(t["nodes"])), *(f"{t[s]:.3f}" for s in STAGES)])
+            if sum(t[s] for s in STAGES) > budget:
+                break
+        if len(done) >= 2:
+            ns = [n for n, _ in done]
+            rows.append(["exponent", "", *(f"{exponent(ns, [t[s] for _, t in done]):.2f}" for s in STAGES)])
+        print(f"\n   {front}")
+        table(["n", "nodes", *STAGES], rows, indent="   ")
+
+
+STAGES = ("graph", "backprop", "compile", "call")
 
 
 def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:
@@ -442,10 +720,10 @@ def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer repeats")
-    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4], action="append",
+    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5, 6], action="append",
                         help="run only this section (repeatable; 3 needs 2's graphs and runs it too)")
     args = parser.parse_args(argv)
-    sections = set(args.section or [1, 2, 3, 4])
+    sections = set(args.section or [1, 2, 3, 4, 5, 6])
     if 1 in sections:
         lecture_latency(args.quick)
     if sections & {2, 3}:
@@ -455,6 +733,10 @@ def main(argv: list[str] | None = None) -> int:
             backward_forward(results, args.quick)
     if 4 in sections:
         two_layer_net(args.quick)
+    if 5 in sections:
+        peers(args.quick)
+    if 6 in sections:
+        growth(args.quick)
     return 0
 
 

@@ -62,6 +62,8 @@ from .graph import Graph
 from .names import check_names
 from .printing import array_api_code, float_literal, import_namespace, imports_of, numpy_code
 from .program import Program, build_program
+from .scalar import FALLBACK, scalar_body
+from .scalar import NAMESPACE as SCALAR_NAMESPACE
 from .tensors import broadcast_to, shape_of
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
 
@@ -510,9 +512,12 @@ ENTRY_DOCS = {
 def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool) -> str:
     """Keyword-only versions of value, forward and value_and_grad that check their inputs first.
 
-    The bodies are the generated ones.  With ``fast``, Python and NumPy floats
-    that add up to a finite number go straight through; anything else is
-    checked and converted by ``_arguments``.
+    The bodies are the generated ones.  With ``fast`` (a graph of scalars),
+    Python and NumPy floats that add up to a finite number go straight
+    through, to the body rewritten for floats (:func:`symgrad.scalar.scalar_body`),
+    as do inputs that ``_arguments`` (which checks and converts anything else)
+    turns into floats; arrays take the NumPy body, as does a point where the
+    float body raises one of :data:`symgrad.scalar.FALLBACK`.
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
@@ -522,19 +527,32 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         floats = [f"({n}.__class__ is _float or {n}.__class__ is _float64)" for n in inputs]
         floats.append(f"0.0 * ({' + '.join(inputs)}) == 0.0")  # false for inf and nan
         test = "".join(f"\n            and {c}" if i else c for i, c in enumerate(floats))
-        head = [f"    if _unknown or not ({test}):", f"        {check}"]
+        head = [f"    _scalar = not _unknown and ({test})"]
     elif fast and inputs:  # too many for one expression: Python's compiler recurses into long sums
-        head = [f"    if _unknown or not _floats(({args},)):", f"        {check}"]
+        head = [f"    _scalar = not _unknown and _floats(({args},))"]
     else:
         head = [f"    {check}"]
+    if fast and inputs:
+        every = " and ".join(f"{n}.__class__ is _float" for n in inputs) if len(inputs) <= INLINE_CHECKS \
+            else f"_all_floats(({args},))"
+        head += ["    if not _scalar:", f"        {check}", f"        _scalar = {every}"]
     text = [f"def unchecked_value({args}):",
             '    """The output, with no check of the inputs (complex steps pass)."""',
             *_indent(functions["value"].body), "", ""]
     for name, doc in ENTRY_DOCS.items():
-        text += [f"def {name}({signature}):", f'    """{doc}"""', *head, "    try:",
+        scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
+                  *_indent(_indent(_indent(scalar_body(functions[name].body)))),
+                  "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
+                  "            pass"] if fast and inputs else []
+        text += [f"def {name}({signature}):", f'    """{doc}"""', *head, *scalar, "    try:",
                  *_indent(_indent(functions[name].body)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
     return "\n".join(text)
+
+
+def _all_floats(values: tuple[Any, ...]) -> bool:
+    """All Python floats (what ``_arguments`` makes of scalars)."""
+    return all(v.__class__ is float for v in values)
 
 
 def load_module(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
@@ -600,12 +618,17 @@ class Compiled:
             **namespace, "_backward": self.module.backward, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
+            "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
         })
         self._files = {self.module.__file__, entries.__file__}
         self._value = entries.value
         self._unchecked_value = entries.unchecked_value
         self.forward = entries.forward
         self.value_and_grad = entries.value_and_grad
+        if not self.batchable and graph.inputs:  # arrays: finiteness checked where the output shows it
+            self._value = self._finite_where_shown(entries.value, False)
+            self.forward = self._finite_where_shown(entries.forward, True)
+            self.value_and_grad = self._finite_where_shown(entries.value_and_grad, True)
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
 
     def __call__(self, *args: Any, **inputs: Any) -> Any:
@@ -661,9 +684,11 @@ class Compiled:
         return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
 
     def _as_checked(self, values: tuple[Any, ...]) -> bool:
-        """Every input already as the checks make it: a float64 array whose sum is finite (a
-        finite float for a scalar), or int64 labels; then shapes, named dimensions and label
-        ranges checked as the generated module checks them (a ShapeError or InputError)."""
+        """Every input already as the checks make it: a float64 array (a finite float for a
+        scalar), or int64 labels; then shapes, named dimensions and label ranges checked as the
+        generated module checks them (a ShapeError or InputError).  The arrays' entries are not
+        read here: :meth:`_finite_where_shown` looks for one that is not finite only when the
+        output is not finite."""
         for v, (shape, classes) in zip(values, self._declared):
             if v.__class__ is float and shape == () and classes is None:
                 if not math.isfinite(v):
@@ -671,12 +696,34 @@ class Compiled:
             elif v.__class__ is not np.ndarray or shape == ():
                 return False
             elif classes is None:
-                if v.dtype != np.float64 or not math.isfinite(v.sum()):
+                if v.dtype != np.float64:
                     return False
             elif v.dtype != np.int64:
                 return False
         check_values(values, self._table)
         return True
+
+    def _finite_where_shown(self, entry: Callable[..., Any], pair: bool) -> Callable[..., Any]:
+        """``entry``, followed by a test of its output: where that is not finite, an input that
+        is not finite is refused by name (an InputError); otherwise the output is NumPy's.
+
+        One test of the output per call instead of a pass over every input array.
+        """
+        names = self.graph.inputs
+
+        def checked(**inputs: Any) -> Any:
+            result = entry(**inputs)
+            out = result[0] if pair else result
+            if not (math.isfinite(out) if isinstance(out, float) else np.isfinite(out).all()):
+                for n in names:
+                    v = inputs.get(n)
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
+                        raise InputError(f"value of {n!r} is not finite: {v!r}")
+            return result
+
+        checked.__doc__ = entry.__doc__
+        checked.__name__ = entry.__name__
+        return checked
 
     def _evaluation_error(self, e: BaseException) -> EvaluationError:
         """An EvaluationError naming the generated line where Python's float arithmetic failed."""

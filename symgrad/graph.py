@@ -262,7 +262,10 @@ class Graph:
         >>> sg.graph("pick(s, y)", shapes={"s": (2, 3), "y": (2,)}, dtypes={"y": int}).labels
         ('y',)
         """
-        return tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
+        found = self.__dict__.get("_labels")
+        if found is None:  # once: the graph does not change, and every node's derivatives ask
+            found = self._labels = tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
+        return found
 
     def _what(self, node: str) -> str:
         """The node's op, or its label for a gate."""

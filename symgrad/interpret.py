@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -141,14 +141,15 @@ def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
     env.update(known)  # type: ignore[arg-type]  # expressions read a named dimension by its name
     with np.errstate(divide="raise", over="raise", invalid="raise", under="ignore"):
         for step in program.forward:
-            env[step.target.name] = _run(step.expr, env, graph, f"{step.node} = {step.expr}",
+            env[step.target.name] = _run(step.expr, env, graph, _shown(step.node, " = ", step.expr),
                                          operands=graph.operands(step.node))
         local = {}
         for v in graph.operations:
             if not graph.elementwise(v):
                 continue  # no local Jacobian is formed; the edge's vjp goes straight to `sent`
             for u, d in graph.local_derivatives(v, form="numeric").items():
-                local[(v, u)] = _run(d, env, graph, f"∂{v}/∂{u} = {d}", operands=[u, v])
+                local[(v, u)] = _run(d, env, graph, _shown("∂", v, "/∂", u, " = ", d),
+                                     operands=[u, v])
         node_grads, sent = _backward(program, env, upstream, known)
     for n in graph.nodes:
         if n not in graph.labels:
@@ -228,17 +229,24 @@ def _cut(graph: Graph, node: str, wrt: str) -> Graph | None:
     return Graph(g, node, (wrt,), graph.granularity)
 
 
-def _run(expr: sp.Expr, env: dict[str, np.ndarray], graph: Graph, what: str,
+def _shown(*parts: Any) -> Callable[[], str]:
+    """The text of ``parts``, written out when asked for (an expression prints slowly)."""
+    return lambda: "".join(str(p) for p in parts)
+
+
+def _run(expr: sp.Expr, env: dict[str, np.ndarray], graph: Graph, what: str | Callable[[], str],
          operands: list[str]) -> np.ndarray:
-    """Evaluate ``expr``, turning NumPy's complaints into an error that names the node."""
+    """Evaluate ``expr``, turning NumPy's complaints into an error that names the node (``what``,
+    or what it returns: written out only for an error)."""
     try:
         return evaluate(expr, env)
     except (FloatingPointError, ZeroDivisionError, OverflowError) as e:
+        what = what() if callable(what) else what
         at = ", ".join(f"{n} = {_show(env[n])}" for n in operands if n in env)
         reason = str(e).replace("encountered in", "in")
         raise EvaluationError(f"cannot evaluate {what} at {at}: {reason}") from None
     except (EvaluationError, UnsupportedError) as e:  # no NumPy spelling: nan, inf, an unknown name
-        raise type(e)(f"cannot evaluate {what}: {e}") from None
+        raise type(e)(f"cannot evaluate {what() if callable(what) else what}: {e}") from None
 
 
 def _show(v: np.ndarray) -> str:

@@ -416,6 +416,6 @@ def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
     code = compile(numpy_code(expr), "<symgrad>", "eval")
     namespace = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
     try:
-        return np.asarray(eval(code, {**namespace, "__builtins__": {}}, dict(env)), dtype=float)
+        return np.asarray(eval(code, {**namespace, "__builtins__": {}}, env), dtype=float)  # env: not copied
     except NameError as e:  # a spelling that uses a name nothing defines
         raise UnsupportedError(f"no NumPy spelling for {expr}: {e}") from None

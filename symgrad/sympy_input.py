@@ -19,23 +19,63 @@ def from_sympy(expr: sp.Basic, builder: Builder):
     """Build a Graph from a SymPy expression; see :func:`symgrad.graph`."""
     if not isinstance(expr, sp.Expr):
         raise UnsupportedError(f"cannot build a graph from SymPy {type(expr).__name__} {expr}")
-    output = _Converter(builder).convert(expr)
-    return builder.finish(output, source=str(expr))
+    converter = _Converter(builder)
+    output = converter.convert(expr)
+    return builder.finish(output, source=_source(expr, converter.depth))
+
+
+def _source(expr: sp.Expr, depth: int) -> str:
+    """``str(expr)``, or a summary for an expression too deep for SymPy's recursive printer."""
+    if depth <= SHOWN_DEPTH:
+        try:
+            return str(expr)
+        except RecursionError:
+            pass
+    return f"a SymPy expression {depth} levels deep"
+
+
+SHOWN_DEPTH = 60  # deeper expressions are summarized: SymPy prints recursively
 
 
 class _Converter:
+    """Post-order walks without recursion, each sub-expression visited once (equal ones are one
+    node with several consumers), so a deep or wide expression costs time linear in its size."""
+
     def __init__(self, builder: Builder):
         self.b = builder
         self.done: dict[sp.Expr, Operand] = {}
+        self.variable: dict[sp.Basic, bool] = {}  # has a free symbol: free_symbols, without recursion
+        self.levels: dict[sp.Basic, int] = {}
+        self.depth = 0
+
+    def scan(self, root: sp.Basic) -> None:
+        """Fill :attr:`variable` and :attr:`depth` for every sub-expression of ``root``."""
+        levels = self.levels
+        stack: list[tuple[sp.Basic, bool]] = [(root, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in self.variable:
+                continue
+            if isinstance(e, (sp.Symbol, sp.MatrixSymbol)) or not e.args:
+                self.variable[e] = isinstance(e, (sp.Symbol, sp.MatrixSymbol))
+                levels[e] = 1
+            elif not ready:
+                stack.append((e, True))
+                stack.extend((a, False) for a in e.args if a not in self.variable)
+            else:
+                self.variable[e] = any(self.variable[a] for a in e.args)
+                levels[e] = 1 + max(levels[a] for a in e.args)
+        self.depth = max(self.depth, levels[root])
 
     def convert(self, root: sp.Expr) -> Operand:
         # post-order without recursion, sharing equal sub-expressions
+        self.scan(root)
         stack: list[tuple[sp.Expr, bool]] = [(root, False)]
         while stack:
             e, ready = stack.pop()
             if e in self.done:
                 continue
-            if not e.free_symbols:
+            if not self.has_symbols(e):
                 self.done[e] = self.b.constant(e)
             elif isinstance(e, sp.Symbol):
                 self.done[e] = self.b.input(e.name)
@@ -47,6 +87,26 @@ class _Converter:
             else:
                 self.done[e] = self.apply(e)
         return self.done[root]
+
+    def has_symbols(self, e: sp.Basic) -> bool:
+        known = self.variable.get(e)
+        if known is None:  # made here (a negated term's positive part): scan it too
+            self.scan(e)
+            known = self.variable[e]
+        return known
+
+    def negated(self, term: sp.Expr) -> sp.Expr | None:
+        """t for a term SymPy stores as −t (so ``x − y`` becomes a subtraction again), else None."""
+        if isinstance(term, sp.Mul) and term.args[0] == -1 and self.has_symbols(term):
+            rest = term.args[1:]
+            return rest[0] if len(rest) == 1 else sp.Mul._from_args(rest)  # −t without evaluating
+        return None
+
+    def reciprocal(self, factor: sp.Expr) -> sp.Expr | None:
+        """t for a factor SymPy stores as t**−1 (so ``x / y`` becomes a division again), else None."""
+        if isinstance(factor, sp.Pow) and factor.exp == -1 and self.has_symbols(factor):
+            return factor.base
+        return None
 
     def matrix_input(self, e: sp.MatrixSymbol) -> Operand:
         sizes = (e.rows, e.cols)
@@ -66,9 +126,9 @@ class _Converter:
         if isinstance(e, sp.HadamardPower):
             return [e.base, e.exp]
         if isinstance(e, sp.Add):
-            return [(-t if _negated(t) else t) for t in e.args]
+            return [self.negated(t) or t for t in e.args]
         if isinstance(e, sp.Mul):
-            return [(1 / f if _reciprocal(f) else f) for f in e.args]
+            return [self.reciprocal(f) or f for f in e.args]
         if isinstance(e, sp.Pow):
             if e.exp == -1:
                 return [e.base]
@@ -106,22 +166,22 @@ class _Converter:
         if isinstance(e, sp.Add):
             acc = None
             for t in e.args:
-                neg = _negated(t)
-                operand = done[-t if neg else t]
+                positive = self.negated(t)
+                operand = done[t if positive is None else positive]
                 if acc is None:
-                    acc = b.apply("mul", sp.Integer(-1), operand) if neg else operand
+                    acc = operand if positive is None else b.apply("mul", sp.Integer(-1), operand)
                 else:
-                    acc = b.apply("sub" if neg else "add", acc, operand)
+                    acc = b.apply("add" if positive is None else "sub", acc, operand)
             return acc  # type: ignore[return-value]
         if isinstance(e, sp.Mul):
             acc = None
             for f in e.args:
-                recip = _reciprocal(f)
-                operand = done[1 / f if recip else f]
+                base = self.reciprocal(f)
+                operand = done[f if base is None else base]
                 if acc is None:
-                    acc = b.apply("div", sp.Integer(1), operand) if recip else operand
+                    acc = operand if base is None else b.apply("div", sp.Integer(1), operand)
                 else:
-                    acc = b.apply("div" if recip else "mul", acc, operand)
+                    acc = b.apply("mul" if base is None else "div", acc, operand)
             return acc  # type: ignore[return-value]
         if isinstance(e, sp.Pow):
             if e.exp == -1:
@@ -140,12 +200,3 @@ class _Converter:
             return acc
         return b.apply(op.name, *args)
 
-
-def _negated(term: sp.Expr) -> bool:
-    """A term SymPy stores as −t (so ``x − y`` becomes a subtraction again)."""
-    return isinstance(term, sp.Mul) and term.args[0] == -1 and bool(term.free_symbols)
-
-
-def _reciprocal(factor: sp.Expr) -> bool:
-    """A factor SymPy stores as t**−1 (so ``x / y`` becomes a division again)."""
-    return isinstance(factor, sp.Pow) and factor.exp == -1 and bool(factor.free_symbols)

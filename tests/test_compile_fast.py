@@ -197,3 +197,25 @@ def test_inputs_that_need_converting_or_refusing_still_are(nets):
         f.value_and_grad(**{**values, "b1": values["b1"][:-1]})
     with pytest.raises(sg.SymgradError, match="not finite"):
         f.value_and_grad(**{**values, "reg": float("nan")})
+
+
+def test_array_entries_are_read_only_when_the_output_is_not_finite():
+    g = sg.graph("sum(relu(W @ x))", shapes={"W": (2, 3), "x": (3,)})
+    f = g.compile()
+    W = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])
+    x = np.array([0.5, -1.0, 2.0])
+    want = f.value_and_grad(W=W, x=x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for bad in (np.inf, np.nan):
+            hit = W.copy()
+            hit[0, 0] = bad
+            for call in (f, f.forward, f.value_and_grad):
+                with pytest.raises(sg.InputError, match="'W' is not finite"):
+                    call(W=hit, x=x)
+        hidden = W.copy()
+        hidden[1, 0] = -np.inf  # relu turns the row's -inf into 0: the output shows nothing
+        value, grads = f.value_and_grad(W=hidden, x=x)
+    assert want[0] == 7.5 and value == 4.5  # the hidden row adds nothing
+    big = sg.graph("sum(exp(x))", shapes={"x": (2,)}).compile()
+    with np.errstate(over="ignore"):
+        assert big(x=np.array([1000.0, 0.0])) == np.inf  # finite inputs: NumPy's answer

@@ -1,0 +1,124 @@
+"""The compiled functions' path for floats against their NumPy path, over the op table.
+
+When every input is a float, a compiled graph of scalars runs lines written for
+floats (symgrad.scalar); the same call with 1-element arrays runs the
+NumPy lines.  Both must give the same numbers (to a few units in the last place:
+``math.exp`` and NumPy's ``exp`` may round differently), including where the
+float lines give way to NumPy's (an overflowing ``exp``, ``log`` of a negative).
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.ops import OPS
+from symgrad.scalar import scalar_body
+
+from .test_op_table import NAMES, sample, text_of
+
+SCALAR_ROWS = sorted(n for n, op in OPS.items()
+                     if op.elementwise and not op.params and not any(d.labels for d in op.domain))
+
+
+def both_paths(f: sg.Compiled, point: dict[str, float]):
+    """(value, grads) from the float path and from the NumPy path (1-element arrays)."""
+    scalar = f.value_and_grad(**point)
+    value, grads = f.value_and_grad(**{n: np.array([v]) for n, v in point.items()})
+    return scalar, (value[0], {n: g[0] for n, g in grads.items()})
+
+
+def assert_same(got, want, ulps: float = 8):
+    assert got.__class__ in (float, np.float64), type(got)
+    assert got == pytest.approx(want, rel=ulps * 2.2e-16, abs=1e-300), (got, want)
+
+
+def test_the_op_table_has_rows_for_the_scalar_path():
+    wanted = {"exp", "log", "sigmoid", "softplus", "logaddexp", "relu", "max", "tanh", "div"}
+    assert wanted <= set(SCALAR_ROWS)
+
+
+@pytest.mark.parametrize("name", SCALAR_ROWS)
+@pytest.mark.parametrize("fused", [False, True])
+def test_float_path_equals_numpy_path_for_every_row(name, fused):
+    op = OPS[name]
+    g = sg.graph(text_of(op))
+    if fused:
+        g = g.fuse_all()
+    f = g.compile()
+    rng = np.random.default_rng(SCALAR_ROWS.index(name))
+    for _ in range(6):
+        point = {n: sample(d, rng) for n, d in zip(NAMES[: op.arity], op.domain)}
+        (value, grads), (array_value, array_grads) = both_paths(f, point)
+        assert_same(value, array_value)
+        assert grads.keys() == array_grads.keys()
+        for n in grads:
+            assert_same(grads[n], array_grads[n])
+        assert f(**point) == pytest.approx(value, rel=1e-15)
+        out, cache = f.forward(**point)
+        assert out == value
+        assert f.backward(1.0, cache) == pytest.approx(grads, rel=1e-15)
+
+
+@pytest.mark.parametrize("text", ["sigmoid(x)", "1/(1+exp(-x))", "softplus(x)", "logsigmoid(x)",
+                                  "logaddexp(x, 2*x)", "tanh(x)"])
+@pytest.mark.parametrize("x", [-1000.0, -745.5, -40.0, -1e-12, 0.0, 1e-12, 40.0, 709.0, 1000.0])
+def test_extreme_points_give_the_numpy_answers(text, x):
+    g = sg.graph(text)
+    for graph in (g, g.fuse_all()):
+        f = graph.compile()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's inf and nan, as documented
+            (value, grads), (array_value, array_grads) = both_paths(f, {"x": x})
+        for got, want in [(value, array_value), (grads["x"], array_grads["x"])]:
+            if math.isnan(want) or math.isinf(want):
+                assert got == want or (math.isnan(got) and math.isnan(want)), (got, want)
+            else:
+                assert_same(got, want)
+
+
+def test_the_stable_sigmoid_saturates_without_overflow():
+    f = sg.graph("sigmoid(x)").compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the float path, no fallback needed
+        assert f.value_and_grad(x=1000.0) == (1.0, {"x": 0.0})
+        assert f.value_and_grad(x=-1000.0) == (0.0, {"x": 0.0})
+        value, grads = f.value_and_grad(x=-700.0)
+    assert value == pytest.approx(math.exp(-700.0), rel=1e-15)
+    assert grads["x"] == pytest.approx(math.exp(-700.0), rel=1e-15)
+
+
+def test_the_float_lines_use_the_math_module_and_the_sign_test():
+    lines = scalar_body(["q2 = np.exp(-np.logaddexp(0, -q1))", "dq1 = q2*np.exp(-np.logaddexp(0, q1))",
+                         "q3 = np.maximum(q1, 0)", "q4 = np.logaddexp(0, q1) + np.log(q2)",
+                         "if q2.__class__ is np.ndarray:", "    return q2, _backward(dq1)", "return q2"])
+    text = "\n".join(lines)
+    assert "np." not in text and "_backward" not in text
+    assert "if q1 >= 0.0" in text and "if -q1 >= 0.0" in text
+    assert "max(q1, 0.0)" in text and "_softplus(q1)" in text and "_log(q2)" in text
+
+
+def test_python_and_numpy_scalars_and_ints_take_the_float_path_and_arrays_do_not():
+    f = sg.graph("(x + y) * z").compile()
+    lecture = (-12.0, {"x": -4.0, "y": -4.0, "z": 3.0})
+    assert f.value_and_grad(x=-2.0, y=5.0, z=-4.0) == lecture
+    assert f.value_and_grad(x=np.float64(-2.0), y=5.0, z=-4.0) == lecture
+    assert f.value_and_grad(x=-2, y=5, z=-4) == lecture
+    value, grads = f.value_and_grad(x=np.array([-2.0, 1.0]), y=5.0, z=-4.0)
+    assert value.tolist() == [-12.0, -24.0] and grads["z"] == 9.0 and grads["x"].shape == (2,)
+    with pytest.raises(sg.InputError, match="'x' is not finite"):
+        f.value_and_grad(x=float("nan"), y=5.0, z=-4.0)
+    with pytest.raises(sg.EvaluationError, match="1/x"):
+        sg.graph("1/x + y").compile().value_and_grad(x=0.0, y=1.0)
+
+
+def test_many_inputs_take_the_float_path_too():
+    names = [f"x{i}" for i in range(40)]
+    f = sg.graph(" + ".join(f"sigmoid({n})" for n in names)).compile()
+    point = {n: float(i) - 20.0 for i, n in enumerate(names)}
+    value, grads = f.value_and_grad(**point)
+    array_value, array_grads = f.value_and_grad(**{n: np.array([v]) for n, v in point.items()})
+    assert value == pytest.approx(array_value[0], rel=1e-14)
+    assert all(grads[n] == pytest.approx(array_grads[n][0], rel=1e-14) for n in names)
