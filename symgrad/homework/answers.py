@@ -202,6 +202,19 @@ def main() -> None:
             print(json.dumps({"done": True}), flush=True)
 
 
+def _stop(worker: subprocess.Popen) -> None:
+    """Kill a worker (if it still runs), reap it and close its pipes."""
+    if worker.poll() is None:
+        worker.kill()
+    worker.wait()
+    for stream in (worker.stdin, worker.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
 class AnswerPool:
     """At most ``workers`` worker processes, shared by the grading threads (a thread waits for
     a free one); a worker that overruns or fails is killed, and the next request gets a new one.
@@ -248,14 +261,7 @@ class AnswerPool:
         return ([] if status == "failed" else replies), status
 
     def _retire(self, worker: subprocess.Popen) -> None:
-        worker.kill()
-        worker.wait()
-        for stream in (worker.stdin, worker.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        _stop(worker)
         with self._lock:
             if worker in self._all:
                 self._all.remove(worker)
@@ -281,15 +287,7 @@ class AnswerPool:
         with self._lock:
             workers, self._all = self._all, []
         for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-            worker.wait()
-            for stream in (worker.stdin, worker.stdout):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
+            _stop(worker)
 
     def __enter__(self) -> AnswerPool:
         return self
