@@ -57,14 +57,22 @@ def sympy_gradient(expr: sp.Expr, point: dict[str, float]) -> dict[str, float]:
     return {n: float(sp.diff(e, sp.Symbol(n, real=True)).evalf(30, subs=subs)) for n in point}
 
 
-def central_differences(f, point: dict[str, float], h: float = 1e-6) -> dict[str, float]:
-    """Central finite differences of the scalar function ``f(**point)``."""
+def central_differences(f, point: dict, names=None, h: float = 1e-6) -> dict:
+    """Central finite differences of the scalar function ``f(**point)``, entry by entry of each
+    input in ``names`` (every input by default), each step scaled by the entry's size."""
     grads = {}
-    for n, v in point.items():
-        step = h * max(1.0, abs(v))
-        hi = f(**{**point, n: v + step})
-        lo = f(**{**point, n: v - step})
-        grads[n] = (hi - lo) / (2 * step)
+    for n in point if names is None else names:
+        x = np.asarray(point[n], dtype=float)
+        g = np.zeros_like(x)
+        for ix in np.ndindex(x.shape):
+            step = h * max(1.0, abs(float(x[ix])))
+            hi, lo = x.copy(), x.copy()
+            hi[ix] += step
+            lo[ix] -= step
+            if not x.shape:
+                hi, lo = float(hi), float(lo)
+            g[ix] = (f(**{**point, n: hi}) - f(**{**point, n: lo})) / (2 * step)
+        grads[n] = float(g) if not x.shape else g
     return grads
 
 
@@ -93,3 +101,4 @@ def required_params(params: tuple[str, ...], shape: tuple[int, ...]) -> str:
     if not needed:
         return ""
     return "".join(f", {k}={v}" for k, v in param_choices(needed, shape)[0].items())
+

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 import symgrad as sg
 from symgrad.cli import main
 
+from .conftest import central_differences as finite_differences
+
 SHAPES = {"X": ("N", "K"), "W": ("K", "M"), "b": ("M",), "v": ("N",)}
 
 
@@ -33,21 +35,6 @@ def load(text: str, tmp_path, name: str = "generated"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def finite_differences(value, point: dict[str, np.ndarray], names, h: float = 1e-6) -> dict[str, np.ndarray]:
-    """Central differences of ``value(**point)`` for every entry of each input in ``names``."""
-    grads = {}
-    for n in names:
-        x = np.asarray(point[n], dtype=float)
-        g = np.zeros_like(x)
-        for ix in np.ndindex(x.shape):
-            hi, lo = x.copy(), x.copy()
-            hi[ix] += h
-            lo[ix] -= h
-            g[ix] = (value(**{**point, n: hi}) - value(**{**point, n: lo})) / (2 * h)
-        grads[n] = g
-    return grads
 
 
 def close(got, want) -> bool:

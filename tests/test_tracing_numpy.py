@@ -14,6 +14,7 @@ import symgrad as sg
 from symgrad.ops import OPS
 from symgrad.tracing import NOT_IN_NUMPY, NUMPY_FUNCTIONS, NUMPY_GATES, NUMPY_UFUNCS, apply
 
+from .conftest import central_differences as finite_differences
 from .conftest import param_choices
 from .test_op_table import sample
 
@@ -75,21 +76,6 @@ def _point(op, shapes, rng):
                 np.min(np.abs(op.kink(*np.broadcast_arrays(*point.values())))) > 1e-2:
             return point
     raise AssertionError("no point away from the kink")
-
-
-def finite_differences(f, point, h=1e-6):
-    """Central differences of the scalar ``f(**point)``, entry by entry of every input."""
-    grads = {}
-    for n, v in point.items():
-        g = np.zeros_like(v, dtype=float)
-        for idx in np.ndindex(v.shape):
-            step = h * max(1.0, abs(float(v[idx])))
-            hi, lo = v.copy(), v.copy()
-            hi[idx] += step
-            lo[idx] -= step
-            g[idx] = (f(**{**point, n: hi}) - f(**{**point, n: lo})) / (2 * step)
-        grads[n] = g
-    return grads
 
 
 def _callables(arity, fn, params):
