@@ -22,6 +22,7 @@ from .errors import FusionError
 from .gates import BY_NAME, PATTERNS, Pattern, canonical
 from .graph import Graph
 from .hints import did_you_mean
+from .layers import LAYERS, gate_edges, tensor_canonical
 
 DEFAULT_NAME = "gate"
 
@@ -285,27 +286,42 @@ class Match:
     operands: tuple[str, ...]
 
     def apply(self, graph: Graph, name: str | None = None) -> Graph:
+        edges = None if self.pattern.build is None else gate_edges(graph, self.out, self.gate, self.operands)
         return replace(graph, list(self.members), self.out, self.gate, list(self.operands),
-                       self.pattern.name if name is None else name)
+                       self.pattern.name if name is None else name, edges)
 
 
 def fuse_patterns(graph: Graph, names: Iterable[str], label: str | None = None) -> Graph:
     """Every occurrence of the named patterns fused into its gate (named ``label``, if given)."""
-    from .layers import LAYERS, fuse_layers
-
-    names = list(names)
-    graph = fuse_layers(graph, [n for n in names if n in LAYERS], label)
+    known = {**BY_NAME, **LAYERS}
     patterns = []
-    for name in (n for n in names if n not in LAYERS):
-        if name not in BY_NAME:
+    for name in names:
+        if name not in known:
             hint = f"; to fuse nodes, pass a set: g.fuse({{{name!r}}})" if name in graph.nx else ""
-            known = [*BY_NAME, *LAYERS]
-            raise FusionError(f"unknown pattern {name!r}{did_you_mean(name, known)} "
+            raise FusionError(f"unknown pattern {name!r}{did_you_mean(name, list(known))} "
                               f"(patterns: {', '.join(known)}){hint}")
-        patterns.append(BY_NAME[name])
+        patterns.append(known[name])
     for m in find(graph, patterns):
         graph = m.apply(graph, label)
     return graph
+
+
+class Canonical:
+    """Expressions of one graph's nodes in canonical form: gate spellings rewritten
+    (:func:`symgrad.gates.canonical`), and for gates over arrays also the identities
+    of :func:`symgrad.layers.tensor_canonical`; memoized."""
+
+    def __init__(self, graph: Graph):
+        self.shapes = {graph.symbol(n): graph.shape(n) for n in graph.nodes}
+        self.memo: dict[sp.Expr, sp.Expr] = {}
+        self.arrays: dict[sp.Expr, sp.Expr] = {}
+
+    def __call__(self, e: sp.Expr, arrays: bool) -> sp.Expr:
+        if not arrays:
+            return canonical(e, self.memo)
+        if e not in self.arrays:
+            self.arrays[e] = tensor_canonical(e, self.shapes)
+        return self.arrays[e]
 
 
 def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
@@ -313,26 +329,31 @@ def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
 
     For each node, from the output down, the nodes it can fuse with (those
     used only by it, directly or through each other) are composed and
-    rewritten; when that is not a pattern, the composition also goes
-    through nodes used elsewhere too, which the gate then recomputes (so
-    ``log(σ(z))`` is found even when ``σ(z)`` also feeds ``1 − σ(z)``).  A
-    found set shrinks to the nodes between the gate's operands and the
-    node, so the operands stay outside (``sigmoid(q4)``, not
-    ``sigmoid(w0*x0 + w1*x1 + w2)``).
+    rewritten; when that is not a pattern, the composition of an elementwise
+    gate also goes through nodes used elsewhere too, which the gate then
+    recomputes (so ``log(σ(z))`` is found even when ``σ(z)`` also feeds
+    ``1 − σ(z)``).  A found set shrinks to the nodes between the gate's
+    operands and the node, so the operands stay outside (``sigmoid(q4)``,
+    not ``sigmoid(w0*x0 + w1*x1 + w2)``).  Gates over arrays are looked for
+    first.
     """
-    patterns = list(patterns)
-    memo: dict[sp.Expr, sp.Expr] = {}
+    groups = [(arrays, [p for p in patterns if (p.build is not None) == arrays]) for arrays in (True, False)]
+    canon = Canonical(graph)
     claimed: set[str] = set()
     found = []
     for v in reversed(graph.operations):
-        if v in claimed or graph.nx.nodes[v]["kind"] == "const" or not graph.elementwise(v):
+        if v in claimed or graph.nx.nodes[v]["kind"] == "const":
             continue
-        exclusive = _region(graph, v, claimed, shared=False)
-        m = _match_in(graph, v, exclusive, patterns, memo)
-        if m is None:
-            everything = _region(graph, v, claimed, shared=True)
-            if len(everything) > len(exclusive):
-                m = _match_in(graph, v, everything, patterns, memo)
+        m = None
+        for arrays, group in groups:
+            if m is not None or not group or not (arrays or graph.elementwise(v)):
+                continue
+            exclusive = _region(graph, v, claimed, shared=False, mixing=arrays)
+            m = _match(graph, v, exclusive, group, canon, arrays)
+            if m is None and not arrays:
+                everything = _region(graph, v, claimed, shared=True)
+                if len(everything) > len(exclusive):
+                    m = _match(graph, v, everything, group, canon, arrays)
         if m is not None:
             found.append(m)
             claimed.update(removable(graph, list(m.members), v))
@@ -342,20 +363,21 @@ def find(graph: Graph, patterns: Iterable[Pattern]) -> list[Match]:
 REACH = 24  # a pattern is looked for among the operations at most this many edges above a node
 
 
-def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozenset[str] = frozenset()
-            ) -> list[str]:
+def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozenset[str] = frozenset(),
+            mixing: bool = False) -> list[str]:
     """``v`` and the unclaimed operations above it (at most :data:`REACH` edges), reached
     without passing ``stop``.  The bound keeps each composed expression, and the work per
     node, the same size however deep the graph is (a chain of 100 sigmoids).
 
-    Without ``shared``, only operations all of whose users are in the region.
+    Without ``shared``, only operations all of whose users are in the region; without
+    ``mixing``, only elementwise operations.
     """
     order = {n: i for i, n in enumerate(graph.nodes)}
     region = {v}
     near = nx.single_source_shortest_path_length(graph.nx.reverse(copy=False), v, cutoff=REACH)
     for n in sorted(set(near) - {v}, key=order.__getitem__, reverse=True):
         if n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate") \
-                or not graph.elementwise(n):
+                or not (mixing or graph.elementwise(n)):
             continue
         users = list(graph.nx.successors(n))
         if any(c in region for c in users) and (shared or all(c in region for c in users)):
@@ -363,37 +385,53 @@ def _region(graph: Graph, v: str, claimed: set[str], shared: bool, stop: frozens
     return sorted(region, key=order.__getitem__)
 
 
-def _match_in(graph: Graph, v: str, region: list[str], patterns: list[Pattern],
-              memo: dict[sp.Expr, sp.Expr]) -> Match | None:
+def _match(graph: Graph, v: str, region: list[str], patterns: list[Pattern], canon: Canonical,
+           arrays: bool) -> Match | None:
+    """The first of ``patterns`` that ``v`` computes from nodes of ``region``.
+
+    The canonical value of ``v`` gives the gate's arguments; the nodes that
+    compute them (elementwise gates: up to a constant factor) bound the gate's
+    members, whose composition, rewritten, must be the gate on plain operands.
+    """
     values: dict[sp.Symbol, sp.Expr] = {}
     for n in region:
         values[graph.symbol(n)] = graph.expr(n).xreplace(values)
-    top = canonical(values[graph.symbol(v)], memo).as_coeff_Mul()[1]  # 2·σ(a) is a sigmoid gate too
+    top = canon(values[graph.symbol(v)], arrays).as_coeff_Mul()[1]  # 2·σ(a) is a sigmoid gate too
     inside = set(region)
     reach = inside.union(*(graph.operands(n) for n in region))
     candidates = [n for n in graph.nodes if n != v and n in reach]
+    same = _equal if arrays else _multiple
     for pattern in patterns:
-        args = pattern.arguments(top)
+        args = pattern.arguments(top, canon.shapes) if pattern.candidate(graph, v, region) else None
         if args is None:
             continue
         ends: list[str] = []
         for arg in (a for a in args if not a.is_number):
-            end = next((n for n in candidates if _multiple(
-                canonical(values.get(graph.symbol(n), graph.symbol(n)), memo), arg)), None)
+            end = next((n for n in candidates if same(
+                canon(values.get(graph.symbol(n), graph.symbol(n)), arrays), arg)), None)
             if end is None:
                 break
             ends.append(end)
         else:
-            members = [n for n in _region(graph, v, set(), True, frozenset(ends)) if n in inside]
+            members = [n for n in _region(graph, v, set(), True, frozenset(ends), arrays) if n in inside]
             spelling, operands = compose(graph, members, v)
-            gate = canonical(spelling, memo)
-            found = pattern.arguments(gate.as_coeff_Mul()[1])
+            gate = canon(spelling, arrays)
+            found = pattern.arguments(gate.as_coeff_Mul()[1], canon.shapes)
             if found is None or not all(_plain(a) for a in found):
                 continue
+            if pattern.build is not None:
+                built = pattern.build(*found)
+                if set(operands) != set(ends) or sp.expand(gate - canon(built, True)) != 0:
+                    continue
+                gate = built
             if members == [v] and gate == graph.expr(v):
                 return None  # already this gate
             return Match(pattern, tuple(members), v, spelling, gate, tuple(operands))
     return None
+
+
+def _equal(e: sp.Expr, arg: sp.Expr) -> bool:
+    return e == arg
 
 
 def _multiple(e: sp.Expr, arg: sp.Expr) -> bool:

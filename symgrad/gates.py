@@ -1,12 +1,17 @@
-"""The gate library: each gate declared once, as spellings → the gate's expression.
+"""The gate library and the rewrite engine fusion runs on.
 
 A :class:`Pattern` names a gate (``sigmoid``), lists the spellings SymPy may
 give it (``1/(1 + exp(-a))``, ``exp(a)/(1 + exp(a))``) and the expression that
 replaces them (``sigmoid(a)``, which the op table prints without overflow).
 Spellings are SymPy expressions in Wilds, in the style of PyTensor's
 pattern → replacement rewrites; :data:`PATTERNS` is tried in list order, and
-list order is the only ordering.  :func:`canonical` rewrites every spelling
-it finds; :mod:`symgrad.fusion` fuses the nodes that compute one.
+list order is the only ordering.  The gates over arrays
+(:data:`symgrad.layers.LAYERS`) are Patterns too, which also say how to
+build the gate on its operands; :mod:`symgrad.fusion` finds and fuses both.
+
+Every rewrite goes through one engine, :func:`rewrite`, with one rule list
+each: the gate spellings here (:func:`canonical`), the identities of array
+expressions and the tidying of gradients in :mod:`symgrad.layers`.
 
 A gate is data: its SymPy expression, whose NumPy spelling (and the stable
 spelling of its derivative) the op table declares.  ``fragile`` says why
@@ -16,50 +21,129 @@ the spellings are numerically fragile when evaluated as written, for
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from math import comb
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from .ops import logaddexp, logsigmoid, relu, sigmoid, softplus
 
+if TYPE_CHECKING:
+    from .graph import Graph
 
-def _sum_of_exponentials(e: sp.Expr) -> bool:
-    """``exp(b)``, ``exp(b) + exp(c) + …``, possibly with positive constants."""
-    return all(isinstance(t, sp.exp) or (t.is_number and t.is_positive) for t in sp.Add.make_args(e))
+Rule = Callable[[sp.Expr], "sp.Expr | None"]
+Shapes = Mapping[sp.Symbol, tuple]
 
 
-a = sp.Wild("a")
-rest = sp.Wild("rest", properties=[_sum_of_exponentials])
-E = sp.exp
+def rewrite(expr: sp.Expr, rule: Rule, memo: dict[sp.Expr, sp.Expr] | None = None) -> sp.Expr:
+    """``expr`` with ``rule`` applied wherever it applies, until it applies nowhere.
+
+    ``rule(e)`` gives what ``e`` becomes, or None.  Each sub-expression is
+    tried before and after its operands are rewritten (so ``(exp(2a) −
+    1)/(exp(2a) + 1)`` is a tanh, not a sum over a sigmoid), and a result is
+    rewritten again.  ``memo`` carries results between calls with one rule.
+
+    >>> x = sp.Symbol("x", real=True)
+    >>> rewrite(sp.exp(sp.exp(x)), lambda e: sp.sin(*e.args) if isinstance(e, sp.exp) else None)
+    sin(sin(x))
+    """
+    memo = {} if memo is None else memo
+
+    def walk(e: sp.Expr, depth: int) -> sp.Expr:
+        if e.is_Atom or isinstance(e, sp.Tuple):
+            return e
+        if e in memo:
+            return memo[e]
+        result = rule(e)
+        if result is None:
+            args = [walk(arg, 0) for arg in e.args]  # depth counts rewrites of one place
+            rebuilt = e.func(*args) if args != list(e.args) else e
+            result = rule(rebuilt) if rebuilt is not e else None
+            if result is None:
+                memo[e] = rebuilt
+                return rebuilt
+        # every rewrite removes a spelling, so the bound is never reached in practice
+        memo[e] = final = result if depth > 50 else walk(result, depth + 1)
+        return final
+
+    return walk(expr, 0)
+
+
+def spellings(pairs: Iterable[tuple[sp.Expr, sp.Expr]]) -> Rule:
+    """The rule of (spelling, replacement) pairs in Wilds: the first spelling, in order,
+    that an expression (or part of a sum or product) matches, replaced."""
+    pairs = tuple(pairs)
+    # the functions each spelling contains: a quick test before SymPy's (slower) matching
+    heads = {s: tuple({type(f) for f in s.atoms(sp.Function, sp.Max, sp.Min)}) for s, _ in pairs}
+
+    def rule(e: sp.Expr) -> sp.Expr | None:
+        for spelling, gate in pairs:
+            if type(e) is not type(spelling) or not e.has(*heads[spelling]):
+                continue
+            wilds = gate.atoms(sp.Wild)
+            whole = not isinstance(e, (sp.Add, sp.Mul))
+            for part in [()] if whole else _parts(e, spelling, heads[spelling]):
+                m = (e if whole else e.func(*part)).match(spelling)
+                if m is not None and wilds <= set(m):
+                    done = gate.xreplace(m)
+                    return done if whole else e.func(done, *(t for t in e.args if t not in part))
+        return None
+
+    return rule
+
+
+def _parts(e: sp.Expr, spelling: sp.Expr, heads: tuple[type, ...], most: int = 500):
+    """The terms (factors) of ``e`` that could match the terms (factors) of ``spelling``.
+
+    A spelling's top-level terms are never bare Wilds, so a match takes as
+    many terms as the spelling has, with functions where the spelling has them.
+    """
+    k = len(spelling.args)
+    wanted = sum(1 for a in spelling.args if a.has(*heads))
+    with_heads = [t for t in e.args if t.has(*heads)]
+    without = [t for t in e.args if not t.has(*heads)]
+    if comb(len(with_heads), wanted) * comb(len(without), k - wanted) > most:
+        return
+    for ours in combinations(with_heads, wanted):
+        for rest in combinations(without, k - wanted):
+            yield ours + rest
 
 
 @dataclass(frozen=True)
 class Pattern:
-    """One gate.
+    """One gate, over scalars or over arrays.
 
     name:     the gate's name: ``g.fuse(name)``, and the fused node's label
     head:     the SymPy class at the top of the gate's expression
     rewrites: (spelling, gate expression) pairs in Wilds; each spelling equals its gate
     fragile:  why the spellings lose precision or overflow when evaluated as written;
               None when they are fine (relu, affine)
+    build:    for a gate that mixes entries (a layer, a loss): its expression on its
+              operands; None for an elementwise gate, which is its rewritten spelling
     """
 
     name: str
     head: type
     rewrites: tuple[tuple[sp.Expr, sp.Expr], ...] = ()
     fragile: str | None = None
+    build: Callable[..., sp.Expr] | None = None
 
-    def arguments(self, expr: sp.Expr) -> tuple[sp.Expr, ...] | None:
+    def arguments(self, expr: sp.Expr, shapes: Shapes | None = None) -> tuple[sp.Expr, ...] | None:
         """The gate's operands if ``expr`` (canonical) is this gate, else None."""
         return tuple(expr.args) if issubclass(type(expr), self.head) else None
+
+    def candidate(self, graph: Graph, node: str, region: list[str]) -> bool:
+        """A quick test of ``node`` and the region above it, before any composing."""
+        return True
 
 
 class Softmax(Pattern):
     """exp(a − logaddexp(a, b, …)): the share of e^a in e^a + e^b + …."""
 
-    def arguments(self, expr: sp.Expr) -> tuple[sp.Expr, ...] | None:
+    def arguments(self, expr: sp.Expr, shapes: Shapes | None = None) -> tuple[sp.Expr, ...] | None:
         if not isinstance(expr, sp.exp):
             return None
         terms = sp.Add.make_args(expr.args[0])
@@ -74,7 +158,7 @@ class Softmax(Pattern):
 class Affine(Pattern):
     """w0·x0 + w1·x1 + … + b: products of two factors plus at most one other term."""
 
-    def arguments(self, expr: sp.Expr) -> tuple[sp.Expr, ...] | None:
+    def arguments(self, expr: sp.Expr, shapes: Shapes | None = None) -> tuple[sp.Expr, ...] | None:
         if not isinstance(expr, sp.Add):
             return None
         args: list[sp.Expr] = []
@@ -89,6 +173,15 @@ class Affine(Pattern):
                 args.append(term)
         return tuple(args) if products and others <= 1 else None
 
+
+def _sum_of_exponentials(e: sp.Expr) -> bool:
+    """``exp(b)``, ``exp(b) + exp(c) + …``, possibly with positive constants."""
+    return all(isinstance(t, sp.exp) or (t.is_number and t.is_positive) for t in sp.Add.make_args(e))
+
+
+a = sp.Wild("a")
+rest = sp.Wild("rest", properties=[_sum_of_exponentials])
+E = sp.exp
 
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("sigmoid", sigmoid, (
@@ -122,21 +215,15 @@ PATTERNS: tuple[Pattern, ...] = (
 )
 
 BY_NAME: dict[str, Pattern] = {p.name: p for p in PATTERNS}
-REWRITES: tuple[tuple[sp.Expr, sp.Expr], ...] = tuple(r for p in PATTERNS for r in p.rewrites)
-# the functions each spelling contains: a quick test before SymPy's (slower) matching
-_HEADS: dict[sp.Expr, tuple[type, ...]] = {
-    s: tuple({type(f) for f in s.atoms(sp.Function, sp.Max, sp.Min)}) for s, _ in REWRITES
-}
+GATE_SPELLINGS: Rule = spellings(r for p in PATTERNS for r in p.rewrites)
 
 
 def canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr] | None = None) -> sp.Expr:
     """``expr`` with every spelling of a gate replaced by the gate.
 
-    Each sub-expression is tried before and after its operands are rewritten
-    (so ``(exp(2a) − 1)/(exp(2a) + 1)`` is a tanh, not a sum over a sigmoid),
-    against each spelling in list order; a spelling may also match part of a
-    sum or product.  ``memo`` carries results between calls on related
-    expressions.
+    Each sub-expression is tried against each spelling in list order; a
+    spelling may also match part of a sum or product.  ``memo`` carries
+    results between calls on related expressions.
 
     >>> x = sp.Symbol("x", real=True)
     >>> canonical(sp.log(1 / (1 + sp.exp(-x))))
@@ -144,61 +231,4 @@ def canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr] | None = None) -> sp.E
     >>> canonical(2 * sp.exp(x) / (sp.exp(x) + 1) + sp.log(sp.exp(x) + sp.exp(2 * x)))
     logaddexp(x, 2*x) + 2*sigmoid(x)
     """
-    memo = {} if memo is None else memo
-    return _canonical(expr, memo, depth=0)
-
-
-def _canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr], depth: int) -> sp.Expr:
-    if expr.is_Atom:
-        return expr
-    if expr in memo:
-        return memo[expr]
-    result = _rewrite(expr)
-    if result is None:
-        args = [_canonical(arg, memo, 0) for arg in expr.args]  # depth counts rewrites of one place
-        rebuilt = expr.func(*args) if args != list(expr.args) else expr
-        result = _rewrite(rebuilt) if rebuilt is not expr else None
-        if result is None:
-            memo[expr] = rebuilt
-            return rebuilt
-    if depth > 50:  # every rewrite removes a spelling, so this is never reached in practice
-        return result
-    final = _canonical(result, memo, depth + 1)
-    memo[expr] = final
-    return final
-
-
-def _rewrite(e: sp.Expr) -> sp.Expr | None:
-    """The first spelling in list order that ``e`` (or part of a sum or product) matches."""
-    for spelling, gate in REWRITES:
-        heads = _HEADS[spelling]
-        if type(e) is not type(spelling) or not e.has(*heads):
-            continue
-        wilds = gate.atoms(sp.Wild)
-        if not isinstance(e, (sp.Add, sp.Mul)):
-            m = e.match(spelling)
-            if m is not None and wilds <= set(m):
-                return gate.xreplace(m)
-            continue
-        for part in _parts(e, spelling, heads):
-            m = e.func(*part).match(spelling)
-            if m is not None and wilds <= set(m):
-                return e.func(gate.xreplace(m), *(t for t in e.args if t not in part))
-    return None
-
-
-def _parts(e: sp.Expr, spelling: sp.Expr, heads: tuple[type, ...], most: int = 500):
-    """The terms (factors) of ``e`` that could match the terms (factors) of ``spelling``.
-
-    A spelling's top-level terms are never bare Wilds, so a match takes as
-    many terms as the spelling has, with functions where the spelling has them.
-    """
-    k = len(spelling.args)
-    wanted = sum(1 for a in spelling.args if a.has(*heads))
-    with_heads = [t for t in e.args if t.has(*heads)]
-    without = [t for t in e.args if not t.has(*heads)]
-    if comb(len(with_heads), wanted) * comb(len(without), k - wanted) > most:
-        return
-    for ours in combinations(with_heads, wanted):
-        for rest in combinations(without, k - wanted):
-            yield ours + rest
+    return rewrite(expr, GATE_SPELLINGS, memo)

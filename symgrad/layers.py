@@ -1,6 +1,8 @@
 """Gates over arrays: a network layer and a loss, each fused into one node.
 
-Two patterns fuse operations that mix entries (matmul, logsumexp, pick):
+Two patterns (:class:`symgrad.gates.Pattern` s that ``build`` their gate,
+found and fused by :mod:`symgrad.fusion` as the scalar ones are) fuse
+operations that mix entries (matmul, logsumexp, pick):
 
 - ``affine_relu``: relu(X @ W + b), one layer; also W @ x + b with a column
   bias, and relu spelled max(0, ·).
@@ -19,6 +21,8 @@ nothing dropped, common factors pulled out).  The softmax cross-entropy
 comes out as dout·(exp(S − logsumexp(S)) − onehot(y))/N, that is
 (p − onehot(y))/N, computed without overflow.
 
+The identities of array expressions (:func:`tensor_canonical`) and the
+tidying of gradients (:func:`tidy`) are rules of :func:`symgrad.gates.rewrite`.
 A fused gate is a gate like any other (``g.expand()`` opens it, tables and
 pictures show one node) whose edges carry vector-Jacobian products instead of
 local derivatives.
@@ -26,15 +30,14 @@ local derivatives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from functools import partial
 
-import networkx as nx
 import sympy as sp
 
 from .build import Shape
 from .dims import broadcast
-from .gates import canonical
+from .gates import Pattern, canonical, rewrite
 from .graph import Graph
 from .ops import relu
 from .tensors import (
@@ -110,15 +113,7 @@ def tidy(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr:
     >>> tidy(expand_dims(broadcast_to(g / 4, sp.Tuple(4)), sp.Tuple(1)) * S, {S: (4, 3)})
     S*g/4
     """
-    def walk(e: sp.Expr) -> sp.Expr:
-        if e.is_Atom or isinstance(e, sp.Tuple):
-            return e
-        args = [walk(a) for a in e.args]
-        e = e.func(*args) if args != list(e.args) else e
-        done = _tidy_step(e, shapes)
-        return e if done is None else walk(done)
-
-    return sp.factor_terms(walk(expr))
+    return sp.factor_terms(rewrite(expr, partial(_tidy_step, shapes=shapes)))
 
 
 def _tidy_step(e: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr | None:
@@ -169,15 +164,7 @@ def tensor_canonical(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Exp
     ...                  {S: (2, 3), y: (2,)})
     sum(logsumexp(S, axis=1))/2 - sum(pick(S, y))/2
     """
-    def walk(e: sp.Expr, depth: int) -> sp.Expr:
-        if e.is_Atom or isinstance(e, sp.Tuple) or depth > 50:
-            return e
-        args = [walk(a, depth) for a in e.args]
-        e = e.func(*args) if args != list(e.args) else e
-        done = _canonical_step(e, shapes)
-        return e if done is None else walk(done, depth + 1)
-
-    return sp.expand(walk(canonical(expr), 0))
+    return sp.expand(rewrite(canonical(expr), partial(_identity, shapes=shapes)))
 
 
 def _row_column(e: sp.Expr) -> bool:
@@ -186,7 +173,7 @@ def _row_column(e: sp.Expr) -> bool:
     return isinstance(e, Reduction) and e.keepdims and tuple(e.args[1]) == (sp.Integer(1),)
 
 
-def _canonical_step(e: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr | None:
+def _identity(e: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> sp.Expr | None:
     if isinstance(e, mean):
         x = e.args[0]
         return reduce_sum(*e.args) / e.count(shape_of(x, shapes))
@@ -231,167 +218,53 @@ def softmax_cross_entropy_expr(s: sp.Expr, y: sp.Expr) -> sp.Expr:
     return mean(logsumexp(s, sp.Tuple(1), sp.false) - pick(s, y, sp.false), sp.Tuple(), sp.false)
 
 
-def _affine_relu_arguments(expr: sp.Expr) -> tuple[sp.Expr, ...] | None:
-    if not isinstance(expr, relu) or not isinstance(expr.args[0], sp.Add) or len(expr.args[0].args) != 2:
+class AffineRelu(Pattern):
+    """relu(X @ W + b), one layer: a product and one other term under a relu."""
+
+    def arguments(self, expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None
+                  ) -> tuple[sp.Expr, ...] | None:
+        if not isinstance(expr, relu) or not isinstance(expr.args[0], sp.Add) or len(expr.args[0].args) != 2:
+            return None
+        products = [t for t in expr.args[0].args if isinstance(t, matmul)]
+        if len(products) != 1:
+            return None
+        bias = next(t for t in expr.args[0].args if t is not products[0])
+        return (*products[0].args, bias)
+
+    def candidate(self, graph: Graph, node: str, region: list[str]) -> bool:
+        return isinstance(canonical(graph.expr(node)), relu)
+
+
+class SoftmaxCrossEntropy(Pattern):
+    """mean(logsumexp(S) − pick(S, y)) in any spelling :func:`tensor_canonical` equates."""
+
+    def arguments(self, expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None
+                  ) -> tuple[sp.Expr, ...] | None:
+        if not expr.has(pick) or not expr.has(logsumexp):
+            return None
+        shapes = shapes or {}
+        for p in sorted(expr.atoms(pick), key=sp.default_sort_key):
+            s, y = p.args[0], p.args[1]
+            if len(shape_of(s, shapes)) != 2 or p.keepdims:
+                continue
+            if sp.expand(expr - tensor_canonical(softmax_cross_entropy_expr(s, y), shapes)) == 0:
+                return s, y
         return None
-    products = [t for t in expr.args[0].args if isinstance(t, matmul)]
-    if len(products) != 1:
-        return None
-    bias = next(t for t in expr.args[0].args if t is not products[0])
-    return (*products[0].args, bias)
+
+    def candidate(self, graph: Graph, node: str, region: list[str]) -> bool:
+        return graph.shape(node) == () and any(graph.nx.nodes[n]["op"] == "pick" for n in region)
 
 
-def _softmax_ce_arguments(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape]) -> tuple[sp.Expr, ...] | None:
-    if not expr.has(pick) or not expr.has(logsumexp):
-        return None
-    for p in sorted(expr.atoms(pick), key=sp.default_sort_key):
-        s, y = p.args[0], p.args[1]
-        if len(shape_of(s, shapes)) != 2 or p.keepdims:
-            continue
-        if sp.expand(expr - tensor_canonical(softmax_cross_entropy_expr(s, y), shapes)) == 0:
-            return s, y
-    return None
+LAYERS: dict[str, Pattern] = {p.name: p for p in (
+    AffineRelu("affine_relu", relu, build=lambda x, w, b: relu(matmul(x, w) + b)),
+    SoftmaxCrossEntropy("softmax_cross_entropy", sp.Add, build=softmax_cross_entropy_expr),
+)}
 
 
-def _affine_relu(x: sp.Expr, w: sp.Expr, b: sp.Expr) -> sp.Expr:
-    return relu(matmul(x, w) + b)
-
-
-@dataclass(frozen=True)
-class LayerPattern:
-    """A gate over arrays.
-
-    name:      the gate's name: ``g.fuse(name)``, and the fused node's label
-    arguments: the gate's operands read off a canonical expression, or None when it is not the gate
-    gate:      the gate's expression on its operands
-    candidate: a quick test of a node and the region above it, before any composing
-    """
-
-    name: str
-    arguments: Callable[[sp.Expr, Mapping[sp.Symbol, Shape]], tuple[sp.Expr, ...] | None]
-    gate: Callable[..., sp.Expr]
-    candidate: Callable[[Graph, str, list[str]], bool]
-
-
-LAYERS: dict[str, LayerPattern] = {
-    p.name: p for p in (
-        LayerPattern("affine_relu", lambda e, shapes: _affine_relu_arguments(e), _affine_relu,
-                     lambda g, v, region: isinstance(canonical(g.expr(v)), relu)),
-        LayerPattern("softmax_cross_entropy", _softmax_ce_arguments, softmax_cross_entropy_expr,
-                     lambda g, v, region: g.shape(v) == () and any(
-                         g.nx.nodes[n]["op"] == "pick" for n in region)),
-    )
-}
-
-
-# -- finding and fusing ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerMatch:
-    """Nodes that compute one array gate."""
-
-    pattern: LayerPattern
-    members: tuple[str, ...]
-    out: str
-    gate: sp.Expr
-    operands: tuple[str, ...]
-
-    def apply(self, graph: Graph, name: str | None = None) -> Graph:
-        return fuse_layer(graph, list(self.members), self.out, self.gate, list(self.operands),
-                          self.pattern.name if name is None else name)
-
-
-def fuse_layer(graph: Graph, members: list[str], out: str, gate: sp.Expr, operands: list[str],
-               name: str) -> Graph:
-    """A new Graph with the gate node ``out`` (computing ``gate``) in place of ``members``."""
-    from .fusion import replace
-
+def gate_edges(graph: Graph, out: str, gate: sp.Expr, operands: Iterable[str]) -> dict[str, dict]:
+    """The edge attributes of a gate that mixes entries: each operand's vector-Jacobian product."""
     shapes = {n: graph.shape(n) for n in operands}
     rules = gate_vjps(gate, graph.symbol(out), shapes, [n for n in operands if n in graph.labels])
     upstream = sp.Symbol(f"d{out}", real=True)
-    edges = {u: {"derivative": None, "cached": None,
-                 "vjp": None if rules[u] is None else sp.Lambda(upstream, rules[u])}
-             for u in operands}
-    return replace(graph, members, out, gate, operands, name, edges=edges)
-
-
-def find_layers(graph: Graph, patterns: Iterable[LayerPattern]) -> list[LayerMatch]:
-    """Node sets that compute one of ``patterns``, outermost first, each used only inside itself."""
-    patterns = list(patterns)
-    if all(graph.elementwise(n) for n in graph.operations):
-        return []
-    shapes = {graph.symbol(n): graph.shape(n) for n in graph.nodes}
-    memo: dict[sp.Expr, sp.Expr] = {}
-    claimed: set[str] = set()
-    found = []
-    for v in reversed(graph.operations):
-        if v in claimed or graph.nx.nodes[v]["kind"] == "const":
-            continue
-        region = _region(graph, v, claimed)
-        for pattern in patterns:
-            m = _match(graph, v, region, pattern, shapes, memo)
-            if m is not None:
-                found.append(m)
-                claimed.update(m.members)
-                break
-    return found
-
-
-def _region(graph: Graph, v: str, claimed: set[str], stop: Iterable[str] = ()) -> list[str]:
-    """``v`` and the unclaimed operations above it used only inside the region, short of ``stop``."""
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    region, stop = {v}, set(stop)
-    for n in sorted(nx.ancestors(graph.nx, v), key=order.__getitem__, reverse=True):
-        if n in claimed or n in stop or graph.nx.nodes[n]["kind"] not in ("op", "gate"):
-            continue
-        if all(c in region for c in graph.nx.successors(n)):
-            region.add(n)
-    return sorted(region, key=order.__getitem__)
-
-
-def _match(graph: Graph, v: str, region: list[str], pattern: LayerPattern,
-           shapes: Mapping[sp.Symbol, Shape], memo: dict[sp.Expr, sp.Expr]) -> LayerMatch | None:
-    if not pattern.candidate(graph, v, region):
-        return None
-    values: dict[sp.Symbol, sp.Expr] = {}
-    for n in region:
-        values[graph.symbol(n)] = graph.expr(n).xreplace(values)
-
-    def canon(e: sp.Expr) -> sp.Expr:
-        if e not in memo:
-            memo[e] = tensor_canonical(e, shapes)
-        return memo[e]
-
-    args = pattern.arguments(canon(values[graph.symbol(v)]), shapes)
-    if args is None:
-        return None
-    reach = set(region).union(*(graph.operands(n) for n in region))
-    candidates = [n for n in graph.nodes if n != v and n in reach]
-    ends = []
-    for arg in (a for a in args if not a.is_number):
-        end = next((n for n in candidates
-                    if canon(values.get(graph.symbol(n), graph.symbol(n))) == arg), None)
-        if end is None:
-            return None
-        ends.append(end)
-    members = [n for n in _region(graph, v, set(), ends) if n in region]
-    operands = sorted({u for n in members for u in graph.operands(n) if u not in members},
-                      key=[*graph.nodes].index)
-    if set(operands) != set(ends):
-        return None
-    symbols = {e: graph.symbol(n) for e, n in zip((a for a in args if not a.is_number), ends)}
-    gate = pattern.gate(*(symbols.get(a, a) for a in args))
-    composed: dict[sp.Symbol, sp.Expr] = {}
-    for n in members:
-        composed[graph.symbol(n)] = graph.expr(n).xreplace(composed)
-    if sp.expand(canon(composed[graph.symbol(v)]) - canon(gate)) != 0:
-        return None
-    return LayerMatch(pattern, tuple(members), v, gate, tuple(operands))
-
-
-def fuse_layers(graph: Graph, names: Iterable[str], label: str | None = None) -> Graph:
-    """Every occurrence of the named array gates fused (named ``label``, if given)."""
-    for m in find_layers(graph, [LAYERS[n] for n in names]):
-        graph = m.apply(graph, label)
-    return graph
+    return {u: {"derivative": None, "cached": None,
+                "vjp": None if rules[u] is None else sp.Lambda(upstream, rules[u])} for u in operands}
