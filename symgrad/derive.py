@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .gates import rewrite, spellings
 from .ops import OPS
 
 
@@ -67,19 +68,11 @@ def numeric_derivative(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.S
     >>> numeric_derivative(sigmoid(a) * (1 - sigmoid(a)), q * (1 - q), sigmoid(a), q)
     q*sigmoid(-a)
     """
-    spellings = {}
-    stable = OPS.stable_derivatives()
     heads = OPS.stable_heads()
-    if heads and plain.has(*heads):
-        for e in plain.atoms(*{type(s) for s, _ in stable}):
-            for spelling, replacement in stable:
-                m = e.match(spelling) if type(e) is type(spelling) else None
-                if m is not None:
-                    spellings[e] = replacement.xreplace(m)
-                    break
-    if not spellings:
+    stable = rewrite(plain, spellings(OPS.stable_derivatives(), parts=False)) \
+        if heads and plain.has(*heads) else plain
+    if stable == plain:
         return cached
-    stable = plain.xreplace(spellings)
     return stable.subs(expr, out) if expr.free_symbols else stable
 
 

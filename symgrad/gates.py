@@ -72,9 +72,9 @@ def rewrite(expr: sp.Expr, rule: Rule, memo: dict[sp.Expr, sp.Expr] | None = Non
     return walk(expr, 0)
 
 
-def spellings(pairs: Iterable[tuple[sp.Expr, sp.Expr]]) -> Rule:
+def spellings(pairs: Iterable[tuple[sp.Expr, sp.Expr]], parts: bool = True) -> Rule:
     """The rule of (spelling, replacement) pairs in Wilds: the first spelling, in order,
-    that an expression (or part of a sum or product) matches, replaced."""
+    that an expression (with ``parts``, or part of a sum or product) matches, replaced."""
     pairs = tuple(pairs)
     # the functions each spelling contains: a quick test before SymPy's (slower) matching
     heads = {s: tuple({type(f) for f in s.atoms(sp.Function, sp.Max, sp.Min)}) for s, _ in pairs}
@@ -84,7 +84,7 @@ def spellings(pairs: Iterable[tuple[sp.Expr, sp.Expr]]) -> Rule:
             if type(e) is not type(spelling) or not e.has(*heads[spelling]):
                 continue
             wilds = gate.atoms(sp.Wild)
-            whole = not isinstance(e, (sp.Add, sp.Mul))
+            whole = not parts or not isinstance(e, (sp.Add, sp.Mul))
             for part in [()] if whole else _parts(e, spelling, heads[spelling]):
                 m = (e if whole else e.func(*part)).match(spelling)
                 if m is not None and wilds <= set(m):
