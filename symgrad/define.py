@@ -20,7 +20,8 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .build import RESERVED_NAMES
 from .errors import SymgradError
-from .ops import OPS, Defined, Domain, Op, declare, function
+from .gates import USER_PATTERNS, Pattern
+from .ops import OPS, WILDS, Defined, Domain, Op, declare, function
 from .printing import numpy_code
 from .tracing import OpFunction
 
@@ -61,7 +62,8 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
               stable: Iterable[Callable[..., tuple[sp.Expr, sp.Expr]]] = (),
               kink: Callable[..., sp.Expr] | None = None,
               domain: Iterable[Domain | Iterable[float]] | None = None,
-              label: str | None = None, latex: str | None = None, xp: str | None = None) -> DefinedOp:
+              label: str | None = None, latex: str | None = None, xp: str | None = None,
+              spellings: Iterable[Callable[..., sp.Expr]] = (), fragile: str | None = None) -> DefinedOp:
     """Add an op to the op table, the way the built-in ops are declared.
 
     Parameters
@@ -95,6 +97,13 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
     xp:
         Its spelling in the Python array API standard (``"xp.atan({0})"``), where the
         NumPy one, read with ``xp.`` for ``np.``, is not in it; for ``compile(xp=...)``.
+    spellings:
+        Expressions that compute the op, each a function of SymPy operands: the op is
+        then a gate, and ``g.fuse(name)`` fuses the nodes that spell it into one node,
+        as ``g.fuse("sigmoid")`` does for ``1/(1 + exp(-x))`` (see :class:`symgrad.Pattern`).
+    fragile:
+        Why the spellings lose precision or overflow when evaluated as written:
+        ``g.lint()`` then reports them and ``g.fuse_stable()`` replaces them.
 
     Returns
     -------
@@ -135,15 +144,46 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
                  stable=tuple(stable), xp=xp)
     try:
         _check_printable(op)
+        gate = _gate(op, tuple(spellings), fragile)
     except BaseException:
         OPS.remove(name)
         raise
+    if gate is not None:
+        USER_PATTERNS[name] = gate
     return DefinedOp(name)
 
 
 def undefine_op(name: str) -> None:
-    """Take the op ``name``, added by :func:`define_op`, out of the op table."""
+    """Take the op ``name``, added by :func:`define_op`, out of the op table (and its gate)."""
     OPS.remove(name)
+    USER_PATTERNS.pop(name, None)
+
+
+def _gate(op: Op, spelled: tuple[Callable[..., sp.Expr], ...], fragile: str | None) -> Pattern | None:
+    """The op's gate: each spelling, in Wilds, rewritten to the op; each checked to equal it."""
+    if not spelled:
+        if fragile is not None:
+            raise SymgradError(f"{op.name}: fragile= says why spellings are fragile; give spellings= too")
+        return None
+    symbols = [sp.Symbol(f"a{i}", real=True) for i in range(op.arity)]
+    value = op.sympy(*symbols)
+    value = value.elementary(*value.args) if isinstance(value, Defined) else value
+    rewrites = []
+    for spelling in spelled:
+        try:
+            e, pattern = spelling(*symbols), spelling(*WILDS[: op.arity])
+        except Exception as err:
+            raise SymgradError(f"{op.name}: a spelling cannot be built from SymPy symbols: {err}") from None
+        if not isinstance(e, sp.Expr) or not e.atoms(sp.Function, sp.Max, sp.Min):
+            raise SymgradError(f"{op.name}: the spelling {e} has no function (exp, log, …) to be found by")
+        for k in range(3):
+            point = {x: sp.Float((0.37 + 0.61 * (i + k)) % 2.2 - 1.1) for i, x in enumerate(symbols)}
+            gap = complex((e - value).evalf(subs=point))
+            if not abs(gap) <= 1e-9 * max(1.0, abs(complex(value.evalf(subs=point)))):
+                shown = ", ".join(f"{x} = {v}" for x, v in point.items())
+                raise SymgradError(f"{op.name}: the spelling {e} is not {op.name}: they differ at {shown}")
+        rewrites.append((pattern, op.sympy(*WILDS[: op.arity])))
+    return Pattern(op.name, type(op.sympy(*symbols)), tuple(rewrites), fragile)
 
 
 def _domain(name: str, d: Any) -> Domain:

@@ -19,7 +19,7 @@ import sympy as sp
 
 from .derive import edge_derivatives
 from .errors import FusionError
-from .gates import BY_NAME, PATTERNS, Pattern, canonical
+from .gates import Pattern, canonical, patterns
 from .graph import Graph
 from .hints import did_you_mean
 from .layers import LAYERS, gate_edges, tensor_canonical
@@ -151,7 +151,7 @@ def compose(graph: Graph, members: list[str], out: str) -> tuple[sp.Expr, list[s
 
 def default_name(gate: sp.Expr) -> str:
     """The first pattern whose gate ``gate`` is, with plain operands; else ``"gate"``."""
-    for p in PATTERNS:
+    for p in patterns():
         args = p.arguments(gate.as_coeff_Mul()[1])
         if args is not None and all(_plain(a) for a in args):
             return p.name
@@ -293,15 +293,15 @@ class Match:
 
 def fuse_patterns(graph: Graph, names: Iterable[str], label: str | None = None) -> Graph:
     """Every occurrence of the named patterns fused into its gate (named ``label``, if given)."""
-    known = {**BY_NAME, **LAYERS}
-    patterns = []
+    known = {**{p.name: p for p in patterns()}, **LAYERS}
+    chosen = []
     for name in names:
         if name not in known:
             hint = f"; to fuse nodes, pass a set: g.fuse({{{name!r}}})" if name in graph.nx else ""
             raise FusionError(f"unknown pattern {name!r}{did_you_mean(name, list(known))} "
                               f"(patterns: {', '.join(known)}){hint}")
-        patterns.append(known[name])
-    for m in find(graph, patterns):
+        chosen.append(known[name])
+    for m in find(graph, chosen):
         graph = m.apply(graph, label)
     return graph
 
@@ -456,7 +456,7 @@ def lint(graph: Graph) -> list[Finding]:
     q3 = log(exp(x) + 1) (nodes q1, q2, q3): exp(a) overflows once a > 709, and 1 + exp(a) rounds to 1 \
 once a < -37; use the softplus gate, softplus(x)
     """
-    fragile = [p for p in PATTERNS if p.fragile]
+    fragile = [p for p in patterns() if p.fragile]
     order = {n: i for i, n in enumerate(graph.nodes)}
     return [Finding(m.out, m.members, m.pattern.name, m.spelling, m.gate, m.pattern.fragile or "")
             for m in sorted(find(graph, fragile), key=lambda m: order[m.out])]
@@ -474,6 +474,6 @@ def fuse_stable(graph: Graph) -> Graph:
     >>> g.fuse_stable().backprop(x=1000.0).grads
     {'x': 1.0}
     """
-    for m in find(graph, [p for p in PATTERNS if p.fragile]):
+    for m in find(graph, [p for p in patterns() if p.fragile]):
         graph = m.apply(graph)
     return graph

@@ -216,6 +216,12 @@ PATTERNS: tuple[Pattern, ...] = (
 
 BY_NAME: dict[str, Pattern] = {p.name: p for p in PATTERNS}
 GATE_SPELLINGS: Rule = spellings(r for p in PATTERNS for r in p.rewrites)
+USER_PATTERNS: dict[str, Pattern] = {}  # the gates of users' ops: define_op(..., spellings=...)
+
+
+def patterns() -> tuple[Pattern, ...]:
+    """The elementwise gates: :data:`PATTERNS`, then those of users' ops."""
+    return (*PATTERNS, *USER_PATTERNS.values())
 
 
 def canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr] | None = None) -> sp.Expr:
@@ -231,4 +237,5 @@ def canonical(expr: sp.Expr, memo: dict[sp.Expr, sp.Expr] | None = None) -> sp.E
     >>> canonical(2 * sp.exp(x) / (sp.exp(x) + 1) + sp.log(sp.exp(x) + sp.exp(2 * x)))
     logaddexp(x, 2*x) + 2*sigmoid(x)
     """
-    return rewrite(expr, GATE_SPELLINGS, memo)
+    rule = spellings(r for p in patterns() for r in p.rewrites) if USER_PATTERNS else GATE_SPELLINGS
+    return rewrite(expr, rule, memo)
