@@ -151,16 +151,7 @@ def compose(graph: Graph, members: list[str], out: str) -> tuple[sp.Expr, list[s
 
 def default_name(gate: sp.Expr) -> str:
     """The first pattern whose gate ``gate`` is, with plain operands; else ``"gate"``."""
-    for p in patterns():
-        args = p.arguments(gate.as_coeff_Mul()[1])
-        if args is not None and all(_plain(a) for a in args):
-            return p.name
-    return DEFAULT_NAME
-
-
-def _plain(e: sp.Expr) -> bool:
-    """A constant or a constant multiple of one symbol: ``q4``, ``-q5``, ``0``."""
-    return bool(e.is_number) or e.as_coeff_Mul()[1].is_Symbol
+    return next((p.name for p in patterns() if p.plain_arguments(gate) is not None), DEFAULT_NAME)
 
 
 def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
@@ -416,8 +407,8 @@ def _match(graph: Graph, v: str, region: list[str], patterns: list[Pattern], can
             members = [n for n in _region(graph, v, set(), True, frozenset(ends), arrays) if n in inside]
             spelling, operands = compose(graph, members, v)
             gate = canon(spelling, arrays)
-            found = pattern.arguments(gate.as_coeff_Mul()[1], canon.shapes)
-            if found is None or not all(_plain(a) for a in found):
+            found = pattern.plain_arguments(gate, canon.shapes)
+            if found is None:
                 continue
             if pattern.build is not None:
                 built = pattern.build(*found)

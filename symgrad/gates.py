@@ -135,6 +135,13 @@ class Pattern:
         """The gate's operands if ``expr`` (canonical) is this gate, else None."""
         return tuple(expr.args) if issubclass(type(expr), self.head) else None
 
+    def plain_arguments(self, expr: sp.Expr, shapes: Shapes | None = None) -> tuple[sp.Expr, ...] | None:
+        """The gate's operands if ``expr`` is a constant times this gate on plain operands
+        (constants, constant multiples of one symbol: ``q4``, ``-q5``, ``0``), else None."""
+        args = self.arguments(expr.as_coeff_Mul()[1], shapes)
+        plain = args is not None and all(a.is_number or a.as_coeff_Mul()[1].is_Symbol for a in args)
+        return args if plain else None
+
     def candidate(self, graph: Graph, node: str, region: list[str]) -> bool:
         """A quick test of ``node`` and the region above it, before any composing."""
         return True
