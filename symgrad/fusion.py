@@ -11,6 +11,7 @@ for :func:`expand`.  Every function here returns a new Graph.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -391,7 +392,7 @@ def _match(graph: Graph, v: str, region: list[str], patterns: list[Pattern], can
     inside = set(region)
     reach = inside.union(*(graph.operands(n) for n in region))
     candidates = [n for n in graph.nodes if n != v and n in reach]
-    same = _equal if arrays else _multiple
+    same = operator.eq if arrays else _multiple
     for pattern in patterns:
         args = pattern.arguments(top, canon.shapes) if pattern.candidate(graph, v, region) else None
         if args is None:
@@ -419,10 +420,6 @@ def _match(graph: Graph, v: str, region: list[str], patterns: list[Pattern], can
                 return None  # already this gate
             return Match(pattern, tuple(members), v, spelling, gate, tuple(operands))
     return None
-
-
-def _equal(e: sp.Expr, arg: sp.Expr) -> bool:
-    return e == arg
 
 
 def _multiple(e: sp.Expr, arg: sp.Expr) -> bool:
