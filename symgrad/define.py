@@ -103,7 +103,8 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
         as ``g.fuse("sigmoid")`` does for ``1/(1 + exp(-x))`` (see :class:`symgrad.Pattern`).
     fragile:
         Why the spellings lose precision or overflow when evaluated as written:
-        ``g.lint()`` then reports them and ``g.fuse_stable()`` replaces them.
+        ``g.lint()`` then reports them and ``g.fuse_stable()`` replaces them by the op,
+        printed as ``numpy=`` (or the form) spells it, so that spelling should be stable.
 
     Returns
     -------
