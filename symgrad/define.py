@@ -20,7 +20,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .build import RESERVED_NAMES
 from .errors import SymgradError
-from .gates import USER_PATTERNS, Pattern
+from .gates import BY_NAME, USER_PATTERNS, Pattern
 from .ops import OPS, WILDS, Defined, Domain, Op, declare, function
 from .printing import numpy_code
 from .tracing import OpFunction
@@ -166,6 +166,10 @@ def _gate(op: Op, spelled: tuple[Callable[..., sp.Expr], ...], fragile: str | No
         if fragile is not None:
             raise SymgradError(f"{op.name}: fragile= says why spellings are fragile; give spellings= too")
         return None
+    from .layers import LAYERS
+
+    if op.name in BY_NAME or op.name in LAYERS:
+        raise SymgradError(f"{op.name!r} is the name of a built-in gate; choose another name for the op")
     symbols = [sp.Symbol(f"a{i}", real=True) for i in range(op.arity)]
     value = op.sympy(*symbols)
     value = value.elementary(*value.args) if isinstance(value, Defined) else value

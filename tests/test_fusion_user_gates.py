@@ -74,6 +74,13 @@ def test_a_wrong_spelling_is_refused_and_nothing_is_left_defined(spelling, messa
     assert "swish" not in sg.OPS and "swish" not in USER_PATTERNS
 
 
+@pytest.mark.parametrize("name", ["affine", "affine_relu"])
+def test_a_gate_cannot_take_a_built_in_gates_name(name):
+    with pytest.raises(sg.SymgradError, match="name of a built-in gate"):
+        sg.define_op(name, swish, spellings=[swish_over_exp])
+    assert name not in sg.OPS and name not in USER_PATTERNS
+
+
 def test_fragile_needs_spellings():
     with pytest.raises(sg.SymgradError, match="give spellings="):
         sg.define_op("swish", swish, fragile="overflows")
