@@ -97,11 +97,26 @@ def attacks(room: Path, marker: str, package: str = symgrad.__file__) -> dict[st
         "deadline_reset": ("""
             import os, sys, time
             def grad(x, y, z):
-                for _ in range(100):  # valid messages of its own problem, every 0.1 s for 10 s
+                for _ in range(20):  # valid messages of its own problem, every 0.5 s for 10 s
                     os.write(int(sys.argv[1]), b'{"event": "stage", "problem": 0, "stage": "call"}\\n')
-                    time.sleep(0.1)
+                    time.sleep(0.5)
                 return {"x": z, "y": z, "z": x + y}
         """, "stopped after 2 s (wall-time limit)"),
+        "message_flood": ("""
+            import os, sys
+            def grad(x, y, z):
+                line = b'{"event": "stage", "problem": 0, "stage": "call", "function": "grad"}\\n'
+                for _ in range(1000):  # 100,000 valid messages for the grader to keep
+                    os.write(int(sys.argv[1]), line * 100)
+                return {"x": z, "y": z, "z": x + y}
+        """, "sent the grader more messages than 2 test points call for"),
+        "second_result": ("""
+            import os, sys
+            def grad(x, y, z):
+                os.write(int(sys.argv[1]), b'{"event": "trial", "problem": 0, "trial": 1, "returned": '
+                         b'{"kind": "other", "type": "NoneType"}, "out": null}\\n')
+                return {"x": z, "y": z, "z": x + y}
+        """, "sent the grader a second result for test point 2"),
         "deadline_restart": ("""
             import os, sys, time
             def grad(x, y, z):
@@ -689,3 +704,53 @@ def test_a_root_grader_runs_sandboxes_as_nobody(tmp_path, runtime):
     assert results["correct"]["passed"] and proc.returncode == 1
     for name in names[1:]:
         assert cases[name][1] in results[name]["problems"][0]["hints"][0], results[name]
+
+
+MEMORY = r'''
+import json, sys
+from pathlib import Path
+import symgrad as sg
+from symgrad.homework import Limits
+
+room, jobs = Path(sys.argv[1]), int(sys.argv[2])
+def peak():
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) >> 10
+before = peak()
+report = sg.homework.grade(room / "spec.toml", sorted(p for p in room.iterdir() if p.is_dir()), jobs=jobs,
+                           limits=Limits(wall_seconds=20, cpu_seconds=10, memory_mb=384, answer_seconds=60))
+results = {s.name: [(p.score, p.reason) for p in s.problems] for s in report.submissions}
+print(json.dumps({"before": before, "peak": peak(), "results": results}))
+'''
+
+
+def test_the_graders_memory_stays_bounded_at_64_jobs(tmp_path):
+    """64 submissions at once, half of them flooding the grader with 40,000 valid messages
+    each (before each run kept only what the protocol allows, this took the grader past
+    2.5 GB), with an answer problem each: the grader's own peak memory grows by less than
+    150 MB while it grades, and every flood fails alone."""
+    if ISOLATION is None:
+        pytest.skip(f"no sandbox here: {WHY}")
+    (tmp_path / "spec.toml").write_text(SPEC)
+    flood = textwrap.dedent("""
+        import os, sys
+        def grad(x, y, z):
+            line = b'{"event": "stage", "problem": 0, "stage": "call", "function": "grad", "trial": 0}\\n'
+            for _ in range(40):
+                os.write(int(sys.argv[1]), line * 1000)
+            return {"x": z, "y": z, "z": x + y}
+    """)
+    for i in range(64):
+        (tmp_path / f"s{i:02}").mkdir()
+        (tmp_path / f"s{i:02}" / "homework.py").write_text(flood if i % 2 else RIGHT)
+        (tmp_path / f"s{i:02}" / "answers.toml").write_text(ANSWERS)
+    proc = subprocess.run([sys.executable, "-c", MEMORY, str(tmp_path), "64"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": PACKAGE})
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["peak"] - data["before"] < 150, data["peak"]
+    for name, (circuit, square) in data["results"].items():
+        assert square == [1.0, None], name
+        if int(name[1:]) % 2:
+            assert circuit[0] == 0 and "more messages than 2 test points call for" in circuit[1], name
+        else:
+            assert circuit == [2.0, None], name

@@ -333,3 +333,37 @@ def test_the_seccomp_filter_refuses_what_a_gradient_has_no_use_for(tmp_path):
     assert outcome.output(0).split("\n")[0] == (
         "(-1, 'Operation not permitted') (-1, 'Operation not permitted') (3, 'Success')")
     assert outcome.last("problem_done") is not None
+
+
+def feed(lines: list[bytes], trials: int = 2) -> sandbox.Outcome:
+    """What the grader makes of these lines from a run of one problem of ``trials`` test points."""
+    outcome = sandbox.Outcome()
+    reader = sandbox._Reader(None, LIMITS, outcome, [trials], None)  # type: ignore[arg-type]
+    for line in [b'{"event": "problem", "problem": 0}', *lines]:
+        if outcome.stopped is None:
+            reader.messages(line + b"\n")
+    return outcome
+
+
+def trial(k: int, padding: int = 0) -> bytes:
+    return (b'{"event": "trial", "problem": 0, "trial": %d, "returned": {"kind": "other", "type": "%s"}}'
+            % (k, b"x" * padding))
+
+
+def test_a_run_keeps_what_the_protocol_allows_and_no_more(monkeypatch):
+    stage = b'{"event": "stage", "problem": 0, "stage": "call", "function": "grad"}'
+    allowed = sandbox.allowed_messages(2)
+    assert feed([stage] * allowed).stopped is None
+    flood = feed([stage] * 10_000)
+    assert flood.violation == "more messages than 2 test points call for"
+    assert len(flood.events) == 1 + allowed
+    assert feed([trial(0), trial(1)]).stopped is None
+    assert feed([trial(1), trial(1)]).violation == "a second result for test point 2"
+    for bad in (trial(2), trial(-1), trial(0).replace(b'"trial": 0', b'"trial": true')):
+        assert feed([bad]).violation == "a trial message without its trial", bad
+    assert feed([stage.replace(b'"problem": 0', b'"problem": 0.0')]).violation == \
+        "a stage message outside its problem"
+    monkeypatch.setattr(sandbox, "MAX_KEPT_BYTES", 1 << 20)
+    assert feed([trial(0, 600_000)]).stopped is None
+    big = feed([trial(0, 600_000), trial(1, 600_000)])
+    assert big.violation == "more than 1 MB of results" and len(big.events) == 2
