@@ -120,9 +120,9 @@ class Cgroups:
     _count = itertools.count()
 
     @staticmethod
-    def find() -> Cgroups | None:
+    def find(own_file: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Cgroups | None:
         """Writable parents with memory and pids control, tried once; None when there are none."""
-        for found in _cgroup_candidates():
+        for found in _cgroup_candidates(own_file, root):
             try:
                 made = found.create(64, 8)
             except OSError:
@@ -184,9 +184,12 @@ class Cgroups:
                     time.sleep(0.05)
 
 
-def _cgroup_candidates() -> list[Cgroups]:
+def _cgroup_candidates(own_file: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> list[Cgroups]:
+    """Where the cgroup file ``own_file`` of this process and the hierarchies mounted at
+    ``root`` offer memory and pids control: a v2 hierarchy (at ``root`` or ``root/unified``)
+    whose ``cgroup.subtree_control`` enables both, then v1's memory and pids hierarchies."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = Path(own_file).read_text().splitlines()
     except OSError:
         return []
     own = {}
@@ -195,7 +198,7 @@ def _cgroup_candidates() -> list[Cgroups]:
         for c in controllers.split(",") if controllers else [""]:
             own[c] = path.lstrip("/")
     found = []
-    for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+    for mount in (root, os.path.join(root, "unified")):
         parent = os.path.join(mount, own.get("", ""))
         try:
             enabled = Path(parent, "cgroup.subtree_control").read_text().split()
@@ -204,8 +207,7 @@ def _cgroup_candidates() -> list[Cgroups]:
         if {"memory", "pids"} <= set(enabled):
             found.append(Cgroups(2, (parent,)))
     if "memory" in own and "pids" in own:
-        parents = (os.path.join("/sys/fs/cgroup/memory", own["memory"]),
-                   os.path.join("/sys/fs/cgroup/pids", own["pids"]))
+        parents = (os.path.join(root, "memory", own["memory"]), os.path.join(root, "pids", own["pids"]))
         if all(os.path.isdir(p) for p in parents):
             found.append(Cgroups(1, parents))
     return found
