@@ -387,17 +387,21 @@ def test_results_are_the_same_at_any_number_of_jobs(tmp_path):
     spec = SPEC.replace('expression = "x**2"', 'expression = "x**2 + y"')
     answers = {"right": '[square]\nx = "2*x"\ny = "1"\n', "crash": '[square]\nx = "0.5/0.0*x"\ny = "1"\n',
                "wrong": '[square]\nx = "x"\ny = "1"\n'}
+    wrong = RIGHT.replace('"z": x + y', '"z": -(x + y)')
     folders = []
-    for name, text in answers.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "answers.toml").write_text(text)
-        (tmp_path / name / "homework.py").write_text(RIGHT)
-        folders.append(tmp_path / name)
+    for i in range(4):  # 12 submissions: more than 8 at once
+        for name, text in answers.items():
+            folder = tmp_path / (name if i == 0 else f"{name}{i}")
+            folder.mkdir()
+            (folder / "answers.toml").write_text(text)
+            (folder / "homework.py").write_text(wrong if i % 2 else RIGHT)
+            folders.append(folder)
     seen = []
     for jobs in (1, 8, 64):
         report = sg.homework.grade(spec, folders, limits=LIMITS, jobs=jobs)
         seen.append([(s.name, [(p.score, p.hints()) for p in s.problems]) for s in report.submissions])
-    assert seen[0] == seen[1] == seen[2]
+    assert seen[0] == seen[1] == seen[2] and len(seen[0]) == 12
+    assert dict(seen[0])["right1"][0][0] < 2  # ∂z has its sign flipped, at any -j
     score, hints = dict(seen[0])["crash"][1]
     # 0.5/0.0 is a named error now, read in the worker like any answer; either way it fails only itself
     assert score == 0.5 and len(hints) == 1
