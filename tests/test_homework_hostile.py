@@ -417,11 +417,20 @@ def cli(args: list[str], **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**env, **kwargs.pop("env", {})}, **kwargs)
 
 
-@pytest.mark.parametrize("signals, status", [([signal.SIGTERM], 143),
-                                             ([signal.SIGINT, signal.SIGINT, signal.SIGTERM], 130)])
-def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_path, signals, status):
+@pytest.mark.parametrize("signals, status, unprivileged",
+                         [([signal.SIGTERM], 143, False),
+                          ([signal.SIGINT, signal.SIGINT, signal.SIGTERM], 130, False),
+                          ([signal.SIGINT], 130, True)])
+def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_path, request, signals, status,
+                                                                         unprivileged):
+    """Ctrl-C (twice), SIGTERM: as this user, and Ctrl-C with the grader an unprivileged user."""
     if ISOLATION is None:
         pytest.skip(f"no sandbox here: {WHY}")
+    runtime = request.getfixturevalue("runtime") if unprivileged else None
+    if runtime is not None:  # a class folder the grader user owns
+        tmp_path = Path(tempfile.mkdtemp(prefix="symgrad-interrupted-"))
+        tmp_path.chmod(0o755)
+        request.addfinalizer(lambda: shutil.rmtree(tmp_path))
     marker = f"{time.time() % 1000:.6f}"
     (tmp_path / "spec.toml").write_text(SPEC)
     folders = []
@@ -436,9 +445,18 @@ def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_pat
         folders.append(str(folder))
     (tmp_path / "tmp").mkdir()
     out = tmp_path / "out.json"
-    proc = cli([str(tmp_path / "spec.toml"), *folders, "-j", "1", "--json", str(out), "--progress",
-                "--csv", str(tmp_path / "out.csv"), "--junit", str(tmp_path / "junit.xml")],
-               env={"TMPDIR": str(tmp_path / "tmp")})
+    args = [str(tmp_path / "spec.toml"), *folders, "-j", "1", "--json", str(out), "--progress",
+            "--csv", str(tmp_path / "out.csv"), "--junit", str(tmp_path / "junit.xml")]
+    if runtime is None:
+        proc = cli(args, env={"TMPDIR": str(tmp_path / "tmp")})
+    else:
+        uid, gid = pwd.getpwnam("grader")[2:4]
+        for folder, dirs, files in os.walk(tmp_path):
+            for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+                os.lchown(name, uid, gid)
+        proc = subprocess.Popen([*as_user(uid, gid), runtime.python, "-m", "symgrad.cli", "check", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                                env={**runtime.env, "TMPDIR": str(tmp_path / "tmp")})
     assert proc.stderr is not None
     seen = ""
     while "1/6" not in seen:  # the first submission is graded, the second sleeping
@@ -464,6 +482,7 @@ def test_interrupted_grading_stops_cleans_up_and_reports_what_was_graded(tmp_pat
     assert junit.count('message="grading was interrupted"') == len(data["not_graded"])
     time.sleep(0.3)
     assert [p for p in processes() if marker in p] == []
+    assert runtime is None or running_as(pwd.getpwnam("grader").pw_uid) == []
     assert os.listdir(tmp_path / "tmp") == []
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")) == []
 
