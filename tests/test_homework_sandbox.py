@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import symgrad as sg
@@ -445,3 +446,17 @@ def test_cgroup_v1_limits_go_to_both_hierarchies(tmp_path, monkeypatch):
         assert Path(folder, "memory.limit_in_bytes").read_text() == str(448 << 20)
     found.remove(made)
     assert not any(Path(m).exists() for m in made)
+
+
+def test_results_are_kept_as_arrays_and_read_as_before():
+    from symgrad.homework.grading import _decode
+
+    line = (b'{"event": "trial", "problem": 0, "trial": 0, "returned": {"kind": "dict", "items": {'
+            b'"x": {"kind": "array", "dtype": "float64", "shape": [2], "data": [1, 2.5]}, '
+            b'"y": {"kind": "array", "dtype": "float64", "shape": [1], "data": ["a"]}}}}')
+    items = feed([line]).events[-1]["returned"]["items"]
+    assert isinstance(items["x"]["data"], np.ndarray) and items["y"]["data"] is None
+    x, why = _decode(items["x"])
+    assert why is None and x.tolist() == [1.0, 2.5]
+    assert _decode(items["y"]) == (None, "could not be read")
+    assert _decode(json.loads(line)["returned"]["items"]["y"]) == (None, "could not be read")

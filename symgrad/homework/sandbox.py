@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import SymgradError
 from .spec import Limits
 
@@ -609,6 +611,7 @@ class _Reader:
                 if (problem, trial) in self.results:
                     return self.violate(f"a second result for test point {trial + 1}")
                 self.results.add((problem, trial))
+                _compact(message)
             if event == "problem_done" and isinstance(problem, int):
                 o.done.add(problem)
         elif event == "exit":
@@ -625,6 +628,24 @@ class _Reader:
         o.stopped, o.violation = "protocol", what
         if o.current is not None:
             o.done.discard(o.current)
+
+
+def _compact(message: dict[str, Any]) -> None:
+    """Hold the numbers of every array in a result as a NumPy array (8 bytes a number, not the
+    32 of a Python float in a list); data that is not numbers becomes None (it cannot be read
+    either way)."""
+    stack = [message.get(key) for key in ("returned", "out", "forward_returned")]
+    while stack:
+        value = stack.pop()
+        if not isinstance(value, dict):
+            continue
+        if value.get("kind") == "array" and isinstance(value.get("data"), list):
+            try:
+                value["data"] = np.array(value["data"], dtype=float)
+            except (ValueError, TypeError, OverflowError, RecursionError):
+                value["data"] = None
+        items = value.get("items")
+        stack.extend(items.values() if isinstance(items, dict) else items if isinstance(items, list) else ())
 
 
 def _exited(proc: subprocess.Popen) -> bool:
