@@ -5,12 +5,18 @@ class: test_homework_hostile.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import signal
 import socket
+import subprocess
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import symgrad as sg
@@ -333,3 +339,124 @@ def test_the_seccomp_filter_refuses_what_a_gradient_has_no_use_for(tmp_path):
     assert outcome.output(0).split("\n")[0] == (
         "(-1, 'Operation not permitted') (-1, 'Operation not permitted') (3, 'Success')")
     assert outcome.last("problem_done") is not None
+
+
+def feed(lines: list[bytes], trials: int = 2) -> sandbox.Outcome:
+    """What the grader makes of these lines from a run of one problem of ``trials`` test points."""
+    outcome = sandbox.Outcome()
+    reader = sandbox._Reader(None, LIMITS, outcome, [trials], None)  # type: ignore[arg-type]
+    for line in [b'{"event": "problem", "problem": 0}', *lines]:
+        if outcome.stopped is None:
+            reader.messages(line + b"\n")
+    return outcome
+
+
+def trial(k: int, padding: int = 0) -> bytes:
+    return (b'{"event": "trial", "problem": 0, "trial": %d, "returned": {"kind": "other", "type": "%s"}}'
+            % (k, b"x" * padding))
+
+
+def test_a_run_keeps_what_the_protocol_allows_and_no_more(monkeypatch):
+    stage = b'{"event": "stage", "problem": 0, "stage": "call", "function": "grad"}'
+    allowed = sandbox.allowed_messages(2)
+    assert feed([stage] * allowed).stopped is None
+    flood = feed([stage] * 10_000)
+    assert flood.violation == "more messages than 2 test points call for"
+    assert len(flood.events) == 1 + allowed
+    assert feed([trial(0), trial(1)]).stopped is None
+    assert feed([trial(1), trial(1)]).violation == "a second result for test point 2"
+    for bad in (trial(2), trial(-1), trial(0).replace(b'"trial": 0', b'"trial": true')):
+        assert feed([bad]).violation == "a trial message without its trial", bad
+    assert feed([stage.replace(b'"problem": 0', b'"problem": 0.0')]).violation == \
+        "a stage message outside its problem"
+    monkeypatch.setattr(sandbox, "MAX_KEPT_BYTES", 1 << 20)
+    assert feed([trial(0, 600_000)]).stopped is None
+    big = feed([trial(0, 600_000), trial(1, 600_000)])
+    assert big.violation == "more than 1 MB of results" and len(big.events) == 2
+
+
+def fake_cgroupfs(root: Path, monkeypatch, version: int) -> None:
+    """A folder tree that answers like a cgroup file system: a new folder comes with its
+    control files, and one goes with them. It checks what the grader writes, not what a
+    kernel would make of it."""
+    files = {2: ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max"),
+             1: ("cgroup.procs", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "pids.max")}[version]
+    real_mkdir, real_rmdir = os.mkdir, os.rmdir
+
+    def mkdir(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if str(path).startswith(str(root)):
+            for name in files:
+                Path(path, name).write_text("" if name == "cgroup.procs" else "max")
+
+    def rmdir(path, *args, **kwargs):
+        if str(path).startswith(str(root)):
+            if Path(path, "cgroup.procs").read_text().strip():
+                raise OSError(16, "Device or resource busy")  # a cgroup with processes stays
+            for name in files:
+                Path(path, name).unlink()
+        real_rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "rmdir", rmdir)
+
+
+def test_cgroup_v2_limits_are_written_where_the_grader_may_make_cgroups(tmp_path, monkeypatch):
+    """The v2 path on a fake cgroup tree (this machine may have v1 only): found from the
+    process's own cgroup when its subtree enables memory and pids, limits written to
+    memory.max, memory.swap.max and pids.max, what is left in a cgroup killed, and the
+    cgroup removed."""
+    root = tmp_path / "cgroup"
+    own = root / "user.slice" / "grader"
+    own.mkdir(parents=True)
+    (tmp_path / "self").write_text("0::/user.slice/grader\n")
+    fake_cgroupfs(root, monkeypatch, 2)
+    assert sandbox.Cgroups.find(str(tmp_path / "self"), str(root)) is None  # no controllers enabled
+    (own / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    found = sandbox.Cgroups.find(str(tmp_path / "self"), str(root))
+    assert found == sandbox.Cgroups(2, (str(own),))
+    assert list(own.iterdir()) == [own / "cgroup.subtree_control"]  # the trial cgroup is gone
+    made = found.create(448, 32)
+    assert len(made) == 1 and Path(made[0]).parent == own and Path(made[0]).name.startswith("symgrad-")
+    limits = {name: Path(made[0], name).read_text() for name in ("memory.max", "memory.swap.max", "pids.max")}
+    assert limits == {"memory.max": str(448 << 20), "memory.swap.max": "0", "pids.max": "32"}
+    left = subprocess.Popen(["sleep", "30"])
+    Path(made[0], "cgroup.procs").write_text(f"{left.pid}\n")
+    removing = threading.Thread(target=found.remove, args=(made,))
+    removing.start()
+    assert left.wait(timeout=5) == -signal.SIGKILL
+    Path(made[0], "cgroup.procs").write_text("")  # the kernel's part: the killed process leaves
+    removing.join(timeout=10)
+    assert not removing.is_alive() and not Path(made[0]).exists()
+    assert "(cgroup v2)" in dataclasses.replace(ISOLATION or Isolation("bwrap"), cgroups=found).note
+
+
+def test_cgroup_v1_limits_go_to_both_hierarchies(tmp_path, monkeypatch):
+    root = tmp_path / "cgroup"
+    for hierarchy in ("memory", "pids"):
+        (root / hierarchy / "grading").mkdir(parents=True)
+    (tmp_path / "self").write_text("5:pids:/grading\n4:memory:/grading\n3:cpu,cpuacct:/\n")
+    fake_cgroupfs(root, monkeypatch, 1)
+    found = sandbox.Cgroups.find(str(tmp_path / "self"), str(root))
+    assert found == sandbox.Cgroups(1, (str(root / "memory" / "grading"), str(root / "pids" / "grading")))
+    made = found.create(448, 32)
+    assert [Path(m).parent.parent.name for m in made] == ["memory", "pids"]
+    for folder in made:
+        assert Path(folder, "pids.max").read_text() == "32"
+        assert Path(folder, "memory.limit_in_bytes").read_text() == str(448 << 20)
+    found.remove(made)
+    assert not any(Path(m).exists() for m in made)
+
+
+def test_results_are_kept_as_arrays_and_read_as_before():
+    from symgrad.homework.grading import _decode
+
+    line = (b'{"event": "trial", "problem": 0, "trial": 0, "returned": {"kind": "dict", "items": {'
+            b'"x": {"kind": "array", "dtype": "float64", "shape": [2], "data": [1, 2.5]}, '
+            b'"y": {"kind": "array", "dtype": "float64", "shape": [1], "data": ["a"]}}}}')
+    items = feed([line]).events[-1]["returned"]["items"]
+    assert isinstance(items["x"]["data"], np.ndarray) and items["y"]["data"] is None
+    x, why = _decode(items["x"])
+    assert why is None and x.tolist() == [1.0, 2.5]
+    assert _decode(items["y"]) == (None, "could not be read")
+    assert _decode(json.loads(line)["returned"]["items"]["y"]) == (None, "could not be read")

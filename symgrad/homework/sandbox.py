@@ -55,12 +55,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import SymgradError
 from .spec import Limits
 
 CHILD = Path(__file__).with_name("child.py")
 MAX_CHANNEL_BYTES = 64 << 20
 MAX_LINE_BYTES = 8 << 20
+MAX_KEPT_BYTES = 16 << 20
 KEPT_OUTPUT_BYTES = 4096
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DISK_MB = 64
@@ -119,9 +122,9 @@ class Cgroups:
     _count = itertools.count()
 
     @staticmethod
-    def find() -> Cgroups | None:
+    def find(own_file: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Cgroups | None:
         """Writable parents with memory and pids control, tried once; None when there are none."""
-        for found in _cgroup_candidates():
+        for found in _cgroup_candidates(own_file, root):
             try:
                 made = found.create(64, 8)
             except OSError:
@@ -183,9 +186,12 @@ class Cgroups:
                     time.sleep(0.05)
 
 
-def _cgroup_candidates() -> list[Cgroups]:
+def _cgroup_candidates(own_file: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> list[Cgroups]:
+    """Where the cgroup file ``own_file`` of this process and the hierarchies mounted at
+    ``root`` offer memory and pids control: a v2 hierarchy (at ``root`` or ``root/unified``)
+    whose ``cgroup.subtree_control`` enables both, then v1's memory and pids hierarchies."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = Path(own_file).read_text().splitlines()
     except OSError:
         return []
     own = {}
@@ -194,7 +200,7 @@ def _cgroup_candidates() -> list[Cgroups]:
         for c in controllers.split(",") if controllers else [""]:
             own[c] = path.lstrip("/")
     found = []
-    for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+    for mount in (root, os.path.join(root, "unified")):
         parent = os.path.join(mount, own.get("", ""))
         try:
             enabled = Path(parent, "cgroup.subtree_control").read_text().split()
@@ -203,8 +209,7 @@ def _cgroup_candidates() -> list[Cgroups]:
         if {"memory", "pids"} <= set(enabled):
             found.append(Cgroups(2, (parent,)))
     if "memory" in own and "pids" in own:
-        parents = (os.path.join("/sys/fs/cgroup/memory", own["memory"]),
-                   os.path.join("/sys/fs/cgroup/pids", own["pids"]))
+        parents = (os.path.join(root, "memory", own["memory"]), os.path.join(root, "pids", own["pids"]))
         if all(os.path.isdir(p) for p in parents):
             found.append(Cgroups(1, parents))
     return found
@@ -459,7 +464,8 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        _Reader(proc, limits, outcome, len(task["problems"]), cancel).read(proc.stdout.fileno(), read_end)
+        trials = [len(problem.get("trials", ())) for problem in task["problems"]]
+        _Reader(proc, limits, outcome, trials, cancel).read(proc.stdout.fileno(), read_end)
     finally:
         _kill(proc)
         if isolation.cgroups is not None:
@@ -470,15 +476,32 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
     return outcome
 
 
-class _Reader:
-    """Reads the child's output and messages as they come, enforcing the limits and the protocol."""
+def allowed_messages(trials: int) -> int:
+    """The most messages a problem of ``trials`` test points sends: its start and end, the
+    import, an error, and per test point two calls and a result (and some to spare)."""
+    return 8 + 4 * trials
 
-    def __init__(self, proc: subprocess.Popen, limits: Limits, outcome: Outcome, problems: int,
+
+class _Reader:
+    """Reads the child's output and messages as they come, enforcing the limits and the protocol.
+
+    What it keeps of a run is bounded whatever the child sends: the output up to
+    :data:`KEPT_OUTPUT_BYTES` a problem, one pending line of at most
+    :data:`MAX_LINE_BYTES`, and at most :func:`allowed_messages` messages a problem
+    (each test point's result once) of :data:`MAX_KEPT_BYTES` in all; past any of
+    these, the run stops.
+    """
+
+    def __init__(self, proc: subprocess.Popen, limits: Limits, outcome: Outcome, trials: list[int],
                  cancel: threading.Event | None):
-        self.proc, self.limits, self.outcome, self.problems = proc, limits, outcome, problems
+        self.proc, self.limits, self.outcome, self.trials = proc, limits, outcome, trials
+        self.problems = len(trials)
         self.cancel = cancel
+        self.counted = [0] * len(trials)
+        self.results: set[tuple[int, int]] = set()
+        self.kept = 0
         self.started = self.now = time.monotonic()
-        self.end = self.started + limits.wall_seconds * max(problems, 1)
+        self.end = self.started + limits.wall_seconds * max(self.problems, 1)
         self.deadline = min(self.started + limits.wall_seconds, self.end)
         self.printed = 0
         self.channel = bytearray()
@@ -546,6 +569,10 @@ class _Reader:
             if len(line) > MAX_LINE_BYTES:
                 self.violate(f"a line of more than {MAX_LINE_BYTES >> 20} MB")
                 return
+            self.kept += len(line)
+            if self.kept > MAX_KEPT_BYTES:
+                self.violate(f"more than {MAX_KEPT_BYTES >> 20} MB of results")
+                return
             try:
                 message = json.loads(line)
             except (ValueError, RecursionError):
@@ -562,7 +589,8 @@ class _Reader:
         running = o.current is not None and o.current not in o.done
         if event == "problem":
             expected = 0 if o.current is None else o.current + 1
-            if problem != expected or problem >= self.problems or running or self.exited:
+            if type(problem) is not int or problem != expected or problem >= self.problems or running \
+                    or self.exited:
                 return self.violate(f"a start of problem {str(problem)[:20]} out of order")
             # a new problem: its own wall time (never past the run's) and output allowance
             o.seconds[o.current] = self.now - self.started
@@ -570,10 +598,20 @@ class _Reader:
             self.started, self.printed = self.now, 0
             self.deadline = min(self.now + self.limits.wall_seconds, self.end)
         elif event in ("stage", "error", "trial", "problem_done"):
-            if not running or problem != o.current or isinstance(problem, bool):
+            if not running or problem != o.current or type(problem) is not int:
                 return self.violate(f"a {event} message outside its problem")
-            if event == "trial" and not isinstance(message.get("trial"), int):
-                return self.violate("a trial message without its trial")
+            self.counted[problem] += 1
+            if self.counted[problem] > allowed_messages(self.trials[problem]):
+                return self.violate(f"more messages than {self.trials[problem]} test points call for")
+            if event == "trial":
+                trial = message.get("trial")
+                if not isinstance(trial, int) or isinstance(trial, bool) \
+                        or not 0 <= trial < self.trials[problem]:
+                    return self.violate("a trial message without its trial")
+                if (problem, trial) in self.results:
+                    return self.violate(f"a second result for test point {trial + 1}")
+                self.results.add((problem, trial))
+                _compact(message)
             if event == "problem_done" and isinstance(problem, int):
                 o.done.add(problem)
         elif event == "exit":
@@ -590,6 +628,24 @@ class _Reader:
         o.stopped, o.violation = "protocol", what
         if o.current is not None:
             o.done.discard(o.current)
+
+
+def _compact(message: dict[str, Any]) -> None:
+    """Hold the numbers of every array in a result as a NumPy array (8 bytes a number, not the
+    32 of a Python float in a list); data that is not numbers becomes None (it cannot be read
+    either way)."""
+    stack = [message.get(key) for key in ("returned", "out", "forward_returned")]
+    while stack:
+        value = stack.pop()
+        if not isinstance(value, dict):
+            continue
+        if value.get("kind") == "array" and isinstance(value.get("data"), list):
+            try:
+                value["data"] = np.array(value["data"], dtype=float)
+            except (ValueError, TypeError, OverflowError, RecursionError):
+                value["data"] = None
+        items = value.get("items")
+        stack.extend(items.values() if isinstance(items, dict) else items if isinstance(items, list) else ())
 
 
 def _exited(proc: subprocess.Popen) -> bool:
