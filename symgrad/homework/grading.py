@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..interpret import backprop
+from ..tables import expression_text
 from .answers import AnswerPool, agreed
 from .diagnose import diagnose
 from .misconceptions import Misconception, for_problem, worst
@@ -60,6 +62,7 @@ class Prepared:
     where: list[str]
     spec_problem: str | None = None
     misconceptions: list[Misconception] = field(default_factory=list)
+    gates: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def want(self, name: str) -> list[np.ndarray]:
         return [r.grads[name] for r in self.refs]
@@ -111,7 +114,17 @@ def prepare(problem: Problem, seed: int) -> Prepared:
     except SpecError:
         pass  # a diagnosis the less
     return Prepared(problem, points, douts, refs, alternatives, where,
-                    misconceptions=for_problem(problem, points, douts))
+                    misconceptions=for_problem(problem, points, douts),
+                    gates=_gate_gradients(problem, points, douts))
+
+
+def _gate_gradients(problem: Problem, points: list[dict[str, np.ndarray]],
+                    douts: list[np.ndarray] | None) -> dict[str, list[np.ndarray]]:
+    """``{gate: its gradient at each test point}`` for a problem credited per gate."""
+    if not problem.gates:
+        return {}
+    traces = [backprop(problem.graph, p, 1.0 if douts is None else douts[i]) for i, p in enumerate(points)]
+    return {n: [np.asarray(t.node_grads[n], dtype=float) for t in traces] for n in problem.gates}
 
 
 def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
@@ -398,6 +411,7 @@ def _code_result(prep: Prepared, outcome: Outcome, k: int, stopped: bool, limits
         result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
         if result.reason is None:
             result.checks, result.reason = _code_checks(prep, events)
+            result.gates = list(prep.problem.gates)
     _score(result)
     return result
 
@@ -547,7 +561,28 @@ def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> tuple[list[Che
             continue
         checks.append(_check(f"∂{name}", [_decode(v) for v in got], prep.want(name), prep,
                              others=prep.others(name), alternatives=prep.alternatives_for(name)))
-    return checks, None
+    return checks + _gate_checks(prep, runs, function), None
+
+
+def _gate_checks(prep: Prepared, runs: list[dict[str, Any]], function: str) -> list[Check]:
+    """With credit per gate: a check of each gate's gradient, returned as ``dq3`` (or ``q3``)."""
+    checks = []
+    items = [r.get("items") if isinstance(r := e.get("returned"), dict) and r.get("kind") == "dict" else None
+             for e in runs]
+    g = prep.problem.graph
+    for node, want in prep.gates.items():
+        label = f"∂{node}"
+        if not all(isinstance(i, dict) for i in items):
+            checks.append(Check(label, False, f"{function}() returned no dict: return the gates' gradients "
+                                              f"in one, like {{'d{node}': ...}}, for credit per gate"))
+            continue
+        got = [i.get(f"d{node}", i.get(node)) for i in items if isinstance(i, dict)]
+        if any(v is None for v in got):
+            checks.append(Check(label, False, f"not returned: the gradient of {node} = "
+                                              f"{expression_text(g, node)} goes under 'd{node}'"))
+            continue
+        checks.append(_check(label, [_decode(v) for v in got], want, prep, others={}, alternatives=[]))
+    return checks
 
 
 def _missing(name: str, prep: Prepared, runs: list[dict[str, Any]], function: str) -> str:

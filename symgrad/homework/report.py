@@ -48,6 +48,13 @@ class ProblemResult:
     output: str = ""
     seconds: float = 0.0
     spec_problem: str | None = None
+    gates: list[str] = field(default_factory=list)
+
+    def gates_right(self) -> tuple[list[str], list[str]]:
+        """With credit per gate: the gates whose gradient is right, and those where it is wrong,
+        in the order backpropagation reaches them."""
+        ok = {c.name: c.ok for c in self.checks}
+        return ([g for g in self.gates if ok.get(f"∂{g}")], [g for g in self.gates if not ok.get(f"∂{g}")])
 
     @property
     def graded(self) -> bool:
@@ -71,7 +78,7 @@ class ProblemResult:
 
     def explained(self) -> list[str]:
         """:meth:`hints`, each with where its first check is most wrong (the test point, expected
-        and received, the element of an array) unless the hint already names a counterexample."""
+        and received, the element of an array) unless the hint already names one."""
         lines = self.hints()
         if self.reason is not None or self.spec_problem is not None:
             return lines
@@ -79,7 +86,7 @@ class ProblemResult:
         for c in self.checks:
             if not c.ok:
                 grouped.setdefault(c.hint or "wrong", c)
-        return [line if c.counterexample is None or "counterexample" in line
+        return [line if c.counterexample is None or "counterexample" in line or "expected" in line
                 else f"{line} — {worst_text(c.counterexample)}"
                 for line, c in zip(lines, grouped.values())]
 
@@ -171,6 +178,10 @@ class ClassReport:
                 head = f"  {p.problem:<{ids}}  {_pts(p.score):>5}/{_pts(p.points):<4} "
                 lines.append(head + hints[0])
                 lines.extend(" " * len(head) + h for h in hints[1:])
+                if p.gates:
+                    right, wrong = p.gates_right()
+                    lines.append(" " * len(head) + f"gates right: {', '.join(right) or 'none'}; "
+                                                   f"wrong: {', '.join(wrong) or 'none'}")
         lines += ["", "Class summary", self.summary()]
         if self.isolation:
             lines += ["", f"Sandbox: {self.isolation}"]
@@ -215,6 +226,7 @@ class ClassReport:
                                 **({"counterexample": c.counterexample} if c.counterexample else {})}
                                for c in p.checks],
                     "output": p.output,
+                    **({"gates": dict(zip(("right", "wrong"), p.gates_right()))} if p.gates else {}),
                 } for p in s.problems],
             } for s in self.submissions],
         }

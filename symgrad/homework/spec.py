@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from ..errors import SymgradError
@@ -135,6 +136,17 @@ class Problem:
     regularization: str | None = None
     unregularized: Graph | None = None
     batch: tuple[str, int] | None = None
+    credit: str = "gradients"
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """With ``credit = "gates"``: the nodes whose gradient is checked besides the inputs'
+        (every op but the output), in the order backpropagation reaches them."""
+        if self.credit != "gates":
+            return ()
+        g = self.graph
+        order = [n for n in nx.topological_sort(g.nx) if g.nx.nodes[n].get("kind") == "op" and n != g.output]
+        return tuple(reversed(order))
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -300,6 +312,9 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
         if name not in dims:
             raise SpecError(f"{where}: batch names {name!r}, which is not a dimension in dims")
         batch = (name, dims[name])
+    credit = _choice(where, "credit", p.get("credit", "gradients"), ("gradients", "gates"))
+    if credit == "gates" and kind != "code":
+        raise SpecError(f"{where}: credit = \"gates\" needs a code problem: answers hold no gates' gradients")
     trials = p.get("trials", 5 if kind == "answer" else 3)
     if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= 100:
         raise SpecError(f"{where}: trials must be an integer from 1 to 100, not {trials!r}")
@@ -315,6 +330,7 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
         forward=_identifier(where, "forward", p.get("forward", "forward")),
         backward=_identifier(where, "backward", p.get("backward", "backward")),
         returns=returns, regularization=regularization, unregularized=unregularized, batch=batch,
+        credit=credit,
     )
 
 
@@ -412,7 +428,7 @@ ASSIGNMENT_KEYS = frozenset({"title", "seed", "file", "answers", "dims"})
 LIMITS_KEYS = frozenset({"wall_seconds", "cpu_seconds", "memory_mb", "output_kb", "answer_seconds"})
 PROBLEM_KEYS = frozenset({"id", "title", "kind", "expression", "points", "trials", "rtol", "atol", "wrt",
                           "style", "file", "function", "forward", "backward", "returns", "regularization",
-                          "batch", "dims", "inputs"})
+                          "batch", "dims", "inputs", "credit"})
 INPUT_KEYS = frozenset({"shape", "range", "labels", "value"})
 TABLES = (("[assignment]", ASSIGNMENT_KEYS), ("[limits]", LIMITS_KEYS), ("[[problem]]", PROBLEM_KEYS))
 
