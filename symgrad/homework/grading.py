@@ -433,8 +433,8 @@ def _run(preps: list[tuple[Prepared, str]], copy: Path, limits: Limits, isolatio
     problems = []
     for prep, filename in preps:
         p = prep.problem
-        problems.append({"quiet": quiet,
-            "file": filename, "style": p.style, "function": p.function,
+        problems.append({
+            "quiet": quiet, "file": filename, "style": p.style, "function": p.function,
             "forward": p.forward, "backward": p.backward,
             "trials": [{n: _encode(v) for n, v in pt.items()} for pt in prep.points],
             "douts": [_encode(d) for d in prep.douts or []]})
