@@ -134,3 +134,10 @@ def test_the_gradescope_script_reports_when_it_cannot_grade(tmp_path):
     assert run.returncode == 0
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 0 and "could not run" in results["output"]
+
+
+def test_gradescope_results_are_for_one_submission():
+    spec = str(HOMEWORK / "assignment.toml")
+    subs = [str(HOMEWORK / "submissions" / n) for n in ("correct", "transposed")]
+    run = symgrad("check", spec, *subs, "--gradescope", "-", "--no-progress")
+    assert run.returncode == 2 and "--gradescope writes one student's results.json" in run.stderr

@@ -106,6 +106,8 @@ def test_every_form_carries_the_counterexample(graded):
     assert carol["problem"] == "norm" and carol["check"] == "∂W" and carol["index"] == "[1, 2]"
     assert float(carol["received"]) - float(carol["expected"]) == pytest.approx(1.0, rel=1e-4)
     assert {r["student"] for r in rows} == {"bob", "carol", "dave"}
+    numbers = [r[k] for r in rows for k in ("expected", "received") if r[k]]
+    assert numbers and all(isinstance(float(x), float) for x in numbers)  # no quote before a minus sign
 
     root = ET.fromstring(report.junit())
     failure = root.find("testsuite[@name='carol']/testcase[@name='norm']/failure")

@@ -263,7 +263,8 @@ class ClassReport:
             for p in s.problems:
                 for f in p.failures():
                     writer.writerow([_cell(s.name), p.problem, f["check"], _cell(f["hint"]),
-                                     *(_cell(_field(f.get(c))) for c in columns)])
+                                     f.get("point", ""), _cell(f.get("at", "")),
+                                     *(_field(f.get(c)) for c in columns[2:])])
         return buffer.getvalue()
 
     def gradescope(self, visibility: str = "visible") -> str:
