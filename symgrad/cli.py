@@ -13,6 +13,7 @@ from typing import Any
 from . import __version__
 from .errors import InputError, SymgradError
 from .graph import Graph, graph
+from .homework.command import add_answer_parser
 from .homework.command import add_parser as add_check_parser
 from .tables import derivative_table, expression_text, number
 
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
     c.set_defaults(run=codegen_command)
     add_check_parser(sub)
+    add_answer_parser(sub)
     return parser
 
 

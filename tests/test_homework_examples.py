@@ -4,6 +4,7 @@ every hostile submission stopped with a clear reason, and the grader unharmed.""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import secrets
@@ -56,7 +57,7 @@ HOSTILE = {
              "neuron": "exited (status 3) in neuron_grad() at test point 1 before returning its results"},
     "crash_at_import": {p: "raised ModuleNotFoundError: No module named 'torch_that_is_not_installed' "
                            "(homework.py, line 4) while importing homework.py" for p in CODE},
-    "print_50mb": {"circuit": "printed more than 256 kB in circuit_grad()"},
+    "print_50mb": {},  # printing too much is not a mistake: graded again with its output discarded
     "mutate_inputs": {"sigmoid_layer": "modified its input X in place in sigmoid_layer_forward()"},
     "read_environment": {"circuit": "raised LookupError: no secret in the environment"},
     "unsafe_answer": {"sigmoid_prime": "∂x: cannot read the answer"},
@@ -168,9 +169,17 @@ def test_the_student_never_sees_the_graders_secret(graded):
     assert "found the secret" not in report.submission("read_environment").problem("circuit").output
 
 
-def test_printing_is_capped_in_the_report(graded):
+def test_printing_is_capped_in_the_report_and_the_right_answer_still_counts(graded):
     report, _, _ = graded
-    assert len(report.submission("print_50mb").problem("circuit").output) <= 4096
+    result = report.submission("print_50mb").problem("circuit")
+    marker = ("\n[output cut here: more than 256 kB printed; the rest was discarded and the problem "
+              "graded without it]")
+    assert result.passed and result.score == result.points
+    assert result.output.endswith(marker) and set(result.output[:-len(marker)]) <= {"x", "\n"}
+    assert len(result.output) <= 4096 + len(marker)
+    data = json.loads(report.json())
+    entry = next(s for s in data["submissions"] if s["name"] == "print_50mb")["problems"][0]
+    assert entry["output"].endswith(marker) and entry["passed"]
 
 
 def test_the_unsafe_answer_ran_nothing(graded):

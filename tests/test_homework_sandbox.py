@@ -262,7 +262,8 @@ X = { shape = [3] }
 
 def test_unreadable_results_fail_the_problem_with_the_reason(tmp_path):
     cases = {
-        "return {'x': z, 'y': z}": ("∂z: missing from what grad() returned (x, y)", 2 / 3),
+        "return {'x': z, 'y': z}": ("∂z: missing from the dict grad() returned (keys 'x', 'y'; "
+                                    "asked: x, y, z)", 2 / 3),
         "return z, z": ("grad() returned 2 values; expected 3: (dx, dy, dz)", 0),
         "return 'grads'": ("grad() returned a str; expected a dict {'x': dx, ...} or a tuple "
                            "(dx, dy, dz)", 0),

@@ -144,7 +144,8 @@ def agreed(numeric: Check, symbolic: str | None) -> Check:
         if numeric.ok:
             return numeric
         return Check(numeric.name, False, f"the checks disagree: SymPy simplifies the answer to the "
-                                          f"derivative, but the numbers differ: {numeric.hint}")
+                                          f"derivative, but the numbers differ: {numeric.hint}",
+                     numeric.counterexample)
     if not numeric.ok:
         return numeric
     why = {"nonzero": "the checks disagree: the answer matches the derivative at the test points, "

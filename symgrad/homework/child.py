@@ -2,11 +2,13 @@
 
 Started by :mod:`symgrad.homework.sandbox` as ``python -I child.py FD LIMITS``
 in its working directory, with the task (JSON) on stdin: a list of problems,
-each naming the file, the function(s) and the test points.  In the sandbox,
-LIMITS names a read-only ``source`` folder: the submission, copied into the
-working directory (a private tmpfs) before any of the student's code runs.  This
-file imports nothing from symgrad (only the standard library, and NumPy when
-the inputs are arrays), so the student's process never needs symgrad.
+each naming the file, the function(s) and the test points (and ``quiet``: what
+the student's code prints goes to /dev/null, for a problem run again after it
+printed too much).  In the sandbox, LIMITS names a read-only ``source`` folder:
+the submission, copied into the working directory (a private tmpfs) before any
+of the student's code runs.  This file imports nothing from symgrad (only the
+standard library, and NumPy when the inputs are arrays), so the student's
+process never needs symgrad.
 
 The process forks: the parent stays a small supervisor that waits for the
 student's process and reports how it ended (exit status, signal, CPU time);
@@ -139,6 +141,12 @@ def run(task: dict[str, Any], limits: dict[str, Any], channel: Channel) -> None:
 
 
 def run_problem(task: dict[str, Any], modules: dict[str, Any], channel: Channel) -> None:
+    if task.get("quiet"):  # run again after printing too much: what it prints goes nowhere
+        flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     points = [{n: decode(v) for n, v in t.items()} for t in task["trials"]]
     douts = [decode(d) for d in task.get("douts", [])]
     channel.send({"event": "stage", "stage": "import", "file": task["file"]})

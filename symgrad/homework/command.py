@@ -11,6 +11,7 @@ written for the submissions finished, marked partial (exit status 130 or
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -21,6 +22,8 @@ from types import FrameType
 
 from ..errors import InputError
 from .grading import grade
+from .report import GRADESCOPE_VISIBILITY
+from .single import grade_answer
 from .spec import load_spec
 
 DESCRIPTION = """\
@@ -58,6 +61,8 @@ examples:
   symgrad check examples/homework/assignment.toml examples/homework/submissions/*
   symgrad check assignment.toml submissions/* --jobs 4 --csv grades.csv --junit junit.xml
   symgrad check assignment.toml alice/ --json -          # JSON on stdout
+  symgrad check assignment.toml /autograder/submission \
+      --gradescope /autograder/results/results.json --report-only   # on Gradescope
 
 Each submission is a folder (holding the files the spec names), or a single .py file
 used for every code problem, or a single answers .toml file.  The exit status is 0 when
@@ -86,6 +91,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE",
                    help="write one row per student, one column per problem, and the total (- for stdout)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML for autograders (- for stdout)")
+    p.add_argument("--failures-csv", metavar="FILE",
+                   help="write one row per failed check: student, problem, check, hint, the test point, "
+                        "the element, expected and received (- for stdout)")
+    p.add_argument("--gradescope", metavar="FILE",
+                   help="write Gradescope's results.json for the one submission graded (- for stdout)")
+    p.add_argument("--gradescope-visibility", default="visible", choices=GRADESCOPE_VISIBILITY,
+                   help="when students see each test on Gradescope (default: visible)")
     p.add_argument("--seed", type=int, help="the seed of the random test points (default: the spec's)")
     p.add_argument("--report-only", action="store_true",
                    help="exit with status 0 even when submissions fail")
@@ -100,14 +112,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=check)
 
 
+def add_answer_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``grade-answer`` to the subcommands of ``symgrad``."""
+    p = sub.add_parser(
+        "grade-answer", help="grade one symbolic answer to one problem, as JSON (for a course platform)",
+        description="Grade ANSWER, the derivative of PROBLEM's expression in SPEC, and print JSON in "
+                    "the shape of PrairieLearn's external graders: gradable, score (0 to 1), message, "
+                    "and a test per derivative with its points and hint.  Answers go through "
+                    "symgrad's safe parser, never eval.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  symgrad grade-answer assignment.toml sigmoid_prime 'sigmoid(x)*(1 - sigmoid(x))'\n"
+               "  symgrad grade-answer assignment.toml circuit x=z y=z 'z=x + y'\n"
+               "The exit status is 0 when the answer is right, 1 when it is not, 2 on a bad spec "
+               "or problem id.")
+    p.add_argument("spec", metavar="SPEC", help="the assignment spec (a TOML file)")
+    p.add_argument("problem", metavar="PROBLEM", help="the problem's id")
+    p.add_argument("answers", metavar="ANSWER", nargs="+",
+                   help="the derivative as an expression, or VAR=EXPR for each variable asked")
+    p.add_argument("--seed", type=int, help="the seed of the test points (default: the spec's)")
+    p.set_defaults(run=grade_answer_command)
+
+
+def grade_answer_command(args: argparse.Namespace) -> str:
+    """Grade one answer and return its JSON."""
+    named = [a.partition("=") for a in args.answers]
+    if len(args.answers) == 1 and not named[0][1]:
+        answer: str | dict[str, str] = args.answers[0]
+    elif all(sep and name.strip().isidentifier() for name, sep, _ in named):
+        answer = {name.strip(): text for name, _, text in named}
+    else:
+        raise InputError("give one expression, or VAR=EXPR for each variable (like x=z 'y=x + 1')")
+    result = grade_answer(load_spec(Path(args.spec)), args.problem, answer, seed=args.seed)
+    args.exit_code = 0 if result["gradable"] and result["score"] == 1 else 1
+    return json.dumps(result, indent=2, ensure_ascii=False)
+
+
 def check(args: argparse.Namespace) -> str:
     """Grade, write the requested files, and return the terminal report."""
     spec = load_spec(Path(args.spec))
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, not {args.jobs}")
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if args.gradescope is not None and len(args.submissions) != 1:
+        raise InputError(f"--gradescope writes one student's results.json: give one submission, "
+                         f"not {len(args.submissions)}")
     outputs = [(_Output(destination, option), form) for destination, option, form in
-               ((args.json, "--json", "json"), (args.csv, "--csv", "csv"), (args.junit, "--junit", "junit"))
+               ((args.json, "--json", "json"), (args.csv, "--csv", "csv"), (args.junit, "--junit", "junit"),
+                (args.failures_csv, "--failures-csv", "failures_csv"),
+                (args.gradescope, "--gradescope", "gradescope"))
                if destination is not None]
     try:
         with _Signals() as signals:
@@ -116,7 +169,8 @@ def check(args: argparse.Namespace) -> str:
             signals.stop()
         to_stdout = False
         for output, form in outputs:
-            content = getattr(report, form)()
+            content = report.gradescope(args.gradescope_visibility) if form == "gradescope" \
+                else getattr(report, form)()
             output.write(content if content.endswith("\n") else content + "\n")
             to_stdout = to_stdout or output.stdout
     finally:

@@ -30,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..interpret import backprop
+from ..tables import expression_text
 from .answers import AnswerPool, agreed
 from .diagnose import diagnose
-from .misconceptions import Misconception, for_problem
+from .misconceptions import Misconception, for_problem, worst
 from .reference import Codes, Reference, point_text, reference_gradients, witness
 from .report import Check, ClassReport, ProblemResult, ProgressBar, SubmissionResult
-from .sandbox import MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
+from .sandbox import KEPT_OUTPUT_BYTES, MAX_CHANNEL_BYTES, Isolation, Outcome, probe_isolation, run
 from .spec import Limits, Problem, Spec, SpecError, load_spec, tomllib
 
 Progress = Callable[[int, int, str], None]
@@ -60,6 +62,7 @@ class Prepared:
     where: list[str]
     spec_problem: str | None = None
     misconceptions: list[Misconception] = field(default_factory=list)
+    gates: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def want(self, name: str) -> list[np.ndarray]:
         return [r.grads[name] for r in self.refs]
@@ -111,7 +114,17 @@ def prepare(problem: Problem, seed: int) -> Prepared:
     except SpecError:
         pass  # a diagnosis the less
     return Prepared(problem, points, douts, refs, alternatives, where,
-                    misconceptions=for_problem(problem, points, douts))
+                    misconceptions=for_problem(problem, points, douts),
+                    gates=_gate_gradients(problem, points, douts))
+
+
+def _gate_gradients(problem: Problem, points: list[dict[str, np.ndarray]],
+                    douts: list[np.ndarray] | None) -> dict[str, list[np.ndarray]]:
+    """``{gate: its gradient at each test point}`` for a problem credited per gate."""
+    if not problem.gates:
+        return {}
+    traces = [backprop(problem.graph, p, 1.0 if douts is None else douts[i]) for i, p in enumerate(points)]
+    return {n: [np.asarray(t.node_grads[n], dtype=float) for t in traces] for n in problem.gates}
 
 
 def _batch_alternatives(batch: tuple[str, int], refs: list[Reference],
@@ -372,34 +385,56 @@ def grade_code(preps: list[Prepared], copy: Path, single: bool, limits: Limits, 
         if cancel is not None and cancel.is_set():
             break
         outcome = _run(pending, copy, limits, isolation, cancel)
-        done = outcome.done
-        stopped = min(k for k in range(len(pending) + 1) if k not in done)
+        stopped = min(k for k in range(len(pending) + 1) if k not in outcome.done)
         for k, (prep, _) in enumerate(pending[:stopped + 1]):
-            result = results[prep.problem.id] = ProblemResult(
-                prep.problem.id, prep.problem.points, output=outcome.output(k),
-                seconds=outcome.seconds.get(k, 0.0))
-            events = outcome.of(k)
-            if k == stopped:  # a message against the protocol outweighs the error it may hide
-                error = None if outcome.stopped == "protocol" else _problem_error(events, limits)
-                result.reason = error or _run_end(outcome, k, limits)
+            if k == stopped and outcome.stopped == "output":
+                # printed too much: run it again with its output discarded, and grade that run
+                again = _run([pending[k]], copy, limits, isolation, cancel, quiet=True)
+                result = _code_result(prep, again, 0, 0 not in again.done, limits)
+                result.output = _cut(outcome.output(k), limits, True)
+                results[prep.problem.id] = result
             else:
-                result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
-                if result.reason is None:
-                    result.checks, result.reason = _code_checks(prep, events)
-            _score(result)
+                results[prep.problem.id] = _code_result(prep, outcome, k, k == stopped, limits)
         pending = pending[stopped + 1:]
     return results
 
 
+def _code_result(prep: Prepared, outcome: Outcome, k: int, stopped: bool, limits: Limits) -> ProblemResult:
+    """The result of the ``k``-th problem of a run; ``stopped`` when the run ended in it."""
+    result = ProblemResult(prep.problem.id, prep.problem.points,
+                           output=_cut(outcome.output(k), limits, False), seconds=outcome.seconds.get(k, 0.0))
+    events = outcome.of(k)
+    if stopped:  # a message against the protocol outweighs the error it may hide
+        error = None if outcome.stopped == "protocol" else _problem_error(events, limits)
+        result.reason = error or _run_end(outcome, k, limits)
+    else:
+        result.reason = _problem_error(events, limits) or _mutation(prep.problem, events)
+        if result.reason is None:
+            result.checks, result.reason = _code_checks(prep, events)
+            result.gates = list(prep.problem.gates)
+    _score(result)
+    return result
+
+
+def _cut(output: str, limits: Limits, over_limit: bool) -> str:
+    """The output kept, with a visible marker where it was cut."""
+    if over_limit:
+        return (output + f"\n[output cut here: more than {limits.output_kb} kB printed; the rest was "
+                f"discarded and the problem graded without it]")
+    if len(output.encode()) >= KEPT_OUTPUT_BYTES:
+        return output + f"\n[output cut here: only the first {KEPT_OUTPUT_BYTES >> 10} kB are kept]"
+    return output
+
+
 def _run(preps: list[tuple[Prepared, str]], copy: Path, limits: Limits, isolation: Isolation,
-         cancel: threading.Event | None) -> Outcome:
+         cancel: threading.Event | None, quiet: bool = False) -> Outcome:
     """One sandboxed run of the given problems, on the submission's copy (read-only in the
-    sandbox; without one, a fresh copy of it)."""
+    sandbox; without one, a fresh copy of it); ``quiet`` sends what the code prints nowhere."""
     problems = []
     for prep, filename in preps:
         p = prep.problem
         problems.append({
-            "file": filename, "style": p.style, "function": p.function,
+            "quiet": quiet, "file": filename, "style": p.style, "function": p.function,
             "forward": p.forward, "backward": p.backward,
             "trials": [{n: _encode(v) for n, v in pt.items()} for pt in prep.points],
             "douts": [_encode(d) for d in prep.douts or []]})
@@ -522,12 +557,52 @@ def _code_checks(prep: Prepared, events: list[dict[str, Any]]) -> tuple[list[Che
     for name in p.wrt:
         got = [g.get(name) for g in per_trial]
         if any(v is None for v in got):
-            keys = ", ".join(sorted(per_trial[0])) if per_trial[0] else "none"
-            checks.append(Check(f"∂{name}", False, f"missing from what {function}() returned ({keys})"))
+            checks.append(Check(f"∂{name}", False, _missing(name, prep, runs, function)))
             continue
         checks.append(_check(f"∂{name}", [_decode(v) for v in got], prep.want(name), prep,
                              others=prep.others(name), alternatives=prep.alternatives_for(name)))
-    return checks, None
+    return checks + _gate_checks(prep, runs, function), None
+
+
+def _gate_checks(prep: Prepared, runs: list[dict[str, Any]], function: str) -> list[Check]:
+    """With credit per gate: a check of each gate's gradient, returned as ``dq3`` (or ``q3``)."""
+    checks = []
+    items = [r.get("items") if isinstance(r := e.get("returned"), dict) and r.get("kind") == "dict" else None
+             for e in runs]
+    g = prep.problem.graph
+    for node, want in prep.gates.items():
+        label = f"∂{node}"
+        if not all(isinstance(i, dict) for i in items):
+            checks.append(Check(label, False, f"{function}() returned no dict: return the gates' gradients "
+                                              f"in one, like {{'d{node}': ...}}, for credit per gate"))
+            continue
+        got = [i.get(f"d{node}", i.get(node)) for i in items if isinstance(i, dict)]
+        if any(v is None for v in got):
+            checks.append(Check(label, False, f"not returned: the gradient of {node} = "
+                                              f"{expression_text(g, node)} goes under 'd{node}'"))
+            continue
+        checks.append(_check(label, [_decode(v) for v in got], want, prep, others={}, alternatives=[]))
+    return checks
+
+
+def _missing(name: str, prep: Prepared, runs: list[dict[str, Any]], function: str) -> str:
+    """Why ``∂name`` is not in what was returned: the keys found, and which of them holds it."""
+    p = prep.problem
+    items = [r.get("items") if isinstance(r := e.get("returned"), dict) else None for e in runs]
+    dicts = [i for i in items if isinstance(i, dict)]
+    if len(dicts) != len(items) or not dicts:
+        return f"missing from what {function}() returned"
+    keys = list(dicts[0])
+    asked = {n for v in p.wrt for n in (v, f"d{v}")}
+    found = ", ".join(repr(k) for k in keys) if keys else "none"
+    head = f"missing from the dict {function}() returned (keys {found}; asked: {', '.join(p.wrt)})"
+    for key in (k for k in keys if k not in asked):
+        values = [_decode(i.get(key)) for i in dicts]
+        if len(values) == len(runs) and all(why is None for _, why in values) and all(
+                v is not None and v.shape == w.shape and bool(np.all(np.isclose(v, w, p.rtol, p.atol)))
+                for (v, _), w in zip(values, prep.want(name))):
+            return f"{head}: {key!r} holds ∂{name}; name it {name!r} (or 'd{name}')"
+    return head
 
 
 def _check(label: str, got: list[tuple[np.ndarray | None, str | None]], want: list[np.ndarray],
@@ -541,7 +616,7 @@ def _check(label: str, got: list[tuple[np.ndarray | None, str | None]], want: li
     hint = diagnose(label.lstrip("∂"), values, want, others=others, alternatives=alternatives,
                     batch=p.batch, where=prep.where, rtol=p.rtol, atol=p.atol,
                     misconceptions=prep.misconceptions if label.startswith("∂") else ())
-    return Check(label, hint is None, hint)
+    return Check(label, hint is None, hint, None if hint is None else worst(values, want, prep.where))
 
 
 def _gradients(returned: Any, p: Problem, function: str) -> tuple[dict[str, Any], str | None]:
@@ -623,12 +698,18 @@ def grade_answers(prep: Prepared, copy: Path, single: bool, answers_file: str, l
                   pool: AnswerPool, refused: dict[str, str] | None = None) -> ProblemResult:
     """Read the student's answers for this problem (from the submission's copy, see
     :func:`copy_submission`) and compare them with the derivatives."""
+    answers, problem = _read_answers(copy, single, answers_file, prep.problem, refused or {})
+    if problem is not None:
+        return ProblemResult(prep.problem.id, prep.problem.points, reason=problem)
+    return check_answers(prep, answers, f"[{prep.problem.id}] of {answers_file}", limits, pool)
+
+
+def check_answers(prep: Prepared, answers: dict[str, Any], source: str, limits: Limits,
+                  pool: AnswerPool) -> ProblemResult:
+    """Compare ``{variable: expression string}`` with the problem's derivatives at its test points
+    and symbolically; ``source`` says where a missing answer should have been."""
     p = prep.problem
     result = ProblemResult(p.id, p.points)
-    answers, problem = _read_answers(copy, single, answers_file, p, refused or {})
-    if problem is not None:
-        result.reason = problem
-        return result
     request = {"expression": p.expression, "shapes": {n: list(s) for n, s in p.shapes.items()},
                "labels": [n for n, s in p.inputs.items() if s.labels is not None],
                "answers": {v: answers[v] for v in p.wrt if isinstance(answers.get(v), str)},
@@ -640,7 +721,7 @@ def grade_answers(prep: Prepared, copy: Path, single: bool, answers_file: str, l
     for var in p.wrt:
         label = f"∂{var}"
         if var not in answers:
-            result.checks.append(Check(label, False, f"no answer for {var} in [{p.id}] of {answers_file}"))
+            result.checks.append(Check(label, False, f"no answer for {var} in {source}"))
         elif not isinstance(answers[var], str):
             result.checks.append(Check(label, False, "the answer must be a string like \"2*x\""))
         elif "error" in values.get(var, {}):

@@ -172,24 +172,55 @@ def counterexample(got: Sequence[np.ndarray], want: Sequence[np.ndarray],
     >>> counterexample([np.array([1.0, 5.0])], [np.array([1.0, 2.0])], ["x=1"])
     'counterexample at x=1, element [1]: expected 2, received 5'
     """
+    return f"counterexample {worst_text(worst(got, want, where))}"
+
+
+def worst(got: Sequence[Any], want: Sequence[Any], where: Sequence[str] | None = None) -> dict[str, Any]:
+    """The test point (and, for arrays, the element) where ``got`` differs most from ``want``.
+
+    Returns a JSON-ready record: ``point`` (1-based), ``at`` (the point's
+    description), then either ``expected``/``received`` (numbers; NaN and inf
+    as the strings ``"nan"``, ``"inf"``, ``"-inf"``) with ``index`` (the
+    element, for arrays) and ``shape``, or, when the shapes differ,
+    ``expected_shape``/``received_shape``.
+
+    >>> worst([np.array([1.0, 5.0])], [np.array([1.0, 2.0])], ["x=1"])
+    {'point': 1, 'at': 'x=1', 'shape': [2], 'index': [1], 'expected': 2.0, 'received': 5.0}
+    """
     errors = []
     for i, (g, w) in enumerate(zip(got, want)):
         g, w = np.asarray(g, dtype=float), np.asarray(w, dtype=float)
+        at = where[i] if where else f"test point {i + 1}"
         if g.shape != w.shape:
-            return (f"counterexample at {where[i] if where else f'test point {i + 1}'}: expected shape "
-                    f"{w.shape}, received shape {g.shape}")
+            return {"point": i + 1, "at": at, "expected_shape": list(w.shape),
+                    "received_shape": list(g.shape)}
         err = np.abs(g - w)
         err = np.where(np.isnan(err), np.inf, err)
         errors.append((float(err.max()) if err.size else 0.0, i))
     _, i = max(errors)
     g, w = np.asarray(got[i], dtype=float), np.asarray(want[i], dtype=float)
-    at = where[i] if where else f"test point {i + 1}"
+    record: dict[str, Any] = {"point": i + 1, "at": where[i] if where else f"test point {i + 1}"}
     if w.ndim == 0:
-        return f"counterexample at {at}: expected {_num(w)}, received {_num(g)}"
+        return {**record, "expected": _plain(w), "received": _plain(g)}
     err = np.abs(g - w)
     cell = np.unravel_index(int(np.argmax(np.where(np.isnan(err), np.inf, err))), w.shape)
-    index = [int(k) for k in cell]
-    return f"counterexample at {at}, element {index}: expected {_num(w[cell])}, received {_num(g[cell])}"
+    return {**record, "shape": list(w.shape), "index": [int(k) for k in cell],
+            "expected": _plain(w[cell]), "received": _plain(g[cell])}
+
+
+def worst_text(record: dict[str, Any]) -> str:
+    """A :func:`worst` record in words: ``at x=1, element [1]: expected 2, received 5``."""
+    if "expected_shape" in record:
+        return (f"at {record['at']}: expected shape {tuple(record['expected_shape'])}, "
+                f"received shape {tuple(record['received_shape'])}")
+    element = f", element {record['index']}" if "index" in record else ""
+    return (f"at {record['at']}{element}: expected {_num(record['expected'])}, "
+            f"received {_num(record['received'])}")
+
+
+def _plain(v: Any) -> float | str:
+    x = float(v)
+    return x if np.isfinite(x) else "nan" if np.isnan(x) else "inf" if x > 0 else "-inf"
 
 
 # -- running the adjoint program with an edit ---------------------------------------

@@ -17,14 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
+from .misconceptions import worst_text
+
 
 @dataclass
 class Check:
-    """One thing checked in a problem (``∂x``, ``out``), and a hint line when it is wrong."""
+    """One thing checked in a problem (``∂x``, ``out``), and a hint line when it is wrong.
+
+    ``counterexample`` is, for a wrong value, where it is most wrong: the test point, the
+    expected and received values and, for arrays, the element (see
+    :func:`~symgrad.homework.misconceptions.worst`).
+    """
 
     name: str
     ok: bool
     hint: str | None = None
+    counterexample: dict[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -40,6 +48,13 @@ class ProblemResult:
     output: str = ""
     seconds: float = 0.0
     spec_problem: str | None = None
+    gates: list[str] = field(default_factory=list)
+
+    def gates_right(self) -> tuple[list[str], list[str]]:
+        """With credit per gate: the gates whose gradient is right, and those where it is wrong,
+        in the order backpropagation reaches them."""
+        ok = {c.name: c.ok for c in self.checks}
+        return ([g for g in self.gates if ok.get(f"∂{g}")], [g for g in self.gates if not ok.get(f"∂{g}")])
 
     @property
     def graded(self) -> bool:
@@ -60,6 +75,29 @@ class ProblemResult:
             if not c.ok:
                 grouped.setdefault(c.hint or "wrong", []).append(c.name)
         return [f"{', '.join(names)}: {hint}" for hint, names in grouped.items()]
+
+    def explained(self) -> list[str]:
+        """:meth:`hints`, each with where its first check is most wrong (the test point, expected
+        and received, the element of an array) unless the hint already names one."""
+        lines = self.hints()
+        if self.reason is not None or self.spec_problem is not None:
+            return lines
+        grouped: dict[str, Check] = {}
+        for c in self.checks:
+            if not c.ok:
+                grouped.setdefault(c.hint or "wrong", c)
+        return [line if c.counterexample is None or "counterexample" in line or "expected" in line
+                else f"{line} — {worst_text(c.counterexample)}"
+                for line, c in zip(lines, grouped.values())]
+
+    def failures(self) -> list[dict[str, Any]]:
+        """One record per wrong check: its name, hint and counterexample; or the reason."""
+        if self.spec_problem is not None:
+            return []
+        if self.reason is not None:
+            return [{"check": "", "hint": self.reason}]
+        return [{"check": c.name, "hint": c.hint or "wrong", **(c.counterexample or {})}
+                for c in self.checks if not c.ok]
 
 
 @dataclass
@@ -136,10 +174,14 @@ class ClassReport:
             for p in s.problems:
                 if p.passed or not p.graded:
                     continue
-                hints = [escape(h) for h in p.hints()]
+                hints = [escape(h) for h in p.explained()]
                 head = f"  {p.problem:<{ids}}  {_pts(p.score):>5}/{_pts(p.points):<4} "
                 lines.append(head + hints[0])
                 lines.extend(" " * len(head) + h for h in hints[1:])
+                if p.gates:
+                    right, wrong = p.gates_right()
+                    lines.append(" " * len(head) + f"gates right: {', '.join(right) or 'none'}; "
+                                                   f"wrong: {', '.join(wrong) or 'none'}")
         lines += ["", "Class summary", self.summary()]
         if self.isolation:
             lines += ["", f"Sandbox: {self.isolation}"]
@@ -180,8 +222,11 @@ class ClassReport:
                     "id": p.problem, "score": p.score, "points": p.points, "passed": p.passed,
                     "graded": p.graded,
                     "reason": p.reason, "hints": p.hints(), "seconds": round(p.seconds, 3),
-                    "checks": [{"name": c.name, "ok": c.ok, "hint": c.hint} for c in p.checks],
+                    "checks": [{"name": c.name, "ok": c.ok, "hint": c.hint,
+                                **({"counterexample": c.counterexample} if c.counterexample else {})}
+                               for c in p.checks],
                     "output": p.output,
+                    **({"gates": dict(zip(("right", "wrong"), p.gates_right()))} if p.gates else {}),
                 } for p in s.problems],
             } for s in self.submissions],
         }
@@ -206,6 +251,50 @@ class ClassReport:
             writer.writerow([_cell(name), *("" for _ in self.problems), "",
                              *(["UNSAFE: no sandbox"] if self.unsafe else [])])
         return buffer.getvalue()
+
+    def failures_csv(self) -> str:
+        """One row per wrong check (or failed problem): student, problem, check, hint, and where
+        it is most wrong: the test point, the element of an array, expected and received."""
+        columns = ["point", "at", "index", "expected", "received", "expected_shape", "received_shape"]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["student", "problem", "check", "hint", *columns])
+        for s in self.submissions:
+            for p in s.problems:
+                for f in p.failures():
+                    writer.writerow([_cell(s.name), p.problem, f["check"], _cell(f["hint"]),
+                                     f.get("point", ""), _cell(f.get("at", "")),
+                                     *(_field(f.get(c)) for c in columns[2:])])
+        return buffer.getvalue()
+
+    def gradescope(self, visibility: str = "visible") -> str:
+        """Gradescope's ``results.json`` for the one submission graded: its score, and a test per
+        problem with its score, points, status and the hint lines (``visibility`` for every test:
+        ``visible``, ``hidden``, ``after_due_date`` or ``after_published``)."""
+        if visibility not in GRADESCOPE_VISIBILITY:
+            raise ValueError(f"visibility must be one of {', '.join(GRADESCOPE_VISIBILITY)}, "
+                             f"not {visibility!r}")
+        if len(self.submissions) != 1:
+            raise ValueError(f"a Gradescope results.json holds one submission, not {len(self.submissions)}")
+        s = self.submissions[0]
+        tests = []
+        for number, p in enumerate(s.problems, 1):
+            lines = [escape(h, keep="\n") for h in p.explained()] if not p.passed else []
+            if p.output:
+                lines += ["", "printed:", escape(p.output, keep="\n\t")]
+            tests.append({"name": p.problem, "number": str(number), "score": round(p.score, 4),
+                          "max_score": p.points if p.graded else 0,
+                          "status": "passed" if p.passed or not p.graded else "failed",
+                          "output": "\n".join(lines), "visibility": visibility})
+        output = f"{escape(self.title)}: {_pts(s.score)}/{_pts(s.max_points)}"
+        if self.spec_problems:
+            output += "\nNot graded (a problem in the spec): " + ", ".join(self.spec_problems)
+        if self.partial:
+            output += "\nGrading was interrupted: this result is partial."
+        return json.dumps({"score": round(s.score, 4), "output": output,
+                           "visibility": visibility, "stdout_visibility": "hidden",
+                           "execution_time": round(sum(p.seconds for p in s.problems), 3),
+                           "tests": tests}, indent=2, ensure_ascii=False)
 
     def junit(self) -> str:
         """JUnit XML: a test suite per student, a test case per problem (skipped when not graded);
@@ -232,7 +321,7 @@ class ClassReport:
                 if p.spec_problem is not None:
                     ET.SubElement(case, "skipped", message=escape(p.spec_problem))
                 elif not p.passed:
-                    hints = [escape(h) for h in p.hints()]
+                    hints = [escape(h) for h in p.explained()]
                     failure = ET.SubElement(case, "failure", message=hints[0])
                     failure.text = "\n".join(hints)
                 if p.output:
@@ -245,6 +334,17 @@ class ClassReport:
                 case = ET.SubElement(suite, "testcase", classname=escape(name), name="all problems")
                 ET.SubElement(case, "skipped", message="grading was interrupted")
         return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+GRADESCOPE_VISIBILITY = ("visible", "hidden", "after_due_date", "after_published")
+
+
+def _field(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return "[" + ", ".join(str(k) for k in v) + "]"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 def _pts(x: float) -> str:

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from ..errors import SymgradError
@@ -135,6 +136,17 @@ class Problem:
     regularization: str | None = None
     unregularized: Graph | None = None
     batch: tuple[str, int] | None = None
+    credit: str = "gradients"
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """With ``credit = "gates"``: the nodes whose gradient is checked besides the inputs'
+        (every op but the output), in the order backpropagation reaches them."""
+        if self.credit != "gates":
+            return ()
+        g = self.graph
+        order = [n for n in nx.topological_sort(g.nx) if g.nx.nodes[n].get("kind") == "op" and n != g.output]
+        return tuple(reversed(order))
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -223,7 +235,7 @@ def load_spec(source: str | Path) -> Spec:
 def _spec(data: dict[str, Any], path: Path | None) -> Spec:
     _keys("the spec", data, {"assignment", "limits", "problem"})
     a = _table("[assignment]", data.get("assignment", {}))
-    _keys("[assignment]", a, {"title", "seed", "file", "answers", "dims"})
+    _keys("[assignment]", a, ASSIGNMENT_KEYS)
     limits = _limits(_table("[limits]", data.get("limits", {})))
     dims = _dims("[assignment] dims", a.get("dims", {}))
     raw = data.get("problem", [])
@@ -248,9 +260,7 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
     if not isinstance(pid, str) or not ID.match(pid):
         raise SpecError(f"every problem needs an id made of letters, digits, _ and -; got {pid!r}")
     where = f"problem {pid!r}"
-    _keys(where, p, {"id", "title", "kind", "expression", "points", "trials", "rtol", "atol", "wrt",
-                     "style", "file", "function", "forward", "backward", "returns", "regularization",
-                     "batch", "dims", "inputs"})
+    _keys(where, p, PROBLEM_KEYS)
     kind = _choice(where, "kind", p.get("kind", "code"), ("code", "answer"))
     style = _choice(where, "style", p.get("style", "grad"), ("grad", "layer"))
     dims = {**dims, **_dims(f"{where}: dims", p.get("dims", {}))}
@@ -258,6 +268,11 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
     if not isinstance(expression, str):
         raise SpecError(f"{where}: expression must be a string in symgrad's syntax, like \"(x + y) * z\"")
     raw_inputs = _table(f"{where}: inputs", p.get("inputs", {}))
+    for n, v in raw_inputs.items():
+        if n in PROBLEM_KEYS and not isinstance(v, dict):
+            raise SpecError(f"{where}: {n} = {_short(v)} is under [problem.inputs], so TOML reads it as an "
+                            f"input; {n} is a key of the [[problem]] table: move it above [problem.inputs] "
+                            f"(a key belongs to the last [table] header above it)")
     inputs = {n: _input(f"{where}: input {n!r}", n, _table(f"{where}: input {n!r}", v), dims)
               for n, v in raw_inputs.items()}
     g = _graph(f"{where}: expression", expression, inputs)
@@ -297,6 +312,9 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
         if name not in dims:
             raise SpecError(f"{where}: batch names {name!r}, which is not a dimension in dims")
         batch = (name, dims[name])
+    credit = _choice(where, "credit", p.get("credit", "gradients"), ("gradients", "gates"))
+    if credit == "gates" and kind != "code":
+        raise SpecError(f"{where}: credit = \"gates\" needs a code problem: answers hold no gates' gradients")
     trials = p.get("trials", 5 if kind == "answer" else 3)
     if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= 100:
         raise SpecError(f"{where}: trials must be an integer from 1 to 100, not {trials!r}")
@@ -312,6 +330,7 @@ def _problem(p: dict[str, Any], dims: dict[str, int], default_file: str) -> Prob
         forward=_identifier(where, "forward", p.get("forward", "forward")),
         backward=_identifier(where, "backward", p.get("backward", "backward")),
         returns=returns, regularization=regularization, unregularized=unregularized, batch=batch,
+        credit=credit,
     )
 
 
@@ -388,7 +407,7 @@ def _dims(where: str, raw: Any) -> dict[str, int]:
 
 
 def _limits(t: dict[str, Any]) -> Limits:
-    _keys("[limits]", t, {"wall_seconds", "cpu_seconds", "memory_mb", "output_kb", "answer_seconds"})
+    _keys("[limits]", t, LIMITS_KEYS)
     d = Limits()
     return Limits(
         wall_seconds=_number("[limits] wall_seconds", t.get("wall_seconds", d.wall_seconds), low=0.1),
@@ -405,10 +424,33 @@ def _table(where: str, v: Any) -> dict[str, Any]:
     return v
 
 
-def _keys(where: str, t: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(t) - allowed)
-    if unknown:
-        raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+ASSIGNMENT_KEYS = frozenset({"title", "seed", "file", "answers", "dims"})
+LIMITS_KEYS = frozenset({"wall_seconds", "cpu_seconds", "memory_mb", "output_kb", "answer_seconds"})
+PROBLEM_KEYS = frozenset({"id", "title", "kind", "expression", "points", "trials", "rtol", "atol", "wrt",
+                          "style", "file", "function", "forward", "backward", "returns", "regularization",
+                          "batch", "dims", "inputs", "credit"})
+INPUT_KEYS = frozenset({"shape", "range", "labels", "value"})
+TABLES = (("[assignment]", ASSIGNMENT_KEYS), ("[limits]", LIMITS_KEYS), ("[[problem]]", PROBLEM_KEYS))
+
+
+def _keys(where: str, t: Mapping[str, Any], allowed: Collection[str]) -> None:
+    unknown = sorted(set(t) - set(allowed))
+    if not unknown:
+        return
+    key = unknown[0]
+    home = next((table for table, keys in TABLES if key in keys), None)
+    if home is not None:
+        raise SpecError(f"{where}: {key} is a key of the {home} table, not of this one: move it under "
+                        f"{home} (a key belongs to the last [table] header above it)")
+    value = t[key]
+    if where.startswith("problem ") and isinstance(value, dict) and value and set(value) <= INPUT_KEYS:
+        raise SpecError(f"{where}: unknown key {key!r}; an input's sampling? put it under [problem.inputs]")
+    raise SpecError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _str(where: str, v: Any) -> str:
