@@ -5,7 +5,7 @@
 - ``kind``: ``"input"``, ``"const"`` (a constant output), ``"op"`` or ``"gate"``
   (a fused sub-graph; see :mod:`symgrad.fusion`)
 - ``op``: the op's name in :data:`symgrad.ops.OPS`, or in
-  :data:`symgrad.higher.GRADIENT_OPS` for the backward pass's helpers (op nodes), else None
+  ``OPS.gradient`` for the backward pass's helpers (op nodes), else None
 - ``operands``: the node's operands in order: node names, or SymPy constants
 - ``symbol``: the SymPy symbol standing for the node's value (named like the node)
 - ``expr``: the node's SymPy expression in terms of its operands' symbols

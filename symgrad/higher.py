@@ -19,10 +19,10 @@ Hessian-times-vector.  :func:`hessian` and :func:`jacobian` evaluate those
 graphs, compiled, column by column (a Hessian-vector product per column, a
 vector-Jacobian product per output entry).
 
-The backward pass uses a few functions the forward op table does not offer
-(a step function, the sign, ``sum_to``, ``broadcast_to``, …).  They are the
-rows of :data:`GRADIENT_OPS`, each with its own vector-Jacobian product, so
-gradient graphs can be differentiated again.  The step and the sign have
+The backward pass uses a few functions the forward ops do not offer (a step
+function, the sign, ``sum_to``, ``broadcast_to``, …).  They are rows of the op
+table too (``OPS.gradient``, see :mod:`symgrad.ops`), each with its own
+vector-Jacobian product, so gradient graphs can be differentiated again.  The step and the sign have
 derivative 0: the subgradient convention at a kink, extended to second order.
 """
 
@@ -39,86 +39,12 @@ import sympy as sp
 from .build import Builder, Ref, Spec, intermediate_prefix
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph, add_op_node
-from .ops import LABELS, REAL, Op, format_constant
-from .program import build_program, sum_to
+from .ops import OPS, Op, format_constant, sgn, step
+from .program import build_program
 from .sympy_input import _Converter
-from .tensors import ArrayFunction, broadcast_to, expand_dims, onehot, outer, reduce_sum
+from .tensors import broadcast_to, reduce_sum
 
-
-class step(sp.Function):
-    """``step(a, h)``: 1 where a > 0, 0 where a < 0, ``h`` at 0; its derivative is taken as 0."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a: sp.Expr, h: sp.Expr) -> sp.Expr | None:
-        return sp.Heaviside(a, h) if a.is_number else None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.S.Zero
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"np.heaviside({printer._print(self.args[0])}, {float(self.args[1])!r})"
-
-
-class sgn(sp.Function):
-    """The sign of ``a`` (0 at 0); its derivative is taken as 0."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, a: sp.Expr) -> sp.Expr | None:
-        return sp.sign(a) if a.is_number else None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.S.Zero
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"np.sign({printer._print(self.args[0])})"
-
-
-class eye(ArrayFunction):
-    """``eye(k)``: the k × k identity, the directions of a whole Jacobian (:mod:`symgrad.jacobians`)."""
-
-    nargs = 1
-    operands_count = 0
-
-    def array_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]:
-        return (int(self.args[0]), int(self.args[0]))
-
-    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[tuple[int, ...], ...]) -> tuple[sp.Expr, ...]:
-        return ()
-
-    def explicit(self, *values: np.ndarray) -> np.ndarray:
-        return np.eye(int(self.args[0]), dtype=int).astype(object)
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"np.eye({int(self.args[0])})"
-
-
-GRADIENT_OPS: dict[str, Op] = {
-    op.name: op
-    for op in (
-        Op("step", 2, step, "step", numpy="np.heaviside({0}, {1})", domain=(REAL, REAL)),
-        Op("sgn", 1, sgn, "sign", numpy="np.sign({0})"),
-        Op("outer", 2, outer, "outer", numpy="np.outer({0}, {1})", domain=(REAL, REAL)),
-        Op("expand_dims", 1, expand_dims, "expand_dims", numpy="np.expand_dims({0})"),
-        Op("broadcast_to", 1, broadcast_to, "broadcast_to", numpy="np.broadcast_to({0})"),
-        Op("sum_to", 1, sum_to, "sum_to", numpy="np.sum({0})"),
-        Op("onehot", 1, onehot, "onehot", numpy="np.eye()[{0}]", domain=(LABELS,)),
-        Op("eye", 1, eye, "eye", numpy="np.eye({0})"),
-    )
-}
-"""Ops that only gradient graphs use; their nodes keep the trailing constant arguments
-(axes, shapes, the step's value at 0) as constant operands."""
-
-_GRADIENT_CLASSES: dict[type, Op] = {op.sympy: op for op in GRADIENT_OPS.values()}  # type: ignore[misc]
+_GRADIENT_CLASSES: dict[type, Op] = {op.sympy: op for op in OPS.gradient.values()}  # type: ignore[misc]
 _GRADIENT_TYPES = tuple(_GRADIENT_CLASSES)
 
 
@@ -317,8 +243,8 @@ class _Extension:
             operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
             add_op_node(G, names[i], s.op, operands, s.shape, derived)  # type: ignore[arg-type]
             G.nodes[names[i]]["order"] = self.order
-            if s.op in GRADIENT_OPS and s.op != "step":  # shapes and axes are in the expression
-                G.nodes[names[i]]["label"] = GRADIENT_OPS[s.op].label
+            if s.op in OPS.gradient and s.op != "step":  # shapes and axes are in the expression
+                G.nodes[names[i]]["label"] = OPS.gradient[s.op].label
         return Graph(G, names[out.index], tuple(inputs), g.granularity, source)
 
     def _name_new(self) -> dict[int, str]:

@@ -23,8 +23,8 @@ import sympy as sp
 
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
-from .higher import _Extension, _source, _tangent_prefix, eye
-from .tensors import broadcast_to, expand_dims, matmul, reduce_sum, transpose
+from .higher import _Extension, _source, _tangent_prefix
+from .tensors import broadcast_to, expand_dims, eye, matmul, reduce_sum, transpose
 
 Shape = tuple[int, ...]
 

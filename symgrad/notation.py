@@ -28,13 +28,14 @@ import sympy as sp
 
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
-from .higher import _names, eye, sgn, step
-from .ops import logaddexp, logsigmoid, sigmoid, softplus
-from .program import build_program, sum_to
+from .higher import _names
+from .ops import logaddexp, logsigmoid, sgn, sigmoid, softplus, step
+from .program import build_program
 from .tensors import (
     broadcast_to,
     expand_dims,
     explicit,
+    eye,
     logsumexp,
     matmul,
     mean,
@@ -43,6 +44,7 @@ from .tensors import (
     pick,
     reduce_sum,
     shape_of,
+    sum_to,
     symbol_array,
     transpose,
 )
