@@ -56,7 +56,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
-from .dims import CHECK, check_values, concrete, declared, named, show
+from .dims import CHECK, Shape, check_values, concrete, declared, named, show
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
 from .names import check_names
@@ -374,7 +374,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 
-def _shapes(program: Program) -> dict[sp.Symbol, tuple[int, ...]]:
+def _shapes(program: Program) -> dict[sp.Symbol, Shape]:
     """The shape of every node's value and adjoint, by symbol."""
     g = program.graph
     shapes = {g.symbol(n): g.shape(n) for n in g.nodes}
@@ -383,14 +383,14 @@ def _shapes(program: Program) -> dict[sp.Symbol, tuple[int, ...]]:
     return shapes
 
 
-def _shape(expr: sp.Expr, shapes: dict[sp.Symbol, tuple[int, ...]]) -> tuple[int, ...] | None:
+def _shape(expr: sp.Expr, shapes: dict[sp.Symbol, Shape]) -> Shape | None:
     try:
         return shape_of(expr, shapes)
     except SymgradError:
         return None
 
 
-def _stretched(program: Program, shapes: dict[sp.Symbol, tuple[int, ...]]) -> dict[sp.Symbol, sp.Expr]:
+def _stretched(program: Program, shapes: dict[sp.Symbol, Shape]) -> dict[sp.Symbol, sp.Expr]:
     """Adjoints that are one number stretched to an array, kept as that number where every use allows.
 
     The gradient of a sum's operand is the upstream number broadcast to the

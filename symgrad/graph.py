@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import sympy as sp
 
-from .build import Builder, Ref, Shape, Spec, intermediate_prefix
+from .build import Builder, Ref, Spec, intermediate_prefix
 from .derive import edge_derivatives
-from .dims import legend
+from .dims import Shape, legend
 from .dims import text as shape_text
 from .errors import InputError, ShapeError, SymgradError
 from .ops import label, op_of

@@ -37,6 +37,7 @@ import numpy as np
 import sympy as sp
 
 from .build import Builder, Ref, Spec, intermediate_prefix
+from .dims import Shape
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph, add_op_node
 from .ops import OPS, Op, format_constant, sgn, step
@@ -60,7 +61,7 @@ def _prepare(expr: sp.Expr) -> sp.Expr:
 class _Convert(_Converter):
     """SymPy → nodes, knowing the gradient ops and arrays of constants."""
 
-    def __init__(self, builder: Builder, shapes: dict[sp.Symbol, tuple[int, ...]]):
+    def __init__(self, builder: Builder, shapes: dict[sp.Symbol, Shape]):
         super().__init__(builder)
         self.shapes = shapes
 
@@ -128,7 +129,7 @@ def _has_array(e: sp.Expr) -> bool:
     return any(isinstance(f, _GRADIENT_TYPES) for f in sp.preorder_traversal(e))
 
 
-def _shape(e: sp.Expr, known: dict[sp.Symbol, tuple[int, ...]]) -> tuple[int, ...]:
+def _shape(e: sp.Expr, known: dict[sp.Symbol, Shape]) -> Shape:
     from .tensors import shape_of
 
     return shape_of(e, known)
@@ -162,7 +163,7 @@ class _Extension:
             self.conv.done[data["symbol"]] = ref
         self.forward = len(self.b.specs)
 
-    def input(self, name: str, shape: tuple[int, ...]) -> sp.Symbol:
+    def input(self, name: str, shape: Shape) -> sp.Symbol:
         """A new float input called ``name``, of ``shape``."""
         symbol = sp.Symbol(name, real=True)
         if name in self.graph.nx.nodes or symbol in self.conv.done or symbol in self.constants:
@@ -173,7 +174,7 @@ class _Extension:
         self.conv.shapes[symbol] = shape
         return symbol
 
-    def add(self, expr: sp.Expr, target: sp.Symbol, shape: tuple[int, ...]) -> None:
+    def add(self, expr: sp.Expr, target: sp.Symbol, shape: Shape) -> None:
         """Nodes computing ``expr``, whose value ``target`` then stands for."""
         if target in self.new_inputs:
             raise InputError(f"the new input {target.name!r} has the name of a node of the "
@@ -487,7 +488,7 @@ class Derivative:
     """
 
     def __init__(self, kind: str, graphs: tuple[Graph, ...], names: tuple[str, ...],
-                 vectors: tuple[str, ...], row_shape: tuple[int, ...], single: bool,
+                 vectors: tuple[str, ...], row_shape: Shape, single: bool,
                  method: str = "columns"):
         self.kind, self.graphs, self.names, self.vectors = kind, graphs, names, vectors
         self.method = method

@@ -21,12 +21,11 @@ from collections.abc import Iterable
 
 import sympy as sp
 
+from .dims import Shape
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
 from .higher import _Extension, _source, _tangent_prefix
 from .tensors import broadcast_to, expand_dims, eye, matmul, reduce_sum, transpose
-
-Shape = tuple[int, ...]
 
 
 def forward_jacobian(graph: Graph, wrt: str) -> Graph:

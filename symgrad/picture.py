@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dims import Shape
 from .dims import text as dims_text
 from .errors import SymgradError
-from .layout import Box2, Edge, Layout, Point, Shape, crossings, layout, midpoint, overlaps, rect, turned
+from .layout import Box2, Edge, Layout, Point, Polygon, crossings, layout, midpoint, overlaps, rect, turned
 from .tables import expression_text, number, vjp_text, written
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def text_width(text: str, size: float = FONT) -> float:
     return 0.62 * size * len(text)
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
+def shape_text(shape: Shape) -> str:
     """``2×3``, ``N×3`` and ``2`` (a vector), as :func:`symgrad.dims.text`; scalars → ``""``."""
     return dims_text(shape) if shape else ""
 
@@ -311,8 +312,8 @@ class Drawing:
         self.edge_layer = ET.SubElement(self.root, "g", {"class": "edges"})
         self.node_layer = ET.SubElement(self.root, "g", {"class": "nodes"})
         self.stub = stub
-        self.node_boxes: dict[str, Shape] = {}
-        self.label_boxes: dict[Edge, Shape] = {}
+        self.node_boxes: dict[str, Polygon] = {}
+        self.label_boxes: dict[Edge, Polygon] = {}
 
     def finish(self) -> str:
         p, lay = self.p, self.lay

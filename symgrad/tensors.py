@@ -36,12 +36,12 @@ import sympy as sp
 from sympy.logic.boolalg import BooleanAtom
 from sympy.printing.precedence import PRECEDENCE
 
-from .dims import Shape, broadcast, named, size
+from .dims import Shape, broadcast, named, show, size
 from .errors import ShapeError
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:
-    return " and ".join(str(tuple(s)) for s in shapes)
+    return " and ".join(show(s) for s in shapes)
 
 
 def _obj(value: Any) -> np.ndarray:
@@ -81,12 +81,9 @@ def encode_shape(shape: Any, names: bool = True) -> sp.Tuple:
     if not all((isinstance(n, (int, sp.Integer, np.integer)) and not isinstance(n, bool))
                or (names and named(n)) for n in sizes):
         kind = "integers or named dimensions" if names else "integers"
-        raise ShapeError(f"shape {_shown(shape)} is not a tuple of {kind}")
+        shown = show(tuple(shape)) if isinstance(shape, (tuple, list)) else repr(shape)
+        raise ShapeError(f"shape {shown} is not a tuple of {kind}")
     return sp.Tuple(*(n if named(n) else sp.Integer(int(n)) for n in sizes))
-
-
-def _shown(shape: Any) -> str:
-    return str(tuple(shape)) if isinstance(shape, (tuple, list)) else repr(shape)
 
 
 def decode_shape(sizes: sp.Tuple) -> tuple[Any, ...]:
