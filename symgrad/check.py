@@ -630,7 +630,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     if not isinstance(g, Graph):
         raise InputError(f"check_local needs a Graph, not {type(g).__name__}")
     check_options(tol=tol, step=step, sample=sample, seed=seed)
-    dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
+    dtypes = {n: g.nx.nodes[n]["dtype"] for n in g.inputs}
     declared = {n: g.shape(n) for n in g.inputs}
     env: dict[str, Any] = coerce(g.inputs, declared, {**(inputs or {}), **values}, dtypes)
     check_labels(g, env)

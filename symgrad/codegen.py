@@ -670,7 +670,7 @@ class Compiled:
         given = {n: v for n, v in zip(names, values) if v is not _MISSING}
         given.update(unknown)
         if not self.batchable:
-            dtypes = {n: self.graph.nx.nodes[n].get("dtype", "float") for n in names}
+            dtypes = {n: self.graph.nx.nodes[n]["dtype"] for n in names}
             arrays = coerce(names, {n: self.graph.shape(n) for n in names}, given, dtypes)
             check_labels(self.graph, arrays)
             return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())

@@ -36,6 +36,7 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
+from . import ir
 from .build import Builder, Ref, Spec, intermediate_prefix
 from .dims import Shape
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
@@ -140,7 +141,7 @@ class _Extension:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.order = max((d.get("order", 0) for _, d in graph.nx.nodes(data=True)), default=0) + 1
+        self.order = max((d["order"] for _, d in graph.nx.nodes(data=True)), default=0) + 1
         self.b = Builder(graph.granularity)
         shapes = {graph.symbol(n): graph.shape(n) for n in graph.nodes}
         self.conv = _Convert(self.b, shapes)
@@ -151,7 +152,7 @@ class _Extension:
         for i, n in enumerate(graph.nodes):
             data = graph.nx.nodes[n]
             kind = "input" if data["kind"] == "input" else "forward"
-            ref = self.b._add(Spec(kind, name=n, shape=data["shape"], dtype=data.get("dtype", "float")))
+            ref = self.b._add(Spec(kind, name=n, shape=data["shape"], dtype=data["dtype"]))
             index[n] = ref
             self.names[i] = n
             if kind == "input":
@@ -218,32 +219,27 @@ class _Extension:
         G = nx.DiGraph()
         inputs = list(g.inputs)
         for n in g.inputs:
-            G.add_node(n, **{**g.nx.nodes[n], "order": g.nx.nodes[n].get("order", 0)})
+            G.add_node(n, **g.nx.nodes[n])
         for i in range(self.forward, len(self.b.specs)):
             s = self.b.specs[i]
             if s.kind == "input":
-                symbol = sp.Symbol(s.name, real=True)  # type: ignore[arg-type]
-                G.add_node(s.name, kind="input", op=None, operands=(), symbol=symbol, expr=symbol,
-                           label=s.name, shape=s.shape, dtype="float", order=self.order)
+                G.add_node(s.name, **ir.input_node(s.name, s.shape, order=self.order))  # type: ignore[arg-type]
                 inputs.append(s.name)  # type: ignore[arg-type]
         for n in g.operations:
             if position[n] in live:
-                G.add_node(n, **{**g.nx.nodes[n], "order": g.nx.nodes[n].get("order", 0)})
+                G.add_node(n, **g.nx.nodes[n])
                 for p in g.nx.predecessors(n):
                     G.add_edge(p, n, **g.nx.edges[p, n])
         derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
         for i in range(self.forward, len(self.b.specs)):
             s = self.b.specs[i]
             if s.kind == "const" and i in live:
-                G.add_node(names[i], kind="const", op=None, operands=(),
-                           symbol=sp.Symbol(names[i], real=True), expr=s.value,
-                           label=format_constant(s.value),  # type: ignore[arg-type]
-                           shape=(), order=self.order)
+                G.add_node(names[i], **ir.const_node(names[i], s.value,  # type: ignore[arg-type]
+                                                     format_constant(s.value), self.order))  # type: ignore[arg-type]
             if s.kind != "op" or i not in live:
                 continue
             operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
-            add_op_node(G, names[i], s.op, operands, s.shape, derived)  # type: ignore[arg-type]
-            G.nodes[names[i]]["order"] = self.order
+            add_op_node(G, names[i], s.op, operands, s.shape, derived, self.order)  # type: ignore[arg-type]
             if s.op in OPS.gradient and s.op != "step":  # shapes and axes are in the expression
                 G.nodes[names[i]]["label"] = OPS.gradient[s.op].label
         return Graph(G, names[out.index], tuple(inputs), g.granularity, source)
@@ -437,7 +433,7 @@ def jvp(graph: Graph, tangents: dict[str, str]) -> Graph:
             continue
         if graph.elementwise(n):
             edges = graph.nx.edges
-            expr = sp.Add(*(edges[u, n].get("numeric", edges[u, n]["cached"]) * t
+            expr = sp.Add(*(edges[u, n]["numeric"] * t
                             for u, t in reached.items()))
         else:
             expr = _tangent_rule(graph, n, reached)

@@ -219,10 +219,10 @@ def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp
     sum_to(dq1*y, (3,), (2, 3))
     """
     edge = graph.nx.edges[node, consumer]
-    rule = edge.get("vjp")
+    rule = edge["vjp"]
     if rule is None and edge["cached"] is None:
         return None
-    term = rule(upstream) if rule is not None else upstream * edge.get("numeric", edge["cached"])
+    term = rule(upstream) if rule is not None else upstream * edge["numeric"]
     shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(consumer)}
     shapes[graph.symbol(consumer)] = shapes[upstream] = graph.shape(consumer)
     have, want = shape_of(term, shapes), graph.shape(node)
