@@ -237,7 +237,7 @@ class _Target:
                 "callable returning (value, {input: gradient})"
             )
         if graph is not None and not isinstance(graph, Graph):
-            from .graph import graph as build_graph
+            from .frontends import graph as build_graph
 
             graph = build_graph(graph)
         self.graph: Graph | None = graph or (self.compiled.graph if self.compiled else None)

@@ -13,7 +13,8 @@ from typing import Any
 from . import __version__
 from .dims import Shape
 from .errors import InputError, SymgradError
-from .graph import Graph, graph
+from .frontends import graph
+from .graph import Graph
 from .tables import derivative_table, expression_text, number
 
 EXAMPLES = """\

@@ -780,7 +780,7 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
             return q1, _backward(np.ones_like(q1), (x, y, q1))
         return q1, {"x": y}
     """
-    from .graph import graph as build_graph
+    from .frontends import graph as build_graph
 
     g = source if isinstance(source, Graph) else build_graph(source)
     if xp is None or xp is False:
