@@ -32,7 +32,7 @@ from .graph import MAX_PATHS
 from .picture import check_digits
 from .printing import evaluate
 from .program import adjoint_prefix
-from .tables import LatexNotation, Notation, latex_text, shown_derivative
+from .tables import LatexWriter, Writer, latex_text, shown_derivative
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -207,7 +207,7 @@ class Row:
     sides: tuple[str, ...]
 
 
-def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
+def _rows(chain: Chain, w: Writer) -> tuple[str, list[Row]]:
     """The heading and the equation lines that explain ``chain``."""
     out, wrt = chain.output, chain.wrt
     lhs = w.partial(out, wrt)
@@ -300,7 +300,7 @@ class Explanation:
         self.graph = graph  # writes the derivatives as the tables and pictures do
 
     def __str__(self) -> str:
-        w = Notation(self.digits, self.graph)
+        w = Writer(self.digits, self.graph)
         blocks = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -315,7 +315,7 @@ class Explanation:
         return f"<Explanation of {', '.join(c.wrt for c in self.chains)}>"
 
     def _repr_markdown_(self) -> str:
-        w = LatexNotation(self.digits, self.graph)
+        w = LatexWriter(self.digits, self.graph)
         blocks = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -329,7 +329,7 @@ class Explanation:
         return [named] if named else []
 
     def _repr_latex_(self) -> str:
-        w = LatexNotation(self.digits, self.graph)
+        w = LatexWriter(self.digits, self.graph)
         lines = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -349,4 +349,4 @@ def _aligned(rows: list[Row], wrapped: bool = True) -> str:
 
 
 def _plain_head(chain: Chain, graph: Graph | None = None) -> str:
-    return _rows(chain, Notation(4, graph))[0]
+    return _rows(chain, Writer(4, graph))[0]

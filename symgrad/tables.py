@@ -5,7 +5,7 @@ for an expression as written (:func:`written`, text or LaTeX), one rule for
 which derivative form is shown (:func:`shown_derivative`), one text of a
 vector-Jacobian product (:func:`vjp_text`), and one builder per table
 (:func:`derivative_table`, :func:`trace_table`) that writes text or a LaTeX
-array through a :class:`Notation`.
+array through a :class:`Writer`.
 """
 
 from __future__ import annotations
@@ -190,13 +190,13 @@ def local_text(graph: Graph, node: str, operand: str, latex: bool = False) -> st
     if not graph.elementwise(node):
         return vjp_text(edge["vjp"], graph, node, latex)
     plain, cached = (expression_text(graph, node, edge[k], latex) for k in ("derivative", "cached"))
-    return plain if edge["cached"] == edge["derivative"] else f"{plain} = {cached}"
+    return plain if cached == plain else f"{plain} = {cached}"
 
 
 # -- how the pieces are written: text or LaTeX ------------------------------------------
 
 
-class Notation:
+class Writer:
     """How the pieces are written: Unicode text for terminals."""
 
     times = "·"
@@ -238,7 +238,7 @@ class Notation:
         return self.times.join(parts) if parts else "1"
 
 
-class LatexNotation(Notation):
+class LatexWriter(Writer):
     """How the pieces are written in LaTeX."""
 
     times = r" \cdot "
@@ -317,7 +317,7 @@ def _array(header: list[str], rows: list[list[str]]) -> str:
             + body + "\n\\end{array}\n$$")
 
 
-def _finish(w: Notation, header: list[str], rows: list[list[str]]) -> str:
+def _finish(w: Writer, header: list[str], rows: list[list[str]]) -> str:
     return _array(header, rows) if w.latex else render(header, rows)
 
 
@@ -326,7 +326,7 @@ def derivative_table(graph: Graph, latex: bool = False) -> str:
     differs, the cached form; nodes that are not elementwise (matmul, sum, …) show each
     operand's vector-Jacobian product.
     """
-    w: Notation = LatexNotation(4, graph) if latex else Notation(4, graph)
+    w: Writer = LatexWriter(4, graph) if latex else Writer(4, graph)
     rows = []
     for n in graph.operations:
         head = [w.name(n), w.text(str(graph.nx.nodes[n]["label"])), expression_text(graph, n, latex=latex)]
@@ -336,9 +336,8 @@ def derivative_table(graph: Graph, latex: bool = False) -> str:
                 shown[u] = [vjp_text(graph.nx.edges[u, n]["vjp"], graph, n, latex), ""]
             else:
                 edge = graph.nx.edges[u, n]
-                shown[u] = [expression_text(graph, n, edge["derivative"], latex),
-                            "" if edge["cached"] == edge["derivative"]
-                            else expression_text(graph, n, edge["cached"], latex)]
+                d, c = (expression_text(graph, n, edge[k], latex) for k in ("derivative", "cached"))
+                shown[u] = [d, "" if c == d else c]  # the same text once
         if not shown:
             rows.append(head + ["", "", ""])
         for i, u in enumerate(shown):
@@ -351,7 +350,7 @@ def trace_table(t: Trace, digits: int = 4, latex: bool = False) -> str:
     """One row per node (value and gradient), one sub-row per operand edge: its local derivative
     (:func:`local_text`), the number at the point and the gradient sent back along it."""
     g = t.graph
-    w: Notation = LatexNotation(digits, g) if latex else Notation(digits, g)
+    w: Writer = LatexWriter(digits, g) if latex else Writer(digits, g)
     rows = []
     for n in g.nodes:
         data = g.nx.nodes[n]

@@ -6,7 +6,7 @@ import pytest
 import symgrad as sg
 from symgrad.ops import OPS
 from symgrad.picture import MAX_TEXT, Picture
-from symgrad.tables import LatexNotation, expression_text, shown_derivative, vjp_text
+from symgrad.tables import LatexWriter, expression_text, shown_derivative, vjp_text
 from symgrad.tracing import apply
 
 from .conftest import param_choices
@@ -53,7 +53,7 @@ def test_every_display_shows_the_same_derivative(name):
                 rule = g.nx.edges[u, n]["vjp"]
                 plain, tex = vjp_text(rule, g, n), vjp_text(rule, g, n, latex=True)
             assert f"  {plain}" in row_of(text, f"∂{n}/∂{u}")  # the first form, or the cached one
-            assert f" & {tex}" in row_of(latex, LatexNotation(4).partial(n, u))
+            assert f" & {tex}" in row_of(latex, LatexWriter(4).partial(n, u))
             assert picture.edges[u, n].below == short(plain)
             checked += 1
     assert checked
