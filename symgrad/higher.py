@@ -88,14 +88,14 @@ class _Convert(_Converter):
     def parts(self, e: sp.Expr) -> list[sp.Expr]:
         op = _GRADIENT_CLASSES.get(type(e))
         if op is not None:
-            return list(e.args[: _node_operands(op)])
+            return list(e.args[: op.arity])
         return super().parts(e)
 
     def apply(self, e: sp.Expr) -> Any:
         op = _GRADIENT_CLASSES.get(type(e))
         if op is None:
             return super().apply(e)
-        count = _node_operands(op)
+        count = op.arity
         operands = tuple(self.done[a] if i < count and (a.free_symbols or _has_array(a)) else a
                          for i, a in enumerate(e.args))
         key = (op.name, operands)
@@ -116,14 +116,9 @@ class _Convert(_Converter):
         return ref
 
 
-def _node_operands(op: Op) -> int:
-    """How many leading arguments of a gradient op are values (the rest are constants)."""
-    return {"outer": 2, "eye": 0}.get(op.name, 1)
-
-
 def _constant_argument(e: sp.Expr, a: sp.Expr) -> bool:
     op = _GRADIENT_CLASSES.get(type(e))
-    return op is not None and e.args.index(a) >= _node_operands(op)
+    return op is not None and e.args.index(a) >= op.arity
 
 
 def _has_array(e: sp.Expr) -> bool:

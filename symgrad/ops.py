@@ -576,16 +576,17 @@ declare("pick", pick, arity=2, params=("keepdims",), domain=(REAL, LABELS),
                                   f"xp.arange({y:a}.shape[0])*{s:a}.shape[1] + {y})"
                                   + ("[:, None]" if keepdims else ""),
         shapes=(("nc", "n"),))
-# helpers only the backward pass uses (gradient graphs, symgrad.higher); their nodes keep
-# the trailing constant arguments (axes, shapes, the step's value at 0) as constant operands
-declare("step", step, arity=2, numpy="np.heaviside({0}, {1})", gradient=True)
+# helpers only the backward pass uses (gradient graphs, symgrad.higher); ``arity`` counts the
+# leading arguments that are values, and their nodes keep the trailing constant arguments
+# (axes, shapes, the step's value at 0) as constant operands
+declare("step", step, arity=1, numpy="np.heaviside({0}, {1})", gradient=True)
 declare("sgn", sgn, label="sign", numpy="np.sign({0})", gradient=True)
 declare("outer", outer, arity=2, numpy="np.outer({0}, {1})", gradient=True)
 declare("expand_dims", expand_dims, arity=1, numpy="np.expand_dims({0})", gradient=True)
 declare("broadcast_to", broadcast_to, arity=1, numpy="np.broadcast_to({0})", gradient=True)
 declare("sum_to", sum_to, arity=1, numpy="np.sum({0})", gradient=True)
 declare("onehot", onehot, arity=1, numpy="np.eye()[{0}]", domain=(LABELS,), gradient=True)
-declare("eye", eye, arity=1, numpy="np.eye({0})", gradient=True)
+declare("eye", eye, arity=0, numpy="np.eye({0})", gradient=True)
 OPS.builtin = frozenset(OPS)
 
 # The built-in stable spellings of derivatives (see Op.stable_derivatives); ``_a``, ``_b`` are Wilds.
