@@ -12,8 +12,9 @@ the node-by-node sums of the backward pass, which add up the same paths
 without listing them.
 
 An :class:`Explanation` prints as Markdown for terminals and shows itself as
-Markdown with LaTeX formulas (or plain LaTeX) in Jupyter.  :class:`Table` is
-a text table that also shows itself as a LaTeX array in Jupyter.
+Markdown with LaTeX formulas (or plain LaTeX) in Jupyter.  Every factor is
+written through :mod:`symgrad.tables` (:class:`~symgrad.tables.Writer`), as
+the tables and pictures write it.
 """
 
 from __future__ import annotations

@@ -72,10 +72,11 @@ def vjp_edge(vjp: sp.Lambda | None) -> dict[str, Any]:
 def settle(g: Any) -> None:
     """Check that every node and edge of ``g`` carries the full attribute set.
 
-    Gates made before :func:`gate_node` existed get theirs here: the dtype of
-    a gate is float, its order the highest of the nodes it fused, and an edge
-    that states only a vector-Jacobian product (or only derivatives) has the
-    other attributes None.
+    A gate built without :func:`gate_node` (as :mod:`symgrad.fusion` does) gets
+    the rest here: the dtype of a gate is float, its order the highest of the
+    nodes it fused; an edge into a gate that states only a vector-Jacobian
+    product (or only derivatives) has the other attributes None.  Anything
+    else missing is a SymgradError naming the node or edge.
     """
     for n, data in g.nodes(data=True):
         gate = data.get("kind") == "gate"
