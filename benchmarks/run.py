@@ -578,15 +578,15 @@ def batch_sigmoid(quick: bool) -> dict[str, tuple[float, float]]:
                     "unfused": lambda: unfused.value_and_grad(**point)}, number=1, rounds=10 if quick else 40)
 
 
-def import_time() -> float:
-    """Seconds of ``import symgrad`` in a fresh interpreter, less the interpreter's own start."""
+def import_time(code: str = "import symgrad") -> float:
+    """Seconds of ``code`` (an import) in a fresh interpreter, less the interpreter's own start."""
     import subprocess
 
     def run(code: str) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
         return time.perf_counter() - start
-    return min(run("import symgrad") for _ in range(3)) - min(run("pass") for _ in range(3))
+    return min(run(code) for _ in range(5)) - min(run("pass") for _ in range(5))
 
 
 def peers(quick: bool) -> None:
@@ -627,6 +627,9 @@ def peers(quick: bool) -> None:
     rows.append(["sigmoid neuron, 100k-point batch, / hand", f"fused {ratios(t['fused'], t['hand'])}, "
                  f"unfused {ratios(t['unfused'], t['hand'])}", "-", "fused ≤ unfused ≤ 1.1x"])
     rows.append(["import symgrad", f"{import_time():.2f} s", "-", "≤ 0.3 s"])
+    rows.append(["  of which its dependencies: import sympy / + numpy / + networkx",
+                 " / ".join(f"{import_time('import ' + m):.2f} s"
+                            for m in ("sympy", "sympy, numpy", "sympy, numpy, networkx")), "-", "-"])
     print()
     table(["work", "now", "fastest peer", "goal"], rows)
 

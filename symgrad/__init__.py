@@ -25,9 +25,10 @@ from .errors import (
     UnsupportedError,
 )
 from .explain import Explanation, explain
+from .frontends import graph
 from .fusion import Finding
 from .gates import PATTERNS, Pattern
-from .graph import Graph, graph
+from .graph import Graph
 from .higher import Derivative, grad, hessian, hvp, jacobian, jvp
 from .interpret import Trace
 from .notation import HessianNotation, MatrixNotation, hessian_notation, matrix_notation

@@ -266,7 +266,7 @@ class ArrayCompiled:
             raise InputError(f"value of {mixed[0]!r} is a NumPy array, but {', '.join(map(repr, native))} "
                              f"{'is' if len(native) == 1 else 'are'} {library(xp)} arrays: "
                              "one array library per call")
-        dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
+        dtypes = {n: g.nx.nodes[n]["dtype"] for n in g.inputs}
         shapes = {n: g.shape(n) for n in g.inputs}
         if _batchable(g):
             arrays = {n: np.asarray(plain[n], dtype=float) for n in plain}

@@ -237,7 +237,7 @@ class _Target:
                 "callable returning (value, {input: gradient})"
             )
         if graph is not None and not isinstance(graph, Graph):
-            from .graph import graph as build_graph
+            from .frontends import graph as build_graph
 
             graph = build_graph(graph)
         self.graph: Graph | None = graph or (self.compiled.graph if self.compiled else None)
@@ -630,7 +630,7 @@ def check_local(g: Graph, inputs: Mapping[str, Any] | None = None, /, *, tol: fl
     if not isinstance(g, Graph):
         raise InputError(f"check_local needs a Graph, not {type(g).__name__}")
     check_options(tol=tol, step=step, sample=sample, seed=seed)
-    dtypes = {n: g.nx.nodes[n].get("dtype", "float") for n in g.inputs}
+    dtypes = {n: g.nx.nodes[n]["dtype"] for n in g.inputs}
     declared = {n: g.shape(n) for n in g.inputs}
     env: dict[str, Any] = coerce(g.inputs, declared, {**(inputs or {}), **values}, dtypes)
     check_labels(g, env)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .dims import Shape
 from .errors import InputError, SymgradError
-from .graph import Graph, graph
-from .homework.command import add_answer_parser
-from .homework.command import add_parser as add_check_parser
+from .frontends import graph
+from .graph import Graph
 from .tables import derivative_table, expression_text, number
 
 EXAMPLES = """\
@@ -112,7 +112,7 @@ def parse_shapes(specs: Sequence[str], values: dict[str, Any] | None = None) -> 
     """
     import numpy as np
 
-    shapes: dict[str, tuple[int, ...]] = {}
+    shapes: dict[str, Shape] = {}
     for name, value in (values or {}).items():
         try:
             shape = np.shape(value)
@@ -255,7 +255,15 @@ LABELS_HELP = ("inputs that hold integer class labels, e.g. y (as softmax_cross_
                "pick(s, y) take them); they get no gradient")
 
 
-def build_parser() -> argparse.ArgumentParser:
+LOCAL_COMMANDS = ("derive", "render", "codegen")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``symgrad`` parser; for one of :data:`LOCAL_COMMANDS`, without the grader's commands.
+
+    ``check`` and ``grade-answer`` come from the homework package, imported only when the
+    command may be ``check`` (or is missing, or unknown: help lists it).
+    """
     parser = argparse.ArgumentParser(
         prog="symgrad",
         description="Derive gradients the way backpropagation is taught: computation graphs, "
@@ -328,8 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="primitive: binary + and * (default); nary: chains of + or * in one node")
     c.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
     c.set_defaults(run=codegen_command)
-    add_check_parser(sub)
-    add_answer_parser(sub)
+    if command not in LOCAL_COMMANDS:
+        from .homework.command import add_answer_parser
+        from .homework.command import add_parser as add_check_parser
+
+        add_check_parser(sub)
+        add_answer_parser(sub)
     return parser
 
 
@@ -351,7 +363,7 @@ def leading_minus(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[
     argv = list(argv)
     command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
     subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if command is None or argv[command] not in ("derive", "render", "codegen") or not subparsers:
+    if command is None or argv[command] not in LOCAL_COMMANDS or not subparsers:
         return argv
     actions = subparsers[0].choices[argv[command]]._actions
     options = {o: a.nargs != 0 for a in actions for o in a.option_strings}  # does it take a value
@@ -386,8 +398,9 @@ def leading_minus(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(leading_minus(parser, sys.argv[1:] if argv is None else argv))
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
+    args = parser.parse_args(leading_minus(parser, words))
     if args.command is None:
         parser.print_help()
         return 2

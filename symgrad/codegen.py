@@ -56,7 +56,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
-from .dims import CHECK, check_values, concrete, declared, named, show
+from .dims import CHECK, Shape, check_values, concrete, declared, named, show
 from .errors import EvaluationError, InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph
 from .names import check_names
@@ -374,7 +374,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 
-def _shapes(program: Program) -> dict[sp.Symbol, tuple[int, ...]]:
+def _shapes(program: Program) -> dict[sp.Symbol, Shape]:
     """The shape of every node's value and adjoint, by symbol."""
     g = program.graph
     shapes = {g.symbol(n): g.shape(n) for n in g.nodes}
@@ -383,14 +383,14 @@ def _shapes(program: Program) -> dict[sp.Symbol, tuple[int, ...]]:
     return shapes
 
 
-def _shape(expr: sp.Expr, shapes: dict[sp.Symbol, tuple[int, ...]]) -> tuple[int, ...] | None:
+def _shape(expr: sp.Expr, shapes: dict[sp.Symbol, Shape]) -> Shape | None:
     try:
         return shape_of(expr, shapes)
     except SymgradError:
         return None
 
 
-def _stretched(program: Program, shapes: dict[sp.Symbol, tuple[int, ...]]) -> dict[sp.Symbol, sp.Expr]:
+def _stretched(program: Program, shapes: dict[sp.Symbol, Shape]) -> dict[sp.Symbol, sp.Expr]:
     """Adjoints that are one number stretched to an array, kept as that number where every use allows.
 
     The gradient of a sum's operand is the upstream number broadcast to the
@@ -670,7 +670,7 @@ class Compiled:
         given = {n: v for n, v in zip(names, values) if v is not _MISSING}
         given.update(unknown)
         if not self.batchable:
-            dtypes = {n: self.graph.nx.nodes[n].get("dtype", "float") for n in names}
+            dtypes = {n: self.graph.nx.nodes[n]["dtype"] for n in names}
             arrays = coerce(names, {n: self.graph.shape(n) for n in names}, given, dtypes)
             check_labels(self.graph, arrays)
             return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
@@ -780,7 +780,7 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
             return q1, _backward(np.ones_like(q1), (x, y, q1))
         return q1, {"x": y}
     """
-    from .graph import graph as build_graph
+    from .frontends import graph as build_graph
 
     g = source if isinstance(source, Graph) else build_graph(source)
     if xp is None or xp is False:

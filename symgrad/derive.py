@@ -12,6 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .gates import rewrite, spellings
+from .ir import derivative_edge
 from .ops import OPS
 
 
@@ -80,8 +81,7 @@ def edge_derivatives(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
                      simplify: bool = False) -> dict[str, sp.Expr]:
     """The edge attributes ``derivative``, ``cached`` and ``numeric`` of ``wrt → out``."""
     plain, cached = local_derivative(expr, wrt, out, simplify)
-    return {"derivative": plain, "cached": cached,
-            "numeric": numeric_derivative(plain, cached, expr, out)}
+    return derivative_edge(plain, cached, numeric_derivative(plain, cached, expr, out))
 
 
 def _solved_through_output(plain: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> list[sp.Expr]:

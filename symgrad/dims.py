@@ -119,7 +119,7 @@ def show(shape: Shape) -> str:
     return str(tuple(shape))
 
 
-def text(shape: Shape) -> str:
+def text(shape: Shape, times: str = "×") -> str:
     """A shape for people to read: ``N×3``, ``3×H``, ``N`` (a vector), ``scalar``.
 
     Graph text and pictures show shapes this way; generated code and error
@@ -128,7 +128,7 @@ def text(shape: Shape) -> str:
     >>> text((dim("N"), 3)), text((2,)), text(())
     ('N×3', '2', 'scalar')
     """
-    return "×".join(map(str, shape)) if shape else "scalar"
+    return times.join(map(str, shape)) if shape else "scalar"
 
 
 def legend(shapes: Mapping[str, Shape], sizes: Mapping[str, int] | None = None) -> str:

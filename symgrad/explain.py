@@ -12,13 +12,14 @@ the node-by-node sums of the backward pass, which add up the same paths
 without listing them.
 
 An :class:`Explanation` prints as Markdown for terminals and shows itself as
-Markdown with LaTeX formulas (or plain LaTeX) in Jupyter.  :class:`Table` is
-a text table that also shows itself as a LaTeX array in Jupyter.
+Markdown with LaTeX formulas (or plain LaTeX) in Jupyter.  Every factor is
+written through :mod:`symgrad.tables` (:class:`~symgrad.tables.Writer`), as
+the tables and pictures write it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from .graph import MAX_PATHS
 from .picture import check_digits
 from .printing import evaluate
 from .program import adjoint_prefix
-from .tables import expression_text, local_text, number, vjp_text, written
+from .tables import LatexWriter, Writer, latex_text, shown_derivative
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -163,8 +164,8 @@ def _chain(graph: Graph, trace: Trace | None, wrt: str, max_paths: int) -> Chain
     def factor(v: str, u: str) -> Factor:
         local = trace.local.get((v, u)) if trace is not None else None
         edge = g.edges[u, v]
-        form = "cached" if g.nodes[v]["kind"] == "gate" else "derivative"  # a gate's own σ(1 − σ)
-        return Factor(v, u, edge[form], local, edge.get("vjp"))
+        shown = shown_derivative(graph, v, u) if graph.elementwise(v) else None
+        return Factor(v, u, shown, local, edge["vjp"])
 
     vector = any(g.edges[e]["derivative"] is None for e in g.subgraph(between).edges)
     if total <= max_paths and not vector:
@@ -199,82 +200,6 @@ def _path_value(trace: Trace, down: Sequence[str]) -> Any:
 # -- writing it out ------------------------------------------------------------------
 
 
-class Notation:
-    """How the pieces are written: Unicode text for terminals."""
-
-    times = "·"
-    arrow = " ← "
-    latex = False
-
-    def __init__(self, digits: int, graph: Graph | None = None):
-        self.digits = digits
-        self.graph = graph
-
-    def name(self, node: str) -> str:
-        return node
-
-    def partial(self, top: str, bottom: str) -> str:
-        return f"∂{self.name(top)}/∂{self.name(bottom)}"
-
-    def expr(self, e: sp.Expr, alone: bool = False, nodes: Sequence[str] = ()) -> str:
-        """``e``, a derivative at ``nodes``, as the tables and pictures write it."""
-        text = self.written(e, nodes)
-        return text if alone or _atomic(e) else f"({text})"
-
-    def written(self, e: sp.Expr, nodes: Sequence[str]) -> str:
-        if self.graph is None:
-            return sp.latex(e) if self.latex else str(e)
-        return written(self.graph, e, nodes, self.latex)
-
-    def number(self, v: Any, alone: bool = False) -> str:
-        text = number(v, self.digits)
-        return text if alone or not text.startswith("-") else f"({text})"
-
-    def text(self, s: str) -> str:
-        return s
-
-    def math(self, s: str) -> str:
-        """A formula inside running text."""
-        return s
-
-    def product(self, parts: Sequence[str]) -> str:
-        return self.times.join(parts) if parts else "1"
-
-
-class LatexNotation(Notation):
-    """How the pieces are written in LaTeX."""
-
-    times = r" \cdot "
-    arrow = r" \leftarrow "
-    latex = True
-
-    def name(self, node: str) -> str:
-        return sp.latex(sp.Symbol(node))
-
-    def partial(self, top: str, bottom: str) -> str:
-        return rf"\frac{{\partial {self.name(top)}}}{{\partial {self.name(bottom)}}}"
-
-    def expr(self, e: sp.Expr, alone: bool = False, nodes: Sequence[str] = ()) -> str:
-        text = self.written(e, nodes)
-        return text if alone or _atomic(e) else rf"\left({text}\right)"
-
-    def number(self, v: Any, alone: bool = False) -> str:
-        text = number(v, self.digits)
-        if np.ndim(v) != 0:
-            return rf"\text{{{latex_text(text)}}}"
-        return text if alone or not text.startswith("-") else f"({text})"
-
-    def text(self, s: str) -> str:
-        return rf"\text{{{latex_text(s)}}}"
-
-    def math(self, s: str) -> str:
-        return f"${s}$"
-
-
-def _atomic(e: sp.Expr) -> bool:
-    return bool(e.is_Atom or isinstance(e, sp.Function)) and not (e.is_Number and e < 0)
-
-
 @dataclass(frozen=True)
 class Row:
     """One line of equations: ``sides[0] = sides[1] = …``, under an optional label."""
@@ -283,7 +208,7 @@ class Row:
     sides: tuple[str, ...]
 
 
-def _rows(chain: Chain, w: Notation) -> tuple[str, list[Row]]:
+def _rows(chain: Chain, w: Writer) -> tuple[str, list[Row]]:
     """The heading and the equation lines that explain ``chain``."""
     out, wrt = chain.output, chain.wrt
     lhs = w.partial(out, wrt)
@@ -376,7 +301,7 @@ class Explanation:
         self.graph = graph  # writes the derivatives as the tables and pictures do
 
     def __str__(self) -> str:
-        w = Notation(self.digits, self.graph)
+        w = Writer(self.digits, self.graph)
         blocks = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -391,7 +316,7 @@ class Explanation:
         return f"<Explanation of {', '.join(c.wrt for c in self.chains)}>"
 
     def _repr_markdown_(self) -> str:
-        w = LatexNotation(self.digits, self.graph)
+        w = LatexWriter(self.digits, self.graph)
         blocks = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -405,7 +330,7 @@ class Explanation:
         return [named] if named else []
 
     def _repr_latex_(self) -> str:
-        w = LatexNotation(self.digits, self.graph)
+        w = LatexWriter(self.digits, self.graph)
         lines = []
         for chain in self.chains:
             head, rows = _rows(chain, w)
@@ -425,96 +350,4 @@ def _aligned(rows: list[Row], wrapped: bool = True) -> str:
 
 
 def _plain_head(chain: Chain, graph: Graph | None = None) -> str:
-    return _rows(chain, Notation(4, graph))[0]
-
-
-# -- tables in LaTeX ----------------------------------------------------------------------
-
-
-class Table(str):
-    """A text table (it is the string) that shows itself as a LaTeX array in Jupyter."""
-
-    _latex: Callable[[], str]
-
-    def __new__(cls, text: str, latex: Callable[[], str]) -> Table:
-        table = super().__new__(cls, text)
-        table._latex = latex
-        return table
-
-    def _repr_latex_(self) -> str:
-        return self._latex()
-
-
-def latex_text(s: str) -> str:
-    """``s`` safe inside ``\\text{…}``.
-
-    >>> latex_text("a_b & {c}")
-    'a\\\\_b \\\\& \\\\{c\\\\}'
-    """
-    special = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-               "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}"}
-    return "".join(special.get(c, c) for c in s)
-
-
-def _array(header: list[str], rows: list[list[str]]) -> str:
-    """A LaTeX array; header cells are LaTeX already."""
-    head = " & ".join(header)
-    body = " \\\\\n".join(" & ".join(r) for r in rows)
-    return ("$$\n\\begin{array}{" + "l" * len(header) + "}\n" + head + " \\\\\n\\hline\n"
-            + body + "\n\\end{array}\n$$")
-
-
-def derivative_table_latex(graph: Graph) -> str:
-    """The local derivatives of every operation node, as a LaTeX array.
-
-    Nodes that are not elementwise (matmul, sum, …) show the vector-Jacobian
-    product each operand gets, as the text table does.
-    """
-    w = LatexNotation(4, graph)
-    rows = []
-    for n in graph.operations:
-        data = graph.nx.nodes[n]
-        head = [w.name(n), w.text(str(data["label"])), expression_text(graph, n, latex=True)]
-        if graph.elementwise(n):
-            plain, cached = graph.local_derivatives(n), graph.local_derivatives(n, cached=True)
-            shown = {u: [expression_text(graph, n, plain[u], latex=True),
-                         "" if cached[u] == plain[u] else expression_text(graph, n, cached[u], latex=True)]
-                     for u in plain}
-        else:
-            vjps = graph.vjps(n)
-            shown = {u: [vjp_text(vjps.get(u), graph, n, latex=True), ""] for u in graph.operands(n)}
-        for i, u in enumerate(shown or [None]):  # type: ignore[list-item]
-            rest = ["", "", ""] if u is None else [w.partial(n, u), *shown[u]]
-            rows.append((head if i == 0 else ["", "", ""]) + rest)
-    header = ["node", "op", "expression", "local", "derivative", "cached form"]
-    return _array([w.text(h) for h in header], rows)
-
-
-def trace_table_latex(trace: Trace, digits: int = 4) -> str:
-    """Every node's value and gradient and every edge's local derivative, as a LaTeX array."""
-    g, w = trace.graph, LatexNotation(digits, trace.graph)
-    rows = []
-    for n in g.nodes:
-        data = g.nx.nodes[n]
-        op = "input" if data["kind"] == "input" else str(data["label"])
-        head = [w.name(n), w.text(op), w.number(trace.values[n], True),
-                w.number(trace.node_grads.get(n), True)]
-        operands = g.operands(n)
-        if not operands:
-            rows.append(head + ["", "", "", ""])
-        vjps = None if g.elementwise(n) else g.vjps(n)
-        for i, u in enumerate(operands):
-            sent = trace.sent.get((n, u))
-            if vjps is None:
-                local, at = local_text(g, n, u, latex=True), w.number(trace.local[(n, u)], True)
-            else:  # a vector-Jacobian product: upstream gradient ↦ what the edge sends back
-                local, at = vjp_text(vjps.get(u), g, n, latex=True), ""
-            rows.append((head if i == 0 else ["", "", "", ""]) + [
-                w.name(u), local, at, "" if sent is None else w.number(sent, True),
-            ])
-    node, operand = w.text("node"), w.text("operand")
-    out = w.name(g.output)
-    header = [node, w.text("op"), w.text("value"), rf"\frac{{\partial {out}}}{{\partial {node}}}",
-              operand, rf"\frac{{\partial {node}}}{{\partial {operand}}}", w.text("at the point"),
-              w.text("sent back")]
-    return _array(header, rows)
+    return _rows(chain, Writer(4, graph))[0]

@@ -5,20 +5,22 @@
 - ``kind``: ``"input"``, ``"const"`` (a constant output), ``"op"`` or ``"gate"``
   (a fused sub-graph; see :mod:`symgrad.fusion`)
 - ``op``: the op's name in :data:`symgrad.ops.OPS`, or in
-  :data:`symgrad.higher.GRADIENT_OPS` for the backward pass's helpers (op nodes), else None
+  ``OPS.gradient`` for the backward pass's helpers (op nodes), else None
 - ``operands``: the node's operands in order: node names, or SymPy constants
 - ``symbol``: the SymPy symbol standing for the node's value (named like the node)
 - ``expr``: the node's SymPy expression in terms of its operands' symbols
 - ``label``: the display name in tables and pictures (``+``, ``*-1``, ``1/x``, ``σ``)
 - ``shape``: the value's shape; ``()`` for a scalar
-- ``dtype`` (inputs): ``"float"``, or ``"int"`` for integer labels, which get no gradient
-- ``order`` (gradient graphs, see :mod:`symgrad.higher`): 0 for the forward
-  pass, 1 for the backward pass, 2 for the backward pass of a gradient, …;
-  absent (read as 0) on graphs built from expressions
+- ``dtype``: ``"float"``, or ``"int"`` for inputs that are integer labels, which get no gradient
+- ``order``: 0 for the forward pass; in gradient graphs (see :mod:`symgrad.higher`)
+  1 for the backward pass, 2 for the backward pass of a gradient, …
+- ``elementwise``: whether the node acts entry by entry (its Jacobian is diagonal)
 
 Gate nodes also carry ``gate`` (the gate's name, also its ``label``) and
 ``body`` (a DiGraph of the fused nodes and their operands, with all their
-attributes and edges, which :meth:`Graph.expand` puts back).
+attributes and edges, which :meth:`Graph.expand` puts back).  Every node has
+every attribute of its kind, and every edge every edge attribute:
+:mod:`symgrad.ir` makes them, one function per kind.
 
 An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
@@ -31,29 +33,32 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 - ``vjp``: for an op that is not elementwise (matmul, sum, …; see
   :mod:`symgrad.tensors`), whose Jacobian is never formed: the gradient sent
   back to ``u`` as a SymPy ``Lambda`` of the upstream gradient (None for
-  labels).  ``derivative``, ``cached`` and ``numeric`` are None on such edges.
+  labels).  ``derivative``, ``cached`` and ``numeric`` are None on such edges,
+  ``vjp`` on the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import sympy as sp
 
-from .build import Builder, Ref, Shape, Spec, intermediate_prefix
+from . import ir
+from .build import Ref, Spec, intermediate_prefix
 from .derive import edge_derivatives
-from .dims import legend
+from .dims import Shape, legend
 from .dims import text as shape_text
 from .errors import InputError, ShapeError, SymgradError
 from .ops import label, op_of
 from .tensors import shape_of
 
 if TYPE_CHECKING:
-    from .explain import Explanation, Table
+    from .explain import Explanation
     from .fusion import Finding
     from .interpret import Trace
+    from .tables import Table
 
 MAX_PATHS = 10  # explanations list at most this many paths to a node
 
@@ -67,6 +72,7 @@ class Graph:
 
     def __init__(self, g: nx.DiGraph, output: str, inputs: tuple[str, ...],
                  granularity: str = "primitive", source: str = ""):
+        ir.settle(g)
         self.nx = g
         self.output = output
         self.inputs = inputs
@@ -93,12 +99,10 @@ class Graph:
         spec_of = dict(zip(names, specs))
         for name in order:
             spec = spec_of[name]
-            g.add_node(name, kind="input", op=None, operands=(), symbol=_symbol(name),
-                       expr=_symbol(name), label=name, shape=spec.shape, dtype=spec.dtype)
+            g.add_node(name, **ir.input_node(name, spec.shape, spec.dtype))
         for name, s in zip(names, specs):
             if s.kind == "const":
-                g.add_node(name, kind="const", op=None, operands=(), symbol=_symbol(name),
-                           expr=s.value, label=str(s.value), shape=())
+                g.add_node(name, **ir.const_node(name, s.value, str(s.value)))
             elif s.kind == "op":
                 operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
                 add_op_node(g, name, s.op, operands, s.shape, derived)  # type: ignore[arg-type]
@@ -177,8 +181,7 @@ class Graph:
         key = form or ("cached" if cached else "derivative")
         if key not in ("derivative", "cached", "numeric"):
             raise SymgradError(f"unknown form {key!r}; choose derivative, cached or numeric")
-        return {u: self.nx.edges[u, node].get(key, self.nx.edges[u, node]["cached"])
-                for u in self.operands(node)}
+        return {u: self.nx.edges[u, node][key] for u in self.operands(node)}
 
     def with_local_derivative(self, node: str, operand: str, derivative: sp.Expr | str) -> Graph:
         """A copy of the graph whose edge ``operand → node`` carries ``derivative`` instead.
@@ -215,8 +218,7 @@ class Graph:
         derivative = derivative.xreplace({s: allowed[s.name] for s in derivative.free_symbols})
         g = self.nx.copy()
         edge = g.edges[operand, node]
-        edge.clear()  # every other form of the old derivative goes too
-        edge.update(derivative=derivative, cached=derivative)
+        edge.update(ir.derivative_edge(derivative, derivative, derivative))  # no old form stays
         return Graph(g, self.output, self.inputs, self.granularity, self.source)
 
     def elementwise(self, node: str) -> bool:
@@ -227,10 +229,7 @@ class Graph:
         >>> g.elementwise("q1"), g.elementwise("q2")
         (True, False)
         """
-        data = self._node(node)
-        if data["kind"] == "gate":  # a gate over arrays carries vector-Jacobian products
-            return data.get("elementwise", True)
-        return data["op"] is None or op_of(data["op"]).elementwise
+        return self._node(node)["elementwise"]
 
     def vjps(self, node: str) -> dict[str, sp.Lambda]:
         """``{operand: upstream ↦ gradient sent to the operand}`` as SymPy Lambdas.
@@ -264,7 +263,7 @@ class Graph:
         """
         found = self.__dict__.get("_labels")
         if found is None:  # once: the graph does not change, and every node's derivatives ask
-            found = self._labels = tuple(n for n in self.inputs if self.nx.nodes[n].get("dtype") == "int")
+            found = self._labels = tuple(n for n in self.inputs if self.nx.nodes[n]["dtype"] == "int")
         return found
 
     def _what(self, node: str) -> str:
@@ -390,12 +389,11 @@ class Graph:
 
     def table(self) -> Table:
         """Every operation node's local derivatives: text, and LaTeX in Jupyter."""
-        from .explain import Table, derivative_table_latex
-        from .tables import derivative_table
+        from .tables import Table, derivative_table
 
         named = legend({n: self.shape(n) for n in self.inputs})
         return Table(derivative_table(self) + (f"\n{named}" if named else ""),
-                     lambda: derivative_table_latex(self))
+                     lambda: derivative_table(self, latex=True))
 
     def _repr_svg_(self) -> str | None:
         from .picture import MAX_INLINE, render
@@ -425,7 +423,7 @@ class Graph:
 
     def _declared(self, name: str) -> str:
         """An input with its shape and, for labels, its dtype: ``W: 2×3``, ``y: N int``."""
-        dtype = " int" if self.nx.nodes[name].get("dtype") == "int" else ""
+        dtype = " int" if self.nx.nodes[name]["dtype"] == "int" else ""
         return f"{name}: {shape_text(self.shape(name))}{dtype}"
 
     def __repr__(self) -> str:
@@ -434,8 +432,7 @@ class Graph:
                 f"inputs {', '.join(self.inputs) or 'none'}>")
 
 
-def _symbol(name: str) -> sp.Symbol:
-    return sp.Symbol(name, real=True)
+_symbol = ir.symbol
 
 
 def _check_dimension_names(specs: list[Spec], names: list[str]) -> None:
@@ -449,7 +446,7 @@ def _check_dimension_names(specs: list[Spec], names: list[str]) -> None:
 
 
 def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
-                derived: dict[tuple, list[dict[str, sp.Expr]]] | None = None) -> None:
+                derived: dict[tuple, list[dict[str, sp.Expr]]] | None = None, order: int = 0) -> None:
     """Add an operation node and its edges, deriving each edge's local derivative.
 
     ``derived`` remembers the derivatives of each op and constant pattern, in
@@ -460,8 +457,8 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     out = _symbol(name)
     expr = op.sympy(*args)
     constants = tuple(None if isinstance(o, str) else o for o in operands)
-    g.add_node(name, kind="op", op=op_name, operands=operands, symbol=out, expr=expr,
-               label=label(op, constants), shape=shape)
+    g.add_node(name, **ir.op_node(name, op_name, operands, expr, label(op, constants), shape,
+                                  op.elementwise, order))
     if not op.elementwise:
         _add_vjp_edges(g, name, op_name, expr, operands)
         return
@@ -477,7 +474,8 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     rename = {_symbol(f"_operand{i}"): g.nodes[o]["symbol"] for i, o in enumerate(nodes)}
     rename[_OUT] = out
     for o, edge in zip(nodes, forms):
-        g.add_edge(o, name, **{k: e.xreplace(rename) for k, e in edge.items()})
+        g.add_edge(o, name, **ir.derivative_edge(*(edge[k].xreplace(rename)
+                                                   for k in ("derivative", "cached", "numeric"))))
 
 
 _OUT = sp.Symbol("_out", real=True)
@@ -500,66 +498,8 @@ def _add_vjp_edges(g: nx.DiGraph, name: str, op_name: str, expr: sp.Expr, operan
         flows[o] = rule if o not in flows or rule is None else flows[o] + rule
     for o, rule in flows.items():
         vjp = None if rule is None else sp.Lambda(upstream, rule)
-        g.add_edge(o, name, derivative=None, cached=None, vjp=vjp)
+        g.add_edge(o, name, **ir.vjp_edge(vjp))
 
 
-def graph(source: str | sp.Expr | Callable[..., Any], *,
-          shapes: Mapping[str, Shape] | None = None,
-          granularity: str = "primitive",
-          dtypes: Mapping[str, type | str] | None = None) -> Graph:
-    """Build a computation graph from a string, a SymPy expression or a Python callable.
-
-    Parameters
-    ----------
-    source:
-        ``"(x + y) * z"`` (parsed safely, never evaluated), a SymPy expression
-        built from supported functions, or a callable whose parameters are the
-        inputs (traced operation by operation).
-    shapes:
-        ``{input name: shape}``; inputs not named are scalars.  Shaped inputs
-        follow NumPy: ``@`` multiplies matrices, ``*`` and the functions act
-        entry by entry and broadcast, ``.T`` transposes, ``sum``/``mean``
-        reduce (over ``axis=k`` if given).  A size may be a name, a dimension
-        whose size the inputs give when the code runs: ``{"X": ("N", 3),
-        "y": ("N",)}`` (equal names, equal sizes).
-    granularity:
-        ``"primitive"`` (binary ``+`` and ``*``, the lecture's level) or
-        ``"nary"`` (chains of ``+`` or ``*`` merged into one node).
-    dtypes:
-        ``{input name: int}`` declares integer class labels (as taken by
-        ``pick`` and ``softmax_cross_entropy``); they get no gradient.  Other
-        inputs are float.
-
-    Returns
-    -------
-    Graph
-
-    >>> import symgrad as sg
-    >>> print(sg.graph("(x + y) * z"))
-    graph(x, y, z): q2 = (x + y) * z
-      q1 = x + y   [+]
-      q2 = q1*z    [*]
-      return q2
-    """
-    for what, given, like in (("shapes", shapes, "{'W': (2, 3)}"), ("dtypes", dtypes, "{'y': int}")):
-        if given is not None and not isinstance(given, Mapping):
-            raise InputError(f"{what} takes a mapping from input names, like {what}={like}, not {given!r}")
-    builder = Builder(granularity, dict(shapes or {}), dict(dtypes or {}))
-    if isinstance(source, str):
-        from .parse import parse
-
-        return parse(source, builder)
-    if isinstance(source, sp.Basic):
-        from .sympy_input import from_sympy
-
-        return from_sympy(source, builder)
-    if isinstance(source, Graph):
-        return source
-    if callable(source):
-        from .tracing import trace
-
-        return trace(source, builder)
-    raise SymgradError(
-        f"cannot build a graph from {type(source).__name__}; "
-        "give a string, a SymPy expression or a callable"
-    )
+# sg.graph() lives with the front ends; it is importable from here too
+from .frontends import graph  # noqa: E402

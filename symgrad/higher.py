@@ -19,10 +19,10 @@ Hessian-times-vector.  :func:`hessian` and :func:`jacobian` evaluate those
 graphs, compiled, column by column (a Hessian-vector product per column, a
 vector-Jacobian product per output entry).
 
-The backward pass uses a few functions the forward op table does not offer
-(a step function, the sign, ``sum_to``, ``broadcast_to``, …).  They are the
-rows of :data:`GRADIENT_OPS`, each with its own vector-Jacobian product, so
-gradient graphs can be differentiated again.  The step and the sign have
+The backward pass uses a few functions the forward ops do not offer (a step
+function, the sign, ``sum_to``, ``broadcast_to``, …).  They are rows of the op
+table too (``OPS.gradient``, see :mod:`symgrad.ops`), each with its own
+vector-Jacobian product, so gradient graphs can be differentiated again.  The step and the sign have
 derivative 0: the subgradient convention at a kink, extended to second order.
 """
 
@@ -36,89 +36,17 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
+from . import ir
 from .build import Builder, Ref, Spec, intermediate_prefix
+from .dims import Shape
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph, add_op_node
-from .ops import LABELS, REAL, Op, format_constant
-from .program import build_program, sum_to
+from .ops import OPS, Op, format_constant, sgn, step
+from .program import build_program
 from .sympy_input import _Converter
-from .tensors import ArrayFunction, broadcast_to, expand_dims, onehot, outer, reduce_sum
+from .tensors import broadcast_to, reduce_sum
 
-
-class step(sp.Function):
-    """``step(a, h)``: 1 where a > 0, 0 where a < 0, ``h`` at 0; its derivative is taken as 0."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a: sp.Expr, h: sp.Expr) -> sp.Expr | None:
-        return sp.Heaviside(a, h) if a.is_number else None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.S.Zero
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"np.heaviside({printer._print(self.args[0])}, {float(self.args[1])!r})"
-
-
-class sgn(sp.Function):
-    """The sign of ``a`` (0 at 0); its derivative is taken as 0."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, a: sp.Expr) -> sp.Expr | None:
-        return sp.sign(a) if a.is_number else None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.S.Zero
-
-    def _eval_is_real(self) -> bool:
-        return True
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"np.sign({printer._print(self.args[0])})"
-
-
-class eye(ArrayFunction):
-    """``eye(k)``: the k × k identity, the directions of a whole Jacobian (:mod:`symgrad.jacobians`)."""
-
-    nargs = 1
-    operands_count = 0
-
-    def array_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]:
-        return (int(self.args[0]), int(self.args[0]))
-
-    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[tuple[int, ...], ...]) -> tuple[sp.Expr, ...]:
-        return ()
-
-    def explicit(self, *values: np.ndarray) -> np.ndarray:
-        return np.eye(int(self.args[0]), dtype=int).astype(object)
-
-    def _numpycode(self, printer: Any) -> str:
-        return f"np.eye({int(self.args[0])})"
-
-
-GRADIENT_OPS: dict[str, Op] = {
-    op.name: op
-    for op in (
-        Op("step", 2, step, "step", numpy="np.heaviside({0}, {1})", domain=(REAL, REAL)),
-        Op("sgn", 1, sgn, "sign", numpy="np.sign({0})"),
-        Op("outer", 2, outer, "outer", numpy="np.outer({0}, {1})", domain=(REAL, REAL)),
-        Op("expand_dims", 1, expand_dims, "expand_dims", numpy="np.expand_dims({0})"),
-        Op("broadcast_to", 1, broadcast_to, "broadcast_to", numpy="np.broadcast_to({0})"),
-        Op("sum_to", 1, sum_to, "sum_to", numpy="np.sum({0})"),
-        Op("onehot", 1, onehot, "onehot", numpy="np.eye()[{0}]", domain=(LABELS,)),
-        Op("eye", 1, eye, "eye", numpy="np.eye({0})"),
-    )
-}
-"""Ops that only gradient graphs use; their nodes keep the trailing constant arguments
-(axes, shapes, the step's value at 0) as constant operands."""
-
-_GRADIENT_CLASSES: dict[type, Op] = {op.sympy: op for op in GRADIENT_OPS.values()}  # type: ignore[misc]
+_GRADIENT_CLASSES: dict[type, Op] = {op.sympy: op for op in OPS.gradient.values()}  # type: ignore[misc]
 _GRADIENT_TYPES = tuple(_GRADIENT_CLASSES)
 
 
@@ -134,7 +62,7 @@ def _prepare(expr: sp.Expr) -> sp.Expr:
 class _Convert(_Converter):
     """SymPy → nodes, knowing the gradient ops and arrays of constants."""
 
-    def __init__(self, builder: Builder, shapes: dict[sp.Symbol, tuple[int, ...]]):
+    def __init__(self, builder: Builder, shapes: dict[sp.Symbol, Shape]):
         super().__init__(builder)
         self.shapes = shapes
 
@@ -160,14 +88,14 @@ class _Convert(_Converter):
     def parts(self, e: sp.Expr) -> list[sp.Expr]:
         op = _GRADIENT_CLASSES.get(type(e))
         if op is not None:
-            return list(e.args[: _node_operands(op)])
+            return list(e.args[: op.arity])
         return super().parts(e)
 
     def apply(self, e: sp.Expr) -> Any:
         op = _GRADIENT_CLASSES.get(type(e))
         if op is None:
             return super().apply(e)
-        count = _node_operands(op)
+        count = op.arity
         operands = tuple(self.done[a] if i < count and (a.free_symbols or _has_array(a)) else a
                          for i, a in enumerate(e.args))
         key = (op.name, operands)
@@ -188,21 +116,16 @@ class _Convert(_Converter):
         return ref
 
 
-def _node_operands(op: Op) -> int:
-    """How many leading arguments of a gradient op are values (the rest are constants)."""
-    return {"outer": 2, "eye": 0}.get(op.name, 1)
-
-
 def _constant_argument(e: sp.Expr, a: sp.Expr) -> bool:
     op = _GRADIENT_CLASSES.get(type(e))
-    return op is not None and e.args.index(a) >= _node_operands(op)
+    return op is not None and e.args.index(a) >= op.arity
 
 
 def _has_array(e: sp.Expr) -> bool:
     return any(isinstance(f, _GRADIENT_TYPES) for f in sp.preorder_traversal(e))
 
 
-def _shape(e: sp.Expr, known: dict[sp.Symbol, tuple[int, ...]]) -> tuple[int, ...]:
+def _shape(e: sp.Expr, known: dict[sp.Symbol, Shape]) -> Shape:
     from .tensors import shape_of
 
     return shape_of(e, known)
@@ -213,7 +136,7 @@ class _Extension:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.order = max((d.get("order", 0) for _, d in graph.nx.nodes(data=True)), default=0) + 1
+        self.order = max((d["order"] for _, d in graph.nx.nodes(data=True)), default=0) + 1
         self.b = Builder(graph.granularity)
         shapes = {graph.symbol(n): graph.shape(n) for n in graph.nodes}
         self.conv = _Convert(self.b, shapes)
@@ -224,7 +147,7 @@ class _Extension:
         for i, n in enumerate(graph.nodes):
             data = graph.nx.nodes[n]
             kind = "input" if data["kind"] == "input" else "forward"
-            ref = self.b._add(Spec(kind, name=n, shape=data["shape"], dtype=data.get("dtype", "float")))
+            ref = self.b._add(Spec(kind, name=n, shape=data["shape"], dtype=data["dtype"]))
             index[n] = ref
             self.names[i] = n
             if kind == "input":
@@ -236,7 +159,7 @@ class _Extension:
             self.conv.done[data["symbol"]] = ref
         self.forward = len(self.b.specs)
 
-    def input(self, name: str, shape: tuple[int, ...]) -> sp.Symbol:
+    def input(self, name: str, shape: Shape) -> sp.Symbol:
         """A new float input called ``name``, of ``shape``."""
         symbol = sp.Symbol(name, real=True)
         if name in self.graph.nx.nodes or symbol in self.conv.done or symbol in self.constants:
@@ -247,7 +170,7 @@ class _Extension:
         self.conv.shapes[symbol] = shape
         return symbol
 
-    def add(self, expr: sp.Expr, target: sp.Symbol, shape: tuple[int, ...]) -> None:
+    def add(self, expr: sp.Expr, target: sp.Symbol, shape: Shape) -> None:
         """Nodes computing ``expr``, whose value ``target`` then stands for."""
         if target in self.new_inputs:
             raise InputError(f"the new input {target.name!r} has the name of a node of the "
@@ -291,34 +214,29 @@ class _Extension:
         G = nx.DiGraph()
         inputs = list(g.inputs)
         for n in g.inputs:
-            G.add_node(n, **{**g.nx.nodes[n], "order": g.nx.nodes[n].get("order", 0)})
+            G.add_node(n, **g.nx.nodes[n])
         for i in range(self.forward, len(self.b.specs)):
             s = self.b.specs[i]
             if s.kind == "input":
-                symbol = sp.Symbol(s.name, real=True)  # type: ignore[arg-type]
-                G.add_node(s.name, kind="input", op=None, operands=(), symbol=symbol, expr=symbol,
-                           label=s.name, shape=s.shape, dtype="float", order=self.order)
+                G.add_node(s.name, **ir.input_node(s.name, s.shape, order=self.order))  # type: ignore[arg-type]
                 inputs.append(s.name)  # type: ignore[arg-type]
         for n in g.operations:
             if position[n] in live:
-                G.add_node(n, **{**g.nx.nodes[n], "order": g.nx.nodes[n].get("order", 0)})
+                G.add_node(n, **g.nx.nodes[n])
                 for p in g.nx.predecessors(n):
                     G.add_edge(p, n, **g.nx.edges[p, n])
         derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
         for i in range(self.forward, len(self.b.specs)):
             s = self.b.specs[i]
             if s.kind == "const" and i in live:
-                G.add_node(names[i], kind="const", op=None, operands=(),
-                           symbol=sp.Symbol(names[i], real=True), expr=s.value,
-                           label=format_constant(s.value),  # type: ignore[arg-type]
-                           shape=(), order=self.order)
+                G.add_node(names[i], **ir.const_node(names[i], s.value,  # type: ignore[arg-type]
+                                                     format_constant(s.value), self.order))  # type: ignore[arg-type]
             if s.kind != "op" or i not in live:
                 continue
             operands = tuple(names[o.index] if isinstance(o, Ref) else o for o in s.operands)
-            add_op_node(G, names[i], s.op, operands, s.shape, derived)  # type: ignore[arg-type]
-            G.nodes[names[i]]["order"] = self.order
-            if s.op in GRADIENT_OPS and s.op != "step":  # shapes and axes are in the expression
-                G.nodes[names[i]]["label"] = GRADIENT_OPS[s.op].label
+            add_op_node(G, names[i], s.op, operands, s.shape, derived, self.order)  # type: ignore[arg-type]
+            if s.op in OPS.gradient and s.op != "step":  # shapes and axes are in the expression
+                G.nodes[names[i]]["label"] = OPS.gradient[s.op].label
         return Graph(G, names[out.index], tuple(inputs), g.granularity, source)
 
     def _name_new(self) -> dict[int, str]:
@@ -510,7 +428,7 @@ def jvp(graph: Graph, tangents: dict[str, str]) -> Graph:
             continue
         if graph.elementwise(n):
             edges = graph.nx.edges
-            expr = sp.Add(*(edges[u, n].get("numeric", edges[u, n]["cached"]) * t
+            expr = sp.Add(*(edges[u, n]["numeric"] * t
                             for u, t in reached.items()))
         else:
             expr = _tangent_rule(graph, n, reached)
@@ -561,7 +479,7 @@ class Derivative:
     """
 
     def __init__(self, kind: str, graphs: tuple[Graph, ...], names: tuple[str, ...],
-                 vectors: tuple[str, ...], row_shape: tuple[int, ...], single: bool,
+                 vectors: tuple[str, ...], row_shape: Shape, single: bool,
                  method: str = "columns"):
         self.kind, self.graphs, self.names, self.vectors = kind, graphs, names, vectors
         self.method = method

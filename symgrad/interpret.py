@@ -17,7 +17,8 @@ from .program import Program, build_program
 from .values import as_array, check_labels, coerce, sizes
 
 if TYPE_CHECKING:
-    from .explain import Explanation, Table
+    from .explain import Explanation
+    from .tables import Table
 
 
 class Trace:
@@ -63,9 +64,8 @@ class Trace:
         the gradient sent back to the operand: local × the node's gradient.
         Named dimensions are listed beneath, with the sizes the inputs gave them.
         """
-        from .explain import Table, trace_table_latex
         from .picture import check_digits
-        from .tables import trace_table
+        from .tables import Table, trace_table
 
         check_digits(digits)
 
@@ -73,7 +73,7 @@ class Trace:
         if self.sizes:
             graph = self.graph
             text += "\n" + legend({n: graph.shape(n) for n in graph.inputs}, self.sizes)
-        return Table(text, lambda: trace_table_latex(self, digits))
+        return Table(text, lambda: trace_table(self, digits, latex=True))
 
     def explain(self, wrt: str | Iterable[str] | None = None, *, digits: int = 4,
                 max_paths: int = MAX_PATHS) -> Explanation:
@@ -127,7 +127,7 @@ def _short(v: Any) -> str:
 
 def backprop(graph: Graph, values: Mapping[str, Any], dout: Any = 1.0) -> Trace:
     """Forward and backward pass of ``graph`` at ``values``; see :meth:`Graph.backprop`."""
-    dtypes = {n: graph.nx.nodes[n].get("dtype", "float") for n in graph.inputs}
+    dtypes = {n: graph.nx.nodes[n]["dtype"] for n in graph.inputs}
     declared = {n: graph.shape(n) for n in graph.inputs}
     env = coerce(graph.inputs, declared, values, dtypes)
     check_labels(graph, env)

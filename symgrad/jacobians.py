@@ -21,12 +21,11 @@ from collections.abc import Iterable
 
 import sympy as sp
 
+from .dims import Shape
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
-from .higher import _Extension, _source, _tangent_prefix, eye
-from .tensors import broadcast_to, expand_dims, matmul, reduce_sum, transpose
-
-Shape = tuple[int, ...]
+from .higher import _Extension, _source, _tangent_prefix
+from .tensors import broadcast_to, expand_dims, eye, matmul, reduce_sum, transpose
 
 
 def forward_jacobian(graph: Graph, wrt: str) -> Graph:
@@ -94,7 +93,7 @@ class _Stacked:
             self._basis(n, _stacked_rule(g, n, ts, self.k, identities & {self.wrt}))
             return
         edges = g.nx.edges
-        local = {u: edges[u, n].get("numeric", edges[u, n]["cached"]) for u in reached}
+        local = {u: edges[u, n]["numeric"] for u in reached}
         if any(self.basis_shape[b] != g.shape(n) for u in reached for b in self.linear[u]):
             self._basis(n, sp.Add(*(local[u] * _lift(self.materialize(u), g.shape(u), g.shape(n))
                                     for u in reached)))

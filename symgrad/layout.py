@@ -530,7 +530,7 @@ def _meet(p: Box2, q: Box2) -> bool:
     return p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]
 
 
-Shape = Sequence[Point]  # a convex polygon: a box, or a label turned along its edge
+Polygon = Sequence[Point]  # a convex polygon: a box, or a label turned along its edge
 
 
 def rect(box: Box2) -> list[Point]:
@@ -546,14 +546,14 @@ def turned(box: Box2, degrees: float, centre: Point) -> list[Point]:
              centre[1] + (x - centre[0]) * s + (y - centre[1]) * c) for x, y in rect(box)]
 
 
-def _normals(shape: Shape) -> list[tuple[Point, Point]]:
+def _normals(shape: Polygon) -> list[tuple[Point, Point]]:
     """Each side's first corner and its normal pointing inwards."""
     area = sum(p[0] * q[1] - q[0] * p[1] for p, q in zip(shape, [*shape[1:], shape[0]]))
     sign = 1.0 if area > 0 else -1.0
     return [(p, (-(q[1] - p[1]) * sign, (q[0] - p[0]) * sign)) for p, q in zip(shape, [*shape[1:], shape[0]])]
 
 
-def _through(a: Point, b: Point, shape: Shape) -> bool:
+def _through(a: Point, b: Point, shape: Polygon) -> bool:
     """Whether the segment a-b passes through the inside of the convex ``shape`` (Cyrus–Beck)."""
     low, high = 0.0, 1.0
     d = (b[0] - a[0], b[1] - a[1])
@@ -574,7 +574,7 @@ def _through(a: Point, b: Point, shape: Shape) -> bool:
     return True
 
 
-def _overlap(p: Shape, q: Shape) -> bool:
+def _overlap(p: Polygon, q: Polygon) -> bool:
     """Whether two convex shapes share inside points (no side of either separates them)."""
     for corner, n in _normals(p) + _normals(q):
         along_p = [n[0] * (x - corner[0]) + n[1] * (y - corner[1]) for x, y in p]
@@ -584,7 +584,7 @@ def _overlap(p: Shape, q: Shape) -> bool:
     return True
 
 
-def overlaps(lay: Layout, nodes: Mapping[str, Shape], labels: Mapping[Edge, Shape]) -> int:
+def overlaps(lay: Layout, nodes: Mapping[str, Polygon], labels: Mapping[Edge, Polygon]) -> int:
     """How many things drawn over each other: pairs of overlapping shapes (nodes with the
     text beneath them, edge labels), and edges running through a label or node not their own.
 
@@ -598,7 +598,7 @@ def overlaps(lay: Layout, nodes: Mapping[str, Shape], labels: Mapping[Edge, Shap
     >>> overlaps(lay, {"a": rect((-10, -10, 10, 10)), "b": rect((5, -10, 110, 10))}, {})
     1
     """
-    drawn: list[tuple[Any, Shape]] = [*nodes.items(), *labels.items()]
+    drawn: list[tuple[Any, Polygon]] = [*nodes.items(), *labels.items()]
     shapes = [(k, v, _span(list(v))) for k, v in drawn]
     total = 0
     for i, (_, p, bp) in enumerate(shapes):

@@ -26,15 +26,18 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from . import dims
+from .dims import Shape
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
-from .higher import _names, eye, sgn, step
-from .ops import logaddexp, logsigmoid, sigmoid, softplus
-from .program import build_program, sum_to
+from .higher import _names
+from .ops import logaddexp, logsigmoid, sgn, sigmoid, softplus, step
+from .program import build_program
 from .tensors import (
     broadcast_to,
     expand_dims,
     explicit,
+    eye,
     logsumexp,
     matmul,
     mean,
@@ -43,6 +46,7 @@ from .tensors import (
     pick,
     reduce_sum,
     shape_of,
+    sum_to,
     symbol_array,
     transpose,
 )
@@ -56,7 +60,7 @@ class Line:
 
     left: sp.Expr
     right: sp.Expr
-    shape: tuple[int, ...]
+    shape: Shape
 
 
 @dataclass(frozen=True)
@@ -166,10 +170,8 @@ def _classes(g: Graph, labels: str) -> int:
     return found
 
 
-def _latex_shape(shape: tuple[int, ...]) -> str:
-    if shape == ():
-        return r"\quad \text{scalar}"
-    return r"\quad " + r" \times ".join(str(n) for n in shape)
+def _latex_shape(shape: Shape) -> str:
+    return r"\quad " + (dims.text(shape, r" \times ") if shape else r"\text{scalar}")
 
 
 def matrix_notation(graph: Graph, wrt: str | Iterable[str] | None = None) -> MatrixNotation:
@@ -299,7 +301,7 @@ def hessian_notation(graph: Graph, wrt: str) -> HessianNotation:
     return HessianNotation(graph, wrt, _tidy(matrix.expression(), shapes), shapes)
 
 
-def _shape_or_none(e: sp.Expr, shapes: dict[sp.Symbol, Any]) -> tuple[int, ...] | None:
+def _shape_or_none(e: sp.Expr, shapes: dict[sp.Symbol, Any]) -> Shape | None:
     try:
         return shape_of(e, shapes)
     except SymgradError:
@@ -430,7 +432,7 @@ class _Renderer:
             return rf"\frac{{\partial L}}{{\partial {sp.latex(sp.Symbol(name))}}}"
         return f"∂L/∂{name}"
 
-    def shape(self, e: sp.Expr) -> tuple[int, ...]:
+    def shape(self, e: sp.Expr) -> Shape:
         try:
             return shape_of(e, self.shapes)
         except SymgradError:

@@ -38,13 +38,19 @@ from .tensors import (
     Shape,
     amax,
     amin,
+    broadcast_to,
+    expand_dims,
+    eye,
     logsumexp,
     matmul,
     mean,
+    onehot,
+    outer,
     permute_dims,
     pick,
     reduce_sum,
     reshape,
+    sum_to,
     transpose,
 )
 
@@ -195,6 +201,44 @@ class logaddexp(sp.Function):
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.elementary(*self.args)._eval_evalf(prec)
+
+
+class step(sp.Function):
+    """``step(a, h)``: 1 where a > 0, 0 where a < 0, ``h`` at 0; its derivative is taken as 0."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sp.Expr, h: sp.Expr) -> sp.Expr | None:
+        return sp.Heaviside(a, h) if a.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"np.heaviside({printer._print(self.args[0])}, {float(self.args[1])!r})"
+
+
+class sgn(sp.Function):
+    """The sign of ``a`` (0 at 0); its derivative is taken as 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, a: sp.Expr) -> sp.Expr | None:
+        return sp.sign(a) if a.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+    def _eval_is_real(self) -> bool:
+        return True
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"np.sign({printer._print(self.args[0])})"
 
 
 CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (
@@ -349,6 +393,7 @@ class OpTable(Mapping[str, Op]):
         self.infix: dict[str, Op] = {}
         self.by_class: dict[type, Op] = {}
         self.builtin: frozenset[str] = frozenset()
+        self.gradient: dict[str, Op] = {}
 
     def __getitem__(self, name: str) -> Op:
         return self._ops[name]
@@ -362,10 +407,17 @@ class OpTable(Mapping[str, Op]):
     def __repr__(self) -> str:
         return f"<OpTable: {', '.join(self._ops)}>"
 
-    def add(self, op: Op) -> Op:
-        """Declare ``op``; a SymgradError if its name or SymPy function is taken."""
-        if op.name in self._ops:
+    def add(self, op: Op, gradient: bool = False) -> Op:
+        """Declare ``op``; a SymgradError if its name or SymPy function is taken.
+
+        ``gradient``: an op only gradient graphs use (:mod:`symgrad.higher`), kept
+        in :attr:`gradient`, out of the names strings and callables may use.
+        """
+        if op.name in self._ops or op.name in self.gradient:
             raise SymgradError(f"an op named {op.name!r} is already declared")
+        if gradient:
+            self.gradient[op.name] = op
+            return op
         cls = op.function_class
         if cls is not None and cls in self.by_class:
             taken = self.by_class[cls].name
@@ -428,12 +480,13 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
             kink: Callable[..., sp.Expr] | None = None, associative: bool = False,
             params: tuple[str, ...] = (), shapes: tuple[tuple[str, ...], ...] = (),
             stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = (),
-            xp: str | Callable[..., str] | None = None) -> Op:
+            xp: str | Callable[..., str] | None = None, gradient: bool = False) -> Op:
     """Add a row to :data:`OPS`; the built-in rows and :func:`symgrad.define_op` both come here.
 
     The fields are :class:`Op`'s; ``arity`` defaults to the SymPy function's
     number of arguments, ``label`` to ``name``, ``domain`` to REAL for each
     operand.  Import statements are checked to be imports (nothing else runs).
+    ``gradient``: a helper only the backward pass uses (``OPS.gradient``).
     """
     if arity is None:
         nargs = getattr(sympy, "nargs", None)
@@ -447,7 +500,7 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
             domain=(REAL,) * arity if domain is None else tuple(domain), kink=kink,
             associative=associative, params=params, shapes=shapes, imports=tuple(imports),
             stable=tuple(stable), xp=xp)
-    return OPS.add(op)
+    return OPS.add(op, gradient=gradient)
 
 
 def _is_import(line: str) -> bool:
@@ -523,6 +576,17 @@ declare("pick", pick, arity=2, params=("keepdims",), domain=(REAL, LABELS),
                                   f"xp.arange({y:a}.shape[0])*{s:a}.shape[1] + {y})"
                                   + ("[:, None]" if keepdims else ""),
         shapes=(("nc", "n"),))
+# helpers only the backward pass uses (gradient graphs, symgrad.higher); ``arity`` counts the
+# leading arguments that are values, and their nodes keep the trailing constant arguments
+# (axes, shapes, the step's value at 0) as constant operands
+declare("step", step, arity=1, numpy="np.heaviside({0}, {1})", gradient=True)
+declare("sgn", sgn, label="sign", numpy="np.sign({0})", gradient=True)
+declare("outer", outer, arity=2, numpy="np.outer({0}, {1})", gradient=True)
+declare("expand_dims", expand_dims, arity=1, numpy="np.expand_dims({0})", gradient=True)
+declare("broadcast_to", broadcast_to, arity=1, numpy="np.broadcast_to({0})", gradient=True)
+declare("sum_to", sum_to, arity=1, numpy="np.sum({0})", gradient=True)
+declare("onehot", onehot, arity=1, numpy="np.eye()[{0}]", domain=(LABELS,), gradient=True)
+declare("eye", eye, arity=0, numpy="np.eye({0})", gradient=True)
 OPS.builtin = frozenset(OPS)
 
 # The built-in stable spellings of derivatives (see Op.stable_derivatives); ``_a``, ``_b`` are Wilds.
@@ -530,13 +594,8 @@ STABLE_DERIVATIVES: tuple[tuple[sp.Expr, sp.Expr], ...] = OPS.stable_derivatives
 
 
 def op_of(name: str) -> Op:
-    """The row of op ``name``: in :data:`OPS`, or one only gradient graphs use
-    (:data:`symgrad.higher.GRADIENT_OPS`)."""
-    if name in OPS:
-        return OPS[name]
-    from .higher import GRADIENT_OPS
-
-    return GRADIENT_OPS[name]
+    """The row of op ``name``: in :data:`OPS`, or one only gradient graphs use (``OPS.gradient``)."""
+    return OPS[name] if name in OPS else OPS.gradient[name]
 
 
 def format_constant(c: sp.Expr) -> str:

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dims import Shape
 from .dims import text as dims_text
 from .errors import SymgradError
-from .layout import Box2, Edge, Layout, Point, Shape, crossings, layout, midpoint, overlaps, rect, turned
-from .tables import expression_text, number, vjp_text, written
+from .layout import Box2, Edge, Layout, Point, Polygon, crossings, layout, midpoint, overlaps, rect, turned
+from .tables import expression_text, number, shown_derivative, vjp_text, written
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -134,7 +135,7 @@ def text_width(text: str, size: float = FONT) -> float:
     return 0.62 * size * len(text)
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
+def shape_text(shape: Shape) -> str:
     """``2×3``, ``N×3`` and ``2`` (a vector), as :func:`symgrad.dims.text`; scalars → ``""``."""
     return dims_text(shape) if shape else ""
 
@@ -199,9 +200,8 @@ class Picture:
     def _box(self, n: str) -> Box:
         g, t = self.graph, self.trace
         data = g.nx.nodes[n]
-        kind = data.get("kind")
-        shape = tuple(data.get("shape") or ())
-        box = Box(_clean(str(data.get("label", n))), round=kind not in ("input", "const"))
+        kind, shape = data["kind"], data["shape"]
+        box = Box(_clean(str(data["label"])), round=kind not in ("input", "const"))
         if box.round:
             box.below.append((f"{n} · {shape_text(shape)}" if shape else n, GREY, "name"))
             if "(" in box.label and text_width(box.label) > 120:  # sum(axis=1, keepdims): two lines
@@ -226,10 +226,9 @@ class Picture:
             if v is None:
                 return EdgeText()
             edge = self.graph.nx.edges[u, v]
-            vjp = edge.get("vjp")
-            form = "cached" if self.graph.nx.nodes[v]["kind"] == "gate" else "derivative"
+            vjp = edge["vjp"]
             if self.graph.elementwise(v):
-                text = written(self.graph, edge[form], [v])
+                text = written(self.graph, shown_derivative(self.graph, v, u), [v])
             else:  # labels (no gradient) where there is no vector-Jacobian product
                 text = vjp_text(vjp, self.graph, v)
             return EdgeText(below=_short(text), below_colour=GREY)
@@ -311,8 +310,8 @@ class Drawing:
         self.edge_layer = ET.SubElement(self.root, "g", {"class": "edges"})
         self.node_layer = ET.SubElement(self.root, "g", {"class": "nodes"})
         self.stub = stub
-        self.node_boxes: dict[str, Shape] = {}
-        self.label_boxes: dict[Edge, Shape] = {}
+        self.node_boxes: dict[str, Polygon] = {}
+        self.label_boxes: dict[Edge, Polygon] = {}
 
     def finish(self) -> str:
         p, lay = self.p, self.lay
@@ -329,7 +328,7 @@ class Drawing:
         x0, y0, x1, y1 = self.extent
         legend = (f"green: values (forward) · red: gradients ∂{out}/∂… (backward)" if p.trace
                   else "grey: the local derivative ∂v/∂u of each edge u → v")
-        if any(d.get("order", 0) for _, d in p.graph.nx.nodes(data=True)):
+        if any(d["order"] for _, d in p.graph.nx.nodes(data=True)):
             legend += " · filled: nodes of the backward pass (a gradient graph)"
         self._text(self.root, legend, x0, y1 + SMALL + 12, GREY, "legend", size=SMALL, anchor="start")
         x0, y0, x1, y1 = self.extent
@@ -364,7 +363,7 @@ class Drawing:
     def _node(self, n: str, x: float, y: float) -> None:
         box = self.p.boxes[n]
         w, h = box.size
-        order = self.p.graph.nx.nodes[n].get("order", 0)
+        order = self.p.graph.nx.nodes[n]["order"]
         group = ET.SubElement(self.node_layer, "g", {
             "class": "node backward" if order else "node", "data-node": n})
         ET.SubElement(group, "title").text = box.title

@@ -63,7 +63,7 @@ class Player:
         seen: set[str] = set()
         for n in order:
             seen.add(n)
-            kind = g.nx.nodes[n].get("kind")
+            kind = g.nx.nodes[n]["kind"]
             what = "input" if kind == "input" else "constant" if kind == "const" else p.boxes[n].label
             text = f"forward: {n} ({what}) = {p._num(t.values[n])}"
             shown = {e: EdgeText(full.above if e[0] in seen else "") for e, full in p.edges.items()}
@@ -93,7 +93,7 @@ class Player:
         if (v, u) in t.local:
             local = p._num(t.local[v, u])
         else:
-            local = f"({vjp_text(g.nx.edges[u, v].get('vjp'), g, v)})"
+            local = f"({vjp_text(g.nx.edges[u, v]['vjp'], g, v)})"
         upstream = p._num(t.node_grads.get(v, t.dout))
         return (f"backward: {v} → {u}: upstream ∂{out}/∂{v} = {upstream} × local ∂{v}/∂{u} = {local}"
                 f" = downstream {p._num(sent)}")

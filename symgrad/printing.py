@@ -16,7 +16,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from .dims import show
+from .dims import Shape, show
 from .errors import EvaluationError, SymgradError, UnsupportedError
 from .ops import BY_CLASS, OPS, Defined, Op
 from .tensors import shape_of
@@ -56,7 +56,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     """
 
     def __init__(self, settings: dict[str, Any] | None = None,
-                 shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+                 shapes: Mapping[sp.Symbol, Shape] | None = None,
                  ints: Set[sp.Symbol] = frozenset()):
         super().__init__(settings)
         self._shapes, self._ints = shapes, ints
@@ -219,7 +219,7 @@ class ArrayAPIPrinter(NumPyPrinter):
     """
 
     def __init__(self, settings: dict[str, Any] | None = None,
-                 shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+                 shapes: Mapping[sp.Symbol, Shape] | None = None,
                  ints: Set[sp.Symbol] = frozenset()):
         super().__init__(settings, shapes, ints)
         self.printmethod = "_arrayapicode"
@@ -305,7 +305,7 @@ class ArrayAPIPrinter(NumPyPrinter):
 _NP = re.compile(r"\bnp\.")
 
 
-def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
                    ints: Set[sp.Symbol] = frozenset()) -> str:
     """Array-API source text for ``expr``, the array library named ``xp``; see :func:`numpy_code`.
 
@@ -360,7 +360,7 @@ def _top_level_sum(text: str) -> bool:
     return False
 
 
-def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, tuple[int, ...]] | None = None,
+def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
                ints: Set[sp.Symbol] = frozenset()) -> str:
     """NumPy source text for ``expr``.
 

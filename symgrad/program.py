@@ -21,45 +21,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
-import numpy as np
 import sympy as sp
 
-from .dims import Shape, broadcast, named
+from .dims import Shape, broadcast
 from .errors import ShapeError, SymgradError
 from .graph import Graph
-from .tensors import broadcast_to, shape_of
-
-
-class sum_to(sp.Function):
-    """``sum_to(g, (2, 1), (3, 2, 4))``: sum ``g``, of the third shape, back to the second.
-
-    Broadcasting stretched an operand to its consumer's shape; its gradient is
-    summed over the stretched axes.
-    """
-
-    nargs = 3
-
-    def axes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(leading axes to sum away, axes to sum keeping their dimension)."""
-        target, source = (tuple(self.args[1]), tuple(self.args[2]))
-        lead = len(source) - len(target)
-        kept = tuple(i for i, n in enumerate(target) if n == 1 and source[lead + i] != 1)
-        return tuple(range(lead)), kept
-
-    def array_shape(self, *shapes: Shape) -> Shape:
-        return tuple(n if named(n) else int(n) for n in self.args[1])
-
-    @property
-    def operands(self) -> tuple[sp.Expr, ...]:
-        return self.args[:1]
-
-    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
-        return (broadcast_to(g, self.args[2]),)
-
-    def explicit(self, value: np.ndarray) -> np.ndarray:
-        lead, kept = self.axes()
-        total = np.sum(np.asarray(value, dtype=object), axis=lead) if lead else value
-        return np.sum(total, axis=kept, keepdims=True) if kept else total
+from .tensors import broadcast_to, shape_of, sum_to
 
 
 @dataclass(frozen=True)
@@ -252,10 +219,10 @@ def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp
     sum_to(dq1*y, (3,), (2, 3))
     """
     edge = graph.nx.edges[node, consumer]
-    rule = edge.get("vjp")
+    rule = edge["vjp"]
     if rule is None and edge["cached"] is None:
         return None
-    term = rule(upstream) if rule is not None else upstream * edge.get("numeric", edge["cached"])
+    term = rule(upstream) if rule is not None else upstream * edge["numeric"]
     shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(consumer)}
     shapes[graph.symbol(consumer)] = shapes[upstream] = graph.shape(consumer)
     have, want = shape_of(term, shapes), graph.shape(node)

@@ -1,8 +1,16 @@
-"""Plain-text tables of graphs and traces, for terminals and notebooks."""
+"""How every display writes the graph: expressions as written, derivatives, numbers, tables.
+
+Tables, explanations and pictures all print through this module: one printer
+for an expression as written (:func:`written`, text or LaTeX), one rule for
+which derivative form is shown (:func:`shown_derivative`), one text of a
+vector-Jacobian product (:func:`vjp_text`), and one builder per table
+(:func:`derivative_table`, :func:`trace_table`) that writes text or a LaTeX
+array through a :class:`Writer`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -157,14 +165,140 @@ def vjp_text(rule: Any, graph: Graph | None = None, node: str | None = None, lat
     return written(graph, upstream, [node], latex) + arrow + written(graph, expr, [node], latex)
 
 
+def shown_derivative(graph: Graph, node: str, operand: str) -> sp.Expr:
+    """∂node/∂operand in the form every display shows (explanations, pictures, tables): SymPy's
+    derivative of an op, a gate's own simplified form through its output (σ·(1 − σ)).
+
+    Tables show both forms, SymPy's derivative and, where it differs, the form through
+    the node's output (:func:`local_text`), so the shown one is always among them.
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("1/(1+exp(-x))")
+    >>> shown_derivative(g, "q2", "q1"), shown_derivative(g.fuse("sigmoid"), "q4", "x")
+    (exp(q1), q4*(1 - q4))
+    """
+    edge = graph.nx.edges[operand, node]
+    return edge["cached"] if graph.nx.nodes[node]["kind"] == "gate" else edge["derivative"]
+
+
 def local_text(graph: Graph, node: str, operand: str, latex: bool = False) -> str:
     """∂node/∂operand as tables write it: SymPy's derivative, then ``= `` its form through the
-    node's output where that differs (``exp(q5) = q6``, a sigmoid gate's ``... = q8*(1 - q8)``).
+    node's output where that differs (``exp(q5) = q6``, a sigmoid gate's ``… = q8*(1 - q8)``);
+    a vector-Jacobian product as ``g ↦ …`` (:func:`vjp_text`).
     """
-    plain = graph.local_derivatives(node)[operand]
-    cached = graph.local_derivatives(node, cached=True)[operand]
-    shown = [expression_text(graph, node, e, latex) for e in (plain, cached)]
-    return shown[0] if cached == plain else f"{shown[0]} = {shown[1]}"
+    edge = graph.nx.edges[operand, node]
+    if not graph.elementwise(node):
+        return vjp_text(edge["vjp"], graph, node, latex)
+    plain, cached = (expression_text(graph, node, edge[k], latex) for k in ("derivative", "cached"))
+    return plain if cached == plain else f"{plain} = {cached}"
+
+
+# -- how the pieces are written: text or LaTeX ------------------------------------------
+
+
+class Writer:
+    """How the pieces are written: Unicode text for terminals."""
+
+    times = "·"
+    arrow = " ← "
+    latex = False
+
+    def __init__(self, digits: int, graph: Graph | None = None):
+        self.digits = digits
+        self.graph = graph
+
+    def name(self, node: str) -> str:
+        return node
+
+    def partial(self, top: str, bottom: str) -> str:
+        return f"∂{self.name(top)}/∂{self.name(bottom)}"
+
+    def expr(self, e: sp.Expr, alone: bool = False, nodes: Sequence[str] = ()) -> str:
+        """``e``, a derivative at ``nodes``, as the tables and pictures write it."""
+        text = self.written(e, nodes)
+        return text if alone or _atomic(e) else f"({text})"
+
+    def written(self, e: sp.Expr, nodes: Sequence[str]) -> str:
+        if self.graph is None:
+            return sp.latex(e) if self.latex else str(e)
+        return written(self.graph, e, nodes, self.latex)
+
+    def number(self, v: Any, alone: bool = False) -> str:
+        text = number(v, self.digits)
+        return text if alone or not text.startswith("-") else f"({text})"
+
+    def text(self, s: str) -> str:
+        return s
+
+    def math(self, s: str) -> str:
+        """A formula inside running text."""
+        return s
+
+    def product(self, parts: Sequence[str]) -> str:
+        return self.times.join(parts) if parts else "1"
+
+
+class LatexWriter(Writer):
+    """How the pieces are written in LaTeX."""
+
+    times = r" \cdot "
+    arrow = r" \leftarrow "
+    latex = True
+
+    def name(self, node: str) -> str:
+        return sp.latex(sp.Symbol(node))
+
+    def partial(self, top: str, bottom: str) -> str:
+        return rf"\frac{{\partial {self.name(top)}}}{{\partial {self.name(bottom)}}}"
+
+    def expr(self, e: sp.Expr, alone: bool = False, nodes: Sequence[str] = ()) -> str:
+        text = self.written(e, nodes)
+        return text if alone or _atomic(e) else rf"\left({text}\right)"
+
+    def number(self, v: Any, alone: bool = False) -> str:
+        text = number(v, self.digits)
+        if np.ndim(v) != 0:
+            return rf"\text{{{latex_text(text)}}}"
+        return text if alone or not text.startswith("-") else f"({text})"
+
+    def text(self, s: str) -> str:
+        return rf"\text{{{latex_text(s)}}}"
+
+    def math(self, s: str) -> str:
+        return f"${s}$"
+
+
+def _atomic(e: sp.Expr) -> bool:
+    return bool(e.is_Atom or isinstance(e, sp.Function)) and not (e.is_Number and e < 0)
+
+
+
+def latex_text(s: str) -> str:
+    """``s`` safe inside ``\\text{…}``.
+
+    >>> latex_text("a_b & {c}")
+    'a\\\\_b \\\\& \\\\{c\\\\}'
+    """
+    special = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+               "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}"}
+    return "".join(special.get(c, c) for c in s)
+
+
+# -- tables: one builder each, written as text or as a LaTeX array ---------------------------
+
+
+class Table(str):
+    """A text table (it is the string) that shows itself as a LaTeX array in Jupyter."""
+
+    _latex: Callable[[], str]
+
+    def __new__(cls, text: str, latex: Callable[[], str]) -> Table:
+        table = super().__new__(cls, text)
+        table._latex = latex
+        return table
+
+    def _repr_latex_(self) -> str:
+        return self._latex()
 
 
 def render(header: list[str], rows: list[list[str]]) -> str:
@@ -175,50 +309,61 @@ def render(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def derivative_table(graph: Graph) -> str:
-    """Each operation node, its expression and its local derivatives (plain and cached)."""
+def _array(header: list[str], rows: list[list[str]]) -> str:
+    """A LaTeX array; header cells are LaTeX already."""
+    head = " & ".join(header)
+    body = " \\\\\n".join(" & ".join(r) for r in rows)
+    return ("$$\n\\begin{array}{" + "l" * len(header) + "}\n" + head + " \\\\\n\\hline\n"
+            + body + "\n\\end{array}\n$$")
+
+
+def _finish(w: Writer, header: list[str], rows: list[list[str]]) -> str:
+    return _array(header, rows) if w.latex else render(header, rows)
+
+
+def derivative_table(graph: Graph, latex: bool = False) -> str:
+    """Each operation node, its expression and its local derivatives: SymPy's and, where it
+    differs, the cached form; nodes that are not elementwise (matmul, sum, …) show each
+    operand's vector-Jacobian product.
+    """
+    w: Writer = LatexWriter(4, graph) if latex else Writer(4, graph)
     rows = []
     for n in graph.operations:
-        node = graph.nx.nodes[n]
-        vjps = None
-        if graph.elementwise(n):
-            plain = graph.local_derivatives(n)
-            cached = graph.local_derivatives(n, cached=True)
-        else:
-            vjps = graph.vjps(n)
-            plain = cached = {u: vjp_text(vjps.get(u), graph, n) for u in graph.operands(n)}  # type: ignore[misc]
-        first = True
-        for u in plain or [None]:
-            rows.append([
-                n if first else "", node["label"] if first else "",
-                expression_text(graph, n) if first else "",
-                "" if u is None else f"∂{n}/∂{u}",
-                "" if u is None else str(plain[u]) if vjps else expression_text(graph, n, plain[u]),
-                "" if u is None or cached[u] == plain[u] else expression_text(graph, n, cached[u]),
-            ])
-            first = False
-    return render(["node", "op", "expression", "local", "derivative", "cached form"], rows)
+        head = [w.name(n), w.text(str(graph.nx.nodes[n]["label"])), expression_text(graph, n, latex=latex)]
+        shown: dict[str, list[str]] = {}
+        for u in graph.operands(n):
+            if not graph.elementwise(n):
+                shown[u] = [vjp_text(graph.nx.edges[u, n]["vjp"], graph, n, latex), ""]
+            else:
+                edge = graph.nx.edges[u, n]
+                d, c = (expression_text(graph, n, edge[k], latex) for k in ("derivative", "cached"))
+                shown[u] = [d, "" if c == d else c]  # the same text once
+        if not shown:
+            rows.append(head + ["", "", ""])
+        for i, u in enumerate(shown):
+            rows.append((head if i == 0 else ["", "", ""]) + [w.partial(n, u), *shown[u]])
+    header = ["node", "op", "expression", "local", "derivative", "cached form"]
+    return _finish(w, [w.text(h) for h in header], rows)
 
 
-def trace_table(t: Trace, digits: int = 4) -> str:
-    """One row per node (value and gradient), one sub-row per operand edge."""
+def trace_table(t: Trace, digits: int = 4, latex: bool = False) -> str:
+    """One row per node (value and gradient), one sub-row per operand edge: its local derivative
+    (:func:`local_text`), the number at the point and the gradient sent back along it."""
     g = t.graph
-    out = g.output
+    w: Writer = LatexWriter(digits, g) if latex else Writer(digits, g)
     rows = []
     for n in g.nodes:
         data = g.nx.nodes[n]
-        op = "input" if data["kind"] == "input" else data["label"]
-        grad = number(t.node_grads.get(n), digits)
+        op = "input" if data["kind"] == "input" else str(data["label"])
+        head = [w.name(n), w.text(op), w.number(t.values[n], True), w.number(t.node_grads.get(n), True)]
         operands = g.operands(n)
-        head = [n, op, number(t.values[n], digits), grad]
         if not operands:
             rows.append(head + ["", "", "", ""])
-        vjps = None if g.elementwise(n) else g.vjps(n)
         for i, u in enumerate(operands):
-            d = local_text(g, n, u) if vjps is None else vjp_text(vjps.get(u), g, n)
             rows.append((head if i == 0 else ["", "", "", ""]) + [
-                u, d, number(t.local.get((n, u)), digits), number(t.sent.get((n, u)), digits),
+                w.name(u), local_text(g, n, u, latex), w.number(t.local.get((n, u)), True),
+                w.number(t.sent.get((n, u)), True),
             ])
-    header = ["node", "op", "value", f"∂{out}/∂node", "operand", "local ∂node/∂operand",
-              "= at point", "sent back (local × upstream)"]
-    return render(header, rows)
+    header = [w.text("node"), w.text("op"), w.text("value"), w.partial(g.output, "node"), w.text("operand"),
+              w.partial("node", "operand"), w.text("= at point"), w.text("sent back (local × upstream)")]
+    return _finish(w, header, rows)

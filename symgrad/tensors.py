@@ -36,12 +36,12 @@ import sympy as sp
 from sympy.logic.boolalg import BooleanAtom
 from sympy.printing.precedence import PRECEDENCE
 
-from .dims import Shape, broadcast, named, size
+from .dims import Shape, broadcast, named, show, size
 from .errors import ShapeError
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:
-    return " and ".join(str(tuple(s)) for s in shapes)
+    return " and ".join(show(s) for s in shapes)
 
 
 def _obj(value: Any) -> np.ndarray:
@@ -81,12 +81,9 @@ def encode_shape(shape: Any, names: bool = True) -> sp.Tuple:
     if not all((isinstance(n, (int, sp.Integer, np.integer)) and not isinstance(n, bool))
                or (names and named(n)) for n in sizes):
         kind = "integers or named dimensions" if names else "integers"
-        raise ShapeError(f"shape {_shown(shape)} is not a tuple of {kind}")
+        shown = show(tuple(shape)) if isinstance(shape, (tuple, list)) else repr(shape)
+        raise ShapeError(f"shape {shown} is not a tuple of {kind}")
     return sp.Tuple(*(n if named(n) else sp.Integer(int(n)) for n in sizes))
-
-
-def _shown(shape: Any) -> str:
-    return str(tuple(shape)) if isinstance(shape, (tuple, list)) else repr(shape)
 
 
 def decode_shape(sizes: sp.Tuple) -> tuple[Any, ...]:
@@ -566,6 +563,38 @@ class broadcast_to(ArrayFunction):
         return (reduce_sum(g, sp.Tuple(*kept), sp.true) if kept else g,)
 
 
+class sum_to(sp.Function):
+    """``sum_to(g, (2, 1), (3, 2, 4))``: sum ``g``, of the third shape, back to the second.
+
+    Broadcasting stretched an operand to its consumer's shape; its gradient is
+    summed over the stretched axes.
+    """
+
+    nargs = 3
+
+    def axes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(leading axes to sum away, axes to sum keeping their dimension)."""
+        target, source = (tuple(self.args[1]), tuple(self.args[2]))
+        lead = len(source) - len(target)
+        kept = tuple(i for i, n in enumerate(target) if n == 1 and source[lead + i] != 1)
+        return tuple(range(lead)), kept
+
+    def array_shape(self, *shapes: Shape) -> Shape:
+        return tuple(n if named(n) else int(n) for n in self.args[1])
+
+    @property
+    def operands(self) -> tuple[sp.Expr, ...]:
+        return self.args[:1]
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        return (broadcast_to(g, self.args[2]),)
+
+    def explicit(self, value: np.ndarray) -> np.ndarray:
+        lead, kept = self.axes()
+        total = np.sum(np.asarray(value, dtype=object), axis=lead) if lead else value
+        return np.sum(total, axis=kept, keepdims=True) if kept else total
+
+
 class onehot(ArrayFunction):
     """``onehot(y, C)``: row i is the unit vector e_{y[i]} of length C."""
 
@@ -580,6 +609,25 @@ class onehot(ArrayFunction):
 
     def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr | None, ...]:
         return (None,)  # labels get no gradient
+
+
+class eye(ArrayFunction):
+    """``eye(k)``: the k × k identity, the directions of a whole Jacobian (:mod:`symgrad.jacobians`)."""
+
+    nargs = 1
+    operands_count = 0
+
+    def array_shape(self, *shapes: Shape) -> Shape:
+        return (int(self.args[0]), int(self.args[0]))
+
+    def vjp(self, g: sp.Expr, out: sp.Expr, shapes: tuple[Shape, ...]) -> tuple[sp.Expr, ...]:
+        return ()
+
+    def explicit(self, *values: np.ndarray) -> np.ndarray:
+        return np.eye(int(self.args[0]), dtype=int).astype(object)
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"np.eye({int(self.args[0])})"
 
 
 class equal(sp.Function):

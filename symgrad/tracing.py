@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from .build import Builder, Operand, Ref
+from .dims import Shape
 from .errors import EvaluationError, ShapeError, SymgradError, TracingError
 from .ops import OPS, Op
 
@@ -78,7 +79,7 @@ class Traced:
         return matrix_transpose(self)
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> Shape:
         """The shape of the value (so ``x.reshape(x.shape[0], -1)`` flattens a batch)."""
         return self.builder.shape_of(self.operand)
 

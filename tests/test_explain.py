@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symgrad as sg
-from symgrad.explain import Table
-from symgrad.tables import derivative_table, trace_table
+from symgrad.tables import Table, derivative_table, trace_table
 
 from .conftest import sympy_gradient
 

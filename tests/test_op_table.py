@@ -119,3 +119,14 @@ def test_custom_functions_of_numbers_are_numbers(name, number):
     assert math.isclose(float(value), float(OPS[name].sympy(sp.Float(number)).evalf()))
     g = sg.graph(lambda x: x ** apply(name, number) + x)
     assert math.isclose(g.compile().value_and_grad(x=1.5)[0], g.backprop(x=1.5).value)
+
+
+def test_gradient_helpers_are_rows_of_the_one_table():
+    """The backward pass's helpers are declared in the op table, out of reach of strings."""
+    from symgrad.ops import op_of
+
+    assert {"step", "sgn", "sum_to", "broadcast_to", "eye"} <= set(OPS.gradient)
+    assert not set(OPS.gradient) & set(OPS)
+    assert op_of("sum_to") is OPS.gradient["sum_to"]
+    with pytest.raises(sg.SymgradError, match="sum_to"):
+        sg.graph("sum_to(x)")
