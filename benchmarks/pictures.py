@@ -69,17 +69,25 @@ def main() -> None:
 
         folder = Path(__file__).resolve().parent.parent / "docs" / "images"
         folder.mkdir(parents=True, exist_ok=True)
-        for name, t in traces().items():
+        shown = traces()
+        for name, t in shown.items():
             png = str(folder / f"{name}.png")
             cairosvg.svg2png(bytestring=sg.render(t).encode(), write_to=png, scale=1.5)
             print("wrote", folder / f"{name}.png")
         # The player of (x + y)·z: one backward step as a picture, and the whole as a page.
-        p = sg.player(traces()["xyz"])
+        p = shown["xyz"].player()
         step = next(i for i, f in enumerate(p.frames) if f.edge == ("q1", "q2"))
         cairosvg.svg2png(bytestring=p.frames[step].svg.encode(), write_to=str(folder / "player-step.png"),
                          scale=1.5)
         p.save(folder / "xyz-player.html")
-        print("wrote", folder / "player-step.png", "and", folder / "xyz-player.html")
+        p.save(folder / "xyz-player.gif", seconds=1.5)
+        print("wrote", folder / "player-step.png", folder / "xyz-player.html", folder / "xyz-player.gif")
+        # The neuron with its sigmoid fused, the gate opened in a frame.
+        neuron = shown["neuron"]
+        fused = sg.graph(neuron.graph.source).fuse("sigmoid")
+        opened = sg.render(fused.backprop(**{n: neuron.values[n] for n in fused.inputs}), expand=True)
+        cairosvg.svg2png(bytestring=opened.encode(), write_to=str(folder / "neuron-expanded.png"), scale=1.5)
+        print("wrote", folder / "neuron-expanded.png")
 
 
 if __name__ == "__main__":
