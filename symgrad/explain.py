@@ -478,8 +478,8 @@ def derivative_table_latex(graph: Graph) -> str:
         if graph.elementwise(n):
             plain, cached = graph.local_derivatives(n), graph.local_derivatives(n, cached=True)
             shown = {u: [expression_text(graph, n, plain[u], latex=True),
-                         "" if cached[u] == plain[u] else expression_text(graph, n, cached[u], latex=True)]
-                     for u in plain}
+                         expression_text(graph, n, cached[u], latex=True)] for u in plain}
+            shown = {u: [d, "" if c == d else c] for u, (d, c) in shown.items()}
         else:
             vjps = graph.vjps(n)
             shown = {u: [vjp_text(vjps.get(u), graph, n, latex=True), ""] for u in graph.operands(n)}
