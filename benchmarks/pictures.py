@@ -2,7 +2,8 @@
 
     python benchmarks/pictures.py            # a table: crossings, overlaps, width, smallest text
     python benchmarks/pictures.py --png      # also write docs/images/*.png (needs cairosvg)
-                                             # and docs/images/xyz-player.html
+                                             # and docs/images/xyz-player.html, .gif
+    python benchmarks/pictures.py --notation # the displays' time with the one notation, and without
 
 The graphs are the lectures' three circuits, a 30-node expression and the CS231n
 two-layer net on a batch of 64 CIFAR-10 images; each is drawn as a trace (values and
@@ -55,10 +56,41 @@ def measures() -> list[tuple[str, str, int, object]]:
     return rows
 
 
+def notation_cost(terms: int = 60, rounds: int = 3) -> None:
+    """Tables, explanation and picture of a graph of ``terms`` sigmoids: with the notation
+    (q*(1 - q) through each sigmoid's node) and without it, interleaved, in this run."""
+    import time
+
+    import symgrad.tables as tables
+
+    g = sg.graph(" + ".join(f"sigmoid(x{i}*w{i})*exp(x{i})" for i in range(terms)))
+    t = g.backprop(**{n: 0.1 for n in g.inputs})
+    found = tables.sigmoid_outputs
+
+    def shown() -> float:
+        start = time.perf_counter()
+        str(g.table()), str(t.table()), str(t.explain()), sg.render(g)
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(rounds):
+        for which in ("with", "without") if _ % 2 else ("without", "with"):
+            tables.sigmoid_outputs = found if which == "with" else (lambda graph: {})  # type: ignore[assignment]
+            times[which].append(shown())
+    tables.sigmoid_outputs = found
+    best = {k: min(v) for k, v in times.items()}
+    print(f"displays of {len(g.nodes)} nodes ({terms} sigmoids): with the notation {best['with']:.2f} s, "
+          f"without {best['without']:.2f} s, ratio {best['with'] / best['without']:.2f} (min of {rounds})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--png", action="store_true", help="write docs/images/<graph>.png")
+    parser.add_argument("--notation", action="store_true", help="only the displays' cost of the notation")
     args = parser.parse_args()
+    if args.notation:
+        notation_cost()
+        return
     print(f"{'graph':<10} {'layout':<7} {'nodes':>5} {'crossings':>9} {'overlaps':>8} "
           f"{'width':>6} {'height':>6} {'text@900':>8}")
     for name, engine, n, m in measures():

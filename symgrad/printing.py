@@ -7,6 +7,7 @@ the interpreter (numbers on every node) and the code generator.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Set
 from typing import Any
 
@@ -428,12 +429,19 @@ def sigmoid_outputs(graph: Any) -> dict[sp.Expr, sp.Symbol]:
     """``{sigmoid(a): q}`` for each node ``q`` of ``graph`` computing a sigmoid (an op or a gate)."""
     from .ops import sigmoid
 
-    found = {}
-    for n in graph.nodes:
-        e = graph.expr(n)
-        if isinstance(e, sigmoid):
-            found[e] = graph.symbol(n)
-    return found
+    cached = _SIGMOIDS.get(graph)
+    if cached is None:
+        cached = {}
+        for n in graph.nodes:
+            e = graph.expr(n)
+            if isinstance(e, sigmoid):
+                cached[e] = graph.symbol(n)
+        _SIGMOIDS[graph] = cached
+    return cached
+
+
+# graphs never change, so each one's sigmoid nodes are found once
+_SIGMOIDS: weakref.WeakKeyDictionary[Any, dict[sp.Expr, sp.Symbol]] = weakref.WeakKeyDictionary()
 
 
 def in_notation(expr: sp.Expr, outputs: Mapping[sp.Expr, sp.Symbol]) -> sp.Expr:
@@ -455,8 +463,17 @@ def in_notation(expr: sp.Expr, outputs: Mapping[sp.Expr, sp.Symbol]) -> sp.Expr:
         return expr
     from .ops import sigmoid
 
-    flipped = {sigmoid(-value.args[0]): 1 - q for value, q in outputs.items()}
-    expr = expr.xreplace(flipped)
+    found = expr.atoms(sigmoid)
+    if not found:
+        return expr
+    flipped = {}
+    for value in found:
+        q = None if value in outputs else outputs.get(sigmoid(-value.args[0]))
+        if q is not None:
+            flipped[value] = 1 - q
+    expr = expr.xreplace(flipped) if flipped else expr
+    if not any(value in outputs for value in found):
+        return expr
 
     def paired(e: sp.Expr) -> bool:
         return e.is_Mul and any(f in outputs and 1 - f in e.args for f in e.args)
