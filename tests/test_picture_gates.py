@@ -107,3 +107,21 @@ def test_expand_errors_name_the_gate(expand, words):
     with pytest.raises(sg.SymgradError) as e:
         sg.render(s, expand=expand)
     assert words in str(e.value).replace(" of this graph", "")
+
+
+def test_cli_render_fuses_and_expands(tmp_path, capsys):
+    from symgrad.cli import main
+
+    at = ["--at", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3"]
+    gate, opened = tmp_path / "gate.svg", tmp_path / "opened.svg"
+    assert main(["render", NEURON, "--fuse", "sigmoid", *at, "-o", str(gate)]) == 0
+    assert "  10 nodes, " in capsys.readouterr().out
+    assert main(["render", NEURON, "--fuse", "sigmoid", "--expand", *at, "-o", str(opened)]) == 0
+    assert "  10 nodes (13 with its gates opened), " in capsys.readouterr().out
+    closed_svg, opened_svg = gate.read_text(encoding="utf-8"), opened.read_text(encoding="utf-8")
+    assert len(groups(closed_svg, "gate")) == 1 and not groups(closed_svg, "gate-frame")
+    (frame,) = groups(opened_svg, "gate-frame")
+    assert frame.get("data-fused") == "q5 q6 q7 q8"
+    assert opened_svg == sg.render(sg.graph(NEURON).fuse("sigmoid").backprop(**NEURON_AT), expand=True)
+    assert main(["render", NEURON, "--fuse", "sigmod"]) == 2
+    assert "did you mean 'sigmoid'?" in capsys.readouterr().err
