@@ -239,3 +239,22 @@ def test_a_gif_without_its_extra_names_the_extra(monkeypatch):
     p = sg.graph("x * y").backprop(x=1, y=2).player()
     with pytest.raises(sg.SymgradError, match=r'pip install "symgrad\[gif\]"'):
         p.gif()
+
+
+def test_with_widgets_a_slider_steps_through_the_frames(monkeypatch):
+    w = pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    p = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4).player()
+    p._ipython_display_()
+    (box,) = shown
+    (controls, view) = box.children
+    play, slider = controls.children
+    assert isinstance(slider, w.IntSlider) and (slider.min, slider.max) == (0, len(p.frames) - 1)
+    assert isinstance(play, w.Play) and play.max == slider.max
+    assert view.value.startswith(p.frames[0].svg)
+    for k in (5, 8, 2):
+        slider.value = k
+        assert view.value.startswith(p.frames[k].svg) and p.frames[k].text.split(":")[0] in view.value
