@@ -2,7 +2,8 @@
 
     python benchmarks/pictures.py            # a table: crossings, overlaps, width, smallest text
     python benchmarks/pictures.py --png      # also write docs/images/*.png (needs cairosvg)
-                                             # and docs/images/xyz-player.html
+                                             # and docs/images/xyz-player.html, .gif
+    python benchmarks/pictures.py --notation # the displays' time with the one notation, and without
 
 The graphs are the lectures' three circuits, a 30-node expression and the CS231n
 two-layer net on a batch of 64 CIFAR-10 images; each is drawn as a trace (values and
@@ -55,10 +56,41 @@ def measures() -> list[tuple[str, str, int, object]]:
     return rows
 
 
+def notation_cost(terms: int = 60, rounds: int = 3) -> None:
+    """Tables, explanation and picture of a graph of ``terms`` sigmoids: with the notation
+    (q*(1 - q) through each sigmoid's node) and without it, interleaved, in this run."""
+    import time
+
+    import symgrad.tables as tables
+
+    g = sg.graph(" + ".join(f"sigmoid(x{i}*w{i})*exp(x{i})" for i in range(terms)))
+    t = g.backprop(**{n: 0.1 for n in g.inputs})
+    found = tables.sigmoid_outputs
+
+    def shown() -> float:
+        start = time.perf_counter()
+        str(g.table()), str(t.table()), str(t.explain()), sg.render(g)
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(rounds):
+        for which in ("with", "without") if _ % 2 else ("without", "with"):
+            tables.sigmoid_outputs = found if which == "with" else (lambda graph: {})  # type: ignore[assignment]
+            times[which].append(shown())
+    tables.sigmoid_outputs = found
+    best = {k: min(v) for k, v in times.items()}
+    print(f"displays of {len(g.nodes)} nodes ({terms} sigmoids): with the notation {best['with']:.2f} s, "
+          f"without {best['without']:.2f} s, ratio {best['with'] / best['without']:.2f} (min of {rounds})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--png", action="store_true", help="write docs/images/<graph>.png")
+    parser.add_argument("--notation", action="store_true", help="only the displays' cost of the notation")
     args = parser.parse_args()
+    if args.notation:
+        notation_cost()
+        return
     print(f"{'graph':<10} {'layout':<7} {'nodes':>5} {'crossings':>9} {'overlaps':>8} "
           f"{'width':>6} {'height':>6} {'text@900':>8}")
     for name, engine, n, m in measures():
@@ -69,17 +101,25 @@ def main() -> None:
 
         folder = Path(__file__).resolve().parent.parent / "docs" / "images"
         folder.mkdir(parents=True, exist_ok=True)
-        for name, t in traces().items():
+        shown = traces()
+        for name, t in shown.items():
             png = str(folder / f"{name}.png")
             cairosvg.svg2png(bytestring=sg.render(t).encode(), write_to=png, scale=1.5)
             print("wrote", folder / f"{name}.png")
         # The player of (x + y)·z: one backward step as a picture, and the whole as a page.
-        p = sg.player(traces()["xyz"])
+        p = shown["xyz"].player()
         step = next(i for i, f in enumerate(p.frames) if f.edge == ("q1", "q2"))
         cairosvg.svg2png(bytestring=p.frames[step].svg.encode(), write_to=str(folder / "player-step.png"),
                          scale=1.5)
         p.save(folder / "xyz-player.html")
-        print("wrote", folder / "player-step.png", "and", folder / "xyz-player.html")
+        p.save(folder / "xyz-player.gif", seconds=1.5)
+        print("wrote", folder / "player-step.png", folder / "xyz-player.html", folder / "xyz-player.gif")
+        # The neuron with its sigmoid fused, the gate opened in a frame.
+        neuron = shown["neuron"]
+        fused = sg.graph(neuron.graph.source).fuse("sigmoid")
+        opened = sg.render(fused.backprop(**{n: neuron.values[n] for n in fused.inputs}), expand=True)
+        cairosvg.svg2png(bytestring=opened.encode(), write_to=str(folder / "neuron-expanded.png"), scale=1.5)
+        print("wrote", folder / "neuron-expanded.png")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ examples:
   symgrad render "(x + y) * z" --at x=-2,y=5,z=-4 -o xyz.svg
   symgrad render "1/(1+exp(-(w0*x0+w1*x1+w2)))" --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3 -o neuron.svg
   symgrad render "x*x + x" -o branches.svg
+  symgrad render "1/(1+exp(-(w*x+b)))" --fuse sigmoid --at w=2,x=-1,b=1 -o gate.svg
 """
 
 
@@ -166,8 +167,7 @@ def derive(args: argparse.Namespace) -> str:
         raise InputError("--brief prints the gradients at a point: give the input values with --at")
     g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values),
               dtypes=parse_labels(args.labels))
-    for name in args.fuse:
-        g = g.fuse_all() if name == "all" else g.fuse_stable() if name == "stable" else g.fuse(name)
+    g = fused(g, args.fuse)
     out = [f"Graph ({args.granularity})", _indent(str(g)), "",
            "Local derivatives (SymPy)", _indent(derivative_table(g))]
     if args.lint:
@@ -187,6 +187,13 @@ def derive(args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
+def fused(g: Graph, names: Sequence[str]) -> Graph:
+    """``g`` with each ``--fuse`` pattern fused in turn ('all': one gate; 'stable': the lint's)."""
+    for name in names:
+        g = g.fuse_all() if name == "all" else g.fuse_stable() if name == "stable" else g.fuse(name)
+    return g
+
+
 def render_command(args: argparse.Namespace) -> str:
     """``symgrad render``: the SVG picture of EXPR's graph, or of its trace given --at."""
     from .picture import render
@@ -194,15 +201,18 @@ def render_command(args: argparse.Namespace) -> str:
     values = parse_values(args.at)
     g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values),
               dtypes=parse_labels(args.labels))
+    g = fused(g, args.fuse)
     drawn = g.backprop(dout=args.dout, **values) if args.at else g
+    expand = args.expand or False
     if args.output in (None, "-"):
-        return render(drawn, layout=args.layout, digits=args.digits)
-    svg = render(drawn, args.output, layout=args.layout, digits=args.digits)
+        return render(drawn, layout=args.layout, digits=args.digits, expand=expand)
+    svg = render(drawn, args.output, layout=args.layout, digits=args.digits, expand=expand)
     what = "values and gradients" if args.at else "local derivatives"
     size = re.search(r'width="([\d.]+)" height="([\d.]+)"', svg)
     shown = f", {float(size[1]):.0f}×{float(size[2]):.0f} px" if size else ""
+    opened = f" ({g.expand().nx.number_of_nodes()} with its gates opened)" if expand and g.gates else ""
     return (f"wrote {args.output}: the graph of {args.expression.strip()} with its {what}\n"
-            f"  {g.nx.number_of_nodes()} nodes{shown}")
+            f"  {g.nx.number_of_nodes()} nodes{opened}{shown}")
 
 
 def codegen_command(args: argparse.Namespace) -> str:
@@ -319,6 +329,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--layout", choices=["layers", "dot"], default="layers",
                    help="layers: networkx, always available (default); dot: Graphviz, if installed")
     r.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
+    r.add_argument("--fuse", action="append", default=[], metavar="PATTERN",
+                   help="fuse a pattern into gates, as for derive: each gate is drawn as one node")
+    r.add_argument("--expand", action="store_true",
+                   help="draw each fused gate as the nodes it was fused from, in a dashed frame")
     r.set_defaults(run=render_command)
 
     c = sub.add_parser(

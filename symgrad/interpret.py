@@ -18,6 +18,7 @@ from .values import as_array, check_labels, coerce, sizes
 
 if TYPE_CHECKING:
     from .explain import Explanation
+    from .player import Player
     from .tables import Table
 
 
@@ -88,6 +89,18 @@ class Trace:
         from .explain import explain
 
         return explain(self, wrt, digits=digits, max_paths=max_paths)
+
+    def player(self, digits: int = 4) -> Player:
+        """A step-through player of this trace (:func:`symgrad.player`): in Jupyter, a slider.
+
+        >>> import symgrad as sg
+        >>> p = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4).player()
+        >>> p.steps()[-1]
+        'backward: q1 → y: upstream ∂q2/∂q1 = -4 × local ∂q1/∂y = 1 = downstream -4'
+        """
+        from .player import Player
+
+        return Player(self, digits)
 
     def _repr_svg_(self) -> str | None:
         from .picture import MAX_INLINE, render

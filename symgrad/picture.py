@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,7 @@ class SVG(str):
 
 
 def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
-           layout: str = "layers", digits: int = 4) -> SVG:
+           layout: str = "layers", digits: int = 4, expand: bool | str | Iterable[str] = False) -> SVG:
     """An SVG picture of a graph, or of a trace with its numbers; written to ``path`` if given.
 
     Parameters
@@ -91,6 +92,11 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
         program, if installed).
     digits:
         significant digits of the numbers shown.
+    expand:
+        a fused gate is drawn as one node (a double outline); ``True`` draws
+        every gate as the nodes it was fused from, inside a dashed frame named
+        for the gate, and a gate's name (or a list of them) opens just those.
+        A trace is computed again on the opened graph, at the same inputs.
 
     Returns
     -------
@@ -108,9 +114,13 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
 
     check_digits(digits)
     if isinstance(obj, Trace):
-        text = Picture(obj.graph, obj, digits).svg(layout)
+        graph, frames = opened(obj.graph, expand)
+        trace = obj if graph is obj.graph else graph.backprop(
+            dout=obj.dout, **{n: obj.values[n] for n in graph.inputs})
+        text = Picture(graph, trace, digits, frames).svg(layout)
     elif isinstance(obj, Graph):
-        text = Picture(obj, None, digits).svg(layout)
+        graph, frames = opened(obj, expand)
+        text = Picture(graph, None, digits, frames).svg(layout)
     else:
         raise SymgradError(f"cannot draw a {type(obj).__name__}; give a Graph or a Trace")
     if path is not None:
@@ -122,6 +132,51 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
         except OSError as e:
             raise SymgradError(f"cannot write {os.fspath(path)!r}: {e.strerror}") from None
     return SVG(text)
+
+
+Frames = list[tuple[str, str, list[str]]]  # (gate, its name, the nodes drawn for it)
+
+
+def opened(graph: Graph, expand: bool | str | Iterable[str]) -> tuple[Graph, Frames]:
+    """``graph`` with the gates ``expand`` names opened (all, through nesting, for True), and their frames.
+
+    >>> import symgrad as sg
+    >>> s = sg.graph("1/(1+exp(-(w*x+b)))").fuse("sigmoid")
+    >>> g, frames = opened(s, True)
+    >>> frames
+    [('q6', 'sigmoid', ['q3', 'q4', 'q5', 'q6'])]
+    """
+    if expand is False or expand is None:
+        return graph, []
+    if expand is True:
+        chosen = list(graph.gates)
+    elif isinstance(expand, str):
+        chosen = [expand]
+    elif isinstance(expand, Iterable):
+        chosen = list(expand)
+    else:
+        raise SymgradError(f"expand= takes True, False, a gate's name or a list of them, not {expand!r}")
+    rounds: list[dict[str, tuple[str, list[str]]]] = []
+    while chosen:
+        for n in chosen:
+            if not isinstance(n, str) or n not in graph.nx or graph.nx.nodes[n]["kind"] != "gate":
+                shown = ", ".join(graph.gates) or "none"
+                raise SymgradError(f"cannot expand {n!r}: not a fused gate of this graph (gates: {shown})")
+        rounds.append({n: (str(graph.nx.nodes[n].get("label", n)),
+                           list(graph.nx.nodes[n]["body"].graph["fused"])) for n in chosen})
+        graph = graph.expand(chosen)
+        chosen = [m for n, (_, members) in rounds[-1].items() for m in members
+                  if graph.nx.nodes[m]["kind"] == "gate"] if expand is True else []
+
+    def drawn(m: str, after: int) -> list[str]:
+        for later in rounds[after:]:
+            if m in later:
+                return [x for inner in later[m][1] for x in drawn(inner, rounds.index(later) + 1)]
+        return [m]
+
+    frames = [(n, name, [x for m in members for x in drawn(m, r + 1)])
+              for r, found in enumerate(rounds) for n, (name, members) in found.items()]
+    return graph, frames
 
 
 def check_digits(digits: object) -> None:
@@ -188,8 +243,9 @@ class EdgeText:
 class Picture:
     """The boxes and edge texts of one graph or trace, and the SVG drawn from them."""
 
-    def __init__(self, graph: Graph, trace: Trace | None, digits: int = 4):
+    def __init__(self, graph: Graph, trace: Trace | None, digits: int = 4, frames: Frames | None = None):
         self.graph, self.trace, self.digits = graph, trace, digits
+        self.frames = list(frames or [])
         self.boxes = {n: self._box(n) for n in graph.nodes}
         self.edges = {(u, v): self._edge(u, v) for u, v in graph.nx.edges}
         self.stub = self._edge(graph.output, None)
@@ -210,6 +266,9 @@ class Picture:
         elif shape:
             box.below.append((shape_text(shape), GREY, "shape"))
         lines = [f"{n}: input" if kind == "input" else f"{n} = {expression_text(self.graph, n)}"]
+        if kind == "gate":
+            fused = ", ".join(data["body"].graph["fused"])
+            lines.append(f"a fused gate of {fused}; render(..., expand=True) draws them")
         if t is not None:
             grad = t.node_grads.get(n)
             if len(g.consumers(n)) > 1 and grad is not None:
@@ -325,6 +384,8 @@ class Drawing:
         self._edge(out, None, [(start, y), (start + length, y)], (start + length / 2, y), p.stub, False)
         for n, (x, y) in lay.centres.items():
             self._node(n, x, y)
+        for gate, name, members in p.frames:
+            self._frame(gate, name, [m for m in members if m in self.node_boxes])
         x0, y0, x1, y1 = self.extent
         legend = (f"green: values (forward) · red: gradients ∂{out}/∂… (backward)" if p.trace
                   else "grey: the local derivative ∂v/∂u of each edge u → v")
@@ -340,6 +401,24 @@ class Drawing:
         self.root.set("width", _f(width))
         self.root.set("height", _f(height))
         return ET.tostring(self.root, encoding="unicode")
+
+    def _frame(self, gate: str, name: str, members: list[str]) -> None:
+        """A dashed frame around the nodes an opened gate was fused from, named for the gate."""
+        if not members:
+            return
+        corners = [c for m in members for c in self.node_boxes[m]]
+        pad = 6.0
+        x0, y0 = min(c[0] for c in corners) - pad, min(c[1] for c in corners) - pad - SMALL - 2
+        x1, y1 = max(c[0] for c in corners) + pad, max(c[1] for c in corners) + pad
+        group = ET.Element("g", {"class": "gate-frame", "data-gate": gate, "data-fused": " ".join(members)})
+        self.root.insert(list(self.root).index(self.edge_layer), group)
+        ET.SubElement(group, "rect", {
+            "x": _f(x0), "y": _f(y0), "width": _f(x1 - x0), "height": _f(y1 - y0), "rx": "8",
+            "fill": "none", "stroke": GREY, "stroke-width": "1", "stroke-dasharray": "5,3",
+        })
+        self._text(group, f"{name} ({gate})", x0 + 6, y0 + SMALL + 1, GREY, "gate-name", size=SMALL,
+                   anchor="start")
+        self._grow(x0, y0, x1, y1)
 
     def _grow(self, x0: float, y0: float, x1: float, y1: float) -> None:
         e = self.extent
@@ -363,9 +442,13 @@ class Drawing:
     def _node(self, n: str, x: float, y: float) -> None:
         box = self.p.boxes[n]
         w, h = box.size
-        order = self.p.graph.nx.nodes[n]["order"]
+        data = self.p.graph.nx.nodes[n]
+        order = data["order"]
+        gate = data["kind"] == "gate"
         group = ET.SubElement(self.node_layer, "g", {
-            "class": "node backward" if order else "node", "data-node": n})
+            "class": "node backward" if order else "node gate" if gate else "node", "data-node": n})
+        if gate:
+            group.set("data-fused", " ".join(data["body"].graph["fused"]))
         ET.SubElement(group, "title").text = box.title
         if box.round:
             fill = BACKWARD_FILLS[(order - 1) % len(BACKWARD_FILLS)] if order else FILL
@@ -373,6 +456,11 @@ class Drawing:
                 "cx": _f(x), "cy": _f(y), "rx": _f(w / 2), "ry": _f(h / 2),
                 "fill": fill, "stroke": INK, "stroke-width": "1.3",
             })
+            if gate:  # a double outline: one node standing for several
+                ET.SubElement(group, "ellipse", {
+                    "cx": _f(x), "cy": _f(y), "rx": _f(w / 2 - 3), "ry": _f(h / 2 - 3),
+                    "fill": "none", "stroke": INK, "stroke-width": "0.8",
+                })
             self._text(group, box.label, x, y + FONT * 0.35, INK, "op", attrs={"data-node": n})
         else:
             self._text(group, box.label, x, y + FONT * 0.35, INK, "input", size=FONT + 1,

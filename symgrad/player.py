@@ -7,15 +7,18 @@ step reads *upstream × local = downstream*, ``∂out/∂v`` times ``∂v/∂u``
 gradient the edge carries back to ``u`` (written out in red on it).
 
 In Jupyter, :class:`Player` shows a slider with play buttons (ipywidgets); without
-ipywidgets it shows the whole picture and the written steps.  :meth:`Player.html`
-is one self-contained HTML page (the SVG frames and a little JavaScript, nothing
-fetched) for slides; :meth:`Player.write_svgs` writes the frames as SVG files.
+ipywidgets it shows the whole picture and the written steps; one :class:`Frame`
+as a cell's last line shows its picture.  :meth:`Player.html` is one
+self-contained HTML page (the SVG frames and a little JavaScript, nothing
+fetched) for slides; :meth:`Player.write_svgs` writes the frames as SVG files;
+:meth:`Player.gif` an animated GIF (with the ``gif`` extra: CairoSVG and Pillow).
 """
 
 from __future__ import annotations
 
 import copy
 import html
+import io
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -44,6 +47,9 @@ class Frame:
     edge: tuple[str, str] | None
     text: str
     svg: str
+
+    def _repr_svg_(self) -> str:
+        return self.svg
 
 
 class Player:
@@ -164,12 +170,44 @@ class Player:
         return _PAGE.format(title=title, frames=frames, steps=steps, last=len(self.frames) - 1,
                             ms=int(seconds * 1000))
 
-    def save(self, path: str | os.PathLike[str], seconds: float = 1.0) -> None:
-        """Write :meth:`html` to ``path`` (a name ending in ``.html``)."""
-        if not os.fspath(path).lower().endswith((".html", ".htm")):
-            raise SymgradError(f"cannot write a player to {os.fspath(path)!r}: the name must end in .html")
+    def gif(self, seconds: float = 1.0, scale: float = 1.0) -> bytes:
+        """The frames as an animated GIF, ``seconds`` each, looping; needs the ``gif`` extra.
+
+        The frames are drawn by CairoSVG and put together by Pillow
+        (``pip install "symgrad[gif]"``; CairoSVG needs the Cairo library).
+        """
+        if not (isinstance(seconds, (int, float)) and 0 < seconds <= 60):
+            raise SymgradError(f"seconds per frame must be a number from 0 to 60, not {seconds!r}")
+        if not (isinstance(scale, (int, float)) and 0 < scale <= 8):
+            raise SymgradError(f"scale must be a number from 0 to 8, not {scale!r}")
         try:
-            Path(path).write_text(self.html(seconds), encoding="utf-8")
+            import cairosvg
+            from PIL import Image
+        except (ImportError, OSError) as e:  # OSError: CairoSVG without the Cairo library
+            raise SymgradError(f'an animated GIF needs the gif extra: pip install "symgrad[gif]" ({e}); '
+                               'save("steps.html") needs nothing more') from None
+        images = [Image.open(io.BytesIO(cairosvg.svg2png(bytestring=f.svg.encode("utf-8"), scale=scale)))
+                  for f in self.frames]
+        width, height = max(i.width for i in images), max(i.height for i in images)
+        pages = []
+        for image in images:  # every frame on a white page of the largest frame's size
+            page = Image.new("RGB", (width, height), "white")
+            page.paste(image.convert("RGBA"), (0, 0), image.convert("RGBA"))
+            pages.append(page.quantize(colors=255))
+        out = io.BytesIO()
+        pages[0].save(out, format="GIF", save_all=True, append_images=pages[1:],
+                      duration=int(seconds * 1000), loop=0)
+        return out.getvalue()
+
+    def save(self, path: str | os.PathLike[str], seconds: float = 1.0) -> None:
+        """Write :meth:`html` to ``path`` ending in ``.html``, or :meth:`gif` to one ending in ``.gif``."""
+        name = os.fspath(path).lower()
+        if not name.endswith((".html", ".htm", ".gif")):
+            raise SymgradError(f"cannot write a player to {os.fspath(path)!r}: "
+                               "the name must end in .html or .gif")
+        data = self.gif(seconds) if name.endswith(".gif") else self.html(seconds).encode("utf-8")
+        try:
+            Path(path).write_bytes(data)
         except OSError as e:
             raise SymgradError(f"cannot write {os.fspath(path)!r}: {e.strerror}") from None
 

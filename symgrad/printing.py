@@ -7,6 +7,7 @@ the interpreter (numbers on every node) and the code generator.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Set
 from typing import Any
 
@@ -419,3 +420,109 @@ def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(eval(code, {**namespace, "__builtins__": {}}, env), dtype=float)  # env: not copied
     except NameError as e:  # a spelling that uses a name nothing defines
         raise UnsupportedError(f"no NumPy spelling for {expr}: {e}") from None
+
+
+# -- one notation for the displays: tables, explanations, pictures, program text -------------------
+
+
+def sigmoid_outputs(graph: Any) -> dict[sp.Expr, sp.Symbol]:
+    """``{sigmoid(a): q}`` for each node ``q`` of ``graph`` computing a sigmoid (an op or a gate)."""
+    from .ops import sigmoid
+
+    cached = _SIGMOIDS.get(graph)
+    if cached is None:
+        cached = {}
+        for n in graph.nodes:
+            e = graph.expr(n)
+            if isinstance(e, sigmoid):
+                cached[e] = graph.symbol(n)
+        _SIGMOIDS[graph] = cached
+    return cached
+
+
+# graphs never change, so each one's sigmoid nodes are found once
+_SIGMOIDS: weakref.WeakKeyDictionary[Any, dict[sp.Expr, sp.Symbol]] = weakref.WeakKeyDictionary()
+
+
+def in_notation(expr: sp.Expr, outputs: Mapping[sp.Expr, sp.Symbol]) -> sp.Expr:
+    """``expr`` as the displays write it: a sigmoid's derivative through its node's output.
+
+    ``outputs`` maps ``sigmoid(a)`` to the node ``q`` computing it (see
+    :func:`sigmoid_outputs`); then ``sigmoid(a)*(1 - sigmoid(a))`` and the
+    stable ``q*sigmoid(-a)`` both read ``q*(1 - q)``.  Only the text changes:
+    generated code keeps the stable form.
+
+    >>> from symgrad.ops import sigmoid
+    >>> a, q, d = sp.symbols("a q d")
+    >>> in_notation((1 - sigmoid(a)) * sigmoid(a), {sigmoid(a): q})
+    q*(1 - q)
+    >>> in_notation(d * q * sigmoid(-a), {sigmoid(a): q})
+    d*q*(1 - q)
+    """
+    if not outputs or not isinstance(expr, sp.Basic):
+        return expr
+    from .ops import sigmoid
+
+    found = expr.atoms(sigmoid)
+    if not found:
+        return expr
+    flipped = {}
+    for value in found:
+        q = None if value in outputs else outputs.get(sigmoid(-value.args[0]))
+        if q is not None:
+            flipped[value] = 1 - q
+    expr = expr.xreplace(flipped) if flipped else expr
+    if not any(value in outputs for value in found):
+        return expr
+
+    def paired(e: sp.Expr) -> bool:
+        return e.is_Mul and any(f in outputs and 1 - f in e.args for f in e.args)
+
+    def through_output(e: sp.Expr) -> sp.Expr:
+        swap = {}
+        for f in e.args:
+            if f in outputs and 1 - f in e.args:
+                swap[f], swap[1 - f] = outputs[f], 1 - outputs[f]
+        return sp.Mul(*(swap.get(f, f) for f in e.args))
+
+    return expr.replace(paired, through_output)
+
+
+class Notation:
+    """Printing methods shared by the display printers (text and LaTeX; ``latex`` says which).
+
+    A step function is an indicator: ``Heaviside(z - w)`` reads ``[z > w]``
+    (LaTeX ``\\mathbb{1}[z > w]``), ``Heaviside(a, 1)`` reads ``[a ≥ 0]``;
+    at a tie of max and min, where SymPy's ``Heaviside`` is ½, so is the
+    bracket (see docs/stability.md).  ``broadcast_to(g, (3, 4))`` reads
+    ``broadcast_{3×4}(g)`` in LaTeX.
+    """
+
+    latex = False
+
+    def _print_Heaviside(self, expr: sp.Heaviside, exp: Any = None) -> str:
+        a = expr.args[0]
+        at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        relation = "≥" if at_zero == 1 else ">"
+        positive = [t for t in sp.Add.make_args(a) if not t.could_extract_minus_sign()]
+        negative = [-t for t in sp.Add.make_args(a) if t.could_extract_minus_sign()]
+        if a.is_Add and positive and negative:
+            left, right = sp.Add(*positive), sp.Add(*negative)
+        elif a.could_extract_minus_sign():
+            left, right, relation = -a, sp.S.Zero, "≤" if at_zero == 1 else "<"
+        else:
+            left, right = a, sp.S.Zero
+        p = self._print  # type: ignore[attr-defined]
+        if self.latex:
+            tex = {">": ">", "≥": r"\geq", "<": "<", "≤": r"\leq"}[relation]
+            text = rf"\mathbb{{1}}\left[{p(left)} {tex} {p(right)}\right]"
+            return text if exp is None else f"{text}^{{{exp}}}"
+        return f"[{p(left)} {relation} {p(right)}]"
+
+    def _print_broadcast_to(self, expr: sp.Expr, exp: Any = None) -> str:
+        p = self._print  # type: ignore[attr-defined]
+        if not self.latex:
+            return super()._print_Function(expr)  # type: ignore[misc]
+        size = r" \times ".join(p(n) for n in expr.args[1]) or "1"
+        text = rf"\operatorname{{broadcast}}_{{{size}}}\left({p(expr.args[0])}\right)"
+        return text if exp is None else f"{text}^{{{exp}}}"

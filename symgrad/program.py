@@ -79,8 +79,8 @@ class Program:
       dq2 = dout
       dq1 = dq2*x
       dx = dq2*q1
-      dw = dq1*Heaviside(w - z)
-      dz = dq1*Heaviside(z - w)
+      dw = dq1*[w > z]
+      dz = dq1*[z > w]
       return {z: dz, w: dw, x: dx}
     """
 
@@ -107,7 +107,7 @@ class Program:
         from .tables import in_order
 
         order = [self.dout, *(a.target for a in self.backward), *map(self.graph.symbol, self.graph.nodes)]
-        return f"{adjoint.target} = {in_order(order, adjoint.expr)}"
+        return f"{adjoint.target} = {in_order(order, adjoint.expr, self.graph)}"
 
     def __str__(self) -> str:
         from .tables import expression_text

@@ -20,6 +20,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
+from .printing import Notation, in_notation, sigmoid_outputs
 from .tensors import ArrayFunction, Reduction
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class _Written:
         return sorted(expr.args, key=lambda a: (self._key(a), sp.default_sort_key(a)))
 
 
-class _AsWritten(_Written, StrPrinter):
+class _AsWritten(_Written, Notation, StrPrinter):
     """SymPy's text of an expression, its operands in a given order."""
 
     def __init__(self, order: list[sp.Symbol]):
@@ -79,8 +80,10 @@ class _AsWritten(_Written, StrPrinter):
         return f"{expr.func.__name__}({', '.join(self._print(a) for a in self._lattice_args(expr))})"
 
 
-class _AsWrittenLatex(_Written, LatexPrinter):
+class _AsWrittenLatex(_Written, Notation, LatexPrinter):
     """SymPy's LaTeX of an expression, its operands in a given order."""
+
+    latex = True
 
     def __init__(self, order: list[sp.Symbol]):
         super().__init__()
@@ -127,13 +130,13 @@ def written(graph: Graph, expr: sp.Expr, nodes: Iterable[str], latex: bool = Fal
     >>> import symgrad as sg
     >>> g = sg.graph("max(z, w)")
     >>> d = g.local_derivatives("q1")["z"]
-    >>> str(d), written(g, d, ["q1"])
-    ('Heaviside(-w + z)', 'Heaviside(z - w)')
-    >>> "(z - w" in written(g, d, ["q1"], latex=True)
-    True
+    >>> str(d), written(g, d, ["q1"]), written(g, d, ["q1"], latex=True)
+    ('Heaviside(-w + z)', '[z > w]', '\\\\mathbb{1}\\\\left[z > w\\\\right]')
     """
     order = [graph.symbol(u) for n in nodes for u in [*graph.operands(n), n]]
     printer = _AsWrittenLatex(order) if latex else _AsWritten(order)
+    if all(expr != graph.expr(n) for n in nodes):  # a derivative: the sigmoid's as q*(1 - q)
+        expr = in_notation(expr, sigmoid_outputs(graph))
     return printer.doprint(expr)
 
 
@@ -149,9 +152,10 @@ def expression_text(graph: Graph, node: str, expr: sp.Expr | None = None, latex:
     return written(graph, graph.expr(node) if expr is None else expr, [node], latex)
 
 
-def in_order(order: list[sp.Symbol], expr: sp.Expr) -> str:
-    """``expr`` as text, the operands of +, ·, max and min following ``order``."""
-    return _AsWritten(order).doprint(expr)
+def in_order(order: list[sp.Symbol], expr: sp.Expr, graph: Graph | None = None) -> str:
+    """``expr`` as text, the operands of +, ·, max and min following ``order`` (and, given the
+    ``graph``, a sigmoid's derivative through its node's output)."""
+    return _AsWritten(order).doprint(expr if graph is None else in_notation(expr, sigmoid_outputs(graph)))
 
 
 def vjp_text(rule: Any, graph: Graph | None = None, node: str | None = None, latex: bool = False) -> str:

@@ -214,7 +214,7 @@ def test_a_gate_is_one_factor_with_its_own_local_derivative():
     assert t.graph.nx.nodes[gate.node]["label"] == "σ"
     assert gate.value == pytest.approx(0.1966, abs=1e-4)
     assert chain.paths[0].value == pytest.approx(-0.1966, abs=1e-4)
-    assert "sigmoid(q4)" in str(t.explain("w0"))
+    assert "(q5*(1 - q5))·1·1·x0" in str(t.explain("w0"))
 
 
 def test_matrix_nodes_are_explained_node_by_node_with_their_vector_jacobian_products():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import xml.etree.ElementTree as ET
 
@@ -130,8 +131,10 @@ def test_player_errors(tmp_path):
     t = sg.graph("x * y").backprop(x=1, y=2)
     with pytest.raises(sg.SymgradError, match="not a Graph"):
         sg.player(t.graph)
-    with pytest.raises(sg.SymgradError, match="must end in .html"):
+    with pytest.raises(sg.SymgradError, match="must end in .html or .gif"):
         sg.player(t).save(tmp_path / "x.svg")
+    with pytest.raises(sg.SymgradError, match="seconds per frame"):
+        sg.player(t).gif(seconds=0)
     with pytest.raises(sg.SymgradError, match="digits must be"):
         sg.player(t, digits=0)
 
@@ -154,3 +157,104 @@ def test_without_widgets_shows_the_picture_and_the_steps(monkeypatch):
     p = sg.player(sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4))
     p._ipython_display_()
     assert len(shown) == 2 and "<svg" in shown[0].data and "9. backward: q1 → y" in shown[1].data
+
+
+def test_the_trace_has_its_player_as_a_method():
+    t = sg.graph(NEURON).backprop(**NEURON_AT)
+    p, q = t.player(), sg.player(t)
+    assert p.steps() == q.steps() and p.svgs() == q.svgs()
+    assert t.player(digits=2).steps()[0] == "forward: w0 (input) = 2"
+    assert p.frames[3]._repr_svg_() == p.frames[3].svg  # a frame as a cell's last line shows its picture
+
+
+@pytest.mark.parametrize("t", list(traces()), ids=["xyz", "neuron", "max", "Wx"])
+def test_the_highlighted_edge_carries_upstream_times_local(t):
+    """In the frame's picture: the highlighted edge's red number is the step's downstream, and
+    equals the head's gradient times the local derivative, both from the trace."""
+    for f in t.player().frames:
+        root = ET.fromstring(f.svg)
+        caption = [el.text for el in root.iter(f"{SVG}text") if el.get("class") == "step"]
+        assert caption == [f.text]
+        if f.direction != "backward":
+            continue
+        u, v = f.edge
+        (hit,) = current(f.svg)
+        grads = [el.text for el in hit.iter(f"{SVG}text") if el.get("class") == "grad"]
+        sent = t.sent.get((v, u))
+        if sent is None:  # a label: nothing comes back
+            assert grads in ([], [""]) and "no gradient" in f.text
+            continue
+        assert grads == [f.text.rsplit("downstream ", 1)[1].split(";")[0]]
+        if (v, u) in t.local:
+            expected = np.asarray(t.node_grads[v]) * np.asarray(t.local[v, u])
+            assert np.allclose(sent, expected)
+        if np.size(sent) == 1:
+            assert float(grads[0]) == pytest.approx(float(sent), rel=1e-3, abs=1e-4)
+
+
+def test_exports_an_animated_gif_one_picture_per_frame(tmp_path):
+    pytest.importorskip("PIL")
+    try:
+        import cairosvg
+    except (ImportError, OSError):
+        pytest.skip("CairoSVG or the Cairo library is not installed")
+    from PIL import Image
+
+    p = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4).player()
+    p.save(tmp_path / "xyz.gif", seconds=0.5)
+
+    def drawn(svg: str) -> np.ndarray:  # the frame's SVG drawn on its own, on white
+        image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode()))).convert("RGBA")
+        page = Image.new("RGB", image.size, "white")
+        page.paste(image, (0, 0), image)
+        return np.asarray(page, dtype=float)
+
+    pictures = [drawn(f.svg) for f in p.frames]
+    with Image.open(tmp_path / "xyz.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == len(p.frames) == 9
+        assert gif.info["duration"] == 500 and gif.info["loop"] == 0
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            rgb = np.asarray(gif.convert("RGB"), dtype=float)
+            near = np.abs(rgb - [0xbf, 0x87, 0x00]).sum(axis=-1) < 120  # the highlight's colour
+            assert near.sum() > 20, i  # every frame highlights its node or edge
+            distance = []
+            for picture in pictures:
+                h, w = min(picture.shape[0], rgb.shape[0]), min(picture.shape[1], rgb.shape[1])
+                distance.append(np.abs(rgb[:h, :w] - picture[:h, :w]).mean())
+            assert int(np.argmin(distance)) == i  # frame i is the picture of step i
+
+
+def test_a_gif_without_its_extra_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_cairo(name, *args, **kwargs):
+        if name == "cairosvg":
+            raise OSError("no library called \"cairo-2\" was found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cairo)
+    p = sg.graph("x * y").backprop(x=1, y=2).player()
+    with pytest.raises(sg.SymgradError, match=r'pip install "symgrad\[gif\]"'):
+        p.gif()
+
+
+def test_with_widgets_a_slider_steps_through_the_frames(monkeypatch):
+    w = pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    p = sg.graph("(x + y) * z").backprop(x=-2, y=5, z=-4).player()
+    p._ipython_display_()
+    (box,) = shown
+    (controls, view) = box.children
+    play, slider = controls.children
+    assert isinstance(slider, w.IntSlider) and (slider.min, slider.max) == (0, len(p.frames) - 1)
+    assert isinstance(play, w.Play) and play.max == slider.max
+    assert view.value.startswith(p.frames[0].svg)
+    for k in (5, 8, 2):
+        slider.value = k
+        assert view.value.startswith(p.frames[k].svg) and p.frames[k].text.split(":")[0] in view.value

@@ -42,8 +42,8 @@ POINT = dict(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)
 def test_trace_table_writes_a_gate_local_gradient_through_its_output():
     t = sg.graph(NEURON).fuse("sigmoid").backprop(**POINT)
     gate = next(line for line in t.table().splitlines() if line.startswith("q8"))
-    assert "(1 - sigmoid(q4))*sigmoid(q4) = q8*(1 - q8)" in gate and "0.1966" in gate
-    assert r"= q_{8} \left(1 - q_{8}\right)" in t.table()._repr_latex_()
+    assert " q8*(1 - q8) " in gate and "sigmoid(q4)" not in gate and "0.1966" in gate
+    assert r"q_{8} \left(1 - q_{8}\right)" in t.table()._repr_latex_()
     unfused = sg.graph(NEURON).backprop(**POINT).table()
     assert "exp(q5) = q6" in unfused and "-1/q7**2 = -q8**2" in unfused
 
@@ -67,7 +67,7 @@ def test_displays_follow_the_operands_as_written():
     g = sg.graph("max(z, w)")
     assert "q1 = Max(z, w)" in str(g)
     table = g.backprop(z=2, w=-1, dout=2).table()
-    assert "Heaviside(z - w)" in table and "Heaviside(w - z)" in table
+    assert "[z > w]" in table and "[w > z]" in table
     assert "q1 = y - x" in str(sg.graph("y - x")) and "q1 = z*x" in str(sg.graph("z * x"))
     assert "q1 = Min(z, a)" in str(sg.graph(lambda z, a: sg.min(z, a)))
     out = io.StringIO()
