@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -364,12 +365,15 @@ def test_symbolic_links_and_sparse_files_are_refused(hostile):
 
 
 def test_memory_is_counted_per_submission(hostile):
+    """A cgroup kills what goes past it; without one, the grader's sum of the sandbox's
+    memory stops the run."""
     report, _, _, _, _ = hostile
-    if ISOLATION.cgroups is None:
-        pytest.skip("no cgroup here: memory is limited per process only")
     result = report.submission("memory").problem("circuit")
-    assert not result.passed
-    assert "of the children were killed" in result.reason or "was killed" in result.reason
+    assert not result.passed and result.score == 0
+    if ISOLATION.cgroups is None:
+        assert result.reason.startswith("ran out of memory (limit 384 MB, total across its processes)")
+    else:
+        assert "of the children were killed" in result.reason or "was killed" in result.reason
 
 
 def test_student_text_cannot_forge_report_lines(hostile):
@@ -636,8 +640,9 @@ def running_as(uid: int) -> list[str]:
 
 def test_attacks_fail_when_an_unprivileged_user_grades(runtime):
     """The whole hostile class, graded by the ``grader`` user with ``symgrad check``: no
-    cgroup for it to make, so process counts come from RLIMIT_NPROC; everything else as for
-    root. The class's files belong to ``grader``, so only the sandbox keeps them safe."""
+    cgroup for it to make, so process counts come from RLIMIT_NPROC and the grader sums the
+    memory of each sandbox's processes; everything else as for root. The class's files
+    belong to ``grader``, so only the sandbox keeps them safe."""
     uid, gid = pwd.getpwnam("grader")[2:4]
     room = Path(tempfile.mkdtemp(prefix="symgrad-unprivileged-"))  # where the grader user can read
     marker = f"{time.time() % 1000:.6f}"
@@ -699,10 +704,15 @@ def test_attacks_fail_when_an_unprivileged_user_grades(runtime):
         "homework.py is a symbolic link: hand in the file itself"
     assert results["sparse"]["problems"][0]["reason"].startswith("the submission is larger than 16 MB")
     memory = results["memory"]["problems"][0]
+    assert memory["score"] == 0 and memory["seconds"] < 3.5, memory
     if "cgroup" in data["sandbox"]:
-        assert memory["score"] == 0 and "killed" in memory["reason"]
-    else:  # no cgroup: memory is limited per process only (the documented limit)
-        assert "memory per process" in data["sandbox"]
+        assert "killed" in memory["reason"]
+    else:  # no cgroup: the grader's sum of the sandbox's memory, and RLIMIT_NPROC
+        assert "per submission (the grader sums its processes' resident memory" in data["sandbox"]
+        assert "32 processes (RLIMIT_NPROC)" in data["sandbox"]
+        assert memory["reason"].startswith("ran out of memory (limit 384 MB, total across its processes)")
+        forks = re.search(r"stopped after (\d+) processes", results["fork_bomb"]["problems"][0]["hints"][0])
+        assert forks is not None and 0 < int(forks[1]) < 32  # the supervisor and bwrap count too
 
 
 def test_a_root_grader_runs_sandboxes_as_nobody(tmp_path, runtime):

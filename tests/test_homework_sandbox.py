@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -461,3 +462,76 @@ def test_results_are_kept_as_arrays_and_read_as_before():
     assert why is None and x.tolist() == [1.0, 2.5]
     assert _decode(items["y"]) == (None, "could not be read")
     assert _decode(json.loads(line)["returned"]["items"]["y"]) == (None, "could not be read")
+
+
+HOLDERS = """
+    import os, time
+    started = []
+    def grad(x, y, z):
+        if not started:  # at the first test point
+            started.append(True)
+            read, write = os.pipe()
+            for _ in range(CHILDREN):  # each child holds 200 MB, within the per-process limit
+                if os.fork() == 0:
+                    if os.fork():  # and an orphan below it, reparented to the sandbox's init
+                        os._exit(0)
+                    held = bytearray(200 << 20)
+                    held[::4096] = b"x" * len(held[::4096])
+                    os.write(write, b"!")
+                    time.sleep(20)
+                    os._exit(len(held) == 0)
+            for _ in range(CHILDREN):
+                os.read(read, 1)
+            time.sleep(0.5)  # time for the grader to look
+        return {"x": z, "y": z, "z": x + y}
+"""
+
+
+@pytest.mark.parametrize("children, passes", [(1, True), (3, False)])
+def test_without_a_cgroup_the_grader_bounds_memory_across_processes(tmp_path, children, passes):
+    """No cgroup (an unprivileged grader): the grader sums the memory of the sandbox's
+    processes, orphans included, and stops a run past the limit; one that stays within it
+    (one child of 200 MB, 512 MB allowed) is graded as usual."""
+    if ISOLATION is None:
+        pytest.skip(f"no sandbox here: {WHY}")
+    isolation = dataclasses.replace(ISOLATION, cgroups=None)
+    assert "per submission (the grader sums its processes' resident memory every 0.1 s)" in isolation.note
+    assert "32 processes (RLIMIT_NPROC)" in isolation.note
+    result = grade_one(tmp_path, HOLDERS.replace("CHILDREN", str(children)), isolation=isolation)
+    if passes:
+        assert result.passed, result.reason
+    else:
+        assert not result.passed and result.reason.startswith(
+            "ran out of memory (limit 512 MB, total across its processes) in grad()"), result.reason
+    time.sleep(0.2)
+    assert children_of(os.getpid()) == []
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def test_the_memory_of_a_process_tree_is_summed():
+    """A parent and a child holding 100 MB of their own: the sum counts the child's 100 MB
+    once and the pages they share (Python itself) once between them."""
+    code = ("import os, sys, time\nheld = bytearray(100 << 20); held[::4096] = b'x' * len(held[::4096])\n"
+            "r, w = os.pipe()\nif os.fork() == 0:\n    mine = bytearray(100 << 20)\n"
+            "    mine[::4096] = b'y' * len(mine[::4096]); os.write(w, b'!'); time.sleep(30)\n"
+            "os.read(r, 1); print('ready', flush=True); time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        total = sandbox.sandbox_memory_mb(proc.pid)
+        assert 200 <= total < 200 + 60, total  # parent's 100 MB, child's 100 MB, Python's pages
+        assert sandbox.sandbox_memory_mb(os.getpid()) >= total  # this process is above them
+    finally:
+        proc.kill()
+        proc.wait()

@@ -496,6 +496,8 @@ def _run_end(outcome: Outcome, k: int, limits: Limits) -> str:
         return f"sent more than {MAX_CHANNEL_BYTES >> 20} MB of results {where}: stopped"
     if outcome.stopped == "protocol":
         return f"sent the grader {outcome.violation} {where}: stopped"
+    if outcome.stopped == "memory":
+        return f"ran out of memory (limit {limits.memory_mb} MB, total across its processes) {where}: stopped"
     if outcome.stopped == "cancelled":
         return "grading was interrupted"
     end = outcome.last("exit")

@@ -21,7 +21,9 @@ sandbox Flatpak uses):
 - with a clean environment, one BLAS thread, and limits: CPU time, address
   space and file size (``setrlimit`` in the child); memory and process count
   per submission from a cgroup where the grader may create one (v2 or v1),
-  else ``RLIMIT_NPROC``; and the grader's own clock for wall time.
+  else ``RLIMIT_NPROC`` in the sandbox's user namespace and the grader's
+  watch on the memory of the sandbox's processes (:func:`sandbox_memory_mb`,
+  every :data:`WATCH_SECONDS`); and the grader's own clock for wall time.
 
 Where bubblewrap is missing or cannot start, :func:`probe_isolation` raises
 :class:`SandboxUnavailable` saying what to install; only an explicit
@@ -68,6 +70,7 @@ KEPT_OUTPUT_BYTES = 4096
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DISK_MB = 64
 MAX_PROCESSES = 32
+WATCH_SECONDS = 0.1
 SANDBOX_UID = 65534
 HOME = "/home/student"
 SUBMISSION = "/run/submission"
@@ -237,7 +240,9 @@ class Isolation:
             return ("UNSAFE: no sandbox (--unsafe-no-sandbox): submissions ran as plain processes "
                     "that could read and change the grader's files")
         limits = (f"memory and {MAX_PROCESSES} processes per submission (cgroup v{self.cgroups.version})"
-                  if self.cgroups else f"memory per process, {MAX_PROCESSES} processes (rlimits)")
+                  if self.cgroups else
+                  f"memory per process (rlimits) and per submission (the grader sums its processes' "
+                  f"resident memory every {WATCH_SECONDS:g} s), {MAX_PROCESSES} processes (RLIMIT_NPROC)")
         filtered = ", seccomp filter" if seccomp_program() is not None else ""
         return (f"bubblewrap: own file system (read-only runtime, {DISK_MB} MB tmpfs), no network, "
                 f"own processes, uid {SANDBOX_UID}{' (nobody on the host too)' if self.user else ''}"
@@ -388,8 +393,8 @@ class Outcome:
     ``current`` is the index of the problem that was running when the run
     ended and ``done`` the problems it finished; ``stopped`` says why the
     grader stopped it ("timeout", "output", "channel", "protocol",
-    "cancelled"), or is None; ``violation`` describes a message against the
-    protocol.
+    "memory", "cancelled"), or is None; ``violation`` describes a message
+    against the protocol.
     """
 
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -420,7 +425,9 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
 
     Each problem gets ``limits.wall_seconds`` from the moment it starts (the
     grader's clock) and may print ``limits.output_kb``; past either, or when
-    ``cancel`` is set, the whole run is killed.
+    ``cancel`` is set, the whole run is killed.  In a sandbox without a cgroup,
+    so is a run whose processes together hold more than ``limits.memory_mb``
+    (:func:`sandbox_memory_mb`, every :data:`WATCH_SECONDS`).
     """
     read_end, write_end = os.pipe()
     child_limits: dict[str, Any] = {"cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
@@ -465,7 +472,9 @@ def run(task: dict[str, Any], workdir: Path, limits: Limits, isolation: Isolatio
         except BrokenPipeError:
             pass
         trials = [len(problem.get("trials", ())) for problem in task["problems"]]
-        _Reader(proc, limits, outcome, trials, cancel).read(proc.stdout.fileno(), read_end)
+        # without a cgroup, the grader itself watches the sandbox's total memory
+        watch = not isolation.unsafe and isolation.cgroups is None
+        _Reader(proc, limits, outcome, trials, cancel, watch).read(proc.stdout.fileno(), read_end)
     finally:
         _kill(proc)
         if isolation.cgroups is not None:
@@ -493,8 +502,9 @@ class _Reader:
     """
 
     def __init__(self, proc: subprocess.Popen, limits: Limits, outcome: Outcome, trials: list[int],
-                 cancel: threading.Event | None):
+                 cancel: threading.Event | None, watch: bool = False):
         self.proc, self.limits, self.outcome, self.trials = proc, limits, outcome, trials
+        self.watch = watch
         self.problems = len(trials)
         self.cancel = cancel
         self.counted = [0] * len(trials)
@@ -507,6 +517,7 @@ class _Reader:
         self.channel = bytearray()
         self.received = 0
         self.exited = False
+        self.watched = self.now
 
     def read(self, out_fd: int, channel_fd: int) -> None:
         sel = selectors.DefaultSelector()
@@ -522,6 +533,11 @@ class _Reader:
                 if self.now >= self.deadline:
                     self.outcome.stopped = "timeout"
                     break
+                if self.watch and self.now >= self.watched + WATCH_SECONDS:
+                    self.watched = self.now
+                    if sandbox_memory_mb(self.proc.pid) > self.limits.memory_mb:
+                        self.outcome.stopped = "memory"
+                        break
                 for key, _ in sel.select(timeout=min(self.deadline - self.now, 0.1)):
                     data = os.read(key.fd, 1 << 16)
                     self.now = time.monotonic()
@@ -646,6 +662,37 @@ def _compact(message: dict[str, Any]) -> None:
                 value["data"] = None
         items = value.get("items")
         stack.extend(items.values() if isinstance(items, dict) else items if isinstance(items, list) else ())
+
+
+def sandbox_memory_mb(pid: int) -> float:
+    """The memory held by process ``pid`` and every process below it (a sandbox: orphans
+    are reparented to its PID namespace's init, which is below it), in MB: the sum of
+    each one's proportional set size (its own pages, and its share of those it shares),
+    or its resident set size where that cannot be read."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    parent = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            children.setdefault(parent, []).append(int(entry.name))
+    kb, stack = 0, [pid]
+    while stack:
+        process = stack.pop()
+        stack.extend(children.get(process, ()))
+        for file, key in (("smaps_rollup", b"\nPss:"), ("status", b"\nVmRSS:")):
+            try:
+                with open(f"/proc/{process}/{file}", "rb") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            at = text.find(key)
+            if at >= 0:
+                kb += int(text[at + len(key):].split()[0])
+                break
+    return kb / 1024
 
 
 def _exited(proc: subprocess.Popen) -> bool:
