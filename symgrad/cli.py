@@ -8,14 +8,17 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .dims import Shape
 from .errors import InputError, SymgradError
-from .frontends import graph
-from .graph import Graph
-from .tables import derivative_table, expression_text, number
+
+if TYPE_CHECKING:
+    from .dims import Shape
+    from .graph import Graph
+
+# SymPy, NumPy and networkx are imported by the commands that use them:
+# ``symgrad --version`` and ``symgrad --help`` start without them.
 
 EXAMPLES = """\
 examples:
@@ -159,7 +162,9 @@ def parse_labels(specs: Sequence[str]) -> dict[str, type]:
 
 def derive(args: argparse.Namespace) -> str:
     """The text of ``symgrad derive``."""
+    from .frontends import graph
     from .picture import check_digits
+    from .tables import derivative_table, number
 
     check_digits(args.digits)
     values = parse_values(args.at)
@@ -196,6 +201,7 @@ def fused(g: Graph, names: Sequence[str]) -> Graph:
 
 def render_command(args: argparse.Namespace) -> str:
     """``symgrad render``: the SVG picture of EXPR's graph, or of its trace given --at."""
+    from .frontends import graph
     from .picture import render
 
     values = parse_values(args.at)
@@ -218,6 +224,7 @@ def render_command(args: argparse.Namespace) -> str:
 def codegen_command(args: argparse.Namespace) -> str:
     """The text of ``symgrad codegen``: the module's source, or where it was written."""
     from .codegen import codegen
+    from .frontends import graph
 
     g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape),
               dtypes=parse_labels(args.labels))
@@ -230,12 +237,16 @@ def codegen_command(args: argparse.Namespace) -> str:
 
 
 def forward_lines(g: Graph, values: dict[str, Any], digits: int) -> str:
+    from .tables import expression_text, number
+
     lines = [f"{n} = {number(values[n], digits)}" for n in g.inputs]
     lines += [f"{n} = {expression_text(g, n)} = {number(values[n], digits)}" for n in g.operations]
     return "\n".join(lines)
 
 
 def backward_lines(t: Any, digits: int) -> str:
+    from .tables import number
+
     lines = []
     for adj in t.program.backward:
         value = number(t.node_grads[adj.node], digits)
@@ -266,14 +277,19 @@ LABELS_HELP = ("inputs that hold integer class labels, e.g. y (as softmax_cross_
 
 
 LOCAL_COMMANDS = ("derive", "render", "codegen")
+CHECK_HELP = "grade students' gradient code and symbolic answers (the homework checker)"
+ANSWER_HELP = "grade one symbolic answer to one problem, as JSON (for a course platform)"
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``symgrad`` parser; for one of :data:`LOCAL_COMMANDS`, without the grader's commands.
 
     ``check`` and ``grade-answer`` come from the homework package, imported only when the
-    command may be ``check`` (or is missing, or unknown: help lists it).
+    command may be one of them (an unknown command).  Without a command (``--help``,
+    ``--version``) only the commands' one-line help is shown: the parser is built without
+    the homework package and without the op table, so SymPy is not imported.
     """
+    expr = expr_help() if command is not None else "an expression"
     parser = argparse.ArgumentParser(
         prog="symgrad",
         description="Derive gradients the way backpropagation is taught: computation graphs, "
@@ -289,7 +305,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "SymPy and, given --at, run the forward and backward pass with numbers.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
     )
-    p.add_argument("expression", metavar="EXPR", help=expr_help())
+    p.add_argument("expression", metavar="EXPR", help=expr)
     p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...", help=AT_HELP)
     p.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     p.add_argument("--granularity", choices=["primitive", "nary"], default="primitive",
@@ -316,7 +332,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "gradient sent back along it (red).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RENDER_EXAMPLES,
     )
-    r.add_argument("expression", metavar="EXPR", help=expr_help())
+    r.add_argument("expression", metavar="EXPR", help=expr)
     r.add_argument("--at", action="append", default=[], metavar="NAME=VALUE,...", help=AT_HELP)
     r.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     r.add_argument("-o", "--output", metavar="FILE.svg",
@@ -341,7 +357,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "backward and value_and_grad functions for EXPR.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CODEGEN_EXAMPLES,
     )
-    c.add_argument("expression", metavar="EXPR", help=expr_help())
+    c.add_argument("expression", metavar="EXPR", help=expr)
     c.add_argument("--shape", action="append", default=[], metavar="NAME=(D,...),...", help=SHAPE_HELP)
     c.add_argument("-o", "--output", metavar="FILE", help="the module to write (default: print it)")
     c.add_argument("--wrt", metavar="NAME,...",
@@ -350,7 +366,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="primitive: binary + and * (default); nary: chains of + or * in one node")
     c.add_argument("--labels", action="append", default=[], metavar="NAME,...", help=LABELS_HELP)
     c.set_defaults(run=codegen_command)
-    if command not in LOCAL_COMMANDS:
+    if command is None:
+        sub.add_parser("check", help=CHECK_HELP)
+        sub.add_parser("grade-answer", help=ANSWER_HELP)
+    elif command not in LOCAL_COMMANDS:
         from .homework.command import add_answer_parser
         from .homework.command import add_parser as add_check_parser
 

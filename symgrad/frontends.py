@@ -10,14 +10,16 @@ nodes to :class:`~symgrad.graph.Graph`, whose attributes :mod:`symgrad.ir` sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
 from .build import Builder
 from .dims import Shape
 from .errors import InputError, SymgradError
-from .graph import Graph
+
+if TYPE_CHECKING:  # graph.py re-exports graph(): importing it here would make a cycle
+    from .graph import Graph
 
 
 def graph(source: str | sp.Expr | Callable[..., Any], *,
@@ -70,6 +72,8 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
         from .sympy_input import from_sympy
 
         return from_sympy(source, builder)
+    from .graph import Graph
+
     if isinstance(source, Graph):
         return source
     if callable(source):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import networkx as nx
 import sympy as sp
 
+from . import ir
 from .derive import edge_derivatives
 from .errors import FusionError
 from .gates import Pattern, canonical, patterns
@@ -176,10 +177,9 @@ def replace(graph: Graph, members: list[str], out: str, gate: sp.Expr,
     new = nx.DiGraph()
     for n in graph.nodes:
         if n == out:
-            data = g.nodes[out]
-            new.add_node(out, kind="gate", op=None, operands=tuple(operands), symbol=data["symbol"],
-                         expr=gate, label=name, shape=data["shape"], gate=name, body=body,
-                         elementwise=edges is None)
+            order = max(d["order"] for _, d in body.nodes(data=True))
+            new.add_node(out, **ir.gate_node(out, name, tuple(operands), gate, g.nodes[out]["shape"], body,
+                                             elementwise=edges is None, order=order))
         elif n not in gone:
             new.add_node(n, **g.nodes[n])
     new.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in new and v in new and v != out)

@@ -72,26 +72,15 @@ def vjp_edge(vjp: sp.Lambda | None) -> dict[str, Any]:
 def settle(g: Any) -> None:
     """Check that every node and edge of ``g`` carries the full attribute set.
 
-    A gate built without :func:`gate_node` (as :mod:`symgrad.fusion` does) gets
-    the rest here: the dtype of a gate is float, its order the highest of the
-    nodes it fused; an edge into a gate that states only a vector-Jacobian
-    product (or only derivatives) has the other attributes None.  Anything
-    else missing is a SymgradError naming the node or edge.
+    Nothing is filled in: a node or edge missing an attribute is a
+    SymgradError naming it (every builder, fusion included, goes through the
+    functions above).
     """
     for n, data in g.nodes(data=True):
-        gate = data.get("kind") == "gate"
-        if gate and not GATE_ATTRIBUTES <= data.keys():
-            body = data["body"]
-            data.setdefault("dtype", "float")
-            data.setdefault("elementwise", True)
-            data.setdefault("order", max((d["order"] for _, d in body.nodes(data=True)), default=0))
-        missing = (GATE_ATTRIBUTES if gate else NODE_ATTRIBUTES) - data.keys()
+        missing = (GATE_ATTRIBUTES if data.get("kind") == "gate" else NODE_ATTRIBUTES) - data.keys()
         if missing:
             raise SymgradError(f"node {n!r} lacks the attributes {', '.join(sorted(missing))}")
     for u, v, data in g.edges(data=True):
-        if g.nodes[v]["kind"] == "gate":
-            for key in EDGE_ATTRIBUTES - data.keys():
-                data[key] = None
         missing = EDGE_ATTRIBUTES - data.keys()
         if missing:
             raise SymgradError(f"edge {u!r} → {v!r} lacks the attributes {', '.join(sorted(missing))}")

@@ -35,6 +35,7 @@ from functools import partial
 
 import sympy as sp
 
+from . import ir
 from .build import Shape
 from .dims import broadcast
 from .gates import Pattern, canonical, rewrite
@@ -266,5 +267,4 @@ def gate_edges(graph: Graph, out: str, gate: sp.Expr, operands: Iterable[str]) -
     shapes = {n: graph.shape(n) for n in operands}
     rules = gate_vjps(gate, graph.symbol(out), shapes, [n for n in operands if n in graph.labels])
     upstream = sp.Symbol(f"d{out}", real=True)
-    return {u: {"derivative": None, "cached": None,
-                "vjp": None if rules[u] is None else sp.Lambda(upstream, rules[u])} for u in operands}
+    return {u: ir.vjp_edge(None if rules[u] is None else sp.Lambda(upstream, rules[u])) for u in operands}

@@ -58,3 +58,44 @@ def test_a_graph_missing_an_attribute_is_refused():
     g.add_node("x", kind="input")
     with pytest.raises(sg.SymgradError, match="node 'x' lacks the attributes"):
         sg.Graph(g, "x", ("x",))
+
+
+FILLED_BY_THEIR_BUILDERS = ["fused", "fused, array gate", "fused, expanded"]
+
+
+@pytest.mark.parametrize("name", FILLED_BY_THEIR_BUILDERS)
+def test_gates_arrive_complete_and_nothing_is_filled_in(name, monkeypatch):
+    """Fusion and expansion build gates through the IR's functions: the check finds nothing to add."""
+    from symgrad import ir
+
+    settled, original = [], ir.settle
+
+    def check_only(g):
+        before = ({n: dict(d) for n, d in g.nodes(data=True)},
+                  {(u, v): dict(d) for u, v, d in g.edges(data=True)})
+        original(g)
+        after = ({n: dict(d) for n, d in g.nodes(data=True)},
+                 {(u, v): dict(d) for u, v, d in g.edges(data=True)})
+        assert after == before
+        for n, d in g.nodes(data=True):
+            assert set(d) == (GATE_ATTRIBUTES if d["kind"] == "gate" else NODE_ATTRIBUTES), n
+        for u, v, d in g.edges(data=True):
+            assert set(d) == EDGE_ATTRIBUTES, (u, v)
+        settled.append(any(d["kind"] == "gate" for _, d in g.nodes(data=True)))
+
+    monkeypatch.setattr(ir, "settle", check_only)
+    GRAPHS[name]()
+    assert any(settled) or name.endswith("expanded")
+    assert len(settled) >= 2
+
+
+def test_a_gate_missing_an_attribute_is_refused_not_completed():
+    g = sg.graph("1/(1+exp(-x))").fuse("sigmoid")
+    h = g.nx.copy()
+    del h.nodes[g.output]["order"]
+    with pytest.raises(sg.SymgradError, match=f"node '{g.output}' lacks the attributes order"):
+        sg.Graph(h, g.output, g.inputs)
+    h = g.nx.copy()
+    del h.edges["x", g.output]["numeric"]
+    with pytest.raises(sg.SymgradError, match=f"edge 'x' → '{g.output}' lacks the attributes numeric"):
+        sg.Graph(h, g.output, g.inputs)

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from ..cli import ANSWER_HELP, CHECK_HELP
 from ..errors import InputError
 from .grading import grade
 from .report import GRADESCOPE_VISIBILITY
@@ -78,7 +79,7 @@ finished, marked partial, and status 130 (143 for SIGTERM).
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``check`` to the subcommands of ``symgrad``."""
     p = sub.add_parser(
-        "check", help="grade students' gradient code and symbolic answers (the homework checker)",
+        "check", help=CHECK_HELP,
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
     )
@@ -115,7 +116,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def add_answer_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``grade-answer`` to the subcommands of ``symgrad``."""
     p = sub.add_parser(
-        "grade-answer", help="grade one symbolic answer to one problem, as JSON (for a course platform)",
+        "grade-answer", help=ANSWER_HELP,
         description="Grade ANSWER, the derivative of PROBLEM's expression in SPEC, and print JSON in "
                     "the shape of PrairieLearn's external graders: gradable, score (0 to 1), message, "
                     "and a test per derivative with its points and hint.  Answers go through "
