@@ -10,21 +10,25 @@ through the gradient graph of a scalar loss, this is the Hessian as a handful
 of matrix products: for logistic regression, ``(q1 ∘ s(1 − s) ∘ q1 ∘ Xᵀ / N) @ X``
 rather than d Hessian-vector products.
 
-Tangents of vectors are matrices; tangents of matrices would be 3-D arrays,
-which ``@`` does not take, so the input and every node it reaches through
-matmul or transpose must be at most a vector (an UnsupportedError says so).
+Tangents of vectors are matrices and tangents of matrices stacks of matrices,
+which ``@`` takes as NumPy does (one product per direction): the Hessian of
+the two-layer net's loss with respect to W2 is ``q3ᵀ @ T`` for the stacked
+tangent T of the scores' gradient.  An input of three or more axes, and a
+stack of matrices meeting ``@`` (its tangent would be 4-D), are refused with
+an UnsupportedError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import sympy as sp
 
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
 from .higher import _Extension, _source, _tangent_prefix, eye
-from .tensors import broadcast_to, expand_dims, matmul, reduce_sum, transpose
+from .tensors import broadcast_to, expand_dims, matmul, permute_dims, reduce_sum, reshape, transpose
 
 Shape = tuple[int, ...]
 
@@ -48,10 +52,10 @@ def forward_jacobian(graph: Graph, wrt: str) -> Graph:
         raise SymgradError(f"{wrt!r} is not a float input of this graph "
                            f"(inputs: {', '.join(graph.inputs)})")
     shape = graph.shape(wrt)
-    if len(shape) > 1:
-        raise UnsupportedError(f"{wrt} has shape {shape}: forward Jacobians take scalars and "
-                               "vectors (a matrix's tangents would be 3-D)")
-    k = 1 if shape == () else shape[0]
+    if len(shape) > 2 or not all(isinstance(n, int) for n in shape):
+        raise UnsupportedError(f"{wrt} has shape {shape}: forward Jacobians take scalars, vectors "
+                               "and matrices of concrete sizes")
+    k = int(np.prod(shape, dtype=int))
     return _Stacked(graph, wrt, k).graph()
 
 
@@ -69,7 +73,10 @@ class _Stacked:
         self.scale = _free_prefix(graph.nodes, ("s_", "scale_", "coef_"))
         shape = graph.shape(wrt)
         self.identity = sp.Symbol(self.prefix + wrt, real=True)
-        self.ext.add(eye(k) if shape else sp.Integer(1), self.identity, (k, *shape))
+        start = eye(k) if len(shape) == 1 else reshape(eye(k), sp.Tuple(k, *shape)) if shape \
+            else sp.Integer(1)
+        self.ext.add(start, self.identity, (k, *shape))
+        self.vector = len(shape) <= 1  # an identity meeting @ can be left out
         self.linear: dict[str, dict[sp.Symbol, sp.Expr]] = {wrt: {self.identity: sp.S.One}}
         self.basis_shape: dict[sp.Symbol, Shape] = {self.identity: shape}
 
@@ -91,7 +98,8 @@ class _Stacked:
         if not g.elementwise(n):
             ts = {u: self.materialize(u) for u in reached}
             identities = {u for u in reached if self.linear[u] == {self.identity: sp.S.One}}
-            self._basis(n, _stacked_rule(g, n, ts, self.k, identities & {self.wrt}))
+            self._basis(n, _stacked_rule(g, n, ts, self.k,
+                                         identities & {self.wrt} if self.vector else set()))
             return
         edges = g.nx.edges
         local = {u: edges[u, n].get("numeric", edges[u, n]["cached"]) for u in reached}
@@ -152,30 +160,31 @@ def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int
     t = {graph.symbol(u): s for u, s in reached.items()}
     shape = {graph.symbol(u): graph.shape(u) for u in graph.operands(node)}
 
-    def matrices() -> UnsupportedError:
+    def stacks() -> UnsupportedError:
         return UnsupportedError(
-            f"{node} ({what}) has a matrix operand whose tangent would be 3-D; forward "
-            "Jacobians pass through @ and .T with vectors only")
+            f"{node} ({what}) has an operand of more than two axes whose tangent would be 4-D; "
+            "forward Jacobians pass through @ and .T with vectors and matrices only")
 
     if op == "matmul":
         a, b = expr.args
         terms = []
         names = {graph.symbol(u): u for u in reached}
-        if a in t:
-            if len(shape[a]) != 1:
-                raise matrices()
+        if any(len(shape[x]) > 2 for x in (a, b)):
+            raise stacks()
+        if a in t:  # (k, …, m) @ b: one product per direction
             terms.append(b if names[a] in identities else matmul(t[a], b))
         if b in t:
-            if len(shape[b]) != 1:
-                raise matrices()
-            a_t = transpose(a) if len(shape[a]) == 2 else a
-            terms.append(a_t if names[b] in identities else matmul(t[b], a_t))
+            if len(shape[b]) == 2:  # a @ (k, m, p)
+                terms.append(matmul(a, t[b]))
+            else:  # the rows of (k, m) times aᵀ
+                a_t = transpose(a) if len(shape[a]) == 2 else a
+                terms.append(a_t if names[b] in identities else matmul(t[b], a_t))
         return sp.Add(*terms)
     if op == "transpose":
         (a,) = expr.args
-        if len(shape[a]) > 1:
-            raise matrices()
-        return t[a]
+        if len(shape[a]) > 2:
+            raise stacks()
+        return permute_dims(t[a], sp.Tuple(0, 2, 1)) if len(shape[a]) == 2 else t[a]
     if op in ("sum", "mean", "logsumexp"):
         x, axes, keepdims = expr.args
         shifted = sp.Tuple(*(int(a) + 1 for a in axes)) if len(axes) else \
