@@ -28,7 +28,16 @@ import sympy as sp
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
 from .higher import _Extension, _source, _tangent_prefix, eye
-from .tensors import broadcast_to, expand_dims, matmul, permute_dims, reduce_sum, reshape, transpose
+from .tensors import (
+    ArrayFunction,
+    broadcast_to,
+    expand_dims,
+    matmul,
+    permute_dims,
+    reduce_sum,
+    reshape,
+    transpose,
+)
 
 Shape = tuple[int, ...]
 
@@ -76,7 +85,6 @@ class _Stacked:
         start = eye(k) if len(shape) == 1 else reshape(eye(k), sp.Tuple(k, *shape)) if shape \
             else sp.Integer(1)
         self.ext.add(start, self.identity, (k, *shape))
-        self.vector = len(shape) <= 1  # an identity meeting @ can be left out
         self.linear: dict[str, dict[sp.Symbol, sp.Expr]] = {wrt: {self.identity: sp.S.One}}
         self.basis_shape: dict[sp.Symbol, Shape] = {self.identity: shape}
 
@@ -98,8 +106,7 @@ class _Stacked:
         if not g.elementwise(n):
             ts = {u: self.materialize(u) for u in reached}
             identities = {u for u in reached if self.linear[u] == {self.identity: sp.S.One}}
-            self._basis(n, _stacked_rule(g, n, ts, self.k,
-                                         identities & {self.wrt} if self.vector else set()))
+            self._basis(n, _stacked_rule(g, n, ts, self.k, identities & {self.wrt}))
             return
         edges = g.nx.edges
         local = {u: edges[u, n].get("numeric", edges[u, n]["cached"]) for u in reached}
@@ -113,6 +120,9 @@ class _Stacked:
                 combined[b] = combined.get(b, sp.S.Zero) + local[u] * c
         self.linear[n] = {}
         for i, (b, c) in enumerate(combined.items()):
+            if not c.free_symbols and not isinstance(c, ArrayFunction):  # a number: no node
+                self.linear[n][b] = c
+                continue
             name = self.scale + n + (f"_{i + 1}" if len(combined) > 1 else "")
             symbol = sp.Symbol(name, real=True)
             self.ext.add(c, symbol, g.shape(n))
@@ -148,6 +158,17 @@ def _lift(t: sp.Expr, operand: Shape, node: Shape) -> sp.Expr:
     return expand_dims(t, sp.Tuple(*range(1, missing + 1))) if missing > 0 else t
 
 
+def _times_identity(a: sp.Expr, a_shape: Shape, b_shape: Shape) -> sp.Expr:
+    """``a @ E`` for the stacked directions E of a matrix b (m × p), without multiplying:
+    direction (r, i) gives ``a[..., r]`` in column i, zeros elsewhere."""
+    m, p = b_shape
+    if len(a_shape) == 1:  # (m, 1) * (p, p) → (m, p, p): (k, p)
+        return reshape(expand_dims(a, sp.Tuple(1)) * eye(p), sp.Tuple(m * p, p))
+    rows = a_shape[0]  # (m, 1, n, 1) * (1, p, 1, p) → (m, p, n, p): (k, n, p)
+    spread = expand_dims(transpose(a), sp.Tuple(1, 3)) * expand_dims(eye(p), sp.Tuple(0, 2))
+    return reshape(spread, sp.Tuple(m * p, rows, p))
+
+
 def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int,
                   identities: set[str]) -> sp.Expr:
     """The stacked tangent of an op that mixes entries; ``identities``: operands whose
@@ -172,9 +193,12 @@ def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int
         if any(len(shape[x]) > 2 for x in (a, b)):
             raise stacks()
         if a in t:  # (k, …, m) @ b: one product per direction
-            terms.append(b if names[a] in identities else matmul(t[a], b))
+            vector = len(shape[a]) == 1
+            terms.append(b if vector and names[a] in identities else matmul(t[a], b))
         if b in t:
-            if len(shape[b]) == 2:  # a @ (k, m, p)
+            if len(shape[b]) == 2 and names[b] in identities:  # a @ (the directions of b)
+                terms.append(_times_identity(a, shape[a], shape[b]))
+            elif len(shape[b]) == 2:  # a @ (k, m, p)
                 terms.append(matmul(a, t[b]))
             else:  # the rows of (k, m) times aᵀ
                 a_t = transpose(a) if len(shape[a]) == 2 else a
