@@ -88,8 +88,11 @@ def test_a_worker_that_dies_mid_computation_is_retried_and_the_result_is_unchang
             self.flag = flag
 
         def transition(self, key, start, finish, **kwargs):
-            if finish == "executing" and "_chunk" in str(key) and not os.path.exists(self.flag):
-                open(self.flag, "w").close()
+            if finish == "executing" and "_chunk" in str(key):
+                try:  # the first to create the flag dies; creating it is atomic
+                    os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return
                 os._exit(1)
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
