@@ -158,17 +158,6 @@ def _lift(t: sp.Expr, operand: Shape, node: Shape) -> sp.Expr:
     return expand_dims(t, sp.Tuple(*range(1, missing + 1))) if missing > 0 else t
 
 
-def _times_identity(a: sp.Expr, a_shape: Shape, b_shape: Shape) -> sp.Expr:
-    """``a @ E`` for the stacked directions E of a matrix b (m × p), without multiplying:
-    direction (r, i) gives ``a[..., r]`` in column i, zeros elsewhere."""
-    m, p = b_shape
-    if len(a_shape) == 1:  # (m, 1) * (p, p) → (m, p, p): (k, p)
-        return reshape(expand_dims(a, sp.Tuple(1)) * eye(p), sp.Tuple(m * p, p))
-    rows = a_shape[0]  # (m, 1, n, 1) * (1, p, 1, p) → (m, p, n, p): (k, n, p)
-    spread = expand_dims(transpose(a), sp.Tuple(1, 3)) * expand_dims(eye(p), sp.Tuple(0, 2))
-    return reshape(spread, sp.Tuple(m * p, rows, p))
-
-
 def _summed(t: sp.Expr, axes: sp.Tuple, keepdims: sp.Expr, shape: Shape) -> sp.Expr:
     """A stacked tangent summed over ``axes``; over its last axis alone, as a product with
     ones (``t @ 𝟙``), which NumPy computes many times faster than a sum over a short axis."""
@@ -204,9 +193,8 @@ def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int
             vector = len(shape[a]) == 1
             terms.append(b if vector and names[a] in identities else matmul(t[a], b))
         if b in t:
-            if len(shape[b]) == 2 and names[b] in identities:  # a @ (the directions of b)
-                terms.append(_times_identity(a, shape[a], shape[b]))
-            elif len(shape[b]) == 2:  # a @ (k, m, p)
+            if len(shape[b]) == 2:  # a @ (k, m, p), the identity's too: one product per direction
+                # beats spreading a's columns over a 4-D array (NumPy multiplies those slowly)
                 terms.append(matmul(a, t[b]))
             else:  # the rows of (k, m) times aᵀ
                 a_t = transpose(a) if len(shape[a]) == 2 else a

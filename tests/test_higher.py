@@ -431,11 +431,10 @@ def test_two_layer_net_hessian_in_w2_compiles_to_matrix_products():
     h = sg.hessian(net, "W2")
     assert h.method == "matrix" and len(h.graphs) == 1  # one graph, not H·C Hessian-vector products
     body = h.source.split("def forward")[1].split("return")[0]
-    # X @ W1, q3 @ W2, the softmax's sums along the classes (a product with ones), and
-    # q3ᵀ @ (the stacked tangents): one product for all the directions
-    assert body.count("@") == 4
-    assert "@ t_dq5" in body and "np.eye(12)" in body and "np.eye(3)" in body
-    assert "q3 @ t_W2" not in body  # q3 @ (the directions of W2) is spread, not multiplied
+    # X @ W1, q3 @ W2, q3 @ (the directions of W2), the softmax's sums along the classes
+    # (a product with ones), and q3ᵀ @ (the stacked tangents): each one @ for all directions
+    assert body.count("@") == 5
+    assert "q3 @ t_W2" in body and "@ t_dq5" in body and "np.eye(12)" in body
     got = h(**at)
     assert got.shape == (H, C, H, C)
     flat = got.reshape(H * C, H * C)
