@@ -1,6 +1,6 @@
 """Hessian-vector products and whole Hessians.
 
-Run:  python benchmarks/bench_higher.py [--quick] [--section hvp|hessian]
+Run:  python benchmarks/bench_higher.py [--quick] [--section hvp|hessian|w2]
 
 1. Hessian-vector products, reverse over reverse against forward over
    reverse: for each case, ``sg.hvp(g, wrt, mode=...)`` is built and compiled
@@ -16,6 +16,13 @@ Run:  python benchmarks/bench_higher.py [--quick] [--section hvp|hessian]
    where installed (skipped otherwise), each as a ratio to the closed form
    Xᵀ diag(σ(1−σ)) X / N written by hand in NumPy, in the same run.  Every
    result must equal the closed form to 1e-8.
+3. The Hessian of the two-layer net's loss (softmax cross-entropy of
+   relu(X W1 + b1) W2 + b2, mean over N = 256 examples, + ½·reg·(‖W1‖² + ‖W2‖²))
+   with respect to W2 of H × C = 5 × 2, 20 × 5, 100 × 10 (d = 10, 100, 1000
+   entries): the same contenders, each as a ratio to the closed form
+   (1/N) Σ_n h_n h_nᵀ ⊗ (diag(p_n) − p_n p_nᵀ) + reg·I written by hand in
+   NumPy (one product for each term), in the same run; every result must
+   equal it to 1e-8.
 """
 
 from __future__ import annotations
@@ -183,17 +190,136 @@ def hessian_section(quick: bool) -> None:
             print(f"{d:>5} {name:<36} {shown} {seconds * 1e3:>9.3f} {ratio:>14.2f}")
 
 
+TWO_LAYER = "softmax_cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y) + 0.5*reg*(l2(W1) + l2(W2))"
+
+
+def w2_closed_form(X: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: np.ndarray,
+                   y: np.ndarray, reg: float) -> np.ndarray:
+    """The two-layer net's Hessian in W2 by hand: (1/N) Σ_n h_n h_nᵀ ⊗ (diag(p_n) − p_n p_nᵀ) + reg·I."""
+    hidden = np.maximum(X @ W1 + b1, 0.0)
+    scores = hidden @ W2 + b2
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    n, (h, c) = len(y), W2.shape
+    hp = (hidden[:, :, None] * p[:, None, :]).reshape(n, h * c)  # h_na p_ni
+    out = -(hp.T @ hp).reshape(h, c, h, c)
+    diagonal = (hidden.T @ hp).reshape(h, h, c)  # Σ_n h_na h_nb p_ni
+    i = np.arange(c)
+    out[:, i, :, i] += np.moveaxis(diagonal, 2, 0)
+    out /= n
+    out.reshape(h * c, h * c)[np.diag_indices(h * c)] += reg
+    return out
+
+
+def w2_peers(values: dict[str, Any]) -> dict[str, Any]:
+    """``{name: W2 ↦ Hessian}`` for the autodiff libraries that are installed."""
+    X, W1, b1, b2, y, reg = (values[k] for k in ("X", "W1", "b1", "b2", "y", "reg"))
+    rows = np.arange(len(y))
+    out: dict[str, Any] = {}
+    try:
+        import autograd
+        import autograd.numpy as anp
+
+        def a_loss(W2: Any) -> Any:
+            s = anp.dot(anp.maximum(anp.dot(X, W1) + b1, 0.0), W2) + b2
+            s = s - anp.max(s, axis=1, keepdims=True)
+            logp = s - anp.log(anp.sum(anp.exp(s), axis=1, keepdims=True))
+            return -anp.mean(logp[rows, y]) + 0.5 * reg * (anp.sum(W1 * W1) + anp.sum(W2 * W2))
+
+        out["autograd.hessian"] = autograd.hessian(a_loss)
+    except ImportError:
+        pass
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        jax.config.update("jax_enable_x64", True)
+        Xj, W1j, b1j, b2j, yj = (jnp.asarray(v) for v in (X, W1, b1, b2, y))
+
+        def j_loss(W2: Any) -> Any:
+            s = jnp.maximum(Xj @ W1j + b1j, 0.0) @ W2 + b2j
+            logp = jax.nn.log_softmax(s, axis=1)
+            return -jnp.mean(logp[rows, yj]) + 0.5 * reg * (jnp.sum(W1j * W1j) + jnp.sum(W2 * W2))
+
+        h = jax.jit(jax.hessian(j_loss))
+        out["jax.hessian (jit)"] = lambda W2: np.asarray(h(jnp.asarray(W2)).block_until_ready())
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        Xt, W1t, b1t, b2t, yt = (torch.from_numpy(np.asarray(v)) for v in (X, W1, b1, b2, y))
+
+        def t_loss(W2: Any) -> Any:
+            s = torch.relu(Xt @ W1t + b1t) @ W2 + b2t
+            ce = torch.nn.functional.cross_entropy(s, yt)
+            return ce + 0.5 * reg * ((W1t * W1t).sum() + (W2 * W2).sum())
+
+        out["torch.autograd.functional.hessian"] = lambda W2: torch.autograd.functional.hessian(
+            t_loss, torch.from_numpy(W2), vectorize=True).numpy()
+    except ImportError:
+        pass
+    return out
+
+
+def w2_case(h: int, c: int, n: int, rng: np.random.Generator) -> list[tuple[str, float | None, float, float]]:
+    """(method, build seconds, seconds, ratio to the closed form) for W2 of h × c."""
+    d_in = 20
+    shapes = {"X": (n, d_in), "W1": (d_in, h), "b1": (h,), "W2": (h, c), "b2": (c,), "y": (n,), "reg": ()}
+    g = sg.graph(TWO_LAYER, shapes=shapes, dtypes={"y": int})
+    values: dict[str, Any] = {"X": rng.normal(size=(n, d_in)),
+                              "W1": rng.normal(size=(d_in, h)) / np.sqrt(d_in),
+                              "b1": rng.normal(size=h) * 0.1, "W2": rng.normal(size=(h, c)) / np.sqrt(h),
+                              "b2": np.zeros(c), "y": rng.integers(0, c, size=n), "reg": 1e-3}
+    calls: dict[str, Any] = {}
+    build: dict[str, float] = {}
+    for method in ("matrix", "columns") if h * c <= 100 else ("matrix",):
+        name = {"matrix": "symgrad matrix Hessian", "columns": "symgrad Hessian-vector products"}[method]
+        t0 = time.perf_counter()
+        hess = sg.hessian(g, "W2", method=method)
+        build[name] = time.perf_counter() - t0
+        calls[name] = lambda hess=hess: hess(**values)
+    for name, f in w2_peers(values).items():
+        t0 = time.perf_counter()
+        f(values["W2"])
+        build[name] = time.perf_counter() - t0
+        calls[name] = lambda f=f: f(values["W2"])
+    exact = w2_closed_form(**values)
+    for name, call in calls.items():
+        assert np.allclose(call(), exact, rtol=1e-8, atol=1e-12), name
+    calls["closed form by hand (NumPy)"] = lambda: w2_closed_form(**values)
+    times = {name: float("inf") for name in calls}
+    for _ in range(3):  # interleaved
+        for name, call in calls.items():
+            times[name] = min(times[name], best(call, repeat=3))
+    base = times["closed form by hand (NumPy)"]
+    return [(name, build.get(name), times[name], times[name] / base) for name in calls]
+
+
+def w2_section(quick: bool) -> None:
+    rng = np.random.default_rng(0)
+    print("two-layer net, Hessian with respect to W2 (H × C), N = 256")
+    header = f"{'d':>5} {'method':<36} {'build s':>8} {'time ms':>9} {'/ closed form':>14}"
+    print(header)
+    print("-" * len(header))
+    for h, c in ((5, 2), (20, 5)) if quick else ((5, 2), (20, 5), (100, 10)):
+        for name, built, seconds, ratio in w2_case(h, c, 256, rng):
+            shown = f"{built:>8.2f}" if built is not None else f"{'':>8}"
+            print(f"{h * c:>5} {name:<36} {shown} {seconds * 1e3:>9.3f} {ratio:>14.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller cases")
-    parser.add_argument("--section", choices=("hvp", "hessian"), help="run one section only")
+    parser.add_argument("--section", choices=("hvp", "hessian", "w2"), help="run one section only")
     args = parser.parse_args()
-    if args.section in (None, "hvp"):
-        hvp_section(args.quick)
-    if args.section is None:
-        print()
-    if args.section in (None, "hessian"):
-        hessian_section(args.quick)
+    sections = {"hvp": hvp_section, "hessian": hessian_section, "w2": w2_section}
+    for name, section in sections.items():
+        if args.section in (None, name):
+            section(args.quick)
+            if args.section is None and name != "w2":
+                print()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ the tables and pictures write it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from .tables import LatexWriter, Writer, latex_text, shown_derivative
 if TYPE_CHECKING:
     from .graph import Graph
     from .interpret import Trace
+    from .notation import MatrixNotation
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,35 @@ class Explanation:
             else:
                 body = "\n".join(f"- {r.label + ': ' if r.label else ''}{' = '.join(r.sides)}" for r in rows)
             blocks.append(f"**{head}**\n\n{body}")
+        matrix = self.matrix_notation
+        if matrix is not None:
+            lines = "\n".join("    " + line if line else "" for line in matrix.text().splitlines())
+            blocks.append(f"**{self._matrix_head()}**\n\n{lines}")
         return "\n\n".join(blocks + self._legend())
+
+    @functools.cached_property
+    def matrix_notation(self) -> MatrixNotation | None:
+        """The same gradients in matrix notation (:func:`symgrad.matrix_notation`), for a graph
+        with array inputs whose output is a scalar or an array; None for scalar graphs, for
+        nodes that are not inputs, and for graphs the notation does not cover."""
+        from .notation import matrix_notation
+
+        g = self.graph
+        if g is None or all(g.shape(n) == () for n in g.inputs):
+            return None
+        names = [c.wrt for c in self.chains if c.wrt in g.inputs and c.wrt not in g.labels]
+        if not names or len(names) != len(self.chains):
+            return None
+        try:
+            return matrix_notation(g, names)
+        except SymgradError:
+            return None
+
+    def _matrix_head(self) -> str:
+        out = self.graph.output if self.graph is not None else "the output"
+        what = (f"L = {out}" if self.matrix_notation is not None and self.matrix_notation.upstream is None
+                else f"δ = ∂L/∂{out} for a loss L further on")
+        return f"In matrix notation ({what}; juxtaposition is the matrix product, ∘ entrywise)"
 
     def __repr__(self) -> str:
         return f"<Explanation of {', '.join(c.wrt for c in self.chains)}>"
@@ -321,6 +351,8 @@ class Explanation:
         for chain in self.chains:
             head, rows = _rows(chain, w)
             blocks.append(f"**{head}**\n\n$$\n{_aligned(rows)}\n$$")
+        if self.matrix_notation is not None:
+            blocks.append(f"**{self._matrix_head()}**\n\n{self.matrix_notation.latex()}")
         return "\n\n".join(blocks + self._legend())
 
     def _legend(self) -> list[str]:
@@ -336,6 +368,9 @@ class Explanation:
             head, rows = _rows(chain, w)
             lines.append(rf"&\textbf{{{latex_text(_plain_head(chain, self.graph))}}} \\")
             lines.append(_aligned(rows, wrapped=False))
+        if self.matrix_notation is not None:
+            lines.append(rf"&\textbf{{{latex_text(self._matrix_head())}}} \\")
+            lines.append(self.matrix_notation.latex_rows())
         return "$$\n\\begin{aligned}\n" + "\n".join(lines) + "\n\\end{aligned}\n$$"
 
 

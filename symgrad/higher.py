@@ -534,8 +534,10 @@ def hessian(graph: Graph, wrt: str | Iterable[str] | None = None, *,
     ``method="matrix"`` compiles one graph whose output is the whole Hessian:
     every direction pushed at once through the gradient graph (see
     :mod:`symgrad.jacobians`), so the Hessian of logistic regression is a few
-    matrix products.  It takes one input, a scalar or a vector, and graphs
-    that reach matrices only through their other inputs.  ``method="columns"``
+    matrix products, and that of the two-layer net in W2 a product per
+    direction stacked into one ``@``.  It takes one input, a scalar, a vector
+    or a matrix, and graphs whose stacks of matrices (three or more axes) it
+    does not reach.  ``method="columns"``
     evaluates one :func:`hvp` per column; it takes anything.  ``"auto"``
     (the default) tries ``"matrix"`` for one input and falls back to ``"columns"``.
 
@@ -550,7 +552,7 @@ def hessian(graph: Graph, wrt: str | Iterable[str] | None = None, *,
     names, single = _names(graph, wrt)
     if method not in ("auto", "matrix", "columns"):
         raise SymgradError(f"unknown method {method!r}; choose auto, matrix or columns")
-    if method != "columns" and single and len(graph.shape(names[0])) <= 1:
+    if method != "columns" and single and len(graph.shape(names[0])) <= 2:
         from .jacobians import forward_jacobian
 
         try:
@@ -563,7 +565,7 @@ def hessian(graph: Graph, wrt: str | Iterable[str] | None = None, *,
             shape = graph.shape(names[0])
             return Derivative("hessian", (h,), names, (), shape, True, method="matrix")
     elif method == "matrix":
-        raise UnsupportedError("method='matrix' takes one input, a scalar or a vector")
+        raise UnsupportedError("method='matrix' takes one input, a scalar, a vector or a matrix")
     vs = _free_names(graph, names, single, "v")
     graphs = hvp(graph, names, vs)
     shape = graph.shape(names[0]) if single else ()

@@ -10,22 +10,36 @@ through the gradient graph of a scalar loss, this is the Hessian as a handful
 of matrix products: for logistic regression, ``(q1 ∘ s(1 − s) ∘ q1 ∘ Xᵀ / N) @ X``
 rather than d Hessian-vector products.
 
-Tangents of vectors are matrices; tangents of matrices would be 3-D arrays,
-which ``@`` does not take, so the input and every node it reaches through
-matmul or transpose must be at most a vector (an UnsupportedError says so).
+Tangents of vectors are matrices and tangents of matrices stacks of matrices,
+which ``@`` takes as NumPy does (one product per direction): the Hessian of
+the two-layer net's loss with respect to W2 is ``q3ᵀ @ T`` for the stacked
+tangent T of the scores' gradient.  An input of three or more axes, and a
+stack of matrices meeting ``@`` (its tangent would be 4-D), are refused with
+an UnsupportedError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import sympy as sp
 
 from .dims import Shape
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
 from .higher import _Extension, _source, _tangent_prefix
-from .tensors import broadcast_to, expand_dims, eye, matmul, reduce_sum, transpose
+from .tensors import (
+    ArrayFunction,
+    broadcast_to,
+    expand_dims,
+    eye,
+    matmul,
+    permute_dims,
+    reduce_sum,
+    reshape,
+    transpose,
+)
 
 
 def forward_jacobian(graph: Graph, wrt: str) -> Graph:
@@ -47,10 +61,10 @@ def forward_jacobian(graph: Graph, wrt: str) -> Graph:
         raise SymgradError(f"{wrt!r} is not a float input of this graph "
                            f"(inputs: {', '.join(graph.inputs)})")
     shape = graph.shape(wrt)
-    if len(shape) > 1:
-        raise UnsupportedError(f"{wrt} has shape {shape}: forward Jacobians take scalars and "
-                               "vectors (a matrix's tangents would be 3-D)")
-    k = 1 if shape == () else shape[0]
+    if len(shape) > 2 or not all(isinstance(n, int) for n in shape):
+        raise UnsupportedError(f"{wrt} has shape {shape}: forward Jacobians take scalars, vectors "
+                               "and matrices of concrete sizes")
+    k = int(np.prod(shape, dtype=int))
     return _Stacked(graph, wrt, k).graph()
 
 
@@ -68,7 +82,9 @@ class _Stacked:
         self.scale = _free_prefix(graph.nodes, ("s_", "scale_", "coef_"))
         shape = graph.shape(wrt)
         self.identity = sp.Symbol(self.prefix + wrt, real=True)
-        self.ext.add(eye(k) if shape else sp.Integer(1), self.identity, (k, *shape))
+        start = eye(k) if len(shape) == 1 else reshape(eye(k), sp.Tuple(k, *shape)) if shape \
+            else sp.Integer(1)
+        self.ext.add(start, self.identity, (k, *shape))
         self.linear: dict[str, dict[sp.Symbol, sp.Expr]] = {wrt: {self.identity: sp.S.One}}
         self.basis_shape: dict[sp.Symbol, Shape] = {self.identity: shape}
 
@@ -104,6 +120,9 @@ class _Stacked:
                 combined[b] = combined.get(b, sp.S.Zero) + local[u] * c
         self.linear[n] = {}
         for i, (b, c) in enumerate(combined.items()):
+            if not c.free_symbols and not isinstance(c, ArrayFunction):  # a number: no node
+                self.linear[n][b] = c
+                continue
             name = self.scale + n + (f"_{i + 1}" if len(combined) > 1 else "")
             symbol = sp.Symbol(name, real=True)
             self.ext.add(c, symbol, g.shape(n))
@@ -139,6 +158,14 @@ def _lift(t: sp.Expr, operand: Shape, node: Shape) -> sp.Expr:
     return expand_dims(t, sp.Tuple(*range(1, missing + 1))) if missing > 0 else t
 
 
+def _summed(t: sp.Expr, axes: sp.Tuple, keepdims: sp.Expr, shape: Shape) -> sp.Expr:
+    """A stacked tangent summed over ``axes``; over its last axis alone, as a product with
+    ones (``t @ 𝟙``), which NumPy computes many times faster than a sum over a short axis."""
+    if tuple(int(a) for a in axes) == (len(shape),) and keepdims == sp.false:
+        return matmul(t, broadcast_to(sp.Integer(1), sp.Tuple(shape[-1])))
+    return reduce_sum(t, axes, keepdims)
+
+
 def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int,
                   identities: set[str]) -> sp.Expr:
     """The stacked tangent of an op that mixes entries; ``identities``: operands whose
@@ -151,39 +178,44 @@ def _stacked_rule(graph: Graph, node: str, reached: dict[str, sp.Symbol], k: int
     t = {graph.symbol(u): s for u, s in reached.items()}
     shape = {graph.symbol(u): graph.shape(u) for u in graph.operands(node)}
 
-    def matrices() -> UnsupportedError:
+    def stacks() -> UnsupportedError:
         return UnsupportedError(
-            f"{node} ({what}) has a matrix operand whose tangent would be 3-D; forward "
-            "Jacobians pass through @ and .T with vectors only")
+            f"{node} ({what}) has an operand of more than two axes whose tangent would be 4-D; "
+            "forward Jacobians pass through @ and .T with vectors and matrices only")
 
     if op == "matmul":
         a, b = expr.args
         terms = []
         names = {graph.symbol(u): u for u in reached}
-        if a in t:
-            if len(shape[a]) != 1:
-                raise matrices()
-            terms.append(b if names[a] in identities else matmul(t[a], b))
+        if any(len(shape[x]) > 2 for x in (a, b)):
+            raise stacks()
+        if a in t:  # (k, …, m) @ b: one product per direction
+            vector = len(shape[a]) == 1
+            terms.append(b if vector and names[a] in identities else matmul(t[a], b))
         if b in t:
-            if len(shape[b]) != 1:
-                raise matrices()
-            a_t = transpose(a) if len(shape[a]) == 2 else a
-            terms.append(a_t if names[b] in identities else matmul(t[b], a_t))
+            if len(shape[b]) == 2:  # a @ (k, m, p), the identity's too: one product per direction
+                # beats spreading a's columns over a 4-D array (NumPy multiplies those slowly)
+                terms.append(matmul(a, t[b]))
+            else:  # the rows of (k, m) times aᵀ
+                a_t = transpose(a) if len(shape[a]) == 2 else a
+                terms.append(a_t if names[b] in identities else matmul(t[b], a_t))
         return sp.Add(*terms)
     if op == "transpose":
         (a,) = expr.args
-        if len(shape[a]) > 1:
-            raise matrices()
-        return t[a]
+        if len(shape[a]) > 2:
+            raise stacks()
+        return permute_dims(t[a], sp.Tuple(0, 2, 1)) if len(shape[a]) == 2 else t[a]
     if op in ("sum", "mean", "logsumexp"):
         x, axes, keepdims = expr.args
         shifted = sp.Tuple(*(int(a) + 1 for a in axes)) if len(axes) else \
             sp.Tuple(*range(1, len(shape[x]) + 1))
         if op == "logsumexp":
             weights = sp.exp(x - expr.unreduce(data["symbol"]))
-            return reduce_sum(weights * t[x], shifted, keepdims) if shifted else weights * t[x]
+            return _summed(weights * t[x], shifted, keepdims, shape[x]) if shifted else weights * t[x]
         if not shifted:  # a scalar reduced: itself
             return t[x]
+        if op == "sum":
+            return _summed(t[x], shifted, keepdims, shape[x])
         return expr.func(t[x], shifted, keepdims)
     if op == "broadcast_to":
         a, target = expr.args

@@ -83,10 +83,16 @@ class MatrixNotation:
         self._shapes, self._adjoints = shapes, adjoints
 
     def text(self, name: str | None = None) -> str:
-        return "\n\n".join(self._block(f, latex=False) for f in self._chosen(name))
+        return "\n\n".join(self._block(f) for f in self._chosen(name))
 
     def latex(self, name: str | None = None) -> str:
-        return "\n".join(self._block(f, latex=True) for f in self._chosen(name))
+        return "\n".join(r"$$\begin{aligned}" + self._latex_rows(f) + r"\end{aligned}$$"
+                         for f in self._chosen(name))
+
+    def latex_rows(self, name: str | None = None) -> str:
+        """The rows of :meth:`latex` without the surrounding environment, to sit inside
+        another ``aligned`` block (as explanations use them)."""
+        return " \\\\ ".join(self._latex_rows(f) for f in self._chosen(name))
 
     def __str__(self) -> str:
         return self.text()
@@ -103,18 +109,23 @@ class MatrixNotation:
                                f"{', '.join(f.name for f in self.formulas)})")
         return chosen
 
-    def _block(self, f: Formula, latex: bool) -> str:
+    def _lines(self, f: Formula, latex: bool) -> tuple[str, list[tuple[str, str, tuple[int, ...]]], str]:
         r = _Renderer(self._shapes, self._adjoints, latex)
         left = r.gradient_name(f.name)
         lines = [(left, r(f.gradient.right), f.gradient.shape)]
         lines += [(r(s.left), r(s.right), s.shape) for s in f.steps]
         lines += [(r(s.left), r(s.right), s.shape) for s in f.forward]
-        closed = r(f.closed)
-        if latex:
-            rows = [rf"{a} &= {b} & {_latex_shape(s)}" for a, b, s in lines]
-            if len(closed) <= 2 * MAX_CLOSED_FORM and f.closed != f.gradient.right:
-                rows.append(rf"{left} &= {closed} &")
-            return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"
+        return left, lines, r(f.closed)
+
+    def _latex_rows(self, f: Formula) -> str:
+        left, lines, closed = self._lines(f, latex=True)
+        rows = [rf"{a} &= {b} & {_latex_shape(s)}" for a, b, s in lines]
+        if len(closed) <= 2 * MAX_CLOSED_FORM and f.closed != f.gradient.right:
+            rows.append(rf"{left} &= {closed} &")
+        return r" \\ ".join(rows)
+
+    def _block(self, f: Formula) -> str:
+        left, lines, closed = self._lines(f, latex=False)
         width = max(len(a) + len(b) + 3 for a, b, _ in lines)
         text = [f"{f'{a} = {b}':<{width}}   {s}" for a, b, s in lines]
         if len(closed) <= MAX_CLOSED_FORM and f.closed != f.gradient.right:

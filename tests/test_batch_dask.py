@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,35 @@ def test_on_a_local_cluster_of_two_workers():
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         assert_same(f, g, values, (4, 4, 4))
+
+
+def test_a_worker_that_dies_mid_computation_is_retried_and_the_result_is_unchanged(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="distributed is not installed (symgrad[dask])")
+    g, values = net(12)
+    f = g.compile(batch="N")
+    died = tmp_path / "died"
+
+    class DieOnce(distributed.WorkerPlugin):
+        """The first worker to start a chunk's gradient ends its process there and then."""
+
+        def __init__(self, flag: str):
+            self.flag = flag
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and "_chunk" in str(key):
+                try:  # the first to create the flag dies; creating it is atomic
+                    os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return
+                os._exit(1)
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        register = getattr(client, "register_plugin", None) or client.register_worker_plugin
+        register(DieOnce(str(died)))
+        assert_same(f, g, values, (4, 4, 4))
+        assert died.exists()  # a worker did die while computing a chunk
+        client.wait_for_workers(2, timeout=60)  # and the nanny started it again
 
 
 def test_chunked_along_a_dimension_that_is_not_the_batch():

@@ -79,3 +79,42 @@ def test_logistic_regression_hessian_in_matrix_notation():
     wrong = sg.HessianNotation(loss, "w", h.closed * 2, h._shapes)
     with pytest.raises(sg.SymgradError, match="w\\[0\\]"):
         wrong.verify()
+
+
+def test_explanations_of_array_graphs_end_with_the_matrix_notation():
+    g = sg.graph("sum((W @ x)**2)", shapes={"W": (2, 2), "x": (2,)})
+    t = g.backprop(W=[[0.1, 0.5], [-0.3, 0.8]], x=[0.2, 0.4])
+    e = t.explain(["W", "x"])
+    text = str(e)
+    rows = [row.strip() for row in text.splitlines()]
+    assert "∂L/∂W = δq1 xᵀ   (2, 2)" in rows and "∂L/∂x = Wᵀ δq1   (2,)" in rows
+    assert "∂L/∂W = 2 W x xᵀ" in rows and "∂L/∂x = 2 Wᵀ W x" in rows
+    assert "In matrix notation (L = q3" in text
+    assert text.index("dW = outer(dq1, x)") < text.index("In matrix notation")  # after the steps
+    assert e.matrix_notation is not None and e.matrix_notation.verify()
+    markdown = e._repr_markdown_()
+    assert r"\delta_{q_{1}} x^{\top}" in markdown and r"\quad 2 \times 2" in markdown
+    latex = g.explain("W")._repr_latex_()
+    assert latex.count("$$") == 2 and r"\delta_{q_{1}} x^{\top}" in latex
+
+
+def test_explanations_of_a_layer_name_the_upstream_gradient_and_scalars_have_none():
+    affine = sg.graph("X @ W + b", shapes={"X": (4, 3), "W": (3, 2), "b": (2,)})
+    text = str(affine.explain(["W", "b"]))
+    assert "δ = ∂L/∂q2 for a loss L further on" in text
+    assert any(row.strip().startswith("∂L/∂W = Xᵀ δ ") for row in text.splitlines())
+    assert any(row.strip().startswith("∂L/∂b = 𝟙ᵀ δ ") for row in text.splitlines())
+    assert "matrix notation" not in str(sg.graph("x * y + exp(x)").explain())
+    assert sg.graph("x * y + exp(x)").explain().matrix_notation is None
+    inner = affine.explain("q1")  # an intermediate node: the chain rule only
+    assert inner.matrix_notation is None and "matrix notation" not in str(inner)
+
+
+def test_explanations_of_the_two_layer_net_with_named_dimensions():
+    g = sg.graph("mean(softmax_cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y))",
+                 shapes={"X": ("N", 2), "W1": (2, 3), "b1": (3,), "W2": (3, 2), "b2": (2,), "y": ("N",)},
+                 dtypes={"y": int})
+    text = str(g.explain("W2"))
+    assert any(row.strip().startswith("∂L/∂W2 = q3ᵀ δq5") for row in text.splitlines())
+    assert "δq8 = 1/N" in [row.strip().split("   ")[0] for row in text.splitlines()]
+    assert text.rstrip().endswith("named dimensions: N (X: N×2, y: N)")  # the legend stays last

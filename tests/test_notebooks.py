@@ -23,8 +23,8 @@ NOTEBOOKS = refresh.notebooks()
 REFRESH = "run `python notebooks/refresh.py` to save them again"
 
 
-def test_there_are_six_notebooks():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-"]
+def test_there_are_seven_notebooks():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
