@@ -148,3 +148,26 @@ def test_the_fused_sigmoid_on_floats_gives_the_numpy_lines_answer(x):
     want = 1.0 / (1.0 + math.exp(-x)) if x > -700 else math.exp(x)
     assert value == pytest.approx(want, rel=1e-15)
     assert grads["b"] == pytest.approx(want * (1.0 - want) if x < 30 else math.exp(-x), rel=1e-12)
+
+
+def test_more_inputs_than_parameters_are_bound_by_name_all_the_same():
+    from symgrad.codegen import KEYWORD_PARAMS
+
+    names = [f"x{i}" for i in range(KEYWORD_PARAMS + 3)]
+    f = sg.graph(" + ".join(f"{n}*x0" for n in names[1:])).compile()
+    point = {n: 0.5 + i for i, n in enumerate(names)}
+    value, grads = f.value_and_grad(**point)
+    assert value == pytest.approx(sum(point[n] * point["x0"] for n in names[1:]), rel=1e-14)
+    assert grads["x0"] == pytest.approx(sum(point[n] for n in names[1:]), rel=1e-14)
+    assert all(grads[n] == point["x0"] for n in names[1:])
+    assert f(**point) == value and f.forward(**point)[0] == value
+    array_value, array_grads = f.value_and_grad(**{n: np.array([v, v]) for n, v in point.items()})
+    assert array_value.tolist() == pytest.approx([value, value], rel=1e-14)
+    assert array_grads["x5"].tolist() == [point["x0"]] * 2
+    assert point == {n: 0.5 + i for i, n in enumerate(names)}  # the caller's dict is left alone
+    with pytest.raises(sg.InputError, match="unknown input 'y'"):
+        f.value_and_grad(**point, y=1.0)
+    with pytest.raises(sg.InputError, match="missing value for input 'x7'"):
+        f.value_and_grad(**{n: v for n, v in point.items() if n != "x7"})
+    with pytest.raises(sg.InputError, match="'x9' is not finite"):
+        f.value_and_grad(**{**point, "x9": float("inf")})
