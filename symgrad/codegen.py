@@ -227,10 +227,11 @@ def _functions(program: Program) -> dict[str, _Function]:
     unpack = [f"{names} = cache"] if cache else []
     rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
     batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
-    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each",
-              f"    dout = dout * np.ones_like({out})"] if guard else []
+    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
+              f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
+              ] if guard else []
     delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
-                f"    return {out}, _backward(np.ones_like({out}), ({names}))"] if guard else []
+                f"    return {out}, _backward(1.0, ({names}))"] if guard else []
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
     if batchable and g.inputs:  # floats go straight through; anything else is checked first

@@ -171,3 +171,22 @@ def test_more_inputs_than_parameters_are_bound_by_name_all_the_same():
         f.value_and_grad(**{n: v for n, v in point.items() if n != "x7"})
     with pytest.raises(sg.InputError, match="'x9' is not finite"):
         f.value_and_grad(**{**point, "x9": float("inf")})
+
+
+def test_batch_gradients_are_new_arrays_never_a_callers_or_the_caches():
+    f = sg.graph("x + y*z").compile()
+    x, y, dout = np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.array([0.5, 2.0])
+    value, grads = f.value_and_grad(x=x, y=y, z=2.0)
+    assert value.tolist() == [7.0, 10.0]
+    assert grads["x"].tolist() == [1.0, 1.0] and grads["y"].tolist() == [2.0, 2.0] and grads["z"] == 7.0
+    out, cache = f.forward(x=x, y=y, z=2.0)
+    back = f.backward(dout, cache)
+    assert back["x"].tolist() == [0.5, 2.0] and back["y"].tolist() == [1.0, 4.0] and back["z"] == 9.5
+    held = [x, y, dout, out, *(v for v in cache if isinstance(v, np.ndarray))]
+    for gradient in [*grads.values(), *back.values()]:
+        assert not any(np.shares_memory(gradient, a) for a in held)
+    back["x"] += 100.0  # a caller's change to a gradient changes nothing else
+    grads["x"] += 100.0
+    assert f.backward(dout, cache)["x"].tolist() == [0.5, 2.0] and dout.tolist() == [0.5, 2.0]
+    assert f.value_and_grad(x=x, y=y, z=2.0)[1]["x"].tolist() == [1.0, 1.0]
+    assert f.backward(2.0, cache)["x"].tolist() == [2.0, 2.0]
