@@ -227,10 +227,11 @@ def _functions(program: Program) -> dict[str, _Function]:
     unpack = [f"{names} = cache"] if cache else []
     rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
     batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
-    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each",
-              f"    dout = dout * np.ones_like({out})"] if guard else []
+    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
+              f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
+              ] if guard else []
     delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
-                f"    return {out}, _backward(np.ones_like({out}), ({names}))"] if guard else []
+                f"    return {out}, _backward(1.0, ({names}))"] if guard else []
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
     if batchable and g.inputs:  # floats go straight through; anything else is checked first
@@ -494,6 +495,7 @@ _MISSING = _Missing()
 _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
 INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
+KEYWORD_PARAMS = 128  # inputs the entry points take as parameters; more are read from **_unknown
 
 
 def _floats(values: tuple[Any, ...]) -> bool:
@@ -521,6 +523,10 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
+    binding: list[str] = []
+    if len(inputs) > KEYWORD_PARAMS:  # Python binds keywords to parameters in quadratic time
+        signature = "**_unknown"
+        binding = ["    _pop = _unknown.pop", *(f"    {n} = _pop({n!r}, _MISSING)" for n in inputs)]
     targets = (f"{args}{',' if len(inputs) == 1 else ''} = " if inputs else "")
     check = f"{targets}_arguments(_unknown{', ' if inputs else ''}{args})"
     if fast and 0 < len(inputs) <= INLINE_CHECKS:
@@ -544,7 +550,7 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
                   *_indent(_indent(_indent(scalar_body(functions[name].body)))),
                   "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
                   "            pass"] if fast and inputs else []
-        text += [f"def {name}({signature}):", f'    """{doc}"""', *head, *scalar, "    try:",
+        text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",
                  *_indent(_indent(functions[name].body)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
     return "\n".join(text)

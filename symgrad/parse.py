@@ -91,7 +91,7 @@ def parse(text: str, builder: Builder):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)  # "\\d" in a string literal
             warnings.simplefilter("ignore", DeprecationWarning)  # the same, before Python 3.12
-            tree = ast.parse(text.strip(), mode="eval")
+            tree = _parse_nested(text.strip())
     except SyntaxError as e:
         raise ParseError(f"syntax error: {e.msg}", _syntax_column(e, text.strip()),
                          text.strip()) from None
@@ -103,6 +103,111 @@ def parse(text: str, builder: Builder):
     source = text.strip()
     output = _Walker(builder, source).walk(tree.body)
     return builder.finish(output, source=source)
+
+
+NESTING = 100  # brackets Python's parser is given nested at once (it refuses 200)
+
+
+def _parse_nested(text: str) -> ast.Expression:
+    """``ast.parse(text, mode="eval")``, for brackets nested deeper than Python's parser takes.
+
+    Past every :data:`NESTING` levels, the operands of a call or group (the text between its
+    parenthesis and commas) are parsed on their own, each in place of a name as long as it
+    is (so every column stays where it was), and the trees are joined: loops, no recursion.
+    """
+    depth = top = 0
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        top = max(top, depth)
+    if top < 2 * NESTING or any(q in text for q in "'\"#"):
+        return ast.parse(text, mode="eval")
+    # each parenthesis's operands: (start, end) of the text between it, its commas and its close
+    operands: dict[int, list[tuple[int, int]]] = {}
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            stack.append(i)
+            operands[i] = [(i + 1, -1)]
+        elif ch in ",)]}" and stack:
+            a = operands[stack[-1]][-1][0]
+            operands[stack[-1]][-1] = (a, i)
+            if ch == ",":
+                operands[stack[-1]].append((i + 1, -1))
+            else:
+                stack.pop()
+        elif ch in "=:" and stack:
+            operands[stack[-1]][-1] = (len(text), -1)  # a keyword or a slice: not an operand
+    # cut the operands (holding brackets) of a parenthesis NESTING levels past the last cut
+    cuts: dict[int, int] = {}  # start → end of each cut operand, its blanks trimmed
+    level: list[int] = []  # levels since the last cut, of the open brackets (-1: a cut begins)
+    ends: list[int] = []
+    for i, ch in enumerate(text):
+        if i in cuts:
+            level.append(-1)
+            ends.append(cuts[i])
+        if ch in "([{":
+            here = level[-1] + 1 if level else 0
+            if here >= NESTING and ch == "(":
+                for a, b in operands[i]:
+                    operand = text[a:b] if b > a else ""
+                    if "(" in operand and operand.strip():
+                        a += len(operand) - len(operand.lstrip())
+                        cuts[a] = b - (len(operand) - len(operand.rstrip()))
+                here = 0 if any(a in cuts for a, _ in operands[i]) else here
+            level.append(here)
+        elif ch in ")]}" and level:
+            level.pop()
+        while ends and ends[-1] == i + 1:
+            ends.pop()
+            level.pop()
+    if not cuts:
+        return ast.parse(text, mode="eval")
+    order = sorted(cuts)
+    names = {a: f"_sg{k}_".ljust(len(text[a:cuts[a]].encode()), "_") for k, a in enumerate(order)}
+    found: dict[str, ast.expr] = {}
+    root: ast.expr | None = None
+    for a, b in [(0, len(text)), *((a, cuts[a]) for a in order)]:  # each piece, its cuts as names
+        parts, at = [], a
+        for c in order:  # the cuts directly inside: those nested deeper are inside one of them
+            if a < c < b and c >= at:
+                parts += [text[at:c], names[c]]
+                at = cuts[c]
+        piece = "".join(parts) + text[at:b]
+        try:
+            body = ast.parse(piece, mode="eval").body
+        except SyntaxError as e:
+            if e.offset is not None and (e.lineno or 1) == 1:
+                e.offset += a
+            raise
+        shift = len(text[:a].encode())
+        for node in ast.walk(body):
+            if isinstance(node, (ast.expr, ast.keyword)):
+                if node.lineno == 1:
+                    node.col_offset += shift
+                if node.end_lineno == 1 and node.end_col_offset is not None:
+                    node.end_col_offset += shift
+        if root is None:
+            root = body
+        else:
+            found[names[a]] = body
+
+    def resolved(node: Any) -> Any:
+        while isinstance(node, ast.Name) and node.id in found:  # a piece that is all parentheses
+            node = found[node.id]
+        return node
+
+    root = resolved(root)
+    todo: list[ast.AST] = [root]
+    while todo:  # put each piece where its name stands
+        node = todo.pop()
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                value[:] = [resolved(v) for v in value]
+                todo.extend(v for v in value if isinstance(v, ast.AST))
+            elif isinstance(value, ast.AST):
+                setattr(node, field, resolved(value))
+                todo.append(getattr(node, field))
+    return ast.Expression(body=root)
 
 
 def _syntax_column(e: SyntaxError, text: str) -> int | None:

@@ -192,7 +192,16 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"np.outer({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
     def _print_expand_dims(self, expr: sp.Function) -> str:
+        """One new axis of an array by indexing (``g[:, None]``), else ``np.expand_dims``."""
         axes = tuple(int(a) for a in expr.args[1])
+        try:
+            ndim = len(shape_of(expr.args[0], self._shapes)) if self._shapes is not None else 0
+        except SymgradError:
+            ndim = 0
+        if len(axes) == 1 and ndim and -ndim - 1 <= axes[0] <= ndim:
+            k = axes[0] % (ndim + 1)
+            operand = self.parenthesize(expr.args[0], PRECEDENCE["Func"], strict=True)
+            return f"{operand}[{':, ' * k}None]"
         return f"np.expand_dims({self._print(expr.args[0])}, {axes[0] if len(axes) == 1 else axes})"
 
     def _print_broadcast_to(self, expr: sp.Function) -> str:

@@ -10,7 +10,10 @@ for floats:
   functions, ``np.abs``/``np.maximum``/``np.minimum`` Python's ``abs``/``max``/``min``;
 - the stable sigmoid ``np.exp(-np.logaddexp(0, -a))`` becomes a test of the sign
   of ``a`` and one ``exp`` of a number that is not positive (inline for a name,
-  else ``_sigmoid(a)``);
+  else ``_sigmoid(a)``); σ(a) and σ(−a) of one name ``a`` share that ``exp``,
+  ``_e_a = exp(-|a|)``, computed once before the first line that needs it;
+- integer constants in arithmetic become floats (float-with-float operations are
+  the interpreter's fast ones), ``a**2`` of a name ``a*a``;
   ``np.logaddexp(0, a)`` becomes ``_softplus(a)``, ``np.logaddexp(a, b)`` ``_logaddexp(a, b)``;
 - the tests for a batch of points (``q.__class__ is np.ndarray``) and what they guard go.
 
@@ -84,18 +87,57 @@ def _call(name: str, *args: ast.expr) -> ast.Call:
     return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
 
 
-def _sigmoid_of(a: ast.expr) -> ast.expr:
-    """σ(a): inline by the sign of a name (or its negation), else a call of ``_sigmoid``."""
-    simple = isinstance(a, ast.Name) or (isinstance(a, ast.UnaryOp) and isinstance(a.operand, ast.Name))
-    if not simple:
+def _sigmoid_of(a: ast.expr, shared: list[str] | None = None) -> ast.expr:
+    """σ(a): inline by the sign of a name (or its negation), else a call of ``_sigmoid``.
+
+    With ``shared``, σ(n) and σ(−n) of a name ``n`` read ``_e_n = exp(−|n|)``, whose
+    name is appended to ``shared`` for the caller to define before the line.
+    """
+    negated = isinstance(a, ast.UnaryOp) and isinstance(a.op, ast.USub) and isinstance(a.operand, ast.Name)
+    if not (isinstance(a, ast.Name) or negated):
         return _call("_sigmoid", a)
+    if shared is not None:
+        name = a.operand.id if negated else a.id  # type: ignore[attr-defined]
+        e = f"_e_{name}"
+        shared.append(name)
+        big, small = f"1.0 / (1.0 + {e})", f"{e} / (1.0 + {e})"  # σ of the positive, the negative one
+        first, second = (small, big) if negated else (big, small)
+        inline = f"({first} if {name} >= 0.0 else {second})"
+        return ast.parse(inline, mode="eval").body
     text = ast.unparse(a)
     minus = ast.unparse(_negated(a))
     inline = f"(1.0 / (1.0 + _exp({minus})) if {text} >= 0.0 else (_sig_e := _exp({text})) / (1.0 + _sig_e))"
     return ast.parse(inline, mode="eval").body
 
 
+def _int(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
 class _Scalar(ast.NodeTransformer):
+    def __init__(self, shared: list[str] | None = None):
+        self.shared = shared  # names whose exp(-|name|) the lines read, when shared
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Pow):
+            square = _int(node.right) and node.right.value == 2  # type: ignore[attr-defined]
+            if square and isinstance(node.left, ast.Name):
+                again = ast.Name(id=node.left.id, ctx=ast.Load())
+                return ast.BinOp(left=node.left, op=ast.Mult(), right=again)
+        elif _int(node.left):
+            node.left = ast.Constant(float(node.left.value))  # type: ignore[attr-defined]
+        if not isinstance(node.op, ast.Pow) and _int(node.right):
+            node.right = ast.Constant(float(node.right.value))  # type: ignore[attr-defined]
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        node.left = ast.Constant(float(node.left.value)) if _int(node.left) else node.left  # type: ignore[attr-defined]
+        node.comparators = [ast.Constant(float(c.value)) if _int(c) else c  # type: ignore[attr-defined]
+                            for c in node.comparators]
+        return node
+
     def visit_Call(self, node: ast.Call) -> ast.AST:
         if _np_call(node, "exp") and len(node.args) == 1:
             inner = node.args[0]
@@ -103,7 +145,7 @@ class _Scalar(ast.NodeTransformer):
             call = inner.operand if negated else None  # type: ignore[attr-defined]
             if isinstance(call, ast.Call) and _np_call(call, "logaddexp") and len(call.args) == 2 \
                     and _zero(call.args[0]):  # exp(-logaddexp(0, -a)) = sigmoid(a)
-                return _sigmoid_of(_negated(self.visit(call.args[1])))
+                return _sigmoid_of(_negated(self.visit(call.args[1])), self.shared)
         if _np_call(node, "logaddexp") and len(node.args) == 2:
             a, b = (self.visit(x) for x in node.args)
             return _call("_softplus", b) if _zero(a) else _call("_logaddexp", a, b)
@@ -134,13 +176,39 @@ def scalar_body(lines: list[str]) -> list[str]:
 
     >>> scalar_body(["q1 = np.exp(-np.logaddexp(0, -(x + y)))", "q2 = np.log(q1)*np.exp(y)"])
     ['q1 = _sigmoid(x + y)', 'q2 = _log(q1) * _exp(y)']
+    >>> pair = ["q2 = np.exp(-np.logaddexp(0, -q1))", "dq1 = q2*np.exp(-np.logaddexp(0, q1))"]  # σ(±q1)
+    >>> for line in scalar_body(pair):
+    ...     print(line)
+    _e_q1 = _exp(-q1 if q1 >= 0.0 else q1)
+    q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)
+    dq1 = q2 * (_e_q1 / (1.0 + _e_q1) if q1 >= 0.0 else 1.0 / (1.0 + _e_q1))
     """
     out: list[str] = []
-    for statement in ast.parse("\n".join(lines)).body:
+    defined: set[str] = set()  # names n whose _e_n holds exp(-|n|)
+    statements = ast.parse("\n".join(lines)).body
+    for statement in statements:
         try:
-            rewritten = _Scalar().visit(statement)
-            for s in rewritten if isinstance(rewritten, list) else [rewritten]:
-                out += ast.unparse(ast.fix_missing_locations(s)).splitlines()
+            out += _statement(statement, defined)
         except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
             out += lines[statement.lineno - 1:statement.end_lineno]
+    return out
+
+
+def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
+    """One top-level statement's lines for floats, after the ``_e_n`` lines it needs first."""
+    if isinstance(statement, ast.If) and _batch_test(statement.test):  # its else runs for floats
+        return [line for s in statement.orelse for line in _statement(s, defined)]
+    simple = isinstance(statement, (ast.Assign, ast.AugAssign, ast.Return, ast.Expr))
+    shared: list[str] = []
+    rewritten = _Scalar(shared if simple else None).visit(statement)
+    out = []
+    for name in dict.fromkeys(shared):
+        if name not in defined:
+            out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
+            defined.add(name)
+    for s in rewritten if isinstance(rewritten, list) else [rewritten]:
+        out += ast.unparse(ast.fix_missing_locations(s)).splitlines()
+    targets = [t for node in ast.walk(statement) if isinstance(node, (ast.Assign, ast.AugAssign))
+               for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    defined -= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}  # a new value
     return out

@@ -39,7 +39,8 @@ def as_array(name: str, value: Any) -> np.ndarray:
 def check_inputs(inputs: tuple[str, ...], values: Mapping[str, Any]) -> None:
     """Refuse missing and unknown input names, naming them (and the input a typo meant)."""
     hint = ""
-    unknown = [n for n in values if n not in inputs]
+    known = set(inputs)  # a set: many inputs stay linear
+    unknown = [n for n in values if n not in known]
     missing = [n for n in inputs if n not in values]
     if unknown:
         if len(unknown) == 1:

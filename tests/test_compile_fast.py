@@ -219,3 +219,16 @@ def test_array_entries_are_read_only_when_the_output_is_not_finite():
     big = sg.graph("sum(exp(x))", shapes={"x": (2,)}).compile()
     with np.errstate(over="ignore"):
         assert big(x=np.array([1000.0, 0.0])) == np.inf  # finite inputs: NumPy's answer
+
+
+@pytest.mark.parametrize("axis, index", [(0, "[None]"), (1, "[:, None]"), (2, "[:, :, None]"),
+                                         (-1, "[:, :, None]"), (-3, "[None]")])
+def test_a_new_axis_is_an_index_computing_what_expand_dims_does(axis, index):
+    from symgrad.tensors import expand_dims
+
+    text = numpy_code(expand_dims(W * c, sp.Tuple(axis)), {W: (3, 2), c: (3, 2)})
+    assert text == f"(W*c){index}"
+    w, k = np.arange(6.0).reshape(3, 2), np.full((3, 2), 2.0)
+    got = eval(text, {"np": np, "W": w, "c": k})  # the generated text, not user input
+    assert got.shape == np.expand_dims(w * k, axis).shape and np.array_equal(got, np.expand_dims(w * k, axis))
+    assert "np.expand_dims" in numpy_code(expand_dims(c, sp.Tuple(0)), {})  # shape unknown: the function

@@ -148,8 +148,15 @@ def test_bad_arguments_to_graph():
 
 
 def test_deeply_nested_and_very_long_expressions():
-    with pytest.raises(sg.ParseError):
-        sg.graph("(" * 1000 + "x" + ")" * 1000)
+    assert str(sg.graph("(" * 1000 + "x" + ")" * 1000).output) == "x"
+    with pytest.raises(sg.ParseError, match="never closed"):
+        sg.graph("(" * 1000 + "x" + ")" * 999)
+    with pytest.raises(sg.ParseError, match="unknown function 'foo'") as e:
+        sg.graph("sigmoid(" * 500 + "x + foo(y)" + ")" * 500)
+    assert e.value.column == len("sigmoid(" * 500 + "x + ") + 1  # the column in the whole text
+    with pytest.raises(sg.ParseError, match="syntax error") as e:
+        sg.graph("exp(" * 450 + "x + " + ")" * 450)
+    assert e.value.column == len("exp(" * 450 + "x + ") + 1
     with pytest.raises(sg.ParseError):
         sg.graph("-" * 200_000 + "x")
     g = sg.graph(" + ".join(f"x{i}" for i in range(3000)))
@@ -169,3 +176,25 @@ def test_fuzz_only_symgrad_errors_come_out(text):
     except sg.SymgradError:
         return
     assert isinstance(g, sg.Graph)
+
+
+@pytest.mark.parametrize("depth", [140, 220])
+def test_strings_nested_deeper_than_pythons_parser_takes(depth):
+    import math
+
+    text = "x"
+    for i in range(depth):  # a call of two operands at every other level, a group, a call of one
+        text = f"logaddexp(({text}) * 0.5, sigmoid(x) * {i % 3})" if i % 2 else f"sigmoid({text})"
+    levels = [text[:i].count("(") - text[:i].count(")") for i in range(0, len(text), 7)]
+    assert max(levels) > 200  # deeper than Python's parser takes
+    g = sg.graph(text)
+    x, want = 0.3, 0.3
+    for i in range(depth):
+        sig = 1 / (1 + math.exp(-x))
+        pair = math.exp(want * 0.5) + math.exp(sig * (i % 3))
+        want = math.log(pair) if i % 2 else 1 / (1 + math.exp(-want))
+    trace = g.backprop(x=x)
+    assert trace.value == pytest.approx(want, rel=1e-12)
+    h = 1e-6
+    slope = (g.backprop(x=x + h).value - g.backprop(x=x - h).value) / (2 * h)
+    assert trace.grads["x"] == pytest.approx(slope, rel=1e-6)

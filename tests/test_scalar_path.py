@@ -96,7 +96,8 @@ def test_the_float_lines_use_the_math_module_and_the_sign_test():
                          "if q2.__class__ is np.ndarray:", "    return q2, _backward(dq1)", "return q2"])
     text = "\n".join(lines)
     assert "np." not in text and "_backward" not in text
-    assert "if q1 >= 0.0" in text and "if -q1 >= 0.0" in text
+    assert text.count("_exp(") == 1 and "_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)" in text  # σ(±q1): one exp
+    assert "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)" in text
     assert "max(q1, 0.0)" in text and "_softplus(q1)" in text and "_log(q2)" in text
 
 
@@ -122,3 +123,70 @@ def test_many_inputs_take_the_float_path_too():
     array_value, array_grads = f.value_and_grad(**{n: np.array([v]) for n, v in point.items()})
     assert value == pytest.approx(array_value[0], rel=1e-14)
     assert all(grads[n] == pytest.approx(array_grads[n][0], rel=1e-14) for n in names)
+
+
+def test_sigmoids_of_one_name_share_one_exp_until_the_name_changes():
+    lines = scalar_body(["q2 = np.exp(-np.logaddexp(0, -q1))", "q1 = q2 + 1",
+                         "q3 = np.exp(-np.logaddexp(0, q1))", "if q3 > 0:",
+                         "    q4 = np.exp(-np.logaddexp(0, -q3))",
+                         "return q3**2 + q4**3 + (q3 + 1)**2"])
+    assert lines[:4] == ["_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)",
+                         "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)",
+                         "q1 = q2 + 1.0", "_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)"]  # q1 changed: again
+    assert "_e_q3" not in "\n".join(lines)  # inside an if: inline, as before
+    assert lines[-1] == "return q3 * q3 + q4 ** 3 + (q3 + 1.0) ** 2"
+
+
+@pytest.mark.parametrize("x", [-800.0, -30.0, -1.5, 0.0, 1e-300, 2.5, 30.0, 800.0])
+def test_the_fused_sigmoid_on_floats_gives_the_numpy_lines_answer(x):
+    f = sg.graph("1/(1+exp(-(w*x + b)))").fuse("sigmoid").compile()
+    point = {"w": 1.0, "x": x, "b": 0.0}
+    (value, grads), (array_value, array_grads) = both_paths(f, point)
+    assert_same(value, array_value)
+    for n in point:
+        assert_same(grads[n], array_grads[n])
+    want = 1.0 / (1.0 + math.exp(-x)) if x > -700 else math.exp(x)
+    assert value == pytest.approx(want, rel=1e-15)
+    assert grads["b"] == pytest.approx(want * (1.0 - want) if x < 30 else math.exp(-x), rel=1e-12)
+
+
+def test_more_inputs_than_parameters_are_bound_by_name_all_the_same():
+    from symgrad.codegen import KEYWORD_PARAMS
+
+    names = [f"x{i}" for i in range(KEYWORD_PARAMS + 3)]
+    f = sg.graph(" + ".join(f"{n}*x0" for n in names[1:])).compile()
+    point = {n: 0.5 + i for i, n in enumerate(names)}
+    value, grads = f.value_and_grad(**point)
+    assert value == pytest.approx(sum(point[n] * point["x0"] for n in names[1:]), rel=1e-14)
+    assert grads["x0"] == pytest.approx(sum(point[n] for n in names[1:]), rel=1e-14)
+    assert all(grads[n] == point["x0"] for n in names[1:])
+    assert f(**point) == value and f.forward(**point)[0] == value
+    array_value, array_grads = f.value_and_grad(**{n: np.array([v, v]) for n, v in point.items()})
+    assert array_value.tolist() == pytest.approx([value, value], rel=1e-14)
+    assert array_grads["x5"].tolist() == [point["x0"]] * 2
+    assert point == {n: 0.5 + i for i, n in enumerate(names)}  # the caller's dict is left alone
+    with pytest.raises(sg.InputError, match="unknown input 'y'"):
+        f.value_and_grad(**point, y=1.0)
+    with pytest.raises(sg.InputError, match="missing value for input 'x7'"):
+        f.value_and_grad(**{n: v for n, v in point.items() if n != "x7"})
+    with pytest.raises(sg.InputError, match="'x9' is not finite"):
+        f.value_and_grad(**{**point, "x9": float("inf")})
+
+
+def test_batch_gradients_are_new_arrays_never_a_callers_or_the_caches():
+    f = sg.graph("x + y*z").compile()
+    x, y, dout = np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.array([0.5, 2.0])
+    value, grads = f.value_and_grad(x=x, y=y, z=2.0)
+    assert value.tolist() == [7.0, 10.0]
+    assert grads["x"].tolist() == [1.0, 1.0] and grads["y"].tolist() == [2.0, 2.0] and grads["z"] == 7.0
+    out, cache = f.forward(x=x, y=y, z=2.0)
+    back = f.backward(dout, cache)
+    assert back["x"].tolist() == [0.5, 2.0] and back["y"].tolist() == [1.0, 4.0] and back["z"] == 9.5
+    held = [x, y, dout, out, *(v for v in cache if isinstance(v, np.ndarray))]
+    for gradient in [*grads.values(), *back.values()]:
+        assert not any(np.shares_memory(gradient, a) for a in held)
+    back["x"] += 100.0  # a caller's change to a gradient changes nothing else
+    grads["x"] += 100.0
+    assert f.backward(dout, cache)["x"].tolist() == [0.5, 2.0] and dout.tolist() == [0.5, 2.0]
+    assert f.value_and_grad(x=x, y=y, z=2.0)[1]["x"].tolist() == [1.0, 1.0]
+    assert f.backward(2.0, cache)["x"].tolist() == [2.0, 2.0]
