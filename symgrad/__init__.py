@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
     from . import homework
     from .check import EdgeCheck, GradCheck, InputCheck, LocalCheck, check_grad, check_local
-    from .codegen import Compiled, codegen
-    from .define import DefinedOp, define_op, undefine_op
-    from .derived import (
+    from .codegen import codegen
+    from .compiled import Compiled
+    from .composed import (
         binary_cross_entropy,
         l2,
         log_softmax,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         softmax_cross_entropy,
         svm_loss,
     )
+    from .define import DefinedOp, define_op, undefine_op
     from .errors import (
         EvaluationError,
         FusionError,
@@ -110,9 +111,10 @@ __all__ += ["Derivative", "MatrixNotation", "grad", "hessian", "hvp", "jacobian"
 # each public name: the module that defines it, and its name there ("" for the module itself)
 _WHERE = {
     "check": "EdgeCheck GradCheck InputCheck LocalCheck check_grad check_local",
-    "codegen": "Compiled codegen",
+    "codegen": "codegen",
+    "compiled": "Compiled",
     "define": "DefinedOp define_op undefine_op",
-    "derived": "binary_cross_entropy l2 log_softmax norm softmax softmax_cross_entropy svm_loss",
+    "composed": "binary_cross_entropy l2 log_softmax norm softmax softmax_cross_entropy svm_loss",
     "errors": "EvaluationError FusionError InputError ParseError ShapeError SymgradError TracingError "
               "UnsupportedError",
     "explain": "Explanation explain",

@@ -40,8 +40,8 @@ from .codegen import (
     _returns,
     _shapes,
     graph_dims,
-    load_module,
 )
+from .compiled import load_module
 from .dims import named
 from .errors import InputError, UnsupportedError
 from .graph import Graph
@@ -217,7 +217,7 @@ def library(ns: Any) -> str:
 class ArrayCompiled:
     """A graph's array-API code, compiled for one array library ``xp``.
 
-    The calling conventions are :class:`symgrad.codegen.Compiled`'s: ``f(**inputs)``,
+    The calling conventions are :class:`symgrad.compiled.Compiled`'s: ``f(**inputs)``,
     ``f.value_and_grad(**inputs)``, ``f.forward(**inputs)``, ``f.backward(dout, cache)``,
     ``f.source``, ``f.module`` (whose functions take positional inputs and ``xp``).
     Inputs may be arrays of ``xp``'s library, NumPy arrays or Python numbers

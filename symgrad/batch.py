@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .codegen import compile_graph, load_module
+from .compiled import compile_graph, load_module
 from .dims import named
 from .errors import InputError, ShapeError, UnsupportedError
 from .graph import Graph

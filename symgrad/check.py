@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .codegen import Compiled, load_module
+from .compiled import Compiled, load_module
 from .dims import concrete
 from .errors import EvaluationError, InputError
 from .graph import Graph

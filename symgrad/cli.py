@@ -260,11 +260,11 @@ def _indent(text: str) -> str:
 
 def expr_help() -> str:
     """The help of EXPR, naming every function of the op table and every composition."""
-    from .derived import DERIVED
+    from .composed import COMPOSED
     from .ops import FUNCTIONS
 
     return ("an expression in Python syntax, such as \"(x + y) * z\": numbers, names, + - * / ** @, "
-            f".T, and the functions {' '.join([*FUNCTIONS, *DERIVED])} (parsed, never run)")
+            f".T, and the functions {' '.join([*FUNCTIONS, *COMPOSED])} (parsed, never run)")
 
 
 AT_HELP = ("input values, e.g. x=-2,y=5,z=-4 or W=[[1,2],[3,4]] (a list gives the input its shape); "

@@ -205,12 +205,12 @@ def _domain(name: str, d: Any) -> Domain:
 
 
 def _check_name(name: str) -> None:
-    from .derived import DERIVED
+    from .composed import COMPOSED
     from .parse import NAMED_CONSTANTS
 
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise SymgradError(f"an op's name must be a Python identifier, not {name!r}")
-    if name in OPS or name in DERIVED or name in NAMED_CONSTANTS or name in RESERVED_NAMES:
+    if name in OPS or name in COMPOSED or name in NAMED_CONSTANTS or name in RESERVED_NAMES:
         raise SymgradError(f"{name!r} is taken; choose another name for the op")
 
 

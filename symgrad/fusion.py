@@ -19,12 +19,12 @@ import networkx as nx
 import sympy as sp
 
 from . import ir
-from .derive import edge_derivatives
 from .errors import FusionError
 from .gates import Pattern, canonical, patterns
 from .graph import Graph
 from .hints import did_you_mean
 from .layers import LAYERS, gate_edges, tensor_canonical
+from .local_derivatives import edge_derivatives
 
 DEFAULT_NAME = "gate"
 

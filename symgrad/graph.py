@@ -47,10 +47,10 @@ import sympy as sp
 
 from . import ir
 from .build import Ref, Spec, intermediate_prefix
-from .derive import edge_derivatives
 from .dims import Shape, legend
 from .dims import text as shape_text
 from .errors import InputError, ShapeError, SymgradError
+from .local_derivatives import edge_derivatives
 from .ops import label, op_of
 from .tensors import shape_of
 
@@ -302,7 +302,7 @@ class Graph:
         """NumPy forward/backward code for this graph, generated and compiled.
 
         ``wrt`` names the inputs to differentiate with respect to (default: all).
-        See :class:`symgrad.codegen.Compiled`.  ``xp`` (an array library:
+        See :class:`symgrad.compiled.Compiled`.  ``xp`` (an array library:
         ``array_api_strict``, ``torch``, ``jax.numpy``, ...) compiles array-API code
         for it instead (:class:`symgrad.arrayapi.ArrayCompiled`); ``batch`` (a named
         dimension) gives gradients over Dask arrays chunked along it
@@ -321,7 +321,7 @@ class Graph:
             from .arrayapi import ArrayCompiled
 
             return ArrayCompiled(self, wrt, xp)
-        from .codegen import compile_graph
+        from .compiled import compile_graph
 
         return compile_graph(self, wrt)
 

@@ -3,7 +3,7 @@
 Nothing in the text is ever evaluated: the string is parsed by :func:`ast.parse`
 and only numbers, names, the arithmetic operators (with ``@``), unary minus,
 parentheses, the transposes ``.T`` and ``.mT``, and calls to functions in the
-op table, in :mod:`symgrad.derived` and in :data:`SPELLINGS` (NumPy's names:
+op table, in :mod:`symgrad.composed` and in :data:`SPELLINGS` (NumPy's names:
 ``reshape``, ``swapaxes``, …, also as methods, ``x.reshape(64, -1)``) are
 accepted.  Keywords (``axis=0``, ``keepdims=True``) and the arguments that are
 not arrays (``reshape(x, (64, -1))``) are literals: integers, True/False and
@@ -25,7 +25,7 @@ import sympy as sp
 
 from . import tracing
 from .build import Builder, Operand
-from .derived import DERIVED
+from .composed import COMPOSED
 from .dims import dim
 from .errors import ParseError, ShapeError, SymgradError
 from .hints import did_you_mean
@@ -306,10 +306,10 @@ class _Walker:
         if name in FUNCTIONS or name in ALIASES:
             op = OPS[ALIASES.get(name, name)]
             arity, params = op.arity, op.params
-        elif name in DERIVED:
-            arity, params = DERIVED[name].arity, DERIVED[name].params
+        elif name in COMPOSED:
+            arity, params = COMPOSED[name].arity, COMPOSED[name].params
         else:
-            known = sorted({*FUNCTIONS, *DERIVED, *ALIASES, *SPELLINGS})
+            known = sorted({*FUNCTIONS, *COMPOSED, *ALIASES, *SPELLINGS})
             raise self.fail(f"unknown function {name!r}{did_you_mean(name, known)} "
                             f"(known functions: {', '.join(known)})", node)
         allowed = [k for k in KEYWORDS if k in params]
@@ -404,8 +404,8 @@ class _Walker:
             name = ALIASES.get(node.func.id, node.func.id)
             name = REDUCING[name] if id(node) in self.reducing else name
             keywords = self.keywords[id(node)]
-            if name in DERIVED:
-                result = DERIVED[name].function(*(Traced(b, a) for a in args), **keywords)
+            if name in COMPOSED:
+                result = COMPOSED[name].function(*(Traced(b, a) for a in args), **keywords)
                 return result.operand if isinstance(result, Traced) else result
             return b.apply(name, *args, **keywords)
         if isinstance(node, ast.Name):

@@ -419,7 +419,7 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
             "np.linalg.norm(x, ord=, axis=, keepdims=) cannot be traced; np.linalg.norm(x) (sg.norm, "
             "the Euclidean norm of every entry) can, and np.sqrt(np.sum(x**2, axis=k)) gives one per axis"
         )
-    from .derived import norm
+    from .composed import norm
 
     return norm(x)
 

@@ -18,7 +18,7 @@ import sympy as sp
 import symgrad as sg
 from symgrad.check import kink_expressions
 from symgrad.cli import expr_help, main
-from symgrad.derived import DERIVED
+from symgrad.composed import COMPOSED
 from symgrad.ops import FUNCTIONS, OPS
 from symgrad.program import build_program
 
@@ -247,7 +247,7 @@ def test_an_import_that_fails_is_a_named_error_when_code_is_compiled_or_evaluate
 
 
 def test_the_cli_help_and_the_docs_list_every_function_of_the_table():
-    names = set(FUNCTIONS) | set(DERIVED)
+    names = set(FUNCTIONS) | set(COMPOSED)
     helped = set(expr_help().split("the functions ")[1].split(" (")[0].split())
     assert helped == names
     from pathlib import Path

@@ -14,7 +14,7 @@ from symgrad.tables import derivative_table
 
 from .conftest import elementary
 
-derive = importlib.import_module("symgrad.derive")
+derive = importlib.import_module("symgrad.local_derivatives")
 
 NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
 POINT = dict(w0=2, x0=-1, w1=-3, x1=-2, w2=-3)

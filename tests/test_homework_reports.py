@@ -52,7 +52,9 @@ STUDENTS = {
     "dave": RIGHT.replace('{"W": 2 * np.outer(q, x), "x": 2 * W.T @ q}',
                           '{"weight": 2 * np.outer(q, x), "input": 2 * W.T @ q}'),
     "erin": RIGHT.replace("    return {\"x\": z", "    print('y' * 100_000)\n    return {\"x\": z"),
-    "frank": RIGHT.replace("    q = W @ x", "    print('f' * 6000)\n    q = W @ x"),
+    # more than the 4 kB kept, once (the grader calls grad at several points): well under 16 kB
+    "frank": RIGHT.replace("    q = W @ x", "    global said\n    if 'said' not in globals():\n"
+                                            "        said = print('f' * 6000)\n    q = W @ x"),
 }
 
 

@@ -151,7 +151,7 @@ def test_the_fused_sigmoid_on_floats_gives_the_numpy_lines_answer(x):
 
 
 def test_more_inputs_than_parameters_are_bound_by_name_all_the_same():
-    from symgrad.codegen import KEYWORD_PARAMS
+    from symgrad.compiled import KEYWORD_PARAMS
 
     names = [f"x{i}" for i in range(KEYWORD_PARAMS + 3)]
     f = sg.graph(" + ".join(f"{n}*x0" for n in names[1:])).compile()

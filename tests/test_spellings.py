@@ -16,7 +16,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import parse
-from symgrad.derived import DERIVED
+from symgrad.composed import COMPOSED
 
 API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 SHAPES = {"x": (2, 3), "y": (2, 3), "w": (3,), "A": (2, 3, 4), "B": (2, 4, 3), "X": (2, 3, 2, 2),
@@ -73,7 +73,7 @@ def documented() -> tuple[set[str], set[str], set[str]]:
 
 def test_the_table_lists_every_function_the_parser_knows():
     functions, methods, attributes = documented()
-    known = {*parse.FUNCTIONS, *parse.ALIASES, *parse.SPELLINGS, *DERIVED}
+    known = {*parse.FUNCTIONS, *parse.ALIASES, *parse.SPELLINGS, *COMPOSED}
     assert functions == known, (sorted(known - functions), sorted(functions - known))
     assert methods == set(parse.METHODS)
     assert attributes == set(parse.ATTRIBUTES)
@@ -81,7 +81,7 @@ def test_the_table_lists_every_function_the_parser_knows():
 
 def test_spellings_listed_in_prose_are_in_the_table():
     """Every backquoted call of a known function elsewhere in the docs is accepted too."""
-    known = {*parse.FUNCTIONS, *parse.ALIASES, *parse.SPELLINGS, *DERIVED}
+    known = {*parse.FUNCTIONS, *parse.ALIASES, *parse.SPELLINGS, *COMPOSED}
     functions, _, _ = documented()
     pages = sorted(API.parent.glob("*.md")) + [API.parents[1] / "README.md"]
     for page in pages:

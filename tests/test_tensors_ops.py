@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad import tracing
-from symgrad.derived import DERIVED
+from symgrad.composed import COMPOSED
 from symgrad.ops import OPS
 from symgrad.printing import numpy_code
 from symgrad.program import build_program
@@ -49,7 +49,7 @@ def build(fn, names, shapes, domains, params):
 
 
 def function_of(name):
-    return DERIVED[name].function if name in DERIVED else functools.partial(tracing.apply, name)
+    return COMPOSED[name].function if name in COMPOSED else functools.partial(tracing.apply, name)
 
 
 def forward(g):
@@ -93,12 +93,12 @@ def test_every_array_op_declares_shapes_and_domains():
         assert callable(op.function_class.vjp) and op.numpy is not None
         for pattern in op.shapes:
             assert len(pattern) == op.arity
-    for d in DERIVED.values():
+    for d in COMPOSED.values():
         assert d.shapes and len(d.domain) == d.arity and all(len(p) == d.arity for p in d.shapes)
     names = {op.name for op in OPS.values()}
     assert {"matmul", "transpose", "sum", "mean", "logsumexp", "pick"} <= names
     assert {"softmax", "log_softmax", "norm", "softmax_cross_entropy", "svm_loss",
-            "binary_cross_entropy", "l2"} <= set(DERIVED)
+            "binary_cross_entropy", "l2"} <= set(COMPOSED)
 
 
 # -- vector-Jacobian products against SymPy, symbolically ---------------------------------------
@@ -167,8 +167,8 @@ def test_vjp_matches_sympy_at_random_shapes(data):
 
 
 def oracle_cases():
-    for name in [op.name for op in ARRAY_OPS] + list(DERIVED):
-        declared = OPS[name] if name in OPS else DERIVED[name]
+    for name in [op.name for op in ARRAY_OPS] + list(COMPOSED):
+        declared = OPS[name] if name in OPS else COMPOSED[name]
         for pattern in declared.shapes:
             params = param_choices(declared.params, concrete(pattern, SIZES)[0])
             yield pytest.param(name, pattern, params[-1], id=f"{name}-{','.join(pattern)}")
@@ -178,7 +178,7 @@ def oracle_cases():
 
 @pytest.mark.parametrize("name, pattern, params", list(oracle_cases()))
 def test_graph_matches_sympy_expansion(name, pattern, params):
-    declared = OPS[name] if name in OPS else DERIVED[name]
+    declared = OPS[name] if name in OPS else COMPOSED[name]
     shapes = concrete(pattern, SIZES)
     names = ["a", "b"][: len(shapes)]
     g = build(function_of(name), names, shapes, declared.domain, params)
@@ -216,8 +216,8 @@ def broadcast_shapes(draw, arity):
 
 @st.composite
 def cases(draw):
-    name = draw(st.sampled_from([op.name for op in OPS.values()] + list(DERIVED)), label="op")
-    declared = OPS[name] if name in OPS else DERIVED[name]
+    name = draw(st.sampled_from([op.name for op in OPS.values()] + list(COMPOSED)), label="op")
+    declared = OPS[name] if name in OPS else COMPOSED[name]
     if name in OPS and OPS[name].elementwise:
         shapes = draw(broadcast_shapes(declared.arity), label="shapes")
         params = {}

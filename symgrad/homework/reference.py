@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..check import check_grad, kink_expressions
-from ..codegen import Compiled
+from ..compiled import Compiled
 from ..errors import SymgradError
 from ..graph import Graph
 from .spec import Problem, SpecError

@@ -136,7 +136,7 @@ class Derived:
 PROBABILITY = Domain(0.05, 0.95)
 UNIT = Domain(0.0, 1.0)
 
-DERIVED: dict[str, Derived] = {
+COMPOSED: dict[str, Derived] = {
     d.name: d
     for d in (
         Derived(norm, (POSITIVE,), (("n",), ("nm",))),

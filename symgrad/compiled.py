@@ -1,0 +1,304 @@
+"""Generated code, compiled: :class:`Compiled`, the keyword-only entry points in front of it.
+
+:mod:`symgrad.codegen` writes the module text; this module runs it.  It
+registers the text in :mod:`linecache` (:func:`load_module`), so tracebacks
+and :func:`inspect.getsource` show the generated lines, and puts keyword-only
+entry points with input checks in front of the generated functions: a graph of
+scalars takes Python and NumPy floats straight to a body written for floats
+(:func:`symgrad.scalar.scalar_body`) and arrays to the NumPy body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import math
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .codegen import (
+    _batchable,
+    _Function,
+    _functions,
+    _indent,
+    _module_text,
+    graph_dims,
+    program_imports,
+)
+from .dims import check_values, concrete, declared
+from .errors import EvaluationError, InputError, ShapeError
+from .graph import Graph
+from .printing import import_namespace
+from .program import build_program
+from .scalar import FALLBACK, scalar_body
+from .scalar import NAMESPACE as SCALAR_NAMESPACE
+from .values import as_array, check_inputs, check_labels, coerce, label_classes
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_MISSING = _Missing()
+_NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
+
+INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
+KEYWORD_PARAMS = 128  # inputs the entry points take as parameters; more are read from **_unknown
+
+
+def _floats(values: tuple[Any, ...]) -> bool:
+    """All Python or NumPy floats, adding up to a finite number."""
+    return all(v.__class__ is float or v.__class__ is np.float64 for v in values) and \
+        math.isfinite(math.fsum(values))
+
+
+ENTRY_DOCS = {
+    "value": "The output at the given inputs.",
+    "forward": "(output, cache): the output and the forward values backward reads.",
+    "value_and_grad": "(output, {input: gradient}) at the given inputs.",
+}
+
+
+def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool) -> str:
+    """Keyword-only versions of value, forward and value_and_grad that check their inputs first.
+
+    The bodies are the generated ones.  With ``fast`` (a graph of scalars),
+    Python and NumPy floats that add up to a finite number go straight
+    through, to the body rewritten for floats (:func:`symgrad.scalar.scalar_body`),
+    as do inputs that ``_arguments`` (which checks and converts anything else)
+    turns into floats; arrays take the NumPy body, as does a point where the
+    float body raises one of :data:`symgrad.scalar.FALLBACK`.
+    """
+    args = ", ".join(inputs)
+    signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
+    binding: list[str] = []
+    if len(inputs) > KEYWORD_PARAMS:  # Python binds keywords to parameters in quadratic time
+        signature = "**_unknown"
+        binding = ["    _pop = _unknown.pop", *(f"    {n} = _pop({n!r}, _MISSING)" for n in inputs)]
+    targets = (f"{args}{',' if len(inputs) == 1 else ''} = " if inputs else "")
+    check = f"{targets}_arguments(_unknown{', ' if inputs else ''}{args})"
+    if fast and 0 < len(inputs) <= INLINE_CHECKS:
+        floats = [f"({n}.__class__ is _float or {n}.__class__ is _float64)" for n in inputs]
+        floats.append(f"0.0 * ({' + '.join(inputs)}) == 0.0")  # false for inf and nan
+        test = "".join(f"\n            and {c}" if i else c for i, c in enumerate(floats))
+        head = [f"    _scalar = not _unknown and ({test})"]
+    elif fast and inputs:  # too many for one expression: Python's compiler recurses into long sums
+        head = [f"    _scalar = not _unknown and _floats(({args},))"]
+    else:
+        head = [f"    {check}"]
+    if fast and inputs:
+        every = " and ".join(f"{n}.__class__ is _float" for n in inputs) if len(inputs) <= INLINE_CHECKS \
+            else f"_all_floats(({args},))"
+        head += ["    if not _scalar:", f"        {check}", f"        _scalar = {every}"]
+    text = [f"def unchecked_value({args}):",
+            '    """The output, with no check of the inputs (complex steps pass)."""',
+            *_indent(functions["value"].body), "", ""]
+    for name, doc in ENTRY_DOCS.items():
+        scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
+                  *_indent(_indent(_indent(scalar_body(functions[name].body)))),
+                  "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
+                  "            pass"] if fast and inputs else []
+        text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",
+                 *_indent(_indent(functions[name].body)),
+                 "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
+    return "\n".join(text)
+
+
+def _all_floats(values: tuple[Any, ...]) -> bool:
+    """All Python floats (what ``_arguments`` makes of scalars)."""
+    return all(v.__class__ is float for v in values)
+
+
+def load_module(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
+    """Run ``source`` as a module whose lines tracebacks and ``inspect`` can show."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    filename = f"<symgrad-{kind}-{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"symgrad_{kind}_{digest}")
+    module.__file__ = filename
+    module.__dict__.update(namespace)
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+class Compiled:
+    """A graph's generated NumPy code, compiled: value, gradients, forward and backward.
+
+    Calling conventions (inputs by name, as in :meth:`symgrad.Graph.backprop`):
+
+    - ``f(**inputs)``: the output's value
+    - ``f.value_and_grad(**inputs)``: ``(value, {input: gradient})``, the
+      gradient of the value's sum (``dout = 1``)
+    - ``f.forward(**inputs)``: ``(value, cache)``; ``f.backward(dout, cache)``:
+      ``{input: gradient}`` of ``sum(dout * value)``, reading the cached
+      forward values instead of recomputing them
+    - ``f.source``: the generated module text (what :func:`codegen` writes);
+      ``f.module``: that module, whose functions take positional arguments
+      and skip the input checks
+
+    >>> import symgrad as sg
+    >>> f = sg.graph("(x + y) * z").compile()
+    >>> f(x=-2, y=5, z=-4)
+    -12.0
+    >>> value, grads = f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
+    >>> float(value), {k: float(v) for k, v in grads.items()}
+    (-12.0, {'x': -4.0, 'y': -4.0, 'z': 3.0})
+    >>> out, cache = f.forward(x=-2, y=5, z=-4)
+    >>> {k: float(v) for k, v in f.backward(2.0, cache).items()}
+    {'x': -8.0, 'y': -8.0, 'z': 6.0}
+    """
+
+    value_and_grad: Callable[..., tuple[Any, dict[str, Any]]]
+    forward: Callable[..., tuple[Any, Any]]
+
+    def __init__(self, graph: Graph, wrt: Iterable[str] | None = None):
+        self.graph = graph
+        self.program = build_program(graph, wrt)
+        self.wrt: tuple[str, ...] = self.program.wrt
+        self.batchable = _batchable(graph)
+        self._scalar_out = self.batchable or graph.shape(graph.output) == ()
+        classes = label_classes(graph)
+        labels = set(graph.labels)
+        self._declared = tuple((graph.shape(n), classes.get(n, 0) if n in labels else None)
+                               for n in graph.inputs)
+        self._table = tuple((n, declared(shape), c) for n, (shape, c) in zip(graph.inputs, self._declared))
+        functions = _functions(self.program)
+        cache = functions["forward"].cache
+        self._cached_dims = {d: cache.index(d) for d in graph_dims(graph) if d in cache}
+        self.source = _module_text(self.program, functions)
+        namespace = import_namespace(program_imports(self.program))  # a named error if one fails
+        self.module = load_module(self.source, "code", {})
+        entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
+            **namespace, "_backward": self.module.backward, "_MISSING": _MISSING,
+            "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
+            "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
+            "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
+        })
+        self._files = {self.module.__file__, entries.__file__}
+        self._value = entries.value
+        self._unchecked_value = entries.unchecked_value
+        self.forward = entries.forward
+        self.value_and_grad = entries.value_and_grad
+        if not self.batchable and graph.inputs:  # arrays: finiteness checked where the output shows it
+            self._value = self._finite_where_shown(entries.value, False)
+            self.forward = self._finite_where_shown(entries.forward, True)
+            self.value_and_grad = self._finite_where_shown(entries.value_and_grad, True)
+        self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
+
+    def __call__(self, *args: Any, **inputs: Any) -> Any:
+        """The output's value at ``inputs``."""
+        if args:
+            what = "a dict; unpack it: f(**values)" if isinstance(args[0], Mapping) else "f(x=..., y=...)"
+            raise InputError(f"a compiled function takes its inputs by name, not positionally: {what}")
+        return self._value(**inputs)
+
+    def backward(self, dout: Any, cache: Any) -> dict[str, Any]:
+        """``{input: gradient}`` of ``sum(dout * value)``, from ``cache`` as :meth:`forward` returned it."""
+        if (dout.__class__ is not float and dout.__class__ is not np.float64) or not self._scalar_out:
+            dout = as_array("dout", dout)
+            out_shape = self.graph.shape(self.graph.output)
+            if self._cached_dims:
+                try:
+                    known = {d: int(cache[i]) for d, i in self._cached_dims.items()}
+                except (TypeError, IndexError, ValueError):
+                    raise InputError("cache is not one that forward(...) returned") from None
+                out_shape = concrete(out_shape, known)
+            if dout.ndim == 0:
+                dout = float(dout) if out_shape == () else np.full(out_shape, float(dout))
+            elif not self.batchable and dout.shape != out_shape:
+                raise ShapeError(f"dout has shape {dout.shape}, but the output has shape {out_shape}")
+        elif not math.isfinite(dout):
+            raise InputError(f"value of 'dout' is not finite: {dout!r}")
+        if not isinstance(cache, tuple):
+            raise InputError(f"cache must be what forward(...) returned second, not {type(cache).__name__}")
+        try:
+            return self.module.backward(dout, cache)
+        except _NUMERIC_ERRORS as e:
+            raise self._evaluation_error(e) from None
+
+    def _arguments(self, unknown: dict[str, Any], *values: Any) -> tuple[Any, ...]:
+        """The inputs checked: named, numeric, finite and shaped as the graph allows."""
+        if not self.batchable and not unknown and self._as_checked(values):
+            return values
+        names = self.graph.inputs
+        given = {n: v for n, v in zip(names, values) if v is not _MISSING}
+        given.update(unknown)
+        if not self.batchable:
+            dtypes = {n: self.graph.nx.nodes[n]["dtype"] for n in names}
+            arrays = coerce(names, {n: self.graph.shape(n) for n in names}, given, dtypes)
+            check_labels(self.graph, arrays)
+            return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
+        check_inputs(names, given)
+        arrays = {n: as_array(n, given[n]) for n in names}
+        try:
+            np.broadcast_shapes(*(a.shape for a in arrays.values()))
+        except ValueError:
+            shown = ", ".join(f"{n} {a.shape}" for n, a in arrays.items() if a.ndim)
+            raise ShapeError(f"input shapes do not broadcast together: {shown}") from None
+        return tuple(float(a) if a.ndim == 0 else a for a in arrays.values())
+
+    def _as_checked(self, values: tuple[Any, ...]) -> bool:
+        """Every input already as the checks make it: a float64 array (a finite float for a
+        scalar), or int64 labels; then shapes, named dimensions and label ranges checked as the
+        generated module checks them (a ShapeError or InputError).  The arrays' entries are not
+        read here: :meth:`_finite_where_shown` looks for one that is not finite only when the
+        output is not finite."""
+        for v, (shape, classes) in zip(values, self._declared):
+            if v.__class__ is float and shape == () and classes is None:
+                if not math.isfinite(v):
+                    return False
+            elif v.__class__ is not np.ndarray or shape == ():
+                return False
+            elif classes is None:
+                if v.dtype != np.float64:
+                    return False
+            elif v.dtype != np.int64:
+                return False
+        check_values(values, self._table)
+        return True
+
+    def _finite_where_shown(self, entry: Callable[..., Any], pair: bool) -> Callable[..., Any]:
+        """``entry``, followed by a test of its output: where that is not finite, an input that
+        is not finite is refused by name (an InputError); otherwise the output is NumPy's.
+
+        One test of the output per call instead of a pass over every input array.
+        """
+        names = self.graph.inputs
+
+        def checked(**inputs: Any) -> Any:
+            result = entry(**inputs)
+            out = result[0] if pair else result
+            if not (math.isfinite(out) if isinstance(out, float) else np.isfinite(out).all()):
+                for n in names:
+                    v = inputs.get(n)
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
+                        raise InputError(f"value of {n!r} is not finite: {v!r}")
+            return result
+
+        checked.__doc__ = entry.__doc__
+        checked.__name__ = entry.__name__
+        return checked
+
+    def _evaluation_error(self, e: BaseException) -> EvaluationError:
+        """An EvaluationError naming the generated line where Python's float arithmetic failed."""
+        line, tb = None, e.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename in self._files:
+                line = linecache.getline(filename, tb.tb_lineno).strip()
+            tb = tb.tb_next
+        return EvaluationError(f"cannot evaluate {line or 'the generated code'}: {e}")
+
+    def __repr__(self) -> str:
+        what = self.graph.source or self.graph.output
+        return (f"<Compiled {what!r}: inputs {', '.join(self.graph.inputs) or 'none'}; "
+                f"gradients {', '.join(self.wrt) or 'none'}>")
+
+
+def compile_graph(graph: Graph, wrt: Iterable[str] | None = None) -> Compiled:
+    """Generate and compile NumPy code for ``graph``; see :meth:`symgrad.Graph.compile`."""
+    return Compiled(graph, wrt)
