@@ -505,7 +505,7 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
             _points((x, y), ('x', 'y'))
         q1 = x*y
         if q1.__class__ is np.ndarray:  # a batch of points: the gradients of the value's sum over it
-            return q1, _backward(np.ones_like(q1), (x, y, q1))
+            return q1, _backward(1.0, (x, y, q1))
         return q1, {"x": y}
     """
     from .frontends import graph as build_graph

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +104,16 @@ def required_params(params: tuple[str, ...], shape: tuple[int, ...]) -> str:
         return ""
     return "".join(f", {k}={v}" for k, v in param_choices(needed, shape)[0].items())
 
+
+def new_children(before: frozenset[int] = frozenset()) -> list[int]:
+    """This process's children that are not in ``before`` (taken before the work began:
+    libraries such as multiprocessing may keep a helper process of their own for the whole run)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in before:
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found

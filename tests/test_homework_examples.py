@@ -15,6 +15,8 @@ import pytest
 import symgrad as sg
 from symgrad.homework import Limits, load_spec
 
+from .conftest import new_children
+
 HOMEWORK = Path(__file__).resolve().parents[1] / "examples" / "homework"
 LIMITS = Limits(wall_seconds=3, cpu_seconds=1, memory_mb=512, output_kb=256)
 SECRET_NAME = "SYMGRAD_TEST_SECRET"
@@ -72,19 +74,6 @@ def tree_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def graded():
     """Grade every example submission once, with a secret in the grader's environment."""
@@ -94,6 +83,7 @@ def graded():
     rlimits = {r: resource.getrlimit(r) for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU,
                                                    resource.RLIMIT_FSIZE)}
     before = tree_hash(HOMEWORK)
+    helpers = frozenset(new_children())
     folders = [HOMEWORK / "submissions" / n for n in MISTAKES] + [HOMEWORK / "hostile" / n for n in HOSTILE]
     folders.append(HOMEWORK / "submissions" / "correct" / "answers.toml")  # a single file
     folders.append(HOMEWORK / "submissions" / "correct_other_forms")
@@ -105,7 +95,7 @@ def graded():
     harm = {
         "environment": dict(os.environ) == environ, "cwd": os.getcwd() == cwd,
         "rlimits": rlimits == {r: resource.getrlimit(r) for r in rlimits},
-        "files": tree_hash(HOMEWORK) == before, "children": children_of(os.getpid()) == [],
+        "files": tree_hash(HOMEWORK) == before, "children": new_children(helpers) == [],
     }
     return report, secret, harm
 

@@ -32,6 +32,8 @@ from symgrad.homework import Limits, probe_isolation
 from symgrad.homework.report import escape
 from symgrad.homework.sandbox import SandboxUnavailable
 
+from .conftest import new_children
+
 try:
     ISOLATION = probe_isolation()
 except SandboxUnavailable as e:  # every test here grades code: the conftest hook skips them
@@ -287,6 +289,7 @@ def hostile(tmp_path_factory):
     tempfile.tempdir = str(temporary)
     os.environ[SECRET] = "1"
     start = time.monotonic()
+    helpers = frozenset(new_children())
     try:
         alone = sg.homework.grade(room / "spec.toml", [room / "correct"], limits=LIMITS)
         report = sg.homework.grade(room / "spec.toml", [room / n for n in names], limits=LIMITS, jobs=4)
@@ -299,25 +302,13 @@ def hostile(tmp_path_factory):
     time.sleep(0.3)
     left = {
         "files": {str(p) for p, data in hashes.items() if p.read_bytes() != data},
-        "children": children_of(os.getpid()),
+        "children": new_children(helpers),
         "processes": [p for p in processes() if marker in p],
         "temporary": os.listdir(temporary),
         "cgroups": [c for parent in (ISOLATION.cgroups.parents if ISOLATION.cgroups else ())
                     for c in os.listdir(parent) if c.startswith(f"symgrad-{os.getpid()}-")],
     }
     return report, alone, cases, left, seconds
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
 
 
 def processes() -> list[str]:

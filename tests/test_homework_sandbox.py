@@ -25,6 +25,8 @@ from symgrad.cli import main
 from symgrad.homework import Isolation, Limits, probe_isolation, sandbox
 from symgrad.homework.sandbox import SandboxUnavailable
 
+from .conftest import new_children
+
 try:
     ISOLATION: Isolation | None = probe_isolation()
 except SandboxUnavailable as e:
@@ -497,6 +499,7 @@ def test_without_a_cgroup_the_grader_bounds_memory_across_processes(tmp_path, ch
     isolation = dataclasses.replace(ISOLATION, cgroups=None)
     assert "per submission (the grader sums its processes' resident memory every 0.1 s)" in isolation.note
     assert "32 processes (RLIMIT_NPROC)" in isolation.note
+    helpers = frozenset(new_children())
     result = grade_one(tmp_path, HOLDERS.replace("CHILDREN", str(children)), isolation=isolation)
     if passes:
         assert result.passed, result.reason
@@ -504,19 +507,7 @@ def test_without_a_cgroup_the_grader_bounds_memory_across_processes(tmp_path, ch
         assert not result.passed and result.reason.startswith(
             "ran out of memory (limit 512 MB, total across its processes) in grad()"), result.reason
     time.sleep(0.2)
-    assert children_of(os.getpid()) == []
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
+    assert new_children(helpers) == []
 
 
 def test_the_memory_of_a_process_tree_is_summed():

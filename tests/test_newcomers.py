@@ -189,14 +189,25 @@ def test_labels_are_declared_on_the_command_line():
 # -- notebooks ready to run --------------------------------------------------------
 
 
-def _requirement_names(requirements: list[str]) -> set[str]:
-    return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+def _requirement_names(requirements: list[str], extras: dict[str, list[str]] | None = None) -> set[str]:
+    """The distributions ``requirements`` name, with those of symgrad's own extras they include."""
+    names = set()
+    for r in requirements:
+        name = re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-")
+        included = re.match(r"symgrad\[([\w,-]+)\]", r)
+        if included and extras is not None:
+            for extra in included.group(1).split(","):
+                names |= _requirement_names(extras[extra], extras)
+        else:
+            names.add(name)
+    return names
 
 
 def test_the_notebooks_extra_brings_jupyter_and_everything_the_notebooks_import():
     tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    extra = _requirement_names(project["optional-dependencies"]["notebooks"])
+    extras = project["optional-dependencies"]
+    extra = _requirement_names(extras["notebooks"], extras)
     assert extra & {"jupyterlab", "notebook"}, "the notebooks extra must bring Jupyter"
     available = extra | _requirement_names(project["dependencies"])
     imported = set()
