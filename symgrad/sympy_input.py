@@ -32,7 +32,7 @@ def _source(expr: sp.Expr, depth: int, written: int) -> str:
             return str(expr)
         except RecursionError:
             pass
-    if written > SHOWN_SIZE:
+    if depth <= SHOWN_DEPTH:
         return f"a SymPy expression of {'over ' if written >= _MANY else ''}{written:,} terms written out"
     return f"a SymPy expression {depth} levels deep"
 
