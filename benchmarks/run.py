@@ -720,6 +720,64 @@ def growth(quick: bool) -> None:
 STAGES = ("graph", "backprop", "compile", "call")
 
 
+# -- 7. cheap gradients and the traced front end's size ------------------------------------------
+
+
+def family_source(family: str, front: str, n: int) -> Any:
+    """The family's graph source from ``front``: a callable, a SymPy expression or its text."""
+    if front == "callable":
+        return signed(*FAMILIES[family][0](n))
+    names, body = FAMILIES[family][1](n)
+    expr = body(*[sp.Symbol(m, real=True) for m in names])
+    return expr if front == "SymPy expression" else str(expr)
+
+
+def cheap_gradients(quick: bool) -> None:
+    n = 10 if quick else 30
+    print("\n7. cheap gradients: gradient / forward, in operations of the generated assignments and in")
+    print(f"   time on a batch of 1000 points (n = {n}; the DAG as a string at n = 8, its text grows")
+    print("   exponentially; goal: at most 3 for both)")
+    rng = np.random.default_rng(0)
+    rows = []
+    for family in FAMILIES:
+        for front in ("string", "SymPy expression", "callable"):
+            size = 8 if family == "DAG with reuse" and front == "string" else n
+            f = sg.graph(family_source(family, front, size)).compile()
+            counts = generated_ops(f.source)
+            args = [rng.uniform(-1, 1, 1000) for _ in f.graph.inputs]
+            out, cache = f.module.forward(*args)
+            dout = np.ones_like(out)
+            t = timings({"forward": lambda: f.module.forward(*args),  # noqa: B023
+                         "backward": lambda: f.module.backward(dout, cache)},  # noqa: B023
+                        number=10, rounds=10 if quick else 40)
+            back, fwd = t["backward"], t["forward"]
+            rows.append([family, front, str(size), str(counts["forward"]), str(counts["backward"]),
+                         f"{counts['backward'] / counts['forward']:.2f}",
+                         f"{back[0] / fwd[0]:.2f}/{back[1] / fwd[1]:.2f}"])
+    table(["family", "front end", "n", "fwd ops", "grad ops", "ops ratio", "time ratio min/median"], rows)
+
+    import tracemalloc
+
+    sizes = [1000] if quick else [1000, 10_000]
+    print("\n   the traced front end: time and peak memory of sg.graph(callable) (goal at n = 10,000:")
+    print("   under 10 s and 4 KiB per node)")
+    rows = []
+    for family in ("sigmoid chain", "DAG with reuse"):
+        for size in sizes:
+            fn = family_source(family, "callable", size)
+            tracemalloc.start()
+            start = time.perf_counter()
+            g = sg.graph(fn)
+            took = time.perf_counter() - start
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            nodes = len(g.nodes)
+            rows.append([family, str(size), str(nodes), f"{took:.2f}", f"{peak / 2**20:.1f}",
+                         f"{peak / nodes / 1024:.2f}"])
+            del g
+    table(["family", "n", "nodes", "seconds (traced)", "peak MiB", "KiB per node"], rows)
+
+
 def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
@@ -729,10 +787,10 @@ def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer repeats")
-    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5, 6], action="append",
+    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5, 6, 7], action="append",
                         help="run only this section (repeatable; 3 needs 2's graphs and runs it too)")
     args = parser.parse_args(argv)
-    sections = set(args.section or [1, 2, 3, 4, 5, 6])
+    sections = set(args.section or [1, 2, 3, 4, 5, 6, 7])
     if 1 in sections:
         lecture_latency(args.quick)
     if sections & {2, 3}:
@@ -746,6 +804,8 @@ def main(argv: list[str] | None = None) -> int:
         peers(args.quick)
     if 6 in sections:
         growth(args.quick)
+    if 7 in sections:
+        cheap_gradients(args.quick)
     return 0
 
 

@@ -132,11 +132,7 @@ class Graph:
 
     def operands(self, node: str) -> list[str]:
         """The node's operand nodes, in order, without repeats or constants."""
-        seen: list[str] = []
-        for o in self._node(node)["operands"]:
-            if isinstance(o, str) and o not in seen:
-                seen.append(o)
-        return seen
+        return list(dict.fromkeys(o for o in self._node(node)["operands"] if isinstance(o, str)))
 
     def consumers(self, node: str) -> list[str]:
         """The nodes that use ``node`` as an operand, in topological order."""

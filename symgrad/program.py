@@ -91,10 +91,19 @@ class Program:
     wrt: tuple[str, ...]
 
     def adjoint(self, node: str) -> Adjoint:
-        for a in self.backward:
-            if a.node == node:
-                return a
-        raise SymgradError(f"node {node!r} has no adjoint in this program")
+        found = self._adjoints.get(node)
+        if found is None:
+            raise SymgradError(f"node {node!r} has no adjoint in this program")
+        return found
+
+    @property
+    def _adjoints(self) -> dict[str, Adjoint]:
+        """``{node: its adjoint}``, made once: a program does not change."""
+        found = self.__dict__.get("_by_node")
+        if found is None:
+            found = {a.node: a for a in self.backward}
+            object.__setattr__(self, "_by_node", found)
+        return found
 
     @property
     def grads(self) -> dict[str, sp.Symbol]:
@@ -151,8 +160,9 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
     if wrt is not None and (not isinstance(wrt, Iterable) or isinstance(wrt, Mapping)):
         raise SymgradError(f"wrt takes an input name or a list of input names, not {wrt!r}")
     wrt = tuple(tuple(n for n in graph.inputs if n not in labels) if wrt is None else wrt)
+    inputs = set(graph.inputs)
     for name in wrt:
-        if not isinstance(name, str) or name not in graph.inputs:
+        if not isinstance(name, str) or name not in inputs:
             raise SymgradError(
                 f"cannot differentiate with respect to {name!r}: the inputs are "
                 f"{', '.join(graph.inputs) or 'none'}"

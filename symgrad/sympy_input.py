@@ -21,20 +21,25 @@ def from_sympy(expr: sp.Basic, builder: Builder):
         raise UnsupportedError(f"cannot build a graph from SymPy {type(expr).__name__} {expr}")
     converter = _Converter(builder)
     output = converter.convert(expr)
-    return builder.finish(output, source=_source(expr, converter.depth))
+    return builder.finish(output, source=_source(expr, converter.depth, converter.written))
 
 
-def _source(expr: sp.Expr, depth: int) -> str:
-    """``str(expr)``, or a summary for an expression too deep for SymPy's recursive printer."""
-    if depth <= SHOWN_DEPTH:
+def _source(expr: sp.Expr, depth: int, written: int) -> str:
+    """``str(expr)``, or a summary for an expression too deep for SymPy's recursive printer or
+    too long to write out (a sub-expression used k times is printed k times)."""
+    if depth <= SHOWN_DEPTH and written <= SHOWN_SIZE:
         try:
             return str(expr)
         except RecursionError:
             pass
+    if depth <= SHOWN_DEPTH:
+        return f"a SymPy expression of {'over ' if written >= _MANY else ''}{written:,} terms written out"
     return f"a SymPy expression {depth} levels deep"
 
 
 SHOWN_DEPTH = 60  # deeper expressions are summarized: SymPy prints recursively
+SHOWN_SIZE = 10_000  # sub-expressions counted with repeats; larger ones are summarized
+_MANY = 10**12  # sizes are capped here: a DAG's written size grows exponentially with its depth
 
 
 class _Converter:
@@ -46,11 +51,13 @@ class _Converter:
         self.done: dict[sp.Expr, Operand] = {}
         self.variable: dict[sp.Basic, bool] = {}  # has a free symbol: free_symbols, without recursion
         self.levels: dict[sp.Basic, int] = {}
+        self.sizes: dict[sp.Basic, int] = {}  # sub-expressions counted with repeats, as printed
         self.depth = 0
+        self.written = 0
 
     def scan(self, root: sp.Basic) -> None:
         """Fill :attr:`variable` and :attr:`depth` for every sub-expression of ``root``."""
-        levels = self.levels
+        levels, sizes = self.levels, self.sizes
         stack: list[tuple[sp.Basic, bool]] = [(root, False)]
         while stack:
             e, ready = stack.pop()
@@ -58,14 +65,16 @@ class _Converter:
                 continue
             if isinstance(e, (sp.Symbol, sp.MatrixSymbol)) or not e.args:
                 self.variable[e] = isinstance(e, (sp.Symbol, sp.MatrixSymbol))
-                levels[e] = 1
+                levels[e] = sizes[e] = 1
             elif not ready:
                 stack.append((e, True))
                 stack.extend((a, False) for a in e.args if a not in self.variable)
             else:
                 self.variable[e] = any(self.variable[a] for a in e.args)
                 levels[e] = 1 + max(levels[a] for a in e.args)
+                sizes[e] = min(1 + sum(sizes[a] for a in e.args), _MANY)
         self.depth = max(self.depth, levels[root])
+        self.written = max(self.written, sizes[root])
 
     def convert(self, root: sp.Expr) -> Operand:
         # post-order without recursion, sharing equal sub-expressions
