@@ -267,6 +267,16 @@ def expr_help() -> str:
             f".T, and the functions {' '.join([*FUNCTIONS, *COMPOSED])} (parsed, never run)")
 
 
+def fuse_help() -> str:
+    """The help of --fuse, naming every gate of the gate tables."""
+    from .gates import patterns
+    from .layers import LAYERS
+
+    return (f"fuse a pattern into gates ({', '.join(p.name for p in patterns())}; for tensors "
+            f"{', '.join(LAYERS)}), or 'stable' (every fragile spelling), or 'all' "
+            "(the whole expression as one gate); repeatable")
+
+
 AT_HELP = ("input values, e.g. x=-2,y=5,z=-4 or W=[[1,2],[3,4]] (a list gives the input its shape); "
            "repeatable")
 SHAPE_HELP = ("input shapes without values, e.g. \"W=(2,3),x=(3,)\"; a size may be a name, "
@@ -315,10 +325,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="the upstream gradient of the output (default 1)")
     p.add_argument("--digits", type=int, default=4, help="significant digits shown (default 4)")
     p.add_argument("--fuse", action="append", default=[], metavar="PATTERN",
-                   help="fuse a pattern into gates (sigmoid, softplus, logsigmoid, tanh, relu, "
-                        "logsumexp, softmax, affine; for tensors affine_relu, softmax_cross_entropy), "
-                        "or 'stable' (every fragile spelling), or 'all' "
-                        "(the whole expression as one gate); repeatable")
+                   help=fuse_help() if command is not None else "fuse a pattern into gates")
     p.add_argument("--lint", action="store_true",
                    help="list numerically fragile spellings and the stable gate for each")
     p.add_argument("--brief", action="store_true", help="print only the gradients (needs --at)")

@@ -116,3 +116,14 @@ def test_bad_shapes_are_refused(spec):
 
 def test_shapes_from_values_and_declarations():
     assert parse_shapes(["W=(2,3),x=3"], {"b": [1.0, 2.0], "c": 1.5}) == {"b": (2,), "W": (2, 3), "x": (3,)}
+
+
+def test_the_fuse_help_names_every_gate_of_the_gate_tables(capsys):
+    from symgrad.gates import patterns
+    from symgrad.layers import LAYERS
+
+    with pytest.raises(SystemExit):
+        main(["derive", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    names = [p.name for p in patterns()] + list(LAYERS)
+    assert len(names) >= 10 and all(f"{n}," in text or f"{n};" in text or f"{n})" in text for n in names)
