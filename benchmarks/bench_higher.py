@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,16 @@ def hessian_case(d: int, n: int, rng: np.random.Generator) -> list[tuple[str, fl
         f(w)  # tracing and compiling, for those that do
         build[name] = time.perf_counter() - t0
         calls[name] = lambda f=f: f(w)
-    exact = closed_form(X, y, w)
+    return against_closed_form(calls, build, lambda: closed_form(X, y, w))
+
+
+def against_closed_form(calls: dict, build: dict, closed: Callable[[], np.ndarray]) -> list[tuple]:
+    """Each call checked against the closed form, then timed beside it (best of interleaved
+    repeats): rows of (name, build seconds, seconds, ratio to the closed form)."""
+    exact = closed()
     for name, call in calls.items():
         assert np.allclose(call(), exact, rtol=1e-8, atol=1e-12), name
-    calls["closed form by hand (NumPy)"] = lambda: closed_form(X, y, w)
+    calls["closed form by hand (NumPy)"] = closed
     times = {name: float("inf") for name in calls}
     for _ in range(3):  # interleaved
         for name, call in calls.items():
@@ -285,16 +292,7 @@ def w2_case(h: int, c: int, n: int, rng: np.random.Generator) -> list[tuple[str,
         f(values["W2"])
         build[name] = time.perf_counter() - t0
         calls[name] = lambda f=f: f(values["W2"])
-    exact = w2_closed_form(**values)
-    for name, call in calls.items():
-        assert np.allclose(call(), exact, rtol=1e-8, atol=1e-12), name
-    calls["closed form by hand (NumPy)"] = lambda: w2_closed_form(**values)
-    times = {name: float("inf") for name in calls}
-    for _ in range(3):  # interleaved
-        for name, call in calls.items():
-            times[name] = min(times[name], best(call, repeat=3))
-    base = times["closed form by hand (NumPy)"]
-    return [(name, build.get(name), times[name], times[name] / base) for name in calls]
+    return against_closed_form(calls, build, lambda: w2_closed_form(**values))
 
 
 def w2_section(quick: bool) -> None:

@@ -39,6 +39,7 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -248,6 +249,19 @@ class Graph:
             if flow is not None:
                 out[u] = sp.Lambda(upstream, flow)
         return out
+
+    @functools.cached_property
+    def sigmoid_outputs(self) -> dict[sp.Expr, sp.Symbol]:
+        """``{sigmoid(a): q}`` for each node ``q`` computing a sigmoid (an op or a gate): how
+        the displays write a sigmoid's derivative through its output, ``q*(1 - q)``.
+
+        >>> import symgrad as sg
+        >>> sg.graph("sigmoid(w*x)").sigmoid_outputs
+        {sigmoid(q1): q2}
+        """
+        from .ops import sigmoid
+
+        return {e: self.symbol(n) for n in self.nodes if isinstance(e := self.expr(n), sigmoid)}
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ the interpreter (numbers on every node) and the code generator.
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Mapping, Set
 from typing import Any
 
@@ -434,30 +433,11 @@ def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
 # -- one notation for the displays: tables, explanations, pictures, program text -------------------
 
 
-def sigmoid_outputs(graph: Any) -> dict[sp.Expr, sp.Symbol]:
-    """``{sigmoid(a): q}`` for each node ``q`` of ``graph`` computing a sigmoid (an op or a gate)."""
-    from .ops import sigmoid
-
-    cached = _SIGMOIDS.get(graph)
-    if cached is None:
-        cached = {}
-        for n in graph.nodes:
-            e = graph.expr(n)
-            if isinstance(e, sigmoid):
-                cached[e] = graph.symbol(n)
-        _SIGMOIDS[graph] = cached
-    return cached
-
-
-# graphs never change, so each one's sigmoid nodes are found once
-_SIGMOIDS: weakref.WeakKeyDictionary[Any, dict[sp.Expr, sp.Symbol]] = weakref.WeakKeyDictionary()
-
-
 def in_notation(expr: sp.Expr, outputs: Mapping[sp.Expr, sp.Symbol]) -> sp.Expr:
     """``expr`` as the displays write it: a sigmoid's derivative through its node's output.
 
     ``outputs`` maps ``sigmoid(a)`` to the node ``q`` computing it (see
-    :func:`sigmoid_outputs`); then ``sigmoid(a)*(1 - sigmoid(a))`` and the
+    :attr:`symgrad.Graph.sigmoid_outputs`); then ``sigmoid(a)*(1 - sigmoid(a))`` and the
     stable ``q*sigmoid(-a)`` both read ``q*(1 - q)``.  Only the text changes:
     generated code keeps the stable form.
 

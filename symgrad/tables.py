@@ -20,7 +20,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .printing import Notation, in_notation, sigmoid_outputs
+from .printing import Notation, in_notation
 from .tensors import ArrayFunction, Reduction
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def written(graph: Graph, expr: sp.Expr, nodes: Iterable[str], latex: bool = Fal
     order = [graph.symbol(u) for n in nodes for u in [*graph.operands(n), n]]
     printer = _AsWrittenLatex(order) if latex else _AsWritten(order)
     if all(expr != graph.expr(n) for n in nodes):  # a derivative: the sigmoid's as q*(1 - q)
-        expr = in_notation(expr, sigmoid_outputs(graph))
+        expr = in_notation(expr, graph.sigmoid_outputs)
     return printer.doprint(expr)
 
 
@@ -155,7 +155,7 @@ def expression_text(graph: Graph, node: str, expr: sp.Expr | None = None, latex:
 def in_order(order: list[sp.Symbol], expr: sp.Expr, graph: Graph | None = None) -> str:
     """``expr`` as text, the operands of +, ·, max and min following ``order`` (and, given the
     ``graph``, a sigmoid's derivative through its node's output)."""
-    return _AsWritten(order).doprint(expr if graph is None else in_notation(expr, sigmoid_outputs(graph)))
+    return _AsWritten(order).doprint(expr if graph is None else in_notation(expr, graph.sigmoid_outputs))
 
 
 def vjp_text(rule: Any, graph: Graph | None = None, node: str | None = None, latex: bool = False) -> str:

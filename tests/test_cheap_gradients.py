@@ -10,9 +10,10 @@ gradients are checked against central differences.
 from __future__ import annotations
 
 import ast
-import inspect
+import importlib.util
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,42 +24,13 @@ from symgrad.program import build_program
 
 from .conftest import central_differences
 
-
-def chain(n, sigmoid):
-    names = ["x"] + [f"w{i}" for i in range(1, n + 1)] + [f"b{i}" for i in range(1, n + 1)]
-
-    def body(x, *p):
-        h = x
-        for i in range(n):
-            h = sigmoid(p[i] * h + p[n + i])
-        return h
-    return names, body
-
-
-def dag(n, sin):
-    names = ["x", "y"] + [f"w{i}" for i in range(2, n + 2)]
-
-    def body(x, y, *w):
-        a, b = x, y
-        for i in range(n):
-            a, b = b, sin(b * a) + b * w[i]
-        return b
-    return names, body
-
-
-def mlp(n, sigmoid):
-    names = ["x"] + [f"{p}{j}" for p in "wbv" for j in range(1, n + 1)]
-
-    def body(x, *p):
-        out = 0
-        for j in range(n):
-            out = out + p[2 * n + j] * sigmoid(p[j] * x + p[n + j])
-        return out
-    return names, body
-
-
-def sympy_sigmoid(a):
-    return 1 / (1 + sp.exp(-a))
+# the families the benchmark times (benchmarks/run.py, section 7), loaded from its file
+_spec = importlib.util.spec_from_file_location(
+    "symgrad_benchmarks_run", Path(__file__).resolve().parent.parent / "benchmarks" / "run.py")
+benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark)
+chain, dag, mlp, signed, sympy_sigmoid = (benchmark.chain, benchmark.dag, benchmark.mlp,
+                                          benchmark.signed, benchmark.sympy_sigmoid)
 
 
 FAMILIES = {
@@ -67,15 +39,6 @@ FAMILIES = {
     "mlp": (mlp, sg.sigmoid, sympy_sigmoid),
 }
 OPS_PER_STEP = {"chain": 6, "dag": 4, "mlp": 8}  # at most, with 1/(1 + exp(-a)) written out
-
-
-def signed(names, body):
-    def fn(*args):
-        return body(*args)
-
-    fn.__signature__ = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
-    return fn
 
 
 def source(family: str, front: str, n: int):
