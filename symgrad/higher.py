@@ -38,7 +38,7 @@ import sympy as sp
 
 from . import ir
 from .build import Builder, Ref, Spec, intermediate_prefix
-from .dims import Shape
+from .dims import Shape, named, show
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph, add_op_node
 from .ops import OPS, Op, format_constant, sgn, step
@@ -288,6 +288,13 @@ def _source(graph: Graph) -> str:
 def _gradients(graph: Graph, names: tuple[str, ...],
                seed: str | None) -> tuple[_Extension, dict[str, sp.Symbol]]:
     """The adjoint program of ``graph`` built onto it, and each name's gradient symbol."""
+    for n in graph.inputs:
+        dims = [str(d) for d in graph.shape(n) if named(d)]
+        if dims:
+            raise UnsupportedError(
+                f"input {n} has the named dimension {dims[0]} (shape {show(graph.shape(n))}): "
+                "gradient graphs and the derivatives built on them take concrete sizes; "
+                "give the graph's shapes as numbers")
     program = build_program(graph, names)
     ext = _Extension(graph)
     shape = graph.shape(graph.output)

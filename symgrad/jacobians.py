@@ -11,11 +11,20 @@ of matrix products: for logistic regression, ``(q1 ∘ s(1 − s) ∘ q1 ∘ X�
 rather than d Hessian-vector products.
 
 Tangents of vectors are matrices and tangents of matrices stacks of matrices,
-which ``@`` takes as NumPy does (one product per direction): the Hessian of
-the two-layer net's loss with respect to W2 is ``q3ᵀ @ T`` for the stacked
-tangent T of the scores' gradient.  An input of three or more axes, and a
-stack of matrices meeting ``@`` (its tangent would be 4-D), are refused with
-an UnsupportedError.
+which ``@`` takes as NumPy does (one product per direction).  An input of
+three or more axes, and a stack of matrices meeting ``@`` (its tangent would
+be 4-D), are refused with an UnsupportedError.
+
+A matrix W met as ``A @ W`` (A an N × H matrix that does not depend on W)
+has its tangents kept factored by rows: along the direction of entry (i, a)
+of W, the tangent of ``A @ W`` is row n of A's entry i times the unit row
+eₐ, so it is stored as A beside an N × C × C array M (here 1 × C × C: the
+identity), and every op that keeps rows apart (elementwise ops, sums and
+log-sum-exps within rows, products ``X @ B`` on the right) updates M alone.
+Where the rows meet, in ``P @ X`` with P of N columns, the tangent becomes
+one product of Aᵀ with M spread over P's rows: for the two-layer net's
+Hessian in W2 that is the closed form (1/N) Σₙ hₙhₙᵀ ⊗ (diag(pₙ) − pₙpₙᵀ)
+as a single matrix product, rather than a product per direction.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from .tensors import (
     permute_dims,
     reduce_sum,
     reshape,
+    shape_of,
     transpose,
 )
 
@@ -87,13 +97,20 @@ class _Stacked:
         self.ext.add(start, self.identity, (k, *shape))
         self.linear: dict[str, dict[sp.Symbol, sp.Expr]] = {wrt: {self.identity: sp.S.One}}
         self.basis_shape: dict[sp.Symbol, Shape] = {self.identity: shape}
+        self.rows: dict[str, _Rows] = {}
+        self.row_prefix = _free_prefix(graph.nodes, ("r_", "rows_", "kron_"))
 
     def graph(self) -> Graph:
         g = self.g
         for n in g.operations:
-            reached = [u for u in g.operands(n) if u in self.linear]
-            if reached:
+            reached = [u for u in g.operands(n) if u in self.linear or u in self.rows]
+            if reached and not self._by_rows(n, reached):
+                for u in reached:
+                    if u in self.rows:
+                        self._spread(u)
                 self._node(n, reached)
+        if g.output in self.rows:
+            self._spread(g.output)
         if g.output in self.linear:
             out = self.materialize(g.output)
         else:  # the output does not depend on wrt
@@ -134,6 +151,138 @@ class _Stacked:
         self.linear[n] = {symbol: sp.S.One}
         self.basis_shape[symbol] = self.g.shape(n)
 
+    # -- tangents factored by rows ----------------------------------------------------
+
+    def _by_rows(self, n: str, reached: list[str]) -> bool:
+        """Give ``n`` a tangent factored by rows, if its operands allow; False if not."""
+        g = self.g
+        data = g.nx.nodes[n]
+        if data["kind"] != "op":
+            return False
+        shape = g.shape(n)
+        if not all(isinstance(x, int) for x in shape):
+            return False
+        if not any(u in self.rows for u in reached):
+            return self._rows_start(n, reached)
+        if any(u not in self.rows for u in reached):
+            return False
+        if g.elementwise(n):
+            return self._rows_elementwise(n, reached)
+        (u,) = reached if len(reached) == 1 else (None,)
+        if u is None:
+            return False
+        rows = self.rows[u]
+        expr, op = data["expr"], data["op"]
+        t = rows.factor
+        if op == "expand_dims":
+            axes = [int(a) for a in expr.args[1]]
+            if min(axes) < 1:
+                return False
+            return self._rows_node(n, rows, expand_dims(t, sp.Tuple(*(a + 1 for a in axes))))
+        if op in ("sum", "mean", "logsumexp"):
+            x, axes, keepdims = expr.args
+            axes = [int(a) for a in axes]
+            if not axes or min(axes) < 1:  # the rows meet: not factored
+                return False
+            shifted = sp.Tuple(*(a + 1 for a in axes))
+            if op == "logsumexp":
+                ndim = len(g.shape(u))
+                t = _row_lift(sp.exp(x - expr.unreduce(data["symbol"])), ndim, ndim) * t
+            if op == "mean":
+                return self._rows_node(n, rows, expr.func(t, shifted, keepdims))
+            return self._rows_node(n, rows, _summed(t, shifted, keepdims, rows.shape[1:]))
+        if op == "matmul":
+            a, b = expr.args
+            symbol = g.symbol(u)
+            if a == symbol and b != symbol and len(g.shape(u)) == 2 \
+                    and len(shape_of(b, self.ext.conv.shapes)) <= 2:
+                return self._rows_node(n, rows, matmul(t, b))  # X @ B: each row on its own
+            if b == symbol and a != symbol and len(g.shape(u)) == 2:
+                (p,) = [o for o in g.operands(n) if o != u]
+                if len(g.shape(p)) in (1, 2):
+                    self._basis(n, self._contract(a, g.shape(p), g.shape(u), rows))
+                    return True
+        return False
+
+    def _rows_start(self, n: str, reached: list[str]) -> bool:
+        """``A @ W`` for the identity tangent of a matrix W: A beside the C × C identity."""
+        g = self.g
+        data = g.nx.nodes[n]
+        if data["op"] != "matmul" or reached != [self.wrt] or len(self.basis_shape[self.identity]) != 2:
+            return False
+        a, b = data["expr"].args
+        others = [u for u in g.operands(n) if u != self.wrt]
+        if b != g.symbol(self.wrt) or a == b or len(others) != 1 or len(g.shape(others[0])) != 2:
+            return False
+        c = self.basis_shape[self.identity][1]
+        self.rows[n] = self._factor(n, _Rows(a, g.shape(others[0])[1], (1, c, c)),
+                                    reshape(eye(c), sp.Tuple(1, c, c)))
+        return True
+
+    def _rows_elementwise(self, n: str, reached: list[str]) -> bool:
+        g = self.g
+        shape = g.shape(n)
+        first = self.rows[reached[0]]
+        if any(self.rows[u].left != first.left or len(g.shape(u)) != len(shape)
+               or g.shape(u)[0] != shape[0] for u in reached):
+            return False
+        known = self.ext.conv.shapes
+        edges = g.nx.edges
+        terms = []
+        for u in reached:
+            c = edges[u, n]["numeric"]
+            if c == 1:
+                terms.append(self.rows[u].factor)
+                continue
+            try:
+                ndim = len(shape_of(c, known))
+            except SymgradError:
+                return False
+            terms.append(_row_lift(c, ndim, len(shape)) * self.rows[u].factor)
+        if len(terms) == 1 and terms[0] == first.factor:
+            self.rows[n] = first
+            return True
+        return self._rows_node(n, first, sp.Add(*terms))
+
+    def _rows_node(self, n: str, like: _Rows, expr: sp.Expr) -> bool:
+        try:
+            shape = shape_of(expr, self.ext.conv.shapes)
+        except SymgradError:
+            return False
+        self.rows[n] = self._factor(n, _Rows(like.left, like.size, shape), expr)
+        return True
+
+    def _factor(self, n: str, rows: _Rows, expr: sp.Expr) -> _Rows:
+        symbol = sp.Symbol(self.row_prefix + n, real=True)
+        self.ext.add(expr, symbol, rows.shape)
+        rows.factor = self.ext.constants.get(symbol, symbol)
+        return rows
+
+    def _contract(self, p: sp.Expr, p_shape: Shape, x_shape: Shape, rows: _Rows) -> sp.Expr:
+        """The stacked tangent of ``P @ X`` for X factored by rows: Σₙ P[j, n] A[n, i] M[n, a, b]
+        as one product of Aᵀ with M spread over P's rows (j)."""
+        n, cols = x_shape
+        c = rows.shape[1]
+        if len(p_shape) == 1:  # a vector: Σₙ p[n] A[n, i] M[n, a, b]
+            spread = rows.factor * reshape(p, sp.Tuple(n, 1, 1))
+            product = matmul(transpose(rows.left), reshape(spread, sp.Tuple(n, c * cols)))
+            return reshape(product, sp.Tuple(self.k, cols))
+        j = p_shape[0]
+        spread = expand_dims(rows.factor, sp.Tuple(3)) * reshape(transpose(p), sp.Tuple(n, 1, 1, j))
+        product = matmul(transpose(rows.left), reshape(spread, sp.Tuple(n, c * cols * j)))
+        stacked = permute_dims(reshape(product, sp.Tuple(rows.size, c, cols, j)), sp.Tuple(0, 1, 3, 2))
+        return reshape(stacked, sp.Tuple(self.k, j, cols))
+
+    def _spread(self, n: str) -> None:
+        """The stacked tangent of a node factored by rows, multiplied out."""
+        rows = self.rows.pop(n)
+        shape = self.g.shape(n)
+        h, rest = rows.size, shape[1:]
+        left = reshape(rows.left, sp.Tuple(shape[0], h, 1, *(1,) * len(rest)))
+        product = left * expand_dims(rows.factor, sp.Tuple(1))  # (N, H, C, …)
+        order = sp.Tuple(1, 2, 0, *range(3, 3 + len(rest)))
+        self._basis(n, reshape(permute_dims(product, order), sp.Tuple(self.k, *shape)))
+
     def materialize(self, n: str) -> sp.Symbol:
         """The stacked tangent of ``n`` as one node."""
         terms = self.linear[n]
@@ -141,6 +290,20 @@ class _Stacked:
             return next(iter(terms))
         self._basis(n, sp.Add(*(c * b for b, c in terms.items())))
         return next(iter(self.linear[n]))
+
+
+class _Rows:
+    """A tangent factored by rows: along entry (i, a) of the input, row n of the tangent is
+    ``left[n, i] * factor[n, a, …]``; ``size`` is i's range, ``shape`` the factor's."""
+
+    def __init__(self, left: sp.Expr, size: int, shape: Shape):
+        self.left, self.size, self.shape = left, size, shape
+        self.factor: sp.Expr = sp.S.Zero
+
+
+def _row_lift(c: sp.Expr, ndim: int, node_ndim: int) -> sp.Expr:
+    """A coefficient of the node's shape, with an axis of size 1 for the direction after the rows."""
+    return expand_dims(c, sp.Tuple(1)) if ndim == node_ndim and ndim else c
 
 
 def _free_prefix(names: Iterable[str], candidates: tuple[str, ...]) -> str:
