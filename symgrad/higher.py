@@ -541,8 +541,8 @@ def hessian(graph: Graph, wrt: str | Iterable[str] | None = None, *,
     ``method="matrix"`` compiles one graph whose output is the whole Hessian:
     every direction pushed at once through the gradient graph (see
     :mod:`symgrad.jacobians`), so the Hessian of logistic regression is a few
-    matrix products, and that of the two-layer net in W2 a product per
-    direction stacked into one ``@``.  It takes one input, a scalar, a vector
+    matrix products, and that of the two-layer net in W2 one product of the
+    hidden layer with the tangents factored by rows.  It takes one input, a scalar, a vector
     or a matrix, and graphs whose stacks of matrices (three or more axes) it
     does not reach.  ``method="columns"``
     evaluates one :func:`hvp` per column; it takes anything.  ``"auto"``
