@@ -168,9 +168,9 @@ class _Stacked:
             return False
         if g.elementwise(n):
             return self._rows_elementwise(n, reached)
-        (u,) = reached if len(reached) == 1 else (None,)
-        if u is None:
+        if len(reached) != 1:
             return False
+        (u,) = reached
         rows = self.rows[u]
         expr, op = data["expr"], data["op"]
         t = rows.factor
@@ -239,16 +239,21 @@ class _Stacked:
             except SymgradError:
                 return False
             terms.append(_row_lift(c, ndim, len(shape)) * self.rows[u].factor)
-        if len(terms) == 1 and terms[0] == first.factor:
+        if len(terms) == 1 and terms[0] == first.factor and first.shape[2:] == shape[1:]:
             self.rows[n] = first
             return True
         return self._rows_node(n, first, sp.Add(*terms))
 
     def _rows_node(self, n: str, like: _Rows, expr: sp.Expr) -> bool:
+        """``n``'s factor computed by ``expr``, spread to ``n``'s shape within rows."""
         try:
             shape = shape_of(expr, self.ext.conv.shapes)
         except SymgradError:
             return False
+        within = self.g.shape(n)[1:]
+        if shape[2:] != within:
+            shape = (shape[0], shape[1], *within)
+            expr = broadcast_to(expr, sp.Tuple(*shape))
         self.rows[n] = self._factor(n, _Rows(like.left, like.size, shape), expr)
         return True
 

@@ -459,6 +459,10 @@ def test_two_layer_net_hessian_in_w2_compiles_to_matrix_products():
     ("sum(tanh(X @ W) * (Z @ W))", {"X": (4, 3), "Z": (4, 3), "W": (3, 2)}),  # two A: multiplied out
     ("sum(softmax(X @ W) * C) + sum(log(sum(exp(X @ W), axis=1)))", {"X": (4, 3), "W": (3, 2), "C": (4, 2)}),
     ("sum(softplus(relu(X @ W + b) @ V) ** 2)", {"X": (6, 3), "W": (3, 4), "b": (4,), "V": (4, 2)}),
+    # a factor that broadcasts within rows (N × 1 against N × 3), then met by Yᵀ @ and by @ B
+    ("sum((Y.T @ (sum(X @ W, axis=1, keepdims=True) + Y))**2)", {"X": (4, 3), "W": (3, 2), "Y": (4, 3)}),
+    ("sum(tanh(sum(X @ W, axis=1, keepdims=True) * Y) @ B)",
+     {"X": (4, 3), "W": (3, 2), "Y": (4, 3), "B": (3, 2)}),
 ])
 def test_hessians_factored_by_rows_equal_hvp_columns_and_differences(text, shapes):
     """A @ W keeps W's tangents as A beside a factor per row; every rule against two oracles."""
