@@ -251,7 +251,10 @@ class _Stacked:
         except SymgradError:
             return False
         within = self.g.shape(n)[1:]
-        if shape[2:] != within:
+        if len(shape) < 2:  # a number, zero where a second derivative vanishes
+            shape = (1, like.shape[1], *within)
+            expr = broadcast_to(expr, sp.Tuple(*shape))
+        elif shape[2:] != within:
             shape = (shape[0], shape[1], *within)
             expr = broadcast_to(expr, sp.Tuple(*shape))
         self.rows[n] = self._factor(n, _Rows(like.left, like.size, shape), expr)
