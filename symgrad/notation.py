@@ -31,7 +31,7 @@ from .dims import Shape
 from .errors import SymgradError, UnsupportedError
 from .graph import Graph
 from .higher import _names
-from .ops import logaddexp, logsigmoid, sgn, sigmoid, softplus, step
+from .ops import format_constant, logaddexp, logsigmoid, sgn, sigmoid, softplus, step
 from .program import build_program
 from .tensors import (
     broadcast_to,
@@ -242,6 +242,12 @@ def matrix_notation(graph: Graph, wrt: str | Iterable[str] | None = None) -> Mat
             if a.target in seen:
                 steps.append(Line(a.target, _tidy(a.expr.xreplace(known), shapes), a.shape))
         used = set().union(right.free_symbols, *(s.right.free_symbols for s in steps))
+        reading = [s for s in used if s in forward]
+        while reading:  # the forward nodes those read, down to the inputs: every name defined
+            for s in forward[reading.pop()].free_symbols:
+                if s in forward and s not in used:
+                    used.add(s)
+                    reading.append(s)
         fwd = [Line(graph.symbol(m), graph.expr(m), graph.shape(m)) for m in graph.operations
                if graph.symbol(m) in used]
         closed = _inline(right, {**{a.target: a.expr for a in program.backward}, **known}, forward, shapes)
@@ -476,9 +482,8 @@ class _Renderer:
         if isinstance(e, sp.Symbol):
             return self.name(e), self.ATOM
         if e.is_Number:
-            if self.latex:
-                return sp.latex(e), self.ATOM if e >= 0 and e.is_Integer else self.MUL
-            return str(e), self.ATOM if e >= 0 and e.is_Integer else self.MUL
+            shown = format_constant(e) if isinstance(e, sp.Float) else sp.latex(e) if self.latex else str(e)
+            return shown, self.ATOM if e >= 0 and e.is_Integer else self.MUL
         if isinstance(e, matmul):
             return " ".join(self.wrap(a, self.MUL) for a in e.args), self.MUL
         if isinstance(e, transpose):

@@ -1,5 +1,7 @@
 """Matrix notation of array gradients, each formula checked against SymPy's entrywise expansion."""
 
+import re
+
 import pytest
 import sympy as sp
 
@@ -118,3 +120,24 @@ def test_explanations_of_the_two_layer_net_with_named_dimensions():
     assert any(row.strip().startswith("∂L/∂W2 = q3ᵀ δq5") for row in text.splitlines())
     assert "δq8 = 1/N" in [row.strip().split("   ")[0] for row in text.splitlines()]
     assert text.rstrip().endswith("named dimensions: N (X: N×2, y: N)")  # the legend stays last
+
+
+@pytest.mark.parametrize("text, shapes", [
+    ("softmax_cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y) + 0.5*reg*(l2(W1) + l2(W2))",
+     {"X": (7, 3), "W1": (3, 4), "b1": (4,), "W2": (4, 3), "b2": (3,), "y": (7,), "reg": ()}),
+    ("mean((tanh(X @ W1) @ w2 - y)**2)", {"X": (5, 3), "W1": (3, 4), "w2": (4,), "y": (5,)}),
+])
+def test_every_name_a_formula_reads_is_defined_and_numbers_are_short(text, shapes):
+    g = sg.graph(text, shapes=shapes, dtypes={"y": int} if "softmax" in text else None)
+    m = sg.matrix_notation(g)
+    for name in g.inputs:
+        if name in g.labels:
+            continue
+        block = m.text(name).splitlines()[:-1]  # the last line: the gradient written out in the inputs
+        defined = {line.split(" = ")[0].strip() for line in block}
+        for line in block:
+            right = line.split(" = ", 1)[1]
+            for used in re.findall(r"δ?q\d+", right):
+                assert used in defined, f"{used} in {line!r} of ∂L/∂{name} is not defined"
+        assert "0.5000" not in m.text(name)
+    assert m.verify()
