@@ -38,13 +38,14 @@ import sympy as sp
 
 from . import ir
 from .build import Builder, Ref, Spec, intermediate_prefix
-from .dims import Shape, named, show
+from .dims import Shape, check_values, declared, named, show
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .graph import Graph, add_op_node
 from .ops import OPS, Op, format_constant, sgn, step
 from .program import build_program
 from .sympy_input import _Converter
 from .tensors import broadcast_to, reduce_sum
+from .values import label_classes
 
 _GRADIENT_CLASSES: dict[type, Op] = {op.sympy: op for op in OPS.gradient.values()}  # type: ignore[misc]
 _GRADIENT_TYPES = tuple(_GRADIENT_CLASSES)
@@ -487,11 +488,17 @@ class Derivative:
 
     def __init__(self, kind: str, graphs: tuple[Graph, ...], names: tuple[str, ...],
                  vectors: tuple[str, ...], row_shape: Shape, single: bool,
-                 method: str = "columns"):
+                 method: str = "columns", of: Graph | None = None):
         self.kind, self.graphs, self.names, self.vectors = kind, graphs, names, vectors
         self.method = method
         self._row_shape, self._single = row_shape, single
         self._compiled = [g.compile(wrt=[]) for g in graphs]
+        # the labels of the graph it differentiates, with the classes they pick from there: a
+        # derivative that no longer reads them (a Hessian in the weights) still refuses bad ones
+        self._labels: tuple[tuple[str, tuple[Any, ...], Any], ...] = ()
+        if of is not None:
+            classes = label_classes(of)
+            self._labels = tuple((n, declared(of.shape(n)), classes.get(n, 0)) for n in of.labels)
 
     @property
     def source(self) -> str:
@@ -503,6 +510,8 @@ class Derivative:
         missing = [n for n in first.inputs if n not in inputs and n not in self.vectors]
         if missing:
             raise InputError(f"no value given for {', '.join(map(repr, missing))}")
+        if self._labels:
+            check_values([np.asarray(inputs[n]) for n, _, _ in self._labels], self._labels)
         if self.method == "matrix":
             matrix = np.asarray(self._compiled[0](**inputs), dtype=float)
             return matrix.reshape(self._row_shape + first.shape(self.names[0]))
@@ -570,13 +579,13 @@ def hessian(graph: Graph, wrt: str | Iterable[str] | None = None, *,
                 raise
         else:
             shape = graph.shape(names[0])
-            return Derivative("hessian", (h,), names, (), shape, True, method="matrix")
+            return Derivative("hessian", (h,), names, (), shape, True, method="matrix", of=graph)
     elif method == "matrix":
         raise UnsupportedError("method='matrix' takes one input, a scalar, a vector or a matrix")
     vs = _free_names(graph, names, single, "v")
     graphs = hvp(graph, names, vs)
     shape = graph.shape(names[0]) if single else ()
-    return Derivative("hessian", graphs, names, vs, shape, single)  # type: ignore[arg-type]
+    return Derivative("hessian", graphs, names, vs, shape, single, of=graph)  # type: ignore[arg-type]
 
 
 def jacobian(graph: Graph, wrt: str | Iterable[str] | None = None) -> Derivative:
@@ -595,7 +604,8 @@ def jacobian(graph: Graph, wrt: str | Iterable[str] | None = None) -> Derivative
     (seed,) = _free_names(graph, ("out",), True, "u")
     graphs = grad(graph, names, seed=seed)
     shape = graph.shape(graph.output) if single else ()
-    return Derivative("jacobian", graphs, names, (seed,), shape, single)  # type: ignore[arg-type]
+    return Derivative("jacobian", graphs, names, (seed,), shape, single,  # type: ignore[arg-type]
+                      of=graph)
 
 
 def _free_names(graph: Graph, names: tuple[str, ...], single: bool, stem: str) -> tuple[str, ...]:

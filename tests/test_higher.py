@@ -519,3 +519,23 @@ def test_derivative_graphs_of_named_dimensions_are_refused_by_name():
                  lambda: sg.jacobian(sg.graph("tanh(X @ w)", shapes={"X": ("N", 3), "w": (3,)}), "w")):
         with pytest.raises(sg.UnsupportedError, match="named dimension N"):
             make()
+
+
+def test_derivatives_that_no_longer_read_the_labels_still_refuse_bad_ones():
+    """The Hessian of softmax cross-entropy in W does not depend on y, but y = 5 of 2 classes
+    is no input of the loss: refused as the loss's own compiled code refuses it."""
+    g = sg.graph("softmax_cross_entropy(X @ W, y)", shapes={"X": (4, 3), "W": (3, 2), "y": (4,)},
+                 dtypes={"y": int})
+    rng = np.random.default_rng(11)
+    at = {"X": rng.normal(size=(4, 3)), "W": rng.normal(size=(3, 2))}
+    good = np.array([0, 1, 1, 0])
+    for method in ("matrix", "columns"):
+        h = sg.hessian(g, "W", method=method)
+        np.testing.assert_allclose(h(**at, y=good), sg.hessian(g, "W", method="columns")(**at, y=good),
+                                   rtol=1e-10, atol=1e-14)
+        for bad in (np.array([0, 1, 5, 0]), np.array([0, -1, 1, 0])):
+            with pytest.raises(sg.InputError, match="labels 'y' must lie in 0 … 1"):
+                h(**at, y=bad)
+    with pytest.raises(sg.InputError, match="labels 'y'"):
+        sg.jacobian(sg.graph("pick(softmax(X @ W), y)", shapes={"X": (4, 3), "W": (3, 2), "y": (4,)},
+                             dtypes={"y": int}), "W")(**at, y=np.array([0, 1, 2, 0]))
