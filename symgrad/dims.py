@@ -163,33 +163,40 @@ def _check(values, declared, shape_error=ValueError, value_error=ValueError):
     nothing in the graph picks by them (only their sign is checked).
     """
     sizes = {}
+    labels = False
     for value, (name, shape, classes) in zip(values, declared):
-        if shape and not isinstance(value, np.ndarray):
+        if value.__class__ is np.ndarray:
+            got, kind = value.shape, value.dtype
+        elif shape and not isinstance(value, np.ndarray):
             raise value_error(f"value of {name!r} must be a NumPy array of shape {_text(shape)}, "
                               f"not {type(value).__name__}")
-        got = np.shape(value)
-        if len(got) != len(shape):
-            raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "
-                              f"{_text(shape)}: {len(got)}-dimensional, not {len(shape)}-dimensional")
-        for axis, (n, want) in enumerate(zip(got, shape)):
-            if want.__class__ is str:
-                seen = sizes.setdefault(want, (n, name))
-                if seen[0] != n:
-                    raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "
-                                      f"{_text(shape)}: dimension {axis} ({want}) is {n}, but {want} "
-                                      f"is {seen[0]} in {seen[1]!r}")
-            elif n != want:
+        else:
+            got, kind = np.shape(value), np.asarray(value).dtype
+        if got != shape:  # a named dimension, or a wrong shape
+            if len(got) != len(shape):
                 raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "
-                                  f"{_text(shape)}: dimension {axis} is {n}, not {want}")
-        kind = np.asarray(value).dtype
-        if classes is None and kind.kind not in "fiu":
-            raise value_error(f"value of {name!r} must be real numbers, not {kind} data")
-        if classes is not None and kind.kind not in "iu":
-            raise value_error(f"value of {name!r} must be integer labels, not {kind} data")
-    for value, (name, shape, classes) in zip(values, declared):
+                                  f"{_text(shape)}: {len(got)}-dimensional, not {len(shape)}-dimensional")
+            for axis, (n, want) in enumerate(zip(got, shape)):
+                if want.__class__ is str:
+                    seen = sizes.setdefault(want, (n, name))
+                    if seen[0] != n:
+                        raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "
+                                          f"{_text(shape)}: dimension {axis} ({want}) is {n}, but {want} "
+                                          f"is {seen[0]} in {seen[1]!r}")
+                elif n != want:
+                    raise shape_error(f"value of {name!r} has shape {got}, but the graph declares "
+                                      f"{_text(shape)}: dimension {axis} is {n}, not {want}")
+        if classes is None:
+            if kind.kind not in "fiu":
+                raise value_error(f"value of {name!r} must be real numbers, not {kind} data")
+        else:
+            labels = True
+            if kind.kind not in "iu":
+                raise value_error(f"value of {name!r} must be integer labels, not {kind} data")
+    for value, (name, shape, classes) in zip(values, declared) if labels else ():
         if classes is not None and np.size(value):
             count = sizes[classes][0] if classes.__class__ is str else classes
-            low, high = np.min(value), np.max(value)
+            low, high = (value.min(), value.max()) if value.__class__ is np.ndarray else (value, value)
             if low < 0 or 0 < count <= high:
                 raise value_error(f"labels {name!r} must lie in 0 … {count - 1} ({count} classes), "
                                   f"got {low if low < 0 else high}")
