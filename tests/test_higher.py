@@ -1,5 +1,7 @@
 """Gradient graphs and higher derivatives, against SymPy's diff and finite differences."""
 
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -453,6 +455,8 @@ def test_two_layer_net_hessian_in_w2_compiles_to_matrix_products():
 @pytest.mark.parametrize("text, shapes", [
     ("sum(tanh(X @ W))", {"X": (5, 3), "W": (3, 2)}),  # the rows meet in a sum over everything
     ("sum(exp(X @ W) @ B)", {"X": (4, 3), "W": (3, 2), "B": (2, 3)}),  # (· @ B) within rows
+    ("sum(sin(tanh(X @ W) @ v))", {"X": (4, 3), "W": (3, 2), "v": (2,)}),  # (· @ v): a row each
+    ("sum(mean(tanh(X @ W), axis=1) ** 2)", {"X": (5, 3), "W": (3, 4)}),  # a mean within rows
     ("mean(logsumexp(X @ W, axis=1))", {"X": (6, 3), "W": (3, 4)}),
     ("sum((a @ tanh(X @ W))**2)", {"a": (5,), "X": (5, 3), "W": (3, 2)}),  # a vector meets the rows
     ("sum(tanh(X @ W) * (X @ W)) + sum(W * W)", {"X": (4, 3), "W": (3, 2)}),  # W met twice, one A
@@ -539,3 +543,28 @@ def test_derivatives_that_no_longer_read_the_labels_still_refuse_bad_ones():
     with pytest.raises(sg.InputError, match="labels 'y'"):
         sg.jacobian(sg.graph("pick(softmax(X @ W), y)", shapes={"X": (4, 3), "W": (3, 2), "y": (4,)},
                              dtypes={"y": int}), "W")(**at, y=np.array([0, 1, 2, 0]))
+
+
+ROW_OPS = ["tanh({})", "sin({})", "sigmoid({})", "softplus({})", "({})**2", "exp(-({})**2)",
+           "relu({}) * ({})", "({}) * Y", "Y - ({})", "logsumexp({}, axis=1, keepdims=True) - ({})"]
+ROW_ENDS = ["sum({})", "sum(sum({}, axis=1)**2)", "sum(logsumexp({}, axis=1))", "sum(({}) @ B)",
+            "sum(Y.T @ ({}))", "sum((Y.T @ ({}))**2)", "mean(({}) @ v)"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(ROW_OPS), min_size=1, max_size=3), st.sampled_from(ROW_ENDS),
+       st.integers(0, 2**16))
+def test_hessians_factored_by_rows_on_generated_chains(chain, end, seed):
+    """Chains of row-wise ops on A @ W, then the rows meeting in each way: the matrix Hessian
+    (factored by rows) equals the Hessian-vector products, column by column."""
+    text = "X @ W"
+    for op in chain:
+        text = op.format(text, text) if op.count("{}") == 2 else op.format(text)
+    text = end.format(text)
+    shapes = {"X": (4, 3), "W": (3, 2), "Y": (4, 2), "B": (2, 3), "v": (2,)}
+    g = sg.graph(text, shapes={n: s for n, s in shapes.items() if re.search(rf"\b{n}\b", text)})
+    rng = np.random.default_rng(seed)
+    at = {n: rng.normal(size=g.shape(n)) for n in g.inputs}
+    h = sg.hessian(g, "W")
+    assert h.method == "matrix"
+    np.testing.assert_allclose(h(**at), sg.hessian(g, "W", method="columns")(**at), rtol=1e-9, atol=1e-11)
