@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import sympy as sp
+from sympy.core.function import Application
 
 from . import ir
 from .build import Ref, Spec, intermediate_prefix
@@ -96,7 +97,7 @@ class Graph:
                 names.append(f"{prefix}{count}")
         _check_dimension_names(specs, names)
         g = nx.DiGraph()
-        derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
+        derived: dict[tuple, Any] = {}
         spec_of = dict(zip(names, specs))
         for name in order:
             spec = spec_of[name]
@@ -456,39 +457,114 @@ def _check_dimension_names(specs: list[Spec], names: list[str]) -> None:
 
 
 def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
-                derived: dict[tuple, list[dict[str, sp.Expr]]] | None = None, order: int = 0) -> None:
+                derived: dict[tuple, Any] | None = None, order: int = 0) -> None:
     """Add an operation node and its edges, deriving each edge's local derivative.
 
     ``derived`` remembers the derivatives of each op and constant pattern, in
     placeholder symbols, so a graph of many alike nodes asks SymPy once per pattern.
+    It also remembers, per pattern and order of the node's symbol names, the
+    first such node's expression and derivatives: a later node whose names sort
+    the same way gets them with its own symbols put in (:func:`_substitute`),
+    without SymPy evaluating them again.
     """
     op = op_of(op_name)
-    args = [g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands]
     out = _symbol(name)
-    expr = op.sympy(*args)
     constants = tuple(None if isinstance(o, str) else o for o in operands)
-    g.add_node(name, **ir.op_node(name, op_name, operands, expr, label(op, constants), shape,
-                                  op.elementwise, order))
+    node_label = label(op, constants)
     if not op.elementwise:
+        expr = op.sympy(*(g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands))
+        g.add_node(name, **ir.op_node(name, op_name, operands, expr, node_label, shape, False, order))
         _add_vjp_edges(g, name, op_name, expr, operands)
         return
     nodes = list(dict.fromkeys(o for o in operands if isinstance(o, str)))
+    symbols = [g.nodes[o]["symbol"] for o in nodes]
     key = (op_name, tuple(("node", nodes.index(o)) if isinstance(o, str) else (type(o), o) for o in operands))
+    targets = (*symbols, out)
+    alike = (key, _name_order(targets))
+    first = None if derived is None else derived.get(alike)
+    if first is not None:
+        seen, expr, edges = first
+        swap = dict(zip(seen, targets))
+        memo: dict[int, sp.Expr] = {}
+        expr = _substitute(expr, swap, memo)
+        edges = [tuple(_substitute(e, swap, memo) for e in edge) for edge in edges]
+    else:
+        args = {o: s for o, s in zip(nodes, symbols)}
+        expr = op.sympy(*(args[o] if isinstance(o, str) else o for o in operands))
+        edges = _derive(op, operands, nodes, key, targets, derived)
+        if derived is not None:
+            derived[alike] = (targets, expr, edges)
+    g.add_node(name, **ir.op_node(name, op_name, operands, expr, node_label, shape, True, order))
+    for o, edge in zip(nodes, edges):
+        g.add_edge(o, name, **ir.derivative_edge(*edge))
+
+
+_FORMS = ("derivative", "cached", "numeric")
+
+
+def _derive(op: Any, operands: tuple, nodes: list[str], key: tuple, targets: tuple,
+            derived: dict[tuple, Any] | None) -> list[tuple[sp.Expr, ...]]:
+    """The derivative, cached and numeric forms of each edge into the node, in ``targets``
+    (the operand nodes' symbols, then the node's own)."""
     forms = None if derived is None else derived.get(key)
     if forms is None:
-        slots = [_symbol(f"_operand{i}") for i in range(len(nodes))]
+        slots = _slots(len(nodes))
         pattern = op.sympy(*(slots[nodes.index(o)] if isinstance(o, str) else o for o in operands))
         forms = [edge_derivatives(pattern, slot, _OUT) for slot in slots]
         if derived is not None:
             derived[key] = forms
-    rename = {_symbol(f"_operand{i}"): g.nodes[o]["symbol"] for i, o in enumerate(nodes)}
-    rename[_OUT] = out
-    for o, edge in zip(nodes, forms):
-        g.add_edge(o, name, **ir.derivative_edge(*(edge[k].xreplace(rename)
-                                                   for k in ("derivative", "cached", "numeric"))))
+    rename = dict(zip((*_slots(len(nodes)), _OUT), targets))
+    return [tuple(edge[k].xreplace(rename) for k in _FORMS) for edge in forms]
 
 
+def _slots(count: int) -> list[sp.Symbol]:
+    """The placeholder symbols of a pattern's operands."""
+    while len(_SLOTS) < count:
+        _SLOTS.append(_symbol(f"_operand{len(_SLOTS)}"))
+    return _SLOTS[:count]
+
+
+_SLOTS: list[sp.Symbol] = []
 _OUT = sp.Symbol("_out", real=True)
+
+
+def _name_order(symbols: tuple[sp.Symbol, ...]) -> tuple[int, ...]:
+    """The positions of ``symbols`` in the order SymPy sorts them (by name).
+
+    SymPy's evaluation sees symbols of the same assumptions only through
+    comparisons of their names (it must not depend on their hashes, which vary
+    from run to run): two nodes of one pattern whose symbols sort alike get
+    expressions and derivatives of the same structure.
+    """
+    return tuple(sorted(range(len(symbols)), key=lambda i: symbols[i].name))
+
+
+def _substitute(e: sp.Expr, swap: dict[sp.Symbol, sp.Symbol], memo: dict[int, sp.Expr]) -> sp.Expr:
+    """``e`` with its symbols renamed by ``swap``, rebuilt without evaluating again.
+
+    ``e`` is in canonical form, and names that sort the same way keep it so
+    (see :func:`_name_order`): sums, products, powers and functions are
+    rebuilt as they are; anything else is evaluated as ``xreplace`` would.
+    """
+    if e.is_Symbol:
+        return swap.get(e, e)  # type: ignore[arg-type]
+    if not e.args:
+        return e
+    found = memo.get(id(e))
+    if found is not None:
+        return found
+    args = tuple([_substitute(a, swap, memo) for a in e.args])
+    if e.is_Add or e.is_Mul:
+        new = type(e)._from_args(args, e.is_commutative)  # type: ignore[attr-defined]
+    elif e.is_Pow:
+        new = sp.Pow(*args, evaluate=False)
+    elif isinstance(e, Application) and getattr(e, "__dict__", {}).keys() == {"nargs"}:
+        new = sp.Basic.__new__(type(e), *args)
+        new.nargs = e.nargs  # type: ignore[attr-defined]  # as Application.__new__ sets it
+    else:
+        new = e.func(*args)
+    memo[id(e)] = new
+    return new
 
 
 def _add_vjp_edges(g: nx.DiGraph, name: str, op_name: str, expr: sp.Expr, operands: tuple) -> None:
