@@ -484,7 +484,7 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     first = None if derived is None else derived.get(alike)
     if first is not None:
         seen, expr, edges = first
-        swap = dict(zip(seen, targets))
+        swap = {s.name: t for s, t in zip(seen, targets)}
         memo: dict[int, sp.Expr] = {}
         expr = _substitute(expr, swap, memo)
         edges = [tuple(_substitute(e, swap, memo) for e in edge) for edge in edges]
@@ -494,7 +494,7 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
         edges = _derive(op, operands, nodes, key, targets, derived)
         if derived is not None:
             derived[alike] = (targets, expr, edges)
-    g.add_node(name, **ir.op_node(name, op_name, operands, expr, node_label, shape, True, order))
+    g.add_node(name, **ir.op_node(name, op_name, operands, expr, node_label, shape, True, order, out))
     for o, edge in zip(nodes, edges):
         g.add_edge(o, name, **ir.derivative_edge(*edge))
 
@@ -539,15 +539,16 @@ def _name_order(symbols: tuple[sp.Symbol, ...]) -> tuple[int, ...]:
     return tuple(sorted(range(len(symbols)), key=lambda i: symbols[i].name))
 
 
-def _substitute(e: sp.Expr, swap: dict[sp.Symbol, sp.Symbol], memo: dict[int, sp.Expr]) -> sp.Expr:
-    """``e`` with its symbols renamed by ``swap``, rebuilt without evaluating again.
+def _substitute(e: sp.Expr, swap: dict[str, sp.Symbol], memo: dict[int, sp.Expr]) -> sp.Expr:
+    """``e`` with its symbols renamed by ``swap`` (old name: new symbol), rebuilt without
+    evaluating again.  Its symbols are node symbols, all alike but for their names.
 
     ``e`` is in canonical form, and names that sort the same way keep it so
     (see :func:`_name_order`): sums, products, powers and functions are
     rebuilt as they are; anything else is evaluated as ``xreplace`` would.
     """
     if e.is_Symbol:
-        return swap.get(e, e)  # type: ignore[arg-type]
+        return swap.get(e.name, e)  # type: ignore[attr-defined]
     if not e.args:
         return e
     found = memo.get(id(e))
