@@ -1,0 +1,121 @@
+"""Graphs of many alike nodes: each op pattern is derived once, and a later node of the same
+pattern whose names sort the same way reuses the first one's expression and derivatives with
+its own symbols put in.  Reused or not, every node gets what SymPy gives it afresh."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad import ir
+from symgrad.graph import add_op_node
+from symgrad.ops import OPS
+from symgrad.tracing import apply
+
+from .conftest import central_differences, rel_error
+
+graph_module = importlib.import_module("symgrad.graph")  # sg.graph is the function
+ELEMENTWISE = sorted(n for n, op in OPS.items() if op.elementwise)
+FORMS = ("derivative", "cached", "numeric")
+# operand names and the node's own name: orders of the names that SymPy sorts differently
+NAMES = [("x", "y", "q1"), ("y", "x", "q1"), ("q10", "q9", "q11"), ("w3", "q12", "b3"),
+         ("q2", "q1", "q10")]
+
+
+def patterns(arity: int) -> list[tuple]:
+    """Operand patterns: node indices (0, 1) and constants."""
+    if arity == 1:
+        return [(0,)]
+    return [(0, 1), (0, sp.Integer(3)), (sp.Rational(1, 2), 1), (0, 0), (0, sp.Float(-2.5))]
+
+
+def node(g: nx.DiGraph, derived, name: str, op: str, pattern: tuple, names: tuple) -> None:
+    for n in names[:2]:
+        if n not in g:
+            g.add_node(n, **ir.input_node(n, ()))
+    operands = tuple(names[p] if isinstance(p, int) else p for p in pattern)
+    add_op_node(g, name, op, operands, (), derived)
+
+
+def attributes(g: nx.DiGraph, name: str) -> list[str]:
+    """The node's expression and every form of every edge into it, exactly (srepr)."""
+    edges = [g.edges[u, name][k] for u in sorted(g.predecessors(name)) for k in FORMS]
+    return [sp.srepr(e) for e in [g.nodes[name]["expr"], *edges]]
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE)
+def test_a_reused_node_equals_its_fresh_derivation(op, monkeypatch):
+    for pattern, names, earlier in itertools.product(patterns(OPS[op].arity), NAMES, NAMES):
+        first = tuple("r" + n for n in earlier)  # sorts as ``earlier`` does
+        g: nx.DiGraph = nx.DiGraph()
+        derived: dict = {}
+        node(g, derived, first[2], op, pattern, first)
+        calls: list = []
+        original = graph_module._derive
+        monkeypatch.setattr(graph_module, "_derive", lambda *a: calls.append(a) or original(*a))
+        node(g, derived, names[2], op, pattern, names)
+        monkeypatch.setattr(graph_module, "_derive", original)
+        if earlier == names:
+            assert not calls, "the second node was derived again, not reused"
+        fresh: nx.DiGraph = nx.DiGraph()
+        node(fresh, None, names[2], op, pattern, names)
+        assert attributes(g, names[2]) == attributes(fresh, names[2]), (op, pattern, names, earlier)
+        for k in FORMS:  # equal as SymPy sees it, too (hash and ==)
+            for u in fresh.predecessors(names[2]):
+                assert g.edges[u, names[2]][k] == fresh.edges[u, names[2]][k]
+                assert hash(g.edges[u, names[2]][k]) == hash(fresh.edges[u, names[2]][k])
+
+
+def test_names_that_sort_differently_are_derived_again(monkeypatch):
+    g: nx.DiGraph = nx.DiGraph()
+    derived: dict = {}
+    node(g, derived, "q1", "sub", (0, 1), ("x", "y"))
+    calls = []
+    original = graph_module._derive
+    monkeypatch.setattr(graph_module, "_derive", lambda *a: calls.append(a) or original(*a))
+    node(g, derived, "q2", "sub", (0, 1), ("y", "x"))
+    assert len(calls) == 1
+    assert g.nodes["q2"]["expr"] == sp.Symbol("y", real=True) - sp.Symbol("x", real=True)
+
+
+def chain_of_every_op(n: int):
+    """Each link applies every elementwise op to the previous value (and the link's parameter,
+    where the op takes two operands), each through a sigmoid, and adds them up."""
+    def body(x, *params):
+        h = x
+        for p in params:
+            terms = [sg.sigmoid(apply(name, h, p) if OPS[name].arity == 2 else apply(name, h))
+                     for name in ELEMENTWISE]
+            h = sum(terms) * 0.3 + p
+        return h
+
+    def fn(*args):
+        return body(*args)
+
+    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ["x", *(f"p{i}" for i in range(n))]])
+    return fn
+
+
+def test_a_graph_of_many_alike_nodes_has_the_finite_differences_gradient():
+    g = sg.graph(chain_of_every_op(4))
+    f = g.compile()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        # inside every op's domain (h stays positive, p away from 0) and away from the kinks
+        # of max, min, abs and relu (x and the later values differ from each p by 0.4 or more)
+        point = {n: float(rng.uniform(1.2, 1.5) if n == "x" else rng.uniform(0.3, 0.8)) for n in g.inputs}
+        t = g.backprop(**point)
+        value, grads = f.value_and_grad(**point)
+        numeric = central_differences(lambda **p: f(**p), point)
+        assert rel_error(value, t.value) < 1e-12
+        for n in g.inputs:
+            assert rel_error(grads[n], numeric[n]) < 1e-6, n
+            assert rel_error(t.grads[n], numeric[n]) < 1e-6, n
