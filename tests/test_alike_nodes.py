@@ -44,6 +44,16 @@ def node(g: nx.DiGraph, derived, name: str, op: str, pattern: tuple, names: tupl
     add_op_node(g, name, op, operands, (), derived)
 
 
+def derived_anew(monkeypatch, *args) -> int:
+    """How many times ``node(*args)`` derives the node's forms (0: it reused an alike node's)."""
+    calls = []
+    original = graph_module._derive
+    monkeypatch.setattr(graph_module, "_derive", lambda *a: calls.append(a) or original(*a))
+    node(*args)
+    monkeypatch.setattr(graph_module, "_derive", original)
+    return len(calls)
+
+
 def attributes(g: nx.DiGraph, name: str) -> list[str]:
     """The node's expression and every form of every edge into it, exactly (srepr)."""
     edges = [g.edges[u, name][k] for u in sorted(g.predecessors(name)) for k in FORMS]
@@ -57,13 +67,9 @@ def test_a_reused_node_equals_its_fresh_derivation(op, monkeypatch):
         g: nx.DiGraph = nx.DiGraph()
         derived: dict = {}
         node(g, derived, first[2], op, pattern, first)
-        calls: list = []
-        original = graph_module._derive
-        monkeypatch.setattr(graph_module, "_derive", lambda *a: calls.append(a) or original(*a))
-        node(g, derived, names[2], op, pattern, names)
-        monkeypatch.setattr(graph_module, "_derive", original)
+        derivations = derived_anew(monkeypatch, g, derived, names[2], op, pattern, names)
         if earlier == names:
-            assert not calls, "the second node was derived again, not reused"
+            assert derivations == 0, "the second node was derived again, not reused"
         fresh: nx.DiGraph = nx.DiGraph()
         node(fresh, None, names[2], op, pattern, names)
         assert attributes(g, names[2]) == attributes(fresh, names[2]), (op, pattern, names, earlier)
@@ -77,11 +83,7 @@ def test_names_that_sort_differently_are_derived_again(monkeypatch):
     g: nx.DiGraph = nx.DiGraph()
     derived: dict = {}
     node(g, derived, "q1", "sub", (0, 1), ("x", "y"))
-    calls = []
-    original = graph_module._derive
-    monkeypatch.setattr(graph_module, "_derive", lambda *a: calls.append(a) or original(*a))
-    node(g, derived, "q2", "sub", (0, 1), ("y", "x"))
-    assert len(calls) == 1
+    assert derived_anew(monkeypatch, g, derived, "q2", "sub", (0, 1), ("y", "x")) == 1
     assert g.nodes["q2"]["expr"] == sp.Symbol("y", real=True) - sp.Symbol("x", real=True)
 
 
@@ -99,8 +101,9 @@ def chain_of_every_op(n: int):
     def fn(*args):
         return body(*args)
 
+    names = ["x", *(f"p{i}" for i in range(n))]
     fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ["x", *(f"p{i}" for i in range(n))]])
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
     return fn
 
 
