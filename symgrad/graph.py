@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import sympy as sp
-from sympy.core.function import Application
 
 from . import ir
+from .alike import name_order, substitute
 from .build import Ref, Spec, intermediate_prefix
 from .dims import Shape, legend
 from .dims import text as shape_text
@@ -464,7 +464,7 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     placeholder symbols, so a graph of many alike nodes asks SymPy once per pattern.
     It also remembers, per pattern and order of the node's symbol names, the
     first such node's expression and derivatives: a later node whose names sort
-    the same way gets them with its own symbols put in (:func:`_substitute`),
+    the same way gets them with its own symbols put in (:func:`symgrad.alike.substitute`),
     without SymPy evaluating them again.
     """
     op = op_of(op_name)
@@ -480,14 +480,14 @@ def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: 
     symbols = [g.nodes[o]["symbol"] for o in nodes]
     key = (op_name, tuple(("node", nodes.index(o)) if isinstance(o, str) else (type(o), o) for o in operands))
     targets = (*symbols, out)
-    alike = (key, _name_order(targets))
+    alike = (key, name_order(targets))
     first = None if derived is None else derived.get(alike)
     if first is not None:
         seen, expr, edges = first
         swap = {s.name: t for s, t in zip(seen, targets)}
         memo: dict[int, sp.Expr] = {}
-        expr = _substitute(expr, swap, memo)
-        edges = [tuple(_substitute(e, swap, memo) for e in edge) for edge in edges]
+        expr = substitute(expr, swap, memo)
+        edges = [tuple(substitute(e, swap, memo) for e in edge) for edge in edges]
     else:
         args = {o: s for o, s in zip(nodes, symbols)}
         expr = op.sympy(*(args[o] if isinstance(o, str) else o for o in operands))
@@ -526,46 +526,6 @@ def _slots(count: int) -> list[sp.Symbol]:
 
 _SLOTS: list[sp.Symbol] = []
 _OUT = sp.Symbol("_out", real=True)
-
-
-def _name_order(symbols: tuple[sp.Symbol, ...]) -> tuple[int, ...]:
-    """The positions of ``symbols`` in the order SymPy sorts them (by name).
-
-    SymPy's evaluation sees symbols of the same assumptions only through
-    comparisons of their names (it must not depend on their hashes, which vary
-    from run to run): two nodes of one pattern whose symbols sort alike get
-    expressions and derivatives of the same structure.
-    """
-    return tuple(sorted(range(len(symbols)), key=lambda i: symbols[i].name))
-
-
-def _substitute(e: sp.Expr, swap: dict[str, sp.Symbol], memo: dict[int, sp.Expr]) -> sp.Expr:
-    """``e`` with its symbols renamed by ``swap`` (old name: new symbol), rebuilt without
-    evaluating again.  Its symbols are node symbols, all alike but for their names.
-
-    ``e`` is in canonical form, and names that sort the same way keep it so
-    (see :func:`_name_order`): sums, products, powers and functions are
-    rebuilt as they are; anything else is evaluated as ``xreplace`` would.
-    """
-    if e.is_Symbol:
-        return swap.get(e.name, e)  # type: ignore[attr-defined]
-    if not e.args:
-        return e
-    found = memo.get(id(e))
-    if found is not None:
-        return found
-    args = tuple([_substitute(a, swap, memo) for a in e.args])
-    if e.is_Add or e.is_Mul:
-        new = type(e)._from_args(args, e.is_commutative)  # type: ignore[attr-defined]
-    elif e.is_Pow:
-        new = sp.Pow(*args, evaluate=False)
-    elif isinstance(e, Application) and getattr(e, "__dict__", {}).keys() == {"nargs"}:
-        new = sp.Basic.__new__(type(e), *args)
-        new.nargs = e.nargs  # type: ignore[attr-defined]  # as Application.__new__ sets it
-    else:
-        new = e.func(*args)
-    memo[id(e)] = new
-    return new
 
 
 def _add_vjp_edges(g: nx.DiGraph, name: str, op_name: str, expr: sp.Expr, operands: tuple) -> None:

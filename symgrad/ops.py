@@ -394,6 +394,7 @@ class OpTable(Mapping[str, Op]):
         self.by_class: dict[type, Op] = {}
         self.builtin: frozenset[str] = frozenset()
         self.gradient: dict[str, Op] = {}
+        self.generation = 0  # counts the changes: what is remembered per table state says which
 
     def __getitem__(self, name: str) -> Op:
         return self._ops[name]
@@ -415,6 +416,7 @@ class OpTable(Mapping[str, Op]):
         """
         if op.name in self._ops or op.name in self.gradient:
             raise SymgradError(f"an op named {op.name!r} is already declared")
+        self.generation += 1
         if gradient:
             self.gradient[op.name] = op
             return op
@@ -438,6 +440,7 @@ class OpTable(Mapping[str, Op]):
         op = self._ops.pop(name, None)
         if op is None:
             raise SymgradError(f"no op named {name!r} is defined")
+        self.generation += 1
         self.functions.pop(name, None)
         if op.infix:
             self.infix.pop(op.infix, None)

@@ -6,6 +6,7 @@ the interpreter (numbers on every node) and the code generator.
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Mapping, Set
 from typing import Any
@@ -16,6 +17,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from .alike import printed
 from .dims import Shape, show
 from .errors import EvaluationError, SymgradError, UnsupportedError
 from .ops import BY_CLASS, OPS, Defined, Op
@@ -324,6 +326,10 @@ def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = Non
     >>> array_api_code(relu(a)), array_api_code(sp.Symbol("d") * sp.Heaviside(a, 0))
     ('xp.maximum(a, 0.0)', 'd*xp.astype(a > 0, a.dtype)')
     """
+    return printed(_array_api_code, expr, shapes, ints, OPS.generation, _PYTHON_KEYWORDS)
+
+
+def _array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
     return ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 
 
@@ -382,7 +388,14 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
     >>> numpy_code(sigmoid(a) * (1 - sigmoid(a)))
     '(1 - np.exp(-np.logaddexp(0, -a)))*np.exp(-np.logaddexp(0, -a))'
     """
+    return printed(_numpy_code, expr, shapes, ints, OPS.generation, _PYTHON_KEYWORDS)
+
+
+def _numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
     return NumPyPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
+
+
+_PYTHON_KEYWORDS = frozenset(keyword.kwlist)  # the printers' reserved words: printed with a suffix
 
 
 def imports_of(*exprs: sp.Expr) -> tuple[str, ...]:

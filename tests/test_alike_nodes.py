@@ -122,3 +122,55 @@ def test_a_graph_of_many_alike_nodes_has_the_finite_differences_gradient():
         for n in g.inputs:
             assert rel_error(grads[n], numeric[n]) < 1e-6, n
             assert rel_error(t.grads[n], numeric[n]) < 1e-6, n
+
+
+def every_expression(g) -> list[sp.Expr]:
+    """Every node's expression and every form of every edge's derivative."""
+    found = [g.expr(n) for n in g.operations]
+    found += [d[k] for _, _, d in g.nx.edges(data=True) for k in FORMS if d[k] is not None]
+    return found
+
+
+def test_printing_once_per_alike_expression_prints_each_as_directly():
+    from symgrad.printing import _array_api_code, _numpy_code, array_api_code, numpy_code
+
+    g = sg.graph(chain_of_every_op(3))
+    exprs = every_expression(g)
+    shapes = {g.symbol(n): () for n in g.nodes}
+    ints = {g.symbol("x")}
+    for e in exprs:
+        assert numpy_code(e) == _numpy_code(e, None, frozenset()), e
+        assert array_api_code(e) == _array_api_code(e, None, frozenset()), e
+        assert numpy_code(e, shapes, ints) == _numpy_code(e, shapes, ints), e
+
+
+def test_printing_once_per_alike_expression_with_arrays_and_labels():
+    from symgrad.printing import _numpy_code, numpy_code
+
+    shapes = {"s": (4, 3), "y": (4,), "W": (3, 3), "b": (3,)}
+    g = sg.graph("mean(pick(relu(s @ W + b) * 2, y))", shapes=shapes, dtypes={"y": int})
+    f = g.compile()
+    known = {g.symbol(n): g.shape(n) for n in g.nodes}
+    labels = {g.symbol("y")}
+    for e in every_expression(g):
+        assert numpy_code(e, known, labels) == _numpy_code(e, known, labels), e
+    assert f.source  # the module compiled with the remembered spellings
+
+
+def test_names_the_printer_spells_otherwise_are_printed_directly():
+    from symgrad.printing import numpy_code
+
+    lam, x = sp.symbols("lambda x", real=True)
+    assert numpy_code(lam * x + 1) == "lambda_*x + 1"
+    y, x_plain = sp.Symbol("y", positive=True), sp.Symbol("x")
+    assert numpy_code(sp.exp(y) + x_plain) == "x + np.exp(y)"
+
+
+def test_an_op_defined_or_undefined_changes_the_remembered_spelling():
+    from symgrad.printing import numpy_code
+
+    x, q = sp.symbols("x q", real=True)
+    before = numpy_code(sp.atan(x) * q)
+    with sg.define_op("arctan_op", sp.atan, numpy="np.arctan2({0}, 1.0)"):
+        assert numpy_code(sp.atan(x) * q) == "q*np.arctan2(x, 1.0)"
+    assert numpy_code(sp.atan(x) * q) == before != "q*np.arctan2(x, 1.0)"
