@@ -68,6 +68,43 @@ def substitute(e: sp.Expr, swap: dict[str, sp.Symbol], memo: dict[int, sp.Expr])
     return new
 
 
+def evaluated(build: Callable[..., sp.Expr], *exprs: sp.Expr) -> sp.Expr:
+    """``build(*exprs)``, evaluated by SymPy once per class of alike arguments.
+
+    ``build`` (a module-level function: it is part of the key) gets the
+    arguments with placeholders for their symbols; its result gets the names
+    back.  Arguments whose symbols are not all real Symbols of distinct names
+    are built directly.
+
+    >>> import operator
+    >>> a, b = sp.symbols("a b", real=True)
+    >>> evaluated(operator.mul, b, sp.sin(a) * (1 - sp.sin(a)))
+    b*(1 - sin(a))*sin(a)
+    """
+    symbols = set().union(*(e.free_symbols for e in exprs))
+    ordered = sorted(symbols, key=lambda s: s.name)  # type: ignore[attr-defined]
+    names = [s.name for s in ordered]  # type: ignore[attr-defined]
+    if not _plain(ordered, names, frozenset()):
+        return build(*exprs)
+    marks = _placeholders(len(ordered))
+    memo: dict[int, sp.Expr] = {}
+    canonical = tuple(substitute(e, dict(zip(names, marks)), memo) for e in exprs)
+    result = _built(build, canonical)
+    return substitute(result, {m.name: s for m, s in zip(marks, ordered)}, {})
+
+
+@lru_cache(maxsize=4096)
+def _built(build: Callable[..., sp.Expr], canonical: tuple[sp.Expr, ...]) -> sp.Expr:
+    return build(*canonical)
+
+
+def _plain(ordered: list[Any], names: list[str], reserved: Set[str]) -> bool:
+    """The symbols are real Symbols of distinct names that no printer spells otherwise."""
+    return (bool(ordered) and len(ordered) <= 9999 and len(set(names)) == len(names)
+            and all(type(s) is sp.Symbol and s._assumptions_orig == _REAL
+                    and s.name not in reserved and s.name not in _RESERVED for s in ordered))
+
+
 # -- printing once per class of alike expressions ------------------------------------------------
 
 _REAL = {"real": True}
@@ -78,7 +115,7 @@ _RESERVED = frozenset({"np", "xp"})
 
 def _placeholders(count: int) -> list[sp.Symbol]:
     while len(_PLACEHOLDERS) < count:
-        _PLACEHOLDERS.append(sp.Symbol(f"_s{len(_PLACEHOLDERS):04d}", real=True))
+        _PLACEHOLDERS.append(sp.Symbol(placeholder(len(_PLACEHOLDERS)), real=True))
     return _PLACEHOLDERS[:count]
 
 
@@ -95,22 +132,36 @@ def printed(print_: Callable[[sp.Expr, Mapping[sp.Symbol, Any] | None, Set[sp.Sy
     names, or whose names a printer spells differently (``reserved``), is
     printed directly.
     """
+    found = template(print_, expr, shapes, ints, generation, reserved)
+    if found is None:
+        return print_(expr, shapes, ints)
+    text, names = found
+    return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], text)
+
+
+def template(print_: Callable[[sp.Expr, Mapping[sp.Symbol, Any] | None, Set[sp.Symbol]], str],
+             expr: sp.Expr, shapes: Mapping[sp.Symbol, Any] | None, ints: Set[sp.Symbol],
+             generation: int, reserved: Set[str] = frozenset()) -> tuple[str, list[str]] | None:
+    """The text :func:`printed` fills in and the names of its placeholders ``_s0000``, … in
+    order; None where ``expr`` is printed directly."""
     symbols = expr.free_symbols if isinstance(expr, sp.Basic) else set()
     ordered = sorted(symbols, key=lambda s: s.name)  # type: ignore[attr-defined]
     names = [s.name for s in ordered]  # type: ignore[attr-defined]
-    if (not ordered or len(ordered) > 9999 or len(set(names)) < len(names)
-            or any(type(s) is not sp.Symbol or s._assumptions_orig != _REAL  # type: ignore[attr-defined]
-                   or s.name in reserved or s.name in _RESERVED for s in ordered)):  # type: ignore[attr-defined]
-        return print_(expr, shapes, ints)
+    if not _plain(ordered, names, reserved):
+        return None
     marks = _placeholders(len(ordered))
     canonical = substitute(expr, dict(zip(names, marks)), {})
     shown = None if shapes is None else tuple(shapes.get(s, _MISSING) for s in ordered)  # type: ignore[call-overload]
     labels = tuple(i for i, s in enumerate(ordered) if s in ints)
     try:
-        template = _template(print_, canonical, shown, labels, generation)
+        return _template(print_, canonical, shown, labels, generation), names
     except Exception:  # its error names the placeholders: print it directly, for the real one
-        return print_(expr, shapes, ints)
-    return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], template)
+        return None
+
+
+def placeholder(i: int) -> str:
+    """The name of the ``i``-th placeholder of :func:`template`."""
+    return f"_s{i:04d}"
 
 
 _MISSING = object()

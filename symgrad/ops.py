@@ -395,6 +395,7 @@ class OpTable(Mapping[str, Op]):
         self.builtin: frozenset[str] = frozenset()
         self.gradient: dict[str, Op] = {}
         self.generation = 0  # counts the changes: what is remembered per table state says which
+        self._imports = (-1, False)
 
     def __getitem__(self, name: str) -> Op:
         return self._ops[name]
@@ -457,7 +458,9 @@ class OpTable(Mapping[str, Op]):
 
     def imports(self) -> bool:
         """Whether any op declares imports."""
-        return any(op.imports for op in self._ops.values())
+        if self._imports[0] != self.generation:  # once per state of the table
+            self._imports = (self.generation, any(op.imports for op in self._ops.values()))
+        return self._imports[1]
 
     def imported_names(self) -> dict[str, str]:
         """``{name: import statement}`` for the names the ops' imports bind (``erf``)."""

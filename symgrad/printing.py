@@ -9,6 +9,8 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Mapping, Set
+from functools import lru_cache
+from types import CodeType
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from .alike import printed
+from .alike import placeholder, printed, template
 from .dims import Shape, show
 from .errors import EvaluationError, SymgradError, UnsupportedError
 from .ops import BY_CLASS, OPS, Defined, Op
@@ -433,12 +435,24 @@ def import_namespace(imports: tuple[str, ...]) -> dict[str, Any]:
     return namespace
 
 
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> CodeType:
+    return compile(text, "<symgrad>", "eval")
+
+
 def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
     """The value of ``expr`` with NumPy, symbols taken from ``env`` by name."""
-    code = compile(numpy_code(expr), "<symgrad>", "eval")
-    namespace = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
+    namespace: dict[str, Any] = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
+    namespace["__builtins__"] = {}
+    found = template(_numpy_code, expr, None, frozenset(), OPS.generation, _PYTHON_KEYWORDS)
+    if found is not None and all(n in env for n in found[1]):  # compiled once for alike expressions
+        local = {placeholder(i): env[n] for i, n in enumerate(found[1])}
+        try:
+            return np.asarray(eval(_compiled(found[0]), namespace, local), dtype=float)
+        except NameError:  # a name besides its symbols: the text itself says which
+            pass
     try:
-        return np.asarray(eval(code, {**namespace, "__builtins__": {}}, env), dtype=float)  # env: not copied
+        return np.asarray(eval(_compiled(numpy_code(expr)), namespace, env), dtype=float)  # env: not copied
     except NameError as e:  # a spelling that uses a name nothing defines
         raise UnsupportedError(f"no NumPy spelling for {expr}: {e}") from None
 

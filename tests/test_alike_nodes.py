@@ -174,3 +174,30 @@ def test_an_op_defined_or_undefined_changes_the_remembered_spelling():
     with sg.define_op("arctan_op", sp.atan, numpy="np.arctan2({0}, 1.0)"):
         assert numpy_code(sp.atan(x) * q) == "q*np.arctan2(x, 1.0)"
     assert numpy_code(sp.atan(x) * q) == before != "q*np.arctan2(x, 1.0)"
+
+
+def test_products_built_once_per_alike_class_equal_sympys():
+    import operator
+
+    from symgrad.alike import evaluated
+
+    g = sg.graph(chain_of_every_op(3))
+    for u, v, d in g.nx.edges(data=True):
+        upstream = sp.Symbol(f"d{v}", real=True)
+        mine, sympys = evaluated(operator.mul, upstream, d["numeric"]), upstream * d["numeric"]
+        assert sp.srepr(mine) == sp.srepr(sympys), (u, v)
+
+
+def test_evaluating_once_compiled_code_per_alike_class_gives_the_same_numbers():
+    from symgrad.errors import UnsupportedError
+    from symgrad.printing import _numpy_code, evaluate
+
+    g = sg.graph(chain_of_every_op(3))
+    rng = np.random.default_rng(5)
+    env = {n: float(rng.uniform(0.3, 0.8)) for n in g.nodes}
+    for e in every_expression(g):
+        direct = eval(_numpy_code(e, None, frozenset()), {"np": np}, env)
+        assert evaluate(e, env) == direct, e
+    x, y = sp.symbols("x y", real=True)
+    with pytest.raises(UnsupportedError, match="y"):
+        evaluate(sp.exp(x) + y, {"x": 1.0})
