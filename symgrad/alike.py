@@ -14,6 +14,7 @@ class and fills in the names.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Set
 from functools import lru_cache
 from typing import Any
@@ -110,12 +111,16 @@ def _plain(ordered: list[Any], names: list[str], reserved: Set[str]) -> bool:
 _REAL = {"real": True}
 _PLACEHOLDER = re.compile(r"\b_s(\d{4})\b")
 _PLACEHOLDERS: list[sp.Symbol] = []
+_GROWING = threading.Lock()
 _RESERVED = frozenset({"np", "xp"})
 
 
 def _placeholders(count: int) -> list[sp.Symbol]:
-    while len(_PLACEHOLDERS) < count:
-        _PLACEHOLDERS.append(sp.Symbol(placeholder(len(_PLACEHOLDERS)), real=True))
+    """The first ``count`` placeholders: the i-th is named ``placeholder(i)``."""
+    if len(_PLACEHOLDERS) < count:
+        with _GROWING:  # threads may print at once: each index gets its own name once
+            while len(_PLACEHOLDERS) < count:
+                _PLACEHOLDERS.append(sp.Symbol(placeholder(len(_PLACEHOLDERS)), real=True))
     return _PLACEHOLDERS[:count]
 
 

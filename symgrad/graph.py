@@ -40,6 +40,7 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -519,12 +520,15 @@ def _derive(op: Any, operands: tuple, nodes: list[str], key: tuple, targets: tup
 
 def _slots(count: int) -> list[sp.Symbol]:
     """The placeholder symbols of a pattern's operands."""
-    while len(_SLOTS) < count:
-        _SLOTS.append(_symbol(f"_operand{len(_SLOTS)}"))
+    if len(_SLOTS) < count:
+        with _GROWING:  # graphs may be built in several threads at once
+            while len(_SLOTS) < count:
+                _SLOTS.append(_symbol(f"_operand{len(_SLOTS)}"))
     return _SLOTS[:count]
 
 
 _SLOTS: list[sp.Symbol] = []
+_GROWING = threading.Lock()
 _OUT = sp.Symbol("_out", real=True)
 
 
