@@ -23,6 +23,10 @@ import sympy as sp
 from sympy.core.function import Application
 
 
+class NotAlike(Exception):
+    """An expression the classes of alike expressions do not cover."""
+
+
 def name_order(symbols: tuple[sp.Symbol, ...]) -> tuple[int, ...]:
     """The positions of ``symbols`` in the order SymPy sorts them (by name).
 
@@ -33,28 +37,35 @@ def name_order(symbols: tuple[sp.Symbol, ...]) -> tuple[int, ...]:
     return tuple(sorted(range(len(symbols)), key=lambda i: symbols[i].name))
 
 
-def substitute(e: sp.Expr, swap: dict[str, sp.Symbol], memo: dict[int, sp.Expr]) -> sp.Expr:
+def substitute(e: sp.Expr, swap: dict[str, sp.Symbol], memo: dict[int, sp.Expr],
+               strict: bool = False) -> sp.Expr:
     """``e`` with its symbols renamed by ``swap`` (old name: new symbol), rebuilt without
-    evaluating again.
+    evaluating again.  Only plain Symbols are renamed.
 
     ``e`` is in canonical form, and new names that sort as the old ones keep it so:
     sums, products, powers and functions are rebuilt as they are; anything else is
     evaluated as ``xreplace`` would.  The new symbols have the old ones'
     assumptions.  ``memo`` (by ``id``) rebuilds a sub-expression that ``e`` shares
-    once; give the same ``memo`` only for one renaming.
+    once; give the same ``memo`` only for one renaming.  With ``strict``, any other
+    kind of symbol (a bound Dummy, which sorts among the renamed ones) is a
+    :class:`NotAlike`.
 
     >>> a, b, c, d = sp.symbols("a b c d", real=True)
     >>> substitute(sp.sin(a - b) * a, {"a": c, "b": d}, {})
     c*sin(c - d)
     """
-    if e.is_Symbol:
-        return swap.get(e.name, e)  # type: ignore[attr-defined]
+    if e.is_Symbol:  # a Dummy or Wild of the same name is another symbol: it stays
+        if type(e) is sp.Symbol:
+            return swap.get(e.name, e)  # type: ignore[attr-defined]
+        if strict:
+            raise NotAlike(f"{e!r} is not a plain Symbol")
+        return e
     if not e.args:
         return e
     found = memo.get(id(e))
     if found is not None:
         return found
-    args = tuple([substitute(a, swap, memo) for a in e.args])
+    args = tuple([substitute(a, swap, memo, strict) for a in e.args])
     new: sp.Expr
     if e.is_Add or e.is_Mul:
         new = type(e)._from_args(args, e.is_commutative)  # type: ignore[attr-defined]
@@ -89,7 +100,10 @@ def evaluated(build: Callable[..., sp.Expr], *exprs: sp.Expr) -> sp.Expr:
         return build(*exprs)
     marks = _placeholders(len(ordered))
     memo: dict[int, sp.Expr] = {}
-    canonical = tuple(substitute(e, dict(zip(names, marks)), memo) for e in exprs)
+    try:
+        canonical = tuple(substitute(e, dict(zip(names, marks)), memo, strict=True) for e in exprs)
+    except NotAlike:
+        return build(*exprs)
     result = _built(build, canonical)
     return substitute(result, {m.name: s for m, s in zip(marks, ordered)}, {})
 
@@ -155,7 +169,10 @@ def template(print_: Callable[[sp.Expr, Mapping[sp.Symbol, Any] | None, Set[sp.S
     if not _plain(ordered, names, reserved):
         return None
     marks = _placeholders(len(ordered))
-    canonical = substitute(expr, dict(zip(names, marks)), {})
+    try:
+        canonical = substitute(expr, dict(zip(names, marks)), {}, strict=True)
+    except NotAlike:
+        return None
     shown = None if shapes is None else tuple(shapes.get(s, _MISSING) for s in ordered)  # type: ignore[call-overload]
     labels = tuple(i for i, s in enumerate(ordered) if s in ints)
     try:

@@ -201,3 +201,16 @@ def test_evaluating_once_compiled_code_per_alike_class_gives_the_same_numbers():
     x, y = sp.symbols("x y", real=True)
     with pytest.raises(UnsupportedError, match="y"):
         evaluate(sp.exp(x) + y, {"x": 1.0})
+
+
+def test_an_expression_with_a_bound_dummy_is_built_and_printed_directly():
+    import operator
+
+    from symgrad.alike import evaluated, template
+    from symgrad.printing import _numpy_code
+
+    x, y = sp.symbols("x y", real=True)
+    t = sp.Dummy("t", real=True)
+    integral = sp.Integral(x * t, (t, 0, 1))  # t sorts among x and y, or their placeholders
+    assert template(_numpy_code, integral * y, None, frozenset(), OPS.generation) is None
+    assert sp.srepr(evaluated(operator.mul, y, integral)) == sp.srepr(y * integral)
