@@ -40,6 +40,7 @@ An edge ``u → v`` means ``u`` is an operand of ``v``.  Edge attributes:
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ import networkx as nx
 import sympy as sp
 
 from . import ir
+from .alike import name_order, substitute
 from .build import Ref, Spec, intermediate_prefix
 from .dims import Shape, legend
 from .dims import text as shape_text
@@ -96,7 +98,7 @@ class Graph:
                 names.append(f"{prefix}{count}")
         _check_dimension_names(specs, names)
         g = nx.DiGraph()
-        derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
+        derived: dict[tuple, Any] = {}
         spec_of = dict(zip(names, specs))
         for name in order:
             spec = spec_of[name]
@@ -456,38 +458,77 @@ def _check_dimension_names(specs: list[Spec], names: list[str]) -> None:
 
 
 def add_op_node(g: nx.DiGraph, name: str, op_name: str, operands: tuple, shape: Shape,
-                derived: dict[tuple, list[dict[str, sp.Expr]]] | None = None, order: int = 0) -> None:
+                derived: dict[tuple, Any] | None = None, order: int = 0) -> None:
     """Add an operation node and its edges, deriving each edge's local derivative.
 
     ``derived`` remembers the derivatives of each op and constant pattern, in
     placeholder symbols, so a graph of many alike nodes asks SymPy once per pattern.
+    It also remembers, per pattern and order of the node's symbol names, the
+    first such node's expression and derivatives: a later node whose names sort
+    the same way gets them with its own symbols put in (:func:`symgrad.alike.substitute`),
+    without SymPy evaluating them again.
     """
     op = op_of(op_name)
-    args = [g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands]
     out = _symbol(name)
-    expr = op.sympy(*args)
     constants = tuple(None if isinstance(o, str) else o for o in operands)
-    g.add_node(name, **ir.op_node(name, op_name, operands, expr, label(op, constants), shape,
-                                  op.elementwise, order))
+    node_label = label(op, constants)
     if not op.elementwise:
+        expr = op.sympy(*(g.nodes[o]["symbol"] if isinstance(o, str) else o for o in operands))
+        g.add_node(name, **ir.op_node(name, op_name, operands, expr, node_label, shape, False, order))
         _add_vjp_edges(g, name, op_name, expr, operands)
         return
     nodes = list(dict.fromkeys(o for o in operands if isinstance(o, str)))
+    symbols = [g.nodes[o]["symbol"] for o in nodes]
     key = (op_name, tuple(("node", nodes.index(o)) if isinstance(o, str) else (type(o), o) for o in operands))
+    targets = (*symbols, out)
+    alike = (key, name_order(targets))
+    first = None if derived is None else derived.get(alike)
+    if first is not None:
+        seen, expr, edges = first
+        swap = {s.name: t for s, t in zip(seen, targets)}
+        memo: dict[int, sp.Expr] = {}
+        expr = substitute(expr, swap, memo)
+        edges = [tuple(substitute(e, swap, memo) for e in edge) for edge in edges]
+    else:
+        args = {o: s for o, s in zip(nodes, symbols)}
+        expr = op.sympy(*(args[o] if isinstance(o, str) else o for o in operands))
+        edges = _derive(op, operands, nodes, key, targets, derived)
+        if derived is not None:
+            derived[alike] = (targets, expr, edges)
+    g.add_node(name, **ir.op_node(name, op_name, operands, expr, node_label, shape, True, order, out))
+    for o, edge in zip(nodes, edges):
+        g.add_edge(o, name, **ir.derivative_edge(*edge))
+
+
+_FORMS = ("derivative", "cached", "numeric")
+
+
+def _derive(op: Any, operands: tuple, nodes: list[str], key: tuple, targets: tuple,
+            derived: dict[tuple, Any] | None) -> list[tuple[sp.Expr, ...]]:
+    """The derivative, cached and numeric forms of each edge into the node, in ``targets``
+    (the operand nodes' symbols, then the node's own)."""
     forms = None if derived is None else derived.get(key)
     if forms is None:
-        slots = [_symbol(f"_operand{i}") for i in range(len(nodes))]
+        slots = _slots(len(nodes))
         pattern = op.sympy(*(slots[nodes.index(o)] if isinstance(o, str) else o for o in operands))
         forms = [edge_derivatives(pattern, slot, _OUT) for slot in slots]
         if derived is not None:
             derived[key] = forms
-    rename = {_symbol(f"_operand{i}"): g.nodes[o]["symbol"] for i, o in enumerate(nodes)}
-    rename[_OUT] = out
-    for o, edge in zip(nodes, forms):
-        g.add_edge(o, name, **ir.derivative_edge(*(edge[k].xreplace(rename)
-                                                   for k in ("derivative", "cached", "numeric"))))
+    rename = dict(zip((*_slots(len(nodes)), _OUT), targets))
+    return [tuple(edge[k].xreplace(rename) for k in _FORMS) for edge in forms]
 
 
+def _slots(count: int) -> list[sp.Symbol]:
+    """The placeholder symbols of a pattern's operands."""
+    if len(_SLOTS) < count:
+        with _GROWING:  # graphs may be built in several threads at once
+            while len(_SLOTS) < count:
+                _SLOTS.append(_symbol(f"_operand{len(_SLOTS)}"))
+    return _SLOTS[:count]
+
+
+_SLOTS: list[sp.Symbol] = []
+_GROWING = threading.Lock()
 _OUT = sp.Symbol("_out", real=True)
 
 

@@ -226,7 +226,7 @@ class _Extension:
                 G.add_node(n, **g.nx.nodes[n])
                 for p in g.nx.predecessors(n):
                     G.add_edge(p, n, **g.nx.edges[p, n])
-        derived: dict[tuple, list[dict[str, sp.Expr]]] = {}
+        derived: dict[tuple, Any] = {}
         for i in range(self.forward, len(self.b.specs)):
             s = self.b.specs[i]
             if s.kind == "const" and i in live:

@@ -41,9 +41,11 @@ def const_node(name: str, value: sp.Expr, label: str, order: int = 0) -> dict[st
 
 
 def op_node(name: str, op: str, operands: tuple, expr: sp.Expr, label: str, shape: Shape,
-            elementwise: bool, order: int = 0) -> dict[str, Any]:
-    """An operation of the op table applied to ``operands`` (node names or SymPy constants)."""
-    return _node("op", op, operands, symbol(name), expr, label, shape, "float", order, elementwise)
+            elementwise: bool, order: int = 0, sym: sp.Symbol | None = None) -> dict[str, Any]:
+    """An operation of the op table applied to ``operands`` (node names or SymPy constants);
+    ``sym`` is its symbol, if already made."""
+    return _node("op", op, operands, symbol(name) if sym is None else sym, expr, label, shape, "float",
+                 order, elementwise)
 
 
 def gate_node(name: str, gate: str, operands: tuple, expr: sp.Expr, shape: Shape, body: Any,

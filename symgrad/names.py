@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+from collections import deque
+from collections.abc import Iterator
 from types import ModuleType
 
 from .errors import UnsupportedError
@@ -35,26 +37,54 @@ def check_names(source: str) -> None:
     tree = ast.parse(source)
     defined = set(BUILTINS)
     modules: dict[str, ModuleType] = {}
+    reads: list[tuple[ast.FunctionDef, list[ast.AST]]] = []  # each function's reads, in ast.walk order
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
                 defined.add(alias.asname or alias.name.split(".")[0])
                 if isinstance(node, ast.Import) and alias.name == "numpy":
                     modules[alias.asname or "numpy"] = importlib.import_module("numpy")
+        elif isinstance(node, ast.FunctionDef):  # one walk: the names it binds and those it reads
+            read: list[ast.AST] = []
+            for n in _walk(node):
+                if isinstance(n, ast.Name):
+                    if isinstance(n.ctx, ast.Load):
+                        read.append(n)
+                    else:
+                        defined.add(n.id)
+                elif isinstance(n, ast.Attribute):
+                    if isinstance(n.ctx, ast.Load):
+                        read.append(n)
+                elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+                    defined.add(n.name)
+            reads.append((node, read))
         else:
             defined.update(_stored(node))
     lines = source.splitlines()
-    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+    for function, read in reads:
         local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
-        local |= _stored(function)
-        for read in ast.walk(function):
-            name = _unknown(read, local, modules)
+        for n in read:
+            name = _unknown(n, local, modules)
             if name is not None:
-                number = getattr(read, "lineno", 0)
+                number = getattr(n, "lineno", 0)
                 line = lines[number - 1].strip() if 0 < number <= len(lines) else ""
                 raise UnsupportedError(
                     f"the generated code reads {name}, which it neither defines nor imports: {line}"
                 )
+
+
+def _walk(root: ast.AST) -> Iterator[ast.AST]:
+    """Every node under ``root``, in :func:`ast.walk`'s order, with less overhead per node."""
+    todo = deque([root])
+    while todo:
+        node = todo.popleft()
+        yield node
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, ast.AST):
+                todo.append(value)
+            elif value.__class__ is list:
+                todo.extend([v for v in value if isinstance(v, ast.AST)])
 
 
 def _stored(node: ast.AST) -> set[str]:

@@ -394,6 +394,8 @@ class OpTable(Mapping[str, Op]):
         self.by_class: dict[type, Op] = {}
         self.builtin: frozenset[str] = frozenset()
         self.gradient: dict[str, Op] = {}
+        self.generation = 0  # counts the changes: what is remembered per table state says which
+        self._imports = (-1, False)
 
     def __getitem__(self, name: str) -> Op:
         return self._ops[name]
@@ -415,6 +417,7 @@ class OpTable(Mapping[str, Op]):
         """
         if op.name in self._ops or op.name in self.gradient:
             raise SymgradError(f"an op named {op.name!r} is already declared")
+        self.generation += 1
         if gradient:
             self.gradient[op.name] = op
             return op
@@ -438,6 +441,7 @@ class OpTable(Mapping[str, Op]):
         op = self._ops.pop(name, None)
         if op is None:
             raise SymgradError(f"no op named {name!r} is defined")
+        self.generation += 1
         self.functions.pop(name, None)
         if op.infix:
             self.infix.pop(op.infix, None)
@@ -454,7 +458,9 @@ class OpTable(Mapping[str, Op]):
 
     def imports(self) -> bool:
         """Whether any op declares imports."""
-        return any(op.imports for op in self._ops.values())
+        if self._imports[0] != self.generation:  # once per state of the table
+            self._imports = (self.generation, any(op.imports for op in self._ops.values()))
+        return self._imports[1]
 
     def imported_names(self) -> dict[str, str]:
         """``{name: import statement}`` for the names the ops' imports bind (``erf``)."""

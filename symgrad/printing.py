@@ -6,8 +6,11 @@ the interpreter (numbers on every node) and the code generator.
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Mapping, Set
+from functools import lru_cache
+from types import CodeType
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter as _SymPyNumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from .alike import placeholder, printed, template
 from .dims import Shape, show
 from .errors import EvaluationError, SymgradError, UnsupportedError
 from .ops import BY_CLASS, OPS, Defined, Op
@@ -324,6 +328,10 @@ def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = Non
     >>> array_api_code(relu(a)), array_api_code(sp.Symbol("d") * sp.Heaviside(a, 0))
     ('xp.maximum(a, 0.0)', 'd*xp.astype(a > 0, a.dtype)')
     """
+    return printed(_array_api_code, expr, shapes, ints, OPS.generation, _PYTHON_KEYWORDS)
+
+
+def _array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
     return ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 
 
@@ -382,7 +390,14 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
     >>> numpy_code(sigmoid(a) * (1 - sigmoid(a)))
     '(1 - np.exp(-np.logaddexp(0, -a)))*np.exp(-np.logaddexp(0, -a))'
     """
+    return printed(_numpy_code, expr, shapes, ints, OPS.generation, _PYTHON_KEYWORDS)
+
+
+def _numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
     return NumPyPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
+
+
+_PYTHON_KEYWORDS = frozenset(keyword.kwlist)  # the printers' reserved words: printed with a suffix
 
 
 def imports_of(*exprs: sp.Expr) -> tuple[str, ...]:
@@ -420,12 +435,24 @@ def import_namespace(imports: tuple[str, ...]) -> dict[str, Any]:
     return namespace
 
 
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> CodeType:
+    return compile(text, "<symgrad>", "eval")
+
+
 def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
     """The value of ``expr`` with NumPy, symbols taken from ``env`` by name."""
-    code = compile(numpy_code(expr), "<symgrad>", "eval")
-    namespace = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
+    namespace: dict[str, Any] = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
+    namespace["__builtins__"] = {}
+    found = template(_numpy_code, expr, None, frozenset(), OPS.generation, _PYTHON_KEYWORDS)
+    if found is not None and all(n in env for n in found[1]):  # compiled once for alike expressions
+        local = {placeholder(i): env[n] for i, n in enumerate(found[1])}
+        try:
+            return np.asarray(eval(_compiled(found[0]), namespace, local), dtype=float)
+        except NameError:  # a name besides its symbols: the text itself says which
+            pass
     try:
-        return np.asarray(eval(code, {**namespace, "__builtins__": {}}, env), dtype=float)  # env: not copied
+        return np.asarray(eval(_compiled(numpy_code(expr)), namespace, env), dtype=float)  # env: not copied
     except NameError as e:  # a spelling that uses a name nothing defines
         raise UnsupportedError(f"no NumPy spelling for {expr}: {e}") from None
 

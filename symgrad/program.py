@@ -17,12 +17,14 @@ is a ShapeError naming the op and both shapes.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
 import sympy as sp
 
+from .alike import evaluated
 from .dims import Shape, broadcast
 from .errors import ShapeError, SymgradError
 from .graph import Graph
@@ -232,7 +234,7 @@ def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp
     rule = edge["vjp"]
     if rule is None and edge["cached"] is None:
         return None
-    term = rule(upstream) if rule is not None else upstream * edge["numeric"]
+    term = rule(upstream) if rule is not None else evaluated(operator.mul, upstream, edge["numeric"])
     shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(consumer)}
     shapes[graph.symbol(consumer)] = shapes[upstream] = graph.shape(consumer)
     have, want = shape_of(term, shapes), graph.shape(node)

@@ -194,6 +194,15 @@ def scalar_body(lines: list[str]) -> list[str]:
     return out
 
 
+def _unparse(statement: ast.stmt) -> str:
+    """The statement's text.  Only a statement made anew (no line number) needs its locations
+    filled in (which walks all of it): the text does not depend on them."""
+    try:
+        return ast.unparse(statement)
+    except AttributeError:
+        return ast.unparse(ast.fix_missing_locations(statement))
+
+
 def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
     """One top-level statement's lines for floats, after the ``_e_n`` lines it needs first."""
     if isinstance(statement, ast.If) and _batch_test(statement.test):  # its else runs for floats
@@ -207,8 +216,11 @@ def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
             out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
             defined.add(name)
     for s in rewritten if isinstance(rewritten, list) else [rewritten]:
-        out += ast.unparse(ast.fix_missing_locations(s)).splitlines()
-    targets = [t for node in ast.walk(statement) if isinstance(node, (ast.Assign, ast.AugAssign))
+        out += _unparse(s).splitlines()
+    # a simple statement holds no other statement: an assignment is itself or nothing
+    assigns = [statement] if isinstance(statement, (ast.Assign, ast.AugAssign)) else [] if simple else \
+        [node for node in ast.walk(statement) if isinstance(node, (ast.Assign, ast.AugAssign))]
+    targets = [t for node in assigns
                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
     defined -= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}  # a new value
     return out
