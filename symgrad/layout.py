@@ -185,8 +185,9 @@ def _layers(g: nx.DiGraph, ranked: Mapping[Hashable, int], sizes: Mapping[str, P
 
     nodes_at = []  # each layer's nodes by height: (heights, how near a line may pass, the nearest)
     for nodes in layers:
-        placed = sorted((at[n][1], sizes[n][1] / 2 + 30) for n in nodes if n in sizes)
-        nodes_at.append(([y for y, _ in placed], [r for _, r in placed], max((r for _, r in placed), default=0.0)))
+        placed = sorted((at[n][1], sizes[str(n)][1] / 2 + 30) for n in nodes if n in sizes)
+        near = [r for _, r in placed]
+        nodes_at.append(([y for y, _ in placed], near, max(near, default=0.0)))
     routes = {}
     for e, chain in chains.items():
         points = [at[p] for p in chain]

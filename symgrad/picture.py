@@ -33,7 +33,20 @@ import numpy as np
 from .dims import Shape
 from .dims import text as dims_text
 from .errors import SymgradError
-from .layout import Box2, Edge, Layout, Point, Polygon, crossings, layout, midpoint, overlaps, ranks, rect, turned
+from .layout import (
+    Box2,
+    Edge,
+    Layout,
+    Point,
+    Polygon,
+    crossings,
+    layout,
+    midpoint,
+    overlaps,
+    ranks,
+    rect,
+    turned,
+)
 from .tables import expression_text, number, shown_derivative, vjp_text, written
 
 if TYPE_CHECKING:
@@ -384,7 +397,9 @@ class Picture:
         stub = max(text_width(self.stub.above), text_width(self.stub.below), 24.0) + 24
         # Operations as far right as they go and, for graphs of a size to try it, as far left:
         # the one that crosses and overlaps least, then the shorter.
-        tries = ("late", "early") if engine == "layers" and len(sizes) <= 150 else ("late",)
+        # (Measuring a trial costs pairs of bends: not for graphs with many edges skipping many layers.)
+        tries = ("late", "early") if engine == "layers" and len(sizes) <= 150 and _placed(self.nx) <= 1500 \
+            else ("late",)
         scored: list[tuple[int, float, int, Layout]] = []
         for ranking in tries:
             lay = layout(self.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
