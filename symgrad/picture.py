@@ -12,7 +12,9 @@ derivative in grey.
 Shapes read ``64×3072`` and an array of more than four numbers shows its
 range; a picture wider than a notebook (:data:`PAGE`) folds into rows so that
 its smallest text stays :data:`MIN_TEXT` pixels or more once shrunk to the page.
-:meth:`Picture.measure` tells how readable a picture is.
+:meth:`Picture.measure` tells how readable a picture is.  Of a graph larger
+than :data:`MAX_DRAWN` nodes, the part nearest the output is drawn (:func:`part`),
+with a note beneath saying how many nodes were left out and how to draw another part.
 
 The SVG is built with :mod:`xml.etree.ElementTree`, so every text is escaped.
 Node placement is :mod:`symgrad.layout`'s; no Graphviz program is needed.
