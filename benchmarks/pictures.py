@@ -4,6 +4,7 @@
     python benchmarks/pictures.py --png      # also write docs/images/*.png (needs cairosvg)
                                              # and docs/images/xyz-player.html, .gif
     python benchmarks/pictures.py --notation # the displays' time with the one notation, and without
+    python benchmarks/pictures.py --scale    # sg.render's seconds and peak memory, 1,000 … 10,000 nodes
 
 The graphs are the lectures' three circuits, a 30-node expression and the CS231n
 two-layer net on a batch of 64 CIFAR-10 images; each is drawn as a trace (values and
@@ -14,6 +15,10 @@ to 900 px, a notebook's width.  Graphviz's ``dot`` layout is measured too where 
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,9 @@ import numpy as np
 import symgrad as sg
 from symgrad.layout import dot_available
 from symgrad.picture import Picture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import dag, exponent, mlp, signed  # noqa: E402
 
 THIRTY = ("sigmoid(w1*x1 + w2*x2 + b1) * tanh(w3*x1 - w4*x2)"
           " + log(1 + exp(w5*x3 + w6*x4)) / (x3*x3 + x4*x4 + 1) + max(x1, x2) * relu(b2 - x4)")
@@ -83,11 +91,69 @@ def notation_cost(terms: int = 60, rounds: int = 3) -> None:
           f"without {best['without']:.2f} s, ratio {best['with'] / best['without']:.2f} (min of {rounds})")
 
 
+def sigmoid_chain(levels: int) -> sg.Graph:
+    """The depth-``levels`` chain of 1/(1+exp(-(w·h + b))) from a string: 8 nodes a level."""
+    h = "x"
+    for i in range(1, levels + 1):
+        h = f"1/(1+exp(-(w{i}*{h}+b{i})))"
+    return sg.graph(h)
+
+
+# family: (graph of about n nodes)
+SCALED = {
+    "sigmoid chain (string)": lambda n: sigmoid_chain(n // 8),
+    "DAG with reuse (traced)": lambda n: sg.graph(signed(*dag(n // 5, sg.sin))),
+    "scalar MLP (traced)": lambda n: sg.graph(signed(*mlp(n // 8, sg.sigmoid))),
+}
+
+
+def render_cost(obj: sg.Graph | sg.Trace, **options: object) -> tuple[float, float, str]:
+    """Seconds (best of two) and peak MiB (tracemalloc, another call) of sg.render(obj), and the SVG."""
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        svg = sg.render(obj, **options)  # type: ignore[arg-type]
+        best = min(best, time.perf_counter() - start)
+    tracemalloc.start()
+    sg.render(obj, **options)  # type: ignore[arg-type]
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return best, peak, svg
+
+
+def scale(sizes: tuple[int, ...] = (1000, 2500, 5000, 10_000)) -> None:
+    """sg.render of each family's graph and trace at about ``sizes`` nodes: seconds, peak MiB
+    and the nodes drawn, with the fitted exponents of time and memory against the node count;
+    then the chain's and the DAG's traces drawn whole (``max_nodes=None``)."""
+    print(f"sg.render: seconds (best of 2) and peak MiB (tracemalloc, the render only), {sizes} nodes")
+    print(f"{'graph':<24} {'drawn':<12} {'nodes':>6} {'shown':>6} {'seconds':>8} {'peak MiB':>9}")
+    runs: list[tuple[str, str, dict[str, object]]] = [
+        (name, what, {}) for name in SCALED for what in ("graph", "trace")]
+    runs += [(name, "trace", {"max_nodes": None}) for name in list(SCALED)[:2]]
+    for name, what, options in runs:
+        label = f"{what}, whole" if options else what
+        ns, ts, ms = [], [], []
+        for n in sizes:
+            g = SCALED[name](n)
+            obj = g if what == "graph" else g.backprop(**{k: 0.1 for k in g.inputs})
+            seconds, peak, svg = render_cost(obj, **options)
+            nodes = g.nx.number_of_nodes()
+            shown = len(re.findall(r'<g class="node[ "]', svg))
+            ns.append(nodes), ts.append(seconds), ms.append(peak)
+            print(f"{name:<24} {label:<12} {nodes:>6} {shown:>6} {seconds:>8.2f} {peak:>9.1f}")
+        print(f"{name:<24} {label:<12} exponent: time {exponent(ns, ts):.2f}, memory {exponent(ns, ms):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--png", action="store_true", help="write docs/images/<graph>.png")
     parser.add_argument("--notation", action="store_true", help="only the displays' cost of the notation")
+    parser.add_argument("--scale", action="store_true",
+                        help="only sg.render's time and memory, 1,000 … 10,000 nodes")
     args = parser.parse_args()
+    if args.scale:
+        scale()
+        return
     if args.notation:
         notation_cost()
         return

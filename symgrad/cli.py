@@ -202,7 +202,7 @@ def fused(g: Graph, names: Sequence[str]) -> Graph:
 def render_command(args: argparse.Namespace) -> str:
     """``symgrad render``: the SVG picture of EXPR's graph, or of its trace given --at."""
     from .frontends import graph
-    from .picture import render
+    from .picture import MAX_DRAWN, render
 
     values = parse_values(args.at)
     g = graph(args.expression, granularity=args.granularity, shapes=parse_shapes(args.shape, values),
@@ -210,9 +210,10 @@ def render_command(args: argparse.Namespace) -> str:
     g = fused(g, args.fuse)
     drawn = g.backprop(dout=args.dout, **values) if args.at else g
     expand = args.expand or False
+    part = {"end": args.end, "max_nodes": MAX_DRAWN if args.max_nodes is None else args.max_nodes or None}
     if args.output in (None, "-"):
-        return render(drawn, layout=args.layout, digits=args.digits, expand=expand)
-    svg = render(drawn, args.output, layout=args.layout, digits=args.digits, expand=expand)
+        return render(drawn, layout=args.layout, digits=args.digits, expand=expand, **part)
+    svg = render(drawn, args.output, layout=args.layout, digits=args.digits, expand=expand, **part)
     what = "values and gradients" if args.at else "local derivatives"
     size = re.search(r'width="([\d.]+)" height="([\d.]+)"', svg)
     shown = f", {float(size[1]):.0f}×{float(size[2]):.0f} px" if size else ""
@@ -356,6 +357,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="fuse a pattern into gates, as for derive: each gate is drawn as one node")
     r.add_argument("--expand", action="store_true",
                    help="draw each fused gate as the nodes it was fused from, in a dashed frame")
+    r.add_argument("--end", metavar="NODE", help="draw the part of the graph that computes NODE "
+                   "(default: the output)")
+    r.add_argument("--max-nodes", type=int, metavar="N",
+                   help="draw at most N nodes, those nearest the output or NODE (default 2,000; "
+                        "0 draws every node)")
     r.set_defaults(run=render_command)
 
     c = sub.add_parser(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,11 +183,16 @@ def _layers(g: nx.DiGraph, ranked: Mapping[Hashable, int], sizes: Mapping[str, P
         top += max(in_row) - min(in_row) + dy + (len(rows) > 1) * (dy / 2 + 6 * lanes[last])
     at = {n: (round(column[layer[n]], 2), round(y[n] + shift[row_of[layer[n]]], 2)) for n in h}
 
+    nodes_at = []  # each layer's nodes by height: (heights, how near a line may pass, the nearest)
+    for nodes in layers:
+        placed = sorted((at[n][1], sizes[str(n)][1] / 2 + 30) for n in nodes if n in sizes)
+        near = [r for _, r in placed]
+        nodes_at.append(([y for y, _ in placed], near, max(near, default=0.0)))
     routes = {}
     for e, chain in chains.items():
         points = [at[p] for p in chain]
         if len(points) > 2 and row_of[layer[e[0]]] == row_of[layer[e[1]]] and \
-                _clear(points[0], points[-1], chain[1:-1], layers, layer, at, sizes):
+                _clear(points[0], points[-1], chain[1:-1], layer, at, nodes_at):
             points = [points[0], points[-1]]
         routes[e] = points
     wraps = _wrap(routes, chains, layer, row_of, column, half, gap, at, rows, dy, leaving)
@@ -221,6 +227,8 @@ def _rows(gap: list[float], half: list[float], max_width: float | None,
         width, last = (gap[first] if rows else 0.0) + half[first], first
         for i in range(first, len(gap)):
             width += gap[i] if i > first else 0.0
+            if i > first and width > max_width:  # the width only grows: no later layer fits
+                break
             if i > first and width + half[i] + leaving[i] > max_width:
                 continue
             if width + half[i] + leaving[i] <= max_width:
@@ -244,9 +252,12 @@ def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], l
                      key=lambda item: (item[0], item[1]))
     lanes: dict[tuple[Edge, Hashable], int] = {}
     lanes_in: dict[int, int] = {}
-    for r in {item[0] for item in out}:
-        for k, (_, _, e, a) in enumerate(item for item in out if item[0] == r):
-            lanes[e, a] = lanes_in[r] = k + 1
+    for r, _, e, a in out:  # sorted by row: each row's lanes counted 1, 2, …
+        lanes[e, a] = lanes_in[r] = lanes_in.get(r, 0) + 1
+    lowest: dict[int, float] = {}  # the lowest node of each row
+    for n, (_, y) in at.items():
+        r = row_of[layer[n]]
+        lowest[r] = max(lowest.get(r, y), y)
     entering: dict[Hashable, int] = {}
     for e, chain in chains.items():
         if row_of[layer[e[0]]] == row_of[layer[e[1]]]:
@@ -259,8 +270,7 @@ def _wrap(routes: dict[Edge, list[Point]], chains: dict[Edge, list[Hashable]], l
                 last = rows[ra][1]
                 out_x = column[last] + half[last] + leaving[last] - 5 * (lanes_in[ra] - lane) - 20
                 in_x = column[layer[b]] - gap[layer[b]] + half[layer[b]] + 5 * lane
-                below = max(at[n][1] for n in at if row_of[layer[n]] == ra)
-                lane_y = below + dy / 2 + 6 * lane
+                lane_y = lowest[ra] + dy / 2 + 6 * lane
                 k = entering[b] = entering.get(b, -1) + 1
                 enter_y = at[b][1] + (8 * k if b == e[1] else 0)
                 if e not in wrapped:
@@ -308,14 +318,19 @@ def _spread(wanted: list[float], gap: float) -> list[float]:
     return [z + i * gap for i, z in enumerate(flat)]
 
 
-def _clear(a: Point, b: Point, placeholders: list[Hashable], layers: list[list[Hashable]],
-           layer: dict[Hashable, int], at: dict[Hashable, Point], sizes: Mapping[Any, Point]) -> bool:
-    """Whether the straight line from ``a`` to ``b`` passes every node between them with room to spare."""
+def _clear(a: Point, b: Point, placeholders: list[Hashable], layer: dict[Hashable, int],
+           at: dict[Hashable, Point], nodes_at: list[tuple[list[float], list[float], float]]) -> bool:
+    """Whether the straight line from ``a`` to ``b`` passes every node between them with room to spare.
+
+    ``nodes_at[i]`` holds the heights of the nodes of layer ``i`` in order, how near each
+    lets a line pass (half its height and 30 px), and the largest of those.
+    """
     for p in placeholders:
         x = at[p][0]
         y = a[1] + (b[1] - a[1]) * (x - a[0]) / (b[0] - a[0])
-        for n in layers[layer[p]]:
-            if n in sizes and abs(at[n][1] - y) < sizes[n][1] / 2 + 30:
+        heights, room, most = nodes_at[layer[p]]
+        for k in range(bisect_right(heights, y - most), bisect_left(heights, y + most)):
+            if abs(heights[k] - y) < room[k]:
                 return False
     return True
 
@@ -373,10 +388,10 @@ def _crossings(h: nx.DiGraph, layers: list[list[Hashable]]) -> int:
     for left, right in zip(layers, layers[1:]):
         rank = {n: r for r, n in enumerate(right)}
         ends = sorted((r, rank[v]) for r, u in enumerate(left) for v in h.successors(u) if v in rank)
-        seen: list[int] = []
+        seen: list[int] = []  # sorted
         for _, b in ends:  # count earlier edges ending below this one
-            total += sum(1 for s in seen if s > b)
-            seen.append(b)
+            total += len(seen) - bisect_right(seen, b)
+            insort(seen, b)
     return total
 
 

@@ -12,7 +12,9 @@ derivative in grey.
 Shapes read ``64×3072`` and an array of more than four numbers shows its
 range; a picture wider than a notebook (:data:`PAGE`) folds into rows so that
 its smallest text stays :data:`MIN_TEXT` pixels or more once shrunk to the page.
-:meth:`Picture.measure` tells how readable a picture is.
+:meth:`Picture.measure` tells how readable a picture is.  Of a graph larger
+than :data:`MAX_DRAWN` nodes, the part nearest the output is drawn (:func:`part`),
+with a note beneath saying how many nodes were left out and how to draw another part.
 
 The SVG is built with :mod:`xml.etree.ElementTree`, so every text is escaped.
 Node placement is :mod:`symgrad.layout`'s; no Graphviz program is needed.
@@ -27,12 +29,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
 import numpy as np
 
 from .dims import Shape
 from .dims import text as dims_text
 from .errors import SymgradError
-from .layout import Box2, Edge, Layout, Point, Polygon, crossings, layout, midpoint, overlaps, rect, turned
+from .layout import (
+    Box2,
+    Edge,
+    Layout,
+    Point,
+    Polygon,
+    crossings,
+    layout,
+    midpoint,
+    overlaps,
+    ranks,
+    rect,
+    turned,
+)
 from .tables import expression_text, number, shown_derivative, vjp_text, written
 
 if TYPE_CHECKING:
@@ -46,6 +62,8 @@ FONT, SMALL = 13.0, 11.0
 FONT_FAMILY = "Helvetica, Arial, sans-serif"
 MAX_TEXT = 32  # characters of an expression shown on an edge before "…"
 MAX_INLINE = 400  # nodes; larger graphs do not draw themselves in Jupyter (sg.render still does)
+MAX_DRAWN = 2000  # nodes; sg.render draws the part of a larger graph nearest its output, and says so
+MAX_PLACED = 12000  # nodes and the bends of edges that skip layers; a part costing more is drawn smaller
 PAGE = 900.0  # pixels: a notebook's width; a wider picture folds into rows to keep its text readable
 MIN_TEXT = 10.0  # pixels: the smallest text once a picture is shrunk to the page
 MAX_SHOWN = 4  # elements of an array written out on an edge; larger arrays show their range
@@ -77,7 +95,8 @@ class SVG(str):
 
 
 def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
-           layout: str = "layers", digits: int = 4, expand: bool | str | Iterable[str] = False) -> SVG:
+           layout: str = "layers", digits: int = 4, expand: bool | str | Iterable[str] = False,
+           end: str | None = None, max_nodes: int | None = MAX_DRAWN) -> SVG:
     """An SVG picture of a graph, or of a trace with its numbers; written to ``path`` if given.
 
     Parameters
@@ -97,6 +116,13 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
         every gate as the nodes it was fused from, inside a dashed frame named
         for the gate, and a gate's name (or a list of them) opens just those.
         A trace is computed again on the opened graph, at the same inputs.
+    end:
+        a node's name: draw the part of the graph that computes it (default: the output).
+    max_nodes:
+        draw at most this many nodes (default :data:`MAX_DRAWN`): of a larger graph, the
+        nodes nearest ``end``, fewer where many edges skip many layers (a layout costing
+        more than :data:`MAX_PLACED` places).  A line beneath the picture says how many
+        nodes were left out and how to draw another part; ``None`` draws every node.
 
     Returns
     -------
@@ -117,10 +143,10 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
         graph, frames = opened(obj.graph, expand)
         trace = obj if graph is obj.graph else graph.backprop(
             dout=obj.dout, **{n: obj.values[n] for n in graph.inputs})
-        text = Picture(graph, trace, digits, frames).svg(layout)
+        text = Picture(graph, trace, digits, frames, part(graph, end, max_nodes)).svg(layout)
     elif isinstance(obj, Graph):
         graph, frames = opened(obj, expand)
-        text = Picture(graph, None, digits, frames).svg(layout)
+        text = Picture(graph, None, digits, frames, part(graph, end, max_nodes)).svg(layout)
     else:
         raise SymgradError(f"cannot draw a {type(obj).__name__}; give a Graph or a Trace")
     if path is not None:
@@ -135,6 +161,58 @@ def render(obj: Graph | Trace, path: str | os.PathLike[str] | None = None, *,
 
 
 Frames = list[tuple[str, str, list[str]]]  # (gate, its name, the nodes drawn for it)
+
+
+def part(graph: Graph, end: str | None = None, most: int | None = MAX_DRAWN) -> list[str] | None:
+    """The nodes to draw of ``graph``: those computing ``end`` (default: the output) nearest it,
+    at most ``most`` of them, and fewer if their layout would place more than :data:`MAX_PLACED`
+    nodes and bends; None for the whole graph.
+
+    Nodes are taken breadth first from ``end`` through the operands, so each one drawn
+    has a path to ``end`` among those drawn.
+
+    >>> import symgrad as sg
+    >>> g = sg.graph("sin(cos(exp(x)))")
+    >>> part(g) is None, part(g, most=2), part(g, "q2")
+    (True, ['q3', 'q2'], ['q2', 'q1', 'x'])
+    """
+    end = graph.output if end is None else end
+    if not isinstance(end, str) or end not in graph.nx:
+        raise SymgradError(f"cannot end a picture at {end!r}: not a node of this graph "
+                           f"(its output is {graph.output})")
+    if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 1):
+        raise SymgradError(f"max_nodes must be a whole number of 1 or more, or None, not {most!r}")
+    if end == graph.output and (most is None or graph.nx.number_of_nodes() <= most) and (
+            most is None or _placed(graph.nx) <= MAX_PLACED):
+        return None
+    chosen, seen = [end], {end}
+    for n in chosen:  # breadth first, through the operands
+        if most is not None and len(chosen) >= most:
+            break
+        for m in graph.nx.predecessors(n):
+            if m not in seen:
+                seen.add(m)
+                chosen.append(m)
+    chosen = chosen[:most]
+    while most is not None and len(chosen) > 2 and _placed(_induced(graph, chosen)) > MAX_PLACED:
+        chosen = chosen[:len(chosen) // 2]  # still each with a path to end
+    return chosen
+
+
+def _induced(graph: Graph, nodes: list[str]) -> nx.DiGraph:
+    """The graph's ``nodes`` and the edges between them, in the graph's order."""
+    keep = set(nodes)
+    sub = nx.DiGraph()
+    ordered = [n for n in graph.nx if n in keep]
+    sub.add_nodes_from(ordered)
+    sub.add_edges_from((u, v) for u in ordered for v in graph.nx.successors(u) if v in keep)
+    return sub
+
+
+def _placed(g: nx.DiGraph) -> int:
+    """How many places the layers layout makes: a node each, a bend for each layer an edge skips."""
+    layer = ranks(g)
+    return g.number_of_nodes() + sum(layer[v] - layer[u] - 1 for u, v in g.edges)
 
 
 def opened(graph: Graph, expand: bool | str | Iterable[str]) -> tuple[Graph, Frames]:
@@ -243,12 +321,21 @@ class EdgeText:
 class Picture:
     """The boxes and edge texts of one graph or trace, and the SVG drawn from them."""
 
-    def __init__(self, graph: Graph, trace: Trace | None, digits: int = 4, frames: Frames | None = None):
+    def __init__(self, graph: Graph, trace: Trace | None, digits: int = 4, frames: Frames | None = None,
+                 nodes: list[str] | None = None):
+        """``nodes`` (see :func:`part`), if given, are the only ones drawn, the first of them
+        in the output's place."""
         self.graph, self.trace, self.digits = graph, trace, digits
         self.frames = list(frames or [])
-        self.boxes = {n: self._box(n) for n in graph.nodes}
-        self.edges = {(u, v): self._edge(u, v) for u, v in graph.nx.edges}
-        self.stub = self._edge(graph.output, None)
+        self.nx = graph.nx if nodes is None else _induced(graph, nodes)
+        self.end = graph.output if nodes is None else nodes[0]
+        self.boxes = {n: self._box(n) for n in self.nx}
+        self.edges = {(u, v): self._edge(u, v) for u, v in self.nx.edges}
+        self.stub = self._edge(self.end, None)
+        # Drawn nodes some of whose operands are not: how many each.
+        self.cut = {n: k for n in self.nx if (k := graph.nx.in_degree(n) - self.nx.in_degree(n))}
+        for n, k in self.cut.items():
+            self.boxes[n].below.append((f"+ {k} operand{'s' * (k > 1)} not drawn", GREY, "cut"))
 
     def _num(self, v: Any) -> str:
         return _clean(short_number(v, self.digits))
@@ -291,7 +378,10 @@ class Picture:
             else:  # labels (no gradient) where there is no vector-Jacobian product
                 text = vjp_text(vjp, self.graph, v)
             return EdgeText(below=_short(text), below_colour=GREY)
-        sent = t.dout if v is None else t.sent.get((v, u))
+        if v is None:
+            sent = t.dout if u == self.graph.output else t.node_grads.get(u)
+        else:
+            sent = t.sent.get((v, u))
         return EdgeText(self._num(t.values[u]), "" if sent is None else self._num(sent))
 
     # -- drawing ---------------------------------------------------------------------
@@ -309,10 +399,12 @@ class Picture:
         stub = max(text_width(self.stub.above), text_width(self.stub.below), 24.0) + 24
         # Operations as far right as they go and, for graphs of a size to try it, as far left:
         # the one that crosses and overlaps least, then the shorter.
-        tries = ("late", "early") if engine == "layers" and len(sizes) <= 150 else ("late",)
+        # (Measuring a trial costs pairs of bends: not for graphs with many edges skipping many layers.)
+        tries = ("late", "early") if engine == "layers" and len(sizes) <= 150 and _placed(self.nx) <= 1500 \
+            else ("late",)
         scored: list[tuple[int, float, int, Layout]] = []
         for ranking in tries:
-            lay = layout(self.graph.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
+            lay = layout(self.nx, sizes, (widest, 2 * FONT), engine, label_widths=widths,
                          max_width=PAGE * SMALL / MIN_TEXT - stub - 30, ranking=ranking)
             if len(tries) == 1:
                 return Drawing(self, lay, stub)
@@ -377,7 +469,7 @@ class Drawing:
         for (u, v), route in lay.routes.items():
             points = route if lay.curved else self._clip(u, v, route)
             self._edge(u, v, points, lay.labels[u, v], p.edges[u, v], lay.curved)
-        out = p.graph.output
+        out = p.end
         x, y = lay.centres[out]
         start = x + p.boxes[out].size[0] / 2
         length = self.stub
@@ -387,11 +479,23 @@ class Drawing:
         for gate, name, members in p.frames:
             self._frame(gate, name, [m for m in members if m in self.node_boxes])
         x0, y0, x1, y1 = self.extent
-        legend = (f"green: values (forward) · red: gradients ∂{out}/∂… (backward)" if p.trace
+        legend = (f"green: values (forward) · red: gradients ∂{p.graph.output}/∂… (backward)" if p.trace
                   else "grey: the local derivative ∂v/∂u of each edge u → v")
         if any(d["order"] for _, d in p.graph.nx.nodes(data=True)):
             legend += " · filled: nodes of the backward pass (a gradient graph)"
         self._text(self.root, legend, x0, y1 + SMALL + 12, GREY, "legend", size=SMALL, anchor="start")
+        total, drawn = p.graph.nx.number_of_nodes(), p.nx.number_of_nodes()
+        if drawn < total:
+            self.root.set("data-nodes", str(total))
+            self.root.set("data-drawn", str(drawn))
+            note = ET.SubElement(self.root, "g", {"class": "summary"})
+            _, _, _, y1 = self.extent
+            for line in (f"Drawn: the {drawn:,} nodes nearest {out} of the graph's {total:,}; "
+                         f"{total - drawn:,} are left out.",
+                         f"The part ending at {_next(p)}: sg.render(..., end=\"{_next(p)}\"); "
+                         f"every node: sg.render(..., max_nodes=None)."):
+                self._text(note, line, x0, y1 + SMALL + 6, GREY, "summary", size=SMALL, anchor="start")
+                _, _, _, y1 = self.extent
         x0, y0, x1, y1 = self.extent
         m = 8.0
         width, height = x1 - x0 + 2 * m, y1 - y0 + 2 * m
@@ -527,6 +631,13 @@ class Drawing:
         else:
             s = min(w / 2 / abs(dx) if dx else np.inf, h / 2 / abs(dy) if dy else np.inf)
         return (centre[0] + s * dx, centre[1] + s * dy)
+
+
+def _next(p: Picture) -> str:
+    """The latest node left out that a drawn node reads: where the next part could end."""
+    position = {n: i for i, n in enumerate(p.graph.nx)}
+    left_out = [m for n in p.cut for m in p.graph.nx.predecessors(n) if m not in p.boxes]
+    return max(left_out, key=position.__getitem__, default=p.graph.output)
 
 
 def _nearest_on_curve(points: list[Point], target: Point) -> tuple[Point, Point, Point]:

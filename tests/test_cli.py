@@ -108,6 +108,18 @@ def test_render_takes_array_values(capsys):
     assert "<svg" in capsys.readouterr().out
 
 
+def test_render_draws_a_part_given_its_end_or_a_number_of_nodes(capsys):
+    assert main(["render", "sin(cos(exp(x*y))) + x", "--at", "x=0.3,y=2", "--end", "q3"]) == 0
+    svg = capsys.readouterr().out
+    assert 'data-drawn="5"' in svg and 'data-node="q4"' not in svg and 'data-node="q3"' in svg
+    assert main(["render", "sin(cos(exp(x*y))) + x", "--max-nodes", "2"]) == 0
+    assert 'data-drawn="2"' in capsys.readouterr().out
+    assert main(["render", "sin(cos(exp(x*y))) + x", "--max-nodes", "0"]) == 0
+    assert "data-drawn" not in capsys.readouterr().out
+    assert main(["render", "x*y", "--end", "q7"]) != 0
+    assert "cannot end a picture at 'q7'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("spec", ["x=(0,)", "x=(2.5,)", "x=(True,)", "x=[-1]"])
 def test_bad_shapes_are_refused(spec):
     with pytest.raises(sg.InputError, match="'x'"):
