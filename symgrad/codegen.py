@@ -87,6 +87,21 @@ def _points(values, names):
         raise ValueError(f"input shapes do not broadcast together: {shown}") from None
 '''
 
+SUM_EACH = '''\
+def _sum_each(value, inputs, grads):
+    """{input: gradient}, from {input: (gradient, input)} with the gradients of the value's sum:
+    each stretched to the value's shape and summed to its input's, a new array (a copy where
+    it would be the value, an input or another gradient)."""
+    shape, taken, summed = np.shape(value), [value, *inputs], {}
+    for name, (g, x) in grads.items():
+        full = np.broadcast_shapes(np.shape(g), shape)
+        if g.__class__ is not np.ndarray or g.shape != full or any(g is t for t in taken):
+            g = np.broadcast_to(g, full).astype(np.result_type(g, value))
+        summed[name] = g = _sum_to(g, x)
+        taken.append(g)
+    return summed
+'''
+
 BACKWARD_ALIAS = "_backward = backward  # for value_and_grad, whose inputs may be named backward"
 
 
@@ -139,7 +154,7 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
         fn = functions[name]
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent([*fn.check, *fn.body]), "", ""]
     if functions["backward"].batch_helpers:
-        lines += [SUM_TO, "", BACKWARD_ALIAS]
+        lines += [SUM_TO, "", SUM_EACH]
     if _batchable(g) and g.inputs:
         lines += ["", "", POINTS] if functions["backward"].batch_helpers else [POINTS]
     if checked:
@@ -202,7 +217,8 @@ def _functions(program: Program) -> dict[str, _Function]:
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
-    dead = [a.node for a in program.forward if a.node != out and a.node not in read and g.shape(a.node) != ()]
+    dead = [a.node for a in program.forward
+            if a.node != out and a.node not in read and (g.shape(a.node) != () or batchable)]
     if dead:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
@@ -221,9 +237,11 @@ def _functions(program: Program) -> dict[str, _Function]:
     spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
               f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
               ] if guard else []
-    delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
-                f"    return {out}, _backward(1.0, ({names}))"] if guard else []
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
+    each = [f'"{n}": ({code}, {n})' for n, code in folded.items()]
+    summed = _wrapped(f"    return {out}, _sum_each({out}, {values}, {{", each, "})")
+    summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
+               *summed] if guard else []
     check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
     if batchable and g.inputs:  # floats go straight through; anything else is checked first
         floats = " is ".join(f"{n}.__class__" for n in g.inputs)
@@ -235,7 +253,7 @@ def _functions(program: Program) -> dict[str, _Function]:
                   f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
                   f'{shown}")'] if not batchable else []
     forward_body = [*forward, f"return {out}, ({names})"]
-    together_body = [*forward, *delegate, *together, *_returns(folded, [], out)]
+    together_body = [*forward, *together, *summing, *_returns(folded, [], out)]
     value_body = [*forward, f"return {out}"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
@@ -426,6 +444,15 @@ def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.S
             found.add(s)
             todo.extend(t for t in shared[s].free_symbols if t in shared and t not in placed)
     return sorted(found, key=position.__getitem__)
+
+
+def _wrapped(head: str, items: list[str], tail: str) -> list[str]:
+    """``head`` + the items joined + ``tail`` on one line if it fits, else one item a line."""
+    flat = head + ", ".join(items) + tail
+    if len(flat) <= 96:
+        return [flat]
+    indent = head[:len(head) - len(head.lstrip())] + "    "
+    return [head, *(f"{indent}{item}," for item in items), indent[4:] + tail.lstrip()]
 
 
 def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list[str]:
