@@ -10,9 +10,12 @@ header naming the expression and its inputs, then three straight-line functions.
 - ``backward(dout, cache)`` computes every adjoint (``dq1 = dq2*z``) from the
   cached values (never recomputing them) and returns ``{input: gradient}``.
 - ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
-  adjoints that come out constants or copies folded into their uses, and
-  forward arrays the gradients do not read deleted before they are computed
-  (so the allocator reuses their memory, as it does after ``forward`` returns).
+  adjoints that come out constants or copies folded into their uses,
+  forward arrays the gradients do not read deleted before they are computed,
+  and each value deleted after the line that reads it last (so the allocator
+  reuses their memory instead of handing out fresh pages).  A sigmoid node
+  ``q`` of a name keeps its exponential (``_exp_q``), from which its
+  gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``.
 
 Products print their scalar factors first (``2*q10*W1``, one pass over W1),
 and an adjoint that is one number stretched to an array stays that number
@@ -24,7 +27,9 @@ Common sub-expressions of the adjoints are shared through SymPy's ``cse``
 In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
 (a batch of points): the value is computed point by point, as NumPy
 broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
-is summed back to its input's shape by the module's ``_sum_to``.  The scalar
+is summed back to its input's shape by the module's ``_sum_to`` (in
+``value_and_grad``, ``_sum_each``, which also makes each gradient a new
+array: never an input, the value or another gradient).  The scalar
 path pays one ``ndarray`` test for this, and one class test per input: inputs
 that are not all Python floats go through the module's ``_points`` first, which
 raises ValueError naming an input that is not real numbers (a bool, a complex
@@ -215,10 +220,13 @@ def _functions(program: Program) -> dict[str, _Function]:
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
+    together_forward, together = _share_sigmoids(forward, together, set(g.nodes))
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
-    dead = [a.node for a in program.forward
-            if a.node != out and a.node not in read and (g.shape(a.node) != () or batchable)]
+    read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
+    made = [line.split(" = ")[0] for line in together_forward]
+    node_of = {n: n if n in g.nodes else n.removeprefix("_exp_") for n in made}  # _exp_q: q's shape
+    dead = [n for n in made if n != out and n not in read and (batchable or g.shape(node_of[n]) != ())]
     if dead:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
@@ -253,7 +261,9 @@ def _functions(program: Program) -> dict[str, _Function]:
                   f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
                   f'{shown}")'] if not batchable else []
     forward_body = [*forward, f"return {out}, ({names})"]
-    together_body = [*forward, *together, *summing, *_returns(folded, [], out)]
+    ending = [*summing, *_returns(folded, [], out)]
+    kept = {n for line in ending for n in _NAME.findall(line)}
+    together_body = [*together_forward, *_freeing(together, made, kept), *ending]
     value_body = [*forward, f"return {out}"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
@@ -266,6 +276,59 @@ def _functions(program: Program) -> dict[str, _Function]:
             [*_reading(together_body, dims), *together_body], check=check),
         "value": _Function(args, f"The output {out}.", [*_reading(value_body, dims), *value_body]),
     }
+
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_SIGMOID = re.compile(r"^(\w+) = 1/\(1 \+ np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), (\S+)\)\)\)$")
+
+
+def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
+    """The lines of value_and_grad with each sigmoid of a name ``a`` sharing its exponential.
+
+    A sigmoid node ``q = 1/(1 + np.exp(np.minimum(-a, 709.0)))`` keeps
+    ``e^(−a)`` (capped) as ``_exp_q``, and the adjoints read σ(−a) as
+    ``_exp_q*q`` (exact: σ(−a) = e^(−a)·σ(a)) and σ(a) as ``q`` instead of
+    computing another exponential.
+    """
+    forward_out: list[str] = []
+    shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
+    for line in forward:
+        m = _SIGMOID.match(line)
+        e = f"_exp_{m.group(1)}" if m else ""
+        if m is None or e in names:
+            forward_out.append(line)
+            continue
+        q, minus_a, cap = m.groups()
+        a = minus_a[1:] if minus_a.startswith("-") else "-" + minus_a
+        forward_out += [f"{e} = np.exp(np.minimum({minus_a}, {cap}))", f"{q} = 1/(1 + {e})"]
+        shared[f"(1/(1 + np.exp(np.minimum({a}, {cap}))))"] = f"({e}*{q})"  # σ(−a)
+        shared[f"(1/(1 + np.exp(np.minimum({minus_a}, {cap}))))"] = q  # σ(a)
+    for spelled, replacement in shared.items():
+        adjoints = [line.replace(spelled, replacement) for line in adjoints]
+    return forward_out, adjoints
+
+
+def _freeing(lines: list[str], made: list[str], kept: set[str]) -> list[str]:
+    """``lines`` (assignments, the first may be a ``del``) with ``del a, b`` after the line that
+    reads a value for the last time, for the values ``made`` before them and those they make,
+    except the ones in ``kept``: arrays freed as soon as they are done with, so the ones
+    computed next reuse their memory instead of taking fresh memory."""
+    values = set(made) | {line.split(" = ")[0] for line in lines if not line.startswith("del ")}
+    last: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        if not line.startswith("del "):
+            for n in _NAME.findall(line.split(" = ", 1)[1]):
+                last[n] = i
+    done: dict[int, list[str]] = {}
+    for n, i in last.items():
+        if n in values and n not in kept:
+            done.setdefault(i, []).append(n)
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i in done:
+            out.append(f"del {', '.join(done[i])}")
+    return out
 
 
 def _batch_blind(program: Program) -> list[str]:
@@ -476,12 +539,24 @@ def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list
 def _code(expr: sp.Expr, node: str, shapes: dict[sp.Symbol, Any] | None = None,
           ints: set[sp.Symbol] | None = None, xp: bool = False) -> str:
     try:
-        return (array_api_code if xp else numpy_code)(expr, shapes, ints or frozenset())
+        return _bare((array_api_code if xp else numpy_code)(expr, shapes, ints or frozenset()))
     except PrintMethodNotImplementedError:
         what = "array-API" if xp else "NumPy"
         raise UnsupportedError(f"node {node}: no {what} spelling for {expr}") from None
     except SymgradError as e:  # a value with no spelling: nan, inf, a complex number
         raise type(e)(f"node {node}: {e}") from None
+
+
+def _bare(code: str) -> str:
+    """``code`` without parentheses around the whole of it (``(-np.logaddexp(0, q1))``)."""
+    if not (code.startswith("(") and code.endswith(")")):
+        return code
+    depth = 0
+    for i, c in enumerate(code):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth == 0 and i < len(code) - 1:
+            return code  # (a)*(b): the first parenthesis closes early
+    return code[1:-1]
 
 
 def _number(value: sp.Expr, node: str) -> str:
@@ -531,8 +606,8 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
         if not x.__class__ is y.__class__ is float:
             _points((x, y), ('x', 'y'))
         q1 = x*y
-        if q1.__class__ is np.ndarray:  # a batch of points: the gradients of the value's sum over it
-            return q1, _backward(1.0, (x, y, q1))
+        if q1.__class__ is np.ndarray:  # a batch of points: each gradient summed to its input's shape
+            return q1, _sum_each(q1, (x, y), {"x": (y, x)})
         return q1, {"x": y}
     """
     from .frontends import graph as build_graph

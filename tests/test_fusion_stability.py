@@ -73,6 +73,37 @@ def test_unary_gates_match_mpmath_from_minus_to_plus_1000(pattern):
     agree(t.grads["x"], [slope(mp.mpf(x)) for x in GRID])
 
 
+@pytest.mark.parametrize("pattern", sorted(REFERENCES))
+def test_compiled_gates_match_mpmath_from_minus_to_plus_1000(pattern):
+    """The generated code, whose value_and_grad shares a sigmoid's exp with its gradient."""
+    text, value, slope = REFERENCES[pattern]
+    f = sg.graph(text).fuse(pattern).compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for vg in (f.value_and_grad, lambda x: (f.forward(x=x)[0], f.backward(1.0, f.forward(x=x)[1]))):
+            v, grads = vg(x=GRID)
+            agree(v, [value(mp.mpf(x)) for x in GRID])
+            agree(grads["x"], [slope(mp.mpf(x)) for x in GRID])
+        for x in (-1000.0, -745.2, -709.5, -40.0, 0.0, 40.0, 709.5, 1000.0):  # floats: the sign test
+            v, grads = f.value_and_grad(x=x)
+            agree([v], [value(mp.mpf(x))])
+            agree([grads["x"]], [slope(mp.mpf(x))])
+
+
+@pytest.mark.parametrize("text, slope", [
+    ("sigmoid(-x)", lambda x: -sig(x) * sig(-x)),
+    ("sigmoid(sigmoid(x) * 30 - 15)",
+     lambda x: sig(30 * sig(x) - 15) * sig(15 - 30 * sig(x)) * 30 * sig(x) * sig(-x)),
+])
+def test_shared_sigmoid_exponentials_keep_the_precision_of_the_gradient(text, slope):
+    f = sg.graph(text).compile()
+    assert "_exp_q" in f.source.split("def value_and_grad")[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, grads = f.value_and_grad(x=GRID)
+    agree(grads["x"], [slope(mp.mpf(x)) for x in GRID])
+
+
 @pytest.mark.parametrize("offset", [-1500.0, -800.0, -30.0, -1.0, 0.0, 2.5, 40.0, 700.0])
 def test_log_sum_exp_matches_mpmath_from_minus_to_plus_1000(offset):
     x, y = GRID, GRID + offset
