@@ -201,7 +201,8 @@ def test_the_shared_exponential_of_a_sigmoid_becomes_the_sign_test_for_floats():
                      "dq1 = q2 * (_e_q1 / (1.0 + _e_q1) if q1 >= 0.0 else 1.0 / (1.0 + _e_q1))",
                      "return (q2, dq1)"]
     # read any other way, the exponential is computed for floats too, capped as NumPy's is
-    other = scalar_body(["_exp_q2 = np.exp(np.minimum(-q1, 709.0))", "q2 = 1/(1 + _exp_q2)", "q3 = _exp_q2 + 1"])
+    other = scalar_body(["_exp_q2 = np.exp(np.minimum(-q1, 709.0))", "q2 = 1/(1 + _exp_q2)",
+                         "q3 = _exp_q2 + 1"])
     assert other[-2:] == ["_exp_q2 = _exp(min(-q1, 709.0))", "q3 = _exp_q2 + 1.0"]
     namespace = {**NAMESPACE}
     exec("\n".join(other), namespace | {"q1": -1000.0}, local := {})
