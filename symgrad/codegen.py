@@ -463,8 +463,11 @@ def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp
         if t in kept or not e.could_extract_minus_sign():
             continue
         users = [j for j in range(i + 1, len(exprs)) if t in exprs[j].free_symbols]
-        if len(users) == 1 and exprs[users[0]].count(t) == 1 and not _inside_array_function(exprs[users[0]], t):
-            exprs[users[0]] = exprs[users[0]].xreplace({t: e})
+        if len(users) != 1:
+            continue
+        use = exprs[users[0]]
+        if use.count(t) == 1 and not _inside_array_function(use, t):
+            exprs[users[0]] = use.xreplace({t: e})
             done.add(t)
     return done
 
