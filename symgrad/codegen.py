@@ -10,7 +10,8 @@ header naming the expression and its inputs, then three straight-line functions.
 - ``backward(dout, cache)`` computes every adjoint (``dq1 = dq2*z``) from the
   cached values (never recomputing them) and returns ``{input: gradient}``.
 - ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
-  adjoints that come out constants or copies folded into their uses,
+  adjoints that come out constants or copies folded into their uses (and
+  negated ones read once, whose signs then cancel: ``dq4 = q6*q8**2``),
   forward arrays the gradients do not read deleted before they are computed,
   and each value deleted after the line that reads it last (so the allocator
   reuses their memory instead of handing out fresh pages).  A sigmoid node
