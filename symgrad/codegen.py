@@ -280,30 +280,36 @@ def _functions(program: Program) -> dict[str, _Function]:
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_SIGMOID = re.compile(r"^(\w+) = 1/\(1 \+ np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), (\S+)\)\)\)$")
+_SIGMOID = re.compile(r"^(\w+) = np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), 0\.0\)\)"
+                      r"/\(1 \+ np\.exp\(-np\.abs\((-?[A-Za-z_]\w*)\)\)\)$")
+
+
+def _sigmoid_text(a: str) -> str:
+    """The sigmoid's NumPy spelling of the operand ``a`` (a name or a negated name), as printed."""
+    return f"(np.exp(np.minimum({a}, 0.0))/(1 + np.exp(-np.abs({a}))))"
 
 
 def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
     """The lines of value_and_grad with each sigmoid of a name ``a`` sharing its exponential.
 
-    A sigmoid node ``q = 1/(1 + np.exp(np.minimum(-a, 709.0)))`` keeps
-    ``e^(−a)`` (capped) as ``_exp_q``, and the adjoints read σ(−a) as
-    ``_exp_q*q`` (exact: σ(−a) = e^(−a)·σ(a)) and σ(a) as ``q`` instead of
-    computing another exponential.
+    A sigmoid node ``q = np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``
+    keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.where(a < 0, _exp_q, 1.0)/(1 + _exp_q)``;
+    the adjoints read σ(a) as ``q`` and σ(−a) as ``np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q)``
+    instead of computing two more exponentials.
     """
     forward_out: list[str] = []
     shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
     for line in forward:
         m = _SIGMOID.match(line)
         e = f"_exp_{m.group(1)}" if m else ""
-        if m is None or e in names:
+        if m is None or m.group(2) != m.group(3) or e in names:
             forward_out.append(line)
             continue
-        q, minus_a, cap = m.groups()
-        a = minus_a[1:] if minus_a.startswith("-") else "-" + minus_a
-        forward_out += [f"{e} = np.exp(np.minimum({minus_a}, {cap}))", f"{q} = 1/(1 + {e})"]
-        shared[f"(1/(1 + np.exp(np.minimum({a}, {cap}))))"] = f"({e}*{q})"  # σ(−a)
-        shared[f"(1/(1 + np.exp(np.minimum({minus_a}, {cap}))))"] = q  # σ(a)
+        q, a, _ = m.groups()
+        minus_a = a[1:] if a.startswith("-") else "-" + a
+        forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.where({a} < 0, {e}, 1.0)/(1 + {e})"]
+        shared[_sigmoid_text(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
+        shared[_sigmoid_text(a)] = q  # σ(a)
     for spelled, replacement in shared.items():
         adjoints = [line.replace(spelled, replacement) for line in adjoints]
     return forward_out, adjoints

@@ -380,7 +380,7 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
     >>> from symgrad.ops import sigmoid
     >>> a = sp.Symbol("a")
     >>> numpy_code(2*sigmoid(a))
-    '2*(1/(1 + np.exp(np.minimum(-a, 709.0))))'
+    '2*(np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a))))'
     """
     return NumPyPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
 

@@ -8,7 +8,7 @@ for floats:
 
 - ``np.exp``, ``np.log``, ``np.sin``, ... become the :mod:`math` module's
   functions, ``np.abs``/``np.maximum``/``np.minimum`` Python's ``abs``/``max``/``min``;
-- the stable sigmoid ``1/(1 + np.exp(np.minimum(-a, 709.0)))`` becomes a test of the sign
+- the stable sigmoid ``np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))`` becomes a test of the sign
   of ``a`` and one ``exp`` of a number that is not positive (inline for a name,
   else ``_sigmoid(a)``); σ(a) and σ(−a) of one name ``a`` share that ``exp``,
   ``_e_a = exp(-|a|)``, computed once before the first line that needs it;
@@ -31,8 +31,6 @@ import ast
 import copy
 import math
 from typing import Any
-
-from .ops import SIGMOID_CAP
 
 FALLBACK = (ValueError, OverflowError, ZeroDivisionError)
 
@@ -115,33 +113,49 @@ def _sigmoid_of(a: ast.expr, shared: list[str] | None = None) -> ast.expr:
 
 
 def _sigmoid_argument(node: ast.AST) -> ast.expr | None:
-    """``-a`` if ``node`` is the sigmoid's NumPy spelling ``1/(1 + np.exp(np.minimum(-a, 709.0)))``."""
-    if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _one(node.left)):
+    """``a`` if ``node`` is the sigmoid's NumPy spelling ``np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``."""
+    if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
         return None
-    sum_ = node.right
+    top, sum_ = node.left, node.right
+    if not (_np_call(top, "exp") and len(top.args) == 1):  # type: ignore[attr-defined]
+        return None
+    least = top.args[0]  # type: ignore[attr-defined]
+    if not (_np_call(least, "minimum") and len(least.args) == 2 and _zero(least.args[1])):
+        return None
+    a = least.args[0]
     if not (isinstance(sum_, ast.BinOp) and isinstance(sum_.op, ast.Add) and _one(sum_.left)):
         return None
-    exp = sum_.right
-    if not (_np_call(exp, "exp") and len(exp.args) == 1):  # type: ignore[attr-defined]
+    b = _negated_abs_exp(sum_.right)
+    return a if b is not None and ast.dump(a) == ast.dump(b) else None  # type: ignore[no-any-return]
+
+
+def _negated_abs_exp(node: ast.AST) -> ast.expr | None:
+    """``a`` if ``node`` is ``np.exp(-np.abs(a))``: the exponential a sigmoid shares."""
+    if not (_np_call(node, "exp") and len(node.args) == 1):  # type: ignore[attr-defined]
         return None
-    least = exp.args[0]  # type: ignore[attr-defined]
-    if not (_np_call(least, "minimum") and len(least.args) == 2 and isinstance(least.args[1], ast.Constant)
-            and least.args[1].value == SIGMOID_CAP):
+    minus = node.args[0]  # type: ignore[attr-defined]
+    if not (isinstance(minus, ast.UnaryOp) and isinstance(minus.op, ast.USub)
+            and _np_call(minus.operand, "abs") and len(minus.operand.args) == 1):  # type: ignore[attr-defined]
         return None
-    return least.args[0]  # type: ignore[no-any-return]
+    return minus.operand.args[0]  # type: ignore[attr-defined,no-any-return]
 
 
-def _shared_exp(node: ast.BinOp, exps: dict[str, ast.expr]) -> str | None:
-    """The name ``e`` of a sigmoid's shared exponential if ``node`` is ``1/(1 + e)`` or ``e*q``."""
-    def name(n: ast.AST) -> str | None:
-        return n.id if isinstance(n, ast.Name) and n.id in exps else None
-
-    if isinstance(node.op, ast.Mult):
-        return name(node.left) if isinstance(node.right, ast.Name) else None
+def _shared_sigmoid(node: ast.BinOp, exps: dict[str, ast.expr]) -> ast.expr | None:
+    """σ(a) or σ(−a) (as ``a`` or ``-a``) if ``node`` is ``np.where(a < 0, e, 1.0)/(1 + e)``
+    or ``np.where(a < 0, 1.0, e)/(1 + e)`` for a shared exponential ``e = exp(−|a|)``."""
     right = node.right
-    if isinstance(node.op, ast.Div) and _one(node.left) and isinstance(right, ast.BinOp) \
-            and isinstance(right.op, ast.Add) and _one(right.left):
-        return name(right.right)
+    if not (isinstance(node.op, ast.Div) and isinstance(right, ast.BinOp) and isinstance(right.op, ast.Add)
+            and _one(right.left) and isinstance(right.right, ast.Name) and right.right.id in exps):
+        return None
+    e, where = right.right.id, node.left
+    if not (_np_call(where, "where") and len(where.args) == 3):  # type: ignore[attr-defined]
+        return None
+    _, if_negative, otherwise = where.args  # type: ignore[attr-defined]
+    a = exps[e]
+    if isinstance(if_negative, ast.Name) and if_negative.id == e and _one(otherwise):
+        return copy.deepcopy(a)
+    if isinstance(otherwise, ast.Name) and otherwise.id == e and _one(if_negative):
+        return _negated(copy.deepcopy(a))
     return None
 
 
@@ -153,17 +167,6 @@ def _int(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) is int
 
 
-def _capped_exp(node: ast.AST) -> ast.expr | None:
-    """``b`` if ``node`` is ``np.exp(np.minimum(b, 709.0))``, the exponential a sigmoid shares."""
-    if not (_np_call(node, "exp") and len(node.args) == 1):  # type: ignore[attr-defined]
-        return None
-    least = node.args[0]  # type: ignore[attr-defined]
-    if not (_np_call(least, "minimum") and len(least.args) == 2 and isinstance(least.args[1], ast.Constant)
-            and least.args[1].value == SIGMOID_CAP):
-        return None
-    return least.args[0]  # type: ignore[no-any-return]
-
-
 class _Scalar(ast.NodeTransformer):
     def __init__(self, shared: list[str] | None = None, exps: dict[str, ast.expr] | None = None):
         self.shared = shared  # names whose exp(-|name|) the lines read, when shared
@@ -171,12 +174,11 @@ class _Scalar(ast.NodeTransformer):
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         a = _sigmoid_argument(node)
-        if a is not None:  # 1/(1 + exp(min(-a, cap))) = sigmoid(a)
-            return _sigmoid_of(_negated(self.visit(a)), self.shared)
-        e = _shared_exp(node, self.exps)
-        if e is not None:  # 1/(1 + e) = sigmoid(a) and e*q = sigmoid(-a), for e = exp(min(-a, cap))
-            b = self.visit(copy.deepcopy(self.exps[e]))
-            return _sigmoid_of(b if isinstance(node.op, ast.Mult) else _negated(b), self.shared)
+        if a is not None:  # exp(min(a, 0))/(1 + exp(-|a|)) = sigmoid(a)
+            return _sigmoid_of(self.visit(a), self.shared)
+        b = _shared_sigmoid(node, self.exps)
+        if b is not None:  # where(a < 0, e, 1)/(1 + e) = sigmoid(a), and of -a, for e = exp(-|a|)
+            return _sigmoid_of(self.visit(b), self.shared)
         self.generic_visit(node)
         if isinstance(node.op, ast.Pow):
             square = _int(node.right) and node.right.value == 2  # type: ignore[attr-defined]
@@ -225,10 +227,11 @@ def _batch_test(test: ast.expr) -> bool:
 def scalar_body(lines: list[str]) -> list[str]:
     """The lines of a generated function body (not indented), rewritten for Python floats.
 
-    >>> scalar_body(["q1 = 1/(1 + np.exp(np.minimum(-(x + y), 709.0)))", "q2 = np.log(q1)*np.exp(y)"])
+    >>> scalar_body(["q1 = np.exp(np.minimum(x + y, 0.0))/(1 + np.exp(-np.abs(x + y)))",
+    ...              "q2 = np.log(q1)*np.exp(y)"])
     ['q1 = _sigmoid(x + y)', 'q2 = _log(q1) * _exp(y)']
-    >>> pair = ["q2 = 1/(1 + np.exp(np.minimum(-q1, 709.0)))",
-    ...         "dq1 = q2*(1/(1 + np.exp(np.minimum(q1, 709.0))))"]  # σ(±q1)
+    >>> pair = ["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))",
+    ...         "dq1 = q2*(np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1))))"]  # σ(±q1)
     >>> for line in scalar_body(pair):
     ...     print(line)
     _e_q1 = _exp(-q1 if q1 >= 0.0 else q1)
@@ -254,8 +257,8 @@ def _statement(statement: ast.stmt, defined: set[str], exps: dict[str, ast.expr]
     if isinstance(statement, ast.Delete):  # frees arrays' memory early; nothing to free for floats
         return []
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-            and isinstance(statement.targets[0], ast.Name) and _capped_exp(statement.value) is not None:
-        exps[statement.targets[0].id] = _capped_exp(statement.value)  # type: ignore[assignment]
+            and isinstance(statement.targets[0], ast.Name) and _negated_abs_exp(statement.value) is not None:
+        exps[statement.targets[0].id] = _negated_abs_exp(statement.value)  # type: ignore[assignment]
         return []  # its readers become sigmoids; one it does not match defines it (below)
     simple = isinstance(statement, (ast.Assign, ast.AugAssign, ast.Return, ast.Expr))
     shared: list[str] = []
@@ -265,7 +268,7 @@ def _statement(statement: ast.stmt, defined: set[str], exps: dict[str, ast.expr]
             for n in ast.walk(s) if isinstance(n, ast.Name)}
     for e in [e for e in exps if e in read]:  # read other than as a sigmoid: computed after all
         b = _Scalar(None).visit(copy.deepcopy(exps.pop(e)))
-        out.append(f"{e} = _exp(min({ast.unparse(b)}, {SIGMOID_CAP!r}))")
+        out.append(f"{e} = _exp(-abs({ast.unparse(b)}))")
     for name in dict.fromkeys(shared):
         if name not in defined:
             out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")

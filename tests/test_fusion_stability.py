@@ -205,3 +205,17 @@ def test_lint_finds_each_spelling_in_one_graph():
     assert findings[0].nodes == ("q1", "q2")  # the shared sigmoid is recomputed by the gate
     t = g.fuse_stable().backprop(y=1.0, z=-1000.0)
     assert t.value == pytest.approx(1000.0, rel=1e-12) and t.grads["z"] == pytest.approx(-1.0, rel=1e-12)
+
+
+def test_the_sigmoid_keeps_its_subnormal_values_so_its_log_is_right():
+    """σ(a) ≈ e^a is subnormal for a from −745 to −708: every spelling keeps it, so log σ(−720)
+    is −720, not the log of a capped exponential's 1e-308 (−709)."""
+    f = sg.graph("sigmoid(x)").compile()
+    xs = np.array([-744.0, -720.0, -709.5, -708.0])
+    exact = np.exp(xs)  # σ(a) = e^a (1 − e^a + …): e^a to the last subnormal bit here
+    for got in (f(x=xs), f.value_and_grad(x=xs)[0], f.forward(x=xs)[0],
+                np.array([f.value_and_grad(x=float(x))[0] for x in xs])):
+        np.testing.assert_allclose(got, exact, rtol=1e-9, atol=0)
+    g = sg.graph("log(sigmoid(x)) * y").compile()  # lint would suggest logsigmoid; the value is right anyway
+    np.testing.assert_allclose(g(x=np.array([-720.0, -30.0]), y=1.0),
+                               [-720.0, -30.0 - np.log1p(np.exp(-30.0))], rtol=1e-12)
