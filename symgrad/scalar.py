@@ -113,7 +113,8 @@ def _sigmoid_of(a: ast.expr, shared: list[str] | None = None) -> ast.expr:
 
 
 def _sigmoid_argument(node: ast.AST) -> ast.expr | None:
-    """``a`` if ``node`` is the sigmoid's NumPy spelling ``np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``."""
+    """``a`` if ``node`` is the sigmoid's NumPy spelling, ``np.exp(np.minimum(a, 0.0))/(1 +
+    np.exp(-np.abs(a)))``."""
     if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
         return None
     top, sum_ = node.left, node.right
