@@ -10,9 +10,13 @@ header naming the expression and its inputs, then three straight-line functions.
 - ``backward(dout, cache)`` computes every adjoint (``dq1 = dq2*z``) from the
   cached values (never recomputing them) and returns ``{input: gradient}``.
 - ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
-  adjoints that come out constants or copies folded into their uses, and
-  forward arrays the gradients do not read deleted before they are computed
-  (so the allocator reuses their memory, as it does after ``forward`` returns).
+  adjoints that come out constants or copies folded into their uses (and
+  negated ones read once, whose signs then cancel: ``dq4 = q6*q8**2``),
+  forward arrays the gradients do not read deleted before they are computed,
+  and each value deleted after the line that reads it last (so the allocator
+  reuses their memory instead of handing out fresh pages).  A sigmoid node
+  ``q`` of a name keeps its exponential (``_exp_q``), from which its
+  gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``.
 
 Products print their scalar factors first (``2*q10*W1``, one pass over W1),
 and an adjoint that is one number stretched to an array stays that number
@@ -24,7 +28,9 @@ Common sub-expressions of the adjoints are shared through SymPy's ``cse``
 In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
 (a batch of points): the value is computed point by point, as NumPy
 broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
-is summed back to its input's shape by the module's ``_sum_to``.  The scalar
+is summed back to its input's shape by the module's ``_sum_to`` (in
+``value_and_grad``, ``_sum_each``, which also makes each gradient a new
+array: never an input, the value or another gradient).  The scalar
 path pays one ``ndarray`` test for this, and one class test per input: inputs
 that are not all Python floats go through the module's ``_points`` first, which
 raises ValueError naming an input that is not real numbers (a bool, a complex
@@ -87,6 +93,21 @@ def _points(values, names):
         raise ValueError(f"input shapes do not broadcast together: {shown}") from None
 '''
 
+SUM_EACH = '''\
+def _sum_each(value, inputs, grads):
+    """{input: gradient}, from {input: (gradient, input)} with the gradients of the value's sum:
+    each stretched to the value's shape and summed to its input's, a new array (a copy where
+    it would be the value, an input or another gradient)."""
+    shape, taken, summed = np.shape(value), [value, *inputs], {}
+    for name, (g, x) in grads.items():
+        full = np.broadcast_shapes(np.shape(g), shape)
+        if g.__class__ is not np.ndarray or g.shape != full or any(g is t for t in taken):
+            g = np.broadcast_to(g, full).astype(np.result_type(g, value))
+        summed[name] = g = _sum_to(g, x)
+        taken.append(g)
+    return summed
+'''
+
 BACKWARD_ALIAS = "_backward = backward  # for value_and_grad, whose inputs may be named backward"
 
 
@@ -139,7 +160,7 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
         fn = functions[name]
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent([*fn.check, *fn.body]), "", ""]
     if functions["backward"].batch_helpers:
-        lines += [SUM_TO, "", BACKWARD_ALIAS]
+        lines += [SUM_TO, "", SUM_EACH]
     if _batchable(g) and g.inputs:
         lines += ["", "", POINTS] if functions["backward"].batch_helpers else [POINTS]
     if checked:
@@ -200,9 +221,13 @@ def _functions(program: Program) -> dict[str, _Function]:
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
+    together_forward, together = _share_sigmoids(forward, together, set(g.nodes))
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
-    dead = [a.node for a in program.forward if a.node != out and a.node not in read and g.shape(a.node) != ()]
+    read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
+    made = [line.split(" = ")[0] for line in together_forward]
+    node_of = {n: n if n in g.nodes else n.removeprefix("_exp_") for n in made}  # _exp_q: q's shape
+    dead = [n for n in made if n != out and n not in read and (batchable or g.shape(node_of[n]) != ())]
     if dead:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
@@ -221,9 +246,11 @@ def _functions(program: Program) -> dict[str, _Function]:
     spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
               f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
               ] if guard else []
-    delegate = [f"if {batch}:  # a batch of points: the gradients of the value's sum over it",
-                f"    return {out}, _backward(1.0, ({names}))"] if guard else []
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
+    each = [f'"{n}": ({code}, {n})' for n, code in folded.items()]
+    summed = _wrapped(f"    return {out}, _sum_each({out}, {values}, {{", each, "})")
+    summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
+               *summed] if guard else []
     check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
     if batchable and g.inputs:  # floats go straight through; anything else is checked first
         floats = " is ".join(f"{n}.__class__" for n in g.inputs)
@@ -235,7 +262,9 @@ def _functions(program: Program) -> dict[str, _Function]:
                   f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
                   f'{shown}")'] if not batchable else []
     forward_body = [*forward, f"return {out}, ({names})"]
-    together_body = [*forward, *delegate, *together, *_returns(folded, [], out)]
+    ending = [*summing, *_returns(folded, [], out)]
+    kept = {n for line in ending for n in _NAME.findall(line)}
+    together_body = [*together_forward, *_freeing(together, made, kept), *ending]
     value_body = [*forward, f"return {out}"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
@@ -248,6 +277,65 @@ def _functions(program: Program) -> dict[str, _Function]:
             [*_reading(together_body, dims), *together_body], check=check),
         "value": _Function(args, f"The output {out}.", [*_reading(value_body, dims), *value_body]),
     }
+
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_SIGMOID = re.compile(r"^(\w+) = np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), 0\.0\)\)"
+                      r"/\(1 \+ np\.exp\(-np\.abs\((-?[A-Za-z_]\w*)\)\)\)$")
+
+
+def _sigmoid_text(a: str) -> str:
+    """The sigmoid's NumPy spelling of the operand ``a`` (a name or a negated name), as printed."""
+    return f"(np.exp(np.minimum({a}, 0.0))/(1 + np.exp(-np.abs({a}))))"
+
+
+def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
+    """The lines of value_and_grad with each sigmoid of a name ``a`` sharing its exponential.
+
+    A sigmoid node ``q = np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``
+    keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.where(a < 0, _exp_q, 1.0)/(1 + _exp_q)``;
+    the adjoints read σ(a) as ``q`` and σ(−a) as ``np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q)``
+    instead of computing two more exponentials.
+    """
+    forward_out: list[str] = []
+    shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
+    for line in forward:
+        m = _SIGMOID.match(line)
+        e = f"_exp_{m.group(1)}" if m else ""
+        if m is None or m.group(2) != m.group(3) or e in names:
+            forward_out.append(line)
+            continue
+        q, a, _ = m.groups()
+        minus_a = a[1:] if a.startswith("-") else "-" + a
+        forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.where({a} < 0, {e}, 1.0)/(1 + {e})"]
+        shared[_sigmoid_text(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
+        shared[_sigmoid_text(a)] = q  # σ(a)
+    for spelled, replacement in shared.items():
+        adjoints = [line.replace(spelled, replacement) for line in adjoints]
+    return forward_out, adjoints
+
+
+def _freeing(lines: list[str], made: list[str], kept: set[str]) -> list[str]:
+    """``lines`` (assignments, the first may be a ``del``) with ``del a, b`` after the line that
+    reads a value for the last time, for the values ``made`` before them and those they make,
+    except the ones in ``kept``: arrays freed as soon as they are done with, so the ones
+    computed next reuse their memory instead of taking fresh memory."""
+    values = set(made) | {line.split(" = ")[0] for line in lines if not line.startswith("del ")}
+    last: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        if not line.startswith("del "):
+            for n in _NAME.findall(line.split(" = ", 1)[1]):
+                last[n] = i
+    done: dict[int, list[str]] = {}
+    for n, i in last.items():
+        if n in values and n not in kept:
+            done.setdefault(i, []).append(n)
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i in done:
+            out.append(f"del {', '.join(done[i])}")
+    return out
 
 
 def _batch_blind(program: Program) -> list[str]:
@@ -332,6 +420,12 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             continue
         targets.append(adj.target)
         exprs.append(expr)
+    if fold:
+        kept = gradients | {sp.Symbol(code, real=True) for code in results.values() if code.isidentifier()}
+        computed = [t for t in targets if t not in zeros]
+        folded_in = _fold_negations(computed, exprs, kept)
+        targets = [t for t in targets if t not in folded_in]
+        exprs = [e for t, e in zip(computed, exprs) if t not in folded_in]
     temporaries = sp.numbered_symbols("_c", start=1, real=True)
     shared, reduced = sp.cse(exprs, symbols=temporaries) if exprs else ([], [])
     shared_expr = dict(shared)
@@ -364,6 +458,25 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     free |= {code for code in results.values() if code.isidentifier()}  # a gradient folded to a copy
     free |= {str(n) for a in program.backward if a.target in zeros for n in a.shape if named(n)}
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
+
+
+def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp.Symbol]) -> set[sp.Symbol]:
+    """The adjoints substituted into their one use (``exprs`` updated): each negated one
+    (``dq7 = -q8**2``) read once, by elementwise arithmetic, where the signs then usually
+    cancel: ``dq4 = q8**2*q6`` instead of ``dq7 = -q8**2``, ``dq5 = dq7*q6``, ``dq4 = -dq5``,
+    two passes over the arrays instead of four.  ``kept`` (the gradients) stay."""
+    done: set[sp.Symbol] = set()
+    for i, (t, e) in enumerate(zip(targets, exprs)):
+        if t in kept or not e.could_extract_minus_sign():
+            continue
+        users = [j for j in range(i + 1, len(exprs)) if t in exprs[j].free_symbols]
+        if len(users) != 1:
+            continue
+        use = exprs[users[0]]
+        if use.count(t) == 1 and not _inside_array_function(use, t):
+            exprs[users[0]] = use.xreplace({t: e})
+            done.add(t)
+    return done
 
 
 def _shapes(program: Program) -> dict[sp.Symbol, Shape]:
@@ -428,6 +541,15 @@ def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.S
     return sorted(found, key=position.__getitem__)
 
 
+def _wrapped(head: str, items: list[str], tail: str) -> list[str]:
+    """``head`` + the items joined + ``tail`` on one line if it fits, else one item a line."""
+    flat = head + ", ".join(items) + tail
+    if len(flat) <= 96:
+        return [flat]
+    indent = head[:len(head) - len(head.lstrip())] + "    "
+    return [head, *(f"{indent}{item}," for item in items), indent[4:] + tail.lstrip()]
+
+
 def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list[str]:
     """The return statement; for a batch of points, each gradient summed to its input's shape."""
     def result(items: list[str], indent: str) -> list[str]:
@@ -449,12 +571,24 @@ def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list
 def _code(expr: sp.Expr, node: str, shapes: dict[sp.Symbol, Any] | None = None,
           ints: set[sp.Symbol] | None = None, xp: bool = False) -> str:
     try:
-        return (array_api_code if xp else numpy_code)(expr, shapes, ints or frozenset())
+        return _bare((array_api_code if xp else numpy_code)(expr, shapes, ints or frozenset()))
     except PrintMethodNotImplementedError:
         what = "array-API" if xp else "NumPy"
         raise UnsupportedError(f"node {node}: no {what} spelling for {expr}") from None
     except SymgradError as e:  # a value with no spelling: nan, inf, a complex number
         raise type(e)(f"node {node}: {e}") from None
+
+
+def _bare(code: str) -> str:
+    """``code`` without parentheses around the whole of it (``(-np.logaddexp(0, q1))``)."""
+    if not (code.startswith("(") and code.endswith(")")):
+        return code
+    depth = 0
+    for i, c in enumerate(code):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth == 0 and i < len(code) - 1:
+            return code  # (a)*(b): the first parenthesis closes early
+    return code[1:-1]
 
 
 def _number(value: sp.Expr, node: str) -> str:
@@ -504,8 +638,8 @@ def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] |
         if not x.__class__ is y.__class__ is float:
             _points((x, y), ('x', 'y'))
         q1 = x*y
-        if q1.__class__ is np.ndarray:  # a batch of points: the gradients of the value's sum over it
-            return q1, _backward(1.0, (x, y, q1))
+        if q1.__class__ is np.ndarray:  # a batch of points: each gradient summed to its input's shape
+            return q1, _sum_each(q1, (x, y), {"x": (y, x)})
         return q1, {"x": y}
     """
     from .frontends import graph as build_graph

@@ -173,7 +173,7 @@ class Compiled:
         namespace = import_namespace(program_imports(self.program))  # a named error if one fails
         self.module = load_module(self.source, "code", {})
         entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
-            **namespace, "_backward": self.module.backward, "_MISSING": _MISSING,
+            **namespace, "_sum_each": getattr(self.module, "_sum_each", None), "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
             "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,

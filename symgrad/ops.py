@@ -529,7 +529,9 @@ declare("sin", sp.sin, numpy="np.sin({0})")
 declare("cos", sp.cos, numpy="np.cos({0})")
 declare("tanh", sp.tanh, numpy="np.tanh({0})",
         stable=(lambda f, a: (1 - f(a) ** 2, 4 * sigmoid(2 * a) * sigmoid(-2 * a)),))
-declare("sigmoid", sigmoid, label="σ", numpy="np.exp(-np.logaddexp(0, {0:n}))",
+# σ(a) = e^min(a, 0) / (1 + e^(−|a|)): no exp overflows, and within a rounding of σ(a) everywhere,
+# the subnormal values below a ≈ −708 included; value_and_grad computes e^(−|a|) once and shares it
+declare("sigmoid", sigmoid, label="σ", numpy="(np.exp(np.minimum({0}, 0.0))/(1 + np.exp(-np.abs({0}))))",
         stable=(lambda f, a: (1 - f(a), f(-a)), lambda f, a: (f(a) - 1, -f(-a))))
 declare("relu", relu, numpy="np.maximum({0}, 0)", xp="xp.maximum({0}, 0.0)", kink=lambda a: a)
 declare("softplus", softplus, numpy="np.logaddexp(0, {0})")

@@ -387,8 +387,8 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
     >>> import sympy as sp
     >>> from symgrad.ops import sigmoid
     >>> a = sp.Symbol("a")
-    >>> numpy_code(sigmoid(a) * (1 - sigmoid(a)))
-    '(1 - np.exp(-np.logaddexp(0, -a)))*np.exp(-np.logaddexp(0, -a))'
+    >>> numpy_code(2*sigmoid(a))
+    '2*(np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a))))'
     """
     return printed(_numpy_code, expr, shapes, ints, OPS.generation, _PYTHON_KEYWORDS)
 

@@ -8,14 +8,15 @@ for floats:
 
 - ``np.exp``, ``np.log``, ``np.sin``, ... become the :mod:`math` module's
   functions, ``np.abs``/``np.maximum``/``np.minimum`` Python's ``abs``/``max``/``min``;
-- the stable sigmoid ``np.exp(-np.logaddexp(0, -a))`` becomes a test of the sign
+- the stable sigmoid ``np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))`` becomes a test of the sign
   of ``a`` and one ``exp`` of a number that is not positive (inline for a name,
   else ``_sigmoid(a)``); σ(a) and σ(−a) of one name ``a`` share that ``exp``,
   ``_e_a = exp(-|a|)``, computed once before the first line that needs it;
 - integer constants in arithmetic become floats (float-with-float operations are
   the interpreter's fast ones), ``a**2`` of a name ``a*a``;
   ``np.logaddexp(0, a)`` becomes ``_softplus(a)``, ``np.logaddexp(a, b)`` ``_logaddexp(a, b)``;
-- the tests for a batch of points (``q.__class__ is np.ndarray``) and what they guard go.
+- the tests for a batch of points (``q.__class__ is np.ndarray``) and what they guard go,
+  and so do the ``del`` lines that free arrays early.
 
 Anything else keeps its NumPy spelling, which is right for floats too, only
 slower.  Where :mod:`math` refuses a value NumPy would turn into ``nan`` or
@@ -27,6 +28,7 @@ point runs the NumPy lines instead, so both give the same answer then too.
 from __future__ import annotations
 
 import ast
+import copy
 import math
 from typing import Any
 
@@ -110,15 +112,74 @@ def _sigmoid_of(a: ast.expr, shared: list[str] | None = None) -> ast.expr:
     return ast.parse(inline, mode="eval").body
 
 
+def _sigmoid_argument(node: ast.AST) -> ast.expr | None:
+    """``a`` if ``node`` is the sigmoid's NumPy spelling, ``np.exp(np.minimum(a, 0.0))/(1 +
+    np.exp(-np.abs(a)))``."""
+    if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
+        return None
+    top, sum_ = node.left, node.right
+    if not (_np_call(top, "exp") and len(top.args) == 1):  # type: ignore[attr-defined]
+        return None
+    least = top.args[0]  # type: ignore[attr-defined]
+    if not (_np_call(least, "minimum") and len(least.args) == 2 and _zero(least.args[1])):
+        return None
+    a = least.args[0]
+    if not (isinstance(sum_, ast.BinOp) and isinstance(sum_.op, ast.Add) and _one(sum_.left)):
+        return None
+    b = _negated_abs_exp(sum_.right)
+    return a if b is not None and ast.dump(a) == ast.dump(b) else None  # type: ignore[no-any-return]
+
+
+def _negated_abs_exp(node: ast.AST) -> ast.expr | None:
+    """``a`` if ``node`` is ``np.exp(-np.abs(a))``: the exponential a sigmoid shares."""
+    if not (_np_call(node, "exp") and len(node.args) == 1):  # type: ignore[attr-defined]
+        return None
+    minus = node.args[0]  # type: ignore[attr-defined]
+    if not (isinstance(minus, ast.UnaryOp) and isinstance(minus.op, ast.USub)
+            and _np_call(minus.operand, "abs") and len(minus.operand.args) == 1):  # type: ignore[attr-defined]
+        return None
+    return minus.operand.args[0]  # type: ignore[attr-defined,no-any-return]
+
+
+def _shared_sigmoid(node: ast.BinOp, exps: dict[str, ast.expr]) -> ast.expr | None:
+    """σ(a) or σ(−a) (as ``a`` or ``-a``) if ``node`` is ``np.where(a < 0, e, 1.0)/(1 + e)``
+    or ``np.where(a < 0, 1.0, e)/(1 + e)`` for a shared exponential ``e = exp(−|a|)``."""
+    right = node.right
+    if not (isinstance(node.op, ast.Div) and isinstance(right, ast.BinOp) and isinstance(right.op, ast.Add)
+            and _one(right.left) and isinstance(right.right, ast.Name) and right.right.id in exps):
+        return None
+    e, where = right.right.id, node.left
+    if not (_np_call(where, "where") and len(where.args) == 3):  # type: ignore[attr-defined]
+        return None
+    _, if_negative, otherwise = where.args  # type: ignore[attr-defined]
+    a = exps[e]
+    if isinstance(if_negative, ast.Name) and if_negative.id == e and _one(otherwise):
+        return copy.deepcopy(a)
+    if isinstance(otherwise, ast.Name) and otherwise.id == e and _one(if_negative):
+        return _negated(copy.deepcopy(a))
+    return None
+
+
+def _one(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value == 1 and not isinstance(node.value, bool)
+
+
 def _int(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) is int
 
 
 class _Scalar(ast.NodeTransformer):
-    def __init__(self, shared: list[str] | None = None):
+    def __init__(self, shared: list[str] | None = None, exps: dict[str, ast.expr] | None = None):
         self.shared = shared  # names whose exp(-|name|) the lines read, when shared
+        self.exps = exps or {}  # the sigmoids' shared exponentials: name -> b of exp(min(b, cap))
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        a = _sigmoid_argument(node)
+        if a is not None:  # exp(min(a, 0))/(1 + exp(-|a|)) = sigmoid(a)
+            return _sigmoid_of(self.visit(a), self.shared)
+        b = _shared_sigmoid(node, self.exps)
+        if b is not None:  # where(a < 0, e, 1)/(1 + e) = sigmoid(a), and of -a, for e = exp(-|a|)
+            return _sigmoid_of(self.visit(b), self.shared)
         self.generic_visit(node)
         if isinstance(node.op, ast.Pow):
             square = _int(node.right) and node.right.value == 2  # type: ignore[attr-defined]
@@ -139,13 +200,6 @@ class _Scalar(ast.NodeTransformer):
         return node
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
-        if _np_call(node, "exp") and len(node.args) == 1:
-            inner = node.args[0]
-            negated = isinstance(inner, ast.UnaryOp) and isinstance(inner.op, ast.USub)
-            call = inner.operand if negated else None  # type: ignore[attr-defined]
-            if isinstance(call, ast.Call) and _np_call(call, "logaddexp") and len(call.args) == 2 \
-                    and _zero(call.args[0]):  # exp(-logaddexp(0, -a)) = sigmoid(a)
-                return _sigmoid_of(_negated(self.visit(call.args[1])), self.shared)
         if _np_call(node, "logaddexp") and len(node.args) == 2:
             a, b = (self.visit(x) for x in node.args)
             return _call("_softplus", b) if _zero(a) else _call("_logaddexp", a, b)
@@ -174,9 +228,11 @@ def _batch_test(test: ast.expr) -> bool:
 def scalar_body(lines: list[str]) -> list[str]:
     """The lines of a generated function body (not indented), rewritten for Python floats.
 
-    >>> scalar_body(["q1 = np.exp(-np.logaddexp(0, -(x + y)))", "q2 = np.log(q1)*np.exp(y)"])
+    >>> scalar_body(["q1 = np.exp(np.minimum(x + y, 0.0))/(1 + np.exp(-np.abs(x + y)))",
+    ...              "q2 = np.log(q1)*np.exp(y)"])
     ['q1 = _sigmoid(x + y)', 'q2 = _log(q1) * _exp(y)']
-    >>> pair = ["q2 = np.exp(-np.logaddexp(0, -q1))", "dq1 = q2*np.exp(-np.logaddexp(0, q1))"]  # σ(±q1)
+    >>> pair = ["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))",
+    ...         "dq1 = q2*(np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1))))"]  # σ(±q1)
     >>> for line in scalar_body(pair):
     ...     print(line)
     _e_q1 = _exp(-q1 if q1 >= 0.0 else q1)
@@ -185,10 +241,11 @@ def scalar_body(lines: list[str]) -> list[str]:
     """
     out: list[str] = []
     defined: set[str] = set()  # names n whose _e_n holds exp(-|n|)
+    exps: dict[str, ast.expr] = {}  # a sigmoid's shared exponential, read through the sign test
     statements = ast.parse("\n".join(lines)).body
     for statement in statements:
         try:
-            out += _statement(statement, defined)
+            out += _statement(statement, defined, exps)
         except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
             out += lines[statement.lineno - 1:statement.end_lineno]
     return out
@@ -203,14 +260,25 @@ def _unparse(statement: ast.stmt) -> str:
         return ast.unparse(ast.fix_missing_locations(statement))
 
 
-def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
+def _statement(statement: ast.stmt, defined: set[str], exps: dict[str, ast.expr]) -> list[str]:
     """One top-level statement's lines for floats, after the ``_e_n`` lines it needs first."""
     if isinstance(statement, ast.If) and _batch_test(statement.test):  # its else runs for floats
-        return [line for s in statement.orelse for line in _statement(s, defined)]
+        return [line for s in statement.orelse for line in _statement(s, defined, exps)]
+    if isinstance(statement, ast.Delete):  # frees arrays' memory early; nothing to free for floats
+        return []
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+            and isinstance(statement.targets[0], ast.Name) and _negated_abs_exp(statement.value) is not None:
+        exps[statement.targets[0].id] = _negated_abs_exp(statement.value)  # type: ignore[assignment]
+        return []  # its readers become sigmoids; one it does not match defines it (below)
     simple = isinstance(statement, (ast.Assign, ast.AugAssign, ast.Return, ast.Expr))
     shared: list[str] = []
-    rewritten = _Scalar(shared if simple else None).visit(statement)
+    rewritten = _Scalar(shared if simple else None, exps).visit(statement)
     out = []
+    read = {n.id for s in (rewritten if isinstance(rewritten, list) else [rewritten])
+            for n in ast.walk(s) if isinstance(n, ast.Name)}
+    for e in [e for e in exps if e in read]:  # read other than as a sigmoid: computed after all
+        b = _Scalar(None).visit(copy.deepcopy(exps.pop(e)))
+        out.append(f"{e} = _exp(-abs({ast.unparse(b)}))")
     for name in dict.fromkeys(shared):
         if name not in defined:
             out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")

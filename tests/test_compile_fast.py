@@ -145,14 +145,16 @@ def test_value_and_grad_frees_the_forward_arrays_the_gradients_do_not_read(nets)
     f = compiled["unfused"]
     tree = ast.parse(f.source)
     (fn,) = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "value_and_grad"]
-    (deleted,) = [s for s in fn.body if isinstance(s, ast.Delete)]
+    deleted, *freed = [s for s in fn.body if isinstance(s, ast.Delete)]
     names = {t.id for t in deleted.targets}
     assert {"q1", "q11", "q13"} <= names  # X @ W1, W1**2, W2**2
-    after = fn.body[fn.body.index(deleted) + 1:]
-    read = {n.id for s in after for n in ast.walk(s) if isinstance(n, ast.Name)}
-    assert not names & read
     scalars = {n for n in f.graph.nodes if f.graph.shape(n) == ()}
     assert not names & scalars  # numbers are not worth a line
+    assert freed  # and each adjoint (or forward value) after the line that reads it last
+    for d in [deleted, *freed]:
+        after = fn.body[fn.body.index(d) + 1:]
+        read = {n.id for s in after for n in ast.walk(s) if isinstance(n, ast.Name)}
+        assert not {t.id for t in d.targets} & read
     forward = function_source(f.source, "forward")
     assert "del " not in forward and "del " not in function_source(f.source, "backward")
 

@@ -73,6 +73,37 @@ def test_unary_gates_match_mpmath_from_minus_to_plus_1000(pattern):
     agree(t.grads["x"], [slope(mp.mpf(x)) for x in GRID])
 
 
+@pytest.mark.parametrize("pattern", sorted(REFERENCES))
+def test_compiled_gates_match_mpmath_from_minus_to_plus_1000(pattern):
+    """The generated code, whose value_and_grad shares a sigmoid's exp with its gradient."""
+    text, value, slope = REFERENCES[pattern]
+    f = sg.graph(text).fuse(pattern).compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for vg in (f.value_and_grad, lambda x: (f.forward(x=x)[0], f.backward(1.0, f.forward(x=x)[1]))):
+            v, grads = vg(x=GRID)
+            agree(v, [value(mp.mpf(x)) for x in GRID])
+            agree(grads["x"], [slope(mp.mpf(x)) for x in GRID])
+        for x in (-1000.0, -745.2, -709.5, -40.0, 0.0, 40.0, 709.5, 1000.0):  # floats: the sign test
+            v, grads = f.value_and_grad(x=x)
+            agree([v], [value(mp.mpf(x))])
+            agree([grads["x"]], [slope(mp.mpf(x))])
+
+
+@pytest.mark.parametrize("text, slope", [
+    ("sigmoid(-x)", lambda x: -sig(x) * sig(-x)),
+    ("sigmoid(sigmoid(x) * 30 - 15)",
+     lambda x: sig(30 * sig(x) - 15) * sig(15 - 30 * sig(x)) * 30 * sig(x) * sig(-x)),
+])
+def test_shared_sigmoid_exponentials_keep_the_precision_of_the_gradient(text, slope):
+    f = sg.graph(text).compile()
+    assert "_exp_q" in f.source.split("def value_and_grad")[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, grads = f.value_and_grad(x=GRID)
+    agree(grads["x"], [slope(mp.mpf(x)) for x in GRID])
+
+
 @pytest.mark.parametrize("offset", [-1500.0, -800.0, -30.0, -1.0, 0.0, 2.5, 40.0, 700.0])
 def test_log_sum_exp_matches_mpmath_from_minus_to_plus_1000(offset):
     x, y = GRID, GRID + offset
@@ -174,3 +205,17 @@ def test_lint_finds_each_spelling_in_one_graph():
     assert findings[0].nodes == ("q1", "q2")  # the shared sigmoid is recomputed by the gate
     t = g.fuse_stable().backprop(y=1.0, z=-1000.0)
     assert t.value == pytest.approx(1000.0, rel=1e-12) and t.grads["z"] == pytest.approx(-1.0, rel=1e-12)
+
+
+def test_the_sigmoid_keeps_its_subnormal_values_so_its_log_is_right():
+    """σ(a) ≈ e^a is subnormal for a from −745 to −708: every spelling keeps it, so log σ(−720)
+    is −720, not the log of a capped exponential's 1e-308 (−709)."""
+    f = sg.graph("sigmoid(x)").compile()
+    xs = np.array([-744.0, -720.0, -709.5, -708.0])
+    exact = np.exp(xs)  # σ(a) = e^a (1 − e^a + …): e^a to the last subnormal bit here
+    for got in (f(x=xs), f.value_and_grad(x=xs)[0], f.forward(x=xs)[0],
+                np.array([f.value_and_grad(x=float(x))[0] for x in xs])):
+        np.testing.assert_allclose(got, exact, rtol=1e-9, atol=0)
+    g = sg.graph("log(sigmoid(x)) * y").compile()  # lint would suggest logsigmoid; the value is right anyway
+    np.testing.assert_allclose(g(x=np.array([-720.0, -30.0]), y=1.0),
+                               [-720.0, -30.0 - np.log1p(np.exp(-30.0))], rtol=1e-12)

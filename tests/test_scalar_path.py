@@ -15,7 +15,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.ops import OPS
-from symgrad.scalar import scalar_body
+from symgrad.scalar import NAMESPACE, scalar_body
 
 from .test_op_table import NAMES, sample, text_of
 
@@ -91,7 +91,8 @@ def test_the_stable_sigmoid_saturates_without_overflow():
 
 
 def test_the_float_lines_use_the_math_module_and_the_sign_test():
-    lines = scalar_body(["q2 = np.exp(-np.logaddexp(0, -q1))", "dq1 = q2*np.exp(-np.logaddexp(0, q1))",
+    lines = scalar_body(["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))",
+                         "dq1 = q2*(np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1))))",
                          "q3 = np.maximum(q1, 0)", "q4 = np.logaddexp(0, q1) + np.log(q2)",
                          "if q2.__class__ is np.ndarray:", "    return q2, _backward(dq1)", "return q2"])
     text = "\n".join(lines)
@@ -126,9 +127,9 @@ def test_many_inputs_take_the_float_path_too():
 
 
 def test_sigmoids_of_one_name_share_one_exp_until_the_name_changes():
-    lines = scalar_body(["q2 = np.exp(-np.logaddexp(0, -q1))", "q1 = q2 + 1",
-                         "q3 = np.exp(-np.logaddexp(0, q1))", "if q3 > 0:",
-                         "    q4 = np.exp(-np.logaddexp(0, -q3))",
+    lines = scalar_body(["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))", "q1 = q2 + 1",
+                         "q3 = np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1)))", "if q3 > 0:",
+                         "    q4 = np.exp(np.minimum(q3, 0.0))/(1 + np.exp(-np.abs(q3)))",
                          "return q3**2 + q4**3 + (q3 + 1)**2"])
     assert lines[:4] == ["_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)",
                          "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)",
@@ -190,3 +191,20 @@ def test_batch_gradients_are_new_arrays_never_a_callers_or_the_caches():
     assert f.backward(dout, cache)["x"].tolist() == [0.5, 2.0] and dout.tolist() == [0.5, 2.0]
     assert f.value_and_grad(x=x, y=y, z=2.0)[1]["x"].tolist() == [1.0, 1.0]
     assert f.backward(2.0, cache)["x"].tolist() == [2.0, 2.0]
+
+
+def test_the_shared_exponential_of_a_sigmoid_becomes_the_sign_test_for_floats():
+    lines = scalar_body(["_exp_q2 = np.exp(-np.abs(q1))", "q2 = np.where(q1 < 0, _exp_q2, 1.0)/(1 + _exp_q2)",
+                         "dq1 = q2*(np.where(q1 < 0, 1.0, _exp_q2)/(1 + _exp_q2))", "del _exp_q2",
+                         "return q2, dq1"])
+    assert lines == ["_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)",
+                     "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)",
+                     "dq1 = q2 * (_e_q1 / (1.0 + _e_q1) if q1 >= 0.0 else 1.0 / (1.0 + _e_q1))",
+                     "return (q2, dq1)"]
+    # read any other way, the exponential is computed for floats too, as NumPy's is
+    other = scalar_body(["_exp_q2 = np.exp(-np.abs(q1))", "q2 = np.where(q1 < 0, _exp_q2, 1.0)/(1 + _exp_q2)",
+                         "q3 = _exp_q2 + 1"])
+    assert other[-2:] == ["_exp_q2 = _exp(-abs(q1))", "q3 = _exp_q2 + 1.0"]
+    namespace = {**NAMESPACE}
+    exec("\n".join(other), namespace | {"q1": -1000.0}, local := {})
+    assert local["q3"] == 1.0  # e^(−1000) underflows to 0, as NumPy's does
