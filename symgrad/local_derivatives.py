@@ -42,9 +42,30 @@ def local_derivative(expr: sp.Expr, wrt: sp.Symbol, out: sp.Symbol,
         cached = min([cached, *_solved_through_output(plain, expr, out)], key=sp.count_ops)
     elif cached.is_Add and sum(t.has(out) for t in cached.args) > 1:  # -q**2 + q: q*(1 - q)
         cached = min([*_forms(cached), cached], key=sp.count_ops)
-    if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain):
+    if cached != plain and sp.count_ops(cached) <= sp.count_ops(plain) \
+            and not _divides_anew(plain, cached, expr, out):
         return plain, cached
     return plain, plain
+
+
+def _divides_anew(plain: sp.Expr, cached: sp.Expr, expr: sp.Expr, out: sp.Symbol) -> bool:
+    """``cached`` divides by something ``plain`` does not: SymPy's ``subs`` writes the constant
+    ∂(c·a)/∂a = c as q/a, which is 0/0 where a = 0.  Dividing by ``out`` is allowed where
+    ``plain`` divides by ``expr`` itself or by its base (1/(2√x) as 1/(2q)).
+
+    >>> a, q = sp.symbols("a q", real=True)
+    >>> _divides_anew(sp.exp(sp.Integer(2)), q / a, a * sp.exp(sp.Integer(2)), q)
+    True
+    >>> _divides_anew(1 / (2 * sp.sqrt(a)), 1 / (2 * q), sp.sqrt(a), q)
+    False
+    """
+    def denominators(e: sp.Expr) -> set[sp.Expr]:
+        return {p.base for p in e.atoms(sp.Pow) if p.exp.is_negative}
+
+    allowed = denominators(plain)
+    if expr in allowed or (expr.is_Pow and expr.base in allowed):
+        allowed.add(out)
+    return not denominators(cached) <= allowed
 
 
 def _diff(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:

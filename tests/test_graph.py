@@ -1,6 +1,7 @@
 """The graph: structure as written, granularity, names, sharing, the networkx view."""
 
 import networkx as nx
+import numpy as np
 import pytest
 import sympy as sp
 
@@ -112,3 +113,19 @@ def test_sympy_functions_also_build_sympy():
     x = sp.Symbol("x")
     assert sg.exp(x) == sp.exp(x)
     assert sg.sigmoid(x).rewrite(sp.exp) == 1 / (1 + sp.exp(-x))
+
+
+@pytest.mark.parametrize("text, point, expected", [
+    ("exp(3.0/(exp(-2) + 1))*abs(y)", {"y": 0.0}, {"y": 0.0}),  # sign(0) = 0 times the constant
+    ("exp(2)*sin(y)", {"y": 0.0}, {"y": float(np.exp(2))}),
+    ("(exp(1) + 2)*y*x", {"x": 0.0, "y": 0.0}, {"x": 0.0, "y": 0.0}),
+    ("log(3)*y**2", {"y": 0.0}, {"y": 0.0}),
+    ("x**3", {"x": 0.0}, {"x": 0.0}),
+])
+def test_a_derivative_never_divides_by_an_operand_the_plain_form_does_not(text, point, expected):
+    """∂(c·a)/∂a = c: written through the node's value it would be q/a, 0/0 where a = 0."""
+    g = sg.graph(text)
+    with np.errstate(all="raise"):
+        value, grads = g.compile().value_and_grad(**point)
+    assert grads == pytest.approx(expected, rel=1e-12, abs=0)
+    assert g.backprop(**point).grads == pytest.approx(expected, rel=1e-12, abs=0)
