@@ -229,7 +229,7 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
     """The body as parsed statements (with their lines) and rewritten simple assignments, in order.
 
     A one-line assignment (``q3 = np.exp(-np.logaddexp(0, -q2))``) is rewritten once per class
-    of lines alike but for their names (:func:`_template`); the lines between them are parsed
+    of lines alike but for their names (:func:`line_template`); the lines between them are parsed
     as before.  None if a run of those lines does not parse by itself (a statement that spans
     the lines of a template): then the caller parses the whole body.
     """
@@ -246,7 +246,7 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
         return True
 
     for line in lines:
-        found = _template(line)
+        found = line_template(line)
         done = None if found is None else _rewritten(found[0])
         if done is None:
             run.append(line)
@@ -265,7 +265,7 @@ def _filled(template: str, names: list[str]) -> str:
     return _HOLE.sub(lambda m: names[int(m.group(1))], template)
 
 
-def _template(line: str) -> tuple[str, list[str]] | None:
+def line_template(line: str) -> tuple[str, list[str]] | None:
     """``line`` with its names replaced by ``ξ0ξ``, ``ξ1ξ``, ... in order of appearance, and the
     names; None for a line that is not a plain one-line assignment of names, numbers and
     NumPy calls (quotes, comments, backslashes, spaces around dots, other characters)."""
@@ -288,7 +288,7 @@ def _template(line: str) -> tuple[str, list[str]] | None:
 
 @lru_cache(maxsize=4096)
 def _rewritten(template: str) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]] | None:
-    """The rewrite of a template (:func:`_template`): the holes whose ``_e_`` line it needs first,
+    """The rewrite of a template (:func:`line_template`): the holes whose ``_e_`` line it needs first,
     its lines, and the holes it assigns; None where the template is not one simple assignment."""
     try:
         statements = ast.parse(template).body
