@@ -1,4 +1,5 @@
-"""Work done once per class of generated lines alike but for their names.
+"""Work done once per class of generated lines alike but for their names, and SymPy's cse
+skipped where it would share nothing.
 
 The float path's rewrite (symgrad.scalar) and the name check (symgrad.names)
 read a one-line assignment once per template (the line with its names replaced
@@ -10,8 +11,11 @@ table, whatever lines were templated before, and whatever the names are.
 from __future__ import annotations
 
 import ast
+import importlib
+import random
 
 import pytest
+import sympy as sp
 
 import symgrad as sg
 from symgrad import names, scalar
@@ -21,6 +25,8 @@ from symgrad.ops import OPS
 from symgrad.program import build_program
 
 from .test_op_table import text_of
+
+codegen = importlib.import_module("symgrad.codegen")  # sg.codegen is the function
 
 
 def parsed_scalar_body(lines: list[str]) -> list[str]:
@@ -135,3 +141,66 @@ def test_known_names_pass_both_checks(source):
     names._check_parsed(source)
     names.check_names(source)
     assert names._all_known(source)
+
+
+# -- cse skipped where it would share nothing ---------------------------------------------------
+
+
+def test_cse_is_skipped_only_where_it_returns_the_adjoints_as_they_are():
+    lists = []
+    for program in PROGRAMS:
+        for dout, fold in ((program.dout, False), (sp.Integer(1), True)):
+            lists.append(adjoint_exprs(program, dout, fold))
+    skipped = 0
+    for exprs in lists:
+        if codegen._nothing_common(exprs):
+            skipped += 1
+            assert sp.cse(exprs, symbols=sp.numbered_symbols("_c", start=1, real=True)) == ([], exprs)
+    assert skipped > len(lists) // 4
+
+
+def adjoint_exprs(program, dout, fold: bool) -> list:
+    """The adjoint expressions ``_adjoint_lines`` hands to cse (dout substituted, copies folded)."""
+    subs = {program.dout: dout}
+    exprs = []
+    for adj in program.backward:
+        if not adj.terms:
+            continue
+        expr = adj.expr.xreplace(subs)
+        if fold and (expr.is_Number or expr.is_Symbol):
+            subs[adj.target] = expr
+            continue
+        exprs.append(expr)
+    return exprs
+
+
+def random_expr(rng: random.Random, symbols: list, depth: int):
+    if depth == 0 or rng.random() < 0.25:
+        return rng.choice(symbols + [sp.Integer(2), sp.Rational(1, 3), sp.Integer(-1)])
+    kind = rng.choice(["add", "mul", "pow", "sin", "exp", "neg", "sigmoid", "max"])
+    a, b = random_expr(rng, symbols, depth - 1), random_expr(rng, symbols, depth - 1)
+    return {"add": lambda: a + b, "mul": lambda: a * b, "pow": lambda: a ** rng.choice([2, -1, sp.Rational(1, 2)]),
+            "sin": lambda: sp.sin(a), "exp": lambda: sp.exp(a), "neg": lambda: -a,
+            "sigmoid": lambda: sg.sigmoid(a) if isinstance(a, sp.Symbol) else sp.exp(-a),
+            "max": lambda: sp.Max(a, b)}[kind]()
+
+
+def test_cse_is_skipped_only_where_it_shares_nothing_on_random_expressions():
+    rng = random.Random(0)
+    symbols = list(sp.symbols("x y z dq1 dq2 q10", real=True))
+    skipped = 0
+    for _ in range(600):
+        exprs = [random_expr(rng, symbols, rng.randint(1, 3)) for _ in range(rng.randint(1, 4))]
+        if codegen._nothing_common(exprs):
+            skipped += 1
+            assert sp.cse(exprs, symbols=sp.numbered_symbols("_c", start=1, real=True)) == ([], exprs), exprs
+    assert skipped > 50
+
+
+def test_what_cse_would_share_is_not_skipped():
+    x, y, z, w = sp.symbols("x y z w", real=True)
+    assert codegen._nothing_common([x * y, sp.exp(x) * w, sg.sigmoid(-z) * y])
+    for exprs in ([x * y * z, x * y * w], [x + y + z, sp.sin(x + y + w)], [sp.sin(x) * y, sp.sin(x) * z],
+                  [1 / x, y], [-2 * x * y, z], [-(x + y), z], [sp.Matrix([x, y])]):
+        assert not codegen._nothing_common(exprs), exprs
+    assert sp.cse([x * y * z, x * y * w])[0]  # what the first of those gives cse to share
