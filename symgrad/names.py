@@ -171,9 +171,9 @@ def _all_known(source: str) -> bool:
         if not isinstance(node, ast.Pass) or node.lineno not in simple:
             return None
         seen.add(node.lineno)
-        found, names = simple[node.lineno]
-        defined.update(filled(t, names) for t in found[0])
-        return found
+        kinds, words = simple[node.lineno]
+        defined.update(filled(t, words) for t in kinds[0])
+        return kinds
 
     defined = set(BUILTINS)
     modules: dict[str, ModuleType] = {}
@@ -198,8 +198,8 @@ def _all_known(source: str) -> bool:
                         read.append(n)
                 elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
                     defined.add(n.name)
-                elif (found := line_names(n)) is not None:
-                    templated.append((found, simple[n.lineno][1]))
+                elif (kinds := line_names(n)) is not None:
+                    templated.append((kinds, simple[n.lineno][1]))  # type: ignore[attr-defined]
             reads.append((node, read, templated))
         else:
             defined.update(_stored(node))
@@ -212,11 +212,11 @@ def _all_known(source: str) -> bool:
         local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
         if any(_unknown(n, local, modules) is not None for n in read):
             return False
-        for (_, loads, attributes), names in templated:
-            if any(filled(t, names) not in local for t in loads):
+        for (_, loads, attributes), words in templated:
+            if any(filled(t, words) not in local for t in loads):
                 return False
             for base, path in attributes:
-                real = filled(base, names)
+                real = filled(base, words)
                 if real in modules:
                     known = chains.get((real, path))
                     if known is None:

@@ -179,7 +179,8 @@ def random_expr(rng: random.Random, symbols: list, depth: int):
         return rng.choice(symbols + [sp.Integer(2), sp.Rational(1, 3), sp.Integer(-1)])
     kind = rng.choice(["add", "mul", "pow", "sin", "exp", "neg", "sigmoid", "max"])
     a, b = random_expr(rng, symbols, depth - 1), random_expr(rng, symbols, depth - 1)
-    return {"add": lambda: a + b, "mul": lambda: a * b, "pow": lambda: a ** rng.choice([2, -1, sp.Rational(1, 2)]),
+    power = rng.choice([2, -1, sp.Rational(1, 2)])
+    return {"add": lambda: a + b, "mul": lambda: a * b, "pow": lambda: a ** power,
             "sin": lambda: sp.sin(a), "exp": lambda: sp.exp(a), "neg": lambda: -a,
             "sigmoid": lambda: sg.sigmoid(a) if isinstance(a, sp.Symbol) else sp.exp(-a),
             "max": lambda: sp.Max(a, b)}[kind]()
