@@ -191,7 +191,10 @@ def test_cse_is_skipped_only_where_it_shares_nothing_on_random_expressions():
     symbols = list(sp.symbols("x y z dq1 dq2 q10", real=True))
     skipped = 0
     for _ in range(600):
-        exprs = [random_expr(rng, symbols, rng.randint(1, 3)) for _ in range(rng.randint(1, 4))]
+        try:
+            exprs = [random_expr(rng, symbols, rng.randint(1, 3)) for _ in range(rng.randint(1, 4))]
+        except (TypeError, ValueError):  # Max of a complex number: not an expression codegen sees
+            continue
         if codegen._nothing_common(exprs):
             skipped += 1
             assert sp.cse(exprs, symbols=sp.numbered_symbols("_c", start=1, real=True)) == ([], exprs), exprs
