@@ -208,3 +208,20 @@ def test_what_cse_would_share_is_not_skipped():
                   [1 / x, y], [-2 * x * y, z], [-(x + y), z], [sp.Matrix([x, y])]):
         assert not codegen._nothing_common(exprs), exprs
     assert sp.cse([x * y * z, x * y * w])[0]  # what the first of those gives cse to share
+
+
+def test_compiling_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    assert gc.isenabled()
+    sg.graph("sin(x)*y").compile()
+    assert gc.isenabled()
+    with pytest.raises(SymgradError):
+        sg.graph("x*y").compile(wrt=["z"])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        sg.graph("x*y").compile()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
