@@ -53,7 +53,10 @@ from pathlib import Path
 from typing import Any
 
 import sympy as sp
+from sympy.matrices import MatrixBase
+from sympy.matrices.expressions import MatrixExpr
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
+from sympy.utilities.iterables import iterable
 
 from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
@@ -427,7 +430,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
         targets = [t for t in targets if t not in folded_in]
         exprs = [e for t, e in zip(computed, exprs) if t not in folded_in]
     temporaries = sp.numbered_symbols("_c", start=1, real=True)
-    shared, reduced = sp.cse(exprs, symbols=temporaries) if exprs else ([], [])
+    shared, reduced = ([], exprs) if _nothing_common(exprs) else sp.cse(exprs, symbols=temporaries)
     shared_expr = dict(shared)
     position = {s: i for i, (s, _) in enumerate(shared)}
 
@@ -477,6 +480,53 @@ def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp
             exprs[users[0]] = use.xreplace({t: e})
             done.add(t)
     return done
+
+
+def _nothing_common(exprs: list[sp.Expr]) -> bool:
+    """True only where SymPy's ``cse`` of ``exprs`` would return them as they are, sharing nothing.
+
+    ``cse`` shares a sub-expression that occurs twice, and the arguments two sums
+    (or two products) have in common, two or more; it also rewrites a power with a
+    negative exponent and a sub-expression whose minus sign it can take out
+    (other than the minus of a symbol, ``-q8``).  One walk over the expressions
+    finds none of these, or says False (then ``cse`` runs), also for anything
+    this walk does not know (matrices, non-commutative products, long sums).
+    """
+    seen: set[sp.Basic] = set()
+    pairs: dict[type, set[frozenset[sp.Basic]]] = {sp.Add: set(), sp.Mul: set()}
+    todo: list[Any] = list(exprs)
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, sp.Basic) or isinstance(e, (MatrixExpr, MatrixBase)) or e.is_Order:
+            return False
+        if e.is_Atom:
+            continue
+        if iterable(e):
+            todo.extend(e)
+            continue
+        if e in seen:
+            return False
+        seen.add(e)
+        args = e.args
+        if e.could_extract_minus_sign() and not (e.is_Mul and len(args) == 2 and args[0] is sp.S.NegativeOne
+                                                 and args[1].is_Atom):
+            return False
+        if e.is_Add or e.is_Mul:
+            if len(args) < 2 or len(args) > 8 or not e.is_commutative:
+                return False
+            found = pairs[sp.Add if e.is_Add else sp.Mul]
+            for i, a in enumerate(args):
+                for b in args[i + 1:]:
+                    pair = frozenset((a, b))
+                    if pair in found:
+                        return False
+                    found.add(pair)
+        elif e.is_Pow and e.exp.could_extract_minus_sign():
+            return False
+        elif type(e) is not sp.Pow and not isinstance(e, sp.Function):
+            return False
+        todo.extend(args)
+    return True
 
 
 def _shapes(program: Program) -> dict[sp.Symbol, Shape]:

@@ -14,9 +14,11 @@ import builtins
 import importlib
 from collections import deque
 from collections.abc import Iterator
+from functools import lru_cache
 from types import ModuleType
 
 from .errors import UnsupportedError
+from .scalar import line_template
 
 BUILTINS = frozenset(dir(builtins))
 
@@ -34,6 +36,13 @@ def check_names(source: str) -> None:
     ...
     symgrad.errors.UnsupportedError: the generated code reads nan, which it neither defines nor ...
     """
+    if not _all_known(source):  # a name to refuse, or text the quick check does not cover
+        _check_parsed(source)
+
+
+def _check_parsed(source: str) -> None:
+    """:func:`check_names` from the syntax tree of the whole text: the error names the first
+    unknown name a function reads, and its line."""
     tree = ast.parse(source)
     defined = set(BUILTINS)
     modules: dict[str, ModuleType] = {}
@@ -115,3 +124,146 @@ def _unknown(node: ast.AST, defined: set[str], modules: dict[str, ModuleType]) -
                     return ".".join([base.id, *path[: i + 1]])
                 value = getattr(value, attr)
     return None
+
+
+# -- the quick check: one-line assignments read once per class of lines alike but for their names --
+
+Token = int | str  # a hole of a line's template (the i-th name), or a word the template keeps
+Names = tuple[tuple[Token, ...], tuple[Token, ...], tuple[tuple[Token, tuple[str, ...]], ...]]
+
+
+def _all_known(source: str) -> bool:
+    """True if every name a function of ``source`` reads is defined or imported, as
+    :func:`_check_parsed` decides, found without parsing the one-line assignments.
+
+    Each such line (:func:`symgrad.scalar.line_template`) becomes ``pass`` in a skeleton of the
+    text, which is parsed; the names each line stores and reads come from its template, read
+    once per class of lines alike but for their names.  False where a name is unknown (the
+    full check then names it and its line) or where the skeleton does not hold each of those
+    lines as a statement of its own.
+    """
+    lines = source.splitlines()
+    skeleton = list(lines)
+    simple: dict[int, tuple[Names, list[str]]] = {}  # line number: the template's names, the names
+    for i, line in enumerate(lines):
+        body = line.lstrip(" ")
+        found = line_template(body)
+        if found is None:
+            continue
+        names = _names_in(found[0])
+        if names is None:
+            continue
+        simple[i + 1] = (names, found[1])
+        skeleton[i] = line[:len(line) - len(body)] + "pass"
+    if not simple:
+        return False
+    try:
+        tree = ast.parse("\n".join(skeleton))
+    except SyntaxError:
+        return False
+    seen: set[int] = set()
+
+    def filled(token: Token, names: list[str]) -> str:
+        return names[token] if isinstance(token, int) else token
+
+    def line_names(node: ast.AST) -> Names | None:
+        """The names of the one-line assignment ``node`` stands for, after storing its targets."""
+        if not isinstance(node, ast.Pass) or node.lineno not in simple:
+            return None
+        seen.add(node.lineno)
+        kinds, words = simple[node.lineno]
+        defined.update(filled(t, words) for t in kinds[0])
+        return kinds
+
+    defined = set(BUILTINS)
+    modules: dict[str, ModuleType] = {}
+    reads: list[tuple[ast.FunctionDef, list[ast.AST], list[tuple[Names, list[str]]]]] = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                defined.add(alias.asname or alias.name.split(".")[0])
+                if isinstance(node, ast.Import) and alias.name == "numpy":
+                    modules[alias.asname or "numpy"] = importlib.import_module("numpy")
+        elif isinstance(node, ast.FunctionDef):
+            read: list[ast.AST] = []
+            templated: list[tuple[Names, list[str]]] = []
+            for n in _walk(node):
+                if isinstance(n, ast.Name):
+                    if isinstance(n.ctx, ast.Load):
+                        read.append(n)
+                    else:
+                        defined.add(n.id)
+                elif isinstance(n, ast.Attribute):
+                    if isinstance(n.ctx, ast.Load):
+                        read.append(n)
+                elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+                    defined.add(n.name)
+                elif (kinds := line_names(n)) is not None:
+                    templated.append((kinds, simple[n.lineno][1]))  # type: ignore[attr-defined]
+            reads.append((node, read, templated))
+        else:
+            defined.update(_stored(node))
+            for n in ast.walk(node):
+                line_names(n)
+    if seen != simple.keys():  # a line the skeleton holds inside another statement, or a string
+        return False
+    chains: dict[tuple[str, tuple[str, ...]], bool] = {}
+    for function, read, templated in reads:
+        local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+        if any(_unknown(n, local, modules) is not None for n in read):
+            return False
+        for (_, loads, attributes), words in templated:
+            if any(filled(t, words) not in local for t in loads):
+                return False
+            for base, path in attributes:
+                real = filled(base, words)
+                if real in modules:
+                    known = chains.get((real, path))
+                    if known is None:
+                        known = chains[real, path] = _has_path(modules[real], path)
+                    if not known:
+                        return False
+    return True
+
+
+def _has_path(value: object, path: tuple[str, ...]) -> bool:
+    """``value.a.b...`` exists for the attributes of ``path``."""
+    for attr in path:
+        if not hasattr(value, attr):
+            return False
+        value = getattr(value, attr)
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _names_in(template: str) -> Names | None:
+    """The names a template's one assignment stores, the names it reads, and the attribute
+    chains it reads (base, attributes), as holes or kept words; None for anything else."""
+    try:
+        statements = ast.parse(template).body
+    except SyntaxError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0], ast.Assign):
+        return None
+    stores: list[Token] = []
+    loads: list[Token] = []
+    attributes: list[tuple[Token, tuple[str, ...]]] = []
+    for n in _walk(statements[0]):
+        if isinstance(n, ast.Name):
+            (loads if isinstance(n.ctx, ast.Load) else stores).append(_token(n.id))
+        elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
+            path: list[str] = []
+            base: ast.AST = n
+            while isinstance(base, ast.Attribute):
+                path.insert(0, base.attr)
+                base = base.value
+            if isinstance(base, ast.Name):
+                attributes.append((_token(base.id), tuple(path)))
+        elif isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda)):
+            return None  # not in a one-line assignment; left to the full check
+    return tuple(stores), tuple(loads), tuple(attributes)
+
+
+def _token(name: str) -> Token:
+    """A template's name as a token: the number of its hole ``ξiξ``, or the kept word."""
+    return int(name[1:-1]) if name.startswith("\u03be") else name

@@ -20,6 +20,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 import sympy as sp
@@ -57,8 +58,9 @@ class Adjoint:
     terms: tuple[Term, ...]
     shape: Shape
 
-    @property
+    @cached_property
     def expr(self) -> sp.Expr:
+        """The sum of the terms, built once (code generation reads it several times)."""
         return sp.Add(*(t.expr for t in self.terms))
 
 

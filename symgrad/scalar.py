@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import ast
 import copy
+import keyword
 import math
-from typing import Any
+import re
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 FALLBACK = (ValueError, OverflowError, ZeroDivisionError)
 
@@ -242,13 +245,135 @@ def scalar_body(lines: list[str]) -> list[str]:
     out: list[str] = []
     defined: set[str] = set()  # names n whose _e_n holds exp(-|n|)
     exps: dict[str, ast.expr] = {}  # a sigmoid's shared exponential, read through the sign test
-    statements = ast.parse("\n".join(lines)).body
-    for statement in statements:
-        try:
-            out += _statement(statement, defined, exps)
-        except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
-            out += lines[statement.lineno - 1:statement.end_lineno]
+    pieces = _pieces(lines)
+    if pieces is None:  # lines the templates do not split into statements: all of them at once
+        pieces = [(ast.parse("\n".join(lines)).body, lines)]
+    for piece in pieces:
+        if isinstance(piece, _Rewrite):
+            for name in piece.shared:
+                if name not in defined:
+                    out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
+                    defined.add(name)
+            out += piece.lines
+            defined -= piece.targets
+        else:
+            statements, text = piece
+            for statement in statements:
+                try:
+                    out += _statement(statement, defined, exps)
+                except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
+                    out += text[statement.lineno - 1:statement.end_lineno]
     return out
+
+
+# -- one rewrite per class of assignments alike but for their names ---------------------------------
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_]\w* = ")
+_IDENTIFIER = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name; not an attribute, not a number's exponent
+_KEPT = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"np"}  # what the rewrite reads
+_HOLE = re.compile("\u03be(\\d+)\u03be")  # ξ0ξ, ξ1ξ, ...: the names of a template, in order
+
+class _Rewrite(NamedTuple):
+    """A simple assignment rewritten: the names whose ``_e_`` line it needs first, its lines
+    and the names it assigns."""
+
+    shared: tuple[str, ...]
+    lines: tuple[str, ...]
+    targets: frozenset[str]
+
+
+def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrite] | None:
+    """The body as parsed statements (with their lines) and rewritten simple assignments, in order.
+
+    A one-line assignment (``q3 = np.exp(-np.logaddexp(0, -q2))``) is rewritten once per class
+    of lines alike but for their names (:func:`line_template`); the lines between them are parsed
+    as before.  None if a run of those lines does not parse by itself (a statement that spans
+    the lines of a template): then the caller parses the whole body.
+    """
+    pieces: list[tuple[list[ast.stmt], list[str]] | _Rewrite] = []
+    run: list[str] = []
+
+    def flush() -> bool:
+        if run:
+            try:
+                pieces.append((ast.parse("\n".join(run)).body, list(run)))
+            except SyntaxError:
+                return False
+            run.clear()
+        return True
+
+    for line in lines:
+        # a line that defines or reads a sigmoid's shared exponential depends on the lines around
+        # it (its readers become sign tests): parsed with them
+        found = None if "_exp_" in line else line_template(line)
+        done = None if found is None else _rewritten(found[0])
+        if done is None:
+            run.append(line)
+            continue
+        if not flush():
+            return None
+        names = found[1]  # type: ignore[index]
+        shared, rewritten, targets = done
+        pieces.append(_Rewrite(tuple(names[i] for i in shared), tuple(_filled(t, names) for t in rewritten),
+                               frozenset(names[i] for i in targets)))
+    return pieces if flush() else None
+
+
+def _filled(template: str, names: list[str]) -> str:
+    """``template`` with its holes ``ξiξ`` replaced by ``names[i]``."""
+    return _HOLE.sub(lambda m: names[int(m.group(1))], template)
+
+
+def line_template(line: str) -> tuple[str, list[str]] | None:
+    """``line`` with its names replaced by ``ξ0ξ``, ``ξ1ξ``, ... in order of appearance, and the
+    names; None for a line that is not a plain one-line assignment of names, numbers and
+    NumPy calls (quotes, comments, backslashes, spaces around dots, other characters)."""
+    if not line.isascii() or not _ASSIGNMENT.match(line) or any(c in line for c in "'\"#\\;:") \
+            or " ." in line or ". " in line:
+        return None
+    names: dict[str, str] = {}
+
+    def hole(m: re.Match[str]) -> str:
+        word = m.group()
+        if word in _KEPT:
+            return word
+        found = names.get(word)
+        if found is None:
+            found = names[word] = f"\u03be{len(names)}\u03be"
+        return found
+
+    return _IDENTIFIER.sub(hole, line), list(names)
+
+
+@lru_cache(maxsize=4096)
+def _rewritten(template: str) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]] | None:
+    """The rewrite of a template (:func:`line_template`): the holes whose ``_e_`` line it needs first,
+    its lines, and the holes it assigns; None where the template is not one simple assignment."""
+    try:
+        statements = ast.parse(template).body
+    except SyntaxError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0], ast.Assign):
+        return None
+    statement = statements[0]
+    shared: list[str] = []
+    try:
+        rewritten = _Scalar(shared).visit(statement)
+        lines = tuple(_unparse(rewritten).splitlines())
+    except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
+        return (), (template,), ()
+    targets = {n.id for t in statement.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+    def hole(name: str) -> int:
+        match = _HOLE.fullmatch(name)
+        if match is None:  # a kept word cannot be assigned to or shared
+            raise ValueError(name)
+        return int(match.group(1))
+
+    try:
+        return tuple(hole(n) for n in dict.fromkeys(shared)), lines, tuple(hole(n) for n in targets)
+    except ValueError:
+        return None
 
 
 def _unparse(statement: ast.stmt) -> str:
