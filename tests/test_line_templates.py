@@ -29,6 +29,11 @@ from .test_op_table import text_of
 codegen = importlib.import_module("symgrad.codegen")  # sg.codegen is the function
 
 
+def SIG(a: str) -> str:
+    """The sigmoid's NumPy spelling of ``a``."""
+    return f"np.exp(np.minimum({a}, 0.0))/(1 + np.exp(-np.abs({a})))"
+
+
 def parsed_scalar_body(lines: list[str]) -> list[str]:
     """The float lines from the parse of the whole body, statement by statement (no templates)."""
     out: list[str] = []
@@ -92,11 +97,11 @@ def test_alike_lines_get_their_own_names():
 
 
 @pytest.mark.parametrize("lines", [
-    ["_exp = np.exp(x)", "y = np.exp(_exp) + _exp", "z = np.exp(np.minimum(_exp, 0.0))/(1 + np.exp(-np.abs(_exp)))"],
-    ["_e_q1 = q1*2", "q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))", "q3 = np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1))) + _e_q1"],
-    ["abs = np.abs(x)", "max = np.maximum(abs, 0)", "_sigmoid = np.exp(np.minimum(max, 0.0))/(1 + np.exp(-np.abs(max)))"],
-    ["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))", "q1 = q2 + 1", "q3 = np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1)))"],
-    ["q1 = np.exp(np.minimum(q0, 0.0))/(1 + np.exp(-np.abs(q0)))", "if q1.__class__ is np.ndarray:", "    q1 = q1 + 0",
+    ["_exp = np.exp(x)", "y = np.exp(_exp) + _exp", f"z = {SIG('_exp')}"],
+    ["_e_q1 = q1*2", f"q2 = {SIG('q1')}", f"q3 = {SIG('-q1')} + _e_q1"],
+    ["abs = np.abs(x)", "max = np.maximum(abs, 0)", f"_sigmoid = {SIG('max')}"],
+    [f"q2 = {SIG('q1')}", "q1 = q2 + 1", f"q3 = {SIG('-q1')}"],
+    [f"q1 = {SIG('q0')}", "if q1.__class__ is np.ndarray:", "    q1 = q1 + 0",
      "q2 = np.exp(np.minimum(-q0, 0.0))/(1 + np.exp(-np.abs(-q0)))", "return q2, {", '    "x": q1,', "}"],
     ["q1 = x  # a comment", "q2 = q1 ; q3 = np.exp(q2)", "q4 = (q3 +", "  q1)", "q5 = np.exp(x)"],
     ["np = 1", "q = np + 1", "q = 1e5*x + x.real + X.T"],
