@@ -469,15 +469,21 @@ def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp
     cancel: ``dq4 = q8**2*q6`` instead of ``dq7 = -q8**2``, ``dq5 = dq7*q6``, ``dq4 = -dq5``,
     two passes over the arrays instead of four.  ``kept`` (the gradients) stay."""
     done: set[sp.Symbol] = set()
+    readers: dict[sp.Symbol, set[int]] = {}  # each symbol: the expressions that may read it
+    for j, e in enumerate(exprs):
+        for s in e.free_symbols:
+            readers.setdefault(s, set()).add(j)
     for i, (t, e) in enumerate(zip(targets, exprs)):
         if t in kept or not e.could_extract_minus_sign():
             continue
-        users = [j for j in range(i + 1, len(exprs)) if t in exprs[j].free_symbols]
+        users = [j for j in sorted(readers.get(t, ())) if j > i and t in exprs[j].free_symbols]
         if len(users) != 1:
             continue
         use = exprs[users[0]]
         if use.count(t) == 1 and not _inside_array_function(use, t):
             exprs[users[0]] = use.xreplace({t: e})
+            for s in e.free_symbols:  # what it reads now
+                readers.setdefault(s, set()).add(users[0])
             done.add(t)
     return done
 
