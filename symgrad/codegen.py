@@ -229,7 +229,7 @@ def _functions(program: Program) -> dict[str, _Function]:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
     made = [line.split(" = ")[0] for line in together_forward]
-    node_of = {n: n if n in g.nodes else n.removeprefix("_exp_") for n in made}  # _exp_q: q's shape
+    node_of = {n: n if n in g.nx else n.removeprefix("_exp_") for n in made}  # _exp_q: q's shape
     dead = [n for n in made if n != out and n not in read and (batchable or g.shape(node_of[n]) != ())]
     if dead:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
@@ -285,6 +285,8 @@ def _functions(program: Program) -> dict[str, _Function]:
 _NAME = re.compile(r"[A-Za-z_]\w*")
 _SIGMOID = re.compile(r"^(\w+) = np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), 0\.0\)\)"
                       r"/\(1 \+ np\.exp\(-np\.abs\((-?[A-Za-z_]\w*)\)\)\)$")
+_SIGMOID_TEXT = re.compile(r"\(np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), 0\.0\)\)"
+                           r"/\(1 \+ np\.exp\(-np\.abs\(\1\)\)\)\)")  # _sigmoid_text(a)
 
 
 def _sigmoid_text(a: str) -> str:
@@ -313,8 +315,11 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
         forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.where({a} < 0, {e}, 1.0)/(1 + {e})"]
         shared[_sigmoid_text(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
         shared[_sigmoid_text(a)] = q  # σ(a)
-    for spelled, replacement in shared.items():
-        adjoints = [line.replace(spelled, replacement) for line in adjoints]
+    def share(m: re.Match[str]) -> str:
+        return shared.get(m.group(0), m.group(0))
+
+    if shared:  # one pass over the lines, each sigmoid looked up
+        adjoints = [_SIGMOID_TEXT.sub(share, line) if "np.minimum(" in line else line for line in adjoints]
     return forward_out, adjoints
 
 

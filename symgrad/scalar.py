@@ -401,7 +401,8 @@ def _statement(statement: ast.stmt, defined: set[str], exps: dict[str, ast.expr]
     out = []
     read = {n.id for s in (rewritten if isinstance(rewritten, list) else [rewritten])
             for n in ast.walk(s) if isinstance(n, ast.Name)}
-    for e in [e for e in exps if e in read]:  # read other than as a sigmoid: computed after all
+    pending = read & exps.keys()  # read other than as a sigmoid: computed after all
+    for e in [e for e in exps if e in pending] if pending else []:
         b = _Scalar(None).visit(copy.deepcopy(exps.pop(e)))
         out.append(f"{e} = _exp(-abs({ast.unparse(b)}))")
     for name in dict.fromkeys(shared):
