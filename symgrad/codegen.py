@@ -192,6 +192,7 @@ class _Function:
     doc: str
     body: list[str]
     batch_helpers: bool = False
+    floats: list[str] | None = None  # the body for floats where it differs: sigmoids not sharing arrays
     check: list[str] = field(default_factory=list)
     cache: tuple[str, ...] = ()  # forward: the names of the values the cache holds
 
@@ -224,7 +225,8 @@ def _functions(program: Program) -> dict[str, _Function]:
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
-    together_forward, together = _share_sigmoids(forward, together, set(g.nodes))
+    plain = together  # the float lines share exponentials their own way (symgrad.scalar)
+    together_forward, together = _share_sigmoids(forward, together, set(g.nx))
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
@@ -269,6 +271,7 @@ def _functions(program: Program) -> dict[str, _Function]:
     kept = {n for line in ending for n in _NAME.findall(line)}
     together_body = [*together_forward, *_freeing(together, made, kept), *ending]
     value_body = [*forward, f"return {out}"]
+    float_body = [*forward, *plain, *ending] if together_forward != forward else None
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
@@ -277,7 +280,7 @@ def _functions(program: Program) -> dict[str, _Function]:
                                *_returns(results, guard, None)], bool(guard)),
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
-            [*_reading(together_body, dims), *together_body], check=check),
+            [*_reading(together_body, dims), *together_body], check=check, floats=float_body),
         "value": _Function(args, f"The output {out}.", [*_reading(value_body, dims), *value_body]),
     }
 

@@ -101,7 +101,7 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
             *_indent(functions["value"].body), "", ""]
     for name, doc in ENTRY_DOCS.items():
         scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
-                  *_indent(_indent(_indent(scalar_body(functions[name].body)))),
+                  *_indent(_indent(_indent(scalar_body(functions[name].floats or functions[name].body)))),
                   "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
                   "            pass"] if fast and inputs else []
         text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",

@@ -28,7 +28,6 @@ point runs the NumPy lines instead, so both give the same answer then too.
 from __future__ import annotations
 
 import ast
-import copy
 import keyword
 import math
 import re
@@ -144,25 +143,6 @@ def _negated_abs_exp(node: ast.AST) -> ast.expr | None:
     return minus.operand.args[0]  # type: ignore[attr-defined,no-any-return]
 
 
-def _shared_sigmoid(node: ast.BinOp, exps: dict[str, ast.expr]) -> ast.expr | None:
-    """σ(a) or σ(−a) (as ``a`` or ``-a``) if ``node`` is ``np.where(a < 0, e, 1.0)/(1 + e)``
-    or ``np.where(a < 0, 1.0, e)/(1 + e)`` for a shared exponential ``e = exp(−|a|)``."""
-    right = node.right
-    if not (isinstance(node.op, ast.Div) and isinstance(right, ast.BinOp) and isinstance(right.op, ast.Add)
-            and _one(right.left) and isinstance(right.right, ast.Name) and right.right.id in exps):
-        return None
-    e, where = right.right.id, node.left
-    if not (_np_call(where, "where") and len(where.args) == 3):  # type: ignore[attr-defined]
-        return None
-    _, if_negative, otherwise = where.args  # type: ignore[attr-defined]
-    a = exps[e]
-    if isinstance(if_negative, ast.Name) and if_negative.id == e and _one(otherwise):
-        return copy.deepcopy(a)
-    if isinstance(otherwise, ast.Name) and otherwise.id == e and _one(if_negative):
-        return _negated(copy.deepcopy(a))
-    return None
-
-
 def _one(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value == 1 and not isinstance(node.value, bool)
 
@@ -172,17 +152,13 @@ def _int(node: ast.AST) -> bool:
 
 
 class _Scalar(ast.NodeTransformer):
-    def __init__(self, shared: list[str] | None = None, exps: dict[str, ast.expr] | None = None):
+    def __init__(self, shared: list[str] | None = None):
         self.shared = shared  # names whose exp(-|name|) the lines read, when shared
-        self.exps = exps or {}  # the sigmoids' shared exponentials: name -> b of exp(min(b, cap))
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         a = _sigmoid_argument(node)
         if a is not None:  # exp(min(a, 0))/(1 + exp(-|a|)) = sigmoid(a)
             return _sigmoid_of(self.visit(a), self.shared)
-        b = _shared_sigmoid(node, self.exps)
-        if b is not None:  # where(a < 0, e, 1)/(1 + e) = sigmoid(a), and of -a, for e = exp(-|a|)
-            return _sigmoid_of(self.visit(b), self.shared)
         self.generic_visit(node)
         if isinstance(node.op, ast.Pow):
             square = _int(node.right) and node.right.value == 2  # type: ignore[attr-defined]
@@ -244,7 +220,6 @@ def scalar_body(lines: list[str]) -> list[str]:
     """
     out: list[str] = []
     defined: set[str] = set()  # names n whose _e_n holds exp(-|n|)
-    exps: dict[str, ast.expr] = {}  # a sigmoid's shared exponential, read through the sign test
     pieces = _pieces(lines)
     if pieces is None:  # lines the templates do not split into statements: all of them at once
         pieces = [(ast.parse("\n".join(lines)).body, lines)]
@@ -260,7 +235,7 @@ def scalar_body(lines: list[str]) -> list[str]:
             statements, text = piece
             for statement in statements:
                 try:
-                    out += _statement(statement, defined, exps)
+                    out += _statement(statement, defined)
                 except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
                     out += text[statement.lineno - 1:statement.end_lineno]
     return out
@@ -303,9 +278,7 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
         return True
 
     for line in lines:
-        # a line that defines or reads a sigmoid's shared exponential depends on the lines around
-        # it (its readers become sign tests): parsed with them
-        found = None if "_exp_" in line else line_template(line)
+        found = line_template(line)
         done = None if found is None else _rewritten(found[0])
         if done is None:
             run.append(line)
@@ -385,26 +358,16 @@ def _unparse(statement: ast.stmt) -> str:
         return ast.unparse(ast.fix_missing_locations(statement))
 
 
-def _statement(statement: ast.stmt, defined: set[str], exps: dict[str, ast.expr]) -> list[str]:
+def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
     """One top-level statement's lines for floats, after the ``_e_n`` lines it needs first."""
     if isinstance(statement, ast.If) and _batch_test(statement.test):  # its else runs for floats
-        return [line for s in statement.orelse for line in _statement(s, defined, exps)]
+        return [line for s in statement.orelse for line in _statement(s, defined)]
     if isinstance(statement, ast.Delete):  # frees arrays' memory early; nothing to free for floats
         return []
-    if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-            and isinstance(statement.targets[0], ast.Name) and _negated_abs_exp(statement.value) is not None:
-        exps[statement.targets[0].id] = _negated_abs_exp(statement.value)  # type: ignore[assignment]
-        return []  # its readers become sigmoids; one it does not match defines it (below)
     simple = isinstance(statement, (ast.Assign, ast.AugAssign, ast.Return, ast.Expr))
     shared: list[str] = []
-    rewritten = _Scalar(shared if simple else None, exps).visit(statement)
+    rewritten = _Scalar(shared if simple else None).visit(statement)
     out = []
-    read = {n.id for s in (rewritten if isinstance(rewritten, list) else [rewritten])
-            for n in ast.walk(s) if isinstance(n, ast.Name)}
-    pending = read & exps.keys()  # read other than as a sigmoid: computed after all
-    for e in [e for e in exps if e in pending] if pending else []:
-        b = _Scalar(None).visit(copy.deepcopy(exps.pop(e)))
-        out.append(f"{e} = _exp(-abs({ast.unparse(b)}))")
     for name in dict.fromkeys(shared):
         if name not in defined:
             out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
