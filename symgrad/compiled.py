@@ -11,6 +11,7 @@ scalars takes Python and NumPy floats straight to a body written for floats
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import linecache
@@ -22,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from .codegen import (
+    SUM_EACH,
+    SUM_TO,
     _batchable,
     _Function,
     _functions,
@@ -65,8 +68,10 @@ ENTRY_DOCS = {
 }
 
 
-def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool) -> str:
-    """Keyword-only versions of value, forward and value_and_grad that check their inputs first.
+def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool,
+                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS)) -> str:
+    """Keyword-only versions of value, forward and value_and_grad that check their inputs first
+    (those of ``names``), and ``unchecked_value``, the output with no checks.
 
     The bodies are the generated ones.  With ``fast`` (a graph of scalars),
     Python and NumPy floats that add up to a finite number go straight
@@ -98,8 +103,10 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         head += ["    if not _scalar:", f"        {check}", f"        _scalar = {every}"]
     text = [f"def unchecked_value({args}):",
             '    """The output, with no check of the inputs (complex steps pass)."""',
-            *_indent(functions["value"].body), "", ""]
+            *_indent(functions["value"].body), "", ""] if "unchecked_value" in names else []
     for name, doc in ENTRY_DOCS.items():
+        if name not in names:
+            continue
         scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
                   *_indent(_indent(_indent(scalar_body(functions[name].floats or functions[name].body)))),
                   "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
@@ -145,6 +152,10 @@ def load_module(source: str, kind: str, namespace: dict[str, Any]) -> types.Modu
     return module
 
 
+# what a batch value_and_grad calls to sum its gradients, the generated module's own helper
+_SUM_EACH = load_module(f"import numpy as np\n\n\n{SUM_TO}\n\n{SUM_EACH}", "helpers", {})._sum_each
+
+
 class Compiled:
     """A graph's generated NumPy code, compiled: value, gradients, forward and backward.
 
@@ -172,9 +183,6 @@ class Compiled:
     {'x': -8.0, 'y': -8.0, 'z': 6.0}
     """
 
-    value_and_grad: Callable[..., tuple[Any, dict[str, Any]]]
-    forward: Callable[..., tuple[Any, Any]]
-
     def __init__(self, graph: Graph, wrt: Iterable[str] | None = None):
         with _collector_paused():
             self._build(graph, wrt)
@@ -195,23 +203,56 @@ class Compiled:
         self._cached_dims = {d: cache.index(d) for d in graph_dims(graph) if d in cache}
         self.source = _module_text(self.program, functions)
         namespace = import_namespace(program_imports(self.program))  # a named error if one fails
-        self.module = load_module(self.source, "code", {})
-        entries = load_module(_entry_source(functions, graph.inputs, self.batchable), "entry", {
-            **namespace, "_sum_each": getattr(self.module, "_sum_each", None), "_MISSING": _MISSING,
+        self._functions = functions  # the bodies of the entry points, each compiled on first use
+        self._namespace = {
+            **namespace, "_sum_each": _SUM_EACH, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
             "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
-        })
-        self._files = {self.module.__file__, entries.__file__}
-        self._value = entries.value
-        self._unchecked_value = entries.unchecked_value
-        self.forward = entries.forward
-        self.value_and_grad = entries.value_and_grad
-        if not self.batchable and graph.inputs:  # arrays: finiteness checked where the output shows it
-            self._value = self._finite_where_shown(entries.value, False)
-            self.forward = self._finite_where_shown(entries.forward, True)
-            self.value_and_grad = self._finite_where_shown(entries.value_and_grad, True)
+        }
+        self._files: set[str] = set()  # the generated files loaded so far, for _evaluation_error
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
+
+    # Each generated function is compiled the first time it is used: a program of 10^5 nodes
+    # spends seconds in Python's compiler per function, and most uses call one or two of them.
+
+    @functools.cached_property
+    def module(self) -> types.ModuleType:
+        """The generated module (:attr:`source`), compiled on first use."""
+        with _collector_paused():
+            module = load_module(self.source, "code", {})
+        self._files.add(module.__file__)  # type: ignore[arg-type]
+        return module
+
+    def _entry(self, name: str, pair: bool | None) -> Callable[..., Any]:
+        """The entry point ``name`` compiled; with ``pair`` not None, and arrays checked for
+        finiteness where the output is not finite (:meth:`_finite_where_shown`)."""
+        text = _entry_source(self._functions, self.graph.inputs, self.batchable, (name,))
+        with _collector_paused():
+            entries = load_module(text, "entry", self._namespace)
+        self._files.add(entries.__file__)  # type: ignore[arg-type]
+        entry: Callable[..., Any] = getattr(entries, name)
+        if pair is None or self.batchable or not self.graph.inputs:
+            return entry
+        return self._finite_where_shown(entry, pair)
+
+    @functools.cached_property
+    def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:
+        """``value_and_grad(**inputs)``: ``(value, {input: gradient})``, the gradient of the value's sum."""
+        return self._entry("value_and_grad", True)
+
+    @functools.cached_property
+    def forward(self) -> Callable[..., tuple[Any, Any]]:
+        """``forward(**inputs)``: ``(value, cache)``, the cache for :meth:`backward`."""
+        return self._entry("forward", True)
+
+    @functools.cached_property
+    def _value(self) -> Callable[..., Any]:
+        return self._entry("value", False)
+
+    @functools.cached_property
+    def _unchecked_value(self) -> Callable[..., Any]:
+        return self._entry("unchecked_value", None)
 
     def __call__(self, *args: Any, **inputs: Any) -> Any:
         """The output's value at ``inputs``."""

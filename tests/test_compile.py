@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import os
 import subprocess
 import sys
@@ -457,3 +458,21 @@ def test_cli_codegen_writes_and_prints(tmp_path, capsys):
     assert "def value_and_grad(x, y):" in capsys.readouterr().out
     assert main(["codegen", "x * y", "--wrt", "q"]) == 2
     assert "'q'" in capsys.readouterr().err
+
+
+def test_each_generated_function_is_compiled_the_first_time_it_is_used():
+    f = sg.graph("sigmoid(x*y) + log(1 + y*y)").compile()
+    lazy = ("module", "value_and_grad", "forward", "_value", "_unchecked_value")
+    assert not any(name in vars(f) for name in lazy)  # compile wrote the text; nothing ran yet
+    value, grads = f.value_and_grad(x=0.5, y=-2.0)
+    assert [name for name in lazy if name in vars(f)] == ["value_and_grad"]
+    assert f.value_and_grad is f.value_and_grad  # compiled once
+    s = 1 / (1 + math.exp(1.0))
+    assert value == pytest.approx(s + math.log(5.0), rel=1e-14)
+    assert grads["x"] == pytest.approx(s * (1 - s) * -2.0, rel=1e-14)
+    assert grads["y"] == pytest.approx(s * (1 - s) * 0.5 - 4.0 / 5.0, rel=1e-14)
+    out, cache = f.forward(x=0.5, y=-2.0)
+    assert out == value and f(x=0.5, y=-2.0) == value
+    assert f.backward(1.0, cache) == pytest.approx(grads, rel=1e-15)
+    positional = f.module.value_and_grad(0.5, -2.0)  # the module, compiled by backward's use
+    assert positional == (pytest.approx(value, rel=1e-15), pytest.approx(grads, rel=1e-15))
