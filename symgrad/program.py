@@ -174,6 +174,14 @@ def build_program(graph: Graph, wrt: Iterable[str] | None = None) -> Program:
         if name in labels:
             raise SymgradError(f"{name!r} holds integer labels; labels have no gradient")
     wrt = tuple(dict.fromkeys(wrt))  # each input once
+    built: dict[tuple[str, ...], Program] = vars(graph).setdefault("_programs", {})  # a graph does not change
+    if wrt not in built:
+        built[wrt] = _program(graph, wrt)
+    return built[wrt]
+
+
+def _program(graph: Graph, wrt: tuple[str, ...]) -> Program:
+    """:func:`build_program` for a checked ``wrt``."""
     g = graph.nx
     forward = tuple(
         Assign(n, graph.symbol(n), _forward(graph, n)) for n in graph.operations
