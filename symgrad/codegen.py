@@ -447,25 +447,26 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     reduced_iter = iter(reduced)
     for target in targets:
         if target in zeros:
-            lines.append(f"{target} = {zeros[target]}")
+            lines.append(f"{target.name} = {zeros[target]}")
             continue
         expr = next(reduced_iter)
         for s in _needed(expr, shared_expr, position, placed):
             shapes[s] = _shape(shared_expr[s], shapes) or ()
-            lines.append(f"{s} = {_code(shared_expr[s], str(target), shapes, ints, xp)}")
+            lines.append(f"{s.name} = {_code(shared_expr[s], target.name, shapes, ints, xp)}")
             placed.add(s)
         if target in gradients and isinstance(expr, broadcast_to):  # a fresh array, not a read-only view
             value = expr.args[0]
-            fill = _number(value, str(target)) if value.is_Number else \
-                _code(value, str(target), shapes, ints, xp)
+            fill = _number(value, target.name) if value.is_Number else \
+                _code(value, target.name, shapes, ints, xp)
             code = f"{lib}.full({show(expr.array_shape())}, {fill})" if not xp or value.is_Number else \
                 f"xp.zeros({show(expr.array_shape())}) + {fill}"  # the standard fills with numbers only
         else:
-            code = _number(expr, str(target)) if expr.is_Number else \
-                _code(expr, str(target), shapes, ints, xp)
-        lines.append(f"{target} = {code}")
-    adjoint_names = {str(t) for t in targets} | {str(s) for s in position} | {str(program.dout)}
-    free = {str(s) for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
+            code = _number(expr, target.name) if expr.is_Number else \
+                _code(expr, target.name, shapes, ints, xp)
+        lines.append(f"{target.name} = {code}")
+    adjoint_names = {t.name for t in targets} | {s.name for s in position} | {program.dout.name}
+    free = {s.name if s.is_Symbol else str(s)
+            for e in [*reduced, *shared_expr.values()] for s in e.free_symbols}
     free |= {code for code in results.values() if code.isidentifier()}  # a gradient folded to a copy
     free |= {str(n) for a in program.backward if a.target in zeros for n in a.shape if named(n)}
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
