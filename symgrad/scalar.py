@@ -294,7 +294,13 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
 
 def _filled(template: str, names: list[str]) -> str:
     """``template`` with its holes ``ξiξ`` replaced by ``names[i]``."""
-    return _HOLE.sub(lambda m: names[int(m.group(1))], template)
+    return _format(template).format(*names)
+
+
+@lru_cache(maxsize=4096)
+def _format(template: str) -> str:
+    """``template`` as a format string: ``ξiξ`` becomes ``{i}``, a brace doubled."""
+    return _HOLE.sub(r"{\1}", template.replace("{", "{{").replace("}", "}}"))
 
 
 def line_template(line: str) -> tuple[str, list[str]] | None:
