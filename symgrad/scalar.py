@@ -246,6 +246,7 @@ def scalar_body(lines: list[str]) -> list[str]:
 _ASSIGNMENT = re.compile(r"[A-Za-z_]\w* = ")
 _IDENTIFIER = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name; not an attribute, not a number's exponent
 _KEPT = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"np"}  # what the rewrite reads
+_UNTEMPLATED = re.compile(r"['\"#\\;:]| \.|\. ")  # quotes, comments, backslashes, spaces around dots
 _HOLE = re.compile("\u03be(\\d+)\u03be")  # ξ0ξ, ξ1ξ, ...: the names of a template, in order
 
 class _Rewrite(NamedTuple):
@@ -307,8 +308,7 @@ def line_template(line: str) -> tuple[str, list[str]] | None:
     """``line`` with its names replaced by ``ξ0ξ``, ``ξ1ξ``, ... in order of appearance, and the
     names; None for a line that is not a plain one-line assignment of names, numbers and
     NumPy calls (quotes, comments, backslashes, spaces around dots, other characters)."""
-    if not line.isascii() or not _ASSIGNMENT.match(line) or any(c in line for c in "'\"#\\;:") \
-            or " ." in line or ". " in line:
+    if not line.isascii() or not _ASSIGNMENT.match(line) or _UNTEMPLATED.search(line):
         return None
     names: dict[str, str] = {}
 
