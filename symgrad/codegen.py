@@ -517,14 +517,17 @@ def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp
     """The adjoints substituted into their one use (``exprs`` updated): each negated one
     (``dq7 = -q8**2``) read once, by elementwise arithmetic, where the signs then usually
     cancel: ``dq4 = q8**2*q6`` instead of ``dq7 = -q8**2``, ``dq5 = dq7*q6``, ``dq4 = -dq5``,
-    two passes over the arrays instead of four.  ``kept`` (the gradients) stay."""
+    two passes over the arrays instead of four.  So is each scaled one (``dq2 = 0.044715*dq4``),
+    whose number then joins its reader's (``0.134145*dq4*x**2``, not ``3*dq2*x**2``).
+    ``kept`` (the gradients) stay."""
     done: set[sp.Symbol] = set()
     readers: dict[sp.Symbol, set[int]] = {}  # each symbol: the expressions that may read it
     for j, e in enumerate(exprs):
         for s in e.free_symbols:
             readers.setdefault(s, set()).add(j)
     for i, (t, e) in enumerate(zip(targets, exprs)):
-        if t in kept or not e.could_extract_minus_sign():
+        scaled = e.is_Mul and e.args[0].is_Number and abs(e.args[0]) != 1
+        if t in kept or not (scaled or e.could_extract_minus_sign()):
             continue
         users = [j for j in sorted(readers.get(t, ())) if j > i and t in exprs[j].free_symbols]
         if len(users) != 1:
