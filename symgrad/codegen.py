@@ -69,7 +69,7 @@ from .graph import Graph
 from .names import check_names
 from .printing import array_api_code, float_literal, imports_of, numpy_code
 from .program import Program, build_program
-from .tensors import broadcast_to, mean, reduce_sum, shape_of, sum_to
+from .tensors import amax, broadcast_to, logsumexp, mean, reduce_sum, shape_of, sum_to
 from .values import label_classes
 
 SUM_TO = '''\
@@ -225,18 +225,24 @@ def _functions(program: Program) -> dict[str, _Function]:
     out = g.output
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
-    forward = [f"{a.target} = {_code(a.expr, a.node, shapes, ints)}" for a in program.forward]
+    shared, differences = _share_softmaxes(program, shapes, ints)
+    forward = [line for a in program.forward
+               for line in shared.get(a.target.name, [f"{a.target} = {_code(a.expr, a.node, shapes, ints)}"])]
 
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
     plain = together  # the float lines share exponentials their own way (symgrad.scalar)
     together_forward, together = _share_sigmoids(forward, together, set(g.nx))
+    sigmoids_shared = together_forward != forward
+    together_forward = _unread_dropped(together_forward, differences, together, out)
+    value_forward = _unread_dropped(forward, differences, [], out)
+    forward = _unread_dropped(forward, differences - used, [], out)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
     made = [line.split(" = ")[0] for line in together_forward]
-    node_of = {n: n if n in g.nx else n.removeprefix("_exp_") for n in made}  # _exp_q: q's shape
+    node_of = {n: n if n in g.nx else re.sub(r"^_(exp|max|sum)_", "", n) for n in made}  # _exp_q: q's
     dead = [n for n in made if n != out and n not in read and (batchable or g.shape(node_of[n]) != ())]
     if dead and batchable:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
@@ -279,8 +285,8 @@ def _functions(program: Program) -> dict[str, _Function]:
     else:  # arrays: each forward value freed after the line that reads it last, forward lines too
         numbers = {n for n in made if g.shape(node_of[n]) == ()}
         together_body = [*_freeing([*together_forward, *together], [], kept | numbers), *ending]
-    value_body = [*forward, f"return {out}"]
-    float_body = [*forward, *plain, *ending] if together_forward != forward else None
+    value_body = [*value_forward, f"return {out}"]
+    float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
@@ -333,6 +339,58 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
     if shared:  # one pass over the lines, each sigmoid looked up
         adjoints = [_SIGMOID_TEXT.sub(share, line) if "np.minimum(" in line else line for line in adjoints]
     return forward_out, adjoints
+
+
+def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
+                     ints: set[sp.Symbol]) -> tuple[dict[str, list[str]], set[str]]:
+    """Lines for each softmax ``p = exp(x - l)`` of ``l = logsumexp(x, axis, keepdims=True)``,
+    sharing its exponentials: ``l`` computes ``_exp_l = np.exp(x - _max_l)`` and its sum
+    ``_sum_l`` on the way, and ``p = _exp_l/_sum_l``, one ``exp`` over ``x`` instead of two.
+
+    Returns {node: the lines that compute it} for ``l`` and ``p``, and the names the
+    caller drops where nothing else reads them: ``l``, and the differences ``x - l``
+    that ``p`` was the exponential of.
+    """
+    lines: dict[str, list[str]] = {}
+    differences: set[str] = set()
+    node_of = {a.target: a for a in program.forward}
+    for a in program.forward:
+        e = a.expr
+        if not (isinstance(e, logsumexp) and e.args[0].is_Symbol and e.keepdims):
+            continue
+        x, l = e.args[0], a.target
+        softmaxes = []
+        for p in program.forward:
+            if not isinstance(p.expr, sp.exp):
+                continue
+            inner = p.expr.args[0]
+            if inner == x - l:
+                softmaxes.append(p)
+            elif inner in node_of and node_of[inner].expr == x - l:
+                softmaxes.append(p)
+                differences.add(inner.name)
+        if not softmaxes:
+            continue
+        m, ex, total = (sp.Symbol(f"_{k}_{l}", real=True) for k in ("max", "exp", "sum"))
+        shapes.update({m: shapes[l], ex: shapes[x], total: shapes[l]})
+        lines[l.name] = [f"{m} = {_code(amax(x, e.args[1], sp.true), a.node, shapes, ints)}",
+                         f"{ex} = {_code(sp.exp(x - m), a.node, shapes, ints)}",
+                         f"{total} = {_code(reduce_sum(ex, e.args[1], sp.true), a.node, shapes, ints)}",
+                         f"{l} = {_code(sp.log(total) + m, a.node, shapes, ints)}"]
+        for p in softmaxes:
+            lines[p.target.name] = [f"{p.target} = {ex}/{total}"]
+        differences.add(l.name)  # a softmax alone needs no log
+    return lines, differences
+
+
+def _unread_dropped(lines: list[str], names: set[str], later: list[str], out: str) -> list[str]:
+    """``lines`` without the assignments of ``names`` that no other line (nor ``later``) reads."""
+    while True:
+        read = {n for line in [*lines, *later] for n in _NAME.findall(line.split(" = ", 1)[-1])}
+        kept = [line for line in lines if line.split(" = ")[0] not in names - read - {out}]
+        if len(kept) == len(lines):
+            return kept
+        lines = kept
 
 
 def _freeing(lines: list[str], made: list[str], kept: set[str]) -> list[str]:
@@ -533,7 +591,7 @@ def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp
         if len(users) != 1:
             continue
         use = exprs[users[0]]
-        if use.count(t) == 1 and not _inside_array_function(use, t):
+        if not _inside_array_function(use, t) and sp.Basic.count(use, t) == 1:  # a reduction has count()
             exprs[users[0]] = use.xreplace({t: e})
             for s in e.free_symbols:  # what it reads now
                 readers.setdefault(s, set()).add(users[0])
