@@ -811,6 +811,17 @@ def hand_gelu(x, w):
     return loss, {"x": w * (half + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x2))}
 
 
+def hand_gelu_exact(x, w):
+    """:func:`hand_gelu` with tanh' = 1 − t² spelled as symgrad's op table does: 4e/(1 + e)²,
+    e = exp(−2|u|), exact where 1 − t² rounds to 0 (|u| > 19) and loses digits before that."""
+    x2 = x * x
+    u = GELU_C * (x + 0.044715 * (x2 * x))
+    half = 0.5 * (1 + np.tanh(u))
+    loss = np.sum(x * half * w)
+    e = np.exp(-2 * np.abs(u))
+    return loss, {"x": w * (half + 2 * x * e / (1 + e) ** 2 * GELU_C * (1 + 3 * 0.044715 * x2))}
+
+
 def hand_attention(Q, K, W):
     """sum(softmax(Q Kᵀ/√d)·W) over rows, and its gradients in Q and K, written by hand."""
     scale = 1 / math.sqrt(Q.shape[1])
@@ -849,6 +860,9 @@ def user_layers() -> list[tuple[str, Any, dict[str, tuple[int, ...]], list[str],
     return [
         ("GELU (tanh form), (256, 1024)", "sum(x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3))) * w)",
          {"x": (N, D), "w": (N, D)}, ["x"], hand_gelu),
+        ("  the same, against hand-written NumPy with the exact tanh'",
+         "sum(x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3))) * w)",
+         {"x": (N, D), "w": (N, D)}, ["x"], hand_gelu_exact),
         ("attention scores softmax(Q Kᵀ/√d), T=128 d=64", f"sum(softmax(Q @ K.T / sqrt({d}), axis=-1) * W)",
          {"Q": (T, d), "K": (T, d), "W": (T, T)}, ["Q", "K"], hand_attention),
         ("layer norm with gain and bias, (256, 1024)", layer_norm,
