@@ -21,6 +21,12 @@
    import time, as one table of the performance goals with a "now" column.
 6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
    a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
+7. Cheap gradients: gradient / forward in operations and time for every family and front end,
+   and the traced front end's time and memory per node.
+8. A user's own layers: GELU (tanh form), attention scores softmax(Q Kᵀ/√d) and layer norm with
+   gain and bias, written as a string or a traced callable and compiled, one value_and_grad of
+   sum(layer · w) against the same forward and backward written by hand in NumPy, after checking
+   that both give the same value and gradients (goal: within 1.1x).
 
 Every timing warms its contenders up, then runs them interleaved (a different one first each
 round) and reports the min and the median, so other load on the machine inflates both sides
