@@ -358,28 +358,28 @@ def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
         e = a.expr
         if not (isinstance(e, logsumexp) and e.args[0].is_Symbol and e.keepdims):
             continue
-        x, l = e.args[0], a.target
+        x, lse = e.args[0], a.target
         softmaxes = []
         for p in program.forward:
             if not isinstance(p.expr, sp.exp):
                 continue
             inner = p.expr.args[0]
-            if inner == x - l:
+            if inner == x - lse:
                 softmaxes.append(p)
-            elif inner in node_of and node_of[inner].expr == x - l:
+            elif inner in node_of and node_of[inner].expr == x - lse:
                 softmaxes.append(p)
                 differences.add(inner.name)
         if not softmaxes:
             continue
-        m, ex, total = (sp.Symbol(f"_{k}_{l}", real=True) for k in ("max", "exp", "sum"))
-        shapes.update({m: shapes[l], ex: shapes[x], total: shapes[l]})
-        lines[l.name] = [f"{m} = {_code(amax(x, e.args[1], sp.true), a.node, shapes, ints)}",
+        m, ex, total = (sp.Symbol(f"_{k}_{lse}", real=True) for k in ("max", "exp", "sum"))
+        shapes.update({m: shapes[lse], ex: shapes[x], total: shapes[lse]})
+        lines[lse.name] = [f"{m} = {_code(amax(x, e.args[1], sp.true), a.node, shapes, ints)}",
                          f"{ex} = {_code(sp.exp(x - m), a.node, shapes, ints)}",
                          f"{total} = {_code(reduce_sum(ex, e.args[1], sp.true), a.node, shapes, ints)}",
-                         f"{l} = {_code(sp.log(total) + m, a.node, shapes, ints)}"]
+                         f"{lse} = {_code(sp.log(total) + m, a.node, shapes, ints)}"]
         for p in softmaxes:
             lines[p.target.name] = [f"{p.target} = {ex}/{total}"]
-        differences.add(l.name)  # a softmax alone needs no log
+        differences.add(lse.name)  # a softmax alone needs no log
     return lines, differences
 
 

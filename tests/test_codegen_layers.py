@@ -31,7 +31,8 @@ C = math.sqrt(2 / math.pi)
 def gelu_by_hand(x, w):
     t = np.tanh(C * (x + 0.044715 * x**3))
     dt = 1 - t * t
-    return np.sum(x / 2 * (1 + t) * w), {"x": w * (0.5 * (1 + t) + x / 2 * dt * C * (1 + 3 * 0.044715 * x**2))}
+    dx = w * (0.5 * (1 + t) + x / 2 * dt * C * (1 + 3 * 0.044715 * x**2))
+    return np.sum(x / 2 * (1 + t) * w), {"x": dx}
 
 
 def attention_by_hand(Q, K, W):
@@ -133,12 +134,14 @@ def test_layer_norm_with_a_named_batch():
 
 
 @pytest.mark.parametrize("text, shapes", [
-    ("sum(log_softmax(x, axis=-1) * w) + sum(softmax(x, axis=-1) * v)", {"x": (3, 4), "w": (3, 4), "v": (3, 4)}),
+    ("sum(log_softmax(x, axis=-1) * w) + sum(softmax(x, axis=-1) * v)",
+     {"x": (3, 4), "w": (3, 4), "v": (3, 4)}),
     ("sum(softmax(x, axis=0) * w)", {"x": (3, 4), "w": (3, 4)}),
     ("sum(softmax(x) * w)", {"x": (5,), "w": (5,)}),
     ("sum(softmax(Q @ K.mT / 2, axis=-1) @ V)", {"Q": (2, 3, 4), "K": (2, 3, 4), "V": (2, 3, 2)}),
     ("mean(softmax_cross_entropy(s, y)) + sum(softmax(s, axis=1) * s)", {"s": (4, 3), "y": (4,)}),
-    ("logsumexp(x, axis=1) @ v + sum(exp(x - logsumexp(x, axis=1, keepdims=True)))", {"x": (3, 4), "v": (3,)}),
+    ("logsumexp(x, axis=1) @ v + sum(exp(x - logsumexp(x, axis=1, keepdims=True)))",
+     {"x": (3, 4), "v": (3,)}),
 ])
 def test_softmaxes_sharing_their_exponentials_keep_every_gradient(text, shapes):
     rng = np.random.default_rng(1)
