@@ -17,8 +17,9 @@
    with concrete and with named sizes (goal: below 5%).
 5. Against the peers: the lectures' scalars against SymPy's lambdify (math and NumPy modules,
    with cse) and JAX, PyTorch, PyTensor and autograd where installed (skipped otherwise); the
-   two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch and the
-   import time, as one table of the performance goals with a "now" column.
+   two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch, a
+   user's own layers (section 8) and the import time, as one table of the performance goals
+   with a "now" column.
 6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
    a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
 7. Cheap gradients: gradient / forward in operations and time for every family and front end,
@@ -646,6 +647,10 @@ def peers(quick: bool) -> None:
     t = batch_sigmoid(quick)
     rows.append(["sigmoid neuron, 100k-point batch, / hand", f"fused {ratios(t['fused'], t['hand'])}, "
                  f"unfused {ratios(t['unfused'], t['hand'])}", "-", "fused ≤ unfused ≤ 1.1x"])
+    layers = [layer_times(source, shapes, wrt, hand, quick) for _, source, shapes, wrt, hand in user_layers()]
+    rows.append(["a user's own layers, fwd+bwd, / hand: GELU (/ hand with the exact tanh') / attention "
+                 "scores / layer norm", " / ".join(ratios(t["compiled"], t["hand"]) for t in layers), "-",
+                 "≤ 1.1x each"])
     rows.append(["import symgrad (its public names load on first use)", f"{import_time():.2f} s", "-",
                  "≤ 0.3 s"])
     version = import_time("from symgrad.cli import main; main(['--version'])")
