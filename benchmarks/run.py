@@ -17,10 +17,17 @@
    with concrete and with named sizes (goal: below 5%).
 5. Against the peers: the lectures' scalars against SymPy's lambdify (math and NumPy modules,
    with cse) and JAX, PyTorch, PyTensor and autograd where installed (skipped otherwise); the
-   two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch and the
-   import time, as one table of the performance goals with a "now" column.
+   two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch, a
+   user's own layers (section 8) and the import time, as one table of the performance goals
+   with a "now" column.
 6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
    a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
+7. Cheap gradients: gradient / forward in operations and time for every family and front end,
+   and the traced front end's time and memory per node.
+8. A user's own layers: GELU (tanh form), attention scores softmax(Q Kᵀ/√d) and layer norm with
+   gain and bias, written as a string or a traced callable and compiled, one value_and_grad of
+   sum(layer · w) against the same forward and backward written by hand in NumPy, after checking
+   that both give the same value and gradients (goal: within 1.1x).
 
 Every timing warms its contenders up, then runs them interleaved (a different one first each
 round) and reports the min and the median, so other load on the machine inflates both sides
@@ -640,6 +647,10 @@ def peers(quick: bool) -> None:
     t = batch_sigmoid(quick)
     rows.append(["sigmoid neuron, 100k-point batch, / hand", f"fused {ratios(t['fused'], t['hand'])}, "
                  f"unfused {ratios(t['unfused'], t['hand'])}", "-", "fused ≤ unfused ≤ 1.1x"])
+    layers = [layer_times(source, shapes, wrt, hand, quick) for _, source, shapes, wrt, hand in user_layers()]
+    rows.append(["a user's own layers, fwd+bwd, / hand: GELU (/ hand with the exact tanh') / attention "
+                 "scores / layer norm", " / ".join(ratios(t["compiled"], t["hand"]) for t in layers), "-",
+                 "≤ 1.1x each"])
     rows.append(["import symgrad (its public names load on first use)", f"{import_time():.2f} s", "-",
                  "≤ 0.3 s"])
     version = import_time("from symgrad.cli import main; main(['--version'])")
@@ -797,6 +808,110 @@ def cheap_gradients(quick: bool) -> None:
     table(["family", "n", "nodes", "seconds", "peak MiB", "KiB per node"], rows)
 
 
+# -- 8. a user's own layers ------------------------------------------------------------------------
+
+GELU_C = math.sqrt(2 / math.pi)
+
+
+def hand_gelu(x, w):
+    """sum(gelu(x)·w), gelu in its tanh form, and its gradient in x, written by hand."""
+    x2 = x * x
+    t = np.tanh(GELU_C * (x + 0.044715 * (x2 * x)))
+    half = 0.5 * (1 + t)
+    loss = np.sum(x * half * w)
+    return loss, {"x": w * (half + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x2))}
+
+
+def hand_gelu_exact(x, w):
+    """:func:`hand_gelu` with tanh' = 1 − t² spelled as symgrad's op table does: 4e/(1 + e)²,
+    e = exp(−2|u|), exact where 1 − t² rounds to 0 (|u| > 19) and loses digits before that."""
+    x2 = x * x
+    u = GELU_C * (x + 0.044715 * (x2 * x))
+    half = 0.5 * (1 + np.tanh(u))
+    loss = np.sum(x * half * w)
+    e = np.exp(-2 * np.abs(u))
+    return loss, {"x": w * (half + 2 * x * e / (1 + e) ** 2 * GELU_C * (1 + 3 * 0.044715 * x2))}
+
+
+def hand_attention(Q, K, W):
+    """sum(softmax(Q Kᵀ/√d)·W) over rows, and its gradients in Q and K, written by hand."""
+    scale = 1 / math.sqrt(Q.shape[1])
+    s = (Q @ K.T) * scale
+    s -= s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    p = e / e.sum(axis=1, keepdims=True)
+    pw = p * W
+    ds = pw - p * pw.sum(axis=1, keepdims=True)  # softmax's backward, from the forward's p·W
+    ds *= scale
+    return pw.sum(), {"Q": ds @ K, "K": ds.T @ Q}
+
+
+def hand_layer_norm(x, gamma, beta, w):
+    """sum(layer_norm(x)·γ + β)·w) over the last axis, and its gradients in x, γ and β, by hand."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    inv = 1 / np.sqrt((xc * xc).mean(axis=1, keepdims=True) + 1e-5)
+    xhat = xc * inv
+    loss = np.sum((xhat * gamma + beta) * w)
+    dxhat = w * gamma
+    dx = inv * (dxhat - dxhat.mean(axis=1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=1, keepdims=True))
+    return loss, {"x": dx, "gamma": (w * xhat).sum(axis=0), "beta": w.sum(axis=0)}
+
+
+def layer_norm(x, gamma, beta, w):
+    """The layer norm as a user writes it over traced arrays."""
+    mu = sg.mean(x, axis=-1, keepdims=True)
+    xc = x - mu
+    var = sg.mean(xc * xc, axis=-1, keepdims=True)
+    return sg.sum((xc / sg.sqrt(var + 1e-5) * gamma + beta) * w)
+
+
+def user_layers() -> list[tuple[str, Any, dict[str, tuple[int, ...]], list[str], Callable[..., Any]]]:
+    """(name, graph source, shapes, gradients wanted, hand-written value and gradients) per layer."""
+    N, D, T, d = 256, 1024, 128, 64
+    return [
+        ("GELU (tanh form), (256, 1024)", "sum(x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3))) * w)",
+         {"x": (N, D), "w": (N, D)}, ["x"], hand_gelu),
+        ("  the same, against hand-written NumPy with the exact tanh'",
+         "sum(x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3))) * w)",
+         {"x": (N, D), "w": (N, D)}, ["x"], hand_gelu_exact),
+        ("attention scores softmax(Q Kᵀ/√d), T=128 d=64", f"sum(softmax(Q @ K.T / sqrt({d}), axis=-1) * W)",
+         {"Q": (T, d), "K": (T, d), "W": (T, T)}, ["Q", "K"], hand_attention),
+        ("layer norm with gain and bias, (256, 1024)", layer_norm,
+         {"x": (N, D), "gamma": (D,), "beta": (D,), "w": (N, D)}, ["x", "gamma", "beta"], hand_layer_norm),
+    ]
+
+
+def layer_times(source: Any, shapes: dict[str, tuple[int, ...]], wrt: list[str], hand: Callable[..., Any],
+                quick: bool) -> dict[str, tuple[float, float]]:
+    """(min, median) seconds of one compiled value_and_grad call and of the hand-written layer,
+    after checking that both give the same value and gradients."""
+    rng = np.random.default_rng(0)
+    point = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    f = sg.graph(source, shapes=shapes).compile(wrt=wrt)
+    value, grads = f.value_and_grad(**point)
+    want, want_grads = hand(**point)
+    assert np.allclose(value, want, rtol=1e-10), (value, want)
+    for n in wrt:
+        assert np.allclose(grads[n], want_grads[n], rtol=1e-8, atol=1e-10), n
+    return timings({"hand": lambda: hand(**point), "compiled": lambda: f.value_and_grad(**point),
+                    "generated": lambda: f.module.value_and_grad(**point)},
+                   number=1, rounds=20 if quick else 100)
+
+
+def own_layers(quick: bool) -> list[list[str]]:
+    print("\n8. a user's own layers, forward + backward of sum(layer(x)·w), against hand-written NumPy")
+    print("   (the same data and the same loss; goal: compiled within 1.1x)")
+    rows = []
+    for name, source, shapes, wrt, hand in user_layers():
+        t = layer_times(source, shapes, wrt, hand, quick)
+        rows.append([name, pair(t["hand"], 1e3), pair(t["compiled"], 1e3), ratios(t["compiled"], t["hand"]),
+                     ratios(t["generated"], t["hand"])])
+    table(["layer", "hand ms", "compiled ms", "compiled/hand", "generated/hand"], rows)
+    print("   compiled: the compiled value_and_grad (with input checks); generated: the module's own")
+    print("   function; each cell: min/median")
+    return rows
+
+
 def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
@@ -806,10 +921,10 @@ def table(header: list[str], rows: list[list[str]], indent: str = "   ") -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer repeats")
-    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5, 6, 7], action="append",
+    parser.add_argument("--section", type=int, choices=[1, 2, 3, 4, 5, 6, 7, 8], action="append",
                         help="run only this section (repeatable; 3 needs 2's graphs and runs it too)")
     args = parser.parse_args(argv)
-    sections = set(args.section or [1, 2, 3, 4, 5, 6, 7])
+    sections = set(args.section or [1, 2, 3, 4, 5, 6, 7, 8])
     if 1 in sections:
         lecture_latency(args.quick)
     if sections & {2, 3}:
@@ -825,6 +940,8 @@ def main(argv: list[str] | None = None) -> int:
         growth(args.quick)
     if 7 in sections:
         cheap_gradients(args.quick)
+    if 8 in sections:
+        own_layers(args.quick)
     return 0
 
 

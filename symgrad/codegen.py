@@ -12,9 +12,14 @@ header naming the expression and its inputs, then three straight-line functions.
 - ``value_and_grad(x, ...)`` does both in one function with ``dout = 1``,
   adjoints that come out constants or copies folded into their uses (and
   negated ones read once, whose signs then cancel: ``dq4 = q6*q8**2``),
-  forward arrays the gradients do not read deleted before they are computed,
   and each value deleted after the line that reads it last (so the allocator
-  reuses their memory instead of handing out fresh pages).  A sigmoid node
+  reuses their memory instead of handing out fresh pages): in a graph of
+  arrays, forward values too, as soon as neither the forward lines nor the
+  gradients read them any more; in a graph of scalars, which may be run on a
+  batch, the forward values the gradients do not read are deleted before
+  the gradients are computed.  The adjoints read forward values instead of
+  computing them again (``exp(q3 - q4)`` is ``q6`` where ``q6 = np.exp(q5)``
+  and ``q5 = q3 - q4``).  A sigmoid node
   ``q`` of a name keeps its exponential (``_exp_q``), from which its
   gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``.
 
@@ -64,7 +69,7 @@ from .graph import Graph
 from .names import check_names
 from .printing import array_api_code, float_literal, imports_of, numpy_code
 from .program import Program, build_program
-from .tensors import broadcast_to, shape_of
+from .tensors import amax, broadcast_to, logsumexp, mean, reduce_sum, shape_of, sum_to
 from .values import label_classes
 
 SUM_TO = '''\
@@ -220,20 +225,26 @@ def _functions(program: Program) -> dict[str, _Function]:
     out = g.output
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
-    forward = [f"{a.target} = {_code(a.expr, a.node, shapes, ints)}" for a in program.forward]
+    shared, differences = _share_softmaxes(program, shapes, ints)
+    forward = [line for a in program.forward
+               for line in shared.get(a.target.name, [f"{a.target} = {_code(a.expr, a.node, shapes, ints)}"])]
 
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
     plain = together  # the float lines share exponentials their own way (symgrad.scalar)
     together_forward, together = _share_sigmoids(forward, together, set(g.nx))
+    sigmoids_shared = together_forward != forward
+    together_forward = _unread_dropped(together_forward, differences, together, out)
+    value_forward = _unread_dropped(forward, differences, [], out)
+    forward = _unread_dropped(forward, differences - used, [], out)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
     made = [line.split(" = ")[0] for line in together_forward]
-    node_of = {n: n if n in g.nx else n.removeprefix("_exp_") for n in made}  # _exp_q: q's shape
+    node_of = {n: n if n in g.nx else re.sub(r"^_(exp|max|sum)_", "", n) for n in made}  # _exp_q: q's
     dead = [n for n in made if n != out and n not in read and (batchable or g.shape(node_of[n]) != ())]
-    if dead:  # arrays kept to the end would make the gradients' arrays take fresh memory
+    if dead and batchable:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
     guard = [out] + _batch_blind(program) if batchable and program.wrt else []
@@ -269,9 +280,13 @@ def _functions(program: Program) -> dict[str, _Function]:
     forward_body = [*forward, f"return {out}, ({names})"]
     ending = [*summing, *_returns(folded, [], out)]
     kept = {n for line in ending for n in _NAME.findall(line)}
-    together_body = [*together_forward, *_freeing(together, made, kept), *ending]
-    value_body = [*forward, f"return {out}"]
-    float_body = [*forward, *plain, *ending] if together_forward != forward else None
+    if batchable:
+        together_body = [*together_forward, *_freeing(together, made, kept), *ending]
+    else:  # arrays: each forward value freed after the line that reads it last, forward lines too
+        numbers = {n for n in made if g.shape(node_of[n]) == ()}
+        together_body = [*_freeing([*together_forward, *together], [], kept | numbers), *ending]
+    value_body = [*value_forward, f"return {out}"]
+    float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
@@ -324,6 +339,58 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
     if shared:  # one pass over the lines, each sigmoid looked up
         adjoints = [_SIGMOID_TEXT.sub(share, line) if "np.minimum(" in line else line for line in adjoints]
     return forward_out, adjoints
+
+
+def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
+                     ints: set[sp.Symbol]) -> tuple[dict[str, list[str]], set[str]]:
+    """Lines for each softmax ``p = exp(x - l)`` of ``l = logsumexp(x, axis, keepdims=True)``,
+    sharing its exponentials: ``l`` computes ``_exp_l = np.exp(x - _max_l)`` and its sum
+    ``_sum_l`` on the way, and ``p = _exp_l/_sum_l``, one ``exp`` over ``x`` instead of two.
+
+    Returns {node: the lines that compute it} for ``l`` and ``p``, and the names the
+    caller drops where nothing else reads them: ``l``, and the differences ``x - l``
+    that ``p`` was the exponential of.
+    """
+    lines: dict[str, list[str]] = {}
+    differences: set[str] = set()
+    node_of = {a.target: a for a in program.forward}
+    for a in program.forward:
+        e = a.expr
+        if not (isinstance(e, logsumexp) and e.args[0].is_Symbol and e.keepdims):
+            continue
+        x, lse = e.args[0], a.target
+        softmaxes = []
+        for p in program.forward:
+            if not isinstance(p.expr, sp.exp):
+                continue
+            inner = p.expr.args[0]
+            if inner == x - lse:
+                softmaxes.append(p)
+            elif inner in node_of and node_of[inner].expr == x - lse:
+                softmaxes.append(p)
+                differences.add(inner.name)
+        if not softmaxes:
+            continue
+        m, ex, total = (sp.Symbol(f"_{k}_{lse}", real=True) for k in ("max", "exp", "sum"))
+        shapes.update({m: shapes[lse], ex: shapes[x], total: shapes[lse]})
+        lines[lse.name] = [f"{m} = {_code(amax(x, e.args[1], sp.true), a.node, shapes, ints)}",
+                         f"{ex} = {_code(sp.exp(x - m), a.node, shapes, ints)}",
+                         f"{total} = {_code(reduce_sum(ex, e.args[1], sp.true), a.node, shapes, ints)}",
+                         f"{lse} = {_code(sp.log(total) + m, a.node, shapes, ints)}"]
+        for p in softmaxes:
+            lines[p.target.name] = [f"{p.target} = {ex}/{total}"]
+        differences.add(lse.name)  # a softmax alone needs no log
+    return lines, differences
+
+
+def _unread_dropped(lines: list[str], names: set[str], later: list[str], out: str) -> list[str]:
+    """``lines`` without the assignments of ``names`` that no other line (nor ``later``) reads."""
+    while True:
+        read = {n for line in [*lines, *later] for n in _NAME.findall(line.split(" = ", 1)[-1])}
+        kept = [line for line in lines if line.split(" = ")[0] not in names - read - {out}]
+        if len(kept) == len(lines):
+            return kept
+        lines = kept
 
 
 def _freeing(lines: list[str], made: list[str], kept: set[str]) -> list[str]:
@@ -416,6 +483,8 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     zeros: dict[sp.Symbol, str] = {}
     wrt = set(program.wrt)
     gradients = {adj.target for adj in program.backward if adj.node in wrt}
+    known = {a.expr: a.target for a in program.forward if not a.expr.is_Atom}
+    memo: dict[sp.Basic, sp.Basic] = {}
     for adj in program.backward:
         if adj.node in wrt:
             results[adj.node] = adj.target.name
@@ -423,7 +492,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             zeros[adj.target] = "0.0" if adj.shape == () else f"{lib}.zeros({show(adj.shape)})"
             targets.append(adj.target)
             continue
-        expr = stretched.get(adj.target, adj.expr).xreplace(subs)
+        expr = _reusing(stretched.get(adj.target, adj.expr).xreplace(subs), known, memo)
         if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
             if adj.node in wrt:
@@ -472,24 +541,57 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
 
 
+LINEAR = (reduce_sum, mean, sum_to)  # f(c*x, ...) = c*f(x, ...) for a number c
+
+
+def _reusing(expr: sp.Expr, known: dict[sp.Expr, sp.Symbol], memo: dict[sp.Basic, sp.Basic]) -> sp.Expr:
+    """``expr`` reading the forward values it recomputes, with numbers taken out of sums.
+
+    Built from the leaves up, so a forward value found inside another is found
+    too: with ``q5 = q3 - q4`` and ``q6 = exp(q5)`` forward, ``exp(q3 - q4)``
+    is ``q6`` (one pass fewer of ``exp``, and no ``q3 - q4`` either).  A sum
+    of a number times an array is the number times the sum
+    (``-np.sum(dq5, axis=1)``, not ``np.sum(-dq5, axis=1)``: no negated copy).
+    ``known``: {forward expression: its node's symbol}; ``memo`` caches the
+    rebuilt sub-expressions across the adjoints of one program.
+    """
+    if expr.is_Atom or not isinstance(expr, sp.Basic):
+        return expr
+    done = memo.get(expr)
+    if done is not None:
+        return done
+    args = tuple(_reusing(a, known, memo) if isinstance(a, sp.Expr) else a for a in expr.args)
+    new = expr.func(*args) if args != expr.args else expr
+    if isinstance(new, LINEAR):
+        coeff, rest = new.args[0].as_coeff_Mul()
+        if coeff.is_Number and coeff != 1 and not rest.is_Number:
+            new = coeff * new.func(rest, *new.args[1:])
+    found = known.get(new, new)
+    memo[expr] = found
+    return found
+
+
 def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp.Symbol]) -> set[sp.Symbol]:
     """The adjoints substituted into their one use (``exprs`` updated): each negated one
     (``dq7 = -q8**2``) read once, by elementwise arithmetic, where the signs then usually
     cancel: ``dq4 = q8**2*q6`` instead of ``dq7 = -q8**2``, ``dq5 = dq7*q6``, ``dq4 = -dq5``,
-    two passes over the arrays instead of four.  ``kept`` (the gradients) stay."""
+    two passes over the arrays instead of four.  So is each scaled one (``dq2 = 0.044715*dq4``),
+    whose number then joins its reader's (``0.134145*dq4*x**2``, not ``3*dq2*x**2``).
+    ``kept`` (the gradients) stay."""
     done: set[sp.Symbol] = set()
     readers: dict[sp.Symbol, set[int]] = {}  # each symbol: the expressions that may read it
     for j, e in enumerate(exprs):
         for s in e.free_symbols:
             readers.setdefault(s, set()).add(j)
     for i, (t, e) in enumerate(zip(targets, exprs)):
-        if t in kept or not e.could_extract_minus_sign():
+        scaled = e.is_Mul and e.args[0].is_Number and abs(e.args[0]) != 1
+        if t in kept or not (scaled or e.could_extract_minus_sign()):
             continue
         users = [j for j in sorted(readers.get(t, ())) if j > i and t in exprs[j].free_symbols]
         if len(users) != 1:
             continue
         use = exprs[users[0]]
-        if use.count(t) == 1 and not _inside_array_function(use, t):
+        if not _inside_array_function(use, t) and sp.Basic.count(use, t) == 1:  # a reduction has count()
             exprs[users[0]] = use.xreplace({t: e})
             for s in e.free_symbols:  # what it reads now
                 readers.setdefault(s, set()).add(users[0])
@@ -561,26 +663,31 @@ def _shape(expr: sp.Expr, shapes: dict[sp.Symbol, Shape]) -> Shape | None:
 
 
 def _stretched(program: Program, shapes: dict[sp.Symbol, Shape]) -> dict[sp.Symbol, sp.Expr]:
-    """Adjoints that are one number stretched to an array, kept as that number where every use allows.
+    """Adjoints that are a number or a smaller array stretched to an array, kept unstretched
+    where every use allows.
 
     The gradient of a sum's operand is the upstream number broadcast to the
     operand's shape (``dq11 = np.broadcast_to(dq12, (3072, 100))``).  Where it
     is only read by elementwise arithmetic whose result keeps its shape
     without it (``2*dq11*W1``), the number itself is used (``2*dq12*W1``: one
-    pass over W1, no stretched operand).  Updates ``shapes`` for those adjoints.
+    pass over W1, no stretched operand).  The same holds for a mean over an
+    axis kept (``np.broadcast_to(dq5/1024, (256, 1024))`` read by
+    ``2*dq3*q2`` stays a column: ``2*dq3`` is 256 products, not 262,144).
+    Updates ``shapes`` for those adjoints.
     """
     wrt = set(program.wrt)
     kept: dict[sp.Symbol, sp.Expr] = {}
     for i, adj in enumerate(program.backward):
         expr = adj.expr
-        if adj.node in wrt or not isinstance(expr, broadcast_to) or _shape(expr.args[0], shapes) != ():
+        small = _shape(expr.args[0], shapes) if isinstance(expr, broadcast_to) else None
+        if adj.node in wrt or small is None:
             continue
-        lean = {**shapes, adj.target: ()}
+        lean = {**shapes, adj.target: small}
         uses = [a for a in program.backward[i + 1:] if adj.target in a.expr.free_symbols]
         if all(not _inside_array_function(a.expr, adj.target) and _shape(a.expr, lean) == a.shape
                for a in uses):
             kept[adj.target] = expr.args[0]
-            shapes[adj.target] = ()
+            shapes[adj.target] = small
     return kept
 
 

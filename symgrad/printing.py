@@ -127,6 +127,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             return f"1/np.sqrt({self._print(base)})"
         if not exponent.is_Integer:  # Python's float ** would turn (-8.0)**(1/3) complex
             return f"np.power({self._print(base)}, {self._print(exponent)})"
+        if exponent in (3, 4) and base.is_Symbol:  # NumPy's power is some 30 products' time
+            return "*".join([self._print(base)] * int(exponent))
         return f"{self._operand(base)}**{self._operand(exponent)}"
 
     def _operand(self, e: sp.Expr) -> str:
@@ -139,6 +141,17 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         )
         return text if simple and not _top_level_sum(text) else f"({text})"
 
+    def _as_ordered_terms(self, expr: sp.Expr, order: Any = None) -> list[sp.Expr]:
+        """SymPy's order, with a term that is not negated first where there is one
+        (``q7 - q6*s``, not ``-q6*s + q7``: no negated copy of an array)."""
+        terms = list(super()._as_ordered_terms(expr, order=order))
+        if expr.is_Add and terms[0].could_extract_minus_sign():
+            first = next((t for t in terms if not t.could_extract_minus_sign()), None)
+            if first is not None:
+                terms.remove(first)
+                terms.insert(0, first)
+        return terms
+
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         value_at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(value_at_zero))})"
@@ -150,7 +163,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         scalar = [f for f in factors if f not in masks and self._scalar(f)]
         arrays = [f for f in factors if f not in masks and f not in scalar]
         ordered = scalar + arrays if len(scalar) > 1 else [f for f in factors if f not in masks]
-        if not masks and ordered == factors:
+        sizes = {f: self._size(f) for f in arrays} if len(arrays) > 2 else {}
+        if len([f for f in arrays if sizes[f] < max(sizes.values())]) > 1 if sizes else False:
+            # the smaller arrays first, multiplied together before the largest one is passed over
+            ordered = scalar + sorted(arrays, key=sizes.__getitem__)
+        divided = arrays and any(f.is_Pow and f.exp.is_negative for f in scalar)  # √2/√π first
+        if not masks and ordered == factors and not divided:
             return super()._print_Mul(expr)
         coeff, _ = expr.as_coeff_Mul()
         if coeff < 0:
@@ -167,6 +185,14 @@ class NumPyPrinter(_SymPyNumPyPrinter):
             test = ">" if f.args[1] == 0 else ">="
             text += ("*" if text else "") + f"({self._print(f.args[0])} {test} 0)"
         return text
+
+    def _size(self, e: sp.Expr) -> float:
+        """How many entries ``e`` holds (a named dimension counts as many); inf where unknown."""
+        try:
+            shape = shape_of(e, self._shapes) if self._shapes is not None else ()
+        except SymgradError:
+            return float("inf")
+        return float(np.prod([n if isinstance(n, int) else 10**6 for n in shape]))
 
     def _scalar(self, e: sp.Expr) -> bool:
         """``e`` holds one number (symbols of unknown shape are scalars)."""

@@ -146,12 +146,18 @@ def test_value_and_grad_frees_the_forward_arrays_the_gradients_do_not_read(nets)
     tree = ast.parse(f.source)
     (fn,) = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "value_and_grad"]
     deleted, *freed = [s for s in fn.body if isinstance(s, ast.Delete)]
-    names = {t.id for t in deleted.targets}
-    assert {"q1", "q11", "q13"} <= names  # X @ W1, W1**2, W2**2
+    first_adjoint = next(i for i, s in enumerate(fn.body) if isinstance(s, ast.Assign)
+                         and s.targets[0].id.startswith("d"))
+    early = {t.id for s in fn.body[:first_adjoint] if isinstance(s, ast.Delete) for t in s.targets}
+    assert {"q1", "q11", "q13"} <= early  # X @ W1, W1**2, W2**2: freed before the gradients
+    names = {t.id for s in fn.body if isinstance(s, ast.Delete) for t in s.targets}
     scalars = {n for n in f.graph.nodes if f.graph.shape(n) == ()}
     assert not names & scalars  # numbers are not worth a line
     assert freed  # and each adjoint (or forward value) after the line that reads it last
     for d in [deleted, *freed]:
+        before = fn.body[fn.body.index(d) - 1]
+        read = {n.id for n in ast.walk(before) if isinstance(n, ast.Name)}
+        assert {t.id for t in d.targets} <= read  # right after its last reader
         after = fn.body[fn.body.index(d) + 1:]
         read = {n.id for s in after for n in ast.walk(s) if isinstance(n, ast.Name)}
         assert not {t.id for t in d.targets} & read
