@@ -10,14 +10,12 @@ scalars takes Python and NumPy floats straight to a body written for floats
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import linecache
 import math
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ from .codegen import (
     graph_dims,
     program_imports,
 )
+from .collector import collector_paused
 from .dims import check_values, concrete, declared
 from .errors import EvaluationError, InputError, ShapeError
 from .graph import Graph
@@ -122,24 +121,6 @@ def _all_floats(values: tuple[Any, ...]) -> bool:
     return all(v.__class__ is float for v in values)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused, then resumed if it ran before.
-
-    Code generation makes millions of objects that live until it ends (SymPy
-    expressions, lines, syntax trees); each collection of the oldest generation
-    walks all of them, about a fifth of compiling a graph of 10^5 nodes.
-    Cycles made meanwhile are collected once it resumes.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def load_module(source: str, kind: str, namespace: dict[str, Any]) -> types.ModuleType:
     """Run ``source`` as a module whose lines tracebacks and ``inspect`` can show."""
     digest = hashlib.sha1(source.encode()).hexdigest()[:12]
@@ -184,7 +165,7 @@ class Compiled:
     """
 
     def __init__(self, graph: Graph, wrt: Iterable[str] | None = None):
-        with _collector_paused():
+        with collector_paused():
             self._build(graph, wrt)
 
     def _build(self, graph: Graph, wrt: Iterable[str] | None) -> None:
@@ -219,7 +200,7 @@ class Compiled:
     @functools.cached_property
     def module(self) -> types.ModuleType:
         """The generated module (:attr:`source`), compiled on first use."""
-        with _collector_paused():
+        with collector_paused():
             module = load_module(self.source, "code", {})
         self._files.add(module.__file__)  # type: ignore[arg-type]
         return module
@@ -228,7 +209,7 @@ class Compiled:
         """The entry point ``name`` compiled; with ``pair`` not None, and arrays checked for
         finiteness where the output is not finite (:meth:`_finite_where_shown`)."""
         text = _entry_source(self._functions, self.graph.inputs, self.batchable, (name,))
-        with _collector_paused():
+        with collector_paused():
             entries = load_module(text, "entry", self._namespace)
         self._files.add(entries.__file__)  # type: ignore[arg-type]
         entry: Callable[..., Any] = getattr(entries, name)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 
 from .build import Builder
+from .collector import collector_paused
 from .dims import Shape
 from .errors import InputError, SymgradError
 
@@ -64,6 +65,12 @@ def graph(source: str | sp.Expr | Callable[..., Any], *,
         if given is not None and not isinstance(given, Mapping):
             raise InputError(f"{what} takes a mapping from input names, like {what}={like}, not {given!r}")
     builder = Builder(granularity, dict(shapes or {}), dict(dtypes or {}))
+    with collector_paused():
+        return _built(source, builder)
+
+
+def _built(source: str | sp.Expr | Callable[..., Any], builder: Builder) -> Graph:
+    """The graph of ``source``, read by the front end for its kind."""
     if isinstance(source, str):
         from .parse import parse
 

@@ -300,6 +300,7 @@ class Graph:
         >>> t.value, t.grads
         (-12.0, {'x': -4.0, 'y': -4.0, 'z': 3.0})
         """
+        from .collector import collector_paused
         from .interpret import backprop
 
         if isinstance(dout, Mapping):
@@ -307,7 +308,8 @@ class Graph:
                 "backprop takes the input values as keywords: g.backprop(**values) for a dict, "
                 "or g.backprop(x=..., y=...); its one positional argument is dout"
             )
-        return backprop(self, values, dout)
+        with collector_paused():
+            return backprop(self, values, dout)
 
     def compile(self, wrt: Iterable[str] | None = None, *, xp: Any = None,
                 batch: str | None = None) -> Any:

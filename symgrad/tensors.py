@@ -644,8 +644,8 @@ class equal(sp.Function):
     def _eval_is_real(self) -> bool:
         return True
 
-    def _numpycode(self, printer: Any) -> str:
-        return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
+    def _numpycode(self, printer: Any) -> str:  # numbers, not booleans: -mask*x must negate
+        return f"np.where({printer._print(self.args[0])} == {printer._print(self.args[1])}, 1.0, 0.0)"
 
     def _latex(self, printer: Any) -> str:
         return rf"\left[{printer._print(self.args[0])} = {printer._print(self.args[1])}\right]"

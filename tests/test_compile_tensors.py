@@ -196,3 +196,19 @@ def test_a_gradient_that_is_a_forward_value_is_kept_until_returned():
     value, grads = g.compile().value_and_grad(**point)
     assert np.array_equal(grads["b"], point["a"].T) and np.array_equal(grads["a"], point["b"].T)
     assert sg.check_grad(g, **point).ok
+
+
+@pytest.mark.parametrize("text", ["cos(amax(a) + 0)", "-amax(a)*b", "exp(-amin(a))*b", "sum(-a*amax(a))"])
+def test_the_ties_of_a_max_are_numbers_that_a_minus_sign_can_negate(text):
+    f = sg.graph(text, shapes={"a": (4,)}).compile()
+    a, b = np.array([1.0, 3.0, 3.0, -2.0]), 0.7
+    point = {"a": a, "b": b} if "b" in f.graph.inputs else {"a": a}
+    value, grads = f.value_and_grad(**point)
+    trace = f.graph.backprop(**point)
+    assert np.allclose(value, trace.value) and np.allclose(grads["a"], trace.grads["a"])
+    for i in (0, 3):  # finite differences away from the tie
+        h = np.zeros(4)
+        h[i] = 1e-6
+        slope = (f(**{**point, "a": a + h}) - f(**{**point, "a": a - h})) / 2e-6
+        assert grads["a"][i] == pytest.approx(slope, abs=1e-6)
+    assert grads["a"][1] == pytest.approx(grads["a"][2])  # a tie: shared equally

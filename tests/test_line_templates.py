@@ -216,11 +216,18 @@ def test_what_cse_would_share_is_not_skipped():
     assert sp.cse([x * y * z, x * y * w])[0]  # what the first of those gives cse to share
 
 
-def test_compiling_leaves_the_garbage_collector_as_it_found_it():
+def test_building_backprop_and_compiling_leave_the_garbage_collector_as_they_found_it():
     import gc
 
     assert gc.isenabled()
     sg.graph("sin(x)*y").compile()
+    sg.graph(lambda x, y: x * y).backprop(x=1.0, y=2.0)
+    sg.graph(sp.sin(sp.Symbol("x"))).compile().value_and_grad(x=1.0)
+    assert gc.isenabled()
+    with pytest.raises(SymgradError):
+        sg.graph("x*")
+    with pytest.raises(SymgradError):
+        sg.graph("x*y").backprop(x=1.0)
     assert gc.isenabled()
     with pytest.raises(SymgradError):
         sg.graph("x*y").compile(wrt=["z"])
