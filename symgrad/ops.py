@@ -86,6 +86,11 @@ class Defined(sp.Function):
             return cls.form(*args)
         if all(a.is_Rational or a.is_Float for a in args):
             return cls.form(*args).evalf(prec_to_dps(min(a._prec for a in args if a.is_Float)))
+        floats = [f for a in args if a.is_number for f in a.atoms(sp.Float)]
+        if floats and all(a.is_number for a in args):  # inexact already: its value, not its form
+            # (SymPy may never decide that a form like relu(0.5/(-2.75/(1 + e) - 0.25)) is 0)
+            dps = prec_to_dps(min(f._prec for f in floats))
+            return cls.eval(*(a.evalf(dps) for a in args))
         return None
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:

@@ -476,3 +476,19 @@ def test_each_generated_function_is_compiled_the_first_time_it_is_used():
     assert f.backward(1.0, cache) == pytest.approx(grads, rel=1e-15)
     positional = f.module.value_and_grad(0.5, -2.0)  # the module, compiled by backward's use
     assert positional == (pytest.approx(value, rel=1e-15), pytest.approx(grads, rel=1e-15))
+
+
+def test_an_op_of_inexact_constants_is_its_value_so_a_hidden_zero_is_zero():
+    # relu of a negative constant written with e: the exponent below is exactly 0, a form
+    # SymPy's evaluation never settled (building the graph's derivatives hung)
+    c = -1.5 + 3 * sg.sigmoid(sg.relu(0.5 / (-(0.25 + 2.75 * sg.sigmoid(-1)))))
+    assert c == 0
+    assert sg.relu(0.5 / (1 + sp.E)) == pytest.approx(0.5 / (1 + math.e), rel=1e-15)
+    assert sg.sigmoid(-1) == 1 / (1 + sp.E)  # exact constants keep their form
+    g = sg.graph(lambda x: (0.25 + 2.75 * sg.sigmoid(x)) ** (x + c))
+    value, grads = g.compile().value_and_grad(x=0.3)
+    s = 1 / (1 + math.exp(-0.3))
+    base = 0.25 + 2.75 * s
+    assert value == pytest.approx(base ** 0.3, rel=1e-12)
+    slope = base ** 0.3 * (math.log(base) + 0.3 * 2.75 * s * (1 - s) / base)
+    assert grads["x"] == pytest.approx(slope, rel=1e-12)
