@@ -51,6 +51,7 @@ _MISSING = _Missing()
 _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
 INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
+APART_LINES = 5000  # a longer body: functions of its own for floats and arrays, compiled when first called
 KEYWORD_PARAMS = 128  # inputs the entry points take as parameters; more are read from **_unknown
 
 
@@ -77,7 +78,9 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     through, to the body rewritten for floats (:func:`symgrad.scalar.scalar_body`),
     as do inputs that ``_arguments`` (which checks and converts anything else)
     turns into floats; arrays take the NumPy body, as does a point where the
-    float body raises one of :data:`symgrad.scalar.FALLBACK`.
+    float body raises one of :data:`symgrad.scalar.FALLBACK`.  A body of more
+    than :data:`APART_LINES` lines is called instead, as ``_floats_value_and_grad``
+    and ``_arrays_value_and_grad`` (:func:`_body_source`).
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
@@ -106,14 +109,41 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     for name, doc in ENTRY_DOCS.items():
         if name not in names:
             continue
+        apart = len(functions[name].body) > APART_LINES
+        floats = [f"return _floats_{name}({args})"] if apart else \
+            scalar_body(functions[name].floats or functions[name].body)
         scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
-                  *_indent(_indent(_indent(scalar_body(functions[name].floats or functions[name].body)))),
+                  *_indent(_indent(_indent(floats))),
                   "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
                   "            pass"] if fast and inputs else []
+        arrays = [f"return _arrays_{name}({args})"] if apart else functions[name].body
         text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",
-                 *_indent(_indent(functions[name].body)),
+                 *_indent(_indent(arrays)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
     return "\n".join(text)
+
+
+def _body_source(functions: dict[str, _Function], inputs: tuple[str, ...], name: str, floats: bool) -> str:
+    """``_floats_<name>`` or ``_arrays_<name>``: the body of a long entry point, for floats
+    (:func:`symgrad.scalar.scalar_body`) or as generated, in a function of its own."""
+    function = functions[name]
+    body = scalar_body(function.floats or function.body) if floats else function.body
+    return "\n".join([f"def _{'floats' if floats else 'arrays'}_{name}({', '.join(inputs)}):",
+                      *_indent(body), ""])
+
+
+class _OnFirstCall:
+    """A function made (compiled) the first time it is called."""
+
+    def __init__(self, make: Callable[[], Callable[..., Any]]):
+        self.make: Callable[[], Callable[..., Any]] | None = make
+        self.function: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.function is None:
+            self.function = self.make()  # type: ignore[misc]
+            self.make = None
+        return self.function(*args)
 
 
 def _all_floats(values: tuple[Any, ...]) -> bool:
@@ -192,6 +222,11 @@ class Compiled:
             "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
         }
         self._files: set[str] = set()  # the generated files loaded so far, for _evaluation_error
+        for name in ENTRY_DOCS:  # long bodies: their own functions, compiled when first called
+            if len(functions[name].body) > APART_LINES:
+                for floats in (True, False):
+                    self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
+                        _OnFirstCall(functools.partial(self._body, name, floats))
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
 
     # Each generated function is compiled the first time it is used: a program of 10^5 nodes
@@ -216,6 +251,14 @@ class Compiled:
         if pair is None or self.batchable or not self.graph.inputs:
             return entry
         return self._finite_where_shown(entry, pair)
+
+    def _body(self, name: str, floats: bool) -> Callable[..., Any]:
+        """The body of the long entry point ``name``, for floats or arrays, compiled."""
+        text = _body_source(self._functions, self.graph.inputs, name, floats)
+        with collector_paused():
+            module = load_module(text, "body", self._namespace)
+        self._files.add(module.__file__)  # type: ignore[arg-type]
+        return getattr(module, f"_{'floats' if floats else 'arrays'}_{name}")  # type: ignore[no-any-return]
 
     @functools.cached_property
     def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:
