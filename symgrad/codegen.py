@@ -492,7 +492,10 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             zeros[adj.target] = "0.0" if adj.shape == () else f"{lib}.zeros({show(adj.shape)})"
             targets.append(adj.target)
             continue
-        expr = _reusing(stretched.get(adj.target, adj.expr).xreplace(subs), known, memo)
+        expr = stretched.get(adj.target, adj.expr)
+        if len(subs) > 1 or dout != program.dout:  # something to put in
+            expr = expr.xreplace(subs)
+        expr = _reusing(expr, known, memo)
         if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
             if adj.node in wrt:
