@@ -245,6 +245,7 @@ def scalar_body(lines: list[str]) -> list[str]:
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_]\w* = ")
 _IDENTIFIER = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name; not an attribute, not a number's exponent
+_IDENTIFIER_SPLIT = re.compile(f"({_IDENTIFIER.pattern})")
 _KEPT = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"np"}  # what the rewrite reads
 _UNTEMPLATED = re.compile(r"['\"#\\;:]| \.|\. ")  # quotes, comments, backslashes, spaces around dots
 _HOLE = re.compile("\u03be(\\d+)\u03be")  # ξ0ξ, ξ1ξ, ...: the names of a template, in order
@@ -311,17 +312,15 @@ def line_template(line: str) -> tuple[str, list[str]] | None:
     if not line.isascii() or not _ASSIGNMENT.match(line) or _UNTEMPLATED.search(line):
         return None
     names: dict[str, str] = {}
-
-    def hole(m: re.Match[str]) -> str:
-        word = m.group()
-        if word in _KEPT:
-            return word
-        found = names.get(word)
-        if found is None:
-            found = names[word] = f"\u03be{len(names)}\u03be"
-        return found
-
-    return _IDENTIFIER.sub(hole, line), list(names)
+    parts = _IDENTIFIER_SPLIT.split(line)  # text, a name, text, a name, ..., text
+    for i in range(1, len(parts), 2):
+        word = parts[i]
+        if word not in _KEPT:
+            found = names.get(word)
+            if found is None:
+                found = names[word] = f"\u03be{len(names)}\u03be"
+            parts[i] = found
+    return "".join(parts), list(names)
 
 
 @lru_cache(maxsize=4096)
