@@ -136,13 +136,12 @@ class _OnFirstCall:
     """A function made (compiled) the first time it is called."""
 
     def __init__(self, make: Callable[[], Callable[..., Any]]):
-        self.make: Callable[[], Callable[..., Any]] | None = make
+        self.make = make
         self.function: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any) -> Any:
-        if self.function is None:
-            self.function = self.make()  # type: ignore[misc]
-            self.make = None
+        if self.function is None:  # threads calling at once may each make it: the same function
+            self.function = self.make()
         return self.function(*args)
 
 
