@@ -169,6 +169,11 @@ class Traced:
 
     __lt__ = __le__ = __gt__ = __ge__ = _compare
 
+    def _sympy_(self) -> sp.Expr:
+        # not a SymPy value: SymPy's operators then return NotImplemented, and Python asks
+        # this value's own (sympy_number + traced is traced.__radd__, as for a float)
+        raise sp.SympifyError(self)
+
     def __float__(self) -> float:
         raise TracingError(
             "a traced value has no number yet (as math.exp or float() would need); "

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import sympy as sp
 
 import symgrad as sg
 from symgrad.ops import OPS
@@ -192,3 +193,17 @@ def test_what_numpy_spelling_cannot_be_traced_names_the_one_to_use(f, words):
         sg.graph(f, shapes={"x": (3,)})
     for w in words:
         assert w in str(e.value), (w, str(e.value))
+
+
+def test_sympy_numbers_on_the_left_of_a_traced_value_are_constants_as_on_the_right():
+    x_, y_ = sp.symbols("x y", real=True)
+    want = 2 + x_ * (sp.Rational(1, 2) - y_) + sp.E ** x_ + sp.Float(0.5) / y_
+    g = sg.graph(lambda x, y: sp.Integer(2) + x * (sp.Rational(1, 2) - y) + sp.E ** x + sp.Float(0.5) / y)
+    point = {"x": 0.3, "y": 2.0}
+    t = g.backprop(**point)
+    at = {x_: 0.3, y_: 2.0}
+    assert t.value == pytest.approx(float(want.subs(at)), rel=1e-14)
+    for n, s in (("x", x_), ("y", y_)):
+        assert t.grads[n] == pytest.approx(float(sp.diff(want, s).subs(at)), rel=1e-14)
+    with pytest.raises(sg.TracingError, match="no number yet"):
+        sg.graph(lambda x: float(x))  # a number of a traced value is still refused by name
