@@ -13,12 +13,13 @@ import ast
 import builtins
 import importlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from types import ModuleType
+from typing import Any
 
 from .errors import UnsupportedError
-from .scalar import line_template
+from .scalar import line_template, one_assignment
 
 BUILTINS = frozenset(dir(builtins))
 
@@ -43,10 +44,32 @@ def check_names(source: str) -> None:
 def _check_parsed(source: str) -> None:
     """:func:`check_names` from the syntax tree of the whole text: the error names the first
     unknown name a function reads, and its line."""
-    tree = ast.parse(source)
     defined = set(BUILTINS)
+    modules, reads = _module_reads(ast.parse(source), defined)
+    lines = source.splitlines()
+    for function, read, _ in reads:
+        local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+        for n in read:
+            name = _unknown(n, local, modules)
+            if name is not None:
+                number = getattr(n, "lineno", 0)
+                line = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+                raise UnsupportedError(
+                    f"the generated code reads {name}, which it neither defines nor imports: {line}"
+                )
+
+
+Read = tuple[ast.FunctionDef, list[ast.AST], list[Any]]  # a function, its reads, what visit found
+
+
+def _module_reads(tree: ast.Module, defined: set[str],
+                  visit: Callable[[ast.AST], Any] | None = None) -> tuple[dict[str, ModuleType], list[Read]]:
+    """One walk of a module: the names it defines (added to ``defined``), the modules it imports
+    by name, and each function's reads in :func:`_walk` order, with what ``visit`` (if given)
+    makes of the function's other nodes (None: nothing); ``visit`` sees the other statements'
+    nodes too."""
     modules: dict[str, ModuleType] = {}
-    reads: list[tuple[ast.FunctionDef, list[ast.AST]]] = []  # each function's reads, in ast.walk order
+    reads: list[Read] = []
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
@@ -55,6 +78,7 @@ def _check_parsed(source: str) -> None:
                     modules[alias.asname or "numpy"] = importlib.import_module("numpy")
         elif isinstance(node, ast.FunctionDef):  # one walk: the names it binds and those it reads
             read: list[ast.AST] = []
+            found: list[Any] = []
             for n in _walk(node):
                 if isinstance(n, ast.Name):
                     if isinstance(n.ctx, ast.Load):
@@ -66,20 +90,15 @@ def _check_parsed(source: str) -> None:
                         read.append(n)
                 elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
                     defined.add(n.name)
-            reads.append((node, read))
+                elif visit is not None and (what := visit(n)) is not None:
+                    found.append(what)
+            reads.append((node, read, found))
         else:
             defined.update(_stored(node))
-    lines = source.splitlines()
-    for function, read in reads:
-        local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
-        for n in read:
-            name = _unknown(n, local, modules)
-            if name is not None:
-                number = getattr(n, "lineno", 0)
-                line = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-                raise UnsupportedError(
-                    f"the generated code reads {name}, which it neither defines nor imports: {line}"
-                )
+            if visit is not None:
+                for n in ast.walk(node):
+                    visit(n)
+    return modules, reads
 
 
 def _walk(root: ast.AST) -> Iterator[ast.AST]:
@@ -166,45 +185,18 @@ def _all_known(source: str) -> bool:
     def filled(token: Token, names: list[str]) -> str:
         return names[token] if isinstance(token, int) else token
 
-    def line_names(node: ast.AST) -> Names | None:
-        """The names of the one-line assignment ``node`` stands for, after storing its targets."""
+    def line_names(node: ast.AST) -> tuple[Names, list[str]] | None:
+        """The names of the one-line assignment ``node`` stands for, and its words, after
+        storing its targets."""
         if not isinstance(node, ast.Pass) or node.lineno not in simple:
             return None
         seen.add(node.lineno)
         kinds, words = simple[node.lineno]
         defined.update(filled(t, words) for t in kinds[0])
-        return kinds
+        return kinds, words
 
     defined = set(BUILTINS)
-    modules: dict[str, ModuleType] = {}
-    reads: list[tuple[ast.FunctionDef, list[ast.AST], list[tuple[Names, list[str]]]]] = []
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                defined.add(alias.asname or alias.name.split(".")[0])
-                if isinstance(node, ast.Import) and alias.name == "numpy":
-                    modules[alias.asname or "numpy"] = importlib.import_module("numpy")
-        elif isinstance(node, ast.FunctionDef):
-            read: list[ast.AST] = []
-            templated: list[tuple[Names, list[str]]] = []
-            for n in _walk(node):
-                if isinstance(n, ast.Name):
-                    if isinstance(n.ctx, ast.Load):
-                        read.append(n)
-                    else:
-                        defined.add(n.id)
-                elif isinstance(n, ast.Attribute):
-                    if isinstance(n.ctx, ast.Load):
-                        read.append(n)
-                elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
-                    defined.add(n.name)
-                elif (kinds := line_names(n)) is not None:
-                    templated.append((kinds, simple[n.lineno][1]))  # type: ignore[attr-defined]
-            reads.append((node, read, templated))
-        else:
-            defined.update(_stored(node))
-            for n in ast.walk(node):
-                line_names(n)
+    modules, reads = _module_reads(tree, defined, line_names)
     if seen != simple.keys():  # a line the skeleton holds inside another statement, or a string
         return False
     chains: dict[tuple[str, tuple[str, ...]], bool] = {}
@@ -239,16 +231,13 @@ def _has_path(value: object, path: tuple[str, ...]) -> bool:
 def _names_in(template: str) -> Names | None:
     """The names a template's one assignment stores, the names it reads, and the attribute
     chains it reads (base, attributes), as holes or kept words; None for anything else."""
-    try:
-        statements = ast.parse(template).body
-    except SyntaxError:
-        return None
-    if len(statements) != 1 or not isinstance(statements[0], ast.Assign):
+    statement = one_assignment(template)
+    if statement is None:
         return None
     stores: list[Token] = []
     loads: list[Token] = []
     attributes: list[tuple[Token, tuple[str, ...]]] = []
-    for n in _walk(statements[0]):
+    for n in _walk(statement):
         if isinstance(n, ast.Name):
             (loads if isinstance(n.ctx, ast.Load) else stores).append(_token(n.id))
         elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):

@@ -323,17 +323,22 @@ def line_template(line: str) -> tuple[str, list[str]] | None:
     return "".join(parts), list(names)
 
 
+def one_assignment(text: str) -> ast.Assign | None:
+    """The syntax tree of ``text`` if it is one assignment (a fresh one: the caller may change it)."""
+    try:
+        statements = ast.parse(text).body
+    except SyntaxError:
+        return None
+    return statements[0] if len(statements) == 1 and isinstance(statements[0], ast.Assign) else None
+
+
 @lru_cache(maxsize=4096)
 def _rewritten(template: str) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]] | None:
     """The rewrite of a template (:func:`line_template`): the holes whose ``_e_`` line it needs first,
     its lines, and the holes it assigns; None where the template is not one simple assignment."""
-    try:
-        statements = ast.parse(template).body
-    except SyntaxError:
+    statement = one_assignment(template)
+    if statement is None:
         return None
-    if len(statements) != 1 or not isinstance(statements[0], ast.Assign):
-        return None
-    statement = statements[0]
     shared: list[str] = []
     try:
         rewritten = _Scalar(shared).visit(statement)
