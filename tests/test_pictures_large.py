@@ -14,7 +14,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.errors import SymgradError
-from symgrad.layout import _crossings, layout, ranks
+from symgrad.layout import _crossings
 from symgrad.picture import MAX_DRAWN, MAX_PLACED, _induced, _placed, part, short_number
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -131,18 +131,3 @@ def test_crossings_between_layers_counted_as_every_pair(seed):
     assert _crossings(h, layers) == brute_crossings(h, layers)
 
 
-def test_a_long_chain_folds_into_rows_that_each_fit():
-    g = nx.DiGraph([(f"n{i}", f"n{i + 1}") for i in range(2000)])
-    sizes = {n: (40.0, 36.0) for n in g}
-    lay = layout(g, sizes, (60.0, 26.0), max_width=900.0)
-    xs = [x for x, _ in lay.centres.values()]
-    assert max(xs) - min(xs) <= 900.0
-    rows = {}
-    for n, (_, y) in lay.centres.items():
-        rows.setdefault(y, []).append(int(n[1:]))
-    assert sum(map(len, rows.values())) == 2001
-    # Read like lines of text: each row a run of the chain, the next row going on from it.
-    runs = sorted((min(r), max(r)) for r in rows.values())
-    assert all(b - a + 1 == len(rows[y]) for y, (a, b) in zip(sorted(rows, key=lambda y: min(rows[y])), runs))
-    assert all(prev[1] + 1 == nxt[0] for prev, nxt in zip(runs, runs[1:]))
-    assert ranks(g)["n2000"] == 2000

@@ -75,13 +75,22 @@ def test_crossings_and_overlaps_count_what_they_say():
                     {("a", "c"): turned(label, 20.0, (60.0, 0.0))}) == 0
 
 
-def test_a_long_chain_folds_into_rows_that_fit():
-    g = nx.DiGraph([(f"n{i}", f"n{i + 1}") for i in range(39)])
+@pytest.mark.parametrize("n", [39, 2000])
+def test_a_long_chain_folds_into_rows_that_fit(n):
+    g = nx.DiGraph([(f"n{i}", f"n{i + 1}") for i in range(n)])
     sizes = {n: (40.0, 36.0) for n in g}
     lay = layout(g, sizes, (60.0, 26.0), max_width=900.0)
     xs = [x for x, _ in lay.centres.values()]
     assert max(xs) - min(xs) <= 900.0
-    assert len({y for _, y in lay.centres.values()}) > 1  # more than one row
+    rows: dict[float, list[int]] = {}
+    for node, (_, y) in lay.centres.items():
+        rows.setdefault(y, []).append(int(node[1:]))
+    assert len(rows) > 1 and sum(map(len, rows.values())) == n + 1
+    # Read like lines of text: each row a run of the chain, the next row going on from it.
+    runs = sorted((min(r), max(r)) for r in rows.values())
+    assert all(b - a + 1 == len(rows[y]) for y, (a, b) in zip(sorted(rows, key=lambda y: min(rows[y])), runs))
+    assert all(prev[1] + 1 == nxt[0] for prev, nxt in zip(runs, runs[1:]))
+    assert ranks(g)[f"n{n}"] == n
     assert crossings(lay) == 0
     unfolded = layout(g, sizes, (60.0, 26.0))
     assert max(x for x, _ in unfolded.centres.values()) > 900.0
