@@ -67,6 +67,7 @@ from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
 from .graph import Graph
 from .names import check_names
+from .ops import OPS
 from .printing import array_api_code, float_literal, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import amax, broadcast_to, logsumexp, mean, reduce_sum, shape_of, sum_to
@@ -301,15 +302,19 @@ def _functions(program: Program) -> dict[str, _Function]:
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_SIGMOID = re.compile(r"^(\w+) = np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), 0\.0\)\)"
-                      r"/\(1 \+ np\.exp\(-np\.abs\((-?[A-Za-z_]\w*)\)\)\)$")
-_SIGMOID_TEXT = re.compile(r"\(np\.exp\(np\.minimum\((-?[A-Za-z_]\w*), 0\.0\)\)"
-                           r"/\(1 \+ np\.exp\(-np\.abs\(\1\)\)\)\)")  # _sigmoid_text(a)
+_SIGMOID_SPELLING: str = OPS["sigmoid"].numpy  # type: ignore[assignment]  # a template: "(np.exp(...{0}...))"
 
 
-def _sigmoid_text(a: str) -> str:
-    """The sigmoid's NumPy spelling of the operand ``a`` (a name or a negated name), as printed."""
-    return f"(np.exp(np.minimum({a}, 0.0))/(1 + np.exp(-np.abs({a}))))"
+def _spelled(spelling: str) -> str:
+    """The op table's spelling as a regular expression: its operand, the group ``a``, a name or
+    a negated name, the same at each place."""
+    first, *rest = re.escape(spelling).split(re.escape("{0}"))
+    return first + r"(?P<a>-?[A-Za-z_]\w*)" + "(?P=a)".join(rest)
+
+
+_SIGMOID_TEXT = re.compile(_spelled(_SIGMOID_SPELLING))  # as it stands inside a line
+_SIGMOID = re.compile(r"^(?P<q>\w+) = " + _spelled(_SIGMOID_SPELLING[1:-1]) + "$")  # a line of its own
+_SIGMOID_HEAD = _SIGMOID_SPELLING.split("{0}")[0]
 
 
 def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
@@ -324,20 +329,21 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
     shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
     for line in forward:
         m = _SIGMOID.match(line)
-        e = f"_exp_{m.group(1)}" if m else ""
-        if m is None or m.group(2) != m.group(3) or e in names:
+        e = f"_exp_{m['q']}" if m else ""
+        if m is None or e in names:
             forward_out.append(line)
             continue
-        q, a, _ = m.groups()
+        q, a = m["q"], m["a"]
         minus_a = a[1:] if a.startswith("-") else "-" + a
         forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.where({a} < 0, {e}, 1.0)/(1 + {e})"]
-        shared[_sigmoid_text(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
-        shared[_sigmoid_text(a)] = q  # σ(a)
+        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
+        shared[_SIGMOID_SPELLING.format(a)] = q  # σ(a)
+
     def share(m: re.Match[str]) -> str:
         return shared.get(m.group(0), m.group(0))
 
     if shared:  # one pass over the lines, each sigmoid looked up
-        adjoints = [_SIGMOID_TEXT.sub(share, line) if "np.minimum(" in line else line for line in adjoints]
+        adjoints = [_SIGMOID_TEXT.sub(share, line) if _SIGMOID_HEAD in line else line for line in adjoints]
     return forward_out, adjoints
 
 
