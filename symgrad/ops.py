@@ -532,10 +532,10 @@ declare("log", sp.log, arity=1, numpy="np.log({0})", domain=(POSITIVE,))
 declare("sqrt", sp.sqrt, arity=1, domain=(POSITIVE,))
 declare("sin", sp.sin, numpy="np.sin({0})")
 declare("cos", sp.cos, numpy="np.cos({0})")
-# tanh' = 1 − tanh² rounds to 0 once |a| > 19; 4σ(2a)σ(−2a) = 4e/(1 + e)² with e = e^(−2|a|) is
-# exact wherever it is representable, and takes one exp (e underflows to 0 with the derivative)
+# tanh' = 1 − tanh² rounds to 0 once |a| > 19; 4σ(2a)σ(−2a) is exact wherever it is representable
+# and smooth (a form through e^(−2|a|) takes one exp, but its own derivatives go wrong at a = 0)
 declare("tanh", sp.tanh, numpy="np.tanh({0})",
-        stable=(lambda f, a: (1 - f(a) ** 2, 4 * sp.exp(-2 * sp.Abs(a)) / (1 + sp.exp(-2 * sp.Abs(a)))**2),))
+        stable=(lambda f, a: (1 - f(a) ** 2, 4 * sigmoid(2 * a) * sigmoid(-2 * a)),))
 # σ(a) = e^min(a, 0) / (1 + e^(−|a|)): no exp overflows, and within a rounding of σ(a) everywhere,
 # the subnormal values below a ≈ −708 included; value_and_grad computes e^(−|a|) once and shares it
 declare("sigmoid", sigmoid, label="σ", numpy="(np.exp(np.minimum({0}, 0.0))/(1 + np.exp(-np.abs({0}))))",
