@@ -67,7 +67,7 @@ from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
 from .graph import Graph
 from .names import check_names
-from .ops import OPS
+from .ops import OPS, printed_as_form
 from .printing import array_api_code, float_literal, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import amax, broadcast_to, logsumexp, mean, reduce_sum, shape_of, sum_to
@@ -571,6 +571,8 @@ def _reusing(expr: sp.Expr, known: dict[sp.Expr, sp.Symbol], memo: dict[sp.Basic
         return done
     args = tuple(_reusing(a, known, memo) if isinstance(a, sp.Expr) else a for a in expr.args)
     new = expr.func(*args) if args != expr.args else expr
+    if printed_as_form(new):
+        new = _reusing(new.elementary(*new.args), known, memo)  # printed as its form: share its parts
     if isinstance(new, LINEAR):
         coeff, rest = new.args[0].as_coeff_Mul()
         if coeff.is_Number and coeff != 1 and not rest.is_Number:

@@ -170,6 +170,10 @@ softplus = function(
 logsigmoid = function(
     "logsigmoid", lambda a: -sp.log(1 + sp.exp(-a)), derivative=lambda a, out: sigmoid(-a),
     latex=r"\log\sigma", doc="log σ(a) = −log(1 + e^(−a)), the log-likelihood of a logistic output.")
+sech2 = function(  # written through e = e^(−2|a|): one exp, exact, no overflow; smooth by its derivative
+    "sech2", lambda a: 4 * sp.exp(-2 * sp.Abs(a)) / (1 + sp.exp(-2 * sp.Abs(a))) ** 2,
+    derivative=lambda a, out: -2 * sp.tanh(a) * out, latex=r"\operatorname{sech}^2",
+    doc="sech²(a) = 1 − tanh²(a) = 4e/(1 + e)² with e = e^(−2|a|), the derivative of tanh.")
 
 
 class logaddexp(sp.Function):
@@ -247,7 +251,7 @@ class sgn(sp.Function):
 
 
 CUSTOM_FUNCTIONS: tuple[type[sp.Function], ...] = (
-    sigmoid, relu, softplus, logsigmoid, logaddexp,
+    sigmoid, relu, softplus, logsigmoid, logaddexp, sech2,
 )
 
 # --------------------------------------------------------------------------
@@ -532,10 +536,8 @@ declare("log", sp.log, arity=1, numpy="np.log({0})", domain=(POSITIVE,))
 declare("sqrt", sp.sqrt, arity=1, domain=(POSITIVE,))
 declare("sin", sp.sin, numpy="np.sin({0})")
 declare("cos", sp.cos, numpy="np.cos({0})")
-# tanh' = 1 − tanh² rounds to 0 once |a| > 19; 4σ(2a)σ(−2a) is exact wherever it is representable
-# and smooth (a form through e^(−2|a|) takes one exp, but its own derivatives go wrong at a = 0)
-declare("tanh", sp.tanh, numpy="np.tanh({0})",
-        stable=(lambda f, a: (1 - f(a) ** 2, 4 * sigmoid(2 * a) * sigmoid(-2 * a)),))
+# tanh' = 1 − tanh² rounds to 0 once |a| > 19; sech²(a) is exact wherever it is representable
+declare("tanh", sp.tanh, numpy="np.tanh({0})", stable=(lambda f, a: (1 - f(a) ** 2, sech2(a)),))
 # σ(a) = e^min(a, 0) / (1 + e^(−|a|)): no exp overflows, and within a rounding of σ(a) everywhere,
 # the subnormal values below a ≈ −708 included; value_and_grad computes e^(−|a|) once and shares it
 declare("sigmoid", sigmoid, label="σ", numpy="(np.exp(np.minimum({0}, 0.0))/(1 + np.exp(-np.abs({0}))))",
@@ -596,6 +598,7 @@ declare("pick", pick, arity=2, params=("keepdims",), domain=(REAL, LABELS),
 # (axes, shapes, the step's value at 0) as constant operands
 declare("step", step, arity=1, numpy="np.heaviside({0}, {1})", gradient=True)
 declare("sgn", sgn, label="sign", numpy="np.sign({0})", gradient=True)
+declare("sech2", sech2, label="sech²", gradient=True)  # printed as its form: one exp
 declare("outer", outer, arity=2, numpy="np.outer({0}, {1})", gradient=True)
 declare("expand_dims", expand_dims, arity=1, numpy="np.expand_dims({0})", gradient=True)
 declare("broadcast_to", broadcast_to, arity=1, numpy="np.broadcast_to({0})", gradient=True)
@@ -611,6 +614,15 @@ STABLE_DERIVATIVES: tuple[tuple[sp.Expr, sp.Expr], ...] = OPS.stable_derivatives
 def op_of(name: str) -> Op:
     """The row of op ``name``: in :data:`OPS`, or one only gradient graphs use (``OPS.gradient``)."""
     return OPS[name] if name in OPS else OPS.gradient[name]
+
+
+def printed_as_form(expr: sp.Basic) -> bool:
+    """Whether ``expr`` is a defined function the printers write as its elementary form:
+    its row (or the backward pass's helper, ``sech2``) has no NumPy spelling."""
+    if not isinstance(expr, Defined):
+        return False
+    op = BY_CLASS.get(type(expr)) or next((o for o in OPS.gradient.values() if o.sympy is type(expr)), None)
+    return op is not None and op.numpy is None
 
 
 def format_constant(c: sp.Expr) -> str:

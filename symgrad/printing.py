@@ -22,7 +22,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from .alike import placeholder, printed, template
 from .dims import Shape, show
 from .errors import EvaluationError, SymgradError, UnsupportedError
-from .ops import BY_CLASS, OPS, Defined, Op
+from .ops import BY_CLASS, OPS, Op, printed_as_form
 from .tensors import shape_of
 
 
@@ -75,7 +75,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print(self, expr: Any, **kwargs: Any) -> str:
         op = _spelled(expr)
         if op is None:
-            if isinstance(expr, Defined) and type(expr) in BY_CLASS:  # no spelling: its elementary form
+            if printed_as_form(expr):  # no spelling: its elementary form
                 return self._print(expr.elementary(*expr.args), **kwargs)
             return super()._print(expr, **kwargs)
         template = self._template(op)
@@ -442,8 +442,8 @@ def imports_of(*exprs: sp.Expr) -> tuple[str, ...]:
             op = BY_CLASS.get(type(f))
             if op is not None:
                 found.update(op.imports)
-                if op.numpy is None and isinstance(f, Defined):  # printed as its elementary form
-                    todo.append(f.elementary(*f.args))
+            if printed_as_form(f):
+                todo.append(f.elementary(*f.args))
     return tuple(sorted(found))
 
 

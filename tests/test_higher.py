@@ -114,6 +114,18 @@ def test_third_derivatives_of_the_sigmoid_neuron(names):
     assert close(float(d.compile()(**NEURON_AT)), sympy_derivative(g.expression(), names, NEURON_AT))
 
 
+@pytest.mark.parametrize("a", [1.0, 1.25, -3.0])
+def test_derivatives_of_tanh_through_its_exact_derivative_hold_where_tanh_is_0(a):
+    # tanh' is computed as sech² from e^(−2|a|); its own derivative must be −2·tanh·sech², not |a|'s
+    g = sg.graph("exp(tanh(1 - a))")
+    d = g
+    for k in (1, 2, 3):
+        d = sg.grad(d, "a")
+        exact = sympy_derivative(g.expression(), ("a",) * k, {"a": a})
+        assert close(value(d, {"a": a}), exact), k
+        assert close(float(d.compile()(a=a)), exact), k
+
+
 def test_zero_and_constant_derivatives_are_graphs_too():
     g = sg.graph("x * y")
     dxy = sg.grad(sg.grad(g, "x"), "y")
