@@ -80,7 +80,9 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     turns into floats; arrays take the NumPy body, as does a point where the
     float body raises one of :data:`symgrad.scalar.FALLBACK`.  A body of more
     than :data:`APART_LINES` lines is called instead, as ``_floats_value_and_grad``
-    and ``_arrays_value_and_grad`` (:func:`_body_source`).
+    and ``_arrays_value_and_grad`` (:func:`_body_source`); so is the NumPy body of a
+    graph of scalars, whose array entries are read only where the output is not
+    finite (``_finite_shown``, :meth:`Compiled._finite_shown`).
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
@@ -117,6 +119,8 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
                   "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
                   "            pass"] if fast and inputs else []
         arrays = [f"return _arrays_{name}({args})"] if apart else functions[name].body
+        if fast and inputs and name != "unchecked_value":
+            arrays = [f"return _finite_shown(_arrays_{name}({args}), ({args},), {name != 'value'})"]
         text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",
                  *_indent(_indent(arrays)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
@@ -221,11 +225,12 @@ class Compiled:
             "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
         }
         self._files: set[str] = set()  # the generated files loaded so far, for _evaluation_error
-        for name in ENTRY_DOCS:  # long bodies: their own functions, compiled when first called
-            if len(functions[name].body) > APART_LINES:
-                for floats in (True, False):
-                    self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
-                        _OnFirstCall(functools.partial(self._body, name, floats))
+        self._namespace["_finite_shown"] = self._finite_shown
+        for name in ENTRY_DOCS:  # long bodies (and batches): functions of their own, compiled when first called
+            apart = len(functions[name].body) > APART_LINES
+            for floats in (True, False) if apart else (False,) if self.batchable and graph.inputs else ():
+                self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
+                    _OnFirstCall(functools.partial(self._body, name, floats))
         self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
 
     # Each generated function is compiled the first time it is used: a program of 10^5 nodes
@@ -310,7 +315,7 @@ class Compiled:
 
     def _arguments(self, unknown: dict[str, Any], *values: Any) -> tuple[Any, ...]:
         """The inputs checked: named, numeric, finite and shaped as the graph allows."""
-        if not self.batchable and not unknown and self._as_checked(values):
+        if not unknown and (self._batch_as_checked(values) if self.batchable else self._as_checked(values)):
             return values
         names = self.graph.inputs
         given = {n: v for n, v in zip(names, values) if v is not _MISSING}
@@ -349,6 +354,33 @@ class Compiled:
         check_values(values, self._table)
         return True
 
+    @staticmethod
+    def _batch_as_checked(values: tuple[Any, ...]) -> bool:
+        """Every input of a graph of scalars a finite float or a float64 array (its entries not
+        read: :meth:`_finite_shown` does that where the output is not finite), the shapes
+        broadcasting together."""
+        for v in values:
+            if v.__class__ is float:
+                if not math.isfinite(v):
+                    return False
+            elif v.__class__ is not np.ndarray or v.dtype != np.float64:
+                return False
+        try:
+            np.broadcast_shapes(*(np.shape(v) for v in values))
+        except ValueError:
+            return False
+        return True
+
+    def _finite_shown(self, result: Any, values: tuple[Any, ...], pair: bool) -> Any:
+        """``result``, after a test of its output: where that is not finite, an input array that
+        is not finite is refused by name (an InputError); otherwise the output is NumPy's."""
+        out = result[0] if pair else result
+        if not (math.isfinite(out) if isinstance(out, float) else np.isfinite(out).all()):
+            for n, v in zip(self.graph.inputs, values):
+                if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
+                    raise InputError(f"value of {n!r} is not finite: {v!r}")
+        return result
+
     def _finite_where_shown(self, entry: Callable[..., Any], pair: bool) -> Callable[..., Any]:
         """``entry``, followed by a test of its output: where that is not finite, an input that
         is not finite is refused by name (an InputError); otherwise the output is NumPy's.
@@ -358,14 +390,7 @@ class Compiled:
         names = self.graph.inputs
 
         def checked(**inputs: Any) -> Any:
-            result = entry(**inputs)
-            out = result[0] if pair else result
-            if not (math.isfinite(out) if isinstance(out, float) else np.isfinite(out).all()):
-                for n in names:
-                    v = inputs.get(n)
-                    if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
-                        raise InputError(f"value of {n!r} is not finite: {v!r}")
-            return result
+            return self._finite_shown(entry(**inputs), tuple(inputs.get(n) for n in names), pair)
 
         checked.__doc__ = entry.__doc__
         checked.__name__ = entry.__name__

@@ -207,6 +207,33 @@ def test_inputs_that_need_converting_or_refusing_still_are(nets):
         f.value_and_grad(**{**values, "reg": float("nan")})
 
 
+def test_a_batch_of_points_reads_its_entries_only_when_the_output_is_not_finite():
+    f = sg.graph("sigmoid(w) * x * y").compile()
+    w, x, y = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, -0.5]), 3.0
+    s = 1 / (1 + np.exp(-w))
+    for entry in (f, f.forward, f.value_and_grad):
+        for bad in (np.inf, np.nan):
+            hit = x.copy()
+            hit[1] = bad
+            with pytest.raises(sg.InputError, match="'x' is not finite"), np.errstate(invalid="ignore"):
+                entry(w=w, x=hit, y=y)
+        with pytest.raises(sg.InputError, match="'y' is not finite"):
+            entry(w=w, x=x, y=float("nan"))
+        with pytest.raises(sg.ShapeError, match="do not broadcast"):
+            entry(w=w, x=x[:2], y=y)
+    value, grads = f.value_and_grad(w=w, x=x, y=y)
+    np.testing.assert_allclose(value, 3 * s * x, rtol=1e-15)
+    np.testing.assert_allclose(grads["w"], 3 * s * (1 - s) * x, rtol=1e-14)
+    assert grads["y"] == pytest.approx((s * x).sum(), rel=1e-15)
+    for other in (x.astype(np.float32), [1.0, 2.0, -0.5], np.array([1, 2, 0])):  # converted first
+        got = f.value_and_grad(w=w, x=other, y=y)[1]["w"]
+        np.testing.assert_allclose(got, 3 * s * (1 - s) * np.asarray(other, float), rtol=1e-14)
+    with pytest.raises(sg.InputError, match="'x' is not finite"):
+        f.value_and_grad(w=w, x=[1.0, np.inf, 0.0], y=y)
+    hidden = sg.graph("sigmoid(w) * y").compile()  # σ(−∞) = 0: the output shows nothing, NumPy's answer
+    assert hidden(w=np.array([-np.inf, 0.0]), y=1.5).tolist() == [0.0, 0.75]
+
+
 def test_array_entries_are_read_only_when_the_output_is_not_finite():
     g = sg.graph("sum(relu(W @ x))", shapes={"W": (2, 3), "x": (3,)})
     f = g.compile()
