@@ -226,7 +226,7 @@ class Compiled:
         }
         self._files: set[str] = set()  # the generated files loaded so far, for _evaluation_error
         self._namespace["_finite_shown"] = self._finite_shown
-        for name in ENTRY_DOCS:  # long bodies (and batches): functions of their own, compiled when first called
+        for name in ENTRY_DOCS:  # long bodies and batches: functions of their own, made on first call
             apart = len(functions[name].body) > APART_LINES
             for floats in (True, False) if apart else (False,) if self.batchable and graph.inputs else ():
                 self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
