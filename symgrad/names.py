@@ -161,20 +161,29 @@ def _all_known(source: str) -> bool:
     full check then names it and its line) or where the skeleton does not hold each of those
     lines as a statement of its own.
     """
-    lines = source.splitlines()
-    skeleton = list(lines)
-    simple: dict[int, tuple[Names, list[str]]] = {}  # line number: the template's names, the names
-    for i, line in enumerate(lines):
+    skeleton: list[str] = []
+    runs: dict[int, list[tuple[Names, list[str]]]] = {}  # a pass's line number: the lines it stands for
+    alike: dict[str, tuple[Names, list[str]] | None] = {}  # a line's text: its names, once per text
+    run: list[tuple[Names, list[str]]] | None = None
+    indent = ""
+    for line in source.splitlines():
         body = line.lstrip(" ")
-        found = line_template(body)
-        if found is None:
-            continue
-        names = _names_in(found[0])
-        if names is None:
-            continue
-        simple[i + 1] = (names, found[1])
-        skeleton[i] = line[:len(line) - len(body)] + "pass"
-    if not simple:
+        if body in alike:
+            line_of = alike[body]
+        else:  # the forward lines come again in value_and_grad and the value
+            found = line_template(body)
+            names = None if found is None else _names_in(found[0])
+            line_of = alike[body] = None if names is None or found is None else (names, found[1])
+        if line_of is None:
+            skeleton.append(line)
+            run = None
+        elif run is not None and line[:len(line) - len(body)] == indent:
+            run.append(line_of)  # one pass for a run of them at one indentation: less to parse
+        else:
+            indent = line[:len(line) - len(body)]
+            skeleton.append(indent + "pass")
+            run = runs[len(skeleton)] = [line_of]
+    if not runs:
         return False
     try:
         tree = ast.parse("\n".join(skeleton))
@@ -185,26 +194,26 @@ def _all_known(source: str) -> bool:
     def filled(token: Token, names: list[str]) -> str:
         return names[token] if isinstance(token, int) else token
 
-    def line_names(node: ast.AST) -> tuple[Names, list[str]] | None:
-        """The names of the one-line assignment ``node`` stands for, and its words, after
-        storing its targets."""
-        if not isinstance(node, ast.Pass) or node.lineno not in simple:
+    def line_names(node: ast.AST) -> list[tuple[Names, list[str]]] | None:
+        """The names of the one-line assignments ``node`` stands for, and their words, after
+        storing their targets."""
+        if not isinstance(node, ast.Pass) or node.lineno not in runs:
             return None
         seen.add(node.lineno)
-        kinds, words = simple[node.lineno]
-        defined.update(filled(t, words) for t in kinds[0])
-        return kinds, words
+        for kinds, words in runs[node.lineno]:
+            defined.update(filled(t, words) for t in kinds[0])
+        return runs[node.lineno]
 
     defined = set(BUILTINS)
     modules, reads = _module_reads(tree, defined, line_names)
-    if seen != simple.keys():  # a line the skeleton holds inside another statement, or a string
+    if seen != runs.keys():  # a line the skeleton holds inside another statement, or a string
         return False
     chains: dict[tuple[str, tuple[str, ...]], bool] = {}
     for function, read, templated in reads:
         local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
         if any(_unknown(n, local, modules) is not None for n in read):
             return False
-        for (_, loads, attributes), words in templated:
+        for (_, loads, attributes), words in (line for group in templated for line in group):
             if any(filled(t, words) not in local for t in loads):
                 return False
             for base, path in attributes:

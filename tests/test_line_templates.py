@@ -122,6 +122,9 @@ BAD = [  # (source, the name the full check names)
     'import numpy as np\ndef f(x):\n    s = """\nnan = 1\n"""\n    return x*nan',  # an assignment in a string
     "import numpy as np\ndef f(x):\n    y = dict(\n    nan = x,\n    )\n    return nan",  # a keyword
     "import numpy as np\ndef f(x):\n    y = x\n    return y\ndef g(z):\n    w = x*z\n    return w",
+    # runs of one-line assignments, one of them in a string, one read before a later run defines it
+    'import numpy as np\ndef f(x):\n    a = x\n    s = """\nnan = 1\nb = 2\n"""\n    c = a\n    return x*nan',
+    "import numpy as np\ndef f(x):\n    a = x\n    b = a*q\n    del a\n    c = b\n    return c",
 ]
 
 
@@ -139,6 +142,8 @@ GOOD = [
     "import numpy as np\ndef f(x):\n    y = np.exp(x)\n    z = np.linalg.norm(y)\n    return z",
     "import numpy as np\nK = 2\ndef f(x):\n    y = x*K\n    return y\ndef g(x):\n    w = y*x\n    return w",
     "def f(x):\n    y = abs(x)\n    z = [i for i in (y, x)]\n    return z",
+    "import numpy as np\ndef f(x):\n    a = x\n    b = np.exp(a)\n    del a\n    c = b*x\n    if c:\n"
+    "        d = c\n        e = d\n    f = c\n    return f",
 ]
 
 
