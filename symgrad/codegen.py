@@ -227,8 +227,8 @@ def _functions(program: Program) -> dict[str, _Function]:
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
     shared, differences = _share_softmaxes(program, shapes, ints)
-    forward = [line for a in program.forward
-               for line in shared.get(a.target.name, [f"{a.target} = {_code(a.expr, a.node, shapes, ints)}"])]
+    forward = [line for a in program.forward for line in
+               shared.get(a.target.name, [f"{a.target} = {_forward_code(a.expr, a.node, shapes, ints)}"])]
 
     backward, used, results = _adjoint_lines(program, program.dout)
     scalar_out = g.shape(out) == ()
@@ -772,6 +772,11 @@ def _bare(code: str) -> str:
         if depth == 0 and i < len(code) - 1:
             return code  # (a)*(b): the first parenthesis closes early
     return code[1:-1]
+
+
+def _forward_code(expr: sp.Expr, node: str, shapes: dict[sp.Symbol, Any], ints: set[sp.Symbol]) -> str:
+    """A forward line's expression; a number as a float literal, so a constant output is a float."""
+    return _number(expr, node) if expr.is_Number else _code(expr, node, shapes, ints)
 
 
 def _number(value: sp.Expr, node: str) -> str:

@@ -413,6 +413,16 @@ def test_graphs_without_operations_or_inputs():
     assert f.value_and_grad(x=2.0)[1] == {"x": 0.0}
 
 
+@pytest.mark.parametrize("text, want", [("1", 1.0), ("2", 2.0), ("x - x + 1", 1.0)])
+def test_a_constant_output_is_a_float(text, want):
+    g = sg.graph(text)
+    f = g.compile()
+    point = {n: 3.0 for n in g.inputs}
+    for value in (f(**point), f.forward(**point)[0], f.value_and_grad(**point)[0],
+                  f.module.value_and_grad(*point.values())[0]):
+        assert value.__class__ is float and value == want
+
+
 # -- standalone modules and the command line --------------------------------------------------
 
 
