@@ -36,6 +36,7 @@ from .codegen import (
     _Function,
     _header,
     _indent,
+    _number,
     _reading,
     _returns,
     _shapes,
@@ -83,7 +84,10 @@ _CALL = re.compile(r"\bxp\.(\w+)")
 
 
 def _xp_code(expr: sp.Expr, node: str, shapes: Any, ints: set[sp.Symbol]) -> str:
-    """Array-API text of ``expr``; an UnsupportedError naming ``node`` for a call outside the standard."""
+    """Array-API text of ``expr`` (a number as a float literal); an UnsupportedError naming ``node``
+    for a call outside the standard."""
+    if expr.is_Number:
+        return _number(expr, node)
     text = _code(expr, node, shapes, ints, xp=True)
     _standard(text, node)
     return text
