@@ -572,7 +572,7 @@ def _reusing(expr: sp.Expr, known: dict[sp.Expr, sp.Symbol], memo: dict[sp.Basic
     args = tuple(_reusing(a, known, memo) if isinstance(a, sp.Expr) else a for a in expr.args)
     new = expr.func(*args) if args != expr.args else expr
     if printed_as_form(new):
-        new = _reusing(new.elementary(*new.args), known, memo)  # printed as its form: share its parts
+        new = _reusing(new.printed(*new.args), known, memo)  # printed as a form: share its parts
     if isinstance(new, LINEAR):
         coeff, rest = new.args[0].as_coeff_Mul()
         if coeff.is_Number and coeff != 1 and not rest.is_Number:

@@ -74,11 +74,18 @@ class Defined(sp.Function):
 
     derivative: Callable[..., Any] | None = None
     latex_name: str | None = None
+    printed_form: Callable[..., sp.Expr] | None = None
 
     @classmethod
     def elementary(cls, *args: sp.Expr) -> sp.Expr:
         """The function's value at ``args`` in elementary functions."""
         return cls.form(*args)
+
+    @classmethod
+    def printed(cls, *args: sp.Expr) -> sp.Expr:
+        """What the printers write for it where its row has no spelling: its own printed form,
+        else its elementary one."""
+        return (cls.printed_form or cls.form)(*args)
 
     @classmethod
     def eval(cls, *args: sp.Expr) -> sp.Expr | None:
@@ -127,7 +134,8 @@ class Defined(sp.Function):
 
 
 def function(name: str, form: Callable[..., sp.Expr], *, derivative: Callable[..., Any] | None = None,
-             latex: str | None = None, doc: str | None = None) -> type[Defined]:
+             latex: str | None = None, doc: str | None = None,
+             printed: Callable[..., sp.Expr] | None = None) -> type[Defined]:
     """A new SymPy function ``name`` whose value is ``form(*operands)``.
 
     ``derivative(*operands, out)`` gives its derivative (one expression, or
@@ -135,7 +143,8 @@ def function(name: str, form: Callable[..., sp.Expr], *, derivative: Callable[..
     (``out*(1 - out)`` for the sigmoid); without it SymPy differentiates
     ``form``.  ``expr.rewrite(head)`` gives the form back, for each function
     ``head`` the form uses (``rewrite(sp.exp)``), and ``rewrite("elementary")``.
-    ``latex`` is its LaTeX name (``\\sigma``).
+    ``latex`` is its LaTeX name (``\\sigma``); ``printed``, the form printers write where it
+    differs from ``form`` (cheaper, or safe from overflow).
 
     >>> a = sp.Symbol("a", real=True)
     >>> swish = function("swish", lambda a: a / (1 + sp.exp(-a)))
@@ -151,6 +160,7 @@ def function(name: str, form: Callable[..., sp.Expr], *, derivative: Callable[..
     body: dict[str, Any] = {
         "nargs": arity, "form": staticmethod(form), "latex_name": latex,
         "derivative": None if derivative is None else staticmethod(derivative),
+        "printed_form": None if printed is None else staticmethod(printed),
         "__module__": __name__, "__doc__": doc or f"{name}: a function defined by its elementary form.",
     }
     for head in probe.atoms(sp.Function, sp.Max, sp.Min):  # rewrite(sp.exp), rewrite(sp.Max), …
@@ -170,10 +180,11 @@ softplus = function(
 logsigmoid = function(
     "logsigmoid", lambda a: -sp.log(1 + sp.exp(-a)), derivative=lambda a, out: sigmoid(-a),
     latex=r"\log\sigma", doc="log σ(a) = −log(1 + e^(−a)), the log-likelihood of a logistic output.")
-sech2 = function(  # written through e = e^(−2|a|): one exp, exact, no overflow; smooth by its derivative
-    "sech2", lambda a: 4 * sp.exp(-2 * sp.Abs(a)) / (1 + sp.exp(-2 * sp.Abs(a))) ** 2,
-    derivative=lambda a, out: -2 * sp.tanh(a) * out, latex=r"\operatorname{sech}^2",
-    doc="sech²(a) = 1 − tanh²(a) = 4e/(1 + e)² with e = e^(−2|a|), the derivative of tanh.")
+sech2 = function(  # printed through e = e^(−2|a|): one exp, exact, no overflow
+    "sech2", lambda a: 1 / sp.cosh(a) ** 2, derivative=lambda a, out: -2 * sp.tanh(a) * out,
+    printed=lambda a: 4 * sp.exp(-2 * sp.Abs(a)) / (1 + sp.exp(-2 * sp.Abs(a))) ** 2,
+    latex=r"\operatorname{sech}^2", doc="sech²(a) = 1 − tanh²(a), the derivative of tanh; printed as "
+    "4e/(1 + e)² with e = e^(−2|a|).")
 
 
 class logaddexp(sp.Function):
@@ -617,8 +628,9 @@ def op_of(name: str) -> Op:
 
 
 def printed_as_form(expr: sp.Basic) -> bool:
-    """Whether ``expr`` is a defined function the printers write as its elementary form:
-    its row (or the backward pass's helper, ``sech2``) has no NumPy spelling."""
+    """Whether ``expr`` is a defined function the printers write as a form
+    (:meth:`Defined.printed`): its row (or the backward pass's helper, ``sech2``) has no NumPy
+    spelling."""
     if not isinstance(expr, Defined):
         return False
     op = BY_CLASS.get(type(expr)) or next((o for o in OPS.gradient.values() if o.sympy is type(expr)), None)

@@ -75,8 +75,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
     def _print(self, expr: Any, **kwargs: Any) -> str:
         op = _spelled(expr)
         if op is None:
-            if printed_as_form(expr):  # no spelling: its elementary form
-                return self._print(expr.elementary(*expr.args), **kwargs)
+            if printed_as_form(expr):  # no spelling: its printed form
+                return self._print(expr.printed(*expr.args), **kwargs)
             return super()._print(expr, **kwargs)
         template = self._template(op)
         assert template is not None
@@ -443,7 +443,7 @@ def imports_of(*exprs: sp.Expr) -> tuple[str, ...]:
             if op is not None:
                 found.update(op.imports)
             if printed_as_form(f):
-                todo.append(f.elementary(*f.args))
+                todo.append(f.printed(*f.args))
     return tuple(sorted(found))
 
 
