@@ -124,7 +124,7 @@ def test_explanations_of_the_two_layer_net_with_named_dimensions():
 
 @pytest.mark.parametrize("text, shapes", [
     ("softmax_cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y) + 0.5*reg*(l2(W1) + l2(W2))",
-     {"X": (7, 3), "W1": (3, 4), "b1": (4,), "W2": (4, 3), "b2": (3,), "y": (7,), "reg": ()}),
+     {"X": (4, 2), "W1": (2, 3), "b1": (3,), "W2": (3, 3), "b2": (3,), "y": (4,), "reg": ()}),
     ("mean((tanh(X @ W1) @ w2 - y)**2)", {"X": (5, 3), "W1": (3, 4), "w2": (4,), "y": (5,)}),
 ])
 def test_every_name_a_formula_reads_is_defined_and_numbers_are_short(text, shapes):
