@@ -10,7 +10,8 @@ form (:func:`function`); their derivatives are stated in terms of themselves
 (``sigmoid' = sigmoid·(1 − sigmoid)``) and the tests check each one against
 SymPy's derivative of the elementary form.  Where such a derivative loses
 precision as written, the row declares the spelling the backward pass
-evaluates instead (``stable``).  :func:`symgrad.define_op` adds a user's
+evaluates instead (``stable``): tanh's is sech², a function of its own whose
+printed form takes one exp.  :func:`symgrad.define_op` adds a user's
 op through the same :func:`function` and :func:`declare`.
 
 The lecture's unary gates are binary operations with one constant operand:

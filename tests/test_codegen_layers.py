@@ -179,8 +179,9 @@ def test_the_derivative_of_tanh_is_exact_where_one_minus_tanh_squared_rounds_to_
         warnings.simplefilter("error")  # no overflow on the way
         got = f.value_and_grad(x=np.array([a]))[1]["x"][0]
         scalar = f.value_and_grad(x=a)[1]["x"]
+        interpreted = sg.graph("tanh(x)").backprop(x=a).grads["x"]
     want = float(mpmath.sech(mpmath.mpf(a)) ** 2)
-    for value in (got, scalar):
+    for value in (got, scalar, interpreted):
         assert value == pytest.approx(want, rel=1e-13, abs=0.0)  # 0.0 where it underflows
 
 
