@@ -688,27 +688,40 @@ def _stretched(program: Program, shapes: dict[sp.Symbol, Shape]) -> dict[sp.Symb
     """
     wrt = set(program.wrt)
     kept: dict[sp.Symbol, sp.Expr] = {}
+    readers: dict[sp.Symbol, list[int]] | None = None  # each symbol: the adjoints that read it
     for i, adj in enumerate(program.backward):
         expr = adj.expr
         small = _shape(expr.args[0], shapes) if isinstance(expr, broadcast_to) else None
         if adj.node in wrt or small is None:
             continue
-        lean = {**shapes, adj.target: small}
-        uses = [a for a in program.backward[i + 1:] if adj.target in a.expr.free_symbols]
-        if all(not _inside_array_function(a.expr, adj.target) and _shape(a.expr, lean) == a.shape
+        if readers is None:  # found once, when the first stretched adjoint needs it
+            readers = {}
+            for j, a in enumerate(program.backward):
+                for s in a.expr.free_symbols:
+                    readers.setdefault(s, []).append(j)
+        uses = [program.backward[j] for j in readers.get(adj.target, ()) if j > i]
+        full, shapes[adj.target] = shapes[adj.target], small
+        if all(not _inside_array_function(a.expr, adj.target) and _shape(a.expr, shapes) == a.shape
                for a in uses):
             kept[adj.target] = expr.args[0]
-            shapes[adj.target] = small
+        else:
+            shapes[adj.target] = full
     return kept
 
 
 def _inside_array_function(expr: sp.Expr, symbol: sp.Symbol) -> bool:
     """``symbol`` is read by an operation whose result depends on its operands' shapes."""
-    if expr.is_Atom or symbol not in expr.free_symbols:
-        return False
-    if callable(getattr(type(expr), "array_shape", None)):
-        return True
-    return any(_inside_array_function(a, symbol) for a in expr.args if isinstance(a, sp.Basic))
+    todo = [expr]
+    while todo:  # one walk, down to the array operations
+        e = todo.pop()
+        if e.is_Atom:
+            continue
+        if callable(getattr(type(e), "array_shape", None)):
+            if symbol in e.free_symbols:
+                return True
+            continue
+        todo.extend(a for a in e.args if isinstance(a, sp.Basic))
+    return False
 
 
 def _needed(expr: sp.Expr, shared: dict[sp.Symbol, sp.Expr], position: dict[sp.Symbol, int],
