@@ -573,6 +573,8 @@ def _reusing(expr: sp.Expr, known: dict[sp.Expr, sp.Symbol], memo: dict[sp.Basic
     new = expr.func(*args) if args != expr.args else expr
     if printed_as_form(new):
         new = _reusing(new.printed(*new.args), known, memo)  # printed as a form: share its parts
+    elif isinstance(new, sp.exp) and (softmax := _softmax(new.args[0])) is not None:
+        new = _reusing(softmax, known, memo)
     if isinstance(new, LINEAR):
         coeff, rest = new.args[0].as_coeff_Mul()
         if coeff.is_Number and coeff != 1 and not rest.is_Number:
@@ -580,6 +582,22 @@ def _reusing(expr: sp.Expr, known: dict[sp.Expr, sp.Symbol], memo: dict[sp.Basic
     found = known.get(new, new)
     memo[expr] = found
     return found
+
+
+def _softmax(exponent: sp.Expr) -> sp.Expr | None:
+    """exp(``exponent``) as e/Σe with e = exp(x − max x), where ``exponent`` is
+    x − logsumexp(x, axis, keepdims=True) (a softmax whose log-sum-exp no forward value holds,
+    as in the backward of a fused softmax-cross-entropy gate): one ``exp`` and no ``log``,
+    where the log-sum-exp's spelling takes two of each pass over x; else None."""
+    if not exponent.is_Add:
+        return None
+    for term in exponent.args:
+        coeff, lse = term.as_coeff_Mul()
+        if coeff == -1 and isinstance(lse, logsumexp) and lse.keepdims and exponent - term == lse.args[0]:
+            x, axis = lse.args[0], lse.args[1]
+            e = sp.exp(x - amax(x, axis, sp.true))
+            return e / reduce_sum(e, axis, sp.true)
+    return None
 
 
 def _fold_negations(targets: list[sp.Symbol], exprs: list[sp.Expr], kept: set[sp.Symbol]) -> set[sp.Symbol]:

@@ -172,6 +172,31 @@ def test_the_adjoints_read_the_forward_values_instead_of_computing_them_again():
     np.testing.assert_allclose(grads["w"], np.exp(point["x"]), rtol=1e-15)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e3])  # logits of thousands: no exp may overflow
+def test_the_fused_softmax_cross_entropy_backward_takes_one_exp_and_no_log(scale):
+    from .test_tensors_nets import two_layer, two_layer_by_hand, two_layer_case
+
+    shapes, values = two_layer_case()
+    values = {**values, "W2": values["W2"] * scale}
+    wrt = ["W1", "b1", "W2", "b2"]
+    g = sg.graph(two_layer, shapes=shapes, dtypes={"y": int}).fuse("softmax_cross_entropy")
+    f = g.compile(wrt=wrt)
+    backward = function_source(f.source, "backward")
+    assert backward.count("np.exp(") == 1 and "np.log(" not in backward  # softmax as e/Σe
+    with np.errstate(divide="ignore"):  # by hand, log(softmax) is -inf where the softmax rounds to 0
+        want_value, want = two_layer_by_hand(**values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grads = f.value_and_grad(**values)
+        out, cache = f.forward(**values)
+        stepped = f.backward(1.0, cache)
+    assert out == value and math.isfinite(value)
+    assert value == pytest.approx(want_value, rel=1e-12) or scale > 1
+    for n in wrt:
+        np.testing.assert_allclose(grads[n], want[n], rtol=1e-10, atol=1e-12 * scale)
+        np.testing.assert_allclose(stepped[n], want[n], rtol=1e-10, atol=1e-12 * scale)
+
+
 @pytest.mark.parametrize("a", [0.0, 1e-9, -0.3, 2.5, -10.0, 19.0, 25.0, -100.0, 354.0, -400.0, 800.0])
 def test_the_derivative_of_tanh_is_exact_where_one_minus_tanh_squared_rounds_to_zero(a):
     f = sg.graph("tanh(x)").compile()
