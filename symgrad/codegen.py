@@ -19,7 +19,8 @@ header naming the expression and its inputs, then three straight-line functions.
   batch, the forward values the gradients do not read are deleted before
   the gradients are computed.  The adjoints read forward values instead of
   computing them again (``exp(q3 - q4)`` is ``q6`` where ``q6 = np.exp(q5)``
-  and ``q5 = q3 - q4``).  A sigmoid node
+  and ``q5 = q3 - q4``); a softmax whose log-sum-exp no forward value holds
+  is e/Σe with e = exp(x − max x).  A sigmoid node
   ``q`` of a name keeps its exponential (``_exp_q``), from which its
   gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``.
 
@@ -585,10 +586,10 @@ def _reusing(expr: sp.Expr, known: dict[sp.Expr, sp.Symbol], memo: dict[sp.Basic
 
 
 def _softmax(exponent: sp.Expr) -> sp.Expr | None:
-    """exp(``exponent``) as e/Σe with e = exp(x − max x), where ``exponent`` is
-    x − logsumexp(x, axis, keepdims=True) (a softmax whose log-sum-exp no forward value holds,
-    as in the backward of a fused softmax-cross-entropy gate): one ``exp`` and no ``log``,
-    where the log-sum-exp's spelling takes two of each pass over x; else None."""
+    """exp(``exponent``) as e/Σe with e = exp(x − max x) where ``exponent`` is
+    x − logsumexp(x, axis, keepdims=True), else None: a softmax whose log-sum-exp no forward
+    value holds (the backward of a fused softmax-cross-entropy gate) takes one ``exp`` and no
+    ``log``, where the log-sum-exp written out takes two ``exp``s and a ``log``."""
     if not exponent.is_Add:
         return None
     for term in exponent.args:
