@@ -356,14 +356,14 @@ class Compiled:
 
     @staticmethod
     def _batch_as_checked(values: tuple[Any, ...]) -> bool:
-        """Every input of a graph of scalars a finite float or a float64 array (its entries not
-        read: :meth:`_finite_shown` does that where the output is not finite), the shapes
-        broadcasting together."""
+        """Every input of a graph of scalars a finite float or a float64 array of one or more
+        dimensions (its entries not read: :meth:`_finite_shown` does that where the output is
+        not finite), the shapes broadcasting together.  A 0-d array is made a float first."""
         for v in values:
             if v.__class__ is float:
                 if not math.isfinite(v):
                     return False
-            elif v.__class__ is not np.ndarray or v.dtype != np.float64:
+            elif v.__class__ is not np.ndarray or v.dtype != np.float64 or not v.ndim:
                 return False
         try:
             np.broadcast_shapes(*(np.shape(v) for v in values))

@@ -230,6 +230,8 @@ def test_a_batch_of_points_reads_its_entries_only_when_the_output_is_not_finite(
         np.testing.assert_allclose(got, 3 * s * (1 - s) * np.asarray(other, float), rtol=1e-14)
     with pytest.raises(sg.InputError, match="'x' is not finite"):
         f.value_and_grad(w=w, x=[1.0, np.inf, 0.0], y=y)
+    zero_d = f.value_and_grad(w=np.array(0.5), x=np.array(2.0), y=3.0)  # 0-d arrays: floats, as before
+    assert zero_d == f.value_and_grad(w=0.5, x=2.0, y=3.0) and zero_d[0].__class__ is float
     hidden = sg.graph("sigmoid(w) * y").compile()  # σ(−∞) = 0: the output shows nothing, NumPy's answer
     assert hidden(w=np.array([-np.inf, 0.0]), y=1.5).tolist() == [0.0, 0.75]
 
