@@ -286,7 +286,8 @@ def _functions(program: Program) -> dict[str, _Function]:
         together_body = [*together_forward, *_freeing(together, made, kept), *ending]
     else:  # arrays: each forward value freed after the line that reads it last, forward lines too
         numbers = {n for n in made if g.shape(node_of[n]) == ()}
-        together_body = [*_freeing([*together_forward, *together], [], kept | numbers), *ending]
+        hoisted = _hoisted(together_forward, together)
+        together_body = [*_freeing(hoisted, [], kept | numbers), *ending]
     value_body = [*value_forward, f"return {out}"]
     float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
     return {
@@ -388,6 +389,40 @@ def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
             lines[p.target.name] = [f"{p.target} = {ex}/{total}"]
         differences.add(lse.name)  # a softmax alone needs no log
     return lines, differences
+
+
+def _hoisted(forward: list[str], adjoints: list[str]) -> list[str]:
+    """``forward`` then ``adjoints``, with each shared temporary of the adjoints whose text a
+    forward line computes inside it (``_c1 = np.exp(q5 - np.max(q5, axis=1, keepdims=True))``,
+    the exponentials inside a fused softmax-cross-entropy gate's log-sum-exp) assigned before
+    that line and read there: computed once for both passes."""
+    lines = list(forward)
+    rest: list[str] = []
+    for line in adjoints:
+        target, _, text = line.partition(" = ")
+        found = None
+        if target.startswith("_c") and _one_call(text):  # a call binds tighter than any operator
+            inside = re.compile(r"(?<![\w.])" + re.escape(text))
+            found = next((i for i, f in enumerate(lines) if inside.search(f.partition(" = ")[2])), None)
+        if found is None:
+            rest.append(line)
+            continue
+        head, _, body = lines[found].partition(" = ")
+        lines[found:found + 1] = [line, f"{head} = {inside.sub(target, body)}"]
+    return [*lines, *rest]
+
+
+def _one_call(text: str) -> bool:
+    """``text`` is one call, ``np.exp(...)``, its first parenthesis closing at its end."""
+    start = re.match(r"[A-Za-z_][\w.]*\(", text)
+    if start is None or not text.endswith(")"):
+        return False
+    depth = 0
+    for i, c in enumerate(text[start.end() - 1:], start.end() - 1):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth == 0:
+            return i == len(text) - 1
+    return False
 
 
 def _unread_dropped(lines: list[str], names: set[str], later: list[str], out: str) -> list[str]:
