@@ -20,7 +20,9 @@ header naming the expression and its inputs, then three straight-line functions.
   the gradients are computed.  The adjoints read forward values instead of
   computing them again (``exp(q3 - q4)`` is ``q6`` where ``q6 = np.exp(q5)``
   and ``q5 = q3 - q4``); a softmax whose log-sum-exp no forward value holds
-  is e/Σe with e = exp(x − max x).  A sigmoid node
+  is e/Σe with e = exp(x − max x), and in a graph of arrays a temporary the
+  adjoints share that a forward line computes whole (one call) is computed
+  before that line and read by both.  A sigmoid node
   ``q`` of a name keeps its exponential (``_exp_q``), from which its
   gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``.
 
