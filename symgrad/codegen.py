@@ -54,6 +54,7 @@ that uses it (``N = X.shape[0]``) and travels in the cache to ``backward``.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -397,34 +398,38 @@ def _hoisted(forward: list[str], adjoints: list[str]) -> list[str]:
     """``forward`` then ``adjoints``, with each shared temporary of the adjoints whose text a
     forward line computes inside it (``_c1 = np.exp(q5 - np.max(q5, axis=1, keepdims=True))``,
     the exponentials inside a fused softmax-cross-entropy gate's log-sum-exp) assigned before
-    that line and read there: computed once for both passes."""
-    lines = list(forward)
+    that line and read there: computed once for both passes.  Only a temporary that is one call
+    moves (a call binds tighter than any operator), and only into a line that reads its names."""
+    bodies = [line.partition(" = ") for line in forward]
+    readers: dict[str, list[int]] = {}  # each name: the forward lines that read it
+    for i, (_, _, body) in enumerate(bodies):
+        for n in set(_NAME.findall(body)):
+            readers.setdefault(n, []).append(i)
+    before: dict[int, list[str]] = {}
     rest: list[str] = []
     for line in adjoints:
         target, _, text = line.partition(" = ")
+        names = set(_NAME.findall(text))
         found = None
-        if target.startswith("_c") and _one_call(text):  # a call binds tighter than any operator
+        if target.startswith("_c") and names <= readers.keys() and _one_call(text):
             inside = re.compile(r"(?<![\w.])" + re.escape(text))
-            found = next((i for i, f in enumerate(lines) if inside.search(f.partition(" = ")[2])), None)
+            fewest = min((readers[n] for n in names), key=len)
+            found = next((i for i in fewest if inside.search(bodies[i][2])), None)
         if found is None:
             rest.append(line)
             continue
-        head, _, body = lines[found].partition(" = ")
-        lines[found:found + 1] = [line, f"{head} = {inside.sub(target, body)}"]
-    return [*lines, *rest]
+        head, eq, body = bodies[found]
+        bodies[found] = (head, eq, inside.sub(target, body))
+        before.setdefault(found, []).append(line)
+    return [*(moved for i, b in enumerate(bodies) for moved in [*before.get(i, []), "".join(b)]), *rest]
 
 
 def _one_call(text: str) -> bool:
-    """``text`` is one call, ``np.exp(...)``, its first parenthesis closing at its end."""
-    start = re.match(r"[A-Za-z_][\w.]*\(", text)
-    if start is None or not text.endswith(")"):
+    """``text`` is one call (``np.exp(...)``)."""
+    try:
+        return isinstance(ast.parse(text, mode="eval").body, ast.Call)
+    except SyntaxError:
         return False
-    depth = 0
-    for i, c in enumerate(text[start.end() - 1:], start.end() - 1):
-        depth += {"(": 1, ")": -1}.get(c, 0)
-        if depth == 0:
-            return i == len(text) - 1
-    return False
 
 
 def _unread_dropped(lines: list[str], names: set[str], later: list[str], out: str) -> list[str]:
