@@ -10,8 +10,10 @@ module before it is run or written, and refuses it with an
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import importlib
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import lru_cache
@@ -102,7 +104,8 @@ def _module_reads(tree: ast.Module, defined: set[str],
 
 
 def _walk(root: ast.AST) -> Iterator[ast.AST]:
-    """Every node under ``root``, in :func:`ast.walk`'s order, with less overhead per node."""
+    """Every node under ``root`` but the expression contexts (``Load``, ``Store``, ``Del``), in
+    :func:`ast.walk`'s order, with less overhead per node."""
     todo = deque([root])
     while todo:
         node = todo.popleft()
@@ -110,7 +113,8 @@ def _walk(root: ast.AST) -> Iterator[ast.AST]:
         for field in node._fields:
             value = getattr(node, field, None)
             if isinstance(value, ast.AST):
-                todo.append(value)
+                if not isinstance(value, ast.expr_context):  # Load, Store, Del: nothing under them
+                    todo.append(value)
             elif value.__class__ is list:
                 todo.extend([v for v in value if isinstance(v, ast.AST)])
 
@@ -148,55 +152,66 @@ def _unknown(node: ast.AST, defined: set[str], modules: dict[str, ModuleType]) -
 # -- the quick check: one-line assignments read once per class of lines alike but for their names --
 
 Token = int | str  # a hole of a line's template (the i-th name), or a word the template keeps
-Names = tuple[tuple[Token, ...], tuple[Token, ...], tuple[tuple[Token, tuple[str, ...]], ...]]
+Chains = tuple[tuple[Token, tuple[str, ...]], ...]  # attribute chains read: (base, attributes)
+Names = tuple[tuple[Token, ...], tuple[Token, ...], Chains]
 
 
 def _all_known(source: str) -> bool:
     """True if every name a function of ``source`` reads is defined or imported, as
-    :func:`_check_parsed` decides, found without parsing the one-line assignments.
+    :func:`_check_parsed` decides, found without parsing most lines.
 
-    Each such line (:func:`symgrad.scalar.line_template`) becomes ``pass`` in a skeleton of the
-    text, which is parsed; the names each line stores and reads come from its template, read
-    once per class of lines alike but for their names.  False where a name is unknown (the
-    full check then names it and its line) or where the skeleton does not hold each of those
-    lines as a statement of its own.
+    Each one-line assignment (:func:`symgrad.scalar.line_template`) or ``del`` becomes
+    ``pass`` in a skeleton of the text, which is parsed, and each ``"key": value,`` line of a
+    dictionary written a line an entry becomes a blank line; the names such a line stores and
+    reads come from its template, read once per class of lines alike but for their names.
+    False where a name is unknown (the full check then names it and its line), where the
+    skeleton does not hold each ``pass`` as a statement of its own, or where a blank line is
+    not inside a dictionary of a function.
     """
     skeleton: list[str] = []
     runs: dict[int, list[tuple[Names, list[str]]]] = {}  # a pass's line number: the lines it stands for
-    alike: dict[str, tuple[Names, list[str]] | None] = {}  # a line's text: its names, once per text
+    entries: dict[int, tuple[Names, list[str]]] = {}  # a blank line's number: the entry it stands for
+    alike: dict[str, tuple[bool, Names, list[str]] | None] = {}  # a line's text: its names, once per text
     run: list[tuple[Names, list[str]]] | None = None
     indent = ""
     for line in source.splitlines():
         body = line.lstrip(" ")
-        if body in alike:
-            line_of = alike[body]
-        else:  # the forward lines come again in value_and_grad and the value
-            found = line_template(body)
-            names = None if found is None else _names_in(found[0])
-            line_of = alike[body] = None if names is None or found is None else (names, found[1])
+        line_of = alike[body] if body in alike else alike.setdefault(body, _line_names(body))
         if line_of is None:
             skeleton.append(line)
             run = None
+        elif line_of[0]:  # a dictionary's entry
+            skeleton.append("")
+            entries[len(skeleton)] = line_of[1:]
+            run = None
         elif run is not None and line[:len(line) - len(body)] == indent:
-            run.append(line_of)  # one pass for a run of them at one indentation: less to parse
+            run.append(line_of[1:])  # one pass for a run of them at one indentation: less to parse
         else:
             indent = line[:len(line) - len(body)]
             skeleton.append(indent + "pass")
-            run = runs[len(skeleton)] = [line_of]
-    if not runs:
+            run = runs[len(skeleton)] = [line_of[1:]]
+    if not runs and not entries:
         return False
     try:
         tree = ast.parse("\n".join(skeleton))
     except SyntaxError:
         return False
     seen: set[int] = set()
+    entry_lines = sorted(entries)
 
     def filled(token: Token, names: list[str]) -> str:
         return names[token] if isinstance(token, int) else token
 
     def line_names(node: ast.AST) -> list[tuple[Names, list[str]]] | None:
-        """The names of the one-line assignments ``node`` stands for, and their words, after
-        storing their targets."""
+        """The names of the lines ``node`` stands for, and their words: the one-line statements
+        of a pass (after storing their targets), or the entries on the blank lines of a
+        dictionary."""
+        if isinstance(node, ast.Dict) and node.end_lineno is not None:
+            inside = entry_lines[bisect.bisect_right(entry_lines, node.lineno):
+                                 bisect.bisect_left(entry_lines, node.end_lineno)]
+            new = [n for n in inside if n not in seen]
+            seen.update(new)
+            return [entries[n] for n in new]
         if not isinstance(node, ast.Pass) or node.lineno not in runs:
             return None
         seen.add(node.lineno)
@@ -206,25 +221,40 @@ def _all_known(source: str) -> bool:
 
     defined = set(BUILTINS)
     modules, reads = _module_reads(tree, defined, line_names)
-    if seen != runs.keys():  # a line the skeleton holds inside another statement, or a string
+    if seen != runs.keys() | entries.keys():  # a line inside another statement, or a string
         return False
     chains: dict[tuple[str, tuple[str, ...]], bool] = {}
     for function, read, templated in reads:
-        local = defined | {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
-        if any(_unknown(n, local, modules) is not None for n in read):
+        params = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+        needed: set[str] = set()  # the names the function's templated lines read
+        for group in templated:
+            for names, words in group:
+                holes, kept, attributes = _reads_of(names)
+                needed.update(kept)
+                needed.update(map(words.__getitem__, holes))
+                for base, path in attributes:
+                    real = filled(base, words)
+                    if real in modules:
+                        known = chains.get((real, path))
+                        if known is None:
+                            known = chains[real, path] = _has_path(modules[real], path)
+                        if not known:
+                            return False
+        needed.update(n.id for n in read if n.__class__ is ast.Name)
+        if not needed.difference(defined).issubset(params):
             return False
-        for (_, loads, attributes), words in (line for group in templated for line in group):
-            if any(filled(t, words) not in local for t in loads):
-                return False
-            for base, path in attributes:
-                real = filled(base, words)
-                if real in modules:
-                    known = chains.get((real, path))
-                    if known is None:
-                        known = chains[real, path] = _has_path(modules[real], path)
-                    if not known:
-                        return False
+        if any(_unknown(n, defined, modules) is not None for n in read if n.__class__ is not ast.Name):
+            return False
     return True
+
+
+@lru_cache(maxsize=4096)
+def _reads_of(names: Names) -> tuple[tuple[int, ...], tuple[str, ...], Chains]:
+    """A template's reads (:func:`_names_in`) as the holes it reads, the words it keeps and
+    reads, and its attribute chains."""
+    loads = names[1]
+    return (tuple(t for t in loads if isinstance(t, int)), tuple(t for t in loads if isinstance(t, str)),
+            names[2])
 
 
 def _has_path(value: object, path: tuple[str, ...]) -> bool:
@@ -234,6 +264,25 @@ def _has_path(value: object, path: tuple[str, ...]) -> bool:
             return False
         value = getattr(value, attr)
     return True
+
+
+_DELETE = re.compile(r"del [A-Za-z_]\w*(?:, [A-Za-z_]\w*)*")
+_ENTRY = re.compile(r"""(['"])[A-Za-z_]\w*\1: (.+),""")  # "key": value, in a dictionary a line an entry
+
+
+def _line_names(line: str) -> tuple[bool, Names, list[str]] | None:
+    """Whether a line (without its indentation) is a dictionary's entry, the names it stores,
+    reads and reads attributes of (:func:`_names_in`) and the words that fill them; None for
+    a line that is not a one-line assignment, a ``del`` of names or an entry."""
+    if _DELETE.fullmatch(line):
+        deleted = line[4:].split(", ")
+        return False, (tuple(range(len(deleted))), (), ()), deleted
+    entry = _ENTRY.fullmatch(line)
+    found = line_template(line if entry is None else f"_ = {entry[2]}")
+    names = None if found is None else _names_in(found[0])
+    if names is None or found is None:
+        return None
+    return (True, ((), *names[1:]), found[1]) if entry else (False, names, found[1])
 
 
 @lru_cache(maxsize=4096)

@@ -125,6 +125,11 @@ BAD = [  # (source, the name the full check names)
     # runs of one-line assignments, one of them in a string, one read before a later run defines it
     'import numpy as np\ndef f(x):\n    a = x\n    s = """\nnan = 1\nb = 2\n"""\n    c = a\n    return x*nan',
     "import numpy as np\ndef f(x):\n    a = x\n    b = a*q\n    del a\n    c = b\n    return c",
+    # entries of a dictionary written a line an entry, and a del of names
+    "import numpy as np\ndef f(x):\n    a = x\n    return {\n        'a': a,\n        \"b\": x*nan,\n    }",
+    "import numpy as np\ndef f(x):\n    return a, {\n        'a': (np.erf(x), x),\n    }",
+    "import numpy as np\ndef f(x):\n    d = {\n        'a': x,\n    }\n    del d, e\n    return d\n"
+    "def g(y):\n    return {\n        'y': x,\n    }",
 ]
 
 
@@ -144,7 +149,19 @@ GOOD = [
     "def f(x):\n    y = abs(x)\n    z = [i for i in (y, x)]\n    return z",
     "import numpy as np\ndef f(x):\n    a = x\n    b = np.exp(a)\n    del a\n    c = b*x\n    if c:\n"
     "        d = c\n        e = d\n    f = c\n    return f",
+    "import numpy as np\ndef f(x):\n    a = np.exp(x)\n    b = a*x\n    del a, x\n    return b, {\n"
+    "        'b': (np.sum(b), b),\n        \"c\": {\n            'd': b,\n        },\n    }",
 ]
+
+
+@pytest.mark.parametrize("source", [
+    # an entry outside a dictionary (here in a string)
+    'import numpy as np\ndef f(x):\n    s = """\n"a": nan,\n"""\n    return x',
+])
+def test_entries_the_quick_check_cannot_place_are_left_to_the_full_parse(source):
+    names._check_parsed(source)
+    names.check_names(source)
+    assert not names._all_known(source)
 
 
 @pytest.mark.parametrize("source", GOOD)
