@@ -320,6 +320,9 @@ def _spelled(spelling: str) -> str:
 _SIGMOID_TEXT = re.compile(_spelled(_SIGMOID_SPELLING))  # as it stands inside a line
 _SIGMOID = re.compile(r"^(?P<q>\w+) = " + _spelled(_SIGMOID_SPELLING[1:-1]) + "$")  # a line of its own
 _SIGMOID_HEAD = _SIGMOID_SPELLING.split("{0}")[0]
+# q*σ(...) as a product of its own: not after / or **, not before **
+_SIGMOID_PRODUCT = re.compile(r"(?<![\w./])(?<!\*\*)(?P<q>[A-Za-z_]\w*)\*"
+                              + _spelled(_SIGMOID_SPELLING) + r"(?!\*\*)")
 
 
 def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
@@ -327,11 +330,13 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
 
     A sigmoid node ``q = np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``
     keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.where(a < 0, _exp_q, 1.0)/(1 + _exp_q)``;
-    the adjoints read σ(a) as ``q`` and σ(−a) as ``np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q)``
-    instead of computing two more exponentials.
+    the adjoints read σ(a) as ``q``, σ(−a) as ``np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q)`` and
+    the derivative σ(a)σ(−a), written ``q*σ(−a)``, as ``_exp_q/(1 + _exp_q)**2`` (the same for
+    either sign of a), instead of computing two more exponentials.
     """
     forward_out: list[str] = []
     shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
+    products: dict[str, str] = {}  # q*σ(−a), σ′(a), printed -> what replaces it
     for line in forward:
         m = _SIGMOID.match(line)
         e = f"_exp_{m['q']}" if m else ""
@@ -343,12 +348,23 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
         forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.where({a} < 0, {e}, 1.0)/(1 + {e})"]
         shared[_SIGMOID_SPELLING.format(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
         shared[_SIGMOID_SPELLING.format(a)] = q  # σ(a)
+        products[f"{q}*{_SIGMOID_SPELLING.format(minus_a)}"] = f"{e}/(1 + {e})**2"
 
     def share(m: re.Match[str]) -> str:
         return shared.get(m.group(0), m.group(0))
 
+    def derivative(m: re.Match[str]) -> str:
+        found = products.get(m.group(0))
+        return m.group(0) if found is None else found if m.span() == whole else f"({found})"
+
     if shared:  # one pass over the lines, each sigmoid looked up
-        adjoints = [_SIGMOID_TEXT.sub(share, line) if _SIGMOID_HEAD in line else line for line in adjoints]
+        out = []
+        for line in adjoints:
+            if _SIGMOID_HEAD in line:
+                whole = (line.find(" = ") + 3, len(line))  # a product that is all the line holds
+                line = _SIGMOID_TEXT.sub(share, _SIGMOID_PRODUCT.sub(derivative, line))
+            out.append(line)
+        adjoints = out
     return forward_out, adjoints
 
 

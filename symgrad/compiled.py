@@ -5,7 +5,8 @@ registers the text in :mod:`linecache` (:func:`load_module`), so tracebacks
 and :func:`inspect.getsource` show the generated lines, and puts keyword-only
 entry points with input checks in front of the generated functions: a graph of
 scalars takes Python and NumPy floats straight to a body written for floats
-(:func:`symgrad.scalar.scalar_body`) and arrays to the NumPy body.
+(:func:`symgrad.scalar.scalar_body`) and arrays to the NumPy body, each
+temporary read once written into the line that reads it (:mod:`symgrad.temporaries`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .printing import import_namespace
 from .program import build_program
 from .scalar import FALLBACK, scalar_body
 from .scalar import NAMESPACE as SCALAR_NAMESPACE
+from .temporaries import inline_temporaries
 from .values import as_array, check_inputs, check_labels, coerce, label_classes
 
 
@@ -73,7 +75,9 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     """Keyword-only versions of value, forward and value_and_grad that check their inputs first
     (those of ``names``), and ``unchecked_value``, the output with no checks.
 
-    The bodies are the generated ones.  With ``fast`` (a graph of scalars),
+    The bodies are the generated ones; for arrays, each temporary one later line reads is
+    written into that line (:func:`symgrad.temporaries.inline_temporaries`), so NumPy can
+    reuse its buffer.  With ``fast`` (a graph of scalars),
     Python and NumPy floats that add up to a finite number go straight
     through, to the body rewritten for floats (:func:`symgrad.scalar.scalar_body`),
     as do inputs that ``_arguments`` (which checks and converts anything else)
@@ -118,9 +122,12 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
                   *_indent(_indent(_indent(floats))),
                   "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
                   "            pass"] if fast and inputs else []
-        arrays = [f"return _arrays_{name}({args})"] if apart else functions[name].body
-        if fast and inputs and name != "unchecked_value":
+        if fast and inputs:
             arrays = [f"return _finite_shown(_arrays_{name}({args}), ({args},), {name != 'value'})"]
+        elif apart:
+            arrays = [f"return _arrays_{name}({args})"]
+        else:  # the generated lines, with temporaries read once written into their readers
+            arrays = inline_temporaries(functions[name].body)
         text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",
                  *_indent(_indent(arrays)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
@@ -129,9 +136,10 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
 
 def _body_source(functions: dict[str, _Function], inputs: tuple[str, ...], name: str, floats: bool) -> str:
     """``_floats_<name>`` or ``_arrays_<name>``: the body of a long entry point, for floats
-    (:func:`symgrad.scalar.scalar_body`) or as generated, in a function of its own."""
+    (:func:`symgrad.scalar.scalar_body`) or for arrays (:func:`symgrad.temporaries.inline_temporaries`),
+    in a function of its own."""
     function = functions[name]
-    body = scalar_body(function.floats or function.body) if floats else function.body
+    body = scalar_body(function.floats or function.body) if floats else inline_temporaries(function.body)
     return "\n".join([f"def _{'floats' if floats else 'arrays'}_{name}({', '.join(inputs)}):",
                       *_indent(body), ""])
 
