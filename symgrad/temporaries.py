@@ -55,7 +55,8 @@ def inline_temporaries(body: list[str]) -> list[str]:
             continue
         target, text = found
         parts = 1
-        for name in dict.fromkeys(n for n in _NAME.findall(text) if n in pending):
+        written = dict.fromkeys(n for n in _NAME.findall(text) if n in pending)
+        for name in written:
             inner, count = pending.pop(name)
             inlined.add(name)
             text = re.sub(rf"(?<![\w.]){name}(?!\w)", f"({inner})", text)  # no backslashes: see _simple
@@ -67,7 +68,7 @@ def inline_temporaries(body: list[str]) -> list[str]:
             held.update(_NAME.findall(text))
         else:
             out.append(f"{target} = {text}")
-        free = [n for n in waiting if not held[n]]
+        free = [n for n in waiting if not held[n]] if written else []
         if free:
             out.append(f"del {', '.join(free)}")
             waiting = [n for n in waiting if held[n]]
