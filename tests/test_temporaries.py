@@ -118,3 +118,19 @@ def test_the_sigmoid_neurons_batch_runs_fewer_lines():
     g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))")
     body = g.compile()._functions["value_and_grad"].body
     assert len(inline_temporaries(body)) < len(body) - 4
+
+
+@pytest.mark.parametrize("text, shapes", [("1/(1+exp(-(w0*x0+w1*x1+w2)))", None), LAYERS[0]])
+def test_buffers_numpy_reuses_are_never_an_input_or_another_result(text, shapes):
+    rng = np.random.default_rng(2)
+    g = sg.graph(text, shapes=shapes) if shapes else sg.graph(text)
+    sizes = shapes or {n: (50_000,) for n in g.inputs}
+    point = {n: rng.standard_normal(sizes[n]) for n in g.inputs}
+    kept = {n: v.copy() for n, v in point.items()}
+    value, grads = g.compile().value_and_grad(**point)
+    results = [value, *grads.values()]
+    for i, r in enumerate(results):
+        assert not any(np.shares_memory(r, v) for v in point.values())
+        assert not any(np.shares_memory(r, s) for s in results[i + 1:])
+    for n in point:
+        np.testing.assert_array_equal(point[n], kept[n])  # the inputs are as they were
