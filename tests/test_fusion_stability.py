@@ -8,6 +8,7 @@ normal float64 the result must agree to rel. 1e-12; where it is below the
 normal range (it underflows), the result must be as tiny.
 """
 
+import importlib
 import warnings
 
 import mpmath as mp
@@ -16,6 +17,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad.ops import OPS
 from symgrad.printing import evaluate
 
 mp.mp.dps = 60
@@ -102,6 +104,24 @@ def test_shared_sigmoid_exponentials_keep_the_precision_of_the_gradient(text, sl
         warnings.simplefilter("error")
         _, grads = f.value_and_grad(x=GRID)
     agree(grads["x"], [slope(mp.mpf(x)) for x in GRID])
+
+
+def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
+    """q*σ(−a) becomes e/(1 + e)²; where / or ** binds q or σ(−a) more tightly, it stays."""
+    share = importlib.import_module("symgrad.codegen")._share_sigmoids
+    sig = OPS["sigmoid"].numpy.format
+    forward = ["q = " + sig("a")[1:-1]]
+    derivative, minus = "_exp_q/(1 + _exp_q)**2", "(np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q))"
+    for adjoint, want in [
+        (f"d = q*{sig('-a')}", f"d = {derivative}"),
+        (f"d = 2*q*{sig('-a')}/3", f"d = 2*({derivative})/3"),
+        (f"d = -q*{sig('-a')}", f"d = -({derivative})"),
+        (f"d = x/q*{sig('-a')}", f"d = x/q*{minus}"),
+        (f"d = y**q*{sig('-a')}", f"d = y**q*{minus}"),
+        (f"d = q*{sig('-a')}**2", f"d = q*{minus}**2"),
+        (f"d = p*{sig('-a')}", f"d = p*{minus}"),
+    ]:
+        assert share(forward, [adjoint], {"q", "a"})[1] == [want]
 
 
 @pytest.mark.parametrize("offset", [-1500.0, -800.0, -30.0, -1.0, 0.0, 2.5, 40.0, 700.0])
