@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import UnsupportedError
-from .scalar import line_template, one_assignment
+from .scalar import DELETE, line_template, one_assignment
 
 BUILTINS = frozenset(dir(builtins))
 
@@ -266,7 +266,6 @@ def _has_path(value: object, path: tuple[str, ...]) -> bool:
     return True
 
 
-_DELETE = re.compile(r"del [A-Za-z_]\w*(?:, [A-Za-z_]\w*)*")
 _ENTRY = re.compile(r"""(['"])[A-Za-z_]\w*\1: (.+),""")  # "key": value, in a dictionary a line an entry
 
 
@@ -274,8 +273,9 @@ def _line_names(line: str) -> tuple[bool, Names, list[str]] | None:
     """Whether a line (without its indentation) is a dictionary's entry, the names it stores,
     reads and reads attributes of (:func:`_names_in`) and the words that fill them; None for
     a line that is not a one-line assignment, a ``del`` of names or an entry."""
-    if _DELETE.fullmatch(line):
-        deleted = line[4:].split(", ")
+    deletion = DELETE.fullmatch(line)
+    if deletion:
+        deleted = deletion[1].split(", ")
         return False, (tuple(range(len(deleted))), (), ()), deleted
     entry = _ENTRY.fullmatch(line)
     found = line_template(line if entry is None else f"_ = {entry[2]}")

@@ -249,6 +249,7 @@ _IDENTIFIER_SPLIT = re.compile(f"({_IDENTIFIER.pattern})")
 _KEPT = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"np"}  # what the rewrite reads
 _UNTEMPLATED = re.compile(r"['\"#\\;:]| \.|\. ")  # quotes, comments, backslashes, spaces around dots
 _HOLE = re.compile("\u03be(\\d+)\u03be")  # ξ0ξ, ξ1ξ, ...: the names of a template, in order
+DELETE = re.compile(r"del ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(  # .*)?")  # a del of names, and its comment
 
 class _Rewrite(NamedTuple):
     """A simple assignment rewritten: the names whose ``_e_`` line it needs first, its lines

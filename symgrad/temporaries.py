@@ -19,11 +19,11 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate
 
+from .scalar import _IDENTIFIER as _NAME  # a name read or assigned; not an attribute or exponent
+from .scalar import DELETE as _DELETE
 from .scalar import line_template
 
-_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name read or assigned; not an attribute or exponent
 _SIMPLE = re.compile(r"([A-Za-z_]\w*) = (.+)")  # a top-level one-line assignment
-_DELETE = re.compile(r"del ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(  # .*)?")  # and its comment
 MAX_PARTS = 8  # temporaries written into one line at most: the line stays short and shallow
 
 

@@ -8,6 +8,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad.errors import SymgradError
 from symgrad.ops import CUSTOM_FUNCTIONS, OPS, Defined, Domain
 from symgrad.tracing import apply
 
@@ -28,6 +29,19 @@ def text_of(op) -> str:
     if op.infix:
         return f" {op.infix} ".join(args)
     return f"{op.name}({', '.join(args)})"
+
+
+def row_graphs() -> list[tuple[str, sg.Graph]]:
+    """(name, graph) of each row of the table that builds, plain and with every gate fused."""
+    found = []
+    for name in sorted(OPS):
+        for fused in (False, True):
+            try:
+                g = sg.graph(text_of(OPS[name]))
+                found.append((f"{name}{'-fused' if fused else ''}", g.fuse_all() if fused else g))
+            except SymgradError:
+                continue
+    return found
 
 
 def check_row(op) -> None:
