@@ -70,7 +70,6 @@ from sympy.utilities.iterables import iterable
 from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
 from .graph import Graph
-from .names import check_names
 from .ops import OPS, printed_as_form
 from .printing import array_api_code, float_literal, imports_of, numpy_code
 from .program import Program, build_program
@@ -178,9 +177,7 @@ def _module_text(program: Program, functions: dict[str, _Function]) -> str:
         lines += ["", "", POINTS] if functions["backward"].batch_helpers else [POINTS]
     if checked:
         lines += [CHECK]
-    text = "\n".join(lines).rstrip("\n") + "\n"
-    check_names(text)
-    return text
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _declared_table(g: Graph) -> list[str]:

@@ -19,7 +19,7 @@ import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from .build import RESERVED_NAMES
-from .errors import SymgradError
+from .errors import SymgradError, UnsupportedError
 from .gates import BY_NAME, USER_PATTERNS, Pattern
 from .ops import OPS, WILDS, Defined, Domain, Op, declare, function
 from .printing import numpy_code
@@ -232,3 +232,5 @@ def _check_printable(op: Any) -> None:
         except (KeyError, IndexError, ValueError, TypeError) as e:
             raise SymgradError(
                 f"{op.name}: its NumPy spelling {op.numpy!r} cannot be filled in: {e}") from None
+        except UnsupportedError as e:  # a name the generated code would not have
+            raise UnsupportedError(f"{op.name}: {e}") from None

@@ -6,6 +6,7 @@ the interpreter (numbers on every node) and the code generator.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from collections.abc import Mapping, Set
@@ -22,6 +23,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from .alike import placeholder, printed, template
 from .dims import Shape, show
 from .errors import EvaluationError, SymgradError, UnsupportedError
+from .names import check_spelling
 from .ops import BY_CLASS, OPS, Op, printed_as_form
 from .tensors import shape_of
 
@@ -358,7 +360,7 @@ def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = Non
 
 
 def _array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
-    return ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
+    return _checked(ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints), expr, "xp")
 
 
 def float_literal(number: sp.Expr) -> str:
@@ -420,7 +422,24 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
 
 
 def _numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
-    return NumPyPrinter({"fully_qualified_modules": True}, shapes, ints).doprint(expr)
+    printer = NumPyPrinter({"fully_qualified_modules": True}, shapes, ints)
+    return _checked(printer, expr, "np")
+
+
+def _checked(printer: NumPyPrinter, expr: sp.Expr, module: str) -> str:
+    """``expr`` printed, if it reads only names the generated code has (:func:`check_spelling`):
+    its symbols, ``module``, the names the imports of its ops bind, builtins."""
+    text = printer.doprint(expr)
+    symbols = {printer._print(s) for s in expr.free_symbols} if isinstance(expr, sp.Basic) else set()
+    imported = _bound(imports_of(expr)) if OPS.imports() else frozenset()
+    return check_spelling(text, symbols, module, imported)
+
+
+@lru_cache(maxsize=256)
+def _bound(imports: tuple[str, ...]) -> frozenset[str]:
+    """The names the import statements bind."""
+    return frozenset(alias.asname or alias.name.split(".")[0] for line in imports
+                     for alias in ast.parse(line).body[0].names)  # type: ignore[attr-defined]
 
 
 _PYTHON_KEYWORDS = frozenset(keyword.kwlist)  # the printers' reserved words: printed with a suffix

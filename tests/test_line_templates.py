@@ -1,11 +1,11 @@
 """Work done once per class of generated lines alike but for their names, and SymPy's cse
 skipped where it would share nothing.
 
-The float path's rewrite (symgrad.scalar) and the name check (symgrad.names)
-read a one-line assignment once per template (the line with its names replaced
-by holes) and fill in each line's names.  Both must give exactly what the
-statement-by-statement rewrite and the full parse give, for every row of the op
-table, whatever lines were templated before, and whatever the names are.
+The float path's rewrite (symgrad.scalar) reads a one-line assignment once per
+template (the line with its names replaced by holes) and fills in each line's
+names.  It must give exactly what the statement-by-statement rewrite gives, for
+every row of the op table, whatever lines were templated before, and whatever
+the names are.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import names, scalar
-from symgrad.codegen import _functions, module_source
-from symgrad.errors import SymgradError, UnsupportedError
+from symgrad import scalar
+from symgrad.codegen import _functions
+from symgrad.errors import SymgradError
 from symgrad.ops import OPS
 from symgrad.program import build_program
 
@@ -73,13 +73,6 @@ def test_float_lines_equal_the_rewrite_of_the_whole_parse(round_):
     assert checked == 4 * len(PROGRAMS)
 
 
-def test_the_name_check_of_templates_agrees_with_the_full_parse():
-    for program in PROGRAMS:
-        text = module_source(program)  # checks its names
-        names._check_parsed(text)
-        assert names._all_known(text)
-
-
 def test_alike_lines_get_their_own_names():
     assert scalar.scalar_body(["a = np.exp(np.minimum(b, 0.0))/(1 + np.exp(-np.abs(b)))"]) == \
         ["_e_b = _exp(-b if b >= 0.0 else b)", "a = 1.0 / (1.0 + _e_b) if b >= 0.0 else _e_b / (1.0 + _e_b)"]
@@ -106,62 +99,6 @@ def test_names_the_rewrite_reads_and_lines_it_does_not_template(lines):
 def test_a_line_that_continues_another_is_left_to_the_parse():
     lines = ["y = dict(", "a = b,", ")", "z = np.exp(y)"]  # "a = b," parses alone: a keyword here
     assert scalar.scalar_body(lines) == parsed_scalar_body(lines)
-
-
-BAD = [  # (source, the name the full check names)
-    "import numpy as np\ndef f(x):\n    y = x*nan\n    return y",
-    "import numpy as np\ndef f(x):\n    y = np.erf(x)\n    return y",
-    "import numpy as np\ndef f(x):\n    y = np.linalg.nothing(x)\n    return y",
-    'import numpy as np\ndef f(x):\n    s = """\nnan = 1\n"""\n    return x*nan',  # an assignment in a string
-    "import numpy as np\ndef f(x):\n    y = dict(\n    nan = x,\n    )\n    return nan",  # a keyword
-    "import numpy as np\ndef f(x):\n    y = x\n    return y\ndef g(z):\n    w = x*z\n    return w",
-    # runs of one-line assignments, one of them in a string, one read before a later run defines it
-    'import numpy as np\ndef f(x):\n    a = x\n    s = """\nnan = 1\nb = 2\n"""\n    c = a\n    return x*nan',
-    "import numpy as np\ndef f(x):\n    a = x\n    b = a*q\n    del a\n    c = b\n    return c",
-    # entries of a dictionary written a line an entry, and a del of names
-    "import numpy as np\ndef f(x):\n    a = x\n    return {\n        'a': a,\n        \"b\": x*nan,\n    }",
-    "import numpy as np\ndef f(x):\n    return a, {\n        'a': (np.erf(x), x),\n    }",
-    "import numpy as np\ndef f(x):\n    d = {\n        'a': x,\n    }\n    del d, e\n    return d\n"
-    "def g(y):\n    return {\n        'y': x,\n    }",
-]
-
-
-@pytest.mark.parametrize("source", BAD)
-def test_an_unknown_name_is_refused_as_the_full_parse_refuses_it(source):
-    with pytest.raises(UnsupportedError) as full:
-        names._check_parsed(source)
-    with pytest.raises(UnsupportedError) as quick:
-        names.check_names(source)
-    assert str(quick.value) == str(full.value)
-    assert not names._all_known(source)
-
-
-GOOD = [
-    "import numpy as np\ndef f(x):\n    y = np.exp(x)\n    z = np.linalg.norm(y)\n    return z",
-    "import numpy as np\nK = 2\ndef f(x):\n    y = x*K\n    return y\ndef g(x):\n    w = y*x\n    return w",
-    "def f(x):\n    y = abs(x)\n    z = [i for i in (y, x)]\n    return z",
-    "import numpy as np\ndef f(x):\n    a = x\n    b = np.exp(a)\n    del a\n    c = b*x\n    if c:\n"
-    "        d = c\n        e = d\n    f = c\n    return f",
-    "import numpy as np\ndef f(x):\n    a = np.exp(x)\n    b = a*x\n    del a, x  # freed\n    return b, {\n"
-    "        'b': (np.sum(b), b),\n        \"c\": {\n            'd': b,\n        },\n    }",
-]
-
-
-@pytest.mark.parametrize("source", [
-    # an entry outside a dictionary (here in a string)
-    'import numpy as np\ndef f(x):\n    s = """\n"a": nan,\n"""\n    return x',
-])
-def test_entries_the_quick_check_cannot_place_are_left_to_the_full_parse(source):
-    names._check_parsed(source)
-    names.check_names(source)
-    assert not names._all_known(source)
-
-
-@pytest.mark.parametrize("source", GOOD)
-def test_known_names_pass_both_checks(source):
-    names._check_parsed(source)
-    names.check_names(source)
-    assert names._all_known(source)
 
 
 # -- cse skipped where it would share nothing ---------------------------------------------------
