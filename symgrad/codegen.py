@@ -220,8 +220,9 @@ def _reading(lines: list[str], dims: dict[str, tuple[str, int]]) -> list[str]:
             if any(re.search(rf"\b{d}\b", line) for line in lines)]
 
 
-def _functions(program: Program) -> dict[str, _Function]:
-    """forward, backward, value_and_grad, and value (the output alone), as text."""
+def _functions(program: Program, together: bool = True, split: bool = True) -> dict[str, _Function]:
+    """The generated functions as text: with ``together``, value_and_grad and value (the output
+    alone); with ``split``, forward and backward (their own pass over the adjoints)."""
     g = program.graph
     batchable = _batchable(g)
     out = g.output
@@ -231,7 +232,56 @@ def _functions(program: Program) -> dict[str, _Function]:
     forward = [line for a in program.forward for line in
                shared.get(a.target.name, [f"{a.target} = {_forward_code(a.expr, a.node, shapes, ints)}"])]
 
+    guard = [out] + _batch_blind(program) if batchable and program.wrt else []
+    dims = graph_dims(g)
+    values = f"({args}{',' if len(g.inputs) == 1 else ''})"
+    check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
+    if batchable and g.inputs:  # floats go straight through; anything else is checked first
+        floats = " is ".join(f"{n}.__class__" for n in g.inputs)
+        test = f"{floats} is not float" if len(g.inputs) == 1 else f"not {floats} is float"
+        check = [f"if {test}:", f"    _points({values}, {tuple(g.inputs)!r})"]
+    functions = _together(program, forward, differences, guard, dims, check) if together else {}
+    if not split:
+        return functions
+
     backward, used, results = _adjoint_lines(program, program.dout)
+    forward = _unread_dropped(forward, differences - used, [], out)
+    position = {n: i for i, n in enumerate(g.nodes)}
+    out_dims = [str(d) for d in g.shape(out) if named(d)]
+    cached_dims = [d for d in dims if d in used or d in out_dims]  # backward reads them from the cache
+    used = used - set(dims)
+    cache = sorted(used | set(guard) | (set(program.wrt) if guard else set()), key=position.__getitem__)
+    cache += cached_dims
+    names = ", ".join(cache) + ("," if len(cache) == 1 else "")
+    unpack = [f"{names} = cache"] if cache else []
+    rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
+    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
+              f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
+              ] if guard else []
+    out_shape = show(g.shape(out))
+    shown = f"{{{out_shape}}}" if out_dims else out_shape  # the sizes of named dimensions
+    dout_check = [f"if np.shape(dout) != {out_shape}:",
+                  f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
+                  f'{shown}")'] if not batchable else []
+    forward_body = [*forward, f"return {out}, ({names})"]
+    return {
+        "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
+                             [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
+        "backward": _Function("dout, cache", f"The gradients of sum(dout * {out}): {{input: gradient}}.",
+                              [*unpack, *dout_check, *spread, *rename, *backward,
+                               *_returns(results, guard, None)], bool(guard)),
+        **functions,
+    }
+
+
+def _together(program: Program, forward: list[str], differences: set[str], guard: list[str],
+              dims: dict[str, tuple[str, int]], check: list[str]) -> dict[str, _Function]:
+    """value_and_grad and value, as text: the forward lines, then the adjoints with dout = 1."""
+    g = program.graph
+    batchable = _batchable(g)
+    out = g.output
+    args = ", ".join(g.inputs)
+    values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
     plain = together  # the float lines share exponentials their own way (symgrad.scalar)
@@ -239,7 +289,6 @@ def _functions(program: Program) -> dict[str, _Function]:
     sigmoids_shared = together_forward != forward
     together_forward = _unread_dropped(together_forward, differences, together, out)
     value_forward = _unread_dropped(forward, differences, [], out)
-    forward = _unread_dropped(forward, differences - used, [], out)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
@@ -249,37 +298,11 @@ def _functions(program: Program) -> dict[str, _Function]:
     if dead and batchable:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
-    guard = [out] + _batch_blind(program) if batchable and program.wrt else []
-    position = {n: i for i, n in enumerate(g.nodes)}
-    dims = graph_dims(g)
-    out_dims = [str(d) for d in g.shape(out) if named(d)]
-    cached_dims = [d for d in dims if d in used or d in out_dims]  # backward reads them from the cache
-    used = used - set(dims)
-    cache = sorted(used | set(guard) | (set(program.wrt) if guard else set()), key=position.__getitem__)
-    cache += cached_dims
-    names = ", ".join(cache) + ("," if len(cache) == 1 else "")
-    unpack = [f"{names} = cache"] if cache else []
-    rename = [f"{program.dout} = dout"] if program.dout.name != "dout" else []
-    batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
-    spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
-              f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
-              ] if guard else []
-    values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     each = [f'"{n}": ({code}, {n})' for n, code in folded.items()]
     summed = _wrapped(f"    return {out}, _sum_each({out}, {values}, {{", each, "})")
+    batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
     summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
                *summed] if guard else []
-    check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
-    if batchable and g.inputs:  # floats go straight through; anything else is checked first
-        floats = " is ".join(f"{n}.__class__" for n in g.inputs)
-        test = f"{floats} is not float" if len(g.inputs) == 1 else f"not {floats} is float"
-        check = [f"if {test}:", f"    _points({values}, {tuple(g.inputs)!r})"]
-    out_shape = show(g.shape(out))
-    shown = f"{{{out_shape}}}" if out_dims else out_shape  # the sizes of named dimensions
-    dout_check = [f"if np.shape(dout) != {out_shape}:",
-                  f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
-                  f'{shown}")'] if not batchable else []
-    forward_body = [*forward, f"return {out}, ({names})"]
     ending = [*summing, *_returns(folded, [], out)]
     kept = {n for line in ending for n in _NAME.findall(line)}
     if batchable:
@@ -291,11 +314,6 @@ def _functions(program: Program) -> dict[str, _Function]:
     value_body = [*value_forward, f"return {out}"]
     float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
     return {
-        "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
-                             [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
-        "backward": _Function("dout, cache", f"The gradients of sum(dout * {out}): {{input: gradient}}.",
-                              [*unpack, *dout_check, *spread, *rename, *backward,
-                               *_returns(results, guard, None)], bool(guard)),
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
             [*_reading(together_body, dims), *together_body], check=check, floats=float_body),

@@ -220,12 +220,8 @@ class Compiled:
         self._declared = tuple((graph.shape(n), classes.get(n, 0) if n in labels else None)
                                for n in graph.inputs)
         self._table = tuple((n, declared(shape), c) for n, (shape, c) in zip(graph.inputs, self._declared))
-        functions = _functions(self.program)
-        cache = functions["forward"].cache
-        self._cached_dims = {d: cache.index(d) for d in graph_dims(graph) if d in cache}
-        self.source = _module_text(self.program, functions)
+        self._functions = _functions(self.program, split=False)  # each compiled on first use
         namespace = import_namespace(program_imports(self.program))  # a named error if one fails
-        self._functions = functions  # the bodies of the entry points, each compiled on first use
         self._namespace = {
             **namespace, "_sum_each": _SUM_EACH, "_MISSING": _MISSING,
             "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
@@ -234,15 +230,39 @@ class Compiled:
         }
         self._files: set[str] = set()  # the generated files loaded so far, for _evaluation_error
         self._namespace["_finite_shown"] = self._finite_shown
-        for name in ENTRY_DOCS:  # long bodies and batches: functions of their own, made on first call
-            apart = len(functions[name].body) > APART_LINES
-            for floats in (True, False) if apart else (False,) if self.batchable and graph.inputs else ():
-                self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
-                    _OnFirstCall(functools.partial(self._body, name, floats))
-        self.__doc__ = f"Compiled gradient code; the generated source:\n\n{self.source}"
+        for name in self._functions:
+            self._bodies_apart(name)
 
-    # Each generated function is compiled the first time it is used: a program of 10^5 nodes
-    # spends seconds in Python's compiler per function, and most uses call one or two of them.
+    # Each generated function is compiled the first time it is used, and forward, backward and
+    # the module's text are written then too: a program of 10^5 nodes spends seconds on each,
+    # and most uses call one or two of them.
+
+    @functools.cached_property
+    def _split(self) -> dict[str, _Function]:
+        """The generated forward and backward, written on first use."""
+        functions = _functions(self.program, together=False)
+        self._bodies_apart("forward", functions)
+        return functions
+
+    @functools.cached_property
+    def source(self) -> str:
+        """The generated module's text (what :func:`symgrad.codegen` writes), written on first use."""
+        return _module_text(self.program, {**self._split, **self._functions})
+
+    @functools.cached_property
+    def _cached_dims(self) -> dict[str, int]:
+        """The position in forward's cache of each named dimension backward reads."""
+        cache = self._split["forward"].cache
+        return {d: cache.index(d) for d in graph_dims(self.graph) if d in cache}
+
+    def _bodies_apart(self, name: str, functions: dict[str, _Function] | None = None) -> None:
+        """For a long body or a batch: ``_floats_<name>`` and ``_arrays_<name>``, functions of
+        their own that entry points call, each made on its first call."""
+        functions = self._functions if functions is None else functions
+        apart = len(functions[name].body) > APART_LINES
+        for floats in (True, False) if apart else (False,) if self.batchable and self.graph.inputs else ():
+            self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
+                _OnFirstCall(functools.partial(self._body, name, floats))
 
     @functools.cached_property
     def module(self) -> types.ModuleType:
@@ -255,7 +275,8 @@ class Compiled:
     def _entry(self, name: str, pair: bool | None) -> Callable[..., Any]:
         """The entry point ``name`` compiled; with ``pair`` not None, and arrays checked for
         finiteness where the output is not finite (:meth:`_finite_where_shown`)."""
-        text = _entry_source(self._functions, self.graph.inputs, self.batchable, (name,))
+        text = _entry_source(self._split if name == "forward" else self._functions, self.graph.inputs,
+                             self.batchable, (name,))
         with collector_paused():
             entries = load_module(text, "entry", self._namespace)
         self._files.add(entries.__file__)  # type: ignore[arg-type]
@@ -266,7 +287,8 @@ class Compiled:
 
     def _body(self, name: str, floats: bool) -> Callable[..., Any]:
         """The body of the long entry point ``name``, for floats or arrays, compiled."""
-        text = _body_source(self._functions, self.graph.inputs, name, floats)
+        text = _body_source(self._split if name == "forward" else self._functions, self.graph.inputs,
+                            name, floats)
         with collector_paused():
             module = load_module(text, "body", self._namespace)
         self._files.add(module.__file__)  # type: ignore[arg-type]
@@ -418,6 +440,21 @@ class Compiled:
         what = self.graph.source or self.graph.output
         return (f"<Compiled {what!r}: inputs {', '.join(self.graph.inputs) or 'none'}; "
                 f"gradients {', '.join(self.wrt) or 'none'}>")
+
+
+
+class _SourceDoc:
+    """The class's docstring, read on the class; read on a compiled function, the generated
+    source (written then, on first use), which ``help(f)`` shows."""
+
+    def __init__(self, doc: str | None):
+        self.doc = doc
+
+    def __get__(self, obj: Compiled | None, cls: type | None = None) -> str | None:
+        return self.doc if obj is None else f"Compiled gradient code; the generated source:\n\n{obj.source}"
+
+
+Compiled.__doc__ = _SourceDoc(Compiled.__doc__)  # type: ignore[assignment]
 
 
 def compile_graph(graph: Graph, wrt: Iterable[str] | None = None) -> Compiled:
