@@ -284,7 +284,7 @@ class Graph:
 
     def _node(self, node: str) -> dict[str, Any]:
         try:
-            return self.nx.nodes[node]
+            return self.nx._node[node]  # type: ignore[no-any-return]  # networkx's node dict: no view made
         except KeyError:
             raise SymgradError(
                 f"no node {node!r} in this graph (nodes: {', '.join(self.nodes)})"

@@ -177,7 +177,9 @@ def test_an_op_spelled_with_an_undeclared_name_is_refused_when_defined():
         sg.define_op("mytanh", lambda a: sp.tanh(a), numpy="math.tanh({0})")
     with pytest.raises(sg.UnsupportedError, match="reads np.arctanh2, which"):
         sg.define_op("mytanh", lambda a: sp.tanh(a), numpy="np.arctanh2({0})")
-    assert "mytanh" not in OPS
+    with pytest.raises(sg.UnsupportedError, match="reads erf, which"):  # no imports= binds it
+        sg.define_op("myerf", sp.erf, numpy="erf({0})")
+    assert "mytanh" not in OPS and "myerf" not in OPS
 
 
 def test_a_module_with_a_power_of_zero_runs_in_a_fresh_interpreter(tmp_path):

@@ -439,6 +439,21 @@ def run_without_symgrad(tmp_path, code: str) -> str:
     return done.stdout
 
 
+def test_forward_backward_and_the_module_text_are_written_when_first_asked_for():
+    g = sg.graph("sigmoid(w*x + b) * x", shapes={"x": ("N",)})
+    point = {"w": 0.5, "x": np.array([1.0, -2.0, 3.0]), "b": 0.25}
+    f = g.compile()
+    value, grads = f.value_and_grad(**point)
+    assert not {"_split", "source", "_cached_dims"} & set(vars(f))  # value_and_grad needs none of them
+    out, cache = f.forward(**point)
+    assert "_split" in vars(f) and "source" not in vars(f)
+    assert out == pytest.approx(value)
+    for n, grad in f.backward(np.ones(3), cache).items():
+        assert grad == pytest.approx(grads[n])
+    assert f.source == sg.codegen(g) and f.__doc__.endswith(f.source)
+    assert sg.Compiled.__doc__.startswith("A graph's generated NumPy code")  # the class keeps its own
+
+
 def test_codegen_module_runs_with_numpy_alone(tmp_path):
     g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))")
     text = sg.codegen(g, tmp_path / "grads.py")
