@@ -487,6 +487,10 @@ def _compiled(text: str) -> CodeType:
 
 def evaluate(expr: sp.Expr, env: Mapping[str, Any]) -> np.ndarray:
     """The value of ``expr`` with NumPy, symbols taken from ``env`` by name."""
+    if expr.is_Number and expr.is_finite:  # a local derivative of 1, 2, ...: nothing to print
+        return np.asarray(float(expr))
+    if type(expr) is sp.Symbol and expr.name in env:  # type: ignore[attr-defined]  # a copy of a value
+        return np.asarray(env[expr.name], dtype=float)  # type: ignore[attr-defined]
     namespace: dict[str, Any] = import_namespace(imports_of(expr)) if OPS.imports() else {"np": np}
     namespace["__builtins__"] = {}
     found = template(_numpy_code, expr, None, frozenset(), OPS.generation, _PYTHON_KEYWORDS)

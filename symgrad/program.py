@@ -244,7 +244,9 @@ def edge_flow(graph: Graph, node: str, consumer: str, upstream: sp.Symbol) -> sp
     rule = edge["vjp"]
     if rule is None and edge["cached"] is None:
         return None
-    term = rule(upstream) if rule is not None else evaluated(operator.mul, upstream, edge["numeric"])
+    numeric = edge["numeric"]
+    term = rule(upstream) if rule is not None else upstream if numeric is sp.S.One else \
+        evaluated(operator.mul, upstream, numeric)
     shapes = {graph.symbol(o): graph.shape(o) for o in graph.operands(consumer)}
     shapes[graph.symbol(consumer)] = shapes[upstream] = graph.shape(consumer)
     have, want = shape_of(term, shapes), graph.shape(node)

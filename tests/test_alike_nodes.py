@@ -203,6 +203,24 @@ def test_evaluating_once_compiled_code_per_alike_class_gives_the_same_numbers():
         evaluate(sp.exp(x) + y, {"x": 1.0})
 
 
+def test_numbers_and_symbols_are_evaluated_without_printing_as_printed():
+    from symgrad.errors import EvaluationError, UnsupportedError
+    from symgrad.printing import _numpy_code, evaluate
+
+    x = sp.Symbol("x", real=True)
+    env = {"x": np.array([0.5, -2.0]), "n": np.array([1, 2])}
+    for e in (sp.Integer(1), sp.Integer(-3), sp.Rational(1, 3), sp.Float("0.1"), sp.pi, x,
+              sp.Symbol("n", real=True)):
+        value = evaluate(e, env)
+        direct = np.asarray(eval(_numpy_code(e, None, frozenset()), {"np": np}, env), dtype=float)
+        assert value.dtype == direct.dtype == float and np.array_equal(value, direct), e
+    for e in (sp.nan, sp.oo, sp.zoo):
+        with pytest.raises(EvaluationError):
+            evaluate(e, env)
+    with pytest.raises(UnsupportedError, match="y"):
+        evaluate(sp.Symbol("y", real=True), env)
+
+
 def test_an_expression_with_a_bound_dummy_is_built_and_printed_directly():
     import operator
 
