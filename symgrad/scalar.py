@@ -249,6 +249,9 @@ _IDENTIFIER_SPLIT = re.compile(f"({_IDENTIFIER.pattern})")
 _KEPT = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"np"}  # what the rewrite reads
 _UNTEMPLATED = re.compile(r"['\"#\\;:]| \.|\. ")  # quotes, comments, backslashes, spaces around dots
 _HOLE = re.compile("\u03be(\\d+)\u03be")  # ξ0ξ, ξ1ξ, ...: the names of a template, in order
+_ARRAY_TEST = r"[A-Za-z_]\w*\.__class__ is np\.ndarray"
+_BATCH_TEST = re.compile(f"if {_ARRAY_TEST}(?: or {_ARRAY_TEST})*:(  # .*)?")  # the test for a batch
+_PLAIN_RETURN = re.compile(r'return [A-Za-z_]\w*, \{(?:"[A-Za-z_]\w*": [A-Za-z_]\w*(?:, (?="))?)*\}')
 DELETE = re.compile(r"del ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(  # .*)?")  # a del of names, and its comment
 
 class _Rewrite(NamedTuple):
@@ -280,7 +283,25 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
             run.clear()
         return True
 
-    for line in lines:
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        kept = _PLAIN_RETURN.fullmatch(line)  # a return of names: the same for floats
+        if _BATCH_TEST.fullmatch(line):  # its block runs only for arrays: nothing for floats
+            end = i
+            while end < len(lines) and lines[end].startswith(" "):
+                end += 1
+            if end == len(lines) or not lines[end].startswith(("else", "elif")):
+                if not flush():
+                    return None
+                i = end
+                continue
+        if kept:
+            if not flush():
+                return None
+            pieces.append(_Rewrite((), (line,), frozenset()))
+            continue
         found = line_template(line)
         done = None if found is None else _rewritten(found[0])
         if done is None:

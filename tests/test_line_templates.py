@@ -46,6 +46,11 @@ def parsed_scalar_body(lines: list[str]) -> list[str]:
     return out
 
 
+def same_code(lines: list[str], expected: list[str]) -> bool:
+    """The same statements (a line may be kept as written where the parse writes it again)."""
+    return ast.dump(ast.parse("\n".join(lines))) == ast.dump(ast.parse("\n".join(expected)))
+
+
 def programs():
     """A program for each row of the op table that compiles, plain and fused, and some chains."""
     found = [build_program(g) for _, g in row_graphs()]
@@ -68,7 +73,7 @@ def test_float_lines_equal_the_rewrite_of_the_whole_parse(round_):
     for program in PROGRAMS:
         for function in _functions(program).values():
             lines = function.floats or function.body
-            assert scalar.scalar_body(lines) == parsed_scalar_body(lines)
+            assert same_code(scalar.scalar_body(lines), parsed_scalar_body(lines))
             checked += 1
     assert checked == 4 * len(PROGRAMS)
 
@@ -93,12 +98,27 @@ def test_alike_lines_get_their_own_names():
     ["np = 1", "q = np + 1", "q = 1e5*x + x.real + X.T"],
 ])
 def test_names_the_rewrite_reads_and_lines_it_does_not_template(lines):
-    assert scalar.scalar_body(lines) == parsed_scalar_body(lines)
+    assert same_code(scalar.scalar_body(lines), parsed_scalar_body(lines))
+
+
+@pytest.mark.parametrize("lines, kept", [
+    (["q1 = x*2", "if q1.__class__ is np.ndarray:  # a batch", "    return q1, {", '        "x": q1,',
+      "    }", 'return q1, {"x": q1}'], ["q1 = x * 2.0", 'return q1, {"x": q1}']),
+    (["if q1.__class__ is np.ndarray or x.__class__ is np.ndarray:", "    q1 = q1 + 0", "q2 = q1"],
+     ["q2 = q1"]),
+    (["if q1.__class__ is np.ndarray:", "    q1 = q1 + 0", "else:", "    q1 = q1 - 0", "q2 = q1"],
+     ["q1 = q1 - 0.0", "q2 = q1"]),  # an else runs for floats: parsed
+    (['return q1, {"x": dx, "y": dy}'], ['return q1, {"x": dx, "y": dy}']),
+    (['return q1, {"x": dx*2}'], ["return (q1, {'x': dx * 2.0})"]),  # not names alone: rewritten
+])
+def test_batch_blocks_and_returns_of_names_are_read_without_parsing(lines, kept):
+    assert scalar.scalar_body(lines) == kept
+    assert same_code(scalar.scalar_body(lines), parsed_scalar_body(lines))
 
 
 def test_a_line_that_continues_another_is_left_to_the_parse():
     lines = ["y = dict(", "a = b,", ")", "z = np.exp(y)"]  # "a = b," parses alone: a keyword here
-    assert scalar.scalar_body(lines) == parsed_scalar_body(lines)
+    assert same_code(scalar.scalar_body(lines), parsed_scalar_body(lines))
 
 
 # -- cse skipped where it would share nothing ---------------------------------------------------
