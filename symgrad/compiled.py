@@ -442,7 +442,6 @@ class Compiled:
                 f"gradients {', '.join(self.wrt) or 'none'}>")
 
 
-
 class _SourceDoc:
     """The class's docstring, read on the class; read on a compiled function, the generated
     source (written then, on first use), which ``help(f)`` shows."""

@@ -268,8 +268,10 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
 
     A one-line assignment (``q3 = np.exp(-np.logaddexp(0, -q2))``) is rewritten once per class
     of lines alike but for their names (:func:`line_template`); the lines between them are parsed
-    as before.  None if a run of those lines does not parse by itself (a statement that spans
-    the lines of a template): then the caller parses the whole body.
+    as before.  A block that runs only for a batch (``if q.__class__ is np.ndarray:`` with no
+    ``else``) is dropped, and a ``return`` of a name and a dictionary of names is kept as
+    written, neither of them parsed.  None if a run of those lines does not parse by itself (a
+    statement that spans the lines of a template): then the caller parses the whole body.
     """
     pieces: list[tuple[list[ast.stmt], list[str]] | _Rewrite] = []
     run: list[str] = []
@@ -287,7 +289,6 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
     while i < len(lines):
         line = lines[i]
         i += 1
-        kept = _PLAIN_RETURN.fullmatch(line)  # a return of names: the same for floats
         if _BATCH_TEST.fullmatch(line):  # its block runs only for arrays: nothing for floats
             end = i
             while end < len(lines) and lines[end].startswith(" "):
@@ -297,7 +298,7 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
                     return None
                 i = end
                 continue
-        if kept:
+        if _PLAIN_RETURN.fullmatch(line):  # a return of names: the same for floats
             if not flush():
                 return None
             pieces.append(_Rewrite((), (line,), frozenset()))
