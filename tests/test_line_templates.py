@@ -3,9 +3,9 @@ skipped where it would share nothing.
 
 The float path's rewrite (symgrad.scalar) reads a one-line assignment once per
 template (the line with its names replaced by holes) and fills in each line's
-names.  It must give exactly what the statement-by-statement rewrite gives, for
-every row of the op table, whatever lines were templated before, and whatever
-the names are.
+names.  It must give the same statements as the statement-by-statement rewrite,
+for every row of the op table, whatever lines were templated before, and
+whatever the names are.
 """
 
 from __future__ import annotations
