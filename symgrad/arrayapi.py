@@ -109,7 +109,7 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     out = g.output
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
-    forward = [f"{a.target} = {_xp_code(a.expr, a.node, shapes, ints)}" for a in program.forward]
+    forward = [f"{a.target.name} = {_xp_code(a.expr, a.node, shapes, ints)}" for a in program.forward]
     backward, used, results = _adjoint_lines(program, program.dout, xp=True)
     for line in backward:
         _standard(line, line.split(" = ")[0])

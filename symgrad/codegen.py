@@ -67,6 +67,7 @@ from sympy.matrices.expressions import MatrixExpr
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.utilities.iterables import iterable
 
+from .alike import evaluated
 from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
 from .graph import Graph
@@ -230,7 +231,8 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
     shared, differences = _share_softmaxes(program, shapes, ints)
     forward = [line for a in program.forward for line in
-               shared.get(a.target.name, [f"{a.target} = {_forward_code(a.expr, a.node, shapes, ints)}"])]
+               shared.get(a.target.name,
+                          [f"{a.target.name} = {_forward_code(a.expr, a.node, shapes, ints)}"])]
 
     guard = [out] + _batch_blind(program) if batchable and program.wrt else []
     dims = graph_dims(g)
@@ -573,8 +575,10 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             targets.append(adj.target)
             continue
         expr = stretched.get(adj.target, adj.expr)
-        if len(subs) > 1 or dout != program.dout:  # something to put in
-            expr = expr.xreplace(subs)
+        if len(subs) > 1 or dout != program.dout:  # something to put in, once per alike class
+            put = sorted((s for s in expr.free_symbols if s in subs), key=str)
+            pairs = [x for s in put for x in (s, subs[s])]  # type: ignore[index]
+            expr = evaluated(_replaced, expr, *pairs) if pairs else expr
         expr = _reusing(expr, known, memo)
         if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
@@ -622,6 +626,11 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     free |= {code for code in results.values() if code.isidentifier()}  # a gradient folded to a copy
     free |= {str(n) for a in program.backward if a.target in zeros for n in a.shape if named(n)}
     return lines, free - adjoint_names, {n: results[n] for n in program.wrt}
+
+
+def _replaced(expr: sp.Expr, *pairs: sp.Expr) -> sp.Expr:
+    """``expr`` with each symbol of ``pairs`` (symbol, value, symbol, value, ...) replaced."""
+    return expr.xreplace(dict(zip(pairs[::2], pairs[1::2])))
 
 
 LINEAR = (reduce_sum, mean, sum_to)  # f(c*x, ...) = c*f(x, ...) for a number c

@@ -78,6 +78,15 @@ def test_float_lines_equal_the_rewrite_of_the_whole_parse(round_):
     assert checked == 4 * len(PROGRAMS)
 
 
+def test_adjoints_with_dout_put_in_once_per_alike_class_are_what_xreplace_gives(monkeypatch):
+    def texts():
+        return [f.body for program in PROGRAMS for f in _functions(program).values()]
+
+    once = texts()
+    monkeypatch.setattr(codegen, "evaluated", lambda build, *exprs: build(*exprs))
+    assert once == texts()
+
+
 def test_alike_lines_get_their_own_names():
     assert scalar.scalar_body(["a = np.exp(np.minimum(b, 0.0))/(1 + np.exp(-np.abs(b)))"]) == \
         ["_e_b = _exp(-b if b >= 0.0 else b)", "a = 1.0 / (1.0 + _e_b) if b >= 0.0 else _e_b / (1.0 + _e_b)"]
