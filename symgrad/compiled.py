@@ -240,14 +240,16 @@ class Compiled:
     @functools.cached_property
     def _split(self) -> dict[str, _Function]:
         """The generated forward and backward, written on first use."""
-        functions = _functions(self.program, together=False)
+        with collector_paused():
+            functions = _functions(self.program, together=False)
         self._bodies_apart("forward", functions)
         return functions
 
     @functools.cached_property
     def source(self) -> str:
         """The generated module's text (what :func:`symgrad.codegen` writes), written on first use."""
-        return _module_text(self.program, {**self._split, **self._functions})
+        with collector_paused():
+            return _module_text(self.program, {**self._split, **self._functions})
 
     @functools.cached_property
     def _cached_dims(self) -> dict[str, int]:
@@ -275,9 +277,9 @@ class Compiled:
     def _entry(self, name: str, pair: bool | None) -> Callable[..., Any]:
         """The entry point ``name`` compiled; with ``pair`` not None, and arrays checked for
         finiteness where the output is not finite (:meth:`_finite_where_shown`)."""
-        text = _entry_source(self._split if name == "forward" else self._functions, self.graph.inputs,
-                             self.batchable, (name,))
-        with collector_paused():
+        functions = self._split if name == "forward" else self._functions
+        with collector_paused():  # writing and compiling 10^5 lines makes objects, but no cycles
+            text = _entry_source(functions, self.graph.inputs, self.batchable, (name,))
             entries = load_module(text, "entry", self._namespace)
         self._files.add(entries.__file__)  # type: ignore[arg-type]
         entry: Callable[..., Any] = getattr(entries, name)
@@ -287,9 +289,9 @@ class Compiled:
 
     def _body(self, name: str, floats: bool) -> Callable[..., Any]:
         """The body of the long entry point ``name``, for floats or arrays, compiled."""
-        text = _body_source(self._split if name == "forward" else self._functions, self.graph.inputs,
-                            name, floats)
+        functions = self._split if name == "forward" else self._functions
         with collector_paused():
+            text = _body_source(functions, self.graph.inputs, name, floats)
             module = load_module(text, "body", self._namespace)
         self._files.add(module.__file__)  # type: ignore[arg-type]
         return getattr(module, f"_{'floats' if floats else 'arrays'}_{name}")  # type: ignore[no-any-return]
