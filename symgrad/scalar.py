@@ -254,6 +254,7 @@ _BATCH_TEST = re.compile(f"if {_ARRAY_TEST}(?: or {_ARRAY_TEST})*:(  # .*)?")  #
 _PLAIN_RETURN = re.compile(r'return [A-Za-z_]\w*, \{(?:"[A-Za-z_]\w*": [A-Za-z_]\w*(?:, (?="))?)*\}')
 DELETE = re.compile(r"del ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(  # .*)?")  # a del of names, and its comment
 
+
 class _Rewrite(NamedTuple):
     """A simple assignment rewritten: the names whose ``_e_`` line it needs first, its lines
     and the names it assigns."""
@@ -269,9 +270,10 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
     A one-line assignment (``q3 = np.exp(-np.logaddexp(0, -q2))``) is rewritten once per class
     of lines alike but for their names (:func:`line_template`); the lines between them are parsed
     as before.  A block that runs only for a batch (``if q.__class__ is np.ndarray:`` with no
-    ``else``) is dropped, and a ``return`` of a name and a dictionary of names is kept as
-    written, neither of them parsed.  None if a run of those lines does not parse by itself (a
-    statement that spans the lines of a template): then the caller parses the whole body.
+    ``else``) and a ``del`` of names are dropped, and a ``return`` of a name and a dictionary of
+    names is kept as written, none of them parsed.  None if a run of those lines does not parse
+    by itself (a statement that spans the lines of a template): then the caller parses the
+    whole body.
     """
     pieces: list[tuple[list[ast.stmt], list[str]] | _Rewrite] = []
     run: list[str] = []
@@ -298,6 +300,10 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
                     return None
                 i = end
                 continue
+        if DELETE.fullmatch(line):  # frees arrays' memory early; nothing to free for floats
+            if not flush():
+                return None
+            continue
         if _PLAIN_RETURN.fullmatch(line):  # a return of names: the same for floats
             if not flush():
                 return None

@@ -118,9 +118,10 @@ def test_names_the_rewrite_reads_and_lines_it_does_not_template(lines):
     (["if q1.__class__ is np.ndarray:", "    q1 = q1 + 0", "else:", "    q1 = q1 - 0", "q2 = q1"],
      ["q1 = q1 - 0.0", "q2 = q1"]),  # an else runs for floats: parsed
     (['return q1, {"x": dx, "y": dy}'], ['return q1, {"x": dx, "y": dy}']),
+    (["q1 = x*2", "del x  # freed", "q2 = q1", "del q1, y"], ["q1 = x * 2.0", "q2 = q1"]),
     (['return q1, {"x": dx*2}'], ["return (q1, {'x': dx * 2.0})"]),  # not names alone: rewritten
 ])
-def test_batch_blocks_and_returns_of_names_are_read_without_parsing(lines, kept):
+def test_batch_blocks_returns_of_names_and_dels_are_read_without_parsing(lines, kept):
     assert scalar.scalar_body(lines) == kept
     assert same_code(scalar.scalar_body(lines), parsed_scalar_body(lines))
 
