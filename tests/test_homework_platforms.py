@@ -114,7 +114,7 @@ def test_the_gradescope_script_writes_results_json(tmp_path, student, score):
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     results = json.loads((root / "results" / "results.json").read_text())
-    assert results["score"] == pytest.approx(score)
+    assert results["score"] == pytest.approx(score), run.stdout + run.stderr  # says why it could not grade
     assert [t["name"] for t in results["tests"]] == [p.id for p in SPEC.problems]
     assert all(t["visibility"] == "after_published" for t in results["tests"])
     assert sum(t["max_score"] for t in results["tests"]) == SPEC.max_points
