@@ -73,7 +73,7 @@ def close(a: sg.Trace, b: sg.Trace) -> None:
         assert np.isclose(v, b.grads[n], rtol=1e-8, atol=1e-10), n
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(graphs_and_sets(), points)
 def test_fusing_keeps_every_value_and_gradient(graph_and_set, point):
     g, members = graph_and_set
@@ -98,14 +98,11 @@ def plain(e: sp.Expr) -> sp.Expr:
     return e.replace(lambda x: isinstance(x, sp.Heaviside), lambda x: sp.Heaviside(x.args[0]))
 
 
-PIECEWISE = (sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign)
-
-
 def same(a: sp.Expr, b: sp.Expr) -> bool:
-    """``a`` and ``b`` are provably equal, or equal at random points where SymPy's
-    simplification cannot decide (piecewise expressions; some nested exponentials)."""
+    """``a`` and ``b`` are equal once expanded, or equal at random points to 40 digits
+    (not ``sp.simplify``, which can take minutes on one nested exponential)."""
     d = plain(a) - plain(b)
-    if d == 0 or sp.expand(d) == 0 or sp.simplify(d) == 0:
+    if d == 0 or sp.expand(d) == 0:
         return True
     return identical(a, b, sorted(d.free_symbols, key=str))
 

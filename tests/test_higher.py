@@ -185,7 +185,7 @@ def graph_at(text, point, bound):
     return g, point
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(expressions(), points, st.data())
 def test_second_and_third_derivatives_equal_sympy_diff(text, point, data):
     g, point = graph_at(text, point, bound=1e6)
