@@ -70,8 +70,47 @@ ENTRY_DOCS = {
 }
 
 
+def _as_checked_test(table: tuple[tuple[str, tuple[Any, ...], Any], ...]) -> str | None:
+    """A test that holds only where every input is already as ``_arguments`` makes it and passes
+    its checks (:meth:`Compiled._as_checked`): each array of its declared shape (named dimensions
+    the same size wherever they appear), float64 or int64 labels within their classes, each
+    number a finite float.  None where an input is a label number (those are converted first)
+    or labels pick from a dimension no earlier input has.
+
+    ``table``: (name, shape, classes) per input, as :func:`symgrad.dims.check_values` reads it.
+    """
+    each: list[str] = []
+    first: dict[str, str] = {}  # each named dimension: where it is first seen
+    for name, shape, classes in table:
+        if shape == ():
+            if classes is not None:
+                return None
+            each.append(f"{name}.__class__ is _float and {name} - {name} == 0.0")  # false for inf, nan
+            continue
+        tests = [f"{name}.__class__ is _ndarray", f"{name}.dtype is {'_f8' if classes is None else '_i8'}"]
+        if all(isinstance(n, int) for n in shape):
+            tests.append(f"{name}.shape == {shape!r}")
+        else:
+            tests.append(f"len({name}.shape) == {len(shape)}")
+            for axis, n in enumerate(shape):
+                size = f"{name}.shape[{axis}]"
+                want = first.setdefault(n, size) if isinstance(n, str) else str(n)
+                if want != size:
+                    tests.append(f"{size} == {want}")
+        if classes is not None:
+            count = first.get(classes) if isinstance(classes, str) else classes
+            if count is None:
+                return None
+            within = f"{name}.min() >= 0" + (f" and {name}.max() < {count}" if count != 0 else "")
+            empty = not all(isinstance(n, int) for n in shape) or math.prod(shape) == 0
+            tests.append(f"({name}.size == 0 or {within})" if empty else within)
+        each.append(" and ".join(tests))
+    return "\n            and ".join(each)
+
+
 def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool,
-                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS)) -> str:
+                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS),
+                  table: tuple[tuple[str, tuple[Any, ...], Any], ...] | None = None) -> str:
     """Keyword-only versions of value, forward and value_and_grad that check their inputs first
     (those of ``names``), and ``unchecked_value``, the output with no checks.
 
@@ -85,8 +124,11 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     float body raises one of :data:`symgrad.scalar.FALLBACK`.  A body of more
     than :data:`APART_LINES` lines is called instead, as ``_floats_value_and_grad``
     and ``_arrays_value_and_grad`` (:func:`_body_source`); so is the NumPy body of a
-    graph of scalars, whose array entries are read only where the output is not
-    finite (``_finite_shown``, :meth:`Compiled._finite_shown`).
+    graph of scalars, and with ``table`` (a graph of arrays: its inputs as
+    :func:`symgrad.dims.check_values` reads them) that of a graph of arrays, whose
+    entries are read only where the output is not finite (``_finite_shown``,
+    :meth:`Compiled._finite_shown`).  With ``table``, inputs already as the checks
+    make them pass one inline test (:func:`_as_checked_test`), not ``_arguments``.
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
@@ -104,7 +146,8 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     elif fast and inputs:  # too many for one expression: Python's compiler recurses into long sums
         head = [f"    _scalar = not _unknown and _floats(({args},))"]
     else:
-        head = [f"    {check}"]
+        inline = _as_checked_test(table) if table is not None and len(inputs) <= INLINE_CHECKS else None
+        head = [f"    if _unknown or not ({inline}):", f"        {check}"] if inline else [f"    {check}"]
     if fast and inputs:
         every = " and ".join(f"{n}.__class__ is _float" for n in inputs) if len(inputs) <= INLINE_CHECKS \
             else f"_all_floats(({args},))"
@@ -112,18 +155,23 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     text = [f"def unchecked_value({args}):",
             '    """The output, with no check of the inputs (complex steps pass)."""',
             *_indent(functions["value"].body), "", ""] if "unchecked_value" in names else []
+    bodies: list[str] = []
     for name, doc in ENTRY_DOCS.items():
         if name not in names:
             continue
         apart = len(functions[name].body) > APART_LINES
-        floats = [f"return _floats_{name}({args})"] if apart else \
-            scalar_body(functions[name].floats or functions[name].body)
-        scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
-                  *_indent(_indent(_indent(floats))),
-                  "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
-                  "            pass"] if fast and inputs else []
+        scalar: list[str] = []
         if fast and inputs:
+            floats = [f"return _floats_{name}({args})"] if apart else \
+                scalar_body(functions[name].floats or functions[name].body)
+            scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
+                      *_indent(_indent(_indent(floats))),
+                      "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
+                      "            pass"]
+        if (fast or table is not None) and inputs:
             arrays = [f"return _finite_shown(_arrays_{name}({args}), ({args},), {name != 'value'})"]
+            if table is not None and not apart:  # beside its entry, compiled with it
+                bodies.append(_body_source(functions, inputs, name, False))
         elif apart:
             arrays = [f"return _arrays_{name}({args})"]
         else:  # the generated lines, with temporaries read once written into their readers
@@ -131,7 +179,7 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         text += [f"def {name}({signature}):", f'    """{doc}"""', *binding, *head, *scalar, "    try:",
                  *_indent(_indent(arrays)),
                  "    except _NUMERIC_ERRORS as e:", "        raise _evaluation_error(e) from None", "", ""]
-    return "\n".join(text)
+    return "\n".join(text + bodies)
 
 
 def _body_source(functions: dict[str, _Function], inputs: tuple[str, ...], name: str, floats: bool) -> str:
@@ -224,7 +272,9 @@ class Compiled:
         namespace = import_namespace(program_imports(self.program))  # a named error if one fails
         self._namespace = {
             **namespace, "_sum_each": _SUM_EACH, "_MISSING": _MISSING,
-            "_float": float, "_float64": np.float64, "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
+            "_float": float, "_float64": np.float64, "_ndarray": np.ndarray,
+            "_f8": np.dtype(np.float64), "_i8": np.dtype(np.int64),
+            "_floats": _floats, "_NUMERIC_ERRORS": _NUMERIC_ERRORS,
             "_evaluation_error": self._evaluation_error, "_arguments": self._arguments,
             "_all_floats": _all_floats, "_FALLBACK": FALLBACK, **SCALAR_NAMESPACE,
         }
@@ -274,18 +324,15 @@ class Compiled:
         self._files.add(module.__file__)  # type: ignore[arg-type]
         return module
 
-    def _entry(self, name: str, pair: bool | None) -> Callable[..., Any]:
-        """The entry point ``name`` compiled; with ``pair`` not None, and arrays checked for
-        finiteness where the output is not finite (:meth:`_finite_where_shown`)."""
+    def _entry(self, name: str) -> Callable[..., Any]:
+        """The entry point ``name`` compiled (see :func:`_entry_source`)."""
         functions = self._split if name == "forward" else self._functions
+        table = self._table if not self.batchable else None
         with collector_paused():  # writing and compiling 10^5 lines makes objects, but no cycles
-            text = _entry_source(functions, self.graph.inputs, self.batchable, (name,))
+            text = _entry_source(functions, self.graph.inputs, self.batchable, (name,), table)
             entries = load_module(text, "entry", self._namespace)
         self._files.add(entries.__file__)  # type: ignore[arg-type]
-        entry: Callable[..., Any] = getattr(entries, name)
-        if pair is None or self.batchable or not self.graph.inputs:
-            return entry
-        return self._finite_where_shown(entry, pair)
+        return getattr(entries, name)  # type: ignore[no-any-return]
 
     def _body(self, name: str, floats: bool) -> Callable[..., Any]:
         """The body of the long entry point ``name``, for floats or arrays, compiled."""
@@ -299,20 +346,20 @@ class Compiled:
     @functools.cached_property
     def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:
         """``value_and_grad(**inputs)``: ``(value, {input: gradient})``, the gradient of the value's sum."""
-        return self._entry("value_and_grad", True)
+        return self._entry("value_and_grad")
 
     @functools.cached_property
     def forward(self) -> Callable[..., tuple[Any, Any]]:
         """``forward(**inputs)``: ``(value, cache)``, the cache for :meth:`backward`."""
-        return self._entry("forward", True)
+        return self._entry("forward")
 
     @functools.cached_property
     def _value(self) -> Callable[..., Any]:
-        return self._entry("value", False)
+        return self._entry("value")
 
     @functools.cached_property
     def _unchecked_value(self) -> Callable[..., Any]:
-        return self._entry("unchecked_value", None)
+        return self._entry("unchecked_value")
 
     def __call__(self, *args: Any, **inputs: Any) -> Any:
         """The output's value at ``inputs``."""
@@ -370,8 +417,8 @@ class Compiled:
         """Every input already as the checks make it: a float64 array (a finite float for a
         scalar), or int64 labels; then shapes, named dimensions and label ranges checked as the
         generated module checks them (a ShapeError or InputError).  The arrays' entries are not
-        read here: :meth:`_finite_where_shown` looks for one that is not finite only when the
-        output is not finite."""
+        read here: the entry points look for one that is not finite only where the output is
+        not finite (:meth:`_finite_shown`)."""
         for v, (shape, classes) in zip(values, self._declared):
             if v.__class__ is float and shape == () and classes is None:
                 if not math.isfinite(v):
@@ -412,21 +459,6 @@ class Compiled:
                 if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
                     raise InputError(f"value of {n!r} is not finite: {v!r}")
         return result
-
-    def _finite_where_shown(self, entry: Callable[..., Any], pair: bool) -> Callable[..., Any]:
-        """``entry``, followed by a test of its output: where that is not finite, an input that
-        is not finite is refused by name (an InputError); otherwise the output is NumPy's.
-
-        One test of the output per call instead of a pass over every input array.
-        """
-        names = self.graph.inputs
-
-        def checked(**inputs: Any) -> Any:
-            return self._finite_shown(entry(**inputs), tuple(inputs.get(n) for n in names), pair)
-
-        checked.__doc__ = entry.__doc__
-        checked.__name__ = entry.__name__
-        return checked
 
     def _evaluation_error(self, e: BaseException) -> EvaluationError:
         """An EvaluationError naming the generated line where Python's float arithmetic failed."""

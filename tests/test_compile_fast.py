@@ -269,3 +269,38 @@ def test_a_new_axis_is_an_index_computing_what_expand_dims_does(axis, index):
     got = eval(text, {"np": np, "W": w, "c": k})  # the generated text, not user input
     assert got.shape == np.expand_dims(w * k, axis).shape and np.array_equal(got, np.expand_dims(w * k, axis))
     assert "np.expand_dims" in numpy_code(expand_dims(c, sp.Tuple(0)), {})  # shape unknown: the function
+
+
+def test_inputs_as_the_checks_make_them_pass_one_inline_test_and_all_others_are_checked():
+    shapes = {"X": ("N", 3), "W": (3, "C"), "y": ("N",)}
+    g = sg.graph("softmax_cross_entropy(X @ W, y) + l2(W)", shapes=shapes, dtypes={"y": int})
+    f = g.compile()
+    checked, calls = f._namespace["_arguments"], []
+    f._namespace["_arguments"] = lambda *a: calls.append(a) or checked(*a)  # before the entry is made
+    rng = np.random.default_rng(0)
+    for n, c in ((4, 5), (1, 2), (7, 3)):  # any sizes of the named dimensions
+        X, W, y = rng.normal(size=(n, 3)), rng.normal(size=(3, c)), rng.integers(0, c, size=n)
+        value, grads = f.value_and_grad(X=X, W=W, y=y)
+        t = g.backprop(X=X, W=W, y=y)
+        assert value == pytest.approx(t.value, rel=1e-12)
+        np.testing.assert_allclose(grads["W"], t.grads["W"], rtol=1e-10, atol=1e-14)
+        assert calls == []
+        for other in ({"X": X.astype(np.float32)}, {"X": X.astype(">f8")}, {"y": y.astype(np.int32)},
+                      {"y": y.tolist()}, {"W": W.tolist()}):  # converted, then the same numbers
+            got = f.value_and_grad(**{"X": X, "W": W, "y": y, **other})
+            assert got[0] == pytest.approx(value, rel=1e-6) and len(calls) == 1
+            calls.clear()
+    X, W, y = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), np.array([0, 4, 2, 1])
+    refused = [({"y": np.array([0, 5, 2, 1])}, sg.InputError, "labels 'y' must lie in 0 … 4"),
+               ({"y": np.array([0, -1, 2, 1])}, sg.InputError, "labels 'y'"),
+               ({"y": np.array([0, 4, 2])}, sg.ShapeError, r"dimension 0 \(N\) is 3, but N is 4"),
+               ({"X": X[:, :2]}, sg.ShapeError, "dimension 1 is 2, not 3"),
+               ({"W": W[None]}, sg.ShapeError, "3-dimensional, not 2-dimensional"),
+               ({"y": y.astype(float)}, sg.InputError, "integer labels"),
+               ({"X": np.where(X > 0, np.nan, X)}, sg.InputError, "'X' is not finite"),
+               ({"Z": X}, sg.SymgradError, "'Z'")]
+    for change, error, message in refused:
+        with pytest.raises(error, match=message), np.errstate(invalid="ignore"):
+            f.value_and_grad(**{"X": X, "W": W, "y": y, **change})
+    with pytest.raises(sg.SymgradError, match="'y'"):
+        f.value_and_grad(X=X, W=W)
