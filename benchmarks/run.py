@@ -482,19 +482,24 @@ def check_cost(quick: bool) -> None:
         g = sg.graph(two_layer, shapes=shapes, dtypes={"y": int})
         g = g.fuse("affine_relu").fuse("softmax_cross_entropy")
         f = g.compile(wrt=["W1", "b1", "W2", "b2"])
-        m = f.module
+        m, entry = f.module, f.value_and_grad
+        entry(**point)
+        body = entry.__globals__["_arrays_value_and_grad"]  # the generated lines the entry point calls
+        entry.__globals__["_arrays_value_and_grad"] = lambda *a: (1.0, {})  # the entry point alone
         t = best({"call": lambda m=m, a=args: m.value_and_grad(*a),  # type: ignore[misc]
                   "module check": lambda m=m, a=args: m._check(a, m._DECLARED),  # type: ignore[misc]
-                  "compiled check": lambda f=f, a=args: f._as_checked(a)},  # type: ignore[misc]
+                  "entry": lambda e=entry, p=point: e(**p)},  # type: ignore[misc]
                  number=20, rounds=10 if quick else 50)
+        entry.__globals__["_arrays_value_and_grad"] = body
+        entry_cost = t["entry"]
         rows.append(["named (N, D, H, C)" if named else "concrete", f"{t['call'] * 1e3:.2f}",
                      f"{t['module check'] * 1e6:.1f}", f"{t['module check'] / t['call'] * 100:.2f}%",
-                     f"{t['compiled check'] * 1e6:.1f}", f"{t['compiled check'] / t['call'] * 100:.2f}%"])
+                     f"{entry_cost * 1e6:.1f}", f"{entry_cost / t['call'] * 100:.2f}%"])
     table(["shapes", "generated value_and_grad ms", "module check µs", "share",
-           "compiled entry check µs", "share"], rows)
-    print("   module check: the written module's _check; compiled entry check: what compile()'s entry")
-    print("   points run before the generated lines (kinds, then the same _check; the arrays' entries")
-    print("   are read only when the output is not finite)")
+           "compiled entry µs", "share"], rows)
+    print("   module check: the written module's _check; compiled entry: all compile()'s entry point")
+    print("   adds to the generated lines (inputs by name, one generated test of shapes, kinds and label")
+    print("   ranges, the output's finiteness; the arrays' entries are read only when that fails)")
 
 
 # -- 5. against the peers -----------------------------------------------------------------------

@@ -16,6 +16,8 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad import compiled
+from symgrad.compiled import ENTRY_DOCS, _body_source, _entry_source
 from symgrad.names import check_spelling
 from symgrad.ops import OPS
 from symgrad.printing import float_literal
@@ -164,6 +166,34 @@ def test_every_generated_module_reads_only_names_it_has():
         assert unknown_names(sg.codegen(g, xp=True)) == set()
         checked += 1
     assert checked > 40
+
+
+def entry_texts(f: sg.Compiled) -> list[str]:
+    """The texts of ``f``'s entry points and of the bodies they call, as ``f`` writes them."""
+    table = None if f.batchable else f._table
+    texts = []
+    for name in ("unchecked_value", *ENTRY_DOCS):
+        functions = f._split if name == "forward" else f._functions
+        texts.append(_entry_source(functions, f.graph.inputs, f.batchable, (name,), table))
+        for floats in (True, False) if f.batchable else (False,):
+            if name != "unchecked_value":
+                texts.append(_body_source(functions, f.graph.inputs, name, floats))
+    return texts
+
+
+@pytest.mark.parametrize("apart", [False, True])
+def test_every_entry_point_reads_only_names_its_namespace_has(monkeypatch, apart):
+    """The same oracle for what compile() runs: entry points (checked inline, through
+    ``_arguments``, for floats and for arrays) and the bodies they call, inline or apart."""
+    if apart:
+        monkeypatch.setattr(compiled, "APART_LINES", 2)
+    graphs = [g for _, g in row_graphs()]
+    graphs += [sg.graph("softmax_cross_entropy(X @ W, y)", shapes={"X": ("N", 3), "W": (3, "C"), "y": ("N",)},
+                        dtypes={"y": int}), sg.graph("x * y"), sg.graph("2.0 + 1.0")]
+    for g in graphs:
+        f = g.compile()
+        for text in entry_texts(f):
+            assert unknown_names(text) <= set(f._namespace), text
 
 
 def test_an_unchecked_module_would_be_found_by_the_oracle():
