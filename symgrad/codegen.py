@@ -390,6 +390,7 @@ def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
     """Lines for each softmax ``p = exp(x - l)`` of ``l = logsumexp(x, axis, keepdims=True)``,
     sharing its exponentials: ``l`` computes ``_exp_l = np.exp(x - _max_l)`` and its sum
     ``_sum_l`` on the way, and ``p = _exp_l/_sum_l``, one ``exp`` over ``x`` instead of two.
+    Any other log-sum-exp of an array takes its maximum once, as ``_max_l``.
 
     Returns {node: the lines that compute it} for ``l`` and ``p``, and the names the
     caller drops where nothing else reads them: ``l``, and the differences ``x - l``
@@ -400,7 +401,10 @@ def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
     node_of = {a.target: a for a in program.forward}
     for a in program.forward:
         e = a.expr
-        if not (isinstance(e, logsumexp) and e.args[0].is_Symbol and e.keepdims):
+        if not (isinstance(e, logsumexp) and e.args[0].is_Symbol and shapes[e.args[0]] != ()):
+            continue
+        if not e.keepdims:
+            lines[a.target.name] = _one_maximum(a.target, e, a.node, shapes, ints)
             continue
         x, lse = e.args[0], a.target
         softmaxes = []
@@ -414,6 +418,7 @@ def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
                 softmaxes.append(p)
                 differences.add(inner.name)
         if not softmaxes:
+            lines[lse.name] = _one_maximum(lse, e, a.node, shapes, ints)
             continue
         m, ex, total = (sp.Symbol(f"_{k}_{lse}", real=True) for k in ("max", "exp", "sum"))
         shapes.update({m: shapes[lse], ex: shapes[x], total: shapes[lse]})
@@ -425,6 +430,22 @@ def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
             lines[p.target.name] = [f"{p.target} = {ex}/{total}"]
         differences.add(lse.name)  # a softmax alone needs no log
     return lines, differences
+
+
+def _one_maximum(lse: sp.Symbol, e: logsumexp, node: str, shapes: dict[sp.Symbol, Shape],
+                 ints: set[sp.Symbol]) -> list[str]:
+    """``l = logsumexp(x, axis)`` as two lines that take the maximum once: ``_max_l``, kept
+    over the reduced axes, and the log-sum-exp, which reads it whole (``keepdims``) or with
+    those axes indexed away (``_max_l[:, 0]``)."""
+    x, axes = e.args[0], e.args[1]
+    rank = len(shapes[x])
+    reduced = {int(i) % rank for i in axes} if len(axes) else set(range(rank))
+    m = sp.Symbol(f"_max_{lse}", real=True)
+    shapes[m] = tuple(1 if i in reduced else n for i, n in enumerate(shapes[x]))
+    index = "" if e.keepdims else \
+        "[" + ", ".join("0" if i in reduced else ":" for i in range(max(reduced) + 1)) + "]"
+    total = _code(sp.log(reduce_sum(sp.exp(x - m), axes, e.args[2])), node, shapes, ints)
+    return [f"{m} = {_code(amax(x, axes, sp.true), node, shapes, ints)}", f"{lse} = {total} + {m}{index}"]
 
 
 def _hoisted(forward: list[str], adjoints: list[str]) -> list[str]:

@@ -304,3 +304,27 @@ def test_inputs_as_the_checks_make_them_pass_one_inline_test_and_all_others_are_
             f.value_and_grad(**{"X": X, "W": W, "y": y, **change})
     with pytest.raises(sg.SymgradError, match="'y'"):
         f.value_and_grad(X=X, W=W)
+
+
+@pytest.mark.parametrize("text, shapes", [
+    ("sum(logsumexp(x, axis=1) * w)", {"x": (4, 3), "w": (4,)}),
+    ("sum(logsumexp(x, axis=0) * w)", {"x": (3, 4), "w": (4,)}),
+    ("logsumexp(x) * w", {"x": (2, 3, 2), "w": ()}),
+    ("sum(logsumexp(x, axis=-1, keepdims=True) * x)", {"x": ("N", 3)}),
+    ("sum(logsumexp(x, axis=1) * w)", {"x": (2, 3, 2), "w": (2, 2)}),
+])
+def test_a_log_sum_exp_takes_its_maximum_once(text, shapes):
+    g = sg.graph(text, shapes=shapes)
+    f = g.compile()
+    forward = function_source(f.source, "forward")
+    assert forward.count("np.max(") == 1, forward
+    rng = np.random.default_rng(1)
+    point = {n: rng.normal(size=tuple(5 if isinstance(d, str) else d for d in s)) * 30 if s else 0.7
+             for n, s in shapes.items()}
+    t = g.backprop(**point)
+    value, grads = f.value_and_grad(**point)
+    np.testing.assert_allclose(value, t.value, rtol=1e-13)
+    out, cache = f.forward(**point)
+    np.testing.assert_allclose(out, t.value, rtol=1e-13)
+    for n in g.inputs:
+        np.testing.assert_allclose(grads[n], t.grads[n], rtol=1e-11, atol=1e-13)
