@@ -215,6 +215,17 @@ def library(ns: Any) -> str:
     return str(getattr(ns, "__name__", ns)).removeprefix("array_api_compat.")
 
 
+def _probe(xp: Any, v: Any, labels: bool) -> np.ndarray:
+    """A NumPy stand-in for the native array ``v`` that the checks read: its shape, and for
+    labels its least and greatest entries (a library may clamp a label out of range where
+    NumPy raises, so the checks must see them)."""
+    probe = np.zeros(tuple(int(d) for d in v.shape), dtype=int if labels else float)
+    if labels and probe.size:
+        flat = probe.reshape(-1)
+        flat[0], flat[-1] = int(xp.min(v)), int(xp.max(v))
+    return probe
+
+
 class ArrayCompiled:
     """A graph's array-API code, compiled for one array library ``xp``.
 
@@ -271,9 +282,8 @@ class ArrayCompiled:
         shapes = {n: g.shape(n) for n in g.inputs}
         if _batchable(g):
             arrays = {n: np.asarray(plain[n], dtype=float) for n in plain}
-        else:  # the NumPy checks on the plain values, shapes on the native arrays
-            probe = {n: np.zeros(tuple(int(d) for d in v.shape), dtype=int if dtypes[n] == "int" else float)
-                     for n, v in native.items()}
+        else:  # the NumPy checks on the plain values, shapes (and labels' extremes) on the native arrays
+            probe = {n: _probe(xp, v, dtypes[n] == "int") for n, v in native.items()}
             arrays = coerce(g.inputs, shapes, {**plain, **probe}, dtypes)
             check_labels(g, arrays)
         return tuple(native[n] if n in native else xp.asarray(arrays[n]) for n in g.inputs)

@@ -224,6 +224,22 @@ def test_mixed_array_libraries_are_an_input_error_naming_the_input():
         f_np.value_and_grad(**{**values, "X": strict.asarray(values["X"])})
 
 
+@pytest.mark.parametrize("named", [False, True])
+def test_labels_of_the_arrays_own_library_are_checked_for_range(named):
+    """Native labels out of range are an InputError, as NumPy ones are (JAX would clamp them)."""
+    g, values = two_layer_graph(named=named)
+    f = g.compile(xp=strict)
+    native = {k: strict.asarray(v) for k, v in values.items()}
+    classes = values["W2"].shape[1]
+    for wrong, bad in ((classes, classes), (-1, -1)):
+        y = values["y"].copy()
+        y[len(y) // 2] = wrong
+        with pytest.raises(InputError, match=f"labels 'y' must lie in 0 … {classes - 1} .*got {bad}"):
+            f.value_and_grad(**{**native, "y": strict.asarray(y)})
+    value, _ = f.value_and_grad(**native)
+    assert float(value) == pytest.approx(g.compile().value_and_grad(**values)[0], rel=1e-12)
+
+
 def test_a_library_lacking_a_needed_function_is_named():
     class Partial:
         """array_api_strict without logaddexp."""
