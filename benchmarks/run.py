@@ -55,6 +55,7 @@ from typing import Any
 # products, and threads competing with other load on the machine only add noise to the ratios.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
@@ -401,8 +402,10 @@ def net_rows(size: tuple[int, int, int, int], t: dict[str, tuple[float, float]])
              ratios(t[f"{name} generated steps"], t["hand steps"])] for name in ("fused", "unfused")]
 
 
-def net_times(size: tuple[int, int, int, int], quick: bool) -> dict[str, tuple[float, float]]:
-    """(min, median) seconds of the hand-written net and the compiled nets, fused and unfused."""
+def net_times(size: tuple[int, int, int, int], quick: bool,
+              peers: bool = False) -> dict[str, tuple[float, float]]:
+    """(min, median) seconds of the hand-written net and the compiled nets, fused and unfused,
+    and with ``peers``, of the installed peers' (:func:`peer_net_calls`)."""
     N, D, H, C = size
     shapes = {"X": (N, D), "W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,), "y": (N,)}
     rng = np.random.default_rng(0)
@@ -428,6 +431,9 @@ def net_times(size: tuple[int, int, int, int], quick: bool) -> dict[str, tuple[f
         contenders[f"{name} compiled"] = lambda f=f: f.value_and_grad(**point)  # type: ignore[misc]
         contenders[f"{name} generated"] = lambda m=module: m.value_and_grad(*args)  # type: ignore[misc]
         contenders[f"{name} generated steps"] = generated_steps
+
+    if peers:
+        contenders.update(peer_net_calls(point, C))
 
     def hand_steps():
         out, cache = hand_forward(*args)
@@ -563,6 +569,85 @@ def peer_scalar_calls(text: str, names: list[str], point: dict[str, float]) -> d
 
 
 PEER_PACKAGES = ("jax", "torch", "pytensor", "autograd")
+NET_PEERS = ("JAX jit(value_and_grad)", "PyTorch autograd", "autograd", "PyTensor", "PyTensor-Numba")
+
+
+def peer_net_calls(point: dict[str, Any], C: int) -> dict[str, Callable[[], Any]]:
+    """The two-layer net's loss and its gradients for W1, b1, W2, b2, in whichever of JAX,
+    PyTorch, PyTensor (its C backend, and Numba's where installed) and autograd is installed;
+    each is checked against the hand-written net before it is timed."""
+    names = ["X", "W1", "b1", "W2", "b2", "y", "reg"]
+    args = [point[n] for n in names]
+    found: dict[str, Callable[[], Any]] = {}
+
+    def loss(lib: Any, X: Any, W1: Any, b1: Any, W2: Any, b2: Any, onehot: Any, reg: Any) -> Any:
+        torch_like = hasattr(lib, "relu")  # PyTorch: relu, amax(dim, keepdim)
+        z = X @ W1 + b1
+        h = lib.relu(z) if torch_like else lib.maximum(z, 0)
+        s = h @ W2 + b2
+        m = s.amax(dim=1, keepdim=True) if torch_like else s.max(axis=1, keepdims=True)
+        lse = lib.log(lib.exp(s - m).sum(axis=1)) + m[:, 0]
+        return (lse - (s * onehot).sum(axis=1)).mean() + 0.5 * reg * ((W1 * W1).sum() + (W2 * W2).sum())
+
+    onehot = np.eye(C)[point["y"]]
+    try:
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        jax_args = [jnp.asarray(a) for a in [*args[:5], onehot, args[6]]]
+        jax_fn = jax.jit(jax.value_and_grad(lambda *a: loss(jnp, *a), argnums=(1, 2, 3, 4)))
+        found["JAX jit(value_and_grad)"] = lambda: jax.block_until_ready(jax_fn(*jax_args))
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        def torch_call() -> Any:
+            ts = [torch.from_numpy(a) for a in [*args[:5], onehot]]
+            for t in ts[1:5]:
+                t.requires_grad_(True)
+            out = loss(torch, *ts, args[6])
+            return out.item(), [g.numpy() for g in torch.autograd.grad(out, ts[1:5])]
+        found["PyTorch autograd"] = torch_call
+    except ImportError:
+        pass
+    try:
+        import autograd
+        import autograd.numpy as anp
+        ag_fn = autograd.value_and_grad(lambda w: loss(anp, args[0], *w, onehot, args[6]))
+        found["autograd"] = lambda: ag_fn([args[1], args[2], args[3], args[4]])
+    except ImportError:
+        pass
+    try:
+        import pytensor
+        import pytensor.tensor as pt
+        xs = [pt.dmatrix("X"), pt.dmatrix("W1"), pt.dvector("b1"), pt.dmatrix("W2"), pt.dvector("b2"),
+              pt.dmatrix("onehot"), pt.dscalar("reg")]
+        out = loss(pt, *xs)
+        outputs = [out, *pytensor.grad(out, xs[1:5])]
+        values = [*args[:5], onehot, args[6]]
+        for label, mode in (("PyTensor", None), ("PyTensor-Numba", "NUMBA")):
+            if mode == "NUMBA" and not _installed("numba"):
+                continue
+            fn = pytensor.function(xs, outputs, mode=mode)
+            found[label] = lambda fn=fn: fn(*values)  # type: ignore[misc]
+    except ImportError:
+        pass
+    expected = hand_value_and_grad(**point)
+    for label, call in found.items():
+        value, grads = _value_and_grads(call())
+        assert math.isclose(value, expected[0], rel_tol=1e-9), (label, value, expected[0])
+        for got, n in zip(grads, ("W1", "b1", "W2", "b2")):
+            assert np.allclose(got, expected[1][n], rtol=1e-7, atol=1e-10), (label, n)
+    return found
+
+
+def _value_and_grads(result: Any) -> tuple[float, list[np.ndarray]]:
+    """A peer's (value, gradients) in one shape: a float, and four NumPy arrays."""
+    if isinstance(result, list) and len(result) == 5:  # PyTensor: [value, *gradients]
+        result = (result[0], result[1:])
+    value, grads = result
+    return float(value), [np.asarray(g) for g in grads]
 
 TINY = (5, 4, 10, 3)
 
@@ -614,11 +699,39 @@ def import_time(code: str = "import symgrad") -> float:
     return min(run(code) for _ in range(5)) - min(run("pass") for _ in range(5))
 
 
+def one_core() -> Callable[[], None]:
+    """Pin every thread of this process to one CPU (Linux), so that peers which start threads of
+    their own (JAX's dispatch, PyTorch's pool) get one core, as the NumPy code has; returns what
+    undoes it."""
+    if not hasattr(os, "sched_setaffinity"):
+        return lambda: None
+    before = os.sched_getaffinity(0)
+    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+
+    def pin(cpus: set[int]) -> None:
+        for t in threads:
+            try:
+                os.sched_setaffinity(t, cpus)
+            except OSError:  # a thread that has ended
+                pass
+    pin({min(before)})
+    return lambda: pin(before)
+
+
 def peers(quick: bool) -> None:
     print("\n5. against the peers: the table of the performance goals, with a 'now' column")
     missing = [p for p in PEER_PACKAGES if not _installed(p)]
     if missing:
         print(f"   not installed, skipped: {', '.join(missing)}")
+    print("   (the process pinned to one core, every library on one thread)")
+    unpin = one_core()
+    try:
+        _peers(quick)
+    finally:
+        unpin()
+
+
+def _peers(quick: bool) -> None:
     rows = []
     scalar_now, scalar_peer = [], []
     for text, _, plain, point in LECTURE[:2]:
@@ -639,12 +752,19 @@ def peers(quick: bool) -> None:
     rows.append(["lecture scalars: (x+y)z / sigmoid neuron (unfused/fused), µs min/median",
                  " ; ".join(scalar_now), "lambdify(math, cse) " + " ; ".join(scalar_peer), "≤ lambdify"])
     for size in [TINY, *NETS]:
-        t = net_times(size, quick)
+        t = net_times(size, quick, peers=True)
+        measured = [k for k in NET_PEERS if k in t]
+        fastest = min(measured, key=lambda k: t[k][0], default=None)
+        peer = f"{fastest} {ratios(t[fastest], t['hand'])}" if fastest else \
+            "none installed (PyTensor-Numba 0.64x-0.84x when the goals were set)"
         rows.append([f"two-layer net {size}, fwd+bwd, / hand",
                      f"fused {ratios(t['fused compiled'], t['hand'])}, "
                      f"unfused {ratios(t['unfused compiled'], t['hand'])} (hand {pair(t['hand'], 1e3)} ms; "
                      f"its five matrix products alone {ratios(t['products'], t['hand'])})",
-                     "PyTensor-Numba 0.64x-0.84x (when the goals were set)", "≤ 0.6x / 0.8x hand"])
+                     peer, "≤ 0.6x / 0.8x hand"])
+        if measured:
+            print(f"\n   two-layer net {size}: the peers / hand, min/median")
+            table(["peer", "/ hand"], [[k, ratios(t[k], t["hand"])] for k in measured], indent="     ")
     depths = [65, 300] if quick else [65, 1000, 10_000]
     rows.append(["sg.graph(sympy_expr), sigmoid chain of depth " + "/".join(map(str, depths)),
                  " / ".join(sympy_front_end(n) for n in depths), "string front end linear",
