@@ -15,11 +15,11 @@
    forward and backward written by hand in NumPy, on the same data (goal: within 1.15x);
    and the input checks (shapes, named dimensions, kinds) against the whole call at N=64,
    with concrete and with named sizes (goal: below 5%).
-5. Against the peers: the lectures' scalars against SymPy's lambdify (math and NumPy modules,
-   with cse) and JAX, PyTorch, PyTensor and autograd where installed (skipped otherwise); the
-   two-layer net from tiny to medium, SymPy input of growing depth, a 100k-point batch, a
-   user's own layers (section 8) and the import time, as one table of the performance goals
-   with a "now" column.
+5. Against the peers, on one core: the lectures' scalars against SymPy's lambdify (math and
+   NumPy modules, with cse), and the scalars and the two-layer net from tiny to medium against
+   JAX, PyTorch, PyTensor (C and Numba) and autograd where installed (skipped otherwise); SymPy
+   input of growing depth, a 100k-point batch, a user's own layers (section 8) and the import
+   time; as one table of the performance goals with a "now" column.
 6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
    a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
 7. Cheap gradients: gradient / forward in operations and time for every family and front end,
@@ -31,8 +31,8 @@
 
 Every timing warms its contenders up, then runs them interleaved (a different one first each
 round) and reports the min and the median, so other load on the machine inflates both sides
-of a ratio alike; BLAS runs on one thread unless OPENBLAS_NUM_THREADS
-(or OMP_NUM_THREADS, MKL_NUM_THREADS) says otherwise.
+of a ratio alike; BLAS (and JAX's XLA) runs on one thread unless OPENBLAS_NUM_THREADS
+(or OMP_NUM_THREADS, MKL_NUM_THREADS, XLA_FLAGS) says otherwise.
 """
 
 from __future__ import annotations
