@@ -649,6 +649,7 @@ def _value_and_grads(result: Any) -> tuple[float, list[np.ndarray]]:
     value, grads = result
     return float(value), [np.asarray(g) for g in grads]
 
+
 TINY = (5, 4, 10, 3)
 
 
