@@ -97,7 +97,15 @@ def check_labels(graph: Graph, env: Mapping[str, np.ndarray]) -> None:
 
 def label_classes(graph: Graph) -> dict[str, int | str]:
     """``{labels input: the number of classes its labels pick from}`` (the fewest, if several),
-    or the name of the dimension that gives it."""
+    or the name of the dimension that gives it; found once per graph (a graph does not change)."""
+    found = vars(graph).get("_label_classes")
+    if found is None:
+        found = vars(graph)["_label_classes"] = _label_classes(graph)
+    return dict(found)
+
+
+def _label_classes(graph: Graph) -> dict[str, int | str]:
+    """:func:`label_classes`, found from the graph's operations."""
     classes: dict[str, int | str] = {}
     for g, data in _operations(graph.nx):
         for i in op_of(data["op"]).label_operands:
