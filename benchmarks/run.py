@@ -18,8 +18,9 @@
 5. Against the peers, on one core: the lectures' scalars against SymPy's lambdify (math and
    NumPy modules, with cse), and the scalars and the two-layer net from tiny to medium against
    JAX, PyTorch, PyTensor (C and Numba) and autograd where installed (skipped otherwise); SymPy
-   input of growing depth, a 100k-point batch, a user's own layers (section 8) and the import
-   time; as one table of the performance goals with a "now" column.
+   input of growing depth, 10^5 nodes through every stage (10^4 with --quick), a 100k-point
+   batch, a user's own layers (section 8) and the import time; as one table of the performance
+   goals with a "now" column.
 6. Growth: graph, backprop, compile and one call of a depth-n sigmoid chain from a string,
    a SymPy expression and a traced callable, n = 100 … 10,000, with the fitted exponents.
 7. Cheap gradients: gradient / forward in operations and time for every family and front end,
@@ -770,6 +771,13 @@ def _peers(quick: bool) -> None:
     rows.append(["sg.graph(sympy_expr), sigmoid chain of depth " + "/".join(map(str, depths)),
                  " / ".join(sympy_front_end(n) for n in depths), "string front end linear",
                  "< 10 s at 10,000"])
+    n = 2_000 if quick else 20_000
+    stages = stages_apart(n)
+    rows.append([f"traced sigmoid chain of n = {n:,} ({stages['nodes']:,} nodes): graph, backprop, compile, "
+                 "one call, in a fresh process",
+                 " + ".join(f"{stages[k]:.1f}" for k in ("graph", "backprop", "compile", "call"))
+                 + f" = {sum(stages[k] for k in ('graph', 'backprop', 'compile', 'call')):.1f} s", "-",
+                 "< 60 s at 10^5 nodes"])
     t = batch_sigmoid(quick)
     rows.append(["sigmoid neuron, 100k-point batch, / hand", f"fused {ratios(t['fused'], t['hand'])}, "
                  f"unfused {ratios(t['unfused'], t['hand'])}", "-", "fused ≤ unfused ≤ 1.1x"])
@@ -832,6 +840,18 @@ def stage_times(front: str, n: int) -> dict[str, float]:
     times["call"] = time.perf_counter() - start
     times["nodes"] = len(g.nodes)
     return times
+
+
+def stages_apart(n: int) -> dict[str, float]:
+    """:func:`stage_times` of the callable chain of depth ``n`` in a fresh interpreter, so that
+    what earlier rows left in memory does not count."""
+    import json
+    import subprocess
+
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import run; "
+            f"print(json.dumps(run.stage_times('callable', {n})))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def exponent(ns: list[int], ts: list[float]) -> float:
