@@ -70,7 +70,10 @@ ENTRY_DOCS = {
 }
 
 
-def _as_checked_test(table: tuple[tuple[str, tuple[Any, ...], Any], ...]) -> str | None:
+Table = tuple[tuple[str, tuple[Any, ...], Any], ...]  # (name, shape, classes) per input: dims.check_values
+
+
+def _as_checked_test(table: Table) -> str | None:
     """A test that holds only where every input is already as ``_arguments`` makes it and passes
     its checks (:meth:`Compiled._as_checked`): each array of its declared shape (named dimensions
     the same size wherever they appear), float64 or int64 labels within their classes, each
@@ -109,8 +112,7 @@ def _as_checked_test(table: tuple[tuple[str, tuple[Any, ...], Any], ...]) -> str
 
 
 def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool,
-                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS),
-                  table: tuple[tuple[str, tuple[Any, ...], Any], ...] | None = None) -> str:
+                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS), table: Table | None = None) -> str:
     """Keyword-only versions of value, forward and value_and_grad that check their inputs first
     (those of ``names``), and ``unchecked_value``, the output with no checks.
 
@@ -267,7 +269,8 @@ class Compiled:
         labels = set(graph.labels)
         self._declared = tuple((graph.shape(n), classes.get(n, 0) if n in labels else None)
                                for n in graph.inputs)
-        self._table = tuple((n, declared(shape), c) for n, (shape, c) in zip(graph.inputs, self._declared))
+        self._table: Table = tuple((n, declared(shape), c)
+                                   for n, (shape, c) in zip(graph.inputs, self._declared))
         self._functions = _functions(self.program, split=False)  # each compiled on first use
         namespace = import_namespace(program_imports(self.program))  # a named error if one fails
         self._namespace = {
