@@ -34,6 +34,7 @@ from .codegen import (
     _batchable,
     _code,
     _Function,
+    _fresh,
     _header,
     _indent,
     _number,
@@ -132,7 +133,8 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
         returns = ["return {" + ", ".join(grads) + "}"]
         together = [f"return {out}, _backward(xp.ones_like({out}), ({names}), xp)"]
     else:
-        returns = _returns(results, [], None)
+        arrays, copy = {n for n in g.inputs if g.shape(n) != ()}, "xp.asarray({}, copy=True)"
+        returns = _returns(_fresh(results, [*rename, *backward], {*cache, "dout"}, arrays, copy), [], None)
         scalar_out = g.shape(out) == ()
         lines, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout,
                                              fold=True, xp=True)
@@ -140,7 +142,7 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
             _standard(line, line.split(" = ")[0])
         if not scalar_out:
             lines.insert(0, f"{program.dout} = xp.ones_like({out})")
-        together = [*lines, *_returns(folded, [], out)]
+        together = [*lines, *_returns(_fresh(folded, lines, {*g.inputs, out}, arrays, copy), [], out)]
     forward_body = [*forward, f"return {out}, ({names})"]
     together_body = [*forward, *together]
     value_body = [*forward, f"return {out}"]

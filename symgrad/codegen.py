@@ -260,6 +260,7 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     spread = [f"if {out}.__class__ is np.ndarray:  # a batch of points: one dout for each (a new array)",
               f"    dout = np.full_like({out}, dout) if np.ndim(dout) == 0 else dout * np.ones_like({out})"
               ] if guard else []
+    arrays = {n for n in g.inputs if g.shape(n) != ()}
     out_shape = show(g.shape(out))
     shown = f"{{{out_shape}}}" if out_dims else out_shape  # the sizes of named dimensions
     dout_check = [f"if np.shape(dout) != {out_shape}:",
@@ -271,7 +272,8 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
         "backward": _Function("dout, cache", f"The gradients of sum(dout * {out}): {{input: gradient}}.",
                               [*unpack, *dout_check, *spread, *rename, *backward,
-                               *_returns(results, guard, None)], bool(guard)),
+                               *_returns(_fresh(results, [*rename, *backward], {*cache, "dout"}, arrays),
+                                         guard, None)], bool(guard)),
         **functions,
     }
 
@@ -305,7 +307,8 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
     summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
                *summed] if guard else []
-    ending = [*summing, *_returns(folded, [], out)]
+    arrays = {n for n in g.inputs if g.shape(n) != ()}
+    ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], out)]
     kept = {n for line in ending for n in _NAME.findall(line)}
     if batchable:
         together_body = [*together_forward, *_freeing(together, made, kept), *ending]
@@ -866,6 +869,37 @@ def _wrapped(head: str, items: list[str], tail: str) -> list[str]:
         return [flat]
     indent = head[:len(head) - len(head.lstrip())] + "    "
     return [head, *(f"{indent}{item}," for item in items), indent[4:] + tail.lstrip()]
+
+
+_RENAME = re.compile(r"^(\w+) = (\w+)$")
+_VIEW = re.compile(r"^(\w+) = (np|xp)\.broadcast_to\(")
+
+
+def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[str],
+           copy: str = "np.copy({})") -> dict[str, str]:
+    """``grads`` with each gradient of an array input (``arrays``) that would be an array the
+    caller holds or the cache keeps (``held``), another gradient, or a read-only view
+    (``broadcast_to``) copied: changing one gradient in place then changes nothing else.
+    Names renamed by a plain ``a = b`` among ``lines`` are the same array."""
+    alias = {m[1]: m[2] for line in lines if (m := _RENAME.match(line))}
+    views = {m[1] for line in lines if (m := _VIEW.match(line))}
+
+    def root(name: str) -> str:
+        seen = set()
+        while name in alias and name not in seen:
+            seen.add(name)
+            name = alias[name]
+        return name
+
+    taken = {root(h) for h in held}
+    fresh = {}
+    for n, code in grads.items():
+        same = root(code) if _NAME.fullmatch(code) else None
+        fresh[n] = copy.format(code) if same is not None and n in arrays and (same in taken or same in views) \
+            else code
+        if same is not None:
+            taken.add(same)
+    return fresh
 
 
 def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list[str]:

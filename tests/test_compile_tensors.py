@@ -212,3 +212,28 @@ def test_the_ties_of_a_max_are_numbers_that_a_minus_sign_can_negate(text):
         slope = (f(**{**point, "a": a + h}) - f(**{**point, "a": a - h})) / 2e-6
         assert grads["a"][i] == pytest.approx(slope, abs=1e-6)
     assert grads["a"][1] == pytest.approx(grads["a"][2])  # a tie: shared equally
+
+
+@pytest.mark.parametrize("text", ["sum(x*y)", "sum(x + y)", "x + y", "x*y", "sum(exp(x)) + sum(y*exp(x))",
+                                  "sum(x*x.T)", "x", "sum(x) + sum(y)"])
+@pytest.mark.parametrize("path", ["compiled", "module", "xp"])
+def test_no_gradient_is_an_array_the_caller_holds_or_another_gradient(text, path):
+    g = sg.graph(text, shapes={"x": (3, 3), "y": (3, 3)} if "y" in text else {"x": (3, 3)})
+    f = g.compile(xp=np) if path == "xp" else g.compile()
+    point = {n: np.arange(9.0).reshape(3, 3) + i for i, n in enumerate(g.inputs)}
+    calls = f.module if path == "module" else f
+    args = point.values() if path == "module" else ()
+    kwargs = {} if path == "module" else point
+    value, grads = calls.value_and_grad(*args, **kwargs)
+    out, cache = calls.forward(*args, **kwargs)
+    dout = np.ones_like(out) if np.ndim(out) else 1.0
+    back = calls.backward(dout, cache)
+    held = [*point.values(), dout, *(c for c in cache if isinstance(c, np.ndarray))]
+    kept = [np.copy(a) for a in held]
+    for gradients in (grads, back):
+        for n, gradient in gradients.items():
+            others = [gradients[m] for m in gradients if m != n]
+            assert not any(np.shares_memory(gradient, a) for a in held + others), (n, gradients)
+            gradient += 100.0  # a caller's change to a gradient changes nothing else
+    assert all(np.array_equal(a, b) for a, b in zip(held, kept))
+    assert all(np.allclose(back[n], grads[n]) for n in grads)
