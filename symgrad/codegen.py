@@ -895,8 +895,8 @@ def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[
     fresh = {}
     for n, code in grads.items():
         same = root(code) if _NAME.fullmatch(code) else None
-        fresh[n] = copy.format(code) if same is not None and n in arrays and (same in taken or same in views) \
-            else code
+        shared = same is not None and n in arrays and (same in taken or same in views)
+        fresh[n] = copy.format(code) if shared else code
         if same is not None:
             taken.add(same)
     return fresh

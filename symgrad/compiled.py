@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import numba_backend
 from .codegen import (
     SUM_EACH,
     SUM_TO,
@@ -34,7 +35,7 @@ from .codegen import (
 )
 from .collector import collector_paused
 from .dims import check_values, concrete, declared
-from .errors import EvaluationError, InputError, ShapeError
+from .errors import EvaluationError, InputError, ShapeError, UnsupportedError
 from .graph import Graph
 from .printing import import_namespace
 from .program import build_program
@@ -54,6 +55,7 @@ _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
 INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
 APART_LINES = 5000  # a longer body: functions of its own for floats and arrays, compiled when first called
+BACKENDS = ("numpy", "numba")  # what runs a graph of arrays' generated lines; see Graph.compile
 KEYWORD_PARAMS = 128  # inputs the entry points take as parameters; more are read from **_unknown
 
 
@@ -112,7 +114,8 @@ def _as_checked_test(table: Table) -> str | None:
 
 
 def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast: bool,
-                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS), table: Table | None = None) -> str:
+                  names: Iterable[str] = ("unchecked_value", *ENTRY_DOCS), table: Table | None = None,
+                  beside: bool = True) -> str:
     """Keyword-only versions of value, forward and value_and_grad that check their inputs first
     (those of ``names``), and ``unchecked_value``, the output with no checks.
 
@@ -130,7 +133,8 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
     :func:`symgrad.dims.check_values` reads them) that of a graph of arrays, whose
     entries are read only where the output is not finite (``_finite_shown``,
     :meth:`Compiled._finite_shown`).  With ``table``, inputs already as the checks
-    make them pass one inline test (:func:`_as_checked_test`), not ``_arguments``.
+    make them pass one inline test (:func:`_as_checked_test`), not ``_arguments``.  Without
+    ``beside``, the array bodies are left to the namespace (another backend's).
     """
     args = ", ".join(inputs)
     signature = ", ".join(["*", *(f"{n}=_MISSING" for n in inputs), "**_unknown"][not inputs:])
@@ -172,7 +176,7 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
                       "            pass"]
         if (fast or table is not None) and inputs:
             arrays = [f"return _finite_shown(_arrays_{name}({args}), ({args},), {name != 'value'})"]
-            if table is not None and not apart:  # beside its entry, compiled with it
+            if table is not None and not apart and beside:  # beside its entry, compiled with it
                 bodies.append(_body_source(functions, inputs, name, False))
         elif apart:
             arrays = [f"return _arrays_{name}({args})"]
@@ -255,7 +259,13 @@ class Compiled:
     {'x': -8.0, 'y': -8.0, 'z': 6.0}
     """
 
-    def __init__(self, graph: Graph, wrt: Iterable[str] | None = None):
+    def __init__(self, graph: Graph, wrt: Iterable[str] | None = None, backend: str = "numpy"):
+        if backend not in BACKENDS:
+            raise UnsupportedError(f"backend={backend!r} is not one symgrad has: "
+                                   f"{', '.join(map(repr, BACKENDS))}")
+        if backend == "numba":
+            numba_backend.numba()  # an UnsupportedError naming the extra if Numba is missing
+        self.backend = backend
         with collector_paused():
             self._build(graph, wrt)
 
@@ -318,6 +328,8 @@ class Compiled:
         for floats in (True, False) if apart else (False,) if self.batchable and self.graph.inputs else ():
             self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
                 _OnFirstCall(functools.partial(self._body, name, floats))
+        if self.backend == "numba" and self.graph.inputs:
+            self._namespace[f"_arrays_{name}"] = _OnFirstCall(functools.partial(self._jitted, name))
 
     @functools.cached_property
     def module(self) -> types.ModuleType:
@@ -332,7 +344,8 @@ class Compiled:
         functions = self._split if name == "forward" else self._functions
         table = self._table if not self.batchable else None
         with collector_paused():  # writing and compiling 10^5 lines makes objects, but no cycles
-            text = _entry_source(functions, self.graph.inputs, self.batchable, (name,), table)
+            text = _entry_source(functions, self.graph.inputs, self.batchable, (name,), table,
+                                 beside=self.backend == "numpy")
             entries = load_module(text, "entry", self._namespace)
         self._files.add(entries.__file__)  # type: ignore[arg-type]
         return getattr(entries, name)  # type: ignore[no-any-return]
@@ -345,6 +358,15 @@ class Compiled:
             module = load_module(text, "body", self._namespace)
         self._files.add(module.__file__)  # type: ignore[arg-type]
         return getattr(module, f"_{'floats' if floats else 'arrays'}_{name}")  # type: ignore[no-any-return]
+
+    def _jitted(self, name: str) -> Callable[..., Any]:
+        """The array body of the entry point ``name`` compiled by Numba (:mod:`symgrad.numba_backend`)."""
+        function = (self._split if name == "forward" else self._functions)[name]
+        body = inline_temporaries(function.body)  # Numba fuses the operations of one line into one loop
+        text = numba_backend.body_source(name, ", ".join(self.graph.inputs), body)
+        module = load_module(text, "numba", {**self._namespace, **numba_backend.namespace()})
+        self._files.add(module.__file__)  # type: ignore[arg-type]
+        return numba_backend.jit(module, name)
 
     @functools.cached_property
     def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:
@@ -493,6 +515,6 @@ class _SourceDoc:
 Compiled.__doc__ = _SourceDoc(Compiled.__doc__)  # type: ignore[assignment]
 
 
-def compile_graph(graph: Graph, wrt: Iterable[str] | None = None) -> Compiled:
+def compile_graph(graph: Graph, wrt: Iterable[str] | None = None, backend: str = "numpy") -> Compiled:
     """Generate and compile NumPy code for ``graph``; see :meth:`symgrad.Graph.compile`."""
-    return Compiled(graph, wrt)
+    return Compiled(graph, wrt, backend)

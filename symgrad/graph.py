@@ -52,7 +52,7 @@ from .alike import name_order, substitute
 from .build import Ref, Spec, intermediate_prefix
 from .dims import Shape, legend
 from .dims import text as shape_text
-from .errors import InputError, ShapeError, SymgradError
+from .errors import InputError, ShapeError, SymgradError, UnsupportedError
 from .local_derivatives import edge_derivatives
 from .ops import label, op_of
 from .tensors import shape_of
@@ -312,7 +312,7 @@ class Graph:
             return backprop(self, values, dout)
 
     def compile(self, wrt: Iterable[str] | None = None, *, xp: Any = None,
-                batch: str | None = None) -> Any:
+                batch: str | None = None, backend: str = "numpy") -> Any:
         """NumPy forward/backward code for this graph, generated and compiled.
 
         ``wrt`` names the inputs to differentiate with respect to (default: all).
@@ -320,13 +320,18 @@ class Graph:
         ``array_api_strict``, ``torch``, ``jax.numpy``, ...) compiles array-API code
         for it instead (:class:`symgrad.arrayapi.ArrayCompiled`); ``batch`` (a named
         dimension) gives gradients over Dask arrays chunked along it
-        (:class:`symgrad.batch.BatchCompiled`).
+        (:class:`symgrad.batch.BatchCompiled`).  ``backend="numba"`` (with
+        ``pip install 'symgrad[numba]'``) runs the same generated lines on arrays as
+        one function Numba compiles on its first call (:mod:`symgrad.numba_backend`).
 
         >>> import symgrad as sg
         >>> f = sg.graph("(x + y) * z").compile()
         >>> f(x=-2, y=5, z=-4)
         -12.0
         """
+        if backend != "numpy" and (batch is not None or xp is not None):
+            raise UnsupportedError(f"backend={backend!r} runs NumPy arrays; it does not take "
+                                   f"{'batch=' if batch is not None else 'xp='} as well")
         if batch is not None:
             from .batch import BatchCompiled
 
@@ -337,7 +342,7 @@ class Graph:
             return ArrayCompiled(self, wrt, xp)
         from .compiled import compile_graph
 
-        return compile_graph(self, wrt)
+        return compile_graph(self, wrt, backend)
 
     # -- fusion (symgrad.fusion) ---------------------------------------------------
 

@@ -1,0 +1,317 @@
+"""``g.compile(backend="numba")``: the generated lines, compiled by Numba.
+
+The entry points and their input checks are the NumPy backend's
+(:mod:`symgrad.compiled`); the array body they call, the lines :attr:`source`
+shows, runs as one function that Numba compiles to machine code on its first
+call.  A small net then pays for one call where NumPy pays for a few dozen,
+each with its own overhead.  Floats keep their own lines (a graph of scalars
+at one point), and ``backward`` and ``module`` stay NumPy.
+
+Numba reads the generated text as it is, with these differences, made here
+and nowhere else:
+
+- ``np`` is NumPy with what Numba's own lacks: ``sum``, ``mean``, ``max``
+  and ``min`` over any axis or axes, with ``keepdims``; ``expand_dims`` of a
+  number (a 0-d array in NumPy); ``full`` of an array; ``heaviside``; and
+  ``matmul`` (``a @ b`` is printed so) of arrays of any rank;
+- the pick of one entry per row, ``s[np.arange(n), y]`` (two advanced indices),
+  is ``_pick(s, y)``;
+- no ``del`` (Numba frees arrays itself), and gradients come back as a tuple
+  that a Python function beside it makes the ``{input: gradient}`` dict.
+
+Needs ``pip install 'symgrad[numba]'`` (Numba, and SciPy for its matrix products).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import linecache
+import re
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import UnsupportedError
+
+
+@functools.cache
+def numba() -> Any:
+    """The numba module; an UnsupportedError naming the extra where it is not installed."""
+    try:
+        import numba as nb
+        import scipy.linalg  # noqa: F401  # Numba's matrix products call its BLAS
+    except ImportError as e:
+        raise UnsupportedError(f"backend='numba' needs Numba and SciPy (pip install 'symgrad[numba]'): "
+                               f"{e}") from None
+    return nb
+
+
+def _literal(t: Any, default: Any) -> Any:
+    """The value of a literal argument's Numba type (a default where it was left out)."""
+    nb = numba()
+    if not isinstance(t, nb.types.Type):  # left out: Numba passes the default itself
+        return t
+    if isinstance(t, (nb.types.Omitted, nb.types.NoneType)):
+        return getattr(t, "value", default)
+    if isinstance(t, nb.types.BaseTuple):
+        return tuple(_literal(e, None) for e in t)
+    if isinstance(t, nb.types.Literal):
+        return t.literal_value
+    raise nb.core.errors.TypingError(f"axis and keepdims must be constants, not {t}")
+
+
+# how each reduction reduces one contiguous row r, in Numba
+_ROW = {"sum": "r.sum()", "max": "r.max()", "min": "r.min()", "mean": "r.sum() / r.size"}
+
+
+def _reduction_source(kind: str, ndim: int, axes: tuple[int, ...], keepdims: bool) -> str:
+    """A Numba function reducing an array of ``ndim`` dimensions over ``axes`` as NumPy would:
+    the kept axes first, the reduced ones last in one contiguous copy, a loop over its rows."""
+    kept = [i for i in range(ndim) if i not in axes]
+    size = lambda dims: " * ".join(f"a.shape[{i}]" for i in dims) or "1"  # noqa: E731
+    shape = [f"a.shape[{i}]" if i in kept else "1" for i in range(ndim)] if keepdims else \
+        [f"a.shape[{i}]" for i in kept]
+    dtype = "np.float64" if kind == "mean" else "a.dtype"
+    return "\n".join([
+        "def reduce(a, axis=None, keepdims=False):",
+        f"    t = np.ascontiguousarray(np.transpose(a, {tuple(kept + list(axes))!r}))",
+        f"    k = {size(kept)}",
+        f"    rows = t.reshape((k, {size(axes)}))",
+        f"    out = np.empty(k, dtype={dtype})",
+        "    for i in range(k):",
+        "        r = rows[i]",
+        f"        out[i] = {_ROW[kind]}",
+        f"    return out.reshape(({''.join(s + ', ' for s in shape)}))" if shape else "    return out[0]",
+    ])
+
+
+def _reduction(kind: str) -> Callable[..., Any]:
+    """NumPy's ``np.<kind>`` for Numba: any axis or tuple of axes, and keepdims (both constants)."""
+    nb = numba()
+
+    def reduce(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        raise NotImplementedError("called only in code Numba compiles")
+
+    @nb.extending.overload(reduce, prefer_literal=True)
+    def typed(a, axis=None, keepdims=False):  # type: ignore[no-untyped-def]  # Numba compares signatures
+        if not isinstance(a, nb.types.Array):  # a number: itself
+            return lambda a, axis=None, keepdims=False: a
+        chosen = _literal(axis, None)
+        axes = tuple(range(a.ndim)) if chosen is None else \
+            tuple(sorted(x % a.ndim for x in (chosen if isinstance(chosen, tuple) else (chosen,))))
+        keep = bool(_literal(keepdims, False))
+        if not keep and len(axes) == a.ndim:
+            return {"sum": lambda a, axis=None, keepdims=False: a.sum(),
+                    "max": lambda a, axis=None, keepdims=False: a.max(),
+                    "min": lambda a, axis=None, keepdims=False: a.min(),
+                    "mean": lambda a, axis=None, keepdims=False: a.sum() / a.size}[kind]
+        namespace: dict[str, Any] = {"np": np}
+        exec(_reduction_source(kind, a.ndim, axes, keep), namespace)
+        return namespace["reduce"]  # type: ignore[no-any-return]
+
+    reduce.__name__ = kind
+    return reduce
+
+
+def _matmul_source(na: int, nb: int) -> str:
+    """A Numba function for ``a @ b`` with ``na`` and ``nb`` dimensions, one of them more than
+    two: both broadcast to the batch shape, one product of matrices per batch entry."""
+    nbatch = max(na, nb) - 2
+
+    def size(name: str, ndim: int, i: int) -> str:  # batch axis i of an operand, 1 where it has none
+        axis = i - nbatch + max(ndim - 2, 0)
+        return f"{name}.shape[{axis}]" if axis >= 0 and ndim > 2 else "1"
+
+    batch = "".join(f"s{i}, " for i in range(nbatch))
+    return "\n".join([
+        "def matmul(a, b):",
+        "    A = a.reshape((1, a.shape[0]))" if na == 1 else "    A = a",
+        "    B = b.reshape((b.shape[0], 1))" if nb == 1 else "    B = b",
+        *(f"    s{i} = max({size('a', na, i)}, {size('b', nb, i)})" for i in range(nbatch)),
+        f"    S = {' * '.join(f's{i}' for i in range(nbatch))}",
+        "    n, k, m = A.shape[-2], A.shape[-1], B.shape[-1]",
+        f"    As = np.ascontiguousarray(np.broadcast_to(A, ({batch}n, k))).reshape((S, n, k))",
+        f"    Bs = np.ascontiguousarray(np.broadcast_to(B, ({batch}k, m))).reshape((S, k, m))",
+        "    out = np.empty((S, n, m))",
+        "    for i in range(S):",
+        "        out[i] = As[i] @ Bs[i]",
+        f"    return out.reshape(({batch}{'' if na == 1 else 'n, '}{'' if nb == 1 else 'm, '}))"])
+
+
+@functools.cache
+def _matmul() -> Any:
+    """``a @ b`` for Numba, whose own takes one- and two-dimensional arrays only."""
+    nb = numba()
+
+    def matmul(a: Any, b: Any) -> Any:
+        raise NotImplementedError("called only in code Numba compiles")
+
+    @nb.extending.overload(matmul)
+    def typed(a, b):  # type: ignore[no-untyped-def]  # Numba compares signatures
+        if not (isinstance(a, nb.types.Array) and isinstance(b, nb.types.Array)) or max(a.ndim, b.ndim) <= 2:
+            return lambda a, b: a @ b
+        namespace: dict[str, Any] = {"np": np}
+        exec(_matmul_source(a.ndim, b.ndim), namespace)
+        return namespace["matmul"]
+
+    return matmul
+
+
+def _full(shape: Any, fill: Any) -> Any:
+    raise NotImplementedError("called only in code Numba compiles")
+
+
+def _expand_dims(a: Any, axis: Any) -> Any:
+    raise NotImplementedError("called only in code Numba compiles")
+
+
+@functools.cache
+def _numpy() -> types.ModuleType:
+    module = types.ModuleType("numpy", "NumPy as Numba compiles the generated lines (symgrad.numba_backend)")
+    module.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
+    for kind in _ROW:
+        setattr(module, kind, _reduction(kind))
+    nb = numba()
+
+    @nb.extending.overload(_full)
+    def full(shape, fill):  # type: ignore[no-untyped-def]  # np.full of an array: NumPy's broadcast
+        if isinstance(fill, nb.types.Array):
+            return lambda shape, fill: np.broadcast_to(fill, shape).copy()
+        return lambda shape, fill: np.full(shape, fill)
+
+    @nb.extending.overload(_expand_dims, prefer_literal=True)
+    def expand_dims(a, axis):  # type: ignore[no-untyped-def]  # of a number (a 0-d array in NumPy) too
+        axes = _literal(axis, None)
+        count = len(axes) if isinstance(axes, tuple) else 1
+        ndim = (a.ndim if isinstance(a, nb.types.Array) else 0) + count
+        where = sorted(x % ndim for x in (axes if isinstance(axes, tuple) else (axes,)))
+        shape = []
+        dims = iter(range(ndim - count))
+        for i in range(ndim):
+            shape.append("1" if i in where else f"a.shape[{next(dims)}]")
+        namespace: dict[str, Any] = {"np": np}
+        made = "np.ascontiguousarray(a)" if isinstance(a, nb.types.Array) else "np.full(1, a)"
+        exec(f"def expand_dims(a, axis):\n    return {made}.reshape(({', '.join(shape)},))", namespace)
+        return namespace["expand_dims"]
+
+    @nb.vectorize(["float64(float64, float64)"])
+    def heaviside(x, h):  # type: ignore[no-untyped-def]  # a ufunc Numba lacks
+        return 0.0 if x < 0 else 1.0 if x > 0 else h if x == 0 else x
+
+    vars(module).update(full=_full, expand_dims=_expand_dims, heaviside=heaviside, matmul=_matmul())
+    return module
+
+
+@functools.cache
+def _pick() -> Any:
+    @numba().njit
+    def pick(s: Any, y: Any) -> Any:
+        """``s[np.arange(n), y]``: row i's entry y[i]."""
+        out = np.empty(y.shape[0], dtype=s.dtype)
+        for i in range(y.shape[0]):
+            out[i] = s[i, y[i]]
+        return out
+
+    return pick
+
+
+class _Picks(ast.NodeTransformer):
+    """``s[np.arange(y.shape[0]), y]`` (the op table's pick) → ``_pick(s, y)``, and ``a @ b`` →
+    ``np.matmul(a, b)`` (:func:`_matmul`, for arrays of any rank)."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.MatMult):
+            return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "matmul", ast.Load()),
+                            [node.left, node.right], [])
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        self.generic_visit(node)
+        index = node.slice
+        if isinstance(index, ast.Tuple) and len(index.elts) == 2 \
+                and ast.unparse(index.elts[0]) == f"np.arange({ast.unparse(index.elts[1])}.shape[0])":
+            return ast.Call(ast.Name("_pick", ast.Load()), [node.value, index.elts[1]], [])
+        return node
+
+
+class _Dicts(ast.NodeTransformer):
+    """Each returned ``{input: gradient}`` a tuple of the gradients, ``keys`` their names; and
+    no ``del`` (Numba frees each array itself, and refuses the statement)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] | None = None
+        self.batch = False  # whether a batch's gradients are summed to their inputs' shapes
+
+    def visit_Delete(self, node: ast.Delete) -> Any:
+        return None
+
+    def visit_If(self, node: ast.If) -> Any:
+        """``if q.__class__ is np.ndarray: return q, _sum_each(...)`` (a graph of scalars on a
+        batch of points) is left to the caller (``_sum_each``, on what Numba returns)."""
+        if ast.unparse(node.test).endswith(".__class__ is np.ndarray"):
+            self.batch = True
+            return None
+        return self.generic_visit(node)
+
+    def visit_Return(self, node: ast.Return) -> Any:
+        if isinstance(node.value, ast.Tuple) and isinstance(grads := node.value.elts[-1], ast.Dict):
+            keys = [ast.literal_eval(k) for k in grads.keys if k is not None]
+            if self.keys not in (None, keys):
+                raise UnsupportedError("the generated function returns gradients of different inputs")
+            self.keys = keys
+            node.value.elts[-1] = ast.Tuple(grads.values, ast.Load())
+        return node
+
+
+def body_source(name: str, params: str, body: list[str]) -> str:
+    """A generated function's lines for Numba, as ``_jit_<name>`` (returning a tuple where the
+    generated one returns a dict), and ``_arrays_<name>``, which calls it and gives the dict
+    back; Numba's refusal to compile becomes an UnsupportedError (``_unsupported``)."""
+    tree = ast.parse("\n".join([f"def _jit_{name}({params}):", *("    " + line for line in body)]))
+    dicts = _Dicts()
+    tree = _Picks().visit(dicts.visit(tree))
+    call = f"_jit_{name}({params})"
+    out = f"_r[0], {{{', '.join(f'{k!r}: _r[1][{i}]' for i, k in enumerate(dicts.keys))}}}" \
+        if dicts.keys is not None else "_r"
+    if dicts.batch and dicts.keys is not None:
+        summed = ", ".join(f"{k!r}: (_r[1][{i}], {k})" for i, k in enumerate(dicts.keys))
+        out = f"(_r[0], _sum_each(_r[0], ({params},), {{{summed}}})) " \
+            f"if _r[0].__class__ is _numpy.ndarray else ({out})"
+    return "\n".join([ast.unparse(tree), "", "",
+                      f"def _arrays_{name}({params}):",
+                      "    try:", f"        _r = {call}", "    except _NUMBA_ERRORS as e:",
+                      f"        raise _unsupported(e, {name!r}) from None",
+                      f"    return {out}", ""])
+
+
+def unsupported(e: BaseException, name: str) -> UnsupportedError:
+    """Numba's refusal to compile ``name``, as an UnsupportedError naming the line it stopped at."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    specific = [line for line in lines if re.match(r"\w+Error: ", line)]
+    plain = [line for line in lines if not line.startswith(("Failed in", "During:"))]
+    why = (specific[-1] if specific else " ".join(plain[:2])).split(' File "')[0]
+    loc = getattr(e, "loc", None)
+    line = linecache.getline(loc.filename, loc.line).strip() if loc is not None and loc.line else ""
+    return UnsupportedError(f"backend='numba' cannot compile {name}" + (f", at {line}" if line else "")
+                            + f": {why}" + " (backend='numpy' runs every graph)")
+
+
+def namespace() -> dict[str, Any]:
+    """What the lines of :func:`body_source` read besides the generated code's own names."""
+    nb = numba()
+    errors = (nb.core.errors.TypingError, nb.core.errors.LoweringError, nb.core.errors.UnsupportedError,
+              nb.core.errors.CompilerError)
+    return {"np": _numpy(), "_pick": _pick(), "_NUMBA_ERRORS": errors, "_unsupported": unsupported,
+            "_numpy": np}
+
+
+def jit(module: types.ModuleType, name: str) -> Callable[..., Any]:
+    """``_arrays_<name>`` of a module run from :func:`body_source`, its ``_jit_<name>`` made a
+    Numba function (compiled on its first call, for the types it is called with)."""
+    jitted = f"_jit_{name}"
+    setattr(module, jitted, numba().njit(error_model="numpy")(getattr(module, jitted)))
+    return getattr(module, f"_arrays_{name}")  # type: ignore[no-any-return]

@@ -1,0 +1,236 @@
+"""g.compile(backend="numba"): the same numbers, checks and errors as the NumPy backend, for every op."""
+
+from __future__ import annotations
+
+import builtins
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad import numba_backend, tracing
+from symgrad.ops import OPS
+
+from .test_compile_tensors import CASES, sample
+
+pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+ARRAY_OPS = sorted({name for name, _, _ in CASES})
+ELEMENTWISE = [name for name, op in OPS.items() if op.elementwise and 0 < op.arity <= 2]
+
+
+def close(a, b, rtol=1e-12):
+    return np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=rtol, atol=1e-14, equal_nan=True)
+
+
+def same_as_numpy(g, point, wrt=None, entries=("value_and_grad",)):
+    """The Numba backend's ``entries`` against the NumPy backend's, at ``point`` (each entry
+    point is a function of its own for Numba to compile, which takes seconds)."""
+    f, f0 = g.compile(wrt, backend="numba"), g.compile(wrt)
+    value0, grads0 = f0.value_and_grad(**point)
+    if "value_and_grad" in entries:
+        value, grads = f.value_and_grad(**point)
+        assert close(value, value0) and grads.keys() == grads0.keys()
+        assert all(close(grads[n], grads0[n]) for n in grads0), {n: (grads[n], grads0[n]) for n in grads0}
+    if "forward" in entries:
+        out, cache = f.forward(**point)
+        dout = np.random.default_rng(1).normal(size=np.shape(out)) if np.ndim(out) else 0.5
+        back, back0 = f.backward(dout, cache), f0.backward(dout, f0.forward(**point)[1])
+        assert close(out, value0) and all(close(back[n], back0[n]) for n in back0)
+    if "value" in entries:
+        assert close(f(**point), value0)
+    return f
+
+
+def combined(cases, rng):
+    """One graph of every case (op, shapes, parameters) on inputs of its own: the sum of
+    sum(sin(op(...))) over them, so a wrong value or gradient of any case shows; one compile."""
+    shapes, dtypes, point, terms = {}, {}, {}, []
+    for i, (name, case_shapes, params) in enumerate(cases):
+        op = OPS[name]
+        names = [f"{v}{i}" for v in "ab"[:op.arity]]
+        for n, shape, domain, value in zip(names, case_shapes, op.domain, sample(op, case_shapes, rng)):
+            shapes[n], point[n] = shape, value
+            if domain.labels:
+                dtypes[n] = int
+        terms.append((name, names, params))
+
+    def body(*args):
+        values = dict(zip(shapes, args))
+        total = 0.0
+        for name, names, params in terms:
+            applied = tracing.apply(name, *map(values.get, names), **params)
+            total = total + tracing.apply("sum", tracing.sin(applied))
+        return total
+
+    params = ", ".join(shapes)
+    namespace = {"body": body}
+    exec(f"def combined({params}):\n    return body({params})", namespace)
+    return sg.graph(namespace["combined"], shapes=shapes, dtypes=dtypes), point
+
+
+def hardest(name):
+    """The op's case of highest rank, reducing over one axis where it takes one, kept or not:
+    what the Numba backend rewrites the most (every case is compared in a slower run)."""
+    cases = [c for c in CASES if c[0] == name]
+    rank = max(len(c[1][0]) for c in cases)
+    cases = [c for c in cases if len(c[1][0]) == rank]
+    axis = [c for c in cases if c[2].get("axis") not in (None, 0)] or cases
+    return axis[len(axis) // 2]
+
+
+@pytest.mark.parametrize("name", ARRAY_OPS)
+def test_every_array_op_gives_the_numpy_backends_numbers(name):
+    g, point = combined([hardest(name)], np.random.default_rng(len(name)))
+    same_as_numpy(g, point)
+
+
+VECTOR_REDUCTIONS = [c for c in CASES if c[0] in ("sum", "mean", "amax", "logsumexp") and c[1] == [(2,)]]
+
+
+@pytest.mark.parametrize("name, shapes, params", VECTOR_REDUCTIONS, ids=str)
+def test_reductions_of_a_vector_to_a_number_and_back(name, shapes, params):
+    same_as_numpy(*combined([(name, shapes, params)], np.random.default_rng(4)))
+
+
+def test_batched_matrix_products_broadcast_as_numpys():
+    cases = [c for c in CASES if c[0] == "matmul" and max(map(len, c[1])) > 2]
+    g, point = combined(cases[:3], np.random.default_rng(6))
+    same_as_numpy(g, point)
+
+
+def test_every_elementwise_op_gives_the_numpy_backends_numbers():
+    rng = np.random.default_rng(3)
+    cases = []
+    for name in ELEMENTWISE:
+        shapes = [(2, 3), (3,)][:OPS[name].arity]
+        cases.append((name, shapes, {}))
+    g, point = combined(cases, rng)
+    same_as_numpy(g, point)
+
+
+def two_layer(X, W1, b1, W2, b2, y, reg):
+    h = sg.relu(X @ W1 + b1)
+    return sg.softmax_cross_entropy(h @ W2 + b2, y) + 0.5 * reg * (sg.l2(W1) + sg.l2(W2))
+
+
+def net_point(N, D=4, H=10, C=3, seed=0):
+    rng = np.random.default_rng(seed)
+    point = {"X": rng.normal(size=(N, D)), "W1": rng.normal(size=(D, H)), "b1": rng.normal(size=H),
+             "W2": rng.normal(size=(H, C)), "b2": rng.normal(size=C), "y": rng.integers(0, C, size=N),
+             "reg": 0.1}
+    return point
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_two_layer_net_at_any_batch_size(fused):
+    shapes = {"X": ("N", 4), "W1": (4, 10), "b1": (10,), "W2": (10, 3), "b2": (3,), "y": ("N",), "reg": ()}
+    g = sg.graph(two_layer, shapes=shapes, dtypes={"y": int})
+    if fused:
+        g = g.fuse("affine_relu").fuse("softmax_cross_entropy")
+    for N in (5, 1, 17):  # compiled once, for the first size
+        f = same_as_numpy(g, net_point(N, seed=N), wrt=["W1", "b1", "W2", "b2"],
+                          entries=("value_and_grad", "forward", "value") if fused else ("value_and_grad",))
+    assert sg.check_grad(f, **net_point(3)).ok
+
+
+def test_bad_inputs_get_the_numpy_backends_errors():
+    g = sg.graph(two_layer, shapes={"X": ("N", 4), "W1": (4, 10), "b1": (10,), "W2": (10, 3), "b2": (3,),
+                                    "y": ("N",), "reg": ()}, dtypes={"y": int})
+    f = g.compile(backend="numba")
+    point = net_point(5)
+    f.value_and_grad(**point)
+    bad = [({"y": np.array([0, 1, 3, 0, 1])}, sg.InputError, "labels 'y'"),
+           ({"y": np.array([0, 1, -1, 0, 1])}, sg.InputError, "labels 'y'"),
+           ({"y": np.zeros(4, dtype=int)}, sg.ShapeError, "N"),
+           ({"W1": np.ones((4, 9))}, sg.ShapeError, "W1"),
+           ({"X": np.full((5, 4), np.nan)}, sg.InputError, "X"),
+           ({"reg": float("inf")}, sg.InputError, "reg"),
+           ({"Z": 1.0}, sg.InputError, "Z")]
+    for change, error, named in bad:
+        for entry in (f.value_and_grad, f.forward, f):
+            with pytest.raises(error, match=named):
+                entry(**{**point, **change})
+    with pytest.raises(sg.InputError, match="b2"):
+        f.value_and_grad(**{k: v for k, v in point.items() if k != "b2"})
+
+
+def test_inputs_that_need_converting_give_the_same_numbers():
+    g = sg.graph("sum(tanh(W @ x) * v)", shapes={"W": (3, 4), "x": (4,), "v": (3,)})
+    f, f0 = g.compile(backend="numba"), g.compile()
+    rng = np.random.default_rng(5)
+    W, x, v = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=3)
+    want = f0.value_and_grad(W=W, x=x, v=v)
+    readonly = np.copy(W)
+    readonly.flags.writeable = False
+    for given in (np.asfortranarray(W), np.ascontiguousarray(W.T).T, W.astype(np.float32).astype(np.float64),
+                  W.tolist(), readonly, np.concatenate([W, W], axis=1)[:, ::2]):
+        value, grads = f.value_and_grad(W=given, x=x, v=v)
+        expected = f0.value_and_grad(W=given, x=x, v=v)
+        assert close(value, expected[0]) and all(close(grads[n], expected[1][n]) for n in grads)
+    assert close(f.value_and_grad(W=W, x=x, v=v)[0], want[0])
+
+
+@pytest.mark.parametrize("text", ["sum(x*y)", "sum(x + y)", "x + y", "sum(x) + sum(y)", "x"])
+def test_no_gradient_is_an_array_the_caller_holds_or_another_gradient(text):
+    g = sg.graph(text, shapes={"x": (3, 3), "y": (3, 3)} if "y" in text else {"x": (3, 3)})
+    point = {n: np.arange(9.0).reshape(3, 3) + i for i, n in enumerate(g.inputs)}
+    kept = {n: np.copy(v) for n, v in point.items()}
+    value, grads = g.compile(backend="numba").value_and_grad(**point)
+    for n, gradient in grads.items():
+        others = [*point.values(), *(grads[m] for m in grads if m != n)]
+        assert not any(np.shares_memory(gradient, a) for a in others)
+        gradient += 100.0
+    assert all(np.array_equal(point[n], kept[n]) for n in point)
+
+
+def test_a_graph_of_scalars_takes_floats_and_batches():
+    neuron = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
+    lecture = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
+    rng = np.random.default_rng(7)
+    batch = {**lecture, "x0": rng.normal(size=50), "x1": rng.normal(size=(3, 50))}
+    for g in (sg.graph(neuron), sg.graph(neuron).fuse("sigmoid")):
+        value, grads = g.compile(backend="numba").value_and_grad(**lecture)
+        assert round(value, 2) == 0.73 and round(grads["w0"], 3) == -0.197 and round(grads["x0"], 3) == 0.393
+        same_as_numpy(g, batch)
+        same_as_numpy(g, {**batch, "w2": np.array([0.5, -800.0, 800.0])[:, None]})  # σ at both ends
+        same_as_numpy(g, {**lecture, "x0": np.array([-1.0, 1.0])})
+
+
+def test_what_numba_cannot_compile_is_a_named_error():
+    pytest.importorskip("scipy.special")
+    with sg.define_op("erf", sp.erf, numpy="erf({0})", imports=["from scipy.special import erf"]):
+        g = sg.graph("sum(erf(x))", shapes={"x": (3,)})
+        f = g.compile(backend="numba")
+        with pytest.raises(sg.UnsupportedError, match=r"compile value_and_grad, at .*erf.*backend='numpy'"):
+            f.value_and_grad(x=np.ones(3))
+        assert close(g.compile().value_and_grad(x=np.ones(3))[0], 3 * 0.8427007929497149)
+
+
+def test_unknown_backends_and_combinations_are_named_errors():
+    g = sg.graph("sum(x)", shapes={"x": (2,)})
+    with pytest.raises(sg.UnsupportedError, match="'jax'.*'numpy', 'numba'"):
+        g.compile(backend="jax")
+    with pytest.raises(sg.UnsupportedError, match="xp="):
+        g.compile(xp=np, backend="numba")
+
+
+def test_without_numba_the_error_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_numba(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("No module named 'numba'")
+        return real_import(name, *args, **kwargs)
+
+    numba_backend.numba.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_numba)
+    monkeypatch.delitem(sys.modules, "numba")
+    try:
+        with pytest.raises(sg.UnsupportedError, match=r"symgrad\[numba\]"):
+            sg.graph("sum(x)", shapes={"x": (2,)}).compile(backend="numba")
+    finally:
+        numba_backend.numba.cache_clear()
