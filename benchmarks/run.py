@@ -418,11 +418,15 @@ def net_times(size: tuple[int, int, int, int], quick: bool,
     expected = hand_value_and_grad(**point)
     contenders: dict[str, Callable[[], Any]] = {}
     for name, graph in (("fused", g.fuse("affine_relu").fuse("softmax_cross_entropy")), ("unfused", g)):
+        for backend in ("numpy", "numba") if peers and _installed("numba") else ("numpy",):
+            f = graph.compile(wrt=["W1", "b1", "W2", "b2"], backend=backend)
+            value, grads = f.value_and_grad(**point)
+            assert math.isclose(value, expected[0], rel_tol=1e-10), (value, expected[0])
+            for n, want in expected[1].items():
+                assert np.allclose(grads[n], want, rtol=1e-8, atol=1e-12), n
+            if backend == "numba":
+                contenders[f"{name} numba"] = lambda f=f: f.value_and_grad(**point)  # type: ignore[misc]
         f = graph.compile(wrt=["W1", "b1", "W2", "b2"])
-        value, grads = f.value_and_grad(**point)
-        assert math.isclose(value, expected[0], rel_tol=1e-10), (value, expected[0])
-        for n, want in expected[1].items():
-            assert np.allclose(grads[n], want, rtol=1e-8, atol=1e-12), n
         module = f.module
 
         def generated_steps(m=module):
@@ -759,14 +763,19 @@ def _peers(quick: bool) -> None:
         fastest = min(measured, key=lambda k: t[k][0], default=None)
         peer = f"{fastest} {ratios(t[fastest], t['hand'])}" if fastest else \
             "none installed (PyTensor-Numba 0.64x-0.84x when the goals were set)"
+        numba = f"; backend='numba': fused {ratios(t['fused numba'], t['hand'])}, " \
+            f"unfused {ratios(t['unfused numba'], t['hand'])}" if "fused numba" in t else ""
         rows.append([f"two-layer net {size}, fwd+bwd, / hand",
                      f"fused {ratios(t['fused compiled'], t['hand'])}, "
-                     f"unfused {ratios(t['unfused compiled'], t['hand'])} (hand {pair(t['hand'], 1e3)} ms; "
+                     f"unfused {ratios(t['unfused compiled'], t['hand'])}{numba} "
+                     f"(hand {pair(t['hand'], 1e3)} ms; "
                      f"its five matrix products alone {ratios(t['products'], t['hand'])})",
                      peer, "≤ 0.6x / 0.8x hand"])
         if measured:
-            print(f"\n   two-layer net {size}: the peers / hand, min/median")
-            table(["peer", "/ hand"], [[k, ratios(t[k], t["hand"])] for k in measured], indent="     ")
+            print(f"\n   two-layer net {size}: the peers and symgrad / hand, min/median")
+            ours = [c for b in ("compiled", "numba") for k in ("fused", "unfused") if (c := f"{k} {b}") in t]
+            table(["contender", "/ hand"], [[k, ratios(t[k], t["hand"])] for k in measured + ours],
+                  indent="     ")
     depths = [65, 300] if quick else [65, 1000, 10_000]
     rows.append(["sg.graph(sympy_expr), sigmoid chain of depth " + "/".join(map(str, depths)),
                  " / ".join(sympy_front_end(n) for n in depths), "string front end linear",
