@@ -689,8 +689,16 @@ def batch_sigmoid(quick: bool) -> dict[str, tuple[float, float]]:
     point = {n: rng.normal(size=100_000) for n in ("w0", "x0", "w1", "x1", "w2")}
     g = sg.graph(LECTURE[1][0])
     fused, unfused = g.fuse("sigmoid").compile(), g.compile()
-    return timings({"hand": lambda: hand_neuron(**point), "fused": lambda: fused.value_and_grad(**point),
-                    "unfused": lambda: unfused.value_and_grad(**point)}, number=1, rounds=10 if quick else 40)
+    fns = {"hand": lambda: hand_neuron(**point), "fused": lambda: fused.value_and_grad(**point),
+           "unfused": lambda: unfused.value_and_grad(**point)}
+    want = hand_neuron(**point)
+    for name, graph in (("fused", g.fuse("sigmoid")), ("unfused", g)) if _installed("numba") else ():
+        f = graph.compile(backend="numba")
+        value, grads = f.value_and_grad(**point)
+        assert np.allclose(value, want[0], rtol=1e-12) and all(
+            np.allclose(grads[n], want[1][n], rtol=1e-10, atol=1e-14) for n in point), name
+        fns[f"{name} numba"] = lambda f=f: f.value_and_grad(**point)  # type: ignore[misc]
+    return timings(fns, number=1, rounds=10 if quick else 40)
 
 
 def import_time(code: str = "import symgrad") -> float:
@@ -788,12 +796,16 @@ def _peers(quick: bool) -> None:
                  + f" = {sum(stages[k] for k in ('graph', 'backprop', 'compile', 'call')):.1f} s", "-",
                  "< 60 s at 10^5 nodes"])
     t = batch_sigmoid(quick)
+    numba = f"; backend='numba': fused {ratios(t['fused numba'], t['hand'])}, " \
+        f"unfused {ratios(t['unfused numba'], t['hand'])}" if "fused numba" in t else ""
     rows.append(["sigmoid neuron, 100k-point batch, / hand", f"fused {ratios(t['fused'], t['hand'])}, "
-                 f"unfused {ratios(t['unfused'], t['hand'])}", "-", "fused ≤ unfused ≤ 1.1x"])
+                 f"unfused {ratios(t['unfused'], t['hand'])}{numba}", "-", "fused ≤ unfused ≤ 1.1x"])
     layers = [layer_times(source, shapes, wrt, hand, quick) for _, source, shapes, wrt, hand in user_layers()]
+    numba = "; backend='numba': " + " / ".join(ratios(t["numba"], t["hand"]) for t in layers) \
+        if "numba" in layers[0] else ""
     rows.append(["a user's own layers, fwd+bwd, / hand: GELU (/ hand with the exact tanh') / attention "
-                 "scores / layer norm", " / ".join(ratios(t["compiled"], t["hand"]) for t in layers), "-",
-                 "≤ 1.1x each"])
+                 "scores / layer norm", " / ".join(ratios(t["compiled"], t["hand"]) for t in layers) + numba,
+                 "-", "≤ 1.1x each"])
     rows.append(["import symgrad (its public names load on first use)", f"{import_time():.2f} s", "-",
                  "≤ 0.3 s"])
     version = import_time("from symgrad.cli import main; main(['--version'])")
@@ -1048,9 +1060,15 @@ def layer_times(source: Any, shapes: dict[str, tuple[int, ...]], wrt: list[str],
     assert np.allclose(value, want, rtol=1e-10), (value, want)
     for n in wrt:
         assert np.allclose(grads[n], want_grads[n], rtol=1e-8, atol=1e-10), n
-    return timings({"hand": lambda: hand(**point), "compiled": lambda: f.value_and_grad(**point),
-                    "generated": lambda: f.module.value_and_grad(**point)},
-                   number=1, rounds=20 if quick else 100)
+    fns = {"hand": lambda: hand(**point), "compiled": lambda: f.value_and_grad(**point),
+           "generated": lambda: f.module.value_and_grad(**point)}
+    if _installed("numba"):
+        fast = sg.graph(source, shapes=shapes).compile(wrt=wrt, backend="numba")
+        value, grads = fast.value_and_grad(**point)
+        assert np.allclose(value, want, rtol=1e-10) and all(
+            np.allclose(grads[n], want_grads[n], rtol=1e-8, atol=1e-10) for n in wrt)
+        fns["numba"] = lambda: fast.value_and_grad(**point)
+    return timings(fns, number=1, rounds=20 if quick else 100)
 
 
 def own_layers(quick: bool) -> list[list[str]]:
@@ -1059,11 +1077,12 @@ def own_layers(quick: bool) -> list[list[str]]:
     rows = []
     for name, source, shapes, wrt, hand in user_layers():
         t = layer_times(source, shapes, wrt, hand, quick)
+        numba = ratios(t["numba"], t["hand"]) if "numba" in t else "-"
         rows.append([name, pair(t["hand"], 1e3), pair(t["compiled"], 1e3), ratios(t["compiled"], t["hand"]),
-                     ratios(t["generated"], t["hand"])])
-    table(["layer", "hand ms", "compiled ms", "compiled/hand", "generated/hand"], rows)
+                     ratios(t["generated"], t["hand"]), numba])
+    table(["layer", "hand ms", "compiled ms", "compiled/hand", "generated/hand", "numba/hand"], rows)
     print("   compiled: the compiled value_and_grad (with input checks); generated: the module's own")
-    print("   function; each cell: min/median")
+    print("   function; numba: compile(backend='numba'), with the same checks; each cell: min/median")
     return rows
 
 
