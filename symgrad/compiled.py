@@ -55,7 +55,7 @@ _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
 INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
 APART_LINES = 5000  # a longer body: functions of its own for floats and arrays, compiled when first called
-BACKENDS = ("numpy", "numba")  # what runs a graph of arrays' generated lines; see Graph.compile
+BACKENDS = ("numpy", "numba")  # what runs the generated lines on arrays; see Graph.compile
 KEYWORD_PARAMS = 128  # inputs the entry points take as parameters; more are read from **_unknown
 
 

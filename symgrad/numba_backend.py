@@ -63,27 +63,37 @@ def _literal(t: Any, default: Any) -> Any:
     raise nb.core.errors.TypingError(f"axis and keepdims must be constants, not {t}")
 
 
-# how each reduction reduces one contiguous row r, in Numba
-_ROW = {"sum": "r.sum()", "max": "r.max()", "min": "r.min()", "mean": "r.sum() / r.size"}
+# each reduction: its start, and how it takes in one more entry v (NaN kept, as in NumPy)
+_REDUCE = {"sum": ("0", "acc + v"), "mean": ("0.0", "acc + v"),
+           "max": ("-np.inf", "v if v > acc or v != v else acc"),
+           "min": ("np.inf", "v if v < acc or v != v else acc")}
 
 
-def _reduction_source(kind: str, ndim: int, axes: tuple[int, ...], keepdims: bool) -> str:
+def _reduction_source(kind: str, ndim: int, axes: tuple[int, ...], keepdims: bool,
+                      integers: bool = False) -> str:
     """A Numba function reducing an array of ``ndim`` dimensions over ``axes`` as NumPy would:
-    the kept axes first, the reduced ones last in one contiguous copy, a loop over its rows."""
+    loops over every axis in order (memory order for C arrays: no copy, whichever axes are
+    reduced), each entry taken into its kept position's result."""
     kept = [i for i in range(ndim) if i not in axes]
-    size = lambda dims: " * ".join(f"a.shape[{i}]" for i in dims) or "1"  # noqa: E731
+    start, step = _REDUCE[kind]
+    if integers and kind in ("max", "min"):  # no infinity among integers
+        start = str(np.iinfo(np.int64).min if kind == "max" else np.iinfo(np.int64).max)
     shape = [f"a.shape[{i}]" if i in kept else "1" for i in range(ndim)] if keepdims else \
         [f"a.shape[{i}]" for i in kept]
-    dtype = "np.float64" if kind == "mean" else "a.dtype"
+    at = f"out[{', '.join(f'i{k}' for k in kept)}]" if kept else "out[0]"
+    loops = [f"{'    ' * (d + 1)}for i{d} in range(a.shape[{d}]):" for d in range(ndim)]
+    count = " * ".join(f"a.shape[{d}]" for d in axes) or "1"
+    empty = "" if kind in ("sum", "mean") else "zero-size array to reduction operation " \
+        f"{'maximum' if kind == 'max' else 'minimum'} which has no identity"
     return "\n".join([
         "def reduce(a, axis=None, keepdims=False):",
-        f"    t = np.ascontiguousarray(np.transpose(a, {tuple(kept + list(axes))!r}))",
-        f"    k = {size(kept)}",
-        f"    rows = t.reshape((k, {size(axes)}))",
-        f"    out = np.empty(k, dtype={dtype})",
-        "    for i in range(k):",
-        "        r = rows[i]",
-        f"        out[i] = {_ROW[kind]}",
+        *([f"    if {count} == 0:", f"        raise ValueError({empty!r})"] if empty else []),
+        f"    out = np.full(({''.join(f'a.shape[{k}], ' for k in kept) or '1,'}), {start}, "
+        f"dtype={'np.float64' if kind == 'mean' else 'a.dtype'})",
+        *loops,
+        f"{'    ' * (ndim + 1)}acc, v = {at}, a[{', '.join(f'i{d}' for d in range(ndim))}]",
+        f"{'    ' * (ndim + 1)}{at} = {step}",
+        *(["    out /= " + count] if kind == "mean" else []),
         f"    return out.reshape(({''.join(s + ', ' for s in shape)}))" if shape else "    return out[0]",
     ])
 
@@ -109,7 +119,7 @@ def _reduction(kind: str) -> Callable[..., Any]:
                     "min": lambda a, axis=None, keepdims=False: a.min(),
                     "mean": lambda a, axis=None, keepdims=False: a.sum() / a.size}[kind]
         namespace: dict[str, Any] = {"np": np}
-        exec(_reduction_source(kind, a.ndim, axes, keep), namespace)
+        exec(_reduction_source(kind, a.ndim, axes, keep, isinstance(a.dtype, nb.types.Integer)), namespace)
         return namespace["reduce"]  # type: ignore[no-any-return]
 
     reduce.__name__ = kind
@@ -172,7 +182,7 @@ def _expand_dims(a: Any, axis: Any) -> Any:
 def _numpy() -> types.ModuleType:
     module = types.ModuleType("numpy", "NumPy as Numba compiles the generated lines (symgrad.numba_backend)")
     module.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
-    for kind in _ROW:
+    for kind in _REDUCE:
         setattr(module, kind, _reduction(kind))
     nb = numba()
 
