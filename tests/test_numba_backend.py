@@ -234,3 +234,24 @@ def test_without_numba_the_error_names_the_extra(monkeypatch):
             sg.graph("sum(x)", shapes={"x": (2,)}).compile(backend="numba")
     finally:
         numba_backend.numba.cache_clear()
+
+
+@pytest.mark.parametrize("kind", ["sum", "mean", "max", "min"])
+def test_reductions_keep_nan_take_integers_and_refuse_an_empty_maximum(kind):
+    """What Numba's NumPy (symgrad.numba_backend) reduces, against NumPy: over any axes, kept or
+    not, of floats with a NaN, of integers and of arrays that are not C-contiguous."""
+    nb = numba_backend.numba()
+    rng = np.random.default_rng(8)
+    floats = rng.normal(size=(3, 4, 5))
+    floats[1, 2, 3] = np.nan
+    arrays = [np.asfortranarray(floats), rng.integers(-5, 5, size=(3, 4, 5))]
+    for axis, keepdims in [((0, 2), True), (-1, False)]:
+        namespace = {"np": numba_backend._numpy()}
+        exec(f"def f(x):\n    return np.{kind}(x, axis={axis!r}, keepdims={keepdims})", namespace)
+        f = nb.njit(namespace["f"])
+        for a in arrays:
+            assert close(f(a), getattr(np, kind)(a, axis=axis, keepdims=keepdims)), (axis, a.dtype)
+    if kind in ("max", "min"):
+        exec(f"def g(x):\n    return np.{kind}(x, axis=1)", namespace)
+        with pytest.raises(ValueError, match="zero-size"):
+            nb.njit(namespace["g"])(np.ones((2, 0)))
