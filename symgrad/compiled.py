@@ -246,6 +246,8 @@ class Compiled:
     - ``f.source``: the generated module text (what :func:`codegen` writes);
       ``f.module``: that module, whose functions take positional arguments
       and skip the input checks
+    - ``f.backend``: what runs the array lines, ``"numpy"`` or ``"numba"``
+      (:mod:`symgrad.numba_backend`)
 
     >>> import symgrad as sg
     >>> f = sg.graph("(x + y) * z").compile()
@@ -497,8 +499,9 @@ class Compiled:
 
     def __repr__(self) -> str:
         what = self.graph.source or self.graph.output
+        backend = f"; backend {self.backend}" if self.backend != "numpy" else ""
         return (f"<Compiled {what!r}: inputs {', '.join(self.graph.inputs) or 'none'}; "
-                f"gradients {', '.join(self.wrt) or 'none'}>")
+                f"gradients {', '.join(self.wrt) or 'none'}{backend}>")
 
 
 class _SourceDoc:

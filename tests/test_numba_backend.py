@@ -212,6 +212,8 @@ def test_what_numba_cannot_compile_is_a_named_error():
 
 def test_unknown_backends_and_combinations_are_named_errors():
     g = sg.graph("sum(x)", shapes={"x": (2,)})
+    f = g.compile(backend="numba")
+    assert f.backend == "numba" and "backend numba" in repr(f) and g.compile().backend == "numpy"
     with pytest.raises(sg.UnsupportedError, match="'jax'.*'numpy', 'numba'"):
         g.compile(backend="jax")
     with pytest.raises(sg.UnsupportedError, match="xp="):
