@@ -280,7 +280,8 @@ class _Dicts(ast.NodeTransformer):
 def body_source(name: str, params: str, body: list[str]) -> str:
     """A generated function's lines for Numba, as ``_jit_<name>`` (returning a tuple where the
     generated one returns a dict), and ``_arrays_<name>``, which calls it and gives the dict
-    back; Numba's refusal to compile becomes an UnsupportedError (``_unsupported``)."""
+    back; Numba's refusal to compile becomes an UnsupportedError (``_unsupported``), raised
+    again on later calls without compiling again."""
     tree = ast.parse("\n".join([f"def _jit_{name}({params}):", *("    " + line for line in body)]))
     dicts = _Dicts()
     tree = _Picks().visit(dicts.visit(tree))
@@ -292,9 +293,14 @@ def body_source(name: str, params: str, body: list[str]) -> str:
         out = f"(_r[0], _sum_each(_r[0], ({params},), {{{summed}}})) " \
             f"if _r[0].__class__ is _numpy.ndarray else ({out})"
     return "\n".join([ast.unparse(tree), "", "",
+                      "_refused = None  # why Numba refused to compile it, once it has", "", "",
                       f"def _arrays_{name}({params}):",
+                      "    global _refused",
+                      "    if _refused is not None:  # not again: it takes seconds to fail",
+                      "        raise _UnsupportedError(_refused)",
                       "    try:", f"        _r = {call}", "    except _NUMBA_ERRORS as e:",
-                      f"        raise _unsupported(e, {name!r}) from None",
+                      f"        _refused = str(_unsupported(e, {name!r}))",
+                      "        raise _UnsupportedError(_refused) from None",
                       f"    return {out}", ""])
 
 
@@ -316,7 +322,7 @@ def namespace() -> dict[str, Any]:
     errors = (nb.core.errors.TypingError, nb.core.errors.LoweringError, nb.core.errors.UnsupportedError,
               nb.core.errors.CompilerError)
     return {"np": _numpy(), "_pick": _pick(), "_NUMBA_ERRORS": errors, "_unsupported": unsupported,
-            "_numpy": np}
+            "_UnsupportedError": UnsupportedError, "_numpy": np}
 
 
 def jit(module: types.ModuleType, name: str) -> Callable[..., Any]:
