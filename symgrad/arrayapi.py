@@ -38,6 +38,7 @@ from .codegen import (
     _header,
     _indent,
     _number,
+    _own,
     _reading,
     _returns,
     _shapes,
@@ -142,10 +143,12 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
             _standard(line, line.split(" = ")[0])
         if not scalar_out:
             lines.insert(0, f"{program.dout} = xp.ones_like({out})")
-        together = [*lines, *_returns(_fresh(folded, lines, {*g.inputs, out}, arrays, copy), [], out)]
-    forward_body = [*forward, f"return {out}, ({names})"]
+        fresh = _fresh(folded, lines, {*g.inputs, out}, arrays, copy)
+        together = [*lines, *_returns(fresh, [], _own(out, arrays, copy))]
+    own = _own(out, {n for n in g.inputs if g.shape(n) != ()}, "xp.asarray({}, copy=True)")
+    forward_body = [*forward, f"return {own}, ({names})"]
     together_body = [*forward, *together]
-    value_body = [*forward, f"return {out}"]
+    value_body = [*forward, f"return {own}"]
     with_xp = f"{args}, xp=None" if args else "xp=None"
     return {
         "forward": _Function(with_xp, f"The output {out}, and the cache of forward values backward reads.",

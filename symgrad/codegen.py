@@ -266,7 +266,7 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     dout_check = [f"if np.shape(dout) != {out_shape}:",
                   f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
                   f'{shown}")'] if not batchable else []
-    forward_body = [*forward, f"return {out}, ({names})"]
+    forward_body = [*forward, f"return {_own(out, arrays)}, ({names})"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
@@ -308,7 +308,7 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
                *summed] if guard else []
     arrays = {n for n in g.inputs if g.shape(n) != ()}
-    ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], out)]
+    ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], _own(out, arrays))]
     kept = {n for line in ending for n in _NAME.findall(line)}
     if batchable:
         together_body = [*together_forward, *_freeing(together, made, kept), *ending]
@@ -316,7 +316,7 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
         numbers = {n for n in made if g.shape(node_of[n]) == ()}
         hoisted = _hoisted(together_forward, together)
         together_body = [*_freeing(hoisted, [], kept | numbers), *ending]
-    value_body = [*value_forward, f"return {out}"]
+    value_body = [*value_forward, f"return {_own(out, arrays)}"]
     float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
     return {
         "value_and_grad": _Function(
@@ -900,6 +900,12 @@ def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[
         if same is not None:
             taken.add(same)
     return fresh
+
+
+def _own(out: str, arrays: set[str], copy: str = "np.copy({})") -> str:
+    """The output as returned: a copy where it is an array input itself (the graph ``x``), so
+    that the caller's array is never the value too."""
+    return copy.format(out) if out in arrays else out
 
 
 def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list[str]:

@@ -217,7 +217,7 @@ def test_the_ties_of_a_max_are_numbers_that_a_minus_sign_can_negate(text):
 @pytest.mark.parametrize("text", ["sum(x*y)", "sum(x + y)", "x + y", "x*y", "sum(exp(x)) + sum(y*exp(x))",
                                   "sum(x*x.T)", "x", "sum(x) + sum(y)"])
 @pytest.mark.parametrize("path", ["compiled", "module", "xp"])
-def test_no_gradient_is_an_array_the_caller_holds_or_another_gradient(text, path):
+def test_no_gradient_or_value_is_an_array_the_caller_holds_or_another_gradient(text, path):
     g = sg.graph(text, shapes={"x": (3, 3), "y": (3, 3)} if "y" in text else {"x": (3, 3)})
     f = g.compile(xp=np) if path == "xp" else g.compile()
     point = {n: np.arange(9.0).reshape(3, 3) + i for i, n in enumerate(g.inputs)}
@@ -228,6 +228,8 @@ def test_no_gradient_is_an_array_the_caller_holds_or_another_gradient(text, path
     out, cache = calls.forward(*args, **kwargs)
     dout = np.ones_like(out) if np.ndim(out) else 1.0
     back = calls.backward(dout, cache)
+    values = [value, out] if path == "module" else [value, out, calls(**kwargs)]  # the module has no value()
+    assert not any(np.shares_memory(v, a) for v in values for a in point.values())
     held = [*point.values(), dout, *(c for c in cache if isinstance(c, np.ndarray))]
     kept = [np.copy(a) for a in held]
     for gradients in (grads, back):

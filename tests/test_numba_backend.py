@@ -181,6 +181,7 @@ def test_no_gradient_is_an_array_the_caller_holds_or_another_gradient(text):
     point = {n: np.arange(9.0).reshape(3, 3) + i for i, n in enumerate(g.inputs)}
     kept = {n: np.copy(v) for n, v in point.items()}
     value, grads = g.compile(backend="numba").value_and_grad(**point)
+    assert not any(np.shares_memory(value, a) for a in point.values())
     for n, gradient in grads.items():
         others = [*point.values(), *(grads[m] for m in grads if m != n)]
         assert not any(np.shares_memory(gradient, a) for a in others)
