@@ -14,8 +14,9 @@ and nowhere else:
   and ``min`` over any axis or axes, with ``keepdims``; ``expand_dims`` of a
   number (a 0-d array in NumPy); ``full`` of an array; ``heaviside``; and
   ``matmul`` (``a @ b`` is printed so) of arrays of any rank;
-- the pick of one entry per row, ``s[np.arange(n), y]`` (two advanced indices),
-  is ``_pick(s, y)``;
+- an op whose NumPy spelling Numba refuses is written as its row of the op
+  table spells it for Numba (``numba=``): the pick of one entry per row,
+  ``s[np.arange(n), y]`` (two advanced indices), is ``_pick(s, y)``;
 - no ``del`` (Numba frees arrays itself), and gradients come back as a tuple
   that a Python function beside it makes the ``{input: gradient}`` dict.
 
@@ -25,6 +26,7 @@ Needs ``pip install 'symgrad[numba]'`` (Numba, and SciPy for its matrix products
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import linecache
 import re
@@ -35,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedError
+from .ops import OPS
+from .printing import _Arg
 
 
 @functools.cache
@@ -228,8 +232,51 @@ def _pick() -> Any:
     return pick
 
 
-class _Picks(ast.NodeTransformer):
-    """``s[np.arange(y.shape[0]), y]`` (the op table's pick) → ``_pick(s, y)``, and ``a @ b`` →
+def _spelled(template: str | Callable[..., str], operands: list[_Arg], params: tuple[str, ...]) -> ast.expr:
+    """An op table spelling with its operands and its parameters at their defaults, parsed."""
+    text = template(*operands, **dict.fromkeys(params)) if callable(template) else \
+        template.format(*operands, **dict.fromkeys(params, ""))
+    return ast.parse(text, mode="eval").body
+
+
+@functools.cache
+def _respellings() -> tuple[tuple[ast.expr, ast.expr], ...]:
+    """(NumPy spelling, Numba spelling) of each op of the table that declares one for Numba,
+    with operands ``_0``, ``_1``, … standing for any expression."""
+    found = []
+    for op in OPS.values():
+        if op.numba is not None and op.numpy is not None:
+            operands = [_Arg(f"_{i}", f"_{i}") for i in range(op.arity)]
+            found.append((_spelled(op.numpy, operands, op.params), _spelled(op.numba, operands, op.params)))
+    return tuple(found)
+
+
+def _bind(pattern: Any, node: Any, bound: dict[str, ast.expr]) -> bool:
+    """Whether ``node`` is ``pattern`` with each operand ``_i`` an expression (the same one
+    wherever ``_i`` appears), recorded in ``bound``."""
+    if isinstance(pattern, ast.Name) and re.fullmatch(r"_\d+", pattern.id):
+        seen = bound.setdefault(pattern.id, node)
+        return seen is node or ast.dump(seen) == ast.dump(node)
+    if isinstance(pattern, list):
+        return isinstance(node, list) and len(pattern) == len(node) and \
+            all(_bind(p, n, bound) for p, n in zip(pattern, node))
+    if not isinstance(pattern, ast.AST):
+        return bool(pattern == node)
+    return type(pattern) is type(node) and all(
+        _bind(getattr(pattern, f), getattr(node, f, None), bound) for f in pattern._fields if f != "ctx")
+
+
+class _Operands(ast.NodeTransformer):
+    def __init__(self, bound: dict[str, ast.expr]):
+        self.bound = bound
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        return self.bound.get(node.id, node)
+
+
+class _Respelled(ast.NodeTransformer):
+    """Each op the table spells for Numba (``numba=``: the pick ``s[np.arange(n), y]``, two
+    advanced indices, is ``_pick(s, y)``) in that spelling, and ``a @ b`` as
     ``np.matmul(a, b)`` (:func:`_matmul`, for arrays of any rank)."""
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
@@ -239,12 +286,12 @@ class _Picks(ast.NodeTransformer):
                             [node.left, node.right], [])
         return node
 
-    def visit_Subscript(self, node: ast.Subscript) -> Any:
-        self.generic_visit(node)
-        index = node.slice
-        if isinstance(index, ast.Tuple) and len(index.elts) == 2 \
-                and ast.unparse(index.elts[0]) == f"np.arange({ast.unparse(index.elts[1])}.shape[0])":
-            return ast.Call(ast.Name("_pick", ast.Load()), [node.value, index.elts[1]], [])
+    def generic_visit(self, node: ast.AST) -> Any:
+        node = super().generic_visit(node)
+        for numpy, numba in _respellings():
+            bound: dict[str, ast.expr] = {}
+            if _bind(numpy, node, bound):
+                return _Operands(bound).visit(copy.deepcopy(numba))
         return node
 
 
@@ -284,7 +331,7 @@ def body_source(name: str, params: str, body: list[str]) -> str:
     again on later calls without compiling again."""
     tree = ast.parse("\n".join([f"def _jit_{name}({params}):", *("    " + line for line in body)]))
     dicts = _Dicts()
-    tree = _Picks().visit(dicts.visit(tree))
+    tree = _Respelled().visit(dicts.visit(tree))
     call = f"_jit_{name}({params})"
     out = f"_r[0], {{{', '.join(f'{k!r}: _r[1][{i}]' for i, k in enumerate(dicts.keys))}}}" \
         if dicts.keys is not None else "_r"

@@ -322,6 +322,9 @@ class Op:
     xp:      the spelling in the Python array API standard (``xp.`` for the array
              library), where the NumPy one is not in it; None: the NumPy spelling
              with ``xp.`` for ``np.`` (:class:`symgrad.printing.ArrayAPIPrinter`)
+    numba:   the spelling Numba compiles, where it refuses the NumPy one (its
+             parameters at their defaults); None: the NumPy spelling
+             (:mod:`symgrad.numba_backend` rewrites one into the other)
 
     An op whose SymPy class has a ``vjp`` method (see :mod:`symgrad.tensors`)
     is not elementwise: it states its shape rule and vector-Jacobian products;
@@ -342,6 +345,7 @@ class Op:
     imports: tuple[str, ...] = ()
     stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = ()
     xp: str | Callable[..., str] | None = None
+    numba: str | Callable[..., str] | None = None
 
     @cached_property
     def stable_derivatives(self) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
@@ -507,7 +511,8 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
             kink: Callable[..., sp.Expr] | None = None, associative: bool = False,
             params: tuple[str, ...] = (), shapes: tuple[tuple[str, ...], ...] = (),
             stable: tuple[Callable[..., tuple[sp.Expr, sp.Expr]], ...] = (),
-            xp: str | Callable[..., str] | None = None, gradient: bool = False) -> Op:
+            xp: str | Callable[..., str] | None = None, numba: str | Callable[..., str] | None = None,
+            gradient: bool = False) -> Op:
     """Add a row to :data:`OPS`; the built-in rows and :func:`symgrad.define_op` both come here.
 
     The fields are :class:`Op`'s; ``arity`` defaults to the SymPy function's
@@ -526,7 +531,7 @@ def declare(name: str, sympy: Callable[..., sp.Expr], *, arity: int | None = Non
     op = Op(name, arity, sympy, name if label is None else label, infix=infix, numpy=numpy,
             domain=(REAL,) * arity if domain is None else tuple(domain), kink=kink,
             associative=associative, params=params, shapes=shapes, imports=tuple(imports),
-            stable=tuple(stable), xp=xp)
+            stable=tuple(stable), xp=xp, numba=numba)
     return OPS.add(op, gradient=gradient)
 
 
@@ -604,6 +609,7 @@ declare("pick", pick, arity=2, params=("keepdims",), domain=(REAL, LABELS),
         xp=lambda s, y, keepdims: f"xp.take(xp.reshape({s}, (-1,)), "
                                   f"xp.arange({y:a}.shape[0])*{s:a}.shape[1] + {y})"
                                   + ("[:, None]" if keepdims else ""),
+        numba="_pick({0}, {1})",  # Numba takes one advanced index, not two
         shapes=(("nc", "n"),))
 # helpers only the backward pass uses (gradient graphs, symgrad.higher); ``arity`` counts the
 # leading arguments that are values, and their nodes keep the trailing constant arguments

@@ -167,8 +167,8 @@ def test_inputs_that_need_converting_give_the_same_numbers():
     want = f0.value_and_grad(W=W, x=x, v=v)
     readonly = np.copy(W)
     readonly.flags.writeable = False
-    for given in (np.asfortranarray(W), np.ascontiguousarray(W.T).T, W.astype(np.float32).astype(np.float64),
-                  W.tolist(), readonly, np.concatenate([W, W], axis=1)[:, ::2]):
+    for given in (np.asfortranarray(W), np.ascontiguousarray(W.T).T, W.astype(np.float32),
+                  np.arange(12).reshape(3, 4), W.tolist(), readonly, np.concatenate([W, W], axis=1)[:, ::2]):
         value, grads = f.value_and_grad(W=given, x=x, v=v)
         expected = f0.value_and_grad(W=given, x=x, v=v)
         assert close(value, expected[0]) and all(close(grads[n], expected[1][n]) for n in grads)
