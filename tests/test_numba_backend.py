@@ -72,6 +72,18 @@ def combined(cases, rng):
     return sg.graph(namespace["combined"], shapes=shapes, dtypes=dtypes), point
 
 
+def test_every_numba_spelling_of_the_op_table_replaces_its_numpy_spelling():
+    respelled = [op for op in OPS.values() if op.numba is not None]
+    assert [op.name for op in respelled] == ["pick"]
+    text = numba_backend.body_source("value", "s, y", [
+        "q1 = np.exp(s[np.arange(y.shape[0]), y])[:, None]",  # inside other code, kept dimension
+        "q2 = (s*2)[np.arange(y.shape[0]), y]",
+        "q3 = s[np.arange(y.shape[0]), s]",  # not a pick: the operands differ
+        "return q1"])
+    assert "q1 = np.exp(_pick(s, y))[:, None]" in text and "q2 = _pick(s * 2, y)" in text
+    assert "q3 = s[np.arange(y.shape[0]), s]" in text
+
+
 def hardest(name):
     """The op's case of highest rank, reducing over an axis other than the first where it takes one:
     what the Numba backend rewrites the most (Numba compiling all of the op table's cases takes
