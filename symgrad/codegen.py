@@ -349,8 +349,10 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
     """The lines of value_and_grad with each sigmoid of a name ``a`` sharing its exponential.
 
     A sigmoid node ``q = np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``
-    keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.where(a < 0, _exp_q, 1.0)/(1 + _exp_q)``;
-    the adjoints read σ(a) as ``q``, σ(−a) as ``np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q)`` and
+    keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.maximum(_exp_q, a >= 0)/(1 + _exp_q)``
+    (the numerator is 1 where a ≥ 0 and e^a elsewhere, as ``e^(−|a|) ≤ 1``: one cheap pass,
+    where ``np.where`` takes five times as long); the adjoints read σ(a) as ``q``, σ(−a) as
+    ``np.maximum(_exp_q, a < 0)/(1 + _exp_q)`` and
     the derivative σ(a)σ(−a), written ``q*σ(−a)``, as ``_exp_q/(1 + _exp_q)**2`` (the same for
     either sign of a), instead of computing two more exponentials.
     """
@@ -365,8 +367,8 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
             continue
         q, a = m["q"], m["a"]
         minus_a = a[1:] if a.startswith("-") else "-" + a
-        forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.where({a} < 0, {e}, 1.0)/(1 + {e})"]
-        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(np.where({a} < 0, 1.0, {e})/(1 + {e}))"  # σ(−a)
+        forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.maximum({e}, {a} >= 0)/(1 + {e})"]
+        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(np.maximum({e}, {a} < 0)/(1 + {e}))"  # σ(−a)
         shared[_SIGMOID_SPELLING.format(a)] = q  # σ(a)
         products[f"{q}*{_SIGMOID_SPELLING.format(minus_a)}"] = f"{e}/(1 + {e})**2"
 

@@ -9,7 +9,9 @@ normal range (it underflows), the result must be as tiny.
 """
 
 import importlib
+import re
 import warnings
+from pathlib import Path
 
 import mpmath as mp
 import numpy as np
@@ -106,12 +108,23 @@ def test_shared_sigmoid_exponentials_keep_the_precision_of_the_gradient(text, sl
     agree(grads["x"], [slope(mp.mpf(x)) for x in GRID])
 
 
+def test_the_shared_sigmoid_is_spelled_as_the_docs_say():
+    """docs/stability.md quotes the value and the gradient of a sigmoid node in value_and_grad."""
+    docs = (Path(__file__).parent.parent / "docs" / "stability.md").read_text()
+    quoted = re.search(r"as `(np\.maximum\(_exp_q, a >= 0\)/\(1 \+ _exp_q\))`", docs)
+    gradient = re.search(r"σ\(a\)·σ\(−a\) is `(_exp_q/\(1 \+ _exp_q\)\*\*2)`", docs)
+    assert quoted and gradient
+    body = sg.graph("sigmoid(x)").compile().source.split("def value_and_grad")[1]
+    assert f"q1 = {quoted[1].replace('_exp_q', '_exp_q1').replace('a >=', 'x >=')}" in body
+    assert f"dx = {gradient[1].replace('_exp_q', '_exp_q1')}" in body
+
+
 def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
     """q*σ(−a) becomes e/(1 + e)²; where / or ** binds q or σ(−a) more tightly, it stays."""
     share = importlib.import_module("symgrad.codegen")._share_sigmoids
     sig = OPS["sigmoid"].numpy.format
     forward = ["q = " + sig("a")[1:-1]]
-    derivative, minus = "_exp_q/(1 + _exp_q)**2", "(np.where(a < 0, 1.0, _exp_q)/(1 + _exp_q))"
+    derivative, minus = "_exp_q/(1 + _exp_q)**2", "(np.maximum(_exp_q, a < 0)/(1 + _exp_q))"
     for adjoint, want in [
         (f"d = q*{sig('-a')}", f"d = {derivative}"),
         (f"d = 2*q*{sig('-a')}/3", f"d = 2*({derivative})/3"),
