@@ -144,8 +144,8 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
         if not scalar_out:
             lines.insert(0, f"{program.dout} = xp.ones_like({out})")
         fresh = _fresh(folded, lines, {*g.inputs, out}, arrays, copy)
-        together = [*lines, *_returns(fresh, [], _own(out, arrays, copy))]
-    own = _own(out, {n for n in g.inputs if g.shape(n) != ()}, "xp.asarray({}, copy=True)")
+        together = [*lines, *_returns(fresh, [], _own(out, arrays, forward, copy))]
+    own = _own(out, {n for n in g.inputs if g.shape(n) != ()}, forward, "xp.asarray({}, copy=True)")
     forward_body = [*forward, f"return {own}, ({names})"]
     together_body = [*forward, *together]
     value_body = [*forward, f"return {own}"]

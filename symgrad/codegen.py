@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,7 +266,7 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     dout_check = [f"if np.shape(dout) != {out_shape}:",
                   f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
                   f'{shown}")'] if not batchable else []
-    forward_body = [*forward, f"return {_own(out, arrays)}, ({names})"]
+    forward_body = [*forward, f"return {_owned(g, out, arrays, forward)}, ({names})"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
@@ -303,12 +303,13 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
 
     each = [f'"{n}": ({code}, {n})' for n, code in folded.items()]
-    summed = _wrapped(f"    return {out}, _sum_each({out}, {values}, {{", each, "})")
+    arrays = {n for n in g.inputs if g.shape(n) != ()}
+    value = _owned(g, out, arrays, together_forward)
+    summed = _wrapped(f"    return {value}, _sum_each({out}, {values}, {{", each, "})")
     batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
     summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
                *summed] if guard else []
-    arrays = {n for n in g.inputs if g.shape(n) != ()}
-    ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], _own(out, arrays))]
+    ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], value)]
     kept = {n for line in ending for n in _NAME.findall(line)}
     if batchable:
         together_body = [*together_forward, *_freeing(together, made, kept), *ending]
@@ -316,7 +317,7 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
         numbers = {n for n in made if g.shape(node_of[n]) == ()}
         hoisted = _hoisted(together_forward, together)
         together_body = [*_freeing(hoisted, [], kept | numbers), *ending]
-    value_body = [*value_forward, f"return {_own(out, arrays)}"]
+    value_body = [*value_forward, f"return {_owned(g, out, arrays, value_forward)}"]
     float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
     return {
         "value_and_grad": _Function(
@@ -877,14 +878,9 @@ _RENAME = re.compile(r"^(\w+) = (\w+)$")
 _VIEW = re.compile(r"^(\w+) = (np|xp)\.broadcast_to\(")
 
 
-def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[str],
-           copy: str = "np.copy({})") -> dict[str, str]:
-    """``grads`` with each gradient of an array input (``arrays``) that would be an array the
-    caller holds or the cache keeps (``held``), another gradient, or a read-only view
-    (``broadcast_to``) copied: changing one gradient in place then changes nothing else.
-    Names renamed by a plain ``a = b`` among ``lines`` are the same array."""
+def _renamed(lines: list[str]) -> Callable[[str], str]:
+    """The name each name of ``lines`` is a plain rename of (``a = b``: ``b``), or itself."""
     alias = {m[1]: m[2] for line in lines if (m := _RENAME.match(line))}
-    views = {m[1] for line in lines if (m := _VIEW.match(line))}
 
     def root(name: str) -> str:
         seen = set()
@@ -892,7 +888,17 @@ def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[
             seen.add(name)
             name = alias[name]
         return name
+    return root
 
+
+def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[str],
+           copy: str = "np.copy({})") -> dict[str, str]:
+    """``grads`` with each gradient of an array input (``arrays``) that would be an array the
+    caller holds or the cache keeps (``held``), another gradient, or a read-only view
+    (``broadcast_to``) copied: changing one gradient in place then changes nothing else.
+    Names renamed by a plain ``a = b`` among ``lines`` are the same array."""
+    root = _renamed(lines)
+    views = {m[1] for line in lines if (m := _VIEW.match(line))}
     taken = {root(h) for h in held}
     fresh = {}
     for n, code in grads.items():
@@ -904,10 +910,17 @@ def _fresh(grads: dict[str, str], lines: list[str], held: set[str], arrays: set[
     return fresh
 
 
-def _own(out: str, arrays: set[str], copy: str = "np.copy({})") -> str:
-    """The output as returned: a copy where it is an array input itself (the graph ``x``), so
-    that the caller's array is never the value too."""
-    return copy.format(out) if out in arrays else out
+def _own(out: str, arrays: set[str], lines: list[str], copy: str = "np.copy({})") -> str:
+    """The output as returned: a copy where it is an array input itself (the graph ``x``) or a
+    plain rename of one among ``lines`` (``q1 = x``), so that the caller's array is never the
+    value too.  In a graph of scalars (``arrays`` is then every input), ``+q1``: a new array
+    for a batch, the float itself for a float."""
+    return copy.format(out) if _renamed(lines)(out) in arrays else out
+
+
+def _owned(g: Graph, out: str, arrays: set[str], lines: list[str]) -> str:
+    """:func:`_own` for the NumPy code: ``np.copy`` of an array input, ``+x`` of a scalar's."""
+    return _own(out, set(g.inputs), lines, "+{}") if _batchable(g) else _own(out, arrays, lines)
 
 
 def _returns(grads: dict[str, str], guard: list[str], value: str | None) -> list[str]:

@@ -215,7 +215,7 @@ def test_the_ties_of_a_max_are_numbers_that_a_minus_sign_can_negate(text):
 
 
 @pytest.mark.parametrize("text", ["sum(x*y)", "sum(x + y)", "x + y", "x*y", "sum(exp(x)) + sum(y*exp(x))",
-                                  "sum(x*x.T)", "x", "sum(x) + sum(y)"])
+                                  "sum(x*x.T)", "x", "x*1", "sum(x) + sum(y)"])
 @pytest.mark.parametrize("path", ["compiled", "module", "xp"])
 def test_no_gradient_or_value_is_an_array_the_caller_holds_or_another_gradient(text, path):
     g = sg.graph(text, shapes={"x": (3, 3), "y": (3, 3)} if "y" in text else {"x": (3, 3)})
@@ -239,3 +239,27 @@ def test_no_gradient_or_value_is_an_array_the_caller_holds_or_another_gradient(t
             gradient += 100.0  # a caller's change to a gradient changes nothing else
     assert all(np.array_equal(a, b) for a, b in zip(held, kept))
     assert all(np.allclose(back[n], grads[n]) for n in grads)
+
+
+@pytest.mark.parametrize("text, want", [("x", lambda x: x), ("x*1", lambda x: x), ("y + 0*x", lambda x, y: y),
+                                        ("x + y", lambda x, y: x + y)])
+@pytest.mark.parametrize("path", ["compiled", "module", "numba"])
+def test_a_graph_of_scalars_returns_no_array_the_caller_holds(text, want, path):
+    """A batch of points through a graph of scalars whose output is an input: the value is a copy."""
+    if path == "numba":
+        pytest.importorskip("numba")
+    g = sg.graph(text)
+    f = g.compile(backend="numba") if path == "numba" else g.compile()
+    point = {n: np.arange(4.0) + i for i, n in enumerate(g.inputs)}
+    kept = {n: np.copy(a) for n, a in point.items()}
+    calls = f.module if path == "module" else f
+    args, kwargs = (point.values(), {}) if path == "module" else ((), point)
+    value, grads = calls.value_and_grad(*args, **kwargs)
+    out, cache = calls.forward(*args, **kwargs)
+    values = [value, out] if path == "module" else [value, out, calls(**kwargs)]
+    assert not any(np.shares_memory(v, a) for v in values for a in point.values())
+    for v in values:
+        np.testing.assert_array_equal(v, want(**kept))
+        v += 100.0  # a caller's change to the value changes no input
+    assert all(np.array_equal(point[n], kept[n]) for n in point)
+    assert f.value_and_grad(**{n: float(a[1]) for n, a in kept.items()})[0].__class__ is float
