@@ -11,6 +11,7 @@ the imports it needs) from the row.  :func:`undefine_op`, or leaving a
 
 from __future__ import annotations
 
+import ast
 import keyword
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -63,7 +64,8 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
               kink: Callable[..., sp.Expr] | None = None,
               domain: Iterable[Domain | Iterable[float]] | None = None,
               label: str | None = None, latex: str | None = None, xp: str | None = None,
-              spellings: Iterable[Callable[..., sp.Expr]] = (), fragile: str | None = None) -> DefinedOp:
+              numba: str | None = None, spellings: Iterable[Callable[..., sp.Expr]] = (),
+              fragile: str | None = None) -> DefinedOp:
     """Add an op to the op table, the way the built-in ops are declared.
 
     Parameters
@@ -97,6 +99,10 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
     xp:
         Its spelling in the Python array API standard (``"xp.atan({0})"``), where the
         NumPy one, read with ``xp.`` for ``np.``, is not in it; for ``compile(xp=...)``.
+    numba:
+        Its spelling for ``compile(backend="numba")``, where Numba refuses the NumPy one
+        (``"erf_nb({0})"``, a ``numba.vectorize`` function ``imports=`` names too); the
+        backend rewrites the NumPy spelling into this one.  Needs ``numpy=``.
     spellings:
         Expressions that compute the op, each a function of SymPy operands: the op is
         then a gate, and ``g.fuse(name)`` fuses the nodes that spell it into one node,
@@ -142,9 +148,10 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
     else:
         raise SymgradError(f"{name}: the form must be a function of SymPy operands or a SymPy function class")
     op = declare(name, cls, label=label, numpy=numpy, imports=imports, domain=domains, kink=kink,
-                 stable=tuple(stable), xp=xp)
+                 stable=tuple(stable), xp=xp, numba=numba)
     try:
         _check_printable(op)
+        _check_numba(op)
         gate = _gate(op, tuple(spellings), fragile)
     except BaseException:
         OPS.remove(name)
@@ -152,6 +159,21 @@ def define_op(name: str, sympy_form: Callable[..., sp.Expr], *, numpy: str | Non
     if gate is not None:
         USER_PATTERNS[name] = gate
     return DefinedOp(name)
+
+
+def _check_numba(op: Op) -> None:
+    """``numba=`` respells ``numpy=``: both given, and it fills in as one Python expression."""
+    if op.numba is None:
+        return
+    if op.numpy is None:
+        raise SymgradError(f"{op.name}: numba= respells the NumPy spelling; give numpy= too")
+    operands = [f"_{i}" for i in range(op.arity)]
+    try:
+        ast.parse(str(op.numba).format(*operands), mode="eval")
+    except (KeyError, IndexError, ValueError, SyntaxError) as e:
+        shown = ", ".join(f"{{{i}}}" for i in range(op.arity))
+        raise SymgradError(f"{op.name}: its Numba spelling {op.numba!r} is not one expression "
+                           f"of {shown}: {e}") from None
 
 
 def undefine_op(name: str) -> None:

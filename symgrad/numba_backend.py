@@ -239,10 +239,10 @@ def _spelled(template: str | Callable[..., str], operands: list[_Arg], params: t
     return ast.parse(text, mode="eval").body
 
 
-@functools.cache
 def _respellings() -> tuple[tuple[ast.expr, ast.expr], ...]:
-    """(NumPy spelling, Numba spelling) of each op of the table that declares one for Numba,
-    with operands ``_0``, ``_1``, … standing for any expression."""
+    """(NumPy spelling, Numba spelling) of each op of the table that declares one for Numba
+    (the built-in pick, and ops of :func:`symgrad.define_op` given ``numba=``, as the table
+    stands now), with operands ``_0``, ``_1``, … standing for any expression."""
     found = []
     for op in OPS.values():
         if op.numba is not None and op.numpy is not None:
@@ -279,6 +279,9 @@ class _Respelled(ast.NodeTransformer):
     advanced indices, is ``_pick(s, y)``) in that spelling, and ``a @ b`` as
     ``np.matmul(a, b)`` (:func:`_matmul`, for arrays of any rank)."""
 
+    def __init__(self) -> None:
+        self.respellings = _respellings()
+
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         self.generic_visit(node)
         if isinstance(node.op, ast.MatMult):
@@ -288,7 +291,7 @@ class _Respelled(ast.NodeTransformer):
 
     def generic_visit(self, node: ast.AST) -> Any:
         node = super().generic_visit(node)
-        for numpy, numba in _respellings():
+        for numpy, numba in self.respellings:
             bound: dict[str, ast.expr] = {}
             if _bind(numpy, node, bound):
                 return _Operands(bound).visit(copy.deepcopy(numba))

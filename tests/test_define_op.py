@@ -231,6 +231,12 @@ def test_what_the_table_cannot_use_is_refused_when_defined():
         sg.define_op("f", lambda x: "x + 1")
     with pytest.raises(sg.SymgradError, match="already the op 'tanh'"):
         sg.define_op("hyperbolic_tangent", sp.tanh, numpy="np.tanh({0})")
+    with pytest.raises(sg.SymgradError, match="numba= respells the NumPy spelling; give numpy= too"):
+        sg.define_op("f", gelu_tanh, numba="np.tanh({0})")
+    for numba in ("np.arctan({1})", "np.arctan({0}", "x = {0}"):
+        with pytest.raises(sg.SymgradError, match=r"Numba spelling .* is not one expression of \{0\}"):
+            sg.define_op("arctan", sp.atan, numpy="np.arctan({0})", numba=numba)
+    assert "f" not in OPS and "arctan" not in OPS
 
 
 def test_an_import_that_fails_is_a_named_error_when_code_is_compiled_or_evaluated():

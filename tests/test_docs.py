@@ -138,3 +138,27 @@ def test_links_between_pages_resolve():
         for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             assert (page.parent / target).exists() or "notebooks" in target, \
                 f"{page.name} links to {target}, which does not exist"
+
+
+HEADING = re.compile(r"^### `sg\.(\w+)\((.*)\) -> \w+`$", re.M)
+
+
+@pytest.mark.parametrize("name, params", HEADING.findall((ROOT / "docs" / "api.md").read_text()))
+def test_each_function_heading_of_the_api_page_is_its_signature(name, params):
+    """The parameters a heading lists, their kinds and their defaults, are the function's."""
+    import ast
+    import inspect
+
+    import symgrad as sg
+
+    shown = ast.parse(f"def f({params}): pass").body[0].args  # type: ignore[attr-defined]
+    listed = [(a.arg, "positional") for a in shown.posonlyargs + shown.args] + \
+        [(a.arg, "keyword") for a in shown.kwonlyargs]
+    defaults = [ast.unparse(d) for d in shown.defaults] + \
+        [ast.unparse(d) for d in shown.kw_defaults if d is not None]
+    actual = inspect.signature(getattr(sg, name)).parameters.values()
+    kinds = {inspect.Parameter.KEYWORD_ONLY: "keyword"}
+    assert listed == [(p.name, kinds.get(p.kind, "positional")) for p in actual
+                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    assert defaults == [repr(p.default) for p in actual if p.default is not p.empty]
+    assert (shown.kwarg is not None) == any(p.kind == p.VAR_KEYWORD for p in actual)

@@ -226,6 +226,31 @@ def test_what_numba_cannot_compile_is_a_named_error():
         assert close(g.compile().value_and_grad(x=np.ones(3))[0], 3 * 0.8427007929497149)
 
 
+ERF_NUMBA = """import math
+
+import numba
+
+
+@numba.vectorize(["float64(float64)"])
+def erf(x):
+    return math.erf(x)
+"""
+
+
+def test_an_op_of_define_op_can_give_numba_its_own_spelling(tmp_path, monkeypatch):
+    """numba= respells the op's NumPy spelling (SciPy's erf, which Numba refuses) for Numba alone."""
+    pytest.importorskip("scipy.special")
+    (tmp_path / "erf_numba.py").write_text(ERF_NUMBA)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imports = ["from scipy.special import erf", "from erf_numba import erf as erf_nb"]
+    with sg.define_op("erf", sp.erf, numpy="erf({0})", imports=imports, numba="erf_nb({0})"):
+        g = sg.graph("sum(erf(x) * y) + sum(erf(2*y))", shapes={"x": (3, 4), "y": (4,)})
+        rng = np.random.default_rng(3)
+        same_as_numpy(g, {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=4)})
+        assert "erf(" in g.compile().source and "erf_nb" not in g.compile().source.split("def forward")[1]
+    assert "erf" not in OPS
+
+
 def test_unknown_backends_and_combinations_are_named_errors():
     g = sg.graph("sum(x)", shapes={"x": (2,)})
     f = g.compile(backend="numba")
