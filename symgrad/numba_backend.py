@@ -16,7 +16,8 @@ and nowhere else:
   ``matmul`` (``a @ b`` is printed so) of arrays of any rank;
 - an op whose NumPy spelling Numba refuses is written as its row of the op
   table spells it for Numba (``numba=``): the pick of one entry per row,
-  ``s[np.arange(n), y]`` (two advanced indices), is ``_pick(s, y)``;
+  ``s[np.arange(n), y]`` (two advanced indices), is ``_pick(s, y)``, and an
+  op of :func:`symgrad.define_op` may give a spelling of its own;
 - no ``del`` (Numba frees arrays itself), and gradients come back as a tuple
   that a Python function beside it makes the ``{input: gradient}`` dict.
 
