@@ -339,10 +339,10 @@ def body_source(name: str, params: str, body: list[str]) -> str:
     call = f"_jit_{name}({params})"
     out = f"_r[0], {{{', '.join(f'{k!r}: _r[1][{i}]' for i, k in enumerate(dicts.keys))}}}" \
         if dicts.keys is not None else "_r"
-    if dicts.batch and dicts.keys is not None:
+    if dicts.batch and dicts.keys is not None:  # a batch: the value or any input an array
         summed = ", ".join(f"{k!r}: (_r[1][{i}], {k})" for i, k in enumerate(dicts.keys))
-        out = f"(_r[0], _sum_each(_r[0], ({params},), {{{summed}}})) " \
-            f"if _r[0].__class__ is _numpy.ndarray else ({out})"
+        batch = " or ".join(f"{v}.__class__ is _numpy.ndarray" for v in ["_r[0]", *params.split(", ")])
+        out = f"(_r[0], _sum_each(_r[0], ({params},), {{{summed}}})) if {batch} else ({out})"
     return "\n".join([ast.unparse(tree), "", "",
                       "_refused = None  # why Numba refused to compile it, once it has", "", "",
                       f"def _arrays_{name}({params}):",

@@ -214,6 +214,19 @@ def test_a_graph_of_scalars_takes_floats_and_batches():
         same_as_numpy(g, {**lecture, "x0": np.array([-1.0, 1.0])})
 
 
+@pytest.mark.parametrize("text", ["(c - c) - 2", "0*c + 3", "x + 0*y", "y*0 + x*x"])
+def test_a_batch_through_a_graph_of_scalars_that_ignores_an_input(text):
+    """Each gradient has its input's shape, also where the output does not read that input."""
+    g = sg.graph(text)
+    rng = np.random.default_rng(5)
+    for shapes in ({n: (4,) for n in g.inputs}, {n: (4,) if i else () for i, n in enumerate(g.inputs)},
+                   {n: () if i else (2, 1) for i, n in enumerate(g.inputs)}):
+        point = {n: rng.normal(size=s) if s else 0.5 for n, s in shapes.items()}
+        same_as_numpy(g, point)
+        grads = g.compile(backend="numba").value_and_grad(**point)[1]
+        assert all(np.shape(grads[n]) == shapes[n] for n in g.inputs)
+
+
 def test_what_numba_cannot_compile_is_a_named_error():
     pytest.importorskip("scipy.special")
     with sg.define_op("erf", sp.erf, numpy="erf({0})", imports=["from scipy.special import erf"]):
