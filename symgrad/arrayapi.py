@@ -42,6 +42,8 @@ from .codegen import (
     _reading,
     _returns,
     _shapes,
+    _spread,
+    batch_blind,
     graph_dims,
 )
 from .compiled import load_module
@@ -116,6 +118,8 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     for line in backward:
         _standard(line, line.split(" = ")[0])
     batch = _batchable(g) and bool(program.wrt)
+    if _batchable(g):  # one output for each point of a batch the output does not read
+        forward = [*forward, *_spread(out, batch_blind(program), xp=True)]
     position = {n: i for i, n in enumerate(g.nodes)}
     dims = graph_dims(g)
     out_dims = [str(d) for d in g.shape(out) if named(d)]

@@ -234,7 +234,9 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
                shared.get(a.target.name,
                           [f"{a.target.name} = {_forward_code(a.expr, a.node, shapes, ints)}"])]
 
-    guard = [out] + _batch_blind(program) if batchable and program.wrt else []
+    blind = batch_blind(program) if batchable else []
+    guard = [out] + blind if batchable and program.wrt else []
+    per_point = _spread(out, blind)
     dims = graph_dims(g)
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     check = [f"_check({values}, _DECLARED)"] if not batchable and g.inputs else []
@@ -242,7 +244,7 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
         floats = " is ".join(f"{n}.__class__" for n in g.inputs)
         test = f"{floats} is not float" if len(g.inputs) == 1 else f"not {floats} is float"
         check = [f"if {test}:", f"    _points({values}, {tuple(g.inputs)!r})"]
-    functions = _together(program, forward, differences, guard, dims, check) if together else {}
+    functions = _together(program, forward, differences, guard, dims, check, per_point) if together else {}
     if not split:
         return functions
 
@@ -266,7 +268,7 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     dout_check = [f"if np.shape(dout) != {out_shape}:",
                   f'    raise ValueError(f"dout has shape {{np.shape(dout)}}, but the output has shape '
                   f'{shown}")'] if not batchable else []
-    forward_body = [*forward, f"return {_owned(g, out, arrays, forward)}, ({names})"]
+    forward_body = [*forward, *per_point, f"return {_owned(g, out, arrays, forward)}, ({names})"]
     return {
         "forward": _Function(args, f"The output {out}, and the cache of forward values backward reads.",
                              [*_reading(forward_body, dims), *forward_body], check=check, cache=tuple(cache)),
@@ -279,8 +281,10 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
 
 
 def _together(program: Program, forward: list[str], differences: set[str], guard: list[str],
-              dims: dict[str, tuple[str, int]], check: list[str]) -> dict[str, _Function]:
-    """value_and_grad and value, as text: the forward lines, then the adjoints with dout = 1."""
+              dims: dict[str, tuple[str, int]], check: list[str],
+              per_point: list[str]) -> dict[str, _Function]:
+    """value_and_grad and value, as text: the forward lines, then the adjoints with dout = 1
+    (``per_point``: the output spread over a batch it does not read, :func:`_spread`)."""
     g = program.graph
     batchable = _batchable(g)
     out = g.output
@@ -312,13 +316,13 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], value)]
     kept = {n for line in ending for n in _NAME.findall(line)}
     if batchable:
-        together_body = [*together_forward, *_freeing(together, made, kept), *ending]
+        together_body = [*together_forward, *_freeing(together, made, kept), *per_point, *ending]
     else:  # arrays: each forward value freed after the line that reads it last, forward lines too
         numbers = {n for n in made if g.shape(node_of[n]) == ()}
         hoisted = _hoisted(together_forward, together)
         together_body = [*_freeing(hoisted, [], kept | numbers), *ending]
-    value_body = [*value_forward, f"return {_owned(g, out, arrays, value_forward)}"]
-    float_body = [*value_forward, *plain, *ending] if sigmoids_shared else None
+    value_body = [*value_forward, *per_point, f"return {_owned(g, out, arrays, value_forward)}"]
+    float_body = [*value_forward, *plain, *per_point, *ending] if sigmoids_shared else None
     return {
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
@@ -525,12 +529,13 @@ def _freeing(lines: list[str], made: list[str], kept: set[str]) -> list[str]:
     return out
 
 
-def _batch_blind(program: Program) -> list[str]:
-    """The inputs of ``wrt`` whose batch the output may not show: unused, or cancelled (x - x).
+def batch_blind(program: Program) -> list[str]:
+    """The inputs whose batch the output may not show: unused, or cancelled (x - x).
 
     The output broadcasts an input unless every path from it passes through a
-    node whose expression lost the operand; those inputs join the output in the
-    test for a batch.
+    node whose expression lost the operand.  For a batch of points, those inputs
+    join the output in the test for a batch, and the output is spread over
+    their batch (:func:`_spread`): one output for each point.
     """
     g = program.graph
     shows = {g.output}
@@ -538,7 +543,21 @@ def _batch_blind(program: Program) -> list[str]:
         if any(v in shows and (not g.elementwise(v) or g.symbol(n) in g.expr(v).free_symbols)
                for v in g.nx.successors(n)):
             shows.add(n)
-    return [n for n in program.wrt if n not in shows]
+    return [n for n in g.inputs if n not in shows]
+
+
+def _spread(out: str, blind: list[str], xp: bool = False) -> list[str]:
+    """The lines that give a batch through a graph of scalars one output for each point where
+    the output does not read the inputs ``blind`` (``x + 0*y`` at a batch of y): the output
+    plus zeros of their shapes.  In NumPy code, only where one of them is an array."""
+    if not blind:
+        return []
+    zeros = " + ".join(f"{'xp' if xp else 'np'}.zeros_like({n})" for n in blind)
+    if xp:
+        return [f"{out} = {out} + {zeros}  # one output for each point of a batch the output does not read"]
+    test = " or ".join(f"{n}.__class__ is np.ndarray" for n in blind)
+    return [f"if {test}:  # a batch the output does not read: one output for each point",
+            f"    {out} = {out} + {zeros}"]
 
 
 def _header(program: Program, batchable: bool) -> list[str]:

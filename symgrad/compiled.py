@@ -30,6 +30,7 @@ from .codegen import (
     _functions,
     _indent,
     _module_text,
+    batch_blind,
     graph_dims,
     program_imports,
 )
@@ -276,6 +277,9 @@ class Compiled:
         self.program = build_program(graph, wrt)
         self.wrt: tuple[str, ...] = self.program.wrt
         self.batchable = _batchable(graph)
+        # a batch the output does not read (x + 0*y) runs the NumPy lines, which spread the output
+        # over it, with either backend
+        self._numba = self.backend == "numba" and not (self.batchable and batch_blind(self.program))
         self._scalar_out = self.batchable or graph.shape(graph.output) == ()
         classes = label_classes(graph)
         labels = set(graph.labels)
@@ -330,7 +334,7 @@ class Compiled:
         for floats in (True, False) if apart else (False,) if self.batchable and self.graph.inputs else ():
             self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
                 _OnFirstCall(functools.partial(self._body, name, floats))
-        if self.backend == "numba" and self.graph.inputs:
+        if self._numba and self.graph.inputs:
             self._namespace[f"_arrays_{name}"] = _OnFirstCall(functools.partial(self._jitted, name))
 
     @functools.cached_property
@@ -347,7 +351,7 @@ class Compiled:
         table = self._table if not self.batchable else None
         with collector_paused():  # writing and compiling 10^5 lines makes objects, but no cycles
             text = _entry_source(functions, self.graph.inputs, self.batchable, (name,), table,
-                                 beside=self.backend == "numpy")
+                                 beside=not self._numba)
             entries = load_module(text, "entry", self._namespace)
         self._files.add(entries.__file__)  # type: ignore[arg-type]
         return getattr(entries, name)  # type: ignore[no-any-return]
