@@ -53,14 +53,14 @@ from .graph import Graph
 from .program import Program, build_program
 from .values import check_inputs, check_labels, coerce
 
-# The functions of the Python array API standard (2023.12) the printers may call.
+# The functions and constants of the Python array API standard (2023.12) the printers may use.
 STANDARD = frozenset("""
     abs acos acosh asin asinh atan atan2 atanh ceil clip cos cosh exp expm1 floor hypot isfinite isnan
     log log1p log2 log10 logaddexp maximum minimum pow round sign sin sinh sqrt square tan tanh trunc
     sum prod mean max min std var cumulative_sum matmul matrix_transpose tensordot vecdot
     permute_dims reshape expand_dims broadcast_to broadcast_arrays concat stack squeeze flip roll
     moveaxis take take_along_axis where argmax argmin asarray arange eye full full_like ones ones_like
-    zeros zeros_like empty linspace astype all any float64 float32 int64 bool
+    zeros zeros_like empty linspace astype all any float64 float32 int64 bool e pi inf nan
 """.split())
 
 SUM_TO = '''\

@@ -549,13 +549,12 @@ def batch_blind(program: Program) -> list[str]:
 def _spread(out: str, blind: list[str], xp: bool = False) -> list[str]:
     """The lines that give a batch through a graph of scalars one output for each point where
     the output does not read the inputs ``blind`` (``x + 0*y`` at a batch of y): the output
-    plus zeros of their shapes.  In NumPy code, only where one of them is an array."""
+    plus zeros of their shapes, where one of them is an array (array-API code: of a rank
+    above 0)."""
     if not blind:
         return []
     zeros = " + ".join(f"{'xp' if xp else 'np'}.zeros_like({n})" for n in blind)
-    if xp:
-        return [f"{out} = {out} + {zeros}  # one output for each point of a batch the output does not read"]
-    test = " or ".join(f"{n}.__class__ is np.ndarray" for n in blind)
+    test = " or ".join(f"{n}.ndim" if xp else f"{n}.__class__ is np.ndarray" for n in blind)
     return [f"if {test}:  # a batch the output does not read: one output for each point",
             f"    {out} = {out} + {zeros}"]
 

@@ -265,6 +265,11 @@ class ArrayAPIPrinter(NumPyPrinter):
         super().__init__(settings, shapes, ints)
         self.printmethod = "_arrayapicode"
 
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if _computed_number(expr):  # xp.sqrt(2) would take a Python number: most libraries refuse
+            return float_literal(expr.evalf(17))
+        return super()._print(expr, **kwargs)
+
     def _template(self, op: Op) -> str | Any:
         if op.xp is not None:
             return op.xp
@@ -361,6 +366,16 @@ def array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = Non
 
 def _array_api_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None, ints: Set[sp.Symbol]) -> str:
     return _checked(ArrayAPIPrinter({"fully_qualified_modules": True}, shapes, ints), expr, "xp")
+
+
+def _computed_number(expr: Any) -> bool:
+    """A real number that takes a function or a root to compute (``sqrt(2)``, ``log(1 + e)``),
+    not a literal or a named constant such as π."""
+    if not isinstance(expr, sp.Expr) or not expr.is_number or expr.is_Atom:
+        return False
+    computed = expr.atoms(sp.Function) or any(isinstance(p, sp.Pow) and not p.exp.is_Integer
+                                             for p in sp.preorder_traversal(expr))
+    return bool(computed) and expr.is_extended_real is True and expr.is_finite is True
 
 
 def float_literal(number: sp.Expr) -> str:

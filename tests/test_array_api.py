@@ -46,6 +46,15 @@ def corpus() -> tuple[tuple[str, sg.Graph, dict], ...]:
         cases.append((f"two_layer{'_N' if named else ''}", g, values))
     shapes = cs229_shapes(3, 4)
     cases.append(("cs229", sg.graph(cs229_net, shapes=shapes), cs229_values(3, 4, 0)))
+    rng = np.random.default_rng(4)
+    xy = {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=(3, 4))}
+    cases += [  # numbers that take a function to compute (a library's sqrt may refuse a Python number)
+        ("computed_constants", sg.graph("sum(x*sqrt(2) + log(1 + exp(1)) + tanh(0.5)*y + pi*x - y/sqrt(pi))",
+                                        shapes={"x": (3, 4), "y": (3, 4)}), xy),
+        ("gelu_tanh_form", sg.graph("sum(x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3))) * y)",
+                                    shapes={"x": (3, 4), "y": (3, 4)}), xy),
+        ("batch_the_output_does_not_read", sg.graph("x*3 + 0*y"), {"x": 2.0, "y": np.ones(4)}),
+    ]
     return tuple(cases)
 
 
