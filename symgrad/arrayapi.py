@@ -113,7 +113,11 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     out = g.output
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
-    forward = [f"{a.target.name} = {_xp_code(a.expr, a.node, shapes, ints)}" for a in program.forward]
+    like = next((n for n in g.inputs if n not in g.labels), None)  # the float type numbers take
+    forward = [f"{a.target.name} = {_xp_code(a.expr, a.node, shapes, ints)}" if not a.expr.is_number or
+               like is None else f"{a.target.name} = xp.asarray({_xp_code(a.expr, a.node, shapes, ints)}, "
+               f"dtype={like}.dtype)  # an array: a library's functions may refuse a Python number"
+               for a in program.forward]
     backward, used, results = _adjoint_lines(program, program.dout, xp=True)
     for line in backward:
         _standard(line, line.split(" = ")[0])

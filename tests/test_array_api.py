@@ -54,6 +54,8 @@ def corpus() -> tuple[tuple[str, sg.Graph, dict], ...]:
         ("gelu_tanh_form", sg.graph("sum(x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3))) * y)",
                                     shapes={"x": (3, 4), "y": (3, 4)}), xy),
         ("batch_the_output_does_not_read", sg.graph("x*3 + 0*y"), {"x": 2.0, "y": np.ones(4)}),
+        ("nodes_that_are_numbers", sg.graph("abs(abs(c - c)) + min(cos(a - a), relu(b - b)) + a*b"),
+         {n: rng.normal(size=4) for n in "abc"}),  # c - c is 0.0, which abs' derivative, sign, reads
     ]
     return tuple(cases)
 
