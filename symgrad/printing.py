@@ -320,6 +320,8 @@ class ArrayAPIPrinter(NumPyPrinter):
         return f"xp.reshape({a}, (-1, 1))*xp.reshape({b}, (1, -1))"
 
     def _print_expand_dims(self, expr: sp.Function) -> str:
+        if expr.args[0].is_number:  # the number itself, which broadcasts as its new axes would:
+            return float_literal(expr.args[0])  # xp.expand_dims takes arrays, not Python numbers
         text = self._print(expr.args[0])
         for axis in sorted(int(a) for a in expr.args[1]):
             text = f"xp.expand_dims({text}, axis={axis})"

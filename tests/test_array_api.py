@@ -56,6 +56,9 @@ def corpus() -> tuple[tuple[str, sg.Graph, dict], ...]:
         ("batch_the_output_does_not_read", sg.graph("x*3 + 0*y"), {"x": 2.0, "y": np.ones(4)}),
         ("nodes_that_are_numbers", sg.graph("abs(abs(c - c)) + min(cos(a - a), relu(b - b)) + a*b"),
          {n: rng.normal(size=4) for n in "abc"}),  # c - c is 0.0, which abs' derivative, sign, reads
+        ("amax_of_a_vector_along_its_axis",  # its vjp expands the number dout = 1
+         sg.graph("amax(x, axis=-1) + amin(x, axis=0)", shapes={"x": (3,)}),
+         {"x": np.array([1.0, 3.0, 2.0])}),
     ]
     return tuple(cases)
 
