@@ -114,10 +114,12 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
     like = next((n for n in g.inputs if n not in g.labels), None)  # the float type numbers take
-    forward = [f"{a.target.name} = {_xp_code(a.expr, a.node, shapes, ints)}" if not a.expr.is_number or
-               like is None else f"{a.target.name} = xp.asarray({_xp_code(a.expr, a.node, shapes, ints)}, "
-               f"dtype={like}.dtype)  # an array: a library's functions may refuse a Python number"
-               for a in program.forward]
+    forward = []
+    for a in program.forward:
+        code = _xp_code(a.expr, a.node, shapes, ints)
+        if a.expr.is_number and like is not None:  # an array: a library's sign() may refuse a number
+            code = f"xp.asarray({code}, dtype={like}.dtype)"
+        forward.append(f"{a.target.name} = {code}")
     backward, used, results = _adjoint_lines(program, program.dout, xp=True)
     for line in backward:
         _standard(line, line.split(" = ")[0])
