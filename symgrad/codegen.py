@@ -35,8 +35,10 @@ Common sub-expressions of the adjoints are shared through SymPy's ``cse``
 
 In a graph of scalars, inputs may be NumPy arrays of any broadcastable shapes
 (a batch of points): the value is computed point by point, as NumPy
-broadcasts, and each gradient (of the value's sum, or of ``sum(dout * value)``)
-is summed back to its input's shape by the module's ``_sum_to`` (in
+broadcasts (and spread over the batch of an input it does not read, ``x +
+0*y`` at a batch of y, so that there is one output for each point), and
+each gradient (of the value's sum, or of ``sum(dout * value)``) is summed
+back to its input's shape by the module's ``_sum_to`` (in
 ``value_and_grad``, ``_sum_each``, which also makes each gradient a new
 array: never an input, the value or another gradient).  The scalar
 path pays one ``ndarray`` test for this, and one class test per input: inputs
