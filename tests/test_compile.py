@@ -128,15 +128,17 @@ def test_compiled_equals_sympy_diff_on_random_expressions(tree, point):
 @given(trees(3), points, st.sampled_from(NAMES))
 def test_a_batch_in_one_input_sums_the_other_gradients_over_the_points(tree, point, batched):
     assume(uses_input(tree))
-    f = graph_of(tree).compile()
+    graph = graph_of(tree)
+    f = graph.compile()
     xs = point[batched] + np.array([0.0, 0.25, -0.5, 1.0])
-    value, grads = f.value_and_grad(**{**point, batched: xs})
     each = [f.value_and_grad(**{**point, batched: float(x)}) for x in xs]
-    assert close(value, [v for v, _ in each]) and np.shape(value) == (4,)  # also where x - x, or x unused
-    for n in NAMES:
-        per_point = np.array([float(g[n]) for _, g in each])
-        want = np.sum(per_point) if n != batched else per_point
-        assert close(grads[n], want) and np.shape(grads[n]) == np.shape(want), (n, f.source)
+    for path in (f, graph.compile(xp=np)):  # the NumPy code and the array-API code
+        value, grads = path.value_and_grad(**{**point, batched: xs})
+        assert close(value, [v for v, _ in each]) and np.shape(value) == (4,)  # also where x - x, or x unused
+        for n in NAMES:
+            per_point = np.array([float(g[n]) for _, g in each])
+            want = np.sum(per_point) if n != batched else per_point
+            assert close(grads[n], want) and np.shape(grads[n]) == np.shape(want), (n, f.source)
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
