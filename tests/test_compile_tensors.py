@@ -245,7 +245,8 @@ def test_no_gradient_or_value_is_an_array_the_caller_holds_or_another_gradient(t
                                         ("x + y", lambda x, y: x + y)])
 @pytest.mark.parametrize("path", ["compiled", "module", "numba"])
 def test_a_graph_of_scalars_returns_no_array_the_caller_holds(text, want, path):
-    """A batch of points through a graph of scalars whose output is an input: the value is a copy."""
+    """A batch of points through a graph of scalars whose output is an input (x, x*1, and y + 0*x,
+    which SymPy makes y) or not (x + y): the value is never an array the caller holds."""
     if path == "numba":
         pytest.importorskip("numba")
     g = sg.graph(text)
