@@ -13,10 +13,11 @@ outside the standard is an UnsupportedError naming the node.
 The module imports nothing at its top: ``array_api_compat`` only when no
 ``xp`` is passed.  Inputs of a graph of scalars may be arrays of broadcastable
 shapes, as in the NumPy code; each gradient is summed back to its input's
-shape by the module's ``_sum_to``.  The numbers are the library's default
-floats (float64 in NumPy and ``array_api_strict``; set
-``torch.set_default_dtype(torch.float64)`` or JAX's ``jax_enable_x64`` for
-float64 there).
+shape by the module's ``_sum_to``.  Arrays made from numbers (``xp.full``,
+``xp.zeros``, ``xp.eye``) take the float type of the inputs, ``_float``
+(:data:`symgrad.printing.XP_FLOAT`; ``dout``'s in ``backward``), not the
+library's default (float32 in PyTorch); JAX needs ``jax_enable_x64`` for
+float64 at all.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from .compiled import load_module
 from .dims import named
 from .errors import InputError, UnsupportedError
 from .graph import Graph
+from .printing import XP_FLOAT
 from .program import Program, build_program
 from .values import check_inputs, check_labels, coerce
 
@@ -83,6 +85,13 @@ def _namespace(*arrays):
     return compat.array_namespace(*arrays)
 '''
 
+FLOAT_TYPE = '''\
+def _float_type(a, xp):
+    """The float type of the arrays made from numbers: a's, where a is floats, else the default."""
+    dtype = xp.asarray(a).dtype
+    return dtype if xp.isdtype(dtype, "real floating") else xp.asarray(0.0).dtype
+'''
+
 _CALL = re.compile(r"\bxp\.(\w+)")
 
 
@@ -113,12 +122,12 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     out = g.output
     args = ", ".join(g.inputs)
     shapes, ints = _shapes(program), {g.symbol(n) for n in g.labels}
-    like = next((n for n in g.inputs if n not in g.labels), None)  # the float type numbers take
+    like = next((n for n in g.inputs if n not in g.labels), None)  # an input whose float type numbers take
     forward = []
     for a in program.forward:
         code = _xp_code(a.expr, a.node, shapes, ints)
         if a.expr.is_number and like is not None:  # an array: a library's sign() may refuse a number
-            code = f"xp.asarray({code}, dtype={like}.dtype)"
+            code = f"xp.asarray({code}, dtype={XP_FLOAT})"
         forward.append(f"{a.target.name} = {code}")
     backward, used, results = _adjoint_lines(program, program.dout, xp=True)
     for line in backward:
@@ -160,20 +169,31 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
     together_body = [*forward, *together]
     value_body = [*forward, f"return {own}"]
     with_xp = f"{args}, xp=None" if args else "xp=None"
+    float_of = f"_float_type({like}, xp)" if like is not None else "xp.asarray(0.0).dtype"
+    backward_body = [*unpack, *_reading(backward, {d: dims[d] for d in cached_dims}), *spread,
+                     *rename, *backward, *returns]
     return {
         "forward": _Function(with_xp, f"The output {out}, and the cache of forward values backward reads.",
-                             [*namespace, *_reading(forward_body, dims), *forward_body], cache=tuple(cache)),
+                             [*namespace, *_float(forward_body, float_of), *_reading(forward_body, dims),
+                              *forward_body], cache=tuple(cache)),
         "backward": _Function("dout, cache, xp=None", f"The gradients of sum(dout * {out}): "
                               "{input: gradient}.",
-                              [*(["if xp is None:", "    xp = _namespace(dout)"]), *unpack,
-                               *_reading(backward, {d: dims[d] for d in cached_dims}), *spread,
-                               *rename, *backward, *returns], batch),
+                              [*(["if xp is None:", "    xp = _namespace(dout)"]),
+                               *_float(backward_body, "_float_type(dout, xp)"), *backward_body], batch),
         "value_and_grad": _Function(
             with_xp, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
-            [*namespace, *_reading(together_body, dims), *together_body]),
+            [*namespace, *_float(together_body, float_of), *_reading(together_body, dims), *together_body]),
         "value": _Function(with_xp, f"The output {out}.",
-                           [*namespace, *_reading(value_body, dims), *value_body]),
+                           [*namespace, *_float(value_body, float_of), *_reading(value_body, dims),
+                            *value_body]),
     }
+
+
+def _float(body: list[str], float_of: str) -> list[str]:
+    """``_float = _float_type(x, xp)`` where ``body`` makes arrays from numbers: the float type
+    they take (an input's, or dout's in backward), not the library's default."""
+    used = any(re.search(rf"\b{XP_FLOAT}\b", line) for line in body)
+    return [f"{XP_FLOAT} = {float_of}  # the float type of the arrays made from numbers"] if used else []
 
 
 def array_api_source(program: Program) -> str:
@@ -200,6 +220,8 @@ def array_api_source(program: Program) -> str:
         fn = functions[name]
         lines += [f"def {name}({fn.params}):", f'    """{fn.doc}"""', *_indent(fn.body), "", ""]
     lines += [NAMESPACE, ""]
+    if any(XP_FLOAT in line for fn in functions.values() for line in fn.body):
+        lines += ["", FLOAT_TYPE, ""]
     if functions["backward"].batch_helpers:
         lines += ["", SUM_TO, "", BACKWARD_ALIAS]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -319,7 +341,11 @@ class ArrayCompiled:
         """``{input: gradient}`` of ``sum(dout * value)``."""
         if not isinstance(cache, tuple):
             raise InputError(f"cache must be what forward(...) returned second, not {type(cache).__name__}")
-        return self.module.backward(self.xp.asarray(dout), cache, xp=self.xp)  # type: ignore[no-any-return]
+        xp = self.xp
+        if not hasattr(dout, "dtype"):  # a number: in the float type of the forward values, not the default
+            floats = [c.dtype for c in cache if hasattr(c, "dtype") and xp.isdtype(c.dtype, "real floating")]
+            dout = xp.asarray(dout, dtype=floats[0]) if floats else xp.asarray(dout)
+        return self.module.backward(xp.asarray(dout), cache, xp=xp)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         what = self.graph.source or self.graph.output

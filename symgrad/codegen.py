@@ -74,7 +74,7 @@ from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
 from .graph import Graph
 from .ops import OPS, printed_as_form
-from .printing import array_api_code, float_literal, imports_of, numpy_code
+from .printing import XP_FLOAT, array_api_code, float_literal, imports_of, numpy_code
 from .program import Program, build_program
 from .tensors import amax, broadcast_to, logsumexp, mean, reduce_sum, shape_of, sum_to
 from .values import label_classes
@@ -603,6 +603,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
     array-API code (:func:`symgrad.printing.array_api_code`).
     """
     lib = "xp" if xp else "np"
+    dtype = f", dtype={XP_FLOAT}" if xp else ""  # array-API code: the float type of the inputs
     subs: dict[sp.Symbol, sp.Expr] = {program.dout: dout}
     shapes, ints = _shapes(program), {program.graph.symbol(n) for n in program.graph.labels}
     stretched = _stretched(program, shapes)
@@ -618,7 +619,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
         if adj.node in wrt:
             results[adj.node] = adj.target.name
         if not adj.terms:  # an input the output does not depend on
-            zeros[adj.target] = "0.0" if adj.shape == () else f"{lib}.zeros({show(adj.shape)})"
+            zeros[adj.target] = "0.0" if adj.shape == () else f"{lib}.zeros({show(adj.shape)}{dtype})"
             targets.append(adj.target)
             continue
         expr = stretched.get(adj.target, adj.expr)
@@ -661,8 +662,9 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             value = expr.args[0]
             fill = _number(value, target.name) if value.is_Number else \
                 _code(value, target.name, shapes, ints, xp)
-            code = f"{lib}.full({show(expr.array_shape())}, {fill})" if not xp or value.is_Number else \
-                f"xp.zeros({show(expr.array_shape())}) + {fill}"  # the standard fills with numbers only
+            shape = show(expr.array_shape())
+            code = f"{lib}.full({shape}, {fill}{dtype})" if not xp or value.is_Number else \
+                f"xp.zeros({shape}{dtype}) + {fill}"  # the standard fills with numbers only
         else:
             code = _number(expr, target.name) if expr.is_Number else \
                 _code(expr, target.name, shapes, ints, xp)

@@ -248,6 +248,12 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         return f"np.eye({self._print(expr.args[1])})[{self._print(expr.args[0])}]"
 
 
+# The float type of the arrays that array-API code makes from numbers (xp.full, xp.zeros, ...):
+# the inputs' or dout's, which each generated function reads first, not the library's default
+# (float32 in PyTorch, whose float32 arrays would round float64 inputs' gradients).
+XP_FLOAT = "_float"
+
+
 class ArrayAPIPrinter(NumPyPrinter):
     """Code for any array library of the Python array API standard, called ``xp``.
 
@@ -329,11 +335,12 @@ class ArrayAPIPrinter(NumPyPrinter):
 
     def _print_broadcast_to(self, expr: sp.Function) -> str:
         a = expr.args[0]
-        value = float_literal(a) if a.is_Number else self._print(a)
-        return f"xp.broadcast_to(xp.asarray({value}), {self.shape(expr.args[1])})"
+        value = float_literal(a) if a.is_Number else self._print(a)  # a number, 1/N, or an array
+        return f"xp.broadcast_to(xp.asarray({value}, dtype={XP_FLOAT}), {self.shape(expr.args[1])})"
 
     def _print_onehot(self, expr: sp.Function) -> str:
-        return f"xp.take(xp.eye({self._print(expr.args[1])}), {self._print(expr.args[0])}, axis=0)"
+        eye = f"xp.eye({self._print(expr.args[1])}, dtype={XP_FLOAT})"
+        return f"xp.take({eye}, {self._print(expr.args[0])}, axis=0)"
 
     def _print_equal(self, expr: sp.Function) -> str:
         a, b = (self._print(x) for x in expr.args)
@@ -347,7 +354,7 @@ class ArrayAPIPrinter(NumPyPrinter):
         return f"xp.sign({self._print(expr.args[0])})"
 
     def _print_eye(self, expr: sp.Function) -> str:
-        return f"xp.eye({int(expr.args[0])})"
+        return f"xp.eye({int(expr.args[0])}, dtype={XP_FLOAT})"
 
 
 _NP = re.compile(r"\bnp\.")
@@ -449,6 +456,8 @@ def _checked(printer: NumPyPrinter, expr: sp.Expr, module: str) -> str:
     text = printer.doprint(expr)
     symbols = {printer._print(s) for s in expr.free_symbols} if isinstance(expr, sp.Basic) else set()
     imported = _bound(imports_of(expr)) if OPS.imports() else frozenset()
+    if module == "xp":
+        imported = frozenset({*imported, XP_FLOAT})
     return check_spelling(text, symbols, module, imported)
 
 

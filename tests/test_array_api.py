@@ -142,6 +142,19 @@ def test_corpus_on_pytorch(torch, capsys):
     assert found == []
 
 
+def test_corpus_on_pytorch_with_its_float32_default():
+    """float64 inputs under PyTorch's own default, float32: the arrays the code makes from numbers
+    (xp.full, xp.zeros, xp.eye, a folded dout) take the inputs' float type, so nothing rounds."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    assert torch.get_default_dtype() == torch.float32
+
+    def to_numpy(a):
+        assert not isinstance(a, torch.Tensor) or a.dtype == torch.float64, a.dtype
+        return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+    assert [d for i in range(len(CASE_IDS)) for d in run(i, torch, to_numpy)] == []
+
+
 def test_torch_tensors_in_and_out(torch):
     g, values = two_layer_graph(named=True)
     f = g.compile(xp=torch)
