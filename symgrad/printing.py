@@ -130,7 +130,8 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         if not exponent.is_Integer:  # Python's float ** would turn (-8.0)**(1/3) complex
             return f"np.power({self._print(base)}, {self._print(exponent)})"
         if exponent in (3, 4) and base.is_Symbol:  # NumPy's power is some 30 products' time
-            return "*".join([self._print(base)] * int(exponent))
+            # in parentheses: a Mul prints x**3 as a Pow after its "/" (y/x**3 is y/(x*x*x))
+            return "(" + "*".join([self._print(base)] * int(exponent)) + ")"
         return f"{self._operand(base)}**{self._operand(exponent)}"
 
     def _operand(self, e: sp.Expr) -> str:
@@ -138,6 +139,7 @@ class NumPyPrinter(_SymPyNumPyPrinter):
         text = self._print(e)
         simple = (
             e.is_Symbol
+            or (isinstance(e, sp.Pow) and e.exp in (3, 4) and e.base.is_Symbol)  # (x*x*x)
             or (isinstance(e, sp.Function) and precedence(e) >= PRECEDENCE["Func"])
             or (isinstance(e, (sp.Integer, sp.Float)) and e >= 0)
         )

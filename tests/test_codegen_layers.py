@@ -226,12 +226,14 @@ def test_products_print_scalars_then_small_arrays_first():
     shapes = {q: (3,), a: (3, 1), b: (3, 4), c: (3, 1)}
     assert numpy_code(sp.sqrt(2) * q / sp.sqrt(sp.pi), shapes) == "np.sqrt(2)/np.sqrt(np.pi)*q"
     assert numpy_code(a * b * c, shapes) == "a*c*b"  # two columns, then one pass over b
-    assert numpy_code(q**3, shapes) == "q*q*q" and numpy_code(q**4, shapes) == "q*q*q*q"
+    assert numpy_code(q**3, shapes) == "(q*q*q)" and numpy_code(q**4, shapes) == "(q*q*q*q)"
+    assert numpy_code(a / q**3, shapes) == "a/(q*q*q)"  # after a "/", a product needs its parentheses
     assert numpy_code((q + 1) ** 3, shapes) == "(q + 1)**3" and numpy_code(q**5, shapes) == "q**5"
     assert numpy_code(b - a, shapes) == "b - a"
     rng = np.random.default_rng(0)
     env = {"np": np, **{str(s): rng.normal(size=shape) for s, shape in shapes.items()}}
-    for expr in (sp.sqrt(2) * q / sp.sqrt(sp.pi), a * b * c / 3, q**3, -(q**4), b - a * c, -a * b + 2 * c):
+    for expr in (sp.sqrt(2) * q / sp.sqrt(sp.pi), a * b * c / 3, q**3, -(q**4), b - a * c, -a * b + 2 * c,
+                 -2 * a / q**3, c / q**4, q**-3, 2 ** (q**3), a / (q**3 + 1)):
         want = sp.lambdify([q, a, b, c], expr, "numpy")(env["q"], env["a"], env["b"], env["c"])
         np.testing.assert_allclose(eval(numpy_code(expr, shapes), env), want, rtol=1e-14)
 

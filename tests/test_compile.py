@@ -547,3 +547,19 @@ def test_an_op_of_inexact_constants_is_its_value_so_a_hidden_zero_is_zero():
     assert value == pytest.approx(base ** 0.3, rel=1e-12)
     slope = base ** 0.3 * (math.log(base) + 0.3 * 2.75 * s * (1 - s) / base)
     assert grads["x"] == pytest.approx(slope, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["x**(-2)", "x**(-3)*y", "y/x**4", "0.5/(y + x**2)**2", "x**3/y"])
+def test_negative_and_small_integer_powers_against_sympy(text):
+    """x**(-2) differentiates to -2/x**3, whose x**3 is printed as a product: (x*x*x)."""
+    g = sg.graph(text)
+    point = {n: {"x": 1.7, "y": -0.6}[n] for n in g.inputs}
+    expr = g.expression()
+    subs = {s: point[s.name] for s in expr.free_symbols}
+    want = {n: float(sp.diff(expr, sp.Symbol(n, real=True)).evalf(subs=subs)) for n in g.inputs}
+    f = g.compile()
+    paths = [g.backprop(**{n: point[n] for n in g.inputs}).grads, f.value_and_grad(**point)[1],
+             f.module.value_and_grad(*(point[n] for n in g.inputs))[1],
+             g.compile(xp=np).value_and_grad(**point)[1]]
+    for grads in paths:
+        assert all(close(float(grads[n]), want[n], rtol=1e-12) for n in g.inputs), (grads, want)
