@@ -202,7 +202,6 @@ class _Function:
     doc: str
     body: list[str]
     batch_helpers: bool = False
-    floats: list[str] | None = None  # the body for floats where it differs: sigmoids not sharing arrays
     check: list[str] = field(default_factory=list)
     cache: tuple[str, ...] = ()  # forward: the names of the values the cache holds
 
@@ -294,16 +293,14 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     scalar_out = g.shape(out) == ()
     together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
-    plain = together  # the float lines share exponentials their own way (symgrad.scalar)
     together_forward, together = _share_sigmoids(forward, together, set(g.nx))
-    sigmoids_shared = together_forward != forward
     together_forward = _unread_dropped(together_forward, differences, together, out)
     value_forward = _unread_dropped(forward, differences, [], out)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
     made = [line.split(" = ")[0] for line in together_forward]
-    node_of = {n: n if n in g.nx else re.sub(r"^_(exp|max|sum)_", "", n) for n in made}  # _exp_q: q's
+    node_of = {n: n if n in g.nx else re.sub(r"^_(exp|den|max|sum)_", "", n) for n in made}  # _exp_q: q's
     dead = [n for n in made if n != out and n not in read and (batchable or g.shape(node_of[n]) != ())]
     if dead and batchable:  # arrays kept to the end would make the gradients' arrays take fresh memory
         together.insert(0, f"del {', '.join(dead)}  # forward values the gradients do not read")
@@ -324,11 +321,10 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
         hoisted = _hoisted(together_forward, together)
         together_body = [*_freeing(hoisted, [], kept | numbers), *ending]
     value_body = [*value_forward, *per_point, f"return {_owned(g, out, arrays, value_forward)}"]
-    float_body = [*value_forward, *plain, *per_point, *ending] if sigmoids_shared else None
     return {
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
-            [*_reading(together_body, dims), *together_body], check=check, floats=float_body),
+            [*_reading(together_body, dims), *together_body], check=check),
         "value": _Function(args, f"The output {out}.", [*_reading(value_body, dims), *value_body]),
     }
 
@@ -355,42 +351,38 @@ _SIGMOID_PRODUCT = re.compile(r"(?<![\w./])(?<!\*\*)(?P<q>[A-Za-z_]\w*)\*"
 def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
     """The lines of value_and_grad with each sigmoid of a name ``a`` sharing its exponential.
 
-    A sigmoid node ``q = np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``
-    keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.maximum(_exp_q, a >= 0)/(1 + _exp_q)``
-    (the numerator is 1 where a ≥ 0 and e^a elsewhere, as ``e^(−|a|) ≤ 1``: one cheap pass,
-    where ``np.where`` takes five times as long); the adjoints read σ(a) as ``q``, σ(−a) as
-    ``np.maximum(_exp_q, a < 0)/(1 + _exp_q)`` and
-    the derivative σ(a)σ(−a), written ``q*σ(−a)``, as ``_exp_q/(1 + _exp_q)**2`` (the same for
-    either sign of a), instead of computing two more exponentials.
+    A sigmoid node ``q = np.exp(np.minimum(a, 709.0))/(1 + np.exp(np.minimum(a, 709.0)))``
+    keeps ``e = e^min(a, 709)`` as ``_exp_q`` and ``1 + e`` as ``_den_q``, and becomes
+    ``_exp_q/_den_q`` (the same number, with one ``exp``); the adjoints read σ(a) as ``q``,
+    σ(−a) = 1/(1 + e) as ``(1/_den_q)``, and the derivative σ(a)σ(−a), written ``q*σ(−a)``, as
+    ``q/_den_q``: no more exponentials, and one pass for the derivative.
     """
     forward_out: list[str] = []
     shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
     products: dict[str, str] = {}  # q*σ(−a), σ′(a), printed -> what replaces it
     for line in forward:
         m = _SIGMOID.match(line)
-        e = f"_exp_{m['q']}" if m else ""
-        if m is None or e in names:
+        e, den = (f"_exp_{m['q']}", f"_den_{m['q']}") if m else ("", "")
+        if m is None or e in names or den in names:
             forward_out.append(line)
             continue
         q, a = m["q"], m["a"]
         minus_a = a[1:] if a.startswith("-") else "-" + a
-        forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.maximum({e}, {a} >= 0)/(1 + {e})"]
-        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(np.maximum({e}, {a} < 0)/(1 + {e}))"  # σ(−a)
+        forward_out += [f"{e} = np.exp(np.minimum({a}, 709.0))", f"{den} = 1 + {e}", f"{q} = {e}/{den}"]
+        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(1/{den})"  # σ(−a)
         shared[_SIGMOID_SPELLING.format(a)] = q  # σ(a)
-        products[f"{q}*{_SIGMOID_SPELLING.format(minus_a)}"] = f"{e}/(1 + {e})**2"
+        products[f"{q}*{_SIGMOID_SPELLING.format(minus_a)}"] = f"{q}/{den}"
 
     def share(m: re.Match[str]) -> str:
         return shared.get(m.group(0), m.group(0))
 
     def derivative(m: re.Match[str]) -> str:
-        found = products.get(m.group(0))
-        return m.group(0) if found is None else found if m.span() == whole else f"({found})"
+        return products.get(m.group(0), m.group(0))
 
     if shared:  # one pass over the lines, each sigmoid looked up
         out = []
         for line in adjoints:
             if _SIGMOID_HEAD in line:
-                whole = (line.find(" = ") + 3, len(line))  # a product that is all the line holds
                 line = _SIGMOID_TEXT.sub(share, _SIGMOID_PRODUCT.sub(derivative, line))
             out.append(line)
         adjoints = out

@@ -109,32 +109,47 @@ def test_shared_sigmoid_exponentials_keep_the_precision_of_the_gradient(text, sl
 
 
 def test_the_shared_sigmoid_is_spelled_as_the_docs_say():
-    """docs/stability.md quotes the value and the gradient of a sigmoid node in value_and_grad."""
+    """docs/stability.md quotes the lines of a sigmoid node in value_and_grad and the table's spelling."""
     docs = (Path(__file__).parent.parent / "docs" / "stability.md").read_text()
-    quoted = re.search(r"as `(np\.maximum\(_exp_q, a >= 0\)/\(1 \+ _exp_q\))`", docs)
-    gradient = re.search(r"σ\(a\)·σ\(−a\) is `(_exp_q/\(1 \+ _exp_q\)\*\*2)`", docs)
-    assert quoted and gradient
+    quoted = [re.search(f"`({re.escape(start)}[^`]*)`", docs)
+              for start in ("_exp_q = ", "_den_q = ", "q = _exp_q")]
+    gradient = re.search(r"σ\(a\)·σ\(−a\) is `([^`]*)`", docs)
+    assert all(quoted) and gradient
     body = sg.graph("sigmoid(x)").compile().source.split("def value_and_grad")[1]
-    assert f"q1 = {quoted[1].replace('_exp_q', '_exp_q1').replace('a >=', 'x >=')}" in body
-    assert f"dx = {gradient[1].replace('_exp_q', '_exp_q1')}" in body
+
+    def named(text: str) -> str:
+        return re.sub(r"\bq\b", "q1", re.sub(r"_q\b", "_q1", text)).replace("(a,", "(x,")
+
+    for line in [*(m[1] for m in quoted), f"dx = {gradient[1]}"]:  # type: ignore[index]
+        assert f"    {named(line)}\n" in body, line
+    table = re.search(r"\| `sigmoid\(a\)` \| [^|]+\| `([^`]+)` \|", docs)
+    assert table and f"({table[1]})" == OPS["sigmoid"].numpy.format("a")
 
 
 def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
-    """q*σ(−a) becomes e/(1 + e)²; where / or ** binds q or σ(−a) more tightly, it stays."""
+    """q*σ(−a) becomes q/(1 + e); where / or ** binds q or σ(−a) more tightly, σ(−a) is 1/(1 + e)."""
     share = importlib.import_module("symgrad.codegen")._share_sigmoids
     sig = OPS["sigmoid"].numpy.format
     forward = ["q = " + sig("a")[1:-1]]
-    derivative, minus = "_exp_q/(1 + _exp_q)**2", "(np.maximum(_exp_q, a < 0)/(1 + _exp_q))"
+    assert share(forward, [], {"q", "a"})[0] == [
+        "_exp_q = np.exp(np.minimum(a, 709.0))", "_den_q = 1 + _exp_q", "q = _exp_q/_den_q"]
+    minus = "(1/_den_q)"
     for adjoint, want in [
-        (f"d = q*{sig('-a')}", f"d = {derivative}"),
-        (f"d = 2*q*{sig('-a')}/3", f"d = 2*({derivative})/3"),
-        (f"d = -q*{sig('-a')}", f"d = -({derivative})"),
+        (f"d = q*{sig('-a')}", "d = q/_den_q"),
+        (f"d = 2*q*{sig('-a')}/3", "d = 2*q/_den_q/3"),
+        (f"d = -q*{sig('-a')}", "d = -q/_den_q"),
         (f"d = x/q*{sig('-a')}", f"d = x/q*{minus}"),
         (f"d = y**q*{sig('-a')}", f"d = y**q*{minus}"),
         (f"d = q*{sig('-a')}**2", f"d = q*{minus}**2"),
         (f"d = p*{sig('-a')}", f"d = p*{minus}"),
+        (f"d = p*{sig('a')}", "d = p*q"),
     ]:
         assert share(forward, [adjoint], {"q", "a"})[1] == [want]
+        space = {"np": np, "a": 1.5, "p": 0.7, "x": 2.0, "y": 1.3}
+        exec("\n".join([*share(forward, [], {"q", "a"})[0], want]), space)
+        want_space = {**space}
+        exec("\n".join([*forward, adjoint]), want_space)
+        assert space["d"] == pytest.approx(want_space["d"], rel=1e-15), adjoint
 
 
 @pytest.mark.parametrize("offset", [-1500.0, -800.0, -30.0, -1.0, 0.0, 2.5, 40.0, 700.0])
