@@ -23,8 +23,8 @@ header naming the expression and its inputs, then three straight-line functions.
   is e/Σe with e = exp(x − max x), and in a graph of arrays a temporary the
   adjoints share that a forward line computes whole (one call) is computed
   before that line and read by both.  A sigmoid node
-  ``q`` of a name keeps its exponential (``_exp_q``), from which its
-  gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``.
+  ``q`` of a name keeps e = e^min(a, 709) and 1 + e (``_exp_q``, ``_den_q``),
+  from which its gradient reads σ(−a) = 1/(1 + e) without another ``exp``.
 
 Products print their scalar factors first (``2*q10*W1``, one pass over W1),
 and an adjoint that is one number stretched to an array stays that number
