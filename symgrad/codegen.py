@@ -343,9 +343,8 @@ def _spelled(spelling: str) -> str:
 _SIGMOID_TEXT = re.compile(_spelled(_SIGMOID_SPELLING))  # as it stands inside a line
 _SIGMOID = re.compile(r"^(?P<q>\w+) = " + _spelled(_SIGMOID_SPELLING[1:-1]) + "$")  # a line of its own
 _SIGMOID_HEAD = _SIGMOID_SPELLING.split("{0}")[0]
-# q*σ(...) as a product of its own: not after / or **, not before **
-_SIGMOID_PRODUCT = re.compile(r"(?<![\w./])(?<!\*\*)(?P<q>[A-Za-z_]\w*)\*"
-                              + _spelled(_SIGMOID_SPELLING) + r"(?!\*\*)")
+# *σ(...) as a factor of a product: not after **, not before ** (nor an attribute or an index)
+_SIGMOID_FACTOR = re.compile(r"(?<!\*)\*" + _spelled(_SIGMOID_SPELLING) + r"(?!\*\*|[.\[])")
 
 
 def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
@@ -353,13 +352,14 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
 
     A sigmoid node ``q = np.exp(np.minimum(a, 709.0))/(1 + np.exp(np.minimum(a, 709.0)))``
     keeps ``e = e^min(a, 709)`` as ``_exp_q`` and ``1 + e`` as ``_den_q``, and becomes
-    ``_exp_q/_den_q`` (the same number, with one ``exp``); the adjoints read σ(a) as ``q``,
-    σ(−a) = 1/(1 + e) as ``(1/_den_q)``, and the derivative σ(a)σ(−a), written ``q*σ(−a)``, as
-    ``q/_den_q``: no more exponentials, and one pass for the derivative.
+    ``_exp_q/_den_q`` (the same number, with one ``exp``); the adjoints read σ(a) as ``q`` and
+    σ(−a) = 1/(1 + e) as ``(1/_den_q)``, or, as a factor of a product, ``x*σ(−a)`` as ``x/_den_q``
+    (so the derivative σ(a)σ(−a), written ``q*σ(−a)``, is ``q/_den_q``): no more exponentials, and
+    one pass for the factor.
     """
     forward_out: list[str] = []
     shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
-    products: dict[str, str] = {}  # q*σ(−a), σ′(a), printed -> what replaces it
+    factors: dict[str, str] = {}  # *σ(−a), printed -> what replaces it
     for line in forward:
         m = _SIGMOID.match(line)
         e, den = (f"_exp_{m['q']}", f"_den_{m['q']}") if m else ("", "")
@@ -371,19 +371,19 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
         forward_out += [f"{e} = np.exp(np.minimum({a}, 709.0))", f"{den} = 1 + {e}", f"{q} = {e}/{den}"]
         shared[_SIGMOID_SPELLING.format(minus_a)] = f"(1/{den})"  # σ(−a)
         shared[_SIGMOID_SPELLING.format(a)] = q  # σ(a)
-        products[f"{q}*{_SIGMOID_SPELLING.format(minus_a)}"] = f"{q}/{den}"
+        factors[f"*{_SIGMOID_SPELLING.format(minus_a)}"] = f"/{den}"
 
     def share(m: re.Match[str]) -> str:
         return shared.get(m.group(0), m.group(0))
 
-    def derivative(m: re.Match[str]) -> str:
-        return products.get(m.group(0), m.group(0))
+    def divide(m: re.Match[str]) -> str:
+        return factors.get(m.group(0), m.group(0))
 
     if shared:  # one pass over the lines, each sigmoid looked up
         out = []
         for line in adjoints:
             if _SIGMOID_HEAD in line:
-                line = _SIGMOID_TEXT.sub(share, _SIGMOID_PRODUCT.sub(derivative, line))
+                line = _SIGMOID_TEXT.sub(share, _SIGMOID_FACTOR.sub(divide, line))
             out.append(line)
         adjoints = out
     return forward_out, adjoints

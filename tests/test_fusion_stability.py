@@ -126,8 +126,8 @@ def test_the_shared_sigmoid_is_spelled_as_the_docs_say():
     assert table and f"({table[1]})" == OPS["sigmoid"].numpy.format("a")
 
 
-def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
-    """q*σ(−a) becomes q/(1 + e); where / or ** binds q or σ(−a) more tightly, σ(−a) is 1/(1 + e)."""
+def test_the_shared_sigmoids_factor_divides_where_a_product_holds_it():
+    """x*σ(−a) becomes x/(1 + e); where ** binds σ(−a) more tightly, or it comes first, it is 1/(1 + e)."""
     share = importlib.import_module("symgrad.codegen")._share_sigmoids
     sig = OPS["sigmoid"].numpy.format
     forward = ["q = " + sig("a")[1:-1]]
@@ -138,10 +138,12 @@ def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
         (f"d = q*{sig('-a')}", "d = q/_den_q"),
         (f"d = 2*q*{sig('-a')}/3", "d = 2*q/_den_q/3"),
         (f"d = -q*{sig('-a')}", "d = -q/_den_q"),
-        (f"d = x/q*{sig('-a')}", f"d = x/q*{minus}"),
-        (f"d = y**q*{sig('-a')}", f"d = y**q*{minus}"),
+        (f"d = x/q*{sig('-a')}", "d = x/q/_den_q"),
+        (f"d = q*x*{sig('-a')} + 1", "d = q*x/_den_q + 1"),
+        (f"d = y**q*{sig('-a')}", "d = y**q/_den_q"),
+        (f"d = y**{sig('-a')}", f"d = y**{minus}"),
         (f"d = q*{sig('-a')}**2", f"d = q*{minus}**2"),
-        (f"d = p*{sig('-a')}", f"d = p*{minus}"),
+        (f"d = {sig('-a')}*p", f"d = {minus}*p"),
         (f"d = p*{sig('a')}", "d = p*q"),
     ]:
         assert share(forward, [adjoint], {"q", "a"})[1] == [want]
