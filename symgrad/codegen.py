@@ -23,8 +23,9 @@ header naming the expression and its inputs, then three straight-line functions.
   is e/Σe with e = exp(x − max x), and in a graph of arrays a temporary the
   adjoints share that a forward line computes whole (one call) is computed
   before that line and read by both.  A sigmoid node
-  ``q`` of a name keeps e = e^min(a, 709) and 1 + e (``_exp_q``, ``_den_q``),
-  from which its gradient reads σ(−a) = 1/(1 + e) without another ``exp``.
+  ``q`` of a name keeps its exponential (``_exp_q``), from which its
+  gradient reads σ(−a) = e^(−a)·σ(a) without another ``exp``; ``1 + tanh(u)``
+  (GELU's) is 2σ(2u), whose derivative reads the same exponential.
 
 Products print their scalar factors first (``2*q10*W1``, one pass over W1),
 and an adjoint that is one number stretched to an array stays that number
@@ -73,9 +74,9 @@ from .alike import evaluated
 from .dims import CHECK, Shape, declared, named, show
 from .errors import EvaluationError, InputError, SymgradError, UnsupportedError
 from .graph import Graph
-from .ops import OPS, printed_as_form
+from .ops import OPS, printed_as_form, sech2
 from .printing import XP_FLOAT, array_api_code, float_literal, imports_of, numpy_code
-from .program import Program, build_program
+from .program import Assign, Program, build_program
 from .tensors import amax, broadcast_to, logsumexp, mean, reduce_sum, shape_of, sum_to
 from .values import label_classes
 
@@ -202,6 +203,7 @@ class _Function:
     doc: str
     body: list[str]
     batch_helpers: bool = False
+    floats: list[str] | None = None  # the body for floats where it differs: sigmoids not sharing arrays
     check: list[str] = field(default_factory=list)
     cache: tuple[str, ...] = ()  # forward: the names of the values the cache holds
 
@@ -292,10 +294,15 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     args = ", ".join(g.inputs)
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     scalar_out = g.shape(out) == ()
-    together, read, folded = _adjoint_lines(program, sp.Integer(1) if scalar_out else program.dout, fold=True)
-    together_forward, together = _share_sigmoids(forward, together, set(g.nx))
-    together_forward = _unread_dropped(together_forward, differences, together, out)
+    dout = sp.Integer(1) if scalar_out else program.dout
     value_forward = _unread_dropped(forward, differences, [], out)
+    forward, rewrites = _tanh_plus_one(program, forward)
+    together, read, folded = _adjoint_lines(program, dout, fold=True, rewrites=rewrites)
+    plain = together  # the float lines share exponentials their own way (symgrad.scalar)
+    together_forward, together = _share_sigmoids(forward, together, set(g.nx))
+    sigmoids_shared = together_forward != forward
+    float_forward = _unread_dropped(forward, differences, plain, out)
+    together_forward = _unread_dropped(together_forward, differences, together, out)
     if not scalar_out:
         together.insert(0, f"{program.dout} = np.ones_like({out})")
     read = {n for line in together for n in _NAME.findall(line)} | set(folded.values())
@@ -321,10 +328,11 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
         hoisted = _hoisted(together_forward, together)
         together_body = [*_freeing(hoisted, [], kept | numbers), *ending]
     value_body = [*value_forward, *per_point, f"return {_owned(g, out, arrays, value_forward)}"]
+    float_body = [*float_forward, *plain, *per_point, *ending] if sigmoids_shared else None
     return {
         "value_and_grad": _Function(
             args, f"The output {out} and the gradients of its sum: (value, {{input: gradient}}).",
-            [*_reading(together_body, dims), *together_body], check=check),
+            [*_reading(together_body, dims), *together_body], check=check, floats=float_body),
         "value": _Function(args, f"The output {out}.", [*_reading(value_body, dims), *value_body]),
     }
 
@@ -343,50 +351,98 @@ def _spelled(spelling: str) -> str:
 _SIGMOID_TEXT = re.compile(_spelled(_SIGMOID_SPELLING))  # as it stands inside a line
 _SIGMOID = re.compile(r"^(?P<q>\w+) = " + _spelled(_SIGMOID_SPELLING[1:-1]) + "$")  # a line of its own
 _SIGMOID_HEAD = _SIGMOID_SPELLING.split("{0}")[0]
-# *σ(...) as a factor of a product: not after **, not before ** (nor an attribute or an index)
-_SIGMOID_FACTOR = re.compile(r"(?<!\*)\*" + _spelled(_SIGMOID_SPELLING) + r"(?!\*\*|[.\[])")
+# q*σ(...) as a product of its own: not after / or **, not before **
+_SIGMOID_PRODUCT = re.compile(r"(?<![\w./])(?<!\*\*)(?P<q>[A-Za-z_]\w*)\*"
+                              + _spelled(_SIGMOID_SPELLING) + r"(?!\*\*)")
 
 
 def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) -> tuple[list[str], list[str]]:
     """The lines of value_and_grad with each sigmoid of a name ``a`` sharing its exponential.
 
-    A sigmoid node ``q = np.exp(np.minimum(a, 709.0))/(1 + np.exp(np.minimum(a, 709.0)))``
-    keeps ``e = e^min(a, 709)`` as ``_exp_q`` and ``1 + e`` as ``_den_q``, and becomes
-    ``_exp_q/_den_q`` (the same number, with one ``exp``); the adjoints read σ(a) as ``q`` and
-    σ(−a) = 1/(1 + e) as ``(1/_den_q)``, or, as a factor of a product, ``x*σ(−a)`` as ``x/_den_q``
-    (so the derivative σ(a)σ(−a), written ``q*σ(−a)``, is ``q/_den_q``): no more exponentials, and
-    one pass for the factor.
+    A sigmoid node ``q = np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))``
+    keeps ``e^(−|a|)`` as ``_exp_q`` and becomes ``np.maximum(_exp_q, a >= 0)/(1 + _exp_q)``
+    (the numerator is 1 where a ≥ 0 and e^a elsewhere, as ``e^(−|a|) ≤ 1``: one cheap pass,
+    where ``np.where`` takes five times as long); the adjoints read σ(a) as ``q``, σ(−a) as
+    ``np.maximum(_exp_q, a < 0)/(1 + _exp_q)`` and
+    the derivative σ(a)σ(−a), written ``q*σ(−a)``, as ``_exp_q/(1 + _exp_q)**2`` (the same for
+    either sign of a), instead of computing two more exponentials.
     """
     forward_out: list[str] = []
     shared: dict[str, str] = {}  # the printed sigmoid to share -> what replaces it
-    factors: dict[str, str] = {}  # *σ(−a), printed -> what replaces it
+    products: dict[str, str] = {}  # q*σ(−a), σ′(a), printed -> what replaces it
     for line in forward:
         m = _SIGMOID.match(line)
-        e, den = (f"_exp_{m['q']}", f"_den_{m['q']}") if m else ("", "")
-        if m is None or e in names or den in names:
+        e = f"_exp_{m['q']}" if m else ""
+        if m is None or e in names:
             forward_out.append(line)
             continue
         q, a = m["q"], m["a"]
         minus_a = a[1:] if a.startswith("-") else "-" + a
-        forward_out += [f"{e} = np.exp(np.minimum({a}, 709.0))", f"{den} = 1 + {e}", f"{q} = {e}/{den}"]
-        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(1/{den})"  # σ(−a)
+        forward_out += [f"{e} = np.exp(-np.abs({a}))", f"{q} = np.maximum({e}, {a} >= 0)/(1 + {e})"]
+        shared[_SIGMOID_SPELLING.format(minus_a)] = f"(np.maximum({e}, {a} < 0)/(1 + {e}))"  # σ(−a)
         shared[_SIGMOID_SPELLING.format(a)] = q  # σ(a)
-        factors[f"*{_SIGMOID_SPELLING.format(minus_a)}"] = f"/{den}"
+        products[f"{q}*{_SIGMOID_SPELLING.format(minus_a)}"] = f"{e}/(1 + {e})**2"
 
     def share(m: re.Match[str]) -> str:
         return shared.get(m.group(0), m.group(0))
 
-    def divide(m: re.Match[str]) -> str:
-        return factors.get(m.group(0), m.group(0))
+    def derivative(m: re.Match[str]) -> str:
+        found = products.get(m.group(0))
+        return m.group(0) if found is None else found if m.span() == whole else f"({found})"
 
     if shared:  # one pass over the lines, each sigmoid looked up
         out = []
         for line in adjoints:
             if _SIGMOID_HEAD in line:
-                line = _SIGMOID_TEXT.sub(share, _SIGMOID_FACTOR.sub(divide, line))
+                whole = (line.find(" = ") + 3, len(line))  # a product that is all the line holds
+                line = _SIGMOID_TEXT.sub(share, _SIGMOID_PRODUCT.sub(derivative, line))
             out.append(line)
         adjoints = out
     return forward_out, adjoints
+
+
+def _tanh_plus_one(program: Program, forward: list[str]) -> tuple[list[str], dict[sp.Expr, sp.Expr]]:
+    """The forward lines of value_and_grad with each ``p = t + 1`` of ``t = tanh(u)``, ``u`` a name
+    and ``p`` the only reader of ``t``, computed as 2σ(2u) (the tanh form of GELU has one), and
+    what the adjoints read instead of tanh′(u) = sech²(u).
+
+    With e = e^(−2|u|), ``p = 2*np.maximum(e, u >= 0)/(1 + e)``: one ``exp`` for the value and
+    its derivative, where ``np.tanh`` and sech² took two, nothing that overflows, and exact where
+    1 + tanh(u) rounds to 0 (u < −19).  sech²(u) = 4σ(2u)σ(−2u) is then ``4*e/(1 + e)**2``.
+    Lines ``_exp_p`` and ``_den_p`` hold e and 1 + e.
+    """
+    names = {a.target.name for a in program.forward} | set(program.graph.nx)
+    readers: dict[sp.Symbol, list[Assign]] = {}
+    for a in program.forward:
+        for s in a.expr.free_symbols:
+            readers.setdefault(s, []).append(a)  # type: ignore[arg-type]
+    adjoint_reads = {s for adj in program.backward for s in adj.expr.free_symbols}
+    dropped: set[str] = set()
+    replaced: dict[str, list[str]] = {}
+    rewrites: dict[sp.Expr, sp.Expr] = {}
+    for a in program.forward:
+        t, u = a.target, a.expr.args[0] if isinstance(a.expr, sp.tanh) else None
+        if not isinstance(u, sp.Symbol) or t in adjoint_reads or t.name == program.graph.output:
+            continue
+        sums = readers.get(t, [])
+        if len(sums) != 1 or sums[0].expr - t != 1:
+            continue
+        p = sums[0].target
+        e, den = f"_exp_{p.name}", f"_den_{p.name}"
+        if e in names or den in names:
+            continue
+        dropped.add(t.name)
+        replaced[p.name] = [f"{e} = np.exp(-2*np.abs({u.name}))", f"{den} = 1 + {e}",
+                            f"{p.name} = 2*np.maximum({e}, {u.name} >= 0)/{den}"]
+        rewrites[sech2(u)] = 4 * sp.Symbol(e, real=True) / sp.Symbol(den, real=True) ** 2
+    if not rewrites:
+        return forward, {}
+    lines: list[str] = []
+    for line in forward:
+        target = line.split(" = ", 1)[0]
+        if target not in dropped:
+            lines += replaced.get(target, [line])
+    return lines, rewrites
 
 
 def _share_softmaxes(program: Program, shapes: dict[sp.Symbol, Shape],
@@ -584,15 +640,17 @@ def _header(program: Program, batchable: bool) -> list[str]:
     ]
 
 
-def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
-                   xp: bool = False) -> tuple[list[str], set[str], dict[str, str]]:
+def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False, xp: bool = False,
+                   rewrites: dict[sp.Expr, sp.Expr] | None = None
+                   ) -> tuple[list[str], set[str], dict[str, str]]:
     """The adjoint assignments with ``dout`` substituted, sharing common sub-expressions.
 
     Returns the lines, the names of the forward values they read, and the
     code of each input's gradient.  With ``fold``, an adjoint that is a
     constant or a copy of another name (``dq8 = 1``, ``dq3 = dq4``) is not
     assigned but substituted where it is used.  With ``xp``, the text is
-    array-API code (:func:`symgrad.printing.array_api_code`).
+    array-API code (:func:`symgrad.printing.array_api_code`).  ``rewrites`` replaces
+    sub-expressions (``sech2(u)``) with what the forward lines hold (:func:`_tanh_plus_one`).
     """
     lib = "xp" if xp else "np"
     dtype = f", dtype={XP_FLOAT}" if xp else ""  # array-API code: the float type of the inputs
@@ -615,6 +673,8 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False,
             targets.append(adj.target)
             continue
         expr = stretched.get(adj.target, adj.expr)
+        if rewrites:
+            expr = expr.xreplace(rewrites)
         if len(subs) > 1 or dout != program.dout:  # something to put in, once per alike class
             put = sorted((s for s in expr.free_symbols if s in subs), key=str)
             pairs = [x for s in put for x in (s, subs[s])]  # type: ignore[index]

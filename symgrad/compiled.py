@@ -170,7 +170,7 @@ def _entry_source(functions: dict[str, _Function], inputs: tuple[str, ...], fast
         scalar: list[str] = []
         if fast and inputs:
             floats = [f"return _floats_{name}({args})"] if apart else \
-                scalar_body(functions[name].body)
+                scalar_body(functions[name].floats or functions[name].body)
             scalar = ["    if _scalar:  # every input a float: the lines for floats", "        try:",
                       *_indent(_indent(_indent(floats))),
                       "        except _FALLBACK:  # a value math refuses: NumPy's answer, as for arrays",
@@ -194,7 +194,7 @@ def _body_source(functions: dict[str, _Function], inputs: tuple[str, ...], name:
     (:func:`symgrad.scalar.scalar_body`) or for arrays (:func:`symgrad.temporaries.inline_temporaries`),
     in a function of its own."""
     function = functions[name]
-    body = scalar_body(function.body) if floats else inline_temporaries(function.body)
+    body = scalar_body(function.floats or function.body) if floats else inline_temporaries(function.body)
     return "\n".join([f"def _{'floats' if floats else 'arrays'}_{name}({', '.join(inputs)}):",
                       *_indent(body), ""])
 

@@ -555,11 +555,9 @@ declare("sin", sp.sin, numpy="np.sin({0})")
 declare("cos", sp.cos, numpy="np.cos({0})")
 # tanh' = 1 − tanh² rounds to 0 once |a| > 19; sech²(a) is exact wherever it is representable
 declare("tanh", sp.tanh, numpy="np.tanh({0})", stable=(lambda f, a: (1 - f(a) ** 2, sech2(a)),))
-# σ(a) = e/(1 + e), e = e^min(a, 709): no exp overflows (e^709 ≈ 8.2e307), and within a rounding
-# of σ(a) everywhere, the subnormal values below a ≈ −708 included; value_and_grad computes e once
-# and reads σ(−a) = 1/(1 + e) from it
-declare("sigmoid", sigmoid, label="σ",
-        numpy="(np.exp(np.minimum({0}, 709.0))/(1 + np.exp(np.minimum({0}, 709.0))))",
+# σ(a) = e^min(a, 0) / (1 + e^(−|a|)): no exp overflows, and within a rounding of σ(a) everywhere,
+# the subnormal values below a ≈ −708 included; value_and_grad computes e^(−|a|) once and shares it
+declare("sigmoid", sigmoid, label="σ", numpy="(np.exp(np.minimum({0}, 0.0))/(1 + np.exp(-np.abs({0}))))",
         stable=(lambda f, a: (1 - f(a), f(-a)), lambda f, a: (f(a) - 1, -f(-a))))
 declare("relu", relu, numpy="np.maximum({0}, 0)", xp="xp.maximum({0}, 0.0)", kink=lambda a: a)
 declare("softplus", softplus, numpy="np.logaddexp(0, {0})")

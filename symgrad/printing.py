@@ -442,7 +442,7 @@ def numpy_code(expr: sp.Expr, shapes: Mapping[sp.Symbol, Shape] | None = None,
     >>> from symgrad.ops import sigmoid
     >>> a = sp.Symbol("a")
     >>> numpy_code(2*sigmoid(a))
-    '2*(np.exp(np.minimum(a, 709.0))/(1 + np.exp(np.minimum(a, 709.0))))'
+    '2*(np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a))))'
     """
     return printed(_numpy_code, expr, shapes, ints, OPS.generation, _PYTHON_KEYWORDS)
 

@@ -8,9 +8,10 @@ for floats:
 
 - ``np.exp``, ``np.log``, ``np.sin``, ... become the :mod:`math` module's
   functions, ``np.abs``/``np.maximum``/``np.minimum`` Python's ``abs``/``max``/``min``;
-- the stable sigmoid ``np.exp(np.minimum(a, 709.0))/(1 + np.exp(np.minimum(a, 709.0)))`` takes
-  one ``exp`` (inline for a name, else ``_sigmoid(a)``), the same number to the last bit;
-  ``np.minimum(a, c)`` of a name and a number is ``(c if a > c else a)``;
+- the stable sigmoid ``np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))`` becomes a test of the sign
+  of ``a`` and one ``exp`` of a number that is not positive (inline for a name,
+  else ``_sigmoid(a)``); σ(a) and σ(−a) of one name ``a`` share that ``exp``,
+  ``_e_a = exp(-|a|)``, computed once before the first line that needs it;
 - integer constants in arithmetic become floats (float-with-float operations are
   the interpreter's fast ones), ``a**2`` of a name ``a*a``;
   ``np.logaddexp(0, a)`` becomes ``_softplus(a)``, ``np.logaddexp(a, b)`` ``_logaddexp(a, b)``;
@@ -43,8 +44,10 @@ RENAMED = {  # NumPy function -> the scalar function the namespace binds
 
 
 def _sigmoid(a: float) -> float:
-    """σ(a) = e/(1 + e) for a float, e = exp(min(a, 709)): the exp never overflows."""
-    e = math.exp(709.0 if a > 709.0 else a)
+    """σ(a) for a float, by the sign of a: the exp never overflows."""
+    if a >= 0.0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
     return e / (1.0 + e)
 
 
@@ -78,44 +81,66 @@ def _zero(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value == 0 and not isinstance(node.value, bool)
 
 
+def _negated(node: ast.expr) -> ast.expr:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return node.operand
+    return ast.UnaryOp(op=ast.USub(), operand=node)
+
+
 def _call(name: str, *args: ast.expr) -> ast.Call:
     return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
 
 
-def _sigmoid_of(a: ast.expr) -> ast.expr:
-    """σ(a): inline for a name (or its negation) or a number, else a call of ``_sigmoid``."""
+def _sigmoid_of(a: ast.expr, shared: list[str] | None = None) -> ast.expr:
+    """σ(a): inline by the sign of a name (or its negation), else a call of ``_sigmoid``.
+
+    With ``shared``, σ(n) and σ(−n) of a name ``n`` read ``_e_n = exp(−|n|)``, whose
+    name is appended to ``shared`` for the caller to define before the line.
+    """
     negated = isinstance(a, ast.UnaryOp) and isinstance(a.op, ast.USub) and isinstance(a.operand, ast.Name)
-    if not (isinstance(a, (ast.Name, ast.Constant)) or negated):
+    if not (isinstance(a, ast.Name) or negated):
         return _call("_sigmoid", a)
+    if shared is not None:
+        name = a.operand.id if negated else a.id  # type: ignore[attr-defined]
+        e = f"_e_{name}"
+        shared.append(name)
+        big, small = f"1.0 / (1.0 + {e})", f"{e} / (1.0 + {e})"  # σ of the positive, the negative one
+        first, second = (small, big) if negated else (big, small)
+        inline = f"({first} if {name} >= 0.0 else {second})"
+        return ast.parse(inline, mode="eval").body
     text = ast.unparse(a)
-    inline = f"(_sig_e := _exp(709.0 if {text} > 709.0 else {text})) / (1.0 + _sig_e)"
+    minus = ast.unparse(_negated(a))
+    inline = f"(1.0 / (1.0 + _exp({minus})) if {text} >= 0.0 else (_sig_e := _exp({text})) / (1.0 + _sig_e))"
     return ast.parse(inline, mode="eval").body
 
 
 def _sigmoid_argument(node: ast.AST) -> ast.expr | None:
-    """``a`` if ``node`` is the sigmoid's NumPy spelling, ``np.exp(np.minimum(a, 709.0))/(1 +
-    np.exp(np.minimum(a, 709.0)))``."""
+    """``a`` if ``node`` is the sigmoid's NumPy spelling, ``np.exp(np.minimum(a, 0.0))/(1 +
+    np.exp(-np.abs(a)))``."""
     if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
         return None
     top, sum_ = node.left, node.right
+    if not (_np_call(top, "exp") and len(top.args) == 1):  # type: ignore[attr-defined]
+        return None
+    least = top.args[0]  # type: ignore[attr-defined]
+    if not (_np_call(least, "minimum") and len(least.args) == 2 and _zero(least.args[1])):
+        return None
+    a = least.args[0]
     if not (isinstance(sum_, ast.BinOp) and isinstance(sum_.op, ast.Add) and _one(sum_.left)):
         return None
-    a, b = _capped_exp(top), _capped_exp(sum_.right)
-    return a if a is not None and b is not None and ast.dump(a) == ast.dump(b) else None
+    b = _negated_abs_exp(sum_.right)
+    return a if b is not None and ast.dump(a) == ast.dump(b) else None  # type: ignore[no-any-return]
 
 
-def _capped_exp(node: ast.AST) -> ast.expr | None:
-    """``a`` if ``node`` is ``np.exp(np.minimum(a, 709.0))``."""
+def _negated_abs_exp(node: ast.AST) -> ast.expr | None:
+    """``a`` if ``node`` is ``np.exp(-np.abs(a))``: the exponential a sigmoid shares."""
     if not (_np_call(node, "exp") and len(node.args) == 1):  # type: ignore[attr-defined]
         return None
-    least = node.args[0]  # type: ignore[attr-defined]
-    if not (_np_call(least, "minimum") and len(least.args) == 2 and _cap(least.args[1])):
+    minus = node.args[0]  # type: ignore[attr-defined]
+    if not (isinstance(minus, ast.UnaryOp) and isinstance(minus.op, ast.USub)
+            and _np_call(minus.operand, "abs") and len(minus.operand.args) == 1):  # type: ignore[attr-defined]
         return None
-    return least.args[0]  # type: ignore[no-any-return]
-
-
-def _cap(node: ast.AST) -> bool:
-    return isinstance(node, ast.Constant) and node.value == 709.0 and not isinstance(node.value, bool)
+    return minus.operand.args[0]  # type: ignore[attr-defined,no-any-return]
 
 
 def _one(node: ast.AST) -> bool:
@@ -127,10 +152,13 @@ def _int(node: ast.AST) -> bool:
 
 
 class _Scalar(ast.NodeTransformer):
+    def __init__(self, shared: list[str] | None = None):
+        self.shared = shared  # names whose exp(-|name|) the lines read, when shared
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         a = _sigmoid_argument(node)
-        if a is not None:  # exp(min(a, 709))/(1 + exp(min(a, 709))) = sigmoid(a)
-            return _sigmoid_of(self.visit(a))
+        if a is not None:  # exp(min(a, 0))/(1 + exp(-|a|)) = sigmoid(a)
+            return _sigmoid_of(self.visit(a), self.shared)
         self.generic_visit(node)
         if isinstance(node.op, ast.Pow):
             square = _int(node.right) and node.right.value == 2  # type: ignore[attr-defined]
@@ -155,11 +183,6 @@ class _Scalar(ast.NodeTransformer):
             a, b = (self.visit(x) for x in node.args)
             return _call("_softplus", b) if _zero(a) else _call("_logaddexp", a, b)
         self.generic_visit(node)
-        cap = node.args[1] if _np_call(node, "minimum") and len(node.args) == 2 else None
-        if isinstance(cap, ast.Constant) and type(cap.value) in (int, float) and isinstance(
-                node.args[0], ast.Name):
-            a, c = node.args[0].id, float(cap.value)  # type: ignore[arg-type]  # NaN: a > c is false, a kept
-            return ast.parse(f"({c!r} if {a} > {c!r} else {a})", mode="eval").body
         if _np_call(node) and node.func.attr in RENAMED:  # type: ignore[attr-defined]
             args = [ast.Constant(float(a.value)) if isinstance(a, ast.Constant) and type(a.value) is int
                     else a for a in node.args]  # max(q, 0.0): a float, as np.maximum gives
@@ -184,24 +207,35 @@ def _batch_test(test: ast.expr) -> bool:
 def scalar_body(lines: list[str]) -> list[str]:
     """The lines of a generated function body (not indented), rewritten for Python floats.
 
-    >>> scalar_body(["q1 = np.exp(np.minimum(x + y, 709.0))/(1 + np.exp(np.minimum(x + y, 709.0)))",
+    >>> scalar_body(["q1 = np.exp(np.minimum(x + y, 0.0))/(1 + np.exp(-np.abs(x + y)))",
     ...              "q2 = np.log(q1)*np.exp(y)"])
     ['q1 = _sigmoid(x + y)', 'q2 = _log(q1) * _exp(y)']
-    >>> scalar_body(["_exp_q2 = np.exp(np.minimum(q1, 709.0))", "_den_q2 = 1 + _exp_q2"])
-    ['_exp_q2 = _exp(709.0 if q1 > 709.0 else q1)', '_den_q2 = 1.0 + _exp_q2']
+    >>> pair = ["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))",
+    ...         "dq1 = q2*(np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1))))"]  # σ(±q1)
+    >>> for line in scalar_body(pair):
+    ...     print(line)
+    _e_q1 = _exp(-q1 if q1 >= 0.0 else q1)
+    q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)
+    dq1 = q2 * (_e_q1 / (1.0 + _e_q1) if q1 >= 0.0 else 1.0 / (1.0 + _e_q1))
     """
     out: list[str] = []
+    defined: set[str] = set()  # names n whose _e_n holds exp(-|n|)
     pieces = _pieces(lines)
     if pieces is None:  # lines the templates do not split into statements: all of them at once
         pieces = [(ast.parse("\n".join(lines)).body, lines)]
     for piece in pieces:
         if isinstance(piece, _Rewrite):
+            for name in piece.shared:
+                if name not in defined:
+                    out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
+                    defined.add(name)
             out += piece.lines
+            defined -= piece.targets
         else:
             statements, text = piece
             for statement in statements:
                 try:
-                    out += _statement(statement)
+                    out += _statement(statement, defined)
                 except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
                     out += text[statement.lineno - 1:statement.end_lineno]
     return out
@@ -222,9 +256,12 @@ DELETE = re.compile(r"del ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(  # .*)?")  # a del 
 
 
 class _Rewrite(NamedTuple):
-    """A simple assignment rewritten: its lines."""
+    """A simple assignment rewritten: the names whose ``_e_`` line it needs first, its lines
+    and the names it assigns."""
 
+    shared: tuple[str, ...]
     lines: tuple[str, ...]
+    targets: frozenset[str]
 
 
 def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrite] | None:
@@ -270,7 +307,7 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
         if _PLAIN_RETURN.fullmatch(line):  # a return of names: the same for floats
             if not flush():
                 return None
-            pieces.append(_Rewrite((line,)))
+            pieces.append(_Rewrite((), (line,), frozenset()))
             continue
         found = line_template(line)
         done = None if found is None else _rewritten(found[0])
@@ -280,7 +317,9 @@ def _pieces(lines: list[str]) -> list[tuple[list[ast.stmt], list[str]] | _Rewrit
         if not flush():
             return None
         names = found[1]  # type: ignore[index]
-        pieces.append(_Rewrite(tuple(_filled(t, names) for t in done)))
+        shared, rewritten, targets = done
+        pieces.append(_Rewrite(tuple(names[i] for i in shared), tuple(_filled(t, names) for t in rewritten),
+                               frozenset(names[i] for i in targets)))
     return pieces if flush() else None
 
 
@@ -323,16 +362,30 @@ def one_assignment(text: str) -> ast.Assign | None:
 
 
 @lru_cache(maxsize=4096)
-def _rewritten(template: str) -> tuple[str, ...] | None:
-    """The lines of a template (:func:`line_template`) rewritten; None where the template is not
-    one simple assignment."""
+def _rewritten(template: str) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]] | None:
+    """The rewrite of a template (:func:`line_template`): the holes whose ``_e_`` line it needs first,
+    its lines, and the holes it assigns; None where the template is not one simple assignment."""
     statement = one_assignment(template)
     if statement is None:
         return None
+    shared: list[str] = []
     try:
-        return tuple(_unparse(_Scalar().visit(statement)).splitlines())
+        rewritten = _Scalar(shared).visit(statement)
+        lines = tuple(_unparse(rewritten).splitlines())
     except RecursionError:  # a product too deep to walk: its NumPy spelling works for floats too
-        return (template,)
+        return (), (template,), ()
+    targets = {n.id for t in statement.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+    def hole(name: str) -> int:
+        match = _HOLE.fullmatch(name)
+        if match is None:  # a kept word cannot be assigned to or shared
+            raise ValueError(name)
+        return int(match.group(1))
+
+    try:
+        return tuple(hole(n) for n in dict.fromkeys(shared)), lines, tuple(hole(n) for n in targets)
+    except ValueError:
+        return None
 
 
 def _unparse(statement: ast.stmt) -> str:
@@ -344,12 +397,26 @@ def _unparse(statement: ast.stmt) -> str:
         return ast.unparse(ast.fix_missing_locations(statement))
 
 
-def _statement(statement: ast.stmt) -> list[str]:
-    """One top-level statement's lines for floats."""
+def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
+    """One top-level statement's lines for floats, after the ``_e_n`` lines it needs first."""
     if isinstance(statement, ast.If) and _batch_test(statement.test):  # its else runs for floats
-        return [line for s in statement.orelse for line in _statement(s)]
+        return [line for s in statement.orelse for line in _statement(s, defined)]
     if isinstance(statement, ast.Delete):  # frees arrays' memory early; nothing to free for floats
         return []
-    rewritten = _Scalar().visit(statement)
-    return [line for s in (rewritten if isinstance(rewritten, list) else [rewritten])
-            for line in _unparse(s).splitlines()]
+    simple = isinstance(statement, (ast.Assign, ast.AugAssign, ast.Return, ast.Expr))
+    shared: list[str] = []
+    rewritten = _Scalar(shared if simple else None).visit(statement)
+    out = []
+    for name in dict.fromkeys(shared):
+        if name not in defined:
+            out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
+            defined.add(name)
+    for s in rewritten if isinstance(rewritten, list) else [rewritten]:
+        out += _unparse(s).splitlines()
+    # a simple statement holds no other statement: an assignment is itself or nothing
+    assigns = [statement] if isinstance(statement, (ast.Assign, ast.AugAssign)) else [] if simple else \
+        [node for node in ast.walk(statement) if isinstance(node, (ast.Assign, ast.AugAssign))]
+    targets = [t for node in assigns
+               for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    defined -= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}  # a new value
+    return out

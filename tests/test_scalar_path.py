@@ -16,7 +16,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.ops import OPS
-from symgrad.scalar import NAMESPACE, scalar_body
+from symgrad.scalar import scalar_body
 
 from .test_op_table import NAMES, sample, text_of
 
@@ -82,29 +82,24 @@ def test_extreme_points_give_the_numpy_answers(text, x):
 
 def test_the_stable_sigmoid_saturates_without_overflow():
     f = sg.graph("sigmoid(x)").compile()
-    tiny = np.finfo(float).tiny
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow on the float path, no fallback needed
-        for path in (f.value_and_grad, lambda x: f.value_and_grad(x=np.array([x]))):
-            value, grads = path(x=1000.0)
-            assert value == 1.0 and 0.0 < grads["x"] < tiny  # σ′(709) ≈ 1.2e-308 above a = 709
-            assert path(x=-1000.0) == (0.0, {"x": 0.0})
-            value, grads = path(x=-700.0)
-            assert value == pytest.approx(math.exp(-700.0), rel=1e-15)
-            assert grads["x"] == pytest.approx(math.exp(-700.0), rel=1e-15)
-            value, grads = path(x=-740.0)  # below the normal range: e^a's own subnormal number
-            assert value == math.exp(-740.0) and grads["x"] == math.exp(-740.0)
+        assert f.value_and_grad(x=1000.0) == (1.0, {"x": 0.0})
+        assert f.value_and_grad(x=-1000.0) == (0.0, {"x": 0.0})
+        value, grads = f.value_and_grad(x=-700.0)
+    assert value == pytest.approx(math.exp(-700.0), rel=1e-15)
+    assert grads["x"] == pytest.approx(math.exp(-700.0), rel=1e-15)
 
 
-def test_the_float_lines_use_the_math_module_and_one_exp_for_a_sigmoid():
-    lines = scalar_body(["q2 = np.exp(np.minimum(q1, 709.0))/(1 + np.exp(np.minimum(q1, 709.0)))",
-                         "dq1 = q2*(np.exp(np.minimum(-q1, 709.0))/(1 + np.exp(np.minimum(-q1, 709.0))))",
+def test_the_float_lines_use_the_math_module_and_the_sign_test():
+    lines = scalar_body(["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))",
+                         "dq1 = q2*(np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1))))",
                          "q3 = np.maximum(q1, 0)", "q4 = np.logaddexp(0, q1) + np.log(q2)",
                          "if q2.__class__ is np.ndarray:", "    return q2, _backward(dq1)", "return q2"])
     text = "\n".join(lines)
     assert "np." not in text and "_backward" not in text
-    assert "q2 = (_sig_e := _exp(709.0 if q1 > 709.0 else q1)) / (1.0 + _sig_e)" in text
-    assert "dq1 = q2 * ((_sig_e := _exp(709.0 if -q1 > 709.0 else -q1)) / (1.0 + _sig_e))" in text
+    assert text.count("_exp(") == 1 and "_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)" in text  # σ(±q1): one exp
+    assert "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)" in text
     assert "max(q1, 0.0)" in text and "_softplus(q1)" in text and "_log(q2)" in text
 
 
@@ -132,14 +127,16 @@ def test_many_inputs_take_the_float_path_too():
     assert all(grads[n] == pytest.approx(array_grads[n][0], rel=1e-14) for n in names)
 
 
-def test_two_sigmoids_in_one_line_each_read_their_own_exp():
-    sig = OPS["sigmoid"].numpy.format
-    lines = scalar_body(["q2 = " + " + ".join(sig(a) for a in ("q1", "-q1", "q1 + 1"))])
-    for q1 in (-800.0, -2.5, 0.0, 3.0, 800.0):
-        space = {**NAMESPACE, "q1": q1}
-        exec("\n".join(lines), space)
-        want = 1.0 + 1.0 / (1.0 + math.exp(-q1 - 1)) if q1 > -700 else 1.0  # σ(a) + σ(−a) = 1
-        assert space["q2"] == pytest.approx(want, rel=1e-15)
+def test_sigmoids_of_one_name_share_one_exp_until_the_name_changes():
+    lines = scalar_body(["q2 = np.exp(np.minimum(q1, 0.0))/(1 + np.exp(-np.abs(q1)))", "q1 = q2 + 1",
+                         "q3 = np.exp(np.minimum(-q1, 0.0))/(1 + np.exp(-np.abs(-q1)))", "if q3 > 0:",
+                         "    q4 = np.exp(np.minimum(q3, 0.0))/(1 + np.exp(-np.abs(q3)))",
+                         "return q3**2 + q4**3 + (q3 + 1)**2"])
+    assert lines[:4] == ["_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)",
+                         "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)",
+                         "q1 = q2 + 1.0", "_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)"]  # q1 changed: again
+    assert "_e_q3" not in "\n".join(lines)  # inside an if: inline, as before
+    assert lines[-1] == "return q3 * q3 + q4 ** 3 + (q3 + 1.0) ** 2"
 
 
 @pytest.mark.parametrize("x", [-800.0, -30.0, -1.5, 0.0, 1e-300, 2.5, 30.0, 800.0])
@@ -197,13 +194,14 @@ def test_batch_gradients_are_new_arrays_never_a_callers_or_the_caches():
     assert f.backward(2.0, cache)["x"].tolist() == [2.0, 2.0]
 
 
-def test_value_and_grad_for_floats_shares_the_sigmoids_exp_as_the_numpy_lines_do():
+def test_value_and_grad_for_floats_shares_the_sigmoids_exp_its_own_way():
     f = sg.graph("sigmoid(w*sigmoid(x) + b)").compile()
     numpy_lines = f.source.split("def value_and_grad")[1]
-    assert numpy_lines.count("np.exp(") == 2  # arrays: one exp for each sigmoid, e^min(a, 709)
+    assert "_exp_q" in numpy_lines  # arrays: e^(-|a|) held as an array
     entry = inspect.getsource(f.value_and_grad)
-    floats = entry.split("except _FALLBACK")[0].split("if _scalar:")[1]
-    assert "np." not in floats and floats.count("_exp(") == 2  # floats: the same lines, with math.exp
+    floats = entry.split("except _FALLBACK")[0]
+    assert "_exp_" not in floats and "np." not in floats  # floats: the sign test, no arrays
+    assert floats.count("_e_q") >= 4  # each sigmoid's exp computed once, read by σ(a) and σ(-a)
     for x in (-800.0, -3.0, 0.0, 2.0, 800.0):
         point = {"w": 1.5, "x": x, "b": -0.5}
         (value, grads), (array_value, array_grads) = both_paths(f, point)
