@@ -295,8 +295,8 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     scalar_out = g.shape(out) == ()
     dout = sp.Integer(1) if scalar_out else program.dout
-    value_forward = _unread_dropped(forward, differences, [], out)
     forward, rewrites = _tanh_plus_one(program, forward)
+    value_forward = _unread_dropped(forward, differences, [], out)
     together, read, folded = _adjoint_lines(program, dout, fold=True, rewrites=rewrites)
     plain = together  # the float lines share exponentials their own way (symgrad.scalar)
     together_forward, together = _share_sigmoids(forward, together, set(g.nx))
@@ -402,7 +402,7 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
 
 
 def _tanh_plus_one(program: Program, forward: list[str]) -> tuple[list[str], dict[sp.Expr, sp.Expr]]:
-    """The forward lines of value_and_grad with each ``p = t + 1`` of ``t = tanh(u)``, ``u`` a name
+    """The forward lines of value_and_grad and value with each ``p = t + 1`` of ``t = tanh(u)``, ``u`` a name
     and ``p`` the only reader of ``t``, computed as 2σ(2u) (the tanh form of GELU has one), and
     what the adjoints read instead of tanh′(u) = sech²(u).
 

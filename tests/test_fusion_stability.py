@@ -140,7 +140,7 @@ def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_one_plus_tanh_is_two_sigmoids_exact_where_it_rounds_to_zero(dtype):
-    """value_and_grad computes 1 + tanh(u) as 2σ(2u) (GELU's tanh form has it): no cancellation
+    """value_and_grad and the value compute 1 + tanh(u) as 2σ(2u) (GELU's tanh form has it): no cancellation
     where tanh(u) is near −1, sech²(u) from the same exp, and no overflow in any float type."""
     f = sg.graph("(1 + tanh(x))*y").compile()
     assert "np.tanh(" not in f.source.split("def value_and_grad")[1].split("\ndef ")[0]
@@ -148,7 +148,9 @@ def test_one_plus_tanh_is_two_sigmoids_exact_where_it_rounds_to_zero(dtype):
         warnings.simplefilter("error")
         for grid in (GRID, *([x] for x in GRID[::40])):  # a batch, and floats one by one
             x = np.asarray(grid, dtype=dtype) if dtype != np.float64 or len(grid) > 1 else float(grid[0])
-            value, grads = f.value_and_grad(x=x, y=1.0 if np.ndim(x) == 0 else np.ones_like(x))
+            y = 1.0 if np.ndim(x) == 0 else np.ones_like(x)
+            value, grads = f.value_and_grad(x=x, y=y)
+            assert np.array_equal(f(x=x, y=y), value)  # the value alone is computed the same way
             if dtype == np.float64:
                 agree(np.atleast_1d(value), [2 * sig(2 * mp.mpf(v)) for v in np.atleast_1d(grid)])  # 1 + tanh
                 agree(np.atleast_1d(grads["x"]), [mp.sech(mp.mpf(v)) ** 2 for v in np.atleast_1d(grid)])
