@@ -154,8 +154,12 @@ def test_one_plus_tanh_is_two_sigmoids_exact_where_it_rounds_to_zero(dtype):
             if dtype == np.float64:
                 agree(np.atleast_1d(value), [2 * sig(2 * mp.mpf(v)) for v in np.atleast_1d(grid)])  # 1 + tanh
                 agree(np.atleast_1d(grads["x"]), [mp.sech(mp.mpf(v)) ** 2 for v in np.atleast_1d(grid)])
-            else:
+            else:  # the module keeps float32 (the compiled entry converts to float64)
+                value, grads = f.module.value_and_grad(x, y)
+                assert value.dtype == grads["x"].dtype == np.float32
                 assert np.all(np.isfinite(value)) and np.all(np.isfinite(grads["x"]))
+                want = 2 * np.exp(-np.logaddexp(0, -2 * x.astype(float)))  # 2σ(2x) in float64
+                assert np.allclose(value, want, rtol=1e-6, atol=1e-37)  # float32's normal range
     t = sg.graph("(1 + tanh(x))*y").backprop(x=-20.0, y=1.0)
     assert t.value < 1e-16 and t.grads["x"] == pytest.approx(4 * math.exp(-40), rel=1e-12)
 
