@@ -251,9 +251,14 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     if not split:
         return functions
 
-    backward, used, results = _adjoint_lines(program, program.dout)
+    forward, rewrites = _tanh_plus_one(program, forward)
+    backward, used, results = _adjoint_lines(program, program.dout, rewrites=rewrites)
     forward = _unread_dropped(forward, differences - used, [], out)
-    position = {n: i for i, n in enumerate(g.nodes)}
+    position: dict[str, float] = {n: i for i, n in enumerate(g.nodes)}
+    for line in forward:  # _exp_p and _den_p (1 + tanh(u) as 2σ(2u)): cached just before p
+        made = line.split(" = ", 1)[0]
+        if made not in position and made.startswith(("_exp_", "_den_")):
+            position[made] = position[made[5:]] - (0.2 if made.startswith("_exp_") else 0.1)
     out_dims = [str(d) for d in g.shape(out) if named(d)]
     cached_dims = [d for d in dims if d in used or d in out_dims]  # backward reads them from the cache
     used = used - set(dims)
@@ -402,9 +407,9 @@ def _share_sigmoids(forward: list[str], adjoints: list[str], names: set[str]) ->
 
 
 def _tanh_plus_one(program: Program, forward: list[str]) -> tuple[list[str], dict[sp.Expr, sp.Expr]]:
-    """The forward lines of value_and_grad and value with each ``p = t + 1`` of ``t = tanh(u)``, ``u`` a name
-    and ``p`` the only reader of ``t``, computed as 2σ(2u) (the tanh form of GELU has one), and
-    what the adjoints read instead of tanh′(u) = sech²(u).
+    """The forward lines with each ``p = t + 1`` of ``t = tanh(u)``, ``u`` a name and ``p`` the
+    only reader of ``t``, computed as 2σ(2u) (the tanh form of GELU has one), and what the
+    adjoints read instead of tanh′(u) = sech²(u).
 
     With e = e^(−2|u|), ``p = 2*np.maximum(e, u >= 0)/(1 + e)``: one ``exp`` for the value and
     its derivative, where ``np.tanh`` and sech² took two, nothing that overflows, and exact where

@@ -140,7 +140,7 @@ def test_the_shared_sigmoids_derivative_replaces_only_a_product_of_its_own():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_one_plus_tanh_is_two_sigmoids_exact_where_it_rounds_to_zero(dtype):
-    """value_and_grad and the value compute 1 + tanh(u) as 2σ(2u) (GELU's tanh form has it): no cancellation
+    """The compiled code computes 1 + tanh(u) as 2σ(2u) (GELU's tanh form has it): no cancellation
     where tanh(u) is near −1, sech²(u) from the same exp, and no overflow in any float type."""
     f = sg.graph("(1 + tanh(x))*y").compile()
     assert "np.tanh(" not in f.source.split("def value_and_grad")[1].split("\ndef ")[0]
@@ -151,6 +151,9 @@ def test_one_plus_tanh_is_two_sigmoids_exact_where_it_rounds_to_zero(dtype):
             y = 1.0 if np.ndim(x) == 0 else np.ones_like(x)
             value, grads = f.value_and_grad(x=x, y=y)
             assert np.array_equal(f(x=x, y=y), value)  # the value alone is computed the same way
+            out, cache = f.forward(x=x, y=y)  # and so are forward and backward
+            assert np.array_equal(out, value) and np.allclose(f.backward(1.0, cache)["x"], grads["x"],
+                                                              rtol=1e-15, atol=0)
             if dtype == np.float64:
                 agree(np.atleast_1d(value), [2 * sig(2 * mp.mpf(v)) for v in np.atleast_1d(grid)])  # 1 + tanh
                 agree(np.atleast_1d(grads["x"]), [mp.sech(mp.mpf(v)) ** 2 for v in np.atleast_1d(grid)])
