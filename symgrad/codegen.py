@@ -247,11 +247,12 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
         floats = " is ".join(f"{n}.__class__" for n in g.inputs)
         test = f"{floats} is not float" if len(g.inputs) == 1 else f"not {floats} is float"
         check = [f"if {test}:", f"    _points({values}, {tuple(g.inputs)!r})"]
-    functions = _together(program, forward, differences, guard, dims, check, per_point) if together else {}
+    forward, rewrites = _tanh_plus_one(program, forward)
+    functions = _together(program, forward, rewrites, differences, guard, dims, check, per_point) \
+        if together else {}
     if not split:
         return functions
 
-    forward, rewrites = _tanh_plus_one(program, forward)
     backward, used, results = _adjoint_lines(program, program.dout, rewrites=rewrites)
     forward = _unread_dropped(forward, differences - used, [], out)
     position: dict[str, float] = {n: i for i, n in enumerate(g.nodes)}
@@ -288,11 +289,12 @@ def _functions(program: Program, together: bool = True, split: bool = True) -> d
     }
 
 
-def _together(program: Program, forward: list[str], differences: set[str], guard: list[str],
-              dims: dict[str, tuple[str, int]], check: list[str],
+def _together(program: Program, forward: list[str], rewrites: dict[sp.Expr, sp.Expr], differences: set[str],
+              guard: list[str], dims: dict[str, tuple[str, int]], check: list[str],
               per_point: list[str]) -> dict[str, _Function]:
     """value_and_grad and value, as text: the forward lines, then the adjoints with dout = 1
-    (``per_point``: the output spread over a batch it does not read, :func:`_spread`)."""
+    (``rewrites``: what they read instead of sech², :func:`_tanh_plus_one`; ``per_point``: the
+    output spread over a batch it does not read, :func:`_spread`)."""
     g = program.graph
     batchable = _batchable(g)
     out = g.output
@@ -300,7 +302,6 @@ def _together(program: Program, forward: list[str], differences: set[str], guard
     values = f"({args}{',' if len(g.inputs) == 1 else ''})"
     scalar_out = g.shape(out) == ()
     dout = sp.Integer(1) if scalar_out else program.dout
-    forward, rewrites = _tanh_plus_one(program, forward)
     value_forward = _unread_dropped(forward, differences, [], out)
     together, read, folded = _adjoint_lines(program, dout, fold=True, rewrites=rewrites)
     plain = together  # the float lines share exponentials their own way (symgrad.scalar)
@@ -416,6 +417,8 @@ def _tanh_plus_one(program: Program, forward: list[str]) -> tuple[list[str], dic
     1 + tanh(u) rounds to 0 (u < −19).  sech²(u) = 4σ(2u)σ(−2u) is then ``4*e/(1 + e)**2``.
     Lines ``_exp_p`` and ``_den_p`` hold e and 1 + e.
     """
+    if not any(isinstance(a.expr, sp.tanh) for a in program.forward):
+        return forward, {}
     names = {a.target.name for a in program.forward} | set(program.graph.nx)
     readers: dict[sp.Symbol, list[Assign]] = {}
     for a in program.forward:
@@ -427,9 +430,9 @@ def _tanh_plus_one(program: Program, forward: list[str]) -> tuple[list[str], dic
     rewrites: dict[sp.Expr, sp.Expr] = {}
     for a in program.forward:
         t, u = a.target, a.expr.args[0] if isinstance(a.expr, sp.tanh) else None
-        if not isinstance(u, sp.Symbol) or t in adjoint_reads or t.name == program.graph.output:
+        if not isinstance(u, sp.Symbol) or t in adjoint_reads:
             continue
-        sums = readers.get(t, [])
+        sums = readers.get(t, [])  # the output has none
         if len(sums) != 1 or sums[0].expr - t != 1:
             continue
         p = sums[0].target
