@@ -335,7 +335,10 @@ class Compiled:
             self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
                 _OnFirstCall(functools.partial(self._body, name, floats))
         if self._numba and self.graph.inputs:
-            self._namespace[f"_arrays_{name}"] = _OnFirstCall(functools.partial(self._jitted, name))
+            jitted = _OnFirstCall(functools.partial(self._jitted, name))
+            pointwise = self.batchable and all(self.graph.elementwise(n) for n in self.graph.nodes)
+            self._namespace[f"_arrays_{name}"] = jitted if name == "forward" or not pointwise else \
+                _OnFirstCall(functools.partial(self._elementwise, name, jitted))
 
     @functools.cached_property
     def module(self) -> types.ModuleType:
@@ -373,6 +376,16 @@ class Compiled:
         module = load_module(text, "numba", {**self._namespace, **numba_backend.namespace()})
         self._files.add(module.__file__)  # type: ignore[arg-type]
         return numba_backend.jit(module, name)
+
+    def _elementwise(self, name: str, jitted: Callable[..., Any]) -> Callable[..., Any]:
+        """For a graph of elementwise ops on scalars, given a batch: the lines for floats in one
+        loop over its points, compiled by Numba (:func:`symgrad.numba_backend.elementwise`),
+        else ``jitted``."""
+        function = self._functions[name]
+        with collector_paused():
+            lines = scalar_body(function.floats or function.body)
+        made = numba_backend.elementwise(name, self.graph.inputs, lines, self._namespace, jitted, _SUM_EACH)
+        return jitted if made is None else made
 
     @functools.cached_property
     def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:

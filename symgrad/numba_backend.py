@@ -5,7 +5,10 @@ The entry points and their input checks are the NumPy backend's
 shows, runs as one function that Numba compiles to machine code on its first
 call.  A small net then pays for one call where NumPy pays for a few dozen,
 each with its own overhead.  Floats keep their own lines (a graph of scalars
-at one point), and ``backward`` and ``module`` stay NumPy.
+at one point), and ``backward`` and ``module`` stay NumPy.  A graph of
+elementwise ops on scalars, given a batch of points, runs its lines for floats
+once per point in one loop (:func:`elementwise`): one pass over memory, where
+NumPy makes one for each operation.
 
 Numba reads the generated text as it is, with these differences, made here
 and nowhere else:
@@ -355,6 +358,129 @@ def body_source(name: str, params: str, body: list[str]) -> str:
                       f"    return {out}", ""])
 
 
+class _BranchFree(ast.NodeTransformer):
+    """``-n if n >= 0.0 else n`` (−|n|, the float lines' spelling, cheapest in Python) as
+    ``-abs(n)``, which a loop computes without a branch."""
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        self.generic_visit(node)
+        test, body, orelse = node.test, node.body, node.orelse
+        name = orelse.id if isinstance(orelse, ast.Name) else None
+        if (name is not None and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+                and test.left.id == name and len(test.ops) == 1 and isinstance(test.ops[0], ast.GtE)
+                and ast.unparse(test.comparators[0]) == "0.0" and ast.unparse(body) == f"-{name}"):
+            return ast.UnaryOp(ast.USub(), _call("abs", ast.Name(name, ast.Load())))
+        return node
+
+
+def _call(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(ast.Name(name, ast.Load()), list(args), [])
+
+
+def kernel_source(name: str, inputs: tuple[str, ...],
+                  lines: list[str]) -> tuple[str, list[str] | None] | None:
+    """``_kernel_<name>``: the lines for floats (:func:`symgrad.scalar.scalar_body`) run once for
+    each point of a batch, in one loop, storing the output and each gradient in arrays of their
+    own (``_out0``, ``_out1``, … as many as the returned values), and the names of the inputs
+    whose gradients they are (None for the value alone).  None where the lines do not end in
+    their one ``return`` or use a name the loop needs."""
+    tree = ast.parse("\n".join(lines))
+    returns = [node for node in ast.walk(tree) if isinstance(node, ast.Return)]
+    if len(returns) != 1 or tree.body[-1] is not returns[0] or returns[0].value is None:
+        return None
+    result, keys, outs = returns[0].value, None, [returns[0].value]
+    if isinstance(result, ast.Tuple) and len(result.elts) == 2 and isinstance(result.elts[1], ast.Dict):
+        grads = result.elts[1]
+        keys = [ast.literal_eval(k) for k in grads.keys if k is not None]
+        outs = [result.elts[0], *grads.values]
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    mine = {"_i", "_at", *(f"_a_{n}" for n in inputs), *(f"_out{i}" for i in range(len(outs)))}
+    if used & mine:
+        return None
+    body = _BranchFree().visit(_Respelled().visit(ast.Module(tree.body[:-1], []))).body
+    params = [*(f"_a_{n}" for n in inputs), *(f"_out{i}" for i in range(len(outs)))]
+    text = "\n".join([
+        f"def _kernel_{name}({', '.join(params)}):",
+        "    for _i in range(_out0.shape[0]):",
+        *(f"        {n} = _at(_a_{n}, _i)" for n in inputs),
+        *("        " + line for s in body for line in ast.unparse(s).splitlines()),
+        *(f"        _out{i}[_i] = {ast.unparse(out)}" for i, out in enumerate(outs))])
+    return text, keys
+
+
+@functools.cache
+def _at() -> Any:
+    """``_at(x, i)``: entry i of a flat array, or a float itself (an input the batch does not vary)."""
+    nb = numba()
+
+    def at(x: Any, i: int) -> Any:
+        raise NotImplementedError("called only in code Numba compiles")
+
+    @nb.extending.overload(at)
+    def typed(x, i):  # type: ignore[no-untyped-def]  # Numba compares signatures
+        if isinstance(x, nb.types.Array):
+            return lambda x, i: x[i]
+        return lambda x, i: x
+
+    return at
+
+
+@functools.cache
+def _float_helpers() -> dict[str, Any]:
+    """The float lines' own functions (:data:`symgrad.scalar.NAMESPACE`), for Numba."""
+    from .scalar import NAMESPACE
+    nb = numba()
+    return {k: nb.njit(v) if isinstance(v, types.FunctionType) else v for k, v in NAMESPACE.items()}
+
+
+def elementwise(name: str, inputs: tuple[str, ...], lines: list[str], names: dict[str, Any],
+                fallback: Callable[..., Any], sum_each: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The array body of a graph of scalars for a batch: :func:`kernel_source`'s loop compiled
+    by Numba on its first call, one pass over the points where NumPy makes one for each
+    operation.  ``names`` are what the lines import.  Inputs are floats and float64 arrays
+    whose shapes broadcast; each gradient is summed to its input's shape (``sum_each``).
+    Inputs that are all floats, and lines Numba refuses (then and after: ``refused`` is
+    true), go to ``fallback``.  None where the lines make no kernel."""
+    made = kernel_source(name, inputs, lines)
+    if made is None:
+        return None
+    text, keys = made
+    namespace: dict[str, Any] = {**names, **_float_helpers(), "np": _numpy(), "_at": _at()}
+    exec(compile(text, f"<symgrad kernel {name}>", "exec"), namespace)
+    kernel = numba().njit(error_model="numpy")(namespace[f"_kernel_{name}"])
+    errors = refusals()
+    count = 1 + (len(keys) if keys is not None else 0)
+    index = {n: i for i, n in enumerate(inputs)}
+    refused: list[bool] = []
+
+    def run(*values: Any) -> Any:
+        if refused or all(v.__class__ is float for v in values):
+            return fallback(*values)
+        shape = np.broadcast_shapes(*(np.shape(v) for v in values))
+        flat = [v if v.__class__ is float else (v if v.shape == shape else np.broadcast_to(v, shape)).ravel()
+                for v in values]
+        outs = [np.empty(shape) for _ in range(count)]
+        try:
+            kernel(*flat, *(o.reshape(-1) for o in outs))
+        except errors:  # a line Numba cannot compile for floats: the array lines, as before
+            refused.append(True)
+            return fallback(*values)
+        if keys is None:
+            return outs[0]
+        return outs[0], sum_each(outs[0], values, {k: (g, values[index[k]]) for k, g in zip(keys, outs[1:])})
+
+    run.__name__ = f"_arrays_{name}"
+    run.refused = refused  # type: ignore[attr-defined]
+    return run
+
+
+def refusals() -> tuple[type[BaseException], ...]:
+    """The errors with which Numba refuses to compile a function."""
+    nb = numba()
+    return (nb.core.errors.TypingError, nb.core.errors.LoweringError, nb.core.errors.UnsupportedError,
+            nb.core.errors.CompilerError)
+
+
 def unsupported(e: BaseException, name: str) -> UnsupportedError:
     """Numba's refusal to compile ``name``, as an UnsupportedError naming the line it stopped at."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
@@ -369,10 +495,7 @@ def unsupported(e: BaseException, name: str) -> UnsupportedError:
 
 def namespace() -> dict[str, Any]:
     """What the lines of :func:`body_source` read besides the generated code's own names."""
-    nb = numba()
-    errors = (nb.core.errors.TypingError, nb.core.errors.LoweringError, nb.core.errors.UnsupportedError,
-              nb.core.errors.CompilerError)
-    return {"np": _numpy(), "_pick": _pick(), "_NUMBA_ERRORS": errors, "_unsupported": unsupported,
+    return {"np": _numpy(), "_pick": _pick(), "_NUMBA_ERRORS": refusals(), "_unsupported": unsupported,
             "_UnsupportedError": UnsupportedError, "_numpy": np}
 
 

@@ -11,7 +11,8 @@ for floats:
 - the stable sigmoid ``np.exp(np.minimum(a, 0.0))/(1 + np.exp(-np.abs(a)))`` becomes a test of the sign
   of ``a`` and one ``exp`` of a number that is not positive (inline for a name,
   else ``_sigmoid(a)``); σ(a) and σ(−a) of one name ``a`` share that ``exp``,
-  ``_e_a = exp(-|a|)``, computed once before the first line that needs it;
+  ``_e_a = exp(-|a|)``, computed once before the first line that needs it, each σ
+  one division of its numerator (1 or ``_e_a``) by ``1 + _e_a``;
 - integer constants in arithmetic become floats (float-with-float operations are
   the interpreter's fast ones), ``a**2`` of a name ``a*a``;
   ``np.logaddexp(0, a)`` becomes ``_softplus(a)``, ``np.logaddexp(a, b)`` ``_logaddexp(a, b)``;
@@ -104,14 +105,19 @@ def _sigmoid_of(a: ast.expr, shared: list[str] | None = None) -> ast.expr:
         name = a.operand.id if negated else a.id  # type: ignore[attr-defined]
         e = f"_e_{name}"
         shared.append(name)
-        big, small = f"1.0 / (1.0 + {e})", f"{e} / (1.0 + {e})"  # σ of the positive, the negative one
-        first, second = (small, big) if negated else (big, small)
-        inline = f"({first} if {name} >= 0.0 else {second})"
+        # σ(n) is 1/(1 + e) for n ≥ 0 and e/(1 + e) below: one division, of a chosen numerator
+        first, second = (e, "1.0") if negated else ("1.0", e)
+        inline = f"(({first} if {name} >= 0.0 else {second}) / (1.0 + {e}))"
         return ast.parse(inline, mode="eval").body
     text = ast.unparse(a)
     minus = ast.unparse(_negated(a))
     inline = f"(1.0 / (1.0 + _exp({minus})) if {text} >= 0.0 else (_sig_e := _exp({text})) / (1.0 + _sig_e))"
     return ast.parse(inline, mode="eval").body
+
+
+def _shared_line(name: str) -> str:
+    """``_e_n = exp(−|n|)``, which σ(n) and σ(−n) of a name ``n`` read."""
+    return f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})"
 
 
 def _sigmoid_argument(node: ast.AST) -> ast.expr | None:
@@ -215,8 +221,8 @@ def scalar_body(lines: list[str]) -> list[str]:
     >>> for line in scalar_body(pair):
     ...     print(line)
     _e_q1 = _exp(-q1 if q1 >= 0.0 else q1)
-    q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)
-    dq1 = q2 * (_e_q1 / (1.0 + _e_q1) if q1 >= 0.0 else 1.0 / (1.0 + _e_q1))
+    q2 = (1.0 if q1 >= 0.0 else _e_q1) / (1.0 + _e_q1)
+    dq1 = q2 * ((_e_q1 if q1 >= 0.0 else 1.0) / (1.0 + _e_q1))
     """
     out: list[str] = []
     defined: set[str] = set()  # names n whose _e_n holds exp(-|n|)
@@ -227,7 +233,7 @@ def scalar_body(lines: list[str]) -> list[str]:
         if isinstance(piece, _Rewrite):
             for name in piece.shared:
                 if name not in defined:
-                    out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
+                    out.append(_shared_line(name))
                     defined.add(name)
             out += piece.lines
             defined -= piece.targets
@@ -409,7 +415,7 @@ def _statement(statement: ast.stmt, defined: set[str]) -> list[str]:
     out = []
     for name in dict.fromkeys(shared):
         if name not in defined:
-            out.append(f"_e_{name} = _exp(-{name} if {name} >= 0.0 else {name})")
+            out.append(_shared_line(name))
             defined.add(name)
     for s in rewritten if isinstance(rewritten, list) else [rewritten]:
         out += _unparse(s).splitlines()

@@ -45,9 +45,10 @@ def same_as_numpy(g, point, wrt=None, entries=("value_and_grad",)):
     return f
 
 
-def combined(cases, rng):
+def combined(cases, rng, scalars=False):
     """One graph of every case (op, shapes, parameters) on inputs of its own: the sum of
-    sum(sin(op(...))) over them, so a wrong value or gradient of any case shows; one compile."""
+    sum(sin(op(...))) over them, so a wrong value or gradient of any case shows; one compile.
+    With ``scalars``, a graph of scalars with no sum, and the point a batch of the cases' shapes."""
     shapes, dtypes, point, terms = {}, {}, {}, []
     for i, (name, case_shapes, params) in enumerate(cases):
         op = OPS[name]
@@ -63,12 +64,13 @@ def combined(cases, rng):
         total = 0.0
         for name, names, params in terms:
             applied = tracing.apply(name, *map(values.get, names), **params)
-            total = total + tracing.apply("sum", tracing.sin(applied))
+            total = total + (tracing.sin(applied) if scalars else tracing.apply("sum", tracing.sin(applied)))
         return total
 
     params = ", ".join(shapes)
     namespace = {"body": body}
     exec(f"def combined({params}):\n    return body({params})", namespace)
+    shapes = {n: () for n in shapes} if scalars else shapes
     return sg.graph(namespace["combined"], shapes=shapes, dtypes=dtypes), point
 
 
@@ -123,6 +125,71 @@ def test_every_elementwise_op_gives_the_numpy_backends_numbers():
         cases.append((name, shapes, {}))
     g, point = combined(cases, rng)
     same_as_numpy(g, point)
+
+
+def kernel_of(f, entry="value_and_grad"):
+    """The loop over a batch's points that runs ``entry`` of a graph of scalars (after a call)."""
+    return f._namespace[f"_arrays_{entry}"].function
+
+
+def test_a_batch_through_every_elementwise_op_runs_in_one_loop():
+    """A graph of scalars on a batch runs its lines for floats once per point, in one loop that
+    Numba compiles: every elementwise op of the table, against the NumPy backend's numbers."""
+    cases = [(name, [(40,)] * OPS[name].arity, {}) for name in ELEMENTWISE]
+    g, point = combined(cases, np.random.default_rng(8), scalars=True)
+    f = same_as_numpy(g, point, entries=("value_and_grad", "value"))
+    for entry in ("value_and_grad", "value"):
+        assert kernel_of(f, entry).refused == []  # the loop ran, not the array lines
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_loop_takes_any_shapes_strides_and_sizes(fused):
+    g = sg.graph("1/(1+exp(-(w0*x0+w1*x1+w2)))")
+    g = g.fuse("sigmoid") if fused else g
+    rng = np.random.default_rng(9)
+    ends = np.array([-800.0, -40.0, -1e-300, 0.0, 1e-300, 40.0, 800.0])
+    points = [
+        {"w0": 2.0, "x0": rng.normal(size=(3, 1)), "w1": rng.normal(size=(1, 4)), "x1": -2.0, "w2": -3.0},
+        {"w0": rng.normal(size=(4, 3)).T, "x0": rng.normal(size=(3, 8))[:, ::2], "w1": 0.5,
+         "x1": rng.normal(size=(2, 3, 4)), "w2": rng.normal(size=4)},  # transposed, strided, 3-d
+        {"w0": 1.0, "x0": ends, "w1": 0.0, "x1": 1.0, "w2": 0.0},  # σ at both ends
+        {"w0": np.empty(0), "x0": 1.0, "w1": 1.0, "x1": 1.0, "w2": 1.0},  # no points
+        {"w0": np.array([0.5]), "x0": 1.0, "w1": 1.0, "x1": 1.0, "w2": 1.0},
+    ]
+    for point in points:
+        f = same_as_numpy(g, point, entries=("value_and_grad", "value"))
+        value, grads = f.value_and_grad(**point)
+        assert value.shape == np.broadcast_shapes(*(np.shape(v) for v in point.values()))
+        assert all(np.shape(grads[n]) == np.shape(point[n]) for n in point)
+        assert kernel_of(f).refused == []
+    value, grads = f.value_and_grad(**points[2])
+    with np.errstate(over="ignore"):
+        want = 1 / (1 + np.exp(-ends))  # at -800, exp overflows: 0, and σ(-800) rounds to 0 too
+    assert np.allclose(value, want, rtol=1e-15, atol=0)
+    assert np.all(np.isfinite(grads["x0"])) == fused  # unfused, exp(800)·σ(-800)² is inf·0, as in NumPy
+
+
+def test_what_the_loop_returns_is_no_array_the_caller_holds_or_another_result():
+    f = sg.graph("x*y + x").compile(backend="numba")
+    x, y = np.linspace(-1, 1, 5), np.linspace(0, 2, 5)
+    value, grads = f.value_and_grad(x=x, y=y)
+    arrays = [x, y, value, grads["x"], grads["y"]]
+    assert len({id(a) for a in arrays}) == 5 and not any(np.shares_memory(a, b) for i, a in enumerate(arrays)
+                                                          for b in arrays[i + 1:])
+    assert np.allclose(grads["x"], y + 1) and np.allclose(grads["y"], x) and np.allclose(value, x * y + x)
+
+
+def test_a_sum_in_a_graph_of_scalars_keeps_the_array_lines():
+    """np.sum of a batch of points sums over the batch: not a loop over points, so the array lines run."""
+    f = same_as_numpy(sg.graph("sum(sin(a)) * b"), {"a": np.linspace(0, 1, 4), "b": 2.0})
+    assert not hasattr(kernel_of(f), "refused")
+
+
+def test_floats_the_float_lines_refuse_take_the_array_lines():
+    """log of a negative float: math refuses, the array lines give NumPy's nan, as the NumPy backend does."""
+    g = sg.graph("log(x) * y")
+    same_as_numpy(g, {"x": -1.0, "y": 2.0}, entries=("value_and_grad", "value"))
+    same_as_numpy(g, {"x": np.array([-1.0, 0.0, 2.0]), "y": 2.0}, entries=("value_and_grad", "value"))
 
 
 def two_layer(X, W1, b1, W2, b2, y, reg):
@@ -261,6 +328,9 @@ def test_an_op_of_define_op_can_give_numba_its_own_spelling(tmp_path, monkeypatc
         rng = np.random.default_rng(3)
         same_as_numpy(g, {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=4)})
         assert "erf(" in g.compile().source and "erf_nb" not in g.compile().source.split("def forward")[1]
+        scalars = sg.graph("erf(x) * y + erf(2*y)")  # a batch of points: one loop, with erf_nb too
+        f = same_as_numpy(scalars, {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=4)})
+        assert kernel_of(f).refused == []
     assert "erf" not in OPS
 
 

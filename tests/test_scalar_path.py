@@ -99,7 +99,7 @@ def test_the_float_lines_use_the_math_module_and_the_sign_test():
     text = "\n".join(lines)
     assert "np." not in text and "_backward" not in text
     assert text.count("_exp(") == 1 and "_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)" in text  # σ(±q1): one exp
-    assert "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)" in text
+    assert "q2 = (1.0 if q1 >= 0.0 else _e_q1) / (1.0 + _e_q1)" in text
     assert "max(q1, 0.0)" in text and "_softplus(q1)" in text and "_log(q2)" in text
 
 
@@ -133,7 +133,7 @@ def test_sigmoids_of_one_name_share_one_exp_until_the_name_changes():
                          "    q4 = np.exp(np.minimum(q3, 0.0))/(1 + np.exp(-np.abs(q3)))",
                          "return q3**2 + q4**3 + (q3 + 1)**2"])
     assert lines[:4] == ["_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)",
-                         "q2 = 1.0 / (1.0 + _e_q1) if q1 >= 0.0 else _e_q1 / (1.0 + _e_q1)",
+                         "q2 = (1.0 if q1 >= 0.0 else _e_q1) / (1.0 + _e_q1)",
                          "q1 = q2 + 1.0", "_e_q1 = _exp(-q1 if q1 >= 0.0 else q1)"]  # q1 changed: again
     assert "_e_q3" not in "\n".join(lines)  # inside an if: inline, as before
     assert lines[-1] == "return q3 * q3 + q4 ** 3 + (q3 + 1.0) ** 2"
