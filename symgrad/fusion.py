@@ -145,10 +145,20 @@ def compose(graph: Graph, members: list[str], out: str) -> tuple[sp.Expr, list[s
     """``out``'s value in terms of the set's operands, and those operands in graph order."""
     inside = set(members)
     operands = {u for n in members for u in graph.operands(n) if u not in inside}
+    return composed(graph, members)[graph.symbol(out)], [n for n in graph.nodes if n in operands]
+
+
+def composed(graph: Graph, nodes: list[str]) -> dict[sp.Symbol, sp.Expr]:
+    """Each of ``nodes`` (in graph order) as an expression of what the others read; a
+    FusionError where SymPy will not form one (the max of a log it proves is not real)."""
     values: dict[sp.Symbol, sp.Expr] = {}
-    for n in members:
-        values[graph.symbol(n)] = graph.expr(n).xreplace(values)
-    return values[graph.symbol(out)], [n for n in graph.nodes if n in operands]
+    for n in nodes:
+        try:
+            values[graph.symbol(n)] = graph.expr(n).xreplace(values)
+        except (ValueError, TypeError) as e:
+            raise FusionError(f"SymPy will not write {n} as one expression of the gate's operands: "
+                              f"{e}") from None
+    return values
 
 
 def default_name(gate: sp.Expr) -> str:
@@ -385,9 +395,10 @@ def _match(graph: Graph, v: str, region: list[str], patterns: list[Pattern], can
     compute them (elementwise gates: up to a constant factor) bound the gate's
     members, whose composition, rewritten, must be the gate on plain operands.
     """
-    values: dict[sp.Symbol, sp.Expr] = {}
-    for n in region:
-        values[graph.symbol(n)] = graph.expr(n).xreplace(values)
+    try:
+        values = composed(graph, region)
+    except FusionError:
+        return None
     top = canon(values[graph.symbol(v)], arrays).as_coeff_Mul()[1]  # 2·σ(a) is a sigmoid gate too
     inside = set(region)
     reach = inside.union(*(graph.operands(n) for n in region))
@@ -406,7 +417,10 @@ def _match(graph: Graph, v: str, region: list[str], patterns: list[Pattern], can
             ends.append(end)
         else:
             members = [n for n in _region(graph, v, set(), True, frozenset(ends), arrays) if n in inside]
-            spelling, operands = compose(graph, members, v)
+            try:
+                spelling, operands = compose(graph, members, v)
+            except FusionError:
+                continue
             gate = canon(spelling, arrays)
             found = pattern.plain_arguments(gate, canon.shapes)
             if found is None:

@@ -304,6 +304,16 @@ def test_other_refusals():
     assert sg.graph("exp(x)").fuse({"q1"}).operations == ["q1"]  # one node is a set too
 
 
+def test_an_expression_sympy_will_not_form_is_no_gate_and_a_named_error():
+    """max(0, log(min(0, a))): SymPy proves the log is not real and refuses the max of it."""
+    g = sg.graph("max(0, log(min(0, a)))")
+    for pattern in ("sigmoid", "softplus", "logsigmoid"):
+        assert g.fuse(pattern).nodes == g.nodes
+    assert g.lint() == [] and g.fuse_stable().nodes == g.nodes
+    with pytest.raises(sg.FusionError, match="SymPy will not write q3 as one expression.*not comparable"):
+        g.fuse_all()
+
+
 def test_a_leaking_set_names_the_user_outside():
     g = sg.graph("exp(x) * y + exp(x)")
     with pytest.raises(sg.FusionError) as e:
