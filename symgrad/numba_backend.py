@@ -358,9 +358,18 @@ def body_source(name: str, params: str, body: list[str]) -> str:
                       f"    return {out}", ""])
 
 
-class _BranchFree(ast.NodeTransformer):
-    """``-n if n >= 0.0 else n`` (−|n|, the float lines' spelling, cheapest in Python) as
-    ``-abs(n)``, which a loop computes without a branch."""
+class _ForLoop(ast.NodeTransformer):
+    """The float lines as a loop over points wants them: ``-n if n >= 0.0 else n`` (−|n|, the
+    cheapest spelling in Python) as ``-abs(n)``, which a loop computes without a branch; and
+    a comparison among the arguments of ``max`` or ``min`` (Python's take a bool as 0 or 1,
+    Numba's want numbers of one type) as ``1.0 if ... else 0.0``."""
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id in ("max", "min"):
+            node.args = [ast.IfExp(a, ast.Constant(1.0), ast.Constant(0.0))
+                         if isinstance(a, ast.Compare) else a for a in node.args]
+        return node
 
     def visit_IfExp(self, node: ast.IfExp) -> Any:
         self.generic_visit(node)
@@ -397,7 +406,7 @@ def kernel_source(name: str, inputs: tuple[str, ...],
     mine = {"_i", "_at", *(f"_a_{n}" for n in inputs), *(f"_out{i}" for i in range(len(outs)))}
     if used & mine:
         return None
-    body = _BranchFree().visit(_Respelled().visit(ast.Module(tree.body[:-1], []))).body
+    body = _ForLoop().visit(_Respelled().visit(ast.Module(tree.body[:-1], []))).body
     params = [*(f"_a_{n}" for n in inputs), *(f"_out{i}" for i in range(len(outs)))]
     text = "\n".join([
         f"def _kernel_{name}({', '.join(params)}):",

@@ -169,6 +169,18 @@ def test_the_loop_takes_any_shapes_strides_and_sizes(fused):
     assert np.all(np.isfinite(grads["x0"])) == fused  # unfused, exp(800)·σ(-800)² is inf·0, as in NumPy
 
 
+@pytest.mark.parametrize("text", ["(1 + tanh(x))*y", "0.5*x*(1 + tanh(0.79788456*(x + 0.044715*x*x*x)))*y",
+                                  "max(x, y)*relu(x - y)", "softplus(x) - logsigmoid(y) + logaddexp(x, y)",
+                                  "sigmoid(x*y)*sigmoid(-x*y) + abs(x)**3 / (1 + y*y)"])
+def test_what_the_compiler_rewrites_runs_in_the_loop_too(text):
+    """1 + tanh(u) as 2σ(2u) (a maximum of a number and a comparison), shared sigmoids, the
+    float lines' own functions: each in the loop, with the NumPy backend's numbers."""
+    rng = np.random.default_rng(10)
+    point = {"x": rng.normal(size=50) * 10, "y": rng.normal(size=(2, 1))}
+    f = same_as_numpy(sg.graph(text), point, entries=("value_and_grad", "value"))
+    assert kernel_of(f).refused == [] and kernel_of(f, "value").refused == []
+
+
 def test_what_the_loop_returns_is_no_array_the_caller_holds_or_another_result():
     f = sg.graph("x*y + x").compile(backend="numba")
     x, y = np.linspace(-1, 1, 5), np.linspace(0, 2, 5)
