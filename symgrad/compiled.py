@@ -199,6 +199,29 @@ def _body_source(functions: dict[str, _Function], inputs: tuple[str, ...], name:
                       *_indent(body), ""])
 
 
+def _summand_of_points(graph: Graph) -> Graph | None:
+    """For a graph of arrays whose output is the sum over every axis of a node that
+    elementwise ops compute from float inputs: that node as the output of a graph of scalars,
+    whose batch of points the arrays are.  None for any other graph."""
+    out = graph.nx.nodes[graph.output]
+    if out["op"] != "sum":
+        return None
+    operand, axes, keepdims = out["operands"]
+    ndim = len(graph.shape(operand))
+    if keepdims or {a % ndim for a in axes} not in (set(), set(range(ndim))):
+        return None
+    nodes = [n for n in graph.nodes if n != graph.output]
+    if not all(graph.elementwise(n) for n in nodes) or any(
+            graph.nx.nodes[n]["dtype"] != "float" or (graph.nx.nodes[n]["kind"] == "const" and graph.shape(n))
+            for n in nodes):
+        return None
+    g = graph.nx.copy()
+    g.remove_node(graph.output)
+    for n in nodes:
+        g.nodes[n]["shape"] = ()
+    return Graph(g, operand, graph.inputs, graph.granularity, graph.source)
+
+
 class _OnFirstCall:
     """A function made (compiled) the first time it is called."""
 
@@ -336,9 +359,10 @@ class Compiled:
                 _OnFirstCall(functools.partial(self._body, name, floats))
         if self._numba and self.graph.inputs:
             jitted = _OnFirstCall(functools.partial(self._jitted, name))
-            pointwise = self.batchable and all(self.graph.elementwise(n) for n in self.graph.nodes)
-            self._namespace[f"_arrays_{name}"] = jitted if name == "forward" or not pointwise else \
-                _OnFirstCall(functools.partial(self._elementwise, name, jitted))
+            loop = None if name == "forward" else self._summed if not self.batchable else \
+                self._elementwise if all(self.graph.elementwise(n) for n in self.graph.nodes) else None
+            self._namespace[f"_arrays_{name}"] = jitted if loop is None else \
+                _OnFirstCall(functools.partial(loop, name, jitted))
 
     @functools.cached_property
     def module(self) -> types.ModuleType:
@@ -386,6 +410,27 @@ class Compiled:
             lines = scalar_body(function.floats or function.body)
         made = numba_backend.elementwise(name, self.graph.inputs, lines, self._namespace, jitted, _SUM_EACH)
         return jitted if made is None else made
+
+    def _summed(self, name: str, jitted: Callable[..., Any]) -> Callable[..., Any]:
+        """For the sum of an elementwise graph of arrays (:func:`_summand_of_points`): the loop
+        over the points of the summand, a graph of scalars, and NumPy's sum of its values (the
+        gradient of the sum is the summand's gradient at each point); else ``jitted``.  Where
+        the loop hands its inputs to ``jitted`` (all floats, or lines Numba refused), the value
+        is the sum already, which ``np.sum`` keeps."""
+        with collector_paused():
+            summand = _summand_of_points(self.graph)
+            loop = jitted if summand is None else Compiled(summand, self.wrt, backend="numba")._elementwise(
+                name, jitted)
+        if loop is jitted:
+            return jitted
+        if name == "value":
+            return lambda *values: np.sum(loop(*values))
+
+        def summed(*values: Any) -> tuple[Any, dict[str, Any]]:
+            value, grads = loop(*values)
+            return np.sum(value), grads
+
+        return summed
 
     @functools.cached_property
     def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:

@@ -181,6 +181,34 @@ def test_what_the_compiler_rewrites_runs_in_the_loop_too(text):
     assert kernel_of(f).refused == [] and kernel_of(f, "value").refused == []
 
 
+@pytest.mark.parametrize("text, shapes", [
+    ("sum(0.5*x*(1 + tanh(0.79788456*(x + 0.044715*x*x*x)))*w)", {"x": (3, 4), "w": (4,)}),
+    ("sum(sigmoid(x*w) - log(1 + x*x), axis=(0, 1))", {"x": (3, 4), "w": (3, 1)}),
+    ("sum(relu(x) * c)", {"x": ("N", 4), "c": ()}),
+])
+def test_the_sum_of_an_elementwise_graph_of_arrays_runs_in_the_loop(text, shapes):
+    """sum(f(x, w)) over every axis: the loop over the points of f, a graph of scalars, and NumPy's
+    sum of its values; the gradients those of f at each point, summed to each input's shape."""
+    g = sg.graph(text, shapes=shapes)
+    rng = np.random.default_rng(11)
+    point = {n: rng.normal(size=tuple(5 if d == "N" else d for d in s)) * 3 if s else 0.7
+             for n, s in shapes.items()}
+    f = same_as_numpy(g, point, entries=("value_and_grad", "value"))
+    for entry in ("value_and_grad", "value"):
+        assert kernel_of(f, entry).__qualname__.startswith("Compiled._summed.")
+    value, grads = f.value_and_grad(**point)
+    assert isinstance(value, np.float64) and all(np.shape(grads[n]) == np.shape(point[n]) for n in point)
+    assert close(value, g.compile().value_and_grad(**point)[0], rtol=1e-15)  # NumPy's own (pairwise) sum
+
+
+@pytest.mark.parametrize("text", ["sum(exp(x), axis=0)", "sum(exp(x), keepdims=True)", "mean(exp(x))",
+                                  "sum(exp(x) * sum(x))"])
+def test_other_sums_keep_the_array_lines(text):
+    g = sg.graph(text, shapes={"x": (3, 4)})
+    f = same_as_numpy(g, {"x": np.random.default_rng(12).normal(size=(3, 4))})
+    assert not getattr(kernel_of(f), "__qualname__", "").startswith("Compiled._summed.")  # the array lines
+
+
 def test_what_the_loop_returns_is_no_array_the_caller_holds_or_another_result():
     f = sg.graph("x*y + x").compile(backend="numba")
     x, y = np.linspace(-1, 1, 5), np.linspace(0, 2, 5)
