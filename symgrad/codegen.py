@@ -690,7 +690,10 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False, xp: bool
         expr = _reusing(expr, known, memo)
         if fold and (expr.is_Number or expr.is_Symbol):
             subs[adj.target] = expr
-            if adj.node in wrt:
+            if adj.node in wrt and expr.is_Number and adj.shape != ():  # an array of its input's shape
+                zeros[adj.target] = f"{lib}.full({show(adj.shape)}, {_number(expr, adj.target.name)}{dtype})"
+                targets.append(adj.target)
+            elif adj.node in wrt:
                 results[adj.node] = _number(expr, adj.target.name) if expr.is_Number else expr.name
             continue
         targets.append(adj.target)

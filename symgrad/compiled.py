@@ -200,11 +200,11 @@ def _body_source(functions: dict[str, _Function], inputs: tuple[str, ...], name:
 
 
 def _summand_of_points(graph: Graph) -> Graph | None:
-    """For a graph of arrays whose output is the sum over every axis of a node that
-    elementwise ops compute from float inputs: that node as the output of a graph of scalars,
-    whose batch of points the arrays are.  None for any other graph."""
+    """For a graph of arrays whose output is the sum or the mean over every axis of a node
+    that elementwise ops compute from float inputs: that node as the output of a graph of
+    scalars, whose batch of points the arrays are.  None for any other graph."""
     out = graph.nx.nodes[graph.output]
-    if out["op"] != "sum":
+    if out["op"] not in ("sum", "mean"):
         return None
     operand, axes, keepdims = out["operands"]
     ndim = len(graph.shape(operand))
@@ -412,25 +412,34 @@ class Compiled:
         return jitted if made is None else made
 
     def _summed(self, name: str, jitted: Callable[..., Any]) -> Callable[..., Any]:
-        """For the sum of an elementwise graph of arrays (:func:`_summand_of_points`): the loop
-        over the points of the summand, a graph of scalars, and NumPy's sum of its values (the
-        gradient of the sum is the summand's gradient at each point); else ``jitted``.  Where
-        the loop hands its inputs to ``jitted`` (all floats, or lines Numba refused), the value
-        is the sum already, which ``np.sum`` keeps."""
+        """For the sum or mean of an elementwise graph of arrays (:func:`_summand_of_points`):
+        the loop over the points of the summand, a graph of scalars, then NumPy's sum or mean
+        of its values (the gradient of the sum is the summand's gradient at each point, the
+        mean's that over the number of points); else ``jitted``.  Where the loop hands its
+        inputs to ``jitted`` (all floats, or lines Numba refused), what comes back is not an
+        array of points but the output already."""
         with collector_paused():
             summand = _summand_of_points(self.graph)
             loop = jitted if summand is None else Compiled(summand, self.wrt, backend="numba")._elementwise(
                 name, jitted)
         if loop is jitted:
             return jitted
-        if name == "value":
-            return lambda *values: np.sum(loop(*values))
+        mean = self.graph.nx.nodes[self.graph.output]["op"] == "mean"
+        reduce = np.mean if mean else np.sum
+
+        def summed_value(*values: Any) -> Any:
+            value = loop(*values)
+            return reduce(value) if value.__class__ is np.ndarray else value
 
         def summed(*values: Any) -> tuple[Any, dict[str, Any]]:
             value, grads = loop(*values)
-            return np.sum(value), grads
+            if value.__class__ is not np.ndarray:
+                return value, grads
+            if mean:
+                grads = {k: g / value.size for k, g in grads.items()}
+            return reduce(value), grads
 
-        return summed
+        return summed_value if name == "value" else summed
 
     @functools.cached_property
     def value_and_grad(self) -> Callable[..., tuple[Any, dict[str, Any]]]:

@@ -190,6 +190,22 @@ def test_gradients_are_fresh_writable_arrays(text):
         dx += 1.0  # a user accumulating gradients in place
 
 
+@pytest.mark.parametrize("text", ["sum(sigmoid(a) - sigmoid(a)) + sum(b)", "sum(b) + 0*sum(a)"])
+def test_a_gradient_that_is_a_number_has_its_inputs_shape_on_every_path(text):
+    """Where the output cancels an array input, its gradient is an array of zeros of its shape
+    (a named dimension too), on value_and_grad, forward/backward, the module and array-API code."""
+    g = sg.graph(text, shapes={"a": ("N", 4), "b": (2,)})
+    point = {"a": np.ones((3, 4)), "b": np.ones(2)}
+    f = g.compile()
+    found = [f.value_and_grad(**point)[1], f.backward(1.0, f.forward(**point)[1]),
+             f.module.value_and_grad(*(point[n] for n in g.inputs))[1],
+             g.compile(xp=np).value_and_grad(**point)[1]]
+    for grads in found:
+        assert np.shape(grads["a"]) == (3, 4) and not np.any(grads["a"])
+        assert np.array_equal(grads["b"], [1, 1])
+        assert isinstance(grads["a"], np.ndarray) and grads["a"].flags.writeable
+
+
 def test_a_gradient_that_is_a_forward_value_is_kept_until_returned():
     g = sg.graph("sum(a.T * b)", shapes={"a": (2, 3), "b": (3, 2)})
     point = {"a": np.arange(6.0).reshape(2, 3), "b": np.linspace(-1, 1, 6).reshape(3, 2)}

@@ -185,10 +185,13 @@ def test_what_the_compiler_rewrites_runs_in_the_loop_too(text):
     ("sum(0.5*x*(1 + tanh(0.79788456*(x + 0.044715*x*x*x)))*w)", {"x": (3, 4), "w": (4,)}),
     ("sum(sigmoid(x*w) - log(1 + x*x), axis=(0, 1))", {"x": (3, 4), "w": (3, 1)}),
     ("sum(relu(x) * c)", {"x": ("N", 4), "c": ()}),
+    ("mean((w*x + b - y)**2)", {"x": ("N",), "y": ("N",), "w": (), "b": ()}),
+    ("mean(softplus(x*w))", {"x": (3, 4), "w": (4,)}),
 ])
 def test_the_sum_of_an_elementwise_graph_of_arrays_runs_in_the_loop(text, shapes):
-    """sum(f(x, w)) over every axis: the loop over the points of f, a graph of scalars, and NumPy's
-    sum of its values; the gradients those of f at each point, summed to each input's shape."""
+    """sum(f(x, w)) or mean(f(x, w)) over every axis: the loop over the points of f, a graph of
+    scalars, and NumPy's sum or mean of its values; the gradients those of f at each point,
+    summed to each input's shape (over the number of points for a mean)."""
     g = sg.graph(text, shapes=shapes)
     rng = np.random.default_rng(11)
     point = {n: rng.normal(size=tuple(5 if d == "N" else d for d in s)) * 3 if s else 0.7
@@ -198,10 +201,10 @@ def test_the_sum_of_an_elementwise_graph_of_arrays_runs_in_the_loop(text, shapes
         assert kernel_of(f, entry).__qualname__.startswith("Compiled._summed.")
     value, grads = f.value_and_grad(**point)
     assert isinstance(value, np.float64) and all(np.shape(grads[n]) == np.shape(point[n]) for n in point)
-    assert close(value, g.compile().value_and_grad(**point)[0], rtol=1e-15)  # NumPy's own (pairwise) sum
+    assert close(value, g.compile().value_and_grad(**point)[0], rtol=1e-15)  # NumPy's (pairwise) sum or mean
 
 
-@pytest.mark.parametrize("text", ["sum(exp(x), axis=0)", "sum(exp(x), keepdims=True)", "mean(exp(x))",
+@pytest.mark.parametrize("text", ["sum(exp(x), axis=0)", "sum(exp(x), keepdims=True)", "mean(exp(x), axis=1)",
                                   "sum(exp(x) * sum(x))"])
 def test_other_sums_keep_the_array_lines(text):
     g = sg.graph(text, shapes={"x": (3, 4)})
