@@ -162,7 +162,7 @@ def array_api_functions(program: Program) -> dict[str, _Function]:
             _standard(line, line.split(" = ")[0])
         if not scalar_out:
             lines.insert(0, f"{program.dout} = xp.ones_like({out})")
-        fresh = _fresh(folded, lines, {*g.inputs, out}, arrays, copy)
+        fresh = _fresh(folded, [*forward, *lines], {*g.inputs, out}, arrays, copy)
         together = [*lines, *_returns(fresh, [], _own(out, arrays, forward, copy))]
     own = _own(out, {n for n in g.inputs if g.shape(n) != ()}, forward, "xp.asarray({}, copy=True)")
     forward_body = [*forward, f"return {own}, ({names})"]

@@ -325,7 +325,8 @@ def _together(program: Program, forward: list[str], rewrites: dict[sp.Expr, sp.E
     batch = " or ".join(f"{n}.__class__ is np.ndarray" for n in guard)
     summing = [f"if {batch}:  # a batch of points: each gradient summed to its input's shape",
                *summed] if guard else []
-    ending = [*summing, *_returns(_fresh(folded, together, {*g.inputs, out}, arrays), [], value)]
+    ending = [*summing, *_returns(_fresh(folded, [*together_forward, *together], {*g.inputs, out}, arrays),
+                                  [], value)]
     kept = {n for line in ending for n in _NAME.findall(line)}
     if batchable:
         together_body = [*together_forward, *_freeing(together, made, kept), *per_point, *ending]
@@ -671,6 +672,7 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False, xp: bool
     zeros: dict[sp.Symbol, str] = {}
     wrt = set(program.wrt)
     gradients = {adj.target for adj in program.backward if adj.node in wrt}
+    target_shape = {adj.target: adj.shape for adj in program.backward}
     known = {a.expr: a.target for a in program.forward if not a.expr.is_Atom}
     memo: dict[sp.Basic, sp.Basic] = {}
     for adj in program.backward:
@@ -728,6 +730,8 @@ def _adjoint_lines(program: Program, dout: sp.Expr, fold: bool = False, xp: bool
             shape = show(expr.array_shape())
             code = f"{lib}.full({shape}, {fill}{dtype})" if not xp or value.is_Number else \
                 f"xp.zeros({shape}{dtype}) + {fill}"  # the standard fills with numbers only
+        elif expr.is_Number and target in gradients and target_shape[target] != ():  # an array of zeros, say
+            code = f"{lib}.full({show(target_shape[target])}, {_number(expr, target.name)}{dtype})"
         else:
             code = _number(expr, target.name) if expr.is_Number else \
                 _code(expr, target.name, shapes, ints, xp)

@@ -190,7 +190,9 @@ def test_gradients_are_fresh_writable_arrays(text):
         dx += 1.0  # a user accumulating gradients in place
 
 
-@pytest.mark.parametrize("text", ["sum(sigmoid(a) - sigmoid(a)) + sum(b)", "sum(b) + 0*sum(a)"])
+@pytest.mark.parametrize("text", [
+    "sum(sigmoid(a) - sigmoid(a)) + sum(b)", "sum(b) + 0*sum(a)", "mean(a - a) + sum(b)",
+    "mean(a - (a + 1.5)) + sum(b)", "mean(0*a) + sum(b)"])
 def test_a_gradient_that_is_a_number_has_its_inputs_shape_on_every_path(text):
     """Where the output cancels an array input, its gradient is an array of zeros of its shape
     (a named dimension too), on value_and_grad, forward/backward, the module and array-API code."""
