@@ -8,12 +8,15 @@ import sys
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad import numba_backend, tracing
 from symgrad.ops import OPS
 
 from .test_compile_tensors import CASES, sample
+from .test_property import expressions
 
 pytest.importorskip("numba")
 pytest.importorskip("scipy")
@@ -212,6 +215,34 @@ def test_other_sums_keep_the_array_lines(text):
     assert not getattr(kernel_of(f), "__qualname__", "").startswith("Compiled._summed.")  # the array lines
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(expressions(depth=3), st.integers(0, 10**6), st.sampled_from(["{}", "sum({})", "mean({})"]))
+def test_random_graphs_in_the_loop_give_the_numpy_backends_numbers(text, seed, reduction):
+    """Random expressions over the elementwise ops, on a batch of points of mixed shapes, and
+    summed or averaged over arrays: every one the loop runs agrees with the NumPy backend."""
+    rng = np.random.default_rng(seed)
+    names = sg.graph(text).inputs
+    if not names:
+        return
+    if reduction == "{}":
+        shapes = {n: [(), (5,), (2, 5), (2, 1)][rng.integers(4)] for n in names}
+        shapes[names[0]] = (5,)
+        g = sg.graph(text)
+    else:
+        shapes = {n: [(3, 4), (4,), (3, 1), ()][rng.integers(4)] for n in names}
+        g = sg.graph(reduction.format(text), shapes=shapes)
+    point = {n: rng.normal(size=s) * 3 if s else float(rng.normal()) for n, s in shapes.items()}
+    try:
+        g.compile().value_and_grad(**point)
+    except sg.SymgradError:  # a point outside a domain: the NumPy backend refuses it too
+        return
+    f = same_as_numpy(g, point, entries=("value_and_grad", "value"))
+    run = kernel_of(f)  # None where every input is a float: the float lines ran
+    looped = getattr(run, "refused", None) == [] or \
+        getattr(run, "__qualname__", "").startswith("Compiled._summed.")
+    assert looped or run is None or any(not g.elementwise(n) for n in g.nodes if n != g.output)
+
+
 def test_what_the_loop_returns_is_no_array_the_caller_holds_or_another_result():
     f = sg.graph("x*y + x").compile(backend="numba")
     x, y = np.linspace(-1, 1, 5), np.linspace(0, 2, 5)
@@ -289,10 +320,10 @@ def test_inputs_that_need_converting_give_the_same_numbers():
     want = f0.value_and_grad(W=W, x=x, v=v)
     readonly = np.copy(W)
     readonly.flags.writeable = False
-    for given in (np.asfortranarray(W), np.ascontiguousarray(W.T).T, W.astype(np.float32),
-                  np.arange(12).reshape(3, 4), W.tolist(), readonly, np.concatenate([W, W], axis=1)[:, ::2]):
-        value, grads = f.value_and_grad(W=given, x=x, v=v)
-        expected = f0.value_and_grad(W=given, x=x, v=v)
+    for held in (np.asfortranarray(W), np.ascontiguousarray(W.T).T, W.astype(np.float32),
+                 np.arange(12).reshape(3, 4), W.tolist(), readonly, np.concatenate([W, W], axis=1)[:, ::2]):
+        value, grads = f.value_and_grad(W=held, x=x, v=v)
+        expected = f0.value_and_grad(W=held, x=x, v=v)
         assert close(value, expected[0]) and all(close(grads[n], expected[1][n]) for n in grads)
     assert close(f.value_and_grad(W=W, x=x, v=v)[0], want[0])
 
