@@ -411,6 +411,14 @@ class Compiled:
         made = numba_backend.elementwise(name, self.graph.inputs, lines, self._namespace, jitted, _SUM_EACH)
         return jitted if made is None else made
 
+    @functools.cached_property
+    def _summand(self) -> Compiled | None:
+        """The summand of :func:`_summand_of_points` compiled for Numba (its program derived
+        once, for value and value_and_grad both), or None."""
+        with collector_paused():
+            summand = _summand_of_points(self.graph)
+            return None if summand is None else Compiled(summand, self.wrt, backend="numba")
+
     def _summed(self, name: str, jitted: Callable[..., Any]) -> Callable[..., Any]:
         """For the sum or mean of an elementwise graph of arrays (:func:`_summand_of_points`):
         the loop over the points of the summand, a graph of scalars, then NumPy's sum or mean
@@ -418,10 +426,8 @@ class Compiled:
         mean's that over the number of points); else ``jitted``.  Where the loop hands its
         inputs to ``jitted`` (all floats, or lines Numba refused), what comes back is not an
         array of points but the output already."""
-        with collector_paused():
-            summand = _summand_of_points(self.graph)
-            loop = jitted if summand is None else Compiled(summand, self.wrt, backend="numba")._elementwise(
-                name, jitted)
+        summand = self._summand
+        loop = jitted if summand is None else summand._elementwise(name, jitted)
         if loop is jitted:
             return jitted
         mean = self.graph.nx.nodes[self.graph.output]["op"] == "mean"
