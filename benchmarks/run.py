@@ -522,6 +522,16 @@ def lambdify_scalar(text: str, names: list[str], module: str) -> Callable[..., A
     return sp.lambdify(symbols, [expr, *(sp.diff(expr, s) for s in symbols)], modules=module, cse=True)
 
 
+def keyword_floor(names: list[str]) -> Callable[..., Any]:
+    """The least a call of ``value_and_grad``'s contract can cost: the inputs by name in, the
+    output and ``{input: gradient}`` out, with no work done and no input checked."""
+    text = f"def floor(*, {', '.join(names)}):\n" \
+        f"    return {names[0]}, {{{', '.join(f'{n!r}: {n}' for n in names)}}}\n"
+    namespace: dict[str, Any] = {}
+    exec(text, namespace)  # our own text: a function of these names
+    return namespace["floor"]  # type: ignore[no-any-return]
+
+
 def peer_scalar_calls(text: str, names: list[str], point: dict[str, float]) -> dict[str, Callable[[], Any]]:
     """Whatever of JAX, PyTorch, PyTensor and autograd is installed, each computing value and grads."""
     args = [point[n] for n in names]
@@ -746,7 +756,7 @@ def peers(quick: bool) -> None:
 
 def _peers(quick: bool) -> None:
     rows = []
-    scalar_now, scalar_peer = [], []
+    scalar_now, scalar_peer, scalar_floor = [], [], []
     for text, _, plain, point in LECTURE[:2]:
         names = list(point)
         f = sg.graph(text).compile()
@@ -755,6 +765,8 @@ def _peers(quick: bool) -> None:
         if "exp" in text:
             fused = sg.graph(text).fuse("sigmoid").compile()
             fns["compiled, fused"] = lambda f=fused, point=point: f.value_and_grad(**point)
+        floor = keyword_floor(names)
+        fns["no work, by name"] = lambda floor=floor, point=point: floor(**point)
         fns.update(peer_scalar_calls(text, names, point))
         t = timings(fns, number=200, rounds=40 if quick else 200)
         print(f"\n   {text}: µs per value-and-gradient call, min/median")
@@ -762,8 +774,12 @@ def _peers(quick: bool) -> None:
               [[k, pair(v, 1e6), ratios(v, t["lambdify(math, cse)"])] for k, v in t.items()], indent="     ")
         scalar_now.append("/".join(pair(t[k], 1e6) for k in fns if k.startswith("compiled")))
         scalar_peer.append(pair(t["lambdify(math, cse)"], 1e6))
+        scalar_floor.append(pair(t["no work, by name"], 1e6))
+    print("\n   no work, by name: a function that takes the inputs by name and returns the output and a dict")
+    print("   of them, and does nothing else: the least a call of value_and_grad's contract can cost")
     rows.append(["lecture scalars: (x+y)z / sigmoid neuron (unfused/fused), µs min/median",
-                 " ; ".join(scalar_now), "lambdify(math, cse) " + " ; ".join(scalar_peer), "≤ lambdify"])
+                 " ; ".join(scalar_now) + f" (no work, by name: {' ; '.join(scalar_floor)})",
+                 "lambdify(math, cse) " + " ; ".join(scalar_peer), "≤ lambdify"])
     for size in [TINY, *NETS]:
         t = net_times(size, quick, peers=True)
         measured = [k for k in NET_PEERS if k in t]

@@ -14,7 +14,8 @@ Numba reads the generated text as it is, with these differences, made here
 and nowhere else:
 
 - ``np`` is NumPy with what Numba's own lacks: ``sum``, ``mean``, ``max``
-  and ``min`` over any axis or axes, with ``keepdims``; ``expand_dims`` of a
+  and ``min`` over any axis or axes, with ``keepdims``, floats added in NumPy's
+  pairwise order (the same sums, to the last bit, for contiguous arrays); ``expand_dims`` of a
   number (a 0-d array in NumPy); ``full`` of an array; ``heaviside``; and
   ``matmul`` (``a @ b`` is printed so) of arrays of any rank;
 - an op whose NumPy spelling Numba refuses is written as its row of the op
@@ -77,11 +78,59 @@ _REDUCE = {"sum": ("0", "acc + v"), "mean": ("0.0", "acc + v"),
            "min": ("np.inf", "v if v < acc or v != v else acc")}
 
 
+def _pairwise_source() -> str:
+    """``_pairwise(a, lo, n)``: the sum of ``a[lo:lo + n]`` (one dimension, floats) in NumPy's
+    own order of additions (its pairwise summation: eight running sums in blocks of up to 128
+    entries, the blocks added in halves), so that a sum of contiguous floats is NumPy's to the
+    last bit, its rounding error growing as log n, not n."""
+    return """def _pairwise(a, lo, n):
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        end = lo + n - n % 8
+        for i in range(lo + 8, end, 8):
+            r0 += a[i]
+            r1 += a[i + 1]
+            r2 += a[i + 2]
+            r3 += a[i + 3]
+            r4 += a[i + 4]
+            r5 += a[i + 5]
+            r6 += a[i + 6]
+            r7 += a[i + 7]
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        for i in range(end, lo + n):
+            res += a[i]
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise(a, lo, half) + _pairwise(a, lo + half, n - half)
+"""
+
+
+@functools.cache
+def _pairwise() -> Any:
+    """:func:`_pairwise_source` compiled by Numba (it calls itself by its global name)."""
+    namespace: dict[str, Any] = {}
+    exec(_pairwise_source(), namespace)
+    namespace["_pairwise"] = numba().njit(error_model="numpy")(namespace["_pairwise"])
+    return namespace["_pairwise"]
+
+
 def _reduction_source(kind: str, ndim: int, axes: tuple[int, ...], keepdims: bool,
-                      integers: bool = False) -> str:
+                      integers: bool = False, pairwise: str = "") -> str:
     """A Numba function reducing an array of ``ndim`` dimensions over ``axes`` as NumPy would:
     loops over every axis in order (memory order for C arrays: no copy, whichever axes are
-    reduced), each entry taken into its kept position's result."""
+    reduced), each entry taken into its kept position's result.
+
+    ``pairwise`` (a sum or mean of floats): ``"C"`` where the array is C-contiguous, else
+    ``"A"``.  Where the last axis is reduced, each run along it is added by ``_pairwise``; a C
+    array whose reduced axes are its last ones is read as runs as long as all of them together
+    (NumPy's runs), so its sums are NumPy's exactly."""
     kept = [i for i in range(ndim) if i not in axes]
     start, step = _REDUCE[kind]
     if integers and kind in ("max", "min"):  # no infinity among integers
@@ -89,18 +138,29 @@ def _reduction_source(kind: str, ndim: int, axes: tuple[int, ...], keepdims: boo
     shape = [f"a.shape[{i}]" if i in kept else "1" for i in range(ndim)] if keepdims else \
         [f"a.shape[{i}]" for i in kept]
     at = f"out[{', '.join(f'i{k}' for k in kept)}]" if kept else "out[0]"
-    loops = [f"{'    ' * (d + 1)}for i{d} in range(a.shape[{d}]):" for d in range(ndim)]
     count = " * ".join(f"a.shape[{d}]" for d in axes) or "1"
     empty = "" if kind in ("sum", "mean") else "zero-size array to reduction operation " \
         f"{'maximum' if kind == 'max' else 'minimum'} which has no identity"
+    read, loops_over = "a", ndim
+    if pairwise and ndim - 1 in axes:
+        runs = pairwise == "C" and axes == tuple(range(ndim - len(axes), ndim))  # the last axes, runs
+        loops_over = ndim - len(axes) if runs else ndim - 1
+        if runs and len(axes) > 1:
+            read = "runs"
+        run = f"{read}[{', '.join(f'i{d}' for d in range(loops_over))}]" if loops_over else read
+        taken = [f"{'    ' * (loops_over + 1)}{at} += _pairwise({run}, 0, {read}.shape[{loops_over}])"]
+    else:
+        taken = [f"{'    ' * (ndim + 1)}acc, v = {at}, a[{', '.join(f'i{d}' for d in range(ndim))}]",
+                 f"{'    ' * (ndim + 1)}{at} = {step}"]
+    leading = "".join(f"a.shape[{d}], " for d in range(loops_over))
     return "\n".join([
         "def reduce(a, axis=None, keepdims=False):",
         *([f"    if {count} == 0:", f"        raise ValueError({empty!r})"] if empty else []),
         f"    out = np.full(({''.join(f'a.shape[{k}], ' for k in kept) or '1,'}), {start}, "
         f"dtype={'np.float64' if kind == 'mean' else 'a.dtype'})",
-        *loops,
-        f"{'    ' * (ndim + 1)}acc, v = {at}, a[{', '.join(f'i{d}' for d in range(ndim))}]",
-        f"{'    ' * (ndim + 1)}{at} = {step}",
+        *([f"    runs = a.reshape(({leading}{count},))"] if read == "runs" else []),
+        *(f"{'    ' * (d + 1)}for i{d} in range(a.shape[{d}]):" for d in range(loops_over)),
+        *taken,
         *(["    out /= " + count] if kind == "mean" else []),
         f"    return out.reshape(({''.join(s + ', ' for s in shape)}))" if shape else "    return out[0]",
     ])
@@ -121,13 +181,16 @@ def _reduction(kind: str) -> Callable[..., Any]:
         axes = tuple(range(a.ndim)) if chosen is None else \
             tuple(sorted(x % a.ndim for x in (chosen if isinstance(chosen, tuple) else (chosen,))))
         keep = bool(_literal(keepdims, False))
-        if not keep and len(axes) == a.ndim:
+        pairwise = "" if kind in ("max", "min") or not isinstance(a.dtype, nb.types.Float) else \
+            "C" if a.layout == "C" else "A"
+        if not keep and len(axes) == a.ndim and not pairwise:
             return {"sum": lambda a, axis=None, keepdims=False: a.sum(),
                     "max": lambda a, axis=None, keepdims=False: a.max(),
                     "min": lambda a, axis=None, keepdims=False: a.min(),
                     "mean": lambda a, axis=None, keepdims=False: a.sum() / a.size}[kind]
-        namespace: dict[str, Any] = {"np": np}
-        exec(_reduction_source(kind, a.ndim, axes, keep, isinstance(a.dtype, nb.types.Integer)), namespace)
+        namespace: dict[str, Any] = {"np": np, "_pairwise": _pairwise()}
+        exec(_reduction_source(kind, a.ndim, axes, keep, isinstance(a.dtype, nb.types.Integer), pairwise),
+             namespace)
         return namespace["reduce"]  # type: ignore[no-any-return]
 
     reduce.__name__ = kind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 import sys
 
 import numpy as np
@@ -455,3 +456,27 @@ def test_reductions_keep_nan_take_integers_and_refuse_an_empty_maximum(kind):
         exec(f"def g(x):\n    return np.{kind}(x, axis=1)", namespace)
         with pytest.raises(ValueError, match="zero-size"):
             nb.njit(namespace["g"])(np.ones((2, 0)))
+
+
+@pytest.mark.parametrize("kind", ["sum", "mean"])
+def test_sums_of_floats_are_numpys_to_the_last_bit(kind):
+    """Sums and means of floats add in NumPy's pairwise order: over any axes, kept or not, of a
+    C-contiguous array, they are NumPy's bit for bit (runs shorter than 8, up to 128 and
+    longer); of other layouts, within the rounding of a sum."""
+    nb = numba_backend.numba()
+    rng = np.random.default_rng(9)
+    for shape in [(3, 7), (2, 5, 300), (1, 1100), (4, 0, 3)]:
+        a = rng.normal(size=shape) * 10.0 ** rng.integers(-4, 4, size=shape)
+        for k in range(1, a.ndim + 1):
+            for axis in itertools.combinations(range(a.ndim), k):
+                for keepdims in (False, True):
+                    namespace = {"np": numba_backend._numpy()}
+                    exec(f"def f(x):\n    return np.{kind}(x, axis={axis!r}, keepdims={keepdims})", namespace)
+                    f = nb.njit(namespace["f"])
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        want = getattr(np, kind)(a, axis=axis, keepdims=keepdims)
+                        assert np.array_equal(f(a), want, equal_nan=True), (shape, axis, keepdims)
+                        other, bound = f(np.asfortranarray(a)), getattr(np, kind)(abs(a), axis=axis,
+                                                                                   keepdims=keepdims)
+                    assert np.shape(other) == np.shape(want)
+                    assert np.all((abs(other - want) <= 1e-14 * bound) | np.isnan(want)), (shape, axis)
