@@ -55,6 +55,7 @@ _MISSING = _Missing()
 _NUMERIC_ERRORS = (ZeroDivisionError, OverflowError)
 
 INLINE_CHECKS = 32  # inputs checked inline by the entry points; more go through _floats
+NUMBA_MOST = 2**15  # entries of an array input up to which backend="numba" runs Numba's array lines
 APART_LINES = 5000  # a longer body: functions of its own for floats and arrays, compiled when first called
 BACKENDS = ("numpy", "numba")  # what runs the generated lines on arrays; see Graph.compile
 KEYWORD_PARAMS = 128  # inputs the entry points take as parameters; more are read from **_unknown
@@ -358,7 +359,7 @@ class Compiled:
             self._namespace[f"_{'floats' if floats else 'arrays'}_{name}"] = \
                 _OnFirstCall(functools.partial(self._body, name, floats))
         if self._numba and self.graph.inputs:
-            jitted = _OnFirstCall(functools.partial(self._jitted, name))
+            jitted = self._sized(name, _OnFirstCall(functools.partial(self._jitted, name)))
             loop = None if name == "forward" else self._summed if not self.batchable else \
                 self._elementwise if all(self.graph.elementwise(n) for n in self.graph.nodes) else None
             self._namespace[f"_arrays_{name}"] = jitted if loop is None else \
@@ -400,6 +401,20 @@ class Compiled:
         module = load_module(text, "numba", {**self._namespace, **numba_backend.namespace()})
         self._files.add(module.__file__)  # type: ignore[arg-type]
         return numba_backend.jit(module, name)
+
+    def _sized(self, name: str, jitted: Callable[..., Any]) -> Callable[..., Any]:
+        """``jitted``, but where an array input has more than :data:`NUMBA_MOST` entries, the
+        NumPy lines (compiled on first use): the time is then the arrays', not the calls', and
+        NumPy's loops over broadcast shapes run in SIMD where Numba's do not."""
+        numpy_lines = _OnFirstCall(functools.partial(self._body, name, False))
+
+        def sized(*values: Any) -> Any:
+            for v in values:
+                if v.__class__ is np.ndarray and v.size > NUMBA_MOST:
+                    return numpy_lines(*values)
+            return jitted(*values)
+
+        return sized
 
     def _elementwise(self, name: str, jitted: Callable[..., Any]) -> Callable[..., Any]:
         """For a graph of elementwise ops on scalars, given a batch: the lines for floats in one

@@ -4,7 +4,10 @@ The entry points and their input checks are the NumPy backend's
 (:mod:`symgrad.compiled`); the array body they call, the lines :attr:`source`
 shows, runs as one function that Numba compiles to machine code on its first
 call.  A small net then pays for one call where NumPy pays for a few dozen,
-each with its own overhead.  Floats keep their own lines (a graph of scalars
+each with its own overhead.  Where an array input has more than
+:data:`symgrad.compiled.NUMBA_MOST` entries, NumPy's lines run instead: the
+time is then the arrays', and NumPy's loops over broadcast shapes are the
+faster ones.  Floats keep their own lines (a graph of scalars
 at one point), and ``backward`` and ``module`` stay NumPy.  A graph of
 elementwise ops on scalars, given a batch of points, runs its lines for floats
 once per point in one loop (:func:`elementwise`): one pass over memory, where

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,6 +291,31 @@ def test_two_layer_net_at_any_batch_size(fused):
         f = same_as_numpy(g, net_point(N, seed=N), wrt=["W1", "b1", "W2", "b2"],
                           entries=("value_and_grad", "forward", "value") if fused else ("value_and_grad",))
     assert sg.check_grad(f, **net_point(3)).ok
+
+
+@pytest.mark.parametrize("entry", ["value_and_grad", "forward", "value"])
+def test_arrays_past_numba_most_entries_run_the_numpy_lines(entry):
+    """Up to NUMBA_MOST entries in each array input, Numba's array lines run; past it, the
+    NumPy lines; both give the NumPy backend's numbers, and Numba compiles only when used."""
+    from symgrad.compiled import NUMBA_MOST
+
+    g = sg.graph("sum(softmax(x, axis=-1) * w)", shapes={"x": ("n", 64), "w": ("n", 64)})
+    f, f0 = g.compile(backend="numba"), g.compile()
+    call, call0 = (f, f0) if entry == "value" else (getattr(f, entry), getattr(f0, entry))
+    rng = np.random.default_rng(10)
+    numba_ran = []
+    for n in (NUMBA_MOST // 64 + 1, 3, NUMBA_MOST // 64):
+        point = {k: rng.normal(size=(n, 64)) for k in ("x", "w")}
+        got, want = call(**point), call0(**point)
+        if entry == "value":
+            got, want = (got, {}), (want, {})
+        assert close(got[0], want[0])
+        if entry == "value_and_grad":
+            assert got[1].keys() == want[1].keys() and all(close(got[1][k], want[1][k]) for k in want[1])
+        numba_ran.append(any("numba" in name for name in f._files))
+    assert numba_ran == [False, True, True]
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    assert f"more than {NUMBA_MOST:,} entries, the NumPy\nlines run" in api  # as the docs say
 
 
 def test_bad_inputs_get_the_numpy_backends_errors():
