@@ -133,8 +133,10 @@ def test_every_elementwise_op_gives_the_numpy_backends_numbers():
 
 
 def kernel_of(f, entry="value_and_grad"):
-    """The loop over a batch's points that runs ``entry`` of a graph of scalars (after a call)."""
-    return f._namespace[f"_arrays_{entry}"].function
+    """The loop over a batch's points that runs ``entry`` of a graph of scalars (after a call;
+    None before), or where no loop applies, the function that chooses Numba's or NumPy's lines."""
+    run = f._namespace[f"_arrays_{entry}"]
+    return getattr(run, "function", run)
 
 
 def test_a_batch_through_every_elementwise_op_runs_in_one_loop():
