@@ -1071,8 +1071,10 @@ def _indent(lines: list[str]) -> list[str]:
 
 
 def _batchable(graph: Graph) -> bool:
-    """A graph of scalars: its inputs may be arrays (a batch of points)."""
-    return all(shape == () for _, shape in graph.nx.nodes(data="shape"))
+    """A graph of scalars whose ops each act on one point: its inputs may be arrays (a batch of
+    points).  A sum, mean or maximum of a scalar would reduce over the batch instead, so a graph
+    that has one takes scalars only."""
+    return all(d["shape"] == () and d.get("elementwise") is not False for _, d in graph.nx.nodes(data=True))
 
 
 def codegen(source: Any, path: str | Path | None = None, *, wrt: Iterable[str] | None = None,

@@ -12,6 +12,7 @@ from symgrad import tracing
 from symgrad.ops import OPS
 
 from .conftest import param_choices
+from .test_dims import load
 
 ARRAY_OPS = sorted(name for name, op in OPS.items() if not op.elementwise)
 SIZES = {"n": 2, "k": 3, "m": 4, "c": 3, "b": 2, "1": 1}
@@ -214,6 +215,28 @@ def test_a_gradient_that_is_a_forward_value_is_kept_until_returned():
     value, grads = g.compile().value_and_grad(**point)
     assert np.array_equal(grads["b"], point["a"].T) and np.array_equal(grads["a"], point["b"].T)
     assert sg.check_grad(g, **point).ok
+
+
+@pytest.mark.parametrize("text", ["sum(sin(a)) * b", "mean(sin(a)) * b", "amax(sin(a)) * b",
+                                  "amin(a*b) + b", "logsumexp(sin(a)) * b", "exp(sum(a + b))"])
+def test_a_reduction_in_a_graph_of_scalars_takes_no_batch(text, tmp_path):
+    """A sum, mean, maximum or log-sum-exp of a scalar is the scalar itself: at a point, the
+    interpreter's numbers; given a batch, which it would reduce over, a ShapeError naming it,
+    from the compiled function and the written module alike."""
+    g = sg.graph(text)
+    f = g.compile()
+    point = {"a": 0.7, "b": -1.3}
+    value, grads = f.value_and_grad(**point)
+    trace = g.backprop(**point)
+    assert np.isclose(value, trace.value) and all(np.isclose(grads[n], trace.grads[n]) for n in g.inputs)
+    batch = {**point, "a": np.linspace(-1, 1, 4)}
+    for call in (f, f.value_and_grad, f.forward):
+        with pytest.raises(sg.ShapeError, match="'a'"):
+            call(**batch)
+    module = load(sg.codegen(g), tmp_path, "reduced")
+    assert np.isclose(module.value_and_grad(**point)[0], trace.value)
+    with pytest.raises(ValueError, match="'a'"):
+        module.value_and_grad(**batch)
 
 
 @pytest.mark.parametrize("text", ["cos(amax(a) + 0)", "-amax(a)*b", "exp(-amin(a))*b", "sum(-a*amax(a))"])
