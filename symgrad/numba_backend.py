@@ -81,12 +81,10 @@ _REDUCE = {"sum": ("0", "acc + v"), "mean": ("0.0", "acc + v"),
            "min": ("np.inf", "v if v < acc or v != v else acc")}
 
 
-def _pairwise_source() -> str:
-    """``_pairwise(a, lo, n)``: the sum of ``a[lo:lo + n]`` (one dimension, floats) in NumPy's
-    own order of additions (its pairwise summation: eight running sums in blocks of up to 128
-    entries, the blocks added in halves), so that a sum of contiguous floats is NumPy's to the
-    last bit, its rounding error growing as log n, not n."""
-    return """def _pairwise(a, lo, n):
+# the sum of a[lo:lo + n] (one dimension, floats) in NumPy's own order of additions (its pairwise
+# summation: eight running sums in blocks of up to 128 entries, the blocks added in halves), so a
+# sum of contiguous floats is NumPy's to the last bit, its rounding error growing as log n, not n
+_PAIRWISE = """def _pairwise(a, lo, n):
     if n < 8:
         res = 0.0
         for i in range(lo, lo + n):
@@ -117,9 +115,9 @@ def _pairwise_source() -> str:
 
 @functools.cache
 def _pairwise() -> Any:
-    """:func:`_pairwise_source` compiled by Numba (it calls itself by its global name)."""
+    """:data:`_PAIRWISE` compiled by Numba (it calls itself by its global name)."""
     namespace: dict[str, Any] = {}
-    exec(_pairwise_source(), namespace)
+    exec(_PAIRWISE, namespace)
     namespace["_pairwise"] = numba().njit(error_model="numpy")(namespace["_pairwise"])
     return namespace["_pairwise"]
 

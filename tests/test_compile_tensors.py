@@ -222,7 +222,7 @@ def test_a_gradient_that_is_a_forward_value_is_kept_until_returned():
 def test_a_reduction_in_a_graph_of_scalars_takes_no_batch(text, tmp_path):
     """A sum, mean, maximum or log-sum-exp of a scalar is the scalar itself: at a point, the
     interpreter's numbers; given a batch, which it would reduce over, a ShapeError naming it,
-    from the compiled function and the written module alike."""
+    from the compiled function, the array-API code and the written module alike."""
     g = sg.graph(text)
     f = g.compile()
     point = {"a": 0.7, "b": -1.3}
@@ -230,7 +230,7 @@ def test_a_reduction_in_a_graph_of_scalars_takes_no_batch(text, tmp_path):
     trace = g.backprop(**point)
     assert np.isclose(value, trace.value) and all(np.isclose(grads[n], trace.grads[n]) for n in g.inputs)
     batch = {**point, "a": np.linspace(-1, 1, 4)}
-    for call in (f, f.value_and_grad, f.forward):
+    for call in (f, f.value_and_grad, f.forward, g.compile(xp=np).value_and_grad):
         with pytest.raises(sg.ShapeError, match="'a'"):
             call(**batch)
     module = load(sg.codegen(g), tmp_path, "reduced")
