@@ -360,8 +360,8 @@ class Compiled:
                 _OnFirstCall(functools.partial(self._body, name, floats))
         if self._numba and self.graph.inputs:
             jitted = self._sized(name, _OnFirstCall(functools.partial(self._jitted, name)))
-            loop = None if name == "forward" else self._summed if not self.batchable else \
-                self._elementwise if all(self.graph.elementwise(n) for n in self.graph.nodes) else None
+            # a graph of scalars has elementwise ops only (symgrad.codegen._batchable)
+            loop = None if name == "forward" else self._elementwise if self.batchable else self._summed
             self._namespace[f"_arrays_{name}"] = jitted if loop is None else \
                 _OnFirstCall(functools.partial(loop, name, jitted))
 
